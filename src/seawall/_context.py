@@ -1,0 +1,236 @@
+"""The context a handler (or a client) uses to talk to other services.
+
+All five interaction styles live here:
+
+* one-way notification: :meth:`Context.send` a command, no reply expected;
+* publish/subscribe: :meth:`Context.publish` an event to every subscribing group;
+* request/response: ``await ctx.request(...)``;
+* asynchronous request/response: ``reply = ctx.request(...)`` sends at once,
+  ``await reply`` later;
+* publish/async responses (scatter-gather): :meth:`Context.gather` collects
+  replies until a count or the deadline and returns what arrived.
+
+Every request carries an absolute deadline. Inside a handler the remaining
+budget of the message being handled caps it, so nested requests inherit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar, overload
+
+from ._clock import timeout_at
+from ._exceptions import DeadlineExceeded, RemoteError
+from ._message import Message
+from ._node import Node, payload_or_none
+from ._payload import Payload
+from ._replies import Failure
+
+__all__ = ["Context", "Reply"]
+
+R = TypeVar("R", bound=Payload)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class Reply(Generic[R]):
+    """The pending reply to a request; await it now or later."""
+
+    __slots__ = ("_deadline", "_future", "_into", "_node", "_request", "_sent")
+
+    def __init__(
+        self,
+        node: Node,
+        request: Message,
+        into: type[R] | None,
+        sent: asyncio.Task[None],
+        future: asyncio.Future[list[Message]],
+    ) -> None:
+        self._node = node
+        self._request = request
+        self._into = into
+        self._sent = sent
+        self._future = future
+        self._deadline = request.deadline_ts()
+
+    @property
+    def request_id(self) -> str:
+        return self._request.id
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> R:
+        node = self._node
+        try:
+            await self._sent
+            async with timeout_at(node.clock, self._deadline):
+                replies = await self._future
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no reply to {self._request.type} ({self._request.id}) sent to "
+                f"{self._request.replyto and 'its service'} before its deadline"
+            ) from None
+        finally:
+            node.replies.forget(self._request.id)
+        result: R = _unwrap(node, replies[0], self._into)
+        return result
+
+
+def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
+    payload = payload_or_none(node, message, into)
+    if isinstance(payload, Failure):
+        if payload.error_type == "DeadlineExceeded":
+            raise DeadlineExceeded(f"{payload.service}: {payload.message}")
+        raise RemoteError(payload.error_type, payload.message, payload.service)
+    return payload
+
+
+class Context:
+    """How a handler, or code outside any handler, sends messages."""
+
+    __slots__ = ("_node", "deadline", "message", "service")
+
+    def __init__(
+        self,
+        node: Node,
+        service: str,
+        message: Message | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self._node = node
+        self.service = service
+        self.message = message
+        """The message being handled, or None outside a handler."""
+        self.deadline = deadline
+        """Absolute deadline (epoch seconds) of the current work, if any."""
+
+    @property
+    def now(self) -> float:
+        """The clock's time, epoch seconds."""
+        return self._node.clock.time()
+
+    def _deadline_for(self, timeout: float | None) -> float:
+        own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
+        return own if self.deadline is None else min(own, self.deadline)
+
+    async def send(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        key: str | None = None,
+        subject: str | None = None,
+        not_before: float | None = None,
+    ) -> None:
+        """One-way notification: put ``command`` on ``channel``; no reply is expected."""
+        message = self._node.envelope(
+            command, source=self.service, cause=self.message, key=key, subject=subject
+        )
+        await self._node.transport.publish(channel, message, not_before=not_before)
+
+    async def publish(
+        self,
+        event: Payload,
+        *,
+        channel: str | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        """Publish ``event`` to every group subscribed to ``channel`` (default: own events)."""
+        message = self._node.envelope(
+            event, source=self.service, cause=self.message, key=key, subject=subject
+        )
+        await self._node.transport.publish(channel or f"{self.service}.events", message)
+
+    @overload
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: type[R],
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[R]: ...
+
+    @overload
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: None = None,
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[Any]: ...
+
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: type[R] | None = None,
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[Any]:
+        """Send ``command`` now and return its pending reply; ``await`` it at once or later.
+
+        The reply decodes as ``returns`` (or by its type name). A failed handler
+        raises :class:`RemoteError`; no reply in time raises :class:`DeadlineExceeded`.
+        """
+        node = self._node
+        message = node.envelope(
+            command,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            subject=subject,
+            deadline=self._deadline_for(timeout),
+            replyto=node.inbox,
+        )
+        future = node.replies.expect(message.id, 1)
+        sent = node.tasks.create_task(node.transport.publish(channel, message))
+        return Reply(node, message, returns, sent, future)
+
+    async def gather(
+        self,
+        channel: str,
+        request: Payload,
+        *,
+        returns: type[R],
+        timeout: float,
+        count: int | None = None,
+        key: str | None = None,
+    ) -> list[R]:
+        """Scatter-gather: publish ``request`` and collect replies until ``count`` or the deadline.
+
+        Returns the replies that arrived (possibly none); failed responders are skipped.
+        """
+        node = self._node
+        message = node.envelope(
+            request,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            deadline=self._deadline_for(timeout),
+            replyto=node.inbox,
+        )
+        future = node.replies.expect(message.id, count)
+        try:
+            await node.transport.publish(channel, message)
+            async with timeout_at(node.clock, message.deadline_ts()):
+                await future
+        except TimeoutError:
+            pass
+        arrived = node.replies.forget(message.id) or (future.result() if future.done() else [])
+        results: list[R] = []
+        for reply in arrived:
+            payload = payload_or_none(node, reply, returns)
+            if isinstance(payload, returns):
+                results.append(payload)
+        return results

@@ -1,0 +1,115 @@
+"""The one exception tree of seawall.
+
+Every error seawall raises derives from :class:`SeawallError`. Driver errors
+(sqlite3, nats, aio-pika, redis, asyncpg) are translated at the adapter edge;
+where the meaning matches a stdlib type, that type is a base too, so
+``except TimeoutError`` keeps working::
+
+    SeawallError
+    ├── ConfigurationError (ValueError)      bad settings, URL or handler signature
+    ├── MessageError                         a message that cannot be used
+    │   ├── DecodeError (ValueError)         bytes or headers that do not decode
+    │   ├── UnknownMessageType (LookupError) no payload class for a type name
+    │   └── MessageTooLarge (ValueError)     over the transport's size limit
+    ├── TransportError                       the broker or the link to it failed
+    │   ├── TransportClosed                  used after close()
+    │   ├── ConnectionLost                   link broken; subscribe again
+    │   ├── ChannelFull                      publisher hit a channel's bound
+    │   └── PermissionDenied                 the broker refused this client
+    ├── RequestError                         a request got no usable reply
+    │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
+    │   └── RemoteError                      the remote handler raised
+    └── ServiceError                         a service cannot run
+        └── SupervisorGaveUp                 too many restarts in the window
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChannelFull",
+    "ConfigurationError",
+    "ConnectionLost",
+    "DeadlineExceeded",
+    "DecodeError",
+    "MessageError",
+    "MessageTooLarge",
+    "PermissionDenied",
+    "RemoteError",
+    "RequestError",
+    "SeawallError",
+    "ServiceError",
+    "SupervisorGaveUp",
+    "TransportClosed",
+    "TransportError",
+    "UnknownMessageType",
+]
+
+
+class SeawallError(Exception):
+    """Root of every error seawall raises."""
+
+
+class ConfigurationError(SeawallError, ValueError):
+    """Settings, a URL or a handler signature that cannot work."""
+
+
+class MessageError(SeawallError):
+    """A message that cannot be used as it is."""
+
+
+class DecodeError(MessageError, ValueError):
+    """Bytes or headers that do not decode into a message or payload."""
+
+
+class UnknownMessageType(MessageError, LookupError):
+    """No payload class is registered for a message type name."""
+
+
+class MessageTooLarge(MessageError, ValueError):
+    """A message larger than the transport accepts."""
+
+
+class TransportError(SeawallError):
+    """The broker, or the link to it, failed."""
+
+
+class TransportClosed(TransportError):
+    """The transport or subscription was used after it was closed."""
+
+
+class ConnectionLost(TransportError):
+    """The link to the broker broke; unacknowledged deliveries will come again."""
+
+
+class ChannelFull(TransportError):
+    """A publisher hit a channel's bound and chose not to wait."""
+
+
+class PermissionDenied(TransportError):
+    """The broker refused this client the operation."""
+
+
+class RequestError(SeawallError):
+    """A request did not get a usable reply."""
+
+
+class DeadlineExceeded(RequestError, TimeoutError):
+    """The request's deadline passed before a reply arrived or work began."""
+
+
+class RemoteError(RequestError):
+    """The remote handler raised; carries its error type, message and service."""
+
+    def __init__(self, error_type: str, message: str, service: str) -> None:
+        super().__init__(f"{service} failed with {error_type}: {message}")
+        self.error_type = error_type
+        self.error_message = message
+        self.service = service
+
+
+class ServiceError(SeawallError):
+    """A service cannot run."""
+
+
+class SupervisorGaveUp(ServiceError):
+    """A supervised task restarted more often than its intensity allows."""

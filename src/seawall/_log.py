@@ -1,0 +1,245 @@
+"""Sans-IO channel state: partitioned logs, consumer groups, credit and redelivery.
+
+This is the broker logic shared by the memory transport and the embedded
+broker: plain objects fed ``now`` and returning what to deliver, with no
+asyncio and no clock of their own.
+
+Per group and partition it keeps a delivery cursor (``next``), the committed
+position (every offset below it is settled), the in-flight offsets with the
+member holding each, the settled offsets past the commit point, and a heap of
+offsets waiting for redelivery with their not-before times. Only a contiguous
+run of settled offsets is committed, and the log is trimmed below the lowest
+committed position of all groups, so a slow group keeps what it has not seen.
+
+Partition ownership: with one partition every member of a group takes from
+it; with several, partition ``p`` goes to the ``p mod n``-th member in join
+order. A partition changes hands only once its previous owner has nothing of
+it in flight, so per-key order survives rebalancing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ._transport import StartAt
+
+__all__ = ["ChannelState", "GroupState", "Taken"]
+
+T = TypeVar("T")
+
+
+class PartitionLog(Generic[T]):
+    """An append-only sequence of entries with absolute offsets; trimmed at the front."""
+
+    __slots__ = ("base", "entries")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.entries: deque[T] = deque()
+
+    @property
+    def end(self) -> int:
+        """Offset the next append gets."""
+        return self.base + len(self.entries)
+
+    def append(self, entry: T) -> int:
+        self.entries.append(entry)
+        return self.end - 1
+
+    def get(self, offset: int) -> T:
+        return self.entries[offset - self.base]
+
+    def trim(self, below: int) -> int:
+        """Drop entries with offsets below ``below``; returns how many went."""
+        dropped = 0
+        while self.base < below and self.entries:
+            self.entries.popleft()
+            self.base += 1
+            dropped += 1
+        return dropped
+
+
+@dataclass(slots=True)
+class _GroupPartition:
+    next: int
+    committed: int
+    inflight: dict[int, int] = field(default_factory=dict)  # offset -> member
+    settled: set[int] = field(default_factory=set)
+    retry: list[tuple[float, int]] = field(default_factory=list)  # (not_before, offset)
+    attempts: dict[int, int] = field(default_factory=dict)
+    owner: int | None = None
+
+    def settle(self, offset: int) -> None:
+        self.inflight.pop(offset, None)
+        self.attempts.pop(offset, None)
+        if offset == self.committed:
+            self.committed += 1
+            while self.committed in self.settled:
+                self.settled.discard(self.committed)
+                self.committed += 1
+        else:
+            self.settled.add(offset)
+
+
+@dataclass(slots=True, frozen=True)
+class Taken(Generic[T]):
+    """One delivery decided by :meth:`GroupState.take`."""
+
+    partition: int
+    offset: int
+    attempt: int
+    entry: T
+
+
+class GroupState(Generic[T]):
+    """One consumer group's view of a channel."""
+
+    def __init__(self, logs: list[PartitionLog[T]], start: StartAt) -> None:
+        self.logs = logs
+        at = [log.end if start == "latest" else log.base for log in logs]
+        self.parts = [_GroupPartition(next=pos, committed=pos) for pos in at]
+        self.members: dict[int, int] = {}  # member -> credit (prefetch - in flight)
+        self._order: list[int] = []
+        self._cursor = 0
+
+    # -- membership -------------------------------------------------------
+    def join(self, member: int, prefetch: int) -> None:
+        self.members[member] = prefetch
+        self._order.append(member)
+        self._assign()
+
+    def leave(self, member: int, now: float) -> None:
+        """Remove a member; its in-flight deliveries come again at once."""
+        self.members.pop(member, None)
+        if member in self._order:
+            self._order.remove(member)
+        for part in self.parts:
+            for offset in [o for o, m in part.inflight.items() if m == member]:
+                del part.inflight[offset]
+                heapq.heappush(part.retry, (now, offset))
+        self._assign()
+
+    def _assign(self) -> None:
+        if len(self.parts) == 1:
+            return
+        n = len(self._order)
+        for p, part in enumerate(self.parts):
+            wanted = self._order[p % n] if n else None
+            if part.owner != wanted and not part.inflight:
+                part.owner = wanted
+
+    def _owns(self, member: int, p: int) -> bool:
+        return len(self.parts) == 1 or self.parts[p].owner == member
+
+    # -- delivery ---------------------------------------------------------
+    def take(self, member: int, now: float) -> Taken[T] | None:
+        """The next delivery for ``member``, or None if it has no credit or nothing is due."""
+        if self.members.get(member, 0) <= 0:
+            return None
+        count = len(self.parts)
+        for i in range(count):
+            p = (self._cursor + i) % count
+            if not self._owns(member, p):
+                continue
+            taken = self._take_from(p, member, now)
+            if taken is not None:
+                self._cursor = (p + 1) % count
+                self.members[member] -= 1
+                return taken
+        return None
+
+    def _take_from(self, p: int, member: int, now: float) -> Taken[T] | None:
+        part = self.parts[p]
+        log = self.logs[p]
+        while part.retry and part.retry[0][0] <= now:
+            _, offset = heapq.heappop(part.retry)
+            if offset in part.inflight or offset < part.committed or offset in part.settled:
+                continue  # settled meanwhile (a late ack of a returned delivery)
+            return self._hand_out(part, p, offset, member, log.get(offset))
+        if part.next < log.end:
+            offset = part.next
+            part.next += 1
+            return self._hand_out(part, p, offset, member, log.get(offset))
+        return None
+
+    def _hand_out(
+        self, part: _GroupPartition, p: int, offset: int, member: int, entry: T
+    ) -> Taken[T]:
+        attempt = part.attempts.get(offset, 0) + 1
+        part.attempts[offset] = attempt
+        part.inflight[offset] = member
+        return Taken(p, offset, attempt, entry)
+
+    def holds(self, member: int, partition: int, offset: int) -> bool:
+        """Whether ``member`` still holds this delivery (it may have been returned)."""
+        return self.parts[partition].inflight.get(offset) == member
+
+    def ack(self, member: int, partition: int, offset: int) -> bool:
+        """Settle a delivery for good; False if the member no longer held it."""
+        part = self.parts[partition]
+        if part.inflight.get(offset) != member:
+            return False
+        part.settle(offset)
+        self._credit(member)
+        return True
+
+    def nack(self, member: int, partition: int, offset: int, not_before: float) -> bool:
+        """Return a delivery for redelivery at ``not_before``; False if not held."""
+        part = self.parts[partition]
+        if part.inflight.get(offset) != member:
+            return False
+        del part.inflight[offset]
+        heapq.heappush(part.retry, (not_before, offset))
+        self._credit(member)
+        return True
+
+    def _credit(self, member: int) -> None:
+        if member in self.members:
+            self.members[member] += 1
+        self._assign()
+
+    def next_retry(self) -> float | None:
+        """Earliest not-before time among waiting redeliveries."""
+        times = [part.retry[0][0] for part in self.parts if part.retry]
+        return min(times) if times else None
+
+    def committed(self, partition: int) -> int:
+        return self.parts[partition].committed
+
+    def backlog(self) -> int:
+        """Messages not yet settled by this group."""
+        return sum(log.end - part.committed for log, part in zip(self.logs, self.parts, strict=True))
+
+
+class ChannelState(Generic[T]):
+    """A channel's partitions and the groups reading it."""
+
+    def __init__(self, partitions: int) -> None:
+        self.logs: list[PartitionLog[T]] = [PartitionLog() for _ in range(partitions)]
+        self.groups: dict[str, GroupState[T]] = {}
+
+    def group(self, name: str, start: StartAt) -> GroupState[T]:
+        """The named group, created at ``start`` if new."""
+        group = self.groups.get(name)
+        if group is None:
+            group = self.groups[name] = GroupState(self.logs, start)
+        return group
+
+    def append(self, partition: int, entry: T) -> int:
+        return self.logs[partition].append(entry)
+
+    def retained(self) -> int:
+        """Entries held, over all partitions."""
+        return sum(len(log.entries) for log in self.logs)
+
+    def trim(self) -> int:
+        """Drop entries every group has settled; with no group, keep everything."""
+        if not self.groups:
+            return 0
+        dropped = 0
+        for p, log in enumerate(self.logs):
+            dropped += log.trim(min(g.committed(p) for g in self.groups.values()))
+        return dropped

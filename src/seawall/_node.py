@@ -1,0 +1,127 @@
+"""The per-process core every context and consumer shares.
+
+A :class:`Node` holds one process's transport, clock, codec, type registry,
+its reply inbox and the reply table, and builds envelopes: ids, timestamps,
+correlation, causation and deadline inheritance all happen here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from ._clock import Clock
+from ._codec import Codec, codec_for
+from ._exceptions import DecodeError
+from ._ids import uuid7
+from ._message import Message
+from ._payload import Kind, Payload, TypeRegistry, schema_uri
+from ._replies import Done, Failure, ReplyTable
+from ._transport import Transport
+
+__all__ = ["Node"]
+
+
+class Node:
+    """One process's shared runtime state."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        clock: Clock,
+        codec: Codec,
+        registry: TypeRegistry,
+        instance: str,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        self.transport = transport
+        self.clock = clock
+        self.codec = codec
+        self.registry = registry
+        self.instance = instance
+        self.inbox = f"_inbox.{instance}"
+        self.replies = ReplyTable()
+        self.tasks = tasks
+        self._schemas: dict[type[Payload], str] = {}
+        registry.register(Failure)
+        registry.register(Done)
+
+    def envelope(
+        self,
+        payload: Payload,
+        *,
+        source: str,
+        cause: Message | None = None,
+        kind: Kind | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+        deadline: float | None = None,
+        replyto: str | None = None,
+    ) -> Message:
+        """A new message carrying ``payload``, tied to the message that caused it."""
+        cls = type(payload)
+        schema = self._schemas.get(cls)
+        if schema is None:
+            schema = self._schemas[cls] = schema_uri(cls)
+        message_id = uuid7()
+        if cause is not None:
+            correlation = cause.correlationid or cause.id
+            causation: str | None = cause.id
+            traceparent, tracestate = cause.traceparent, cause.tracestate
+        else:
+            correlation, causation, traceparent, tracestate = message_id, None, None, None
+        return Message(
+            id=message_id,
+            type=cls.type_name,
+            source=source,
+            time=datetime.fromtimestamp(self.clock.time(), UTC),
+            data=self.codec.encode(payload),
+            kind=kind or cls.kind,
+            datacontenttype=self.codec.content_type,
+            dataschema=schema,
+            subject=subject,
+            correlationid=correlation,
+            causationid=causation,
+            replyto=replyto,
+            partitionkey=key,
+            deadline=None if deadline is None else datetime.fromtimestamp(deadline, UTC),
+            traceparent=traceparent,
+            tracestate=tracestate,
+        )
+
+    def decode(self, message: Message, into: type[Payload] | None = None) -> Payload:
+        """The payload of ``message``; by its type name unless ``into`` is given."""
+        cls = into or self.registry.resolve(message.type, message.dataschema)
+        try:
+            return codec_for(message.datacontenttype).decode(message.data, cls)
+        except DecodeError as exc:
+            raise DecodeError(f"message {message.id} ({message.type}): {exc}") from None
+
+    async def reply(self, request: Message, payload: Payload, *, source: str) -> None:
+        """Send ``payload`` to the requester's inbox, as the reply to ``request``."""
+        if request.replyto is None:
+            return
+        message = self.envelope(payload, source=source, cause=request, kind="document")
+        await self.transport.publish(request.replyto, message)
+
+    async def reply_failure(self, request: Message, exc: BaseException, *, service: str) -> None:
+        """Tell the requester that its request failed, with the error's type and text."""
+        error_type = type(exc).__name__
+        text = str(exc) or error_type
+        await self.reply(
+            request, Failure(error_type=error_type, message=text, service=service), source=service
+        )
+
+    def on_inbox(self, message: Message) -> bool:
+        """A reply arrived in this node's inbox; False if nobody waits for it."""
+        return self.replies.deliver(message)
+
+
+def payload_or_none(node: Node, message: Message, into: type[Payload] | None) -> Any:
+    """The decoded reply, ``None`` for :class:`Done`."""
+    if message.type == Done.type_name:
+        return None
+    exact = into is not None and into.type_name == message.type
+    return node.decode(message, into if exact else None)

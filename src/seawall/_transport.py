@@ -1,0 +1,160 @@
+"""The transport interface every broker adapter implements.
+
+Five calls: :meth:`Transport.publish`, :meth:`Transport.subscribe` (which
+returns a :class:`Subscription`, an async iterator of :class:`Delivery`),
+settling a delivery with :meth:`Subscription.ack` / :meth:`Subscription.nack`,
+and :meth:`Transport.close`. Channels are declared implicitly on first use
+with :class:`ChannelSpec` defaults, or explicitly with
+:meth:`Transport.declare`.
+
+The model every adapter maps onto its broker:
+
+* A channel is an ordered log split into ``partitions``. A message's
+  partition is ``partition_for(message.partitionkey, partitions)``.
+* Consumers subscribe as a *group*. Every group gets every message
+  (publish-subscribe); members of one group compete (point-to-point).
+* With one partition, members share it and any member may take any message.
+  With several, each partition belongs to one member at a time (rebalanced as
+  members come and go), so messages of one key reach one member in order.
+* A delivery is in flight until acked or nacked; at most ``prefetch`` are in
+  flight per subscription (credit-based back-pressure). A nack, or a closed
+  or broken subscription, makes the message come again, ``attempt`` + 1.
+* ``publish`` returns once the message is as durable as
+  :attr:`Capabilities.durability` declares.
+
+Retries, dead letters and per-key ordering inside a consumer are built once
+above this interface (see ``_dispatcher``), never inside an adapter.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from ._message import Message
+
+__all__ = [
+    "Capabilities",
+    "ChannelSpec",
+    "Delivery",
+    "Durability",
+    "StartAt",
+    "Subscription",
+    "Transport",
+    "partition_for",
+]
+
+StartAt = Literal["earliest", "latest"]
+
+
+class Durability(enum.Enum):
+    """What a publish acknowledgement promises."""
+
+    MEMORY = "memory"
+    """Held in a process's memory; lost if that process dies."""
+    LOCAL_FSYNC = "local-fsync"
+    """Written and fsynced on one machine's disk."""
+    REPLICATED = "replicated"
+    """Stored on a quorum of machines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a transport declares about itself; the conformance suite checks it."""
+
+    durability: Durability
+    partitions: bool = True
+    """Channels may have more than one partition with per-key order."""
+    delayed_redelivery: bool = True
+    """``nack(delay=…)`` holds the message back for at least ``delay`` seconds."""
+    delayed_delivery: bool = True
+    """``publish(not_before=…)`` holds a new message back until that time."""
+    max_message_bytes: int | None = None
+    """Largest encoded message accepted, or None for no stated limit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSpec:
+    """How a channel is laid out; used when a channel is first created."""
+
+    name: str
+    partitions: int = 1
+    max_messages: int = 100_000
+    """Bound on messages held for the slowest group; publishers wait beyond it."""
+    ephemeral: bool = False
+    """A reply inbox: no durability needed, removed when its subscriber leaves."""
+
+
+def partition_for(key: str | None, partitions: int) -> int:
+    """The partition for a key: a stable hash (CRC-32) every process agrees on."""
+    if partitions <= 1 or key is None:
+        return 0
+    return zlib.crc32(key.encode()) % partitions
+
+
+@dataclass(slots=True, kw_only=True)
+class Delivery:
+    """One message handed to a subscriber, waiting to be settled."""
+
+    message: Message
+    channel: str
+    partition: int
+    attempt: int
+    """1 on first delivery, then counted up by every redelivery."""
+    token: object
+    """The transport's handle for settling this delivery."""
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """A group member's stream of deliveries.
+
+    Iterating yields deliveries until :meth:`close`; if the link to the broker
+    breaks, iteration raises :class:`~seawall.ConnectionLost` and the caller
+    subscribes again (its unsettled deliveries come again, to some member).
+    """
+
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Done with the delivery: it is not delivered to this group again."""
+        ...
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        """Not done: deliver it again, not before ``delay`` seconds from now."""
+        ...
+
+    async def close(self) -> None:
+        """Stop intake; deliveries not yet settled come again (to any member)."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A connection to a broker."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        """Create the channel if it does not exist; an existing one is kept as is."""
+        ...
+
+    async def publish(
+        self, channel: str, message: Message, *, not_before: float | None = None
+    ) -> None:
+        """Append ``message`` to ``channel``; return once it is as durable as declared."""
+        ...
+
+    async def subscribe(
+        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+    ) -> Subscription:
+        """Join ``group`` on ``channel``; ``start`` applies when the group is new."""
+        ...
+
+    async def close(self) -> None:
+        """Close every subscription (unsettled deliveries come again) and the link."""
+        ...

@@ -1,0 +1,259 @@
+"""The in-memory transport: the reference implementation of the transport interface.
+
+It keeps every channel in this process, with the full broker semantics of
+:mod:`seawall._log` (groups, partitions, credit, redelivery, bounded
+channels), so tests exercise the same behaviour the durable transports give.
+By default messages are stored as encoded frames and decoded on delivery, so a
+message that would not survive a real broker fails here too.
+
+:meth:`MemoryTransport.disconnect` simulates a broken link: every open
+subscription raises :class:`~seawall.ConnectionLost` and its unsettled
+deliveries come again, as they would after a network failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .._clock import Clock, SystemClock, timeout_at
+from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
+from .._log import ChannelState, GroupState
+from .._message import Message, decode_message, encode_message
+from .._transport import (
+    Capabilities,
+    ChannelSpec,
+    Delivery,
+    Durability,
+    StartAt,
+    partition_for,
+)
+
+__all__ = ["MemoryTransport", "MemorySubscription"]
+
+log = logging.getLogger("seawall.transports.memory")
+_members = itertools.count(1)
+
+
+class _Channel:
+    def __init__(self, spec: ChannelSpec) -> None:
+        self.spec = spec
+        self.state: ChannelState[Any] = ChannelState(spec.partitions)
+        self.subs: set[MemorySubscription] = set()
+        self.space = asyncio.Event()  # set whenever trimming freed room
+
+    def wake(self) -> None:
+        for sub in self.subs:
+            sub.wake.set()
+
+
+class MemoryTransport:
+    """All channels in this process; at-least-once, bounded, nothing durable."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        serialize: bool = True,
+        max_message_bytes: int = 1 << 20,
+        publish_timeout: float | None = 30.0,
+        default_partitions: int = 1,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self._serialize = serialize
+        self._publish_timeout = publish_timeout
+        self._default_partitions = default_partitions
+        self._channels: dict[str, _Channel] = {}
+        self._gone: set[str] = set()  # ephemeral channels whose subscriber left
+        self._closed = False
+        self._capabilities = Capabilities(
+            durability=Durability.MEMORY, max_message_bytes=max_message_bytes
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the memory transport is closed; create a new one")
+
+    def _channel(self, name: str) -> _Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            spec = ChannelSpec(name=name, partitions=self._default_partitions)
+            channel = self._channels[name] = _Channel(spec)
+        return channel
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        self._check_open()
+        if spec.name not in self._channels:
+            self._gone.discard(spec.name)
+            self._channels[spec.name] = _Channel(spec)
+
+    async def publish(
+        self, channel: str, message: Message, *, not_before: float | None = None
+    ) -> None:
+        self._check_open()
+        if channel in self._gone:
+            log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
+            return
+        entry = self._entry(channel, message)
+        target = self._channel(channel)
+        await self._wait_for_space(target)
+        now = self.clock.time()
+        if not_before is not None and not_before > now:
+            self.clock.call_at(not_before, lambda: self._append(target, message, entry))
+        else:
+            self._append(target, message, entry)
+
+    def _entry(self, channel: str, message: Message) -> Any:
+        if not self._serialize:
+            return message
+        frame = encode_message(message)
+        limit = self._capabilities.max_message_bytes
+        if limit is not None and len(frame) > limit:
+            raise MessageTooLarge(
+                f"message {message.id} ({message.type}) is {len(frame)} bytes, over the "
+                f"{limit}-byte limit of channel {channel!r}; send a reference to the data instead"
+            )
+        return frame
+
+    def _append(self, channel: _Channel, message: Message, entry: Any) -> None:
+        partition = partition_for(message.partitionkey, channel.spec.partitions)
+        channel.state.append(partition, entry)
+        channel.wake()
+
+    async def _wait_for_space(self, channel: _Channel) -> None:
+        limit = channel.spec.max_messages
+        if channel.state.retained() < limit:
+            return
+        deadline = None
+        if self._publish_timeout is not None:
+            deadline = self.clock.time() + self._publish_timeout
+        try:
+            async with timeout_at(self.clock, deadline):
+                while channel.state.retained() >= limit:
+                    channel.space.clear()
+                    await channel.space.wait()
+        except TimeoutError:
+            raise ChannelFull(
+                f"channel {channel.spec.name!r} holds {limit} unsettled messages (its bound) "
+                f"and none was settled within {self._publish_timeout} s; the consumers are "
+                "behind: add consumers, raise max_messages, or retry later"
+            ) from None
+
+    async def subscribe(
+        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+    ) -> MemorySubscription:
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self._gone.discard(channel)
+        target = self._channel(channel)
+        sub = MemorySubscription(self, target, target.state.group(group, start), prefetch)
+        target.subs.add(sub)
+        target.wake()
+        return sub
+
+    def _settled(self, channel: _Channel) -> None:
+        if channel.state.trim():
+            channel.space.set()
+
+    def _leave(self, sub: MemorySubscription) -> None:
+        channel = sub.channel
+        channel.subs.discard(sub)
+        sub.group.leave(sub.member, self.clock.time())
+        if channel.spec.ephemeral and not channel.subs:
+            del self._channels[channel.spec.name]
+            self._gone.add(channel.spec.name)
+        channel.wake()
+
+    def disconnect(self) -> None:
+        """Simulate a broken link: open subscriptions raise ConnectionLost."""
+        for channel in list(self._channels.values()):
+            for sub in list(channel.subs):
+                sub.break_link()
+
+    async def close(self) -> None:
+        for channel in list(self._channels.values()):
+            for sub in list(channel.subs):
+                await sub.close()
+        self._closed = True
+
+
+class MemorySubscription:
+    """One member of a group on a memory channel."""
+
+    def __init__(
+        self,
+        transport: MemoryTransport,
+        channel: _Channel,
+        group: GroupState[Any],
+        prefetch: int,
+    ) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.group = group
+        self.member = next(_members)
+        self.wake = asyncio.Event()
+        self._state = "open"  # open | closed | broken
+        group.join(self.member, prefetch)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._deliveries()
+
+    async def _deliveries(self) -> AsyncIterator[Delivery]:
+        clock = self.transport.clock
+        name = self.channel.spec.name
+        while True:
+            if self._state == "broken":
+                raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
+            if self._state == "closed":
+                return
+            self.wake.clear()
+            taken = self.group.take(self.member, clock.time())
+            if taken is None:
+                await self.wake.wait()
+                continue
+            entry = taken.entry
+            message = decode_message(entry) if isinstance(entry, bytes) else entry
+            yield Delivery(
+                message=message,
+                channel=name,
+                partition=taken.partition,
+                attempt=taken.attempt,
+                token=taken.offset,
+            )
+
+    async def ack(self, delivery: Delivery) -> None:
+        offset = delivery.token
+        assert isinstance(offset, int)
+        if self.group.ack(self.member, delivery.partition, offset):
+            self.transport._settled(self.channel)
+            self.channel.wake()
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        offset = delivery.token
+        assert isinstance(offset, int)
+        clock = self.transport.clock
+        when = clock.time() + max(0.0, delay)
+        if self.group.nack(self.member, delivery.partition, offset, when):
+            if delay > 0:
+                clock.call_at(when, self.channel.wake)
+            self.channel.wake()
+
+    def break_link(self) -> None:
+        if self._state == "open":
+            self._state = "broken"
+            self.transport._leave(self)
+            self.wake.set()
+
+    async def close(self) -> None:
+        if self._state == "open":
+            self._state = "closed"
+            self.transport._leave(self)
+            self.wake.set()
