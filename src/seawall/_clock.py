@@ -150,8 +150,9 @@ class VirtualClock:
 
 
 def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:
-    scheduled = getattr(loop, "_scheduled", ())
-    return any(not h.cancelled() and h.when() - loop.time() < 0.05 for h in scheduled[:4])
+    scheduled = getattr(loop, "_scheduled", ())  # a heap: only its head is the earliest
+    live = [h.when() for h in scheduled if not h.cancelled()]
+    return bool(live) and min(live) - loop.time() < 0.05
 
 
 @contextlib.asynccontextmanager
@@ -165,6 +166,7 @@ async def timeout_at(clock: Clock, when: float | None) -> AsyncIterator[None]:
         return
     task = asyncio.current_task()
     assert task is not None
+    baseline = task.cancelling()
     fired = False
 
     def expire() -> None:
@@ -178,7 +180,7 @@ async def timeout_at(clock: Clock, when: float | None) -> AsyncIterator[None]:
     try:
         yield
     except asyncio.CancelledError:
-        if fired and task.uncancel() == 0:
+        if fired and task.uncancel() <= baseline:
             raise TimeoutError from None
         raise
     finally:

@@ -17,6 +17,7 @@ budget of the message being handled caps it, so nested requests inherit it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar, overload
 
@@ -37,17 +38,19 @@ DEFAULT_TIMEOUT = 30.0
 class Reply(Generic[R]):
     """The pending reply to a request; await it now or later."""
 
-    __slots__ = ("_deadline", "_future", "_into", "_node", "_request", "_sent")
+    __slots__ = ("_channel", "_deadline", "_future", "_into", "_node", "_request", "_sent")
 
     def __init__(
         self,
         node: Node,
+        channel: str,
         request: Message,
         into: type[R] | None,
         sent: asyncio.Task[None],
         future: asyncio.Future[list[Message]],
     ) -> None:
         self._node = node
+        self._channel = channel
         self._request = request
         self._into = into
         self._sent = sent
@@ -68,9 +71,11 @@ class Reply(Generic[R]):
             async with timeout_at(node.clock, self._deadline):
                 replies = await self._future
         except TimeoutError:
+            sent_at = self._request.time.timestamp() if self._request.time else 0.0
+            budget = (self._deadline or sent_at) - sent_at
             raise DeadlineExceeded(
-                f"no reply to {self._request.type} ({self._request.id}) sent to "
-                f"{self._request.replyto and 'its service'} before its deadline"
+                f"no reply from {self._channel!r} to {self._request.type} "
+                f"({self._request.id}) within its {budget:.3g} s deadline"
             ) from None
         finally:
             node.replies.forget(self._request.id)
@@ -195,7 +200,7 @@ class Context:
         )
         future = node.replies.expect(message.id, 1)
         sent = node.tasks.create_task(node.transport.publish(channel, message))
-        return Reply(node, message, returns, sent, future)
+        return Reply(node, channel, message, returns, sent, future)
 
     async def gather(
         self,
@@ -223,11 +228,13 @@ class Context:
         future = node.replies.expect(message.id, count)
         try:
             await node.transport.publish(channel, message)
-            async with timeout_at(node.clock, message.deadline_ts()):
-                await future
-        except TimeoutError:
-            pass
-        arrived = node.replies.forget(message.id) or (future.result() if future.done() else [])
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(node.clock, message.deadline_ts()):
+                    await asyncio.shield(future)
+        finally:
+            arrived = node.replies.forget(message.id)
+        if future.done() and not future.cancelled():
+            arrived = future.result()
         results: list[R] = []
         for reply in arrived:
             payload = payload_or_none(node, reply, returns)

@@ -1,8 +1,9 @@
 """The dispatcher: runs one subscription of a service.
 
 It reads deliveries from a transport subscription and hands them to a fixed
-pool of ``concurrency`` workers (the subscription's prefetch equals the
-concurrency, so the broker never has more in flight than can be worked on).
+pool of ``concurrency`` workers. The subscription's prefetch bounds how many
+deliveries are held at once (working, queued behind their key, or waiting
+for a retry), so memory stays bounded whatever the backlog.
 
 Order per partition key: deliveries that share a key form a *lane*; only the
 head of a lane is ever being worked on. When the head fails and waits for a
@@ -117,12 +118,19 @@ class Dispatcher:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.ready = asyncio.Event()
+        """Set once the dispatcher has subscribed (again after every restart)."""
         self.stopped = asyncio.Event()
         """Set once the dispatcher has drained after :meth:`stop`."""
 
     @property
     def name(self) -> str:
         return f"{self.service}:{self.spec.channel}/{self.spec.group}"
+
+    @property
+    def busy(self) -> bool:
+        """Whether deliveries are being worked on or waiting for a retry."""
+        return self._inflight > 0
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
@@ -141,8 +149,9 @@ class Dispatcher:
             return
         transport = self.node.transport
         sub = await transport.subscribe(
-            self.spec.channel, group=self.spec.group, prefetch=self.spec.concurrency
+            self.spec.channel, group=self.spec.group, prefetch=self.spec.prefetch
         )
+        self.ready.set()
         broken: list[TransportError] = []
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -122,17 +122,23 @@ class GroupState(Generic[T]):
                 heapq.heappush(part.retry, (now, offset))
         self._assign()
 
+    def _wanted(self, p: int) -> int | None:
+        n = len(self._order)
+        return self._order[p % n] if n else None
+
     def _assign(self) -> None:
         if len(self.parts) == 1:
             return
-        n = len(self._order)
         for p, part in enumerate(self.parts):
-            wanted = self._order[p % n] if n else None
+            wanted = self._wanted(p)
             if part.owner != wanted and not part.inflight:
                 part.owner = wanted
 
     def _owns(self, member: int, p: int) -> bool:
-        return len(self.parts) == 1 or self.parts[p].owner == member
+        # An owner handing a partition over takes no more of it, so it drains.
+        if len(self.parts) == 1:
+            return True
+        return self.parts[p].owner == member and self._wanted(p) == member
 
     # -- delivery ---------------------------------------------------------
     def take(self, member: int, now: float) -> Taken[T] | None:
@@ -211,7 +217,9 @@ class GroupState(Generic[T]):
 
     def backlog(self) -> int:
         """Messages not yet settled by this group."""
-        return sum(log.end - part.committed for log, part in zip(self.logs, self.parts, strict=True))
+        return sum(
+            log.end - part.committed for log, part in zip(self.logs, self.parts, strict=True)
+        )
 
 
 class ChannelState(Generic[T]):

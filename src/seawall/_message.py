@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 import msgspec
 
@@ -69,10 +70,14 @@ _OPTIONAL_ATTRS: dict[str, bool] = {
 }
 _REQUIRED_ATTRS = ("id", "type", "source", "specversion")
 _KNOWN = frozenset(_REQUIRED_ATTRS) | frozenset(_OPTIONAL_ATTRS)
+# HTTP binding 3.1.3.2: printable ASCII except space, '"' and '%' travel as they are
+_HTTP_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
 def _format_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # naive means UTC, as in _parse_time; astimezone() would read it as local time
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def _parse_time(name: str, text: str) -> datetime:
@@ -80,31 +85,45 @@ def _parse_time(name: str, text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise DecodeError(
-            f"header {name!r} = {text!r} is not an RFC 3339 timestamp, "
-            "e.g. '2026-01-31T12:00:00Z'"
+            f"header {name!r} = {text!r} is not an RFC 3339 timestamp, e.g. '2026-01-31T12:00:00Z'"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def to_headers(message: Message, prefix: str = "ce-") -> dict[str, str]:
-    """Message attributes as binary-mode headers (the body is ``message.data``)."""
-    headers = {
-        prefix + "id": message.id,
-        prefix + "type": message.type,
-        prefix + "source": message.source,
-        prefix + "specversion": message.specversion,
-        "content-type": message.datacontenttype,
-    }
+def _unescape(name: str, value: str) -> str:
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise DecodeError(f"header {name!r} = {value!r} percent-decodes to invalid UTF-8") from None
+
+
+def to_headers(
+    message: Message, prefix: str = "ce-", *, percent_encoded: bool = False
+) -> dict[str, str]:
+    """Message attributes as binary-mode headers (the body is ``message.data``).
+
+    ``percent_encoded`` escapes attribute values as the HTTP binding requires.
+    """
+    attrs = {name: getattr(message, name) for name in _REQUIRED_ATTRS}
     for name, is_time in _OPTIONAL_ATTRS.items():
         value = getattr(message, name)
         if value is not None:
-            headers[prefix + name] = _format_time(value) if is_time else value
+            attrs[name] = _format_time(value) if is_time else value
+    if percent_encoded:
+        attrs = {name: quote(value, safe=_HTTP_SAFE) for name, value in attrs.items()}
+    headers = {prefix + name: value for name, value in attrs.items()}
+    headers["content-type"] = message.datacontenttype
     headers.update(message.headers)
     return headers
 
 
-def from_headers(headers: dict[str, str], body: bytes, prefix: str = "ce-") -> Message:
-    """Rebuild a message from binary-mode headers and body; header names are case-blind."""
+def from_headers(
+    headers: dict[str, str], body: bytes, prefix: str = "ce-", *, percent_encoded: bool = False
+) -> Message:
+    """Rebuild a message from binary-mode headers and body; header names are case-blind.
+
+    ``percent_encoded`` unescapes attribute values as the HTTP binding requires.
+    """
     attrs: dict[str, Any] = {}
     extra: dict[str, str] = {}
     plen = len(prefix)
@@ -113,7 +132,7 @@ def from_headers(headers: dict[str, str], body: bytes, prefix: str = "ce-") -> M
         lower = key.lower()
         name = lower[plen:] if lower.startswith(lower_prefix) else None
         if name in _KNOWN:
-            attrs[name] = value
+            attrs[name] = _unescape(key, value) if percent_encoded else value
         elif lower == "content-type":
             attrs["datacontenttype"] = value
         else:
@@ -129,9 +148,7 @@ def from_headers(headers: dict[str, str], body: bytes, prefix: str = "ce-") -> M
             f"header {prefix}specversion = {attrs['specversion']!r}: only CloudEvents 1.0 is read"
         )
     if attrs.get("kind", "event") not in _KINDS:
-        raise DecodeError(
-            f"header {prefix}kind = {attrs['kind']!r} is not one of {sorted(_KINDS)}"
-        )
+        raise DecodeError(f"header {prefix}kind = {attrs['kind']!r} is not one of {sorted(_KINDS)}")
     for name in ("time", "deadline"):
         if name in attrs:
             attrs[name] = _parse_time(prefix + name, attrs[name])

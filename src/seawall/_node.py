@@ -7,7 +7,6 @@ correlation, causation and deadline inheritance all happen here, once.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ from ._ids import uuid7
 from ._message import Message
 from ._payload import Kind, Payload, TypeRegistry, schema_uri
 from ._replies import Done, Failure, ReplyTable
+from ._tasks import TaskScope
 from ._transport import Transport
 
 __all__ = ["Node"]
@@ -34,7 +34,7 @@ class Node:
         codec: Codec,
         registry: TypeRegistry,
         instance: str,
-        tasks: asyncio.TaskGroup,
+        tasks: TaskScope,
     ) -> None:
         self.transport = transport
         self.clock = clock

@@ -34,7 +34,14 @@ _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:[-+][0-9A-Za-
 _SCHEMA_PREFIX = "urn:seawall:"
 
 
-class Payload(msgspec.Struct, frozen=True, kw_only=True):
+class _PayloadMeta(msgspec.StructMeta):
+    # msgspec applies kw_only to the fields of one class body only, so pass it to every subclass
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> Any:
+        kw.setdefault("kw_only", True)
+        return super().__new__(mcls, name, bases, ns, **kw)
+
+
+class Payload(msgspec.Struct, frozen=True, metaclass=_PayloadMeta):
     """Base of every message payload; subclass Command, Event or Document instead."""
 
     type_name: ClassVar[str] = ""

@@ -55,6 +55,11 @@ class Subscription:
     group: str
     is_command_channel: bool
     concurrency: int
+    """Handlers running at once (the worker pool)."""
+    prefetch: int
+    """Deliveries held at once: working, queued behind their key, or waiting for a retry.
+    Later messages of a key that waits for a retry queue here, so other keys keep
+    flowing as long as that backlog fits; past it the subscription waits (bounded memory)."""
     retry: RetryPolicy
     handlers: dict[str, Handler] = field(default_factory=dict)
     """Handler by message type name."""
@@ -78,6 +83,7 @@ class Service:
         name: str,
         *,
         concurrency: int = 64,
+        prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         partitions: int = 1,
     ) -> None:
@@ -86,7 +92,13 @@ class Service:
                 f"service name {name!r} must be non-empty, without spaces, not starting with '_'"
             )
         self.name = name
+        if concurrency < 1 or (prefetch is not None and prefetch < concurrency):
+            raise ConfigurationError(
+                f"service {name}: need concurrency >= 1 and prefetch >= concurrency, got "
+                f"concurrency={concurrency}, prefetch={prefetch}"
+            )
         self.concurrency = concurrency
+        self.prefetch = prefetch or 4 * concurrency
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -134,6 +146,7 @@ class Service:
                 group=group,
                 is_command_channel=is_command,
                 concurrency=concurrency or self.concurrency,
+                prefetch=4 * concurrency if concurrency else self.prefetch,
                 retry=retry or self.retry,
             )
         sub.add(handler)

@@ -26,6 +26,7 @@ from ._node import Node
 from ._payload import TypeRegistry
 from ._service import Service
 from ._supervisor import RestartIntensity, Supervisor
+from ._tasks import TaskScope
 from ._transport import ChannelSpec, Subscription, Transport
 from .transports import connect
 
@@ -68,6 +69,7 @@ class System:
         self._node: Node | None = None
         self._supervisor: Supervisor | None = None
         self._inbox_stop = asyncio.Event()
+        self._inbox_ready = asyncio.Event()
 
     @property
     def node(self) -> Node:
@@ -92,7 +94,7 @@ class System:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            tasks = await stack.enter_async_context(TaskScope())
             self._node = Node(
                 transport=self.transport,
                 clock=self.clock,
@@ -109,6 +111,7 @@ class System:
             )
             stack.push_async_callback(self._drain)
             self._start()
+            await self._wait_ready()
         except BaseException:
             await stack.aclose()
             raise
@@ -143,9 +146,19 @@ class System:
                 self.dispatchers.append(dispatcher)
                 self._supervisor.start(dispatcher.name, dispatcher.run)
 
+    async def _wait_ready(self) -> None:
+        """Return once every dispatcher and the inbox have subscribed."""
+        events = [self._inbox_ready, *(d.ready for d in self.dispatchers)]
+        while not all(e.is_set() for e in events):
+            if not self.healthy:
+                assert self._supervisor is not None and self._supervisor.failure is not None
+                raise self._supervisor.failure
+            await asyncio.sleep(0.001 if any(e.is_set() for e in events) else 0)
+
     async def _run_inbox(self) -> None:
         node = self.node
         sub = await self.transport.subscribe(node.inbox, group=node.inbox, prefetch=1024)
+        self._inbox_ready.set()
         try:
             async with asyncio.TaskGroup() as tasks:
                 stop = tasks.create_task(self._inbox_stop.wait())

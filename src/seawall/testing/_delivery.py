@@ -1,0 +1,239 @@
+"""Delivery conformance: what the runtime guarantees on top of any transport.
+
+Retries, dead letters, per-key order and resubscription are written once
+above the transport interface; this suite checks that they hold on a given
+transport, in real time, with the real :class:`~seawall.System`. Subclass it
+next to :class:`TransportConformance` and supply the same two hooks::
+
+    class TestMyBroker(TransportConformance, DeliveryConformance):
+        async def make_transport(self) -> Transport: ...
+        async def break_link(self, transport: Transport) -> None: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from .._context import Context
+from .._dispatcher import dead_letter_channel
+from .._message import Message
+from .._payload import Command
+from .._retry import RetryPolicy
+from .._service import Service
+from .._system import System
+from .._transport import ChannelSpec, Transport
+
+__all__ = ["DeliveryConformance"]
+
+
+class Job(Command, frozen=True):
+    """The work item the suite sends."""
+
+    type_name = "seawall.conformance.Job"
+    n: int
+    key: str = ""
+
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05, jitter=0.0)
+
+
+async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until true or fail the test naming ``what``."""
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class DeliveryConformance:
+    """Runtime guarantees over a transport; subclasses supply the factory."""
+
+    timeout: float = 10.0
+
+    async def make_transport(self) -> Transport:
+        raise NotImplementedError
+
+    async def break_link(self, transport: Transport) -> None:
+        raise NotImplementedError
+
+    @pytest_asyncio.fixture
+    async def link(self) -> AsyncIterator[Transport]:
+        transport = await self.make_transport()
+        try:
+            yield transport
+        finally:
+            await transport.close()
+
+    @pytest.fixture
+    def name(self) -> str:
+        return f"svc{uuid.uuid4().hex[:10]}"
+
+    async def _dead_letters(self, link: Transport, group: str, count: int) -> list[Message]:
+        sub = await link.subscribe(dead_letter_channel(group), group="inspector")
+        found: list[Message] = []
+        try:
+            async with asyncio.timeout(self.timeout):
+                async for delivery in sub:
+                    found.append(delivery.message)
+                    await sub.ack(delivery)
+                    if len(found) == count:
+                        break
+        finally:
+            await sub.close()
+        return found
+
+    async def test_dead_letter_after_attempt_limit_has_reason_attempt_and_channel(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name, retry=FAST_RETRY)
+        attempts: list[int] = []
+
+        @svc.command
+        async def fail(job: Job) -> None:
+            attempts.append(job.n)
+            raise RuntimeError(f"job {job.n} cannot work")
+
+        async with System(svc, transport=link) as system:
+            await system.context().send(name, Job(n=7))
+            [dead] = await self._dead_letters(link, name, 1)
+        assert attempts == [7, 7, 7]
+        assert dead.type == Job.type_name
+        assert dead.headers["seawall-dlq-reason"] == "handler-error"
+        assert dead.headers["seawall-dlq-attempt"] == "3"
+        assert dead.headers["seawall-dlq-channel"] == name
+        assert dead.headers["seawall-dlq-group"] == name
+        assert "RuntimeError: job 7 cannot work" in dead.headers["seawall-dlq-error"]
+
+    async def test_order_per_key_holds_under_retries_while_other_keys_flow(
+        self, link: Transport, name: str
+    ) -> None:
+        await link.declare(ChannelSpec(name=name, partitions=4))
+        svc = Service(name, concurrency=8, retry=FAST_RETRY, partitions=4)
+        handled: dict[str, list[int]] = {}
+        finished_at: dict[tuple[str, int], float] = {}
+        failures = {("k1", 1): 2}  # the 2nd message of k1 fails twice, then works
+
+        @svc.command
+        async def work(job: Job) -> None:
+            left = failures.get((job.key, job.n), 0)
+            if left:
+                failures[(job.key, job.n)] = left - 1
+                raise ConnectionError("flaky")
+            handled.setdefault(job.key, []).append(job.n)
+            finished_at[(job.key, job.n)] = time.monotonic()
+
+        keys = [f"k{i}" for i in range(4)]
+        async with System(svc, transport=link) as system:
+            ctx = system.context()
+            for n in range(10):
+                for key in keys:
+                    await ctx.send(name, Job(n=n, key=key), key=key)
+            await wait_until(lambda: sum(map(len, handled.values())) == 40, self.timeout, "40 jobs")
+        assert handled == {key: list(range(10)) for key in keys}
+        # while k1 waited for its retries, the other keys kept going
+        assert (
+            finished_at[("k0", 9)] < finished_at[("k1", 1)]
+            or finished_at[("k2", 9)] < finished_at[("k1", 1)]
+        )
+
+    async def test_poison_messages_go_to_dead_letters_at_once_and_work_continues(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name, retry=FAST_RETRY)
+        done: list[int] = []
+
+        @svc.command
+        async def work(job: Job) -> None:
+            done.append(job.n)
+
+        async with System(svc, transport=link) as system:
+            node = system.node
+            good = node.envelope(Job(n=1), source="test")
+            await link.publish(
+                name, Message(id="bad-body", type=Job.type_name, source="t", data=b"{")
+            )
+            await link.publish(
+                name, Message(id="bad-type", type="nobody.Knows", source="t", data=b"{}")
+            )
+            await link.publish(name, good)
+            dead = await self._dead_letters(link, name, 2)
+            await wait_until(lambda: done == [1], self.timeout, "the good job")
+        reasons = {m.id: m.headers["seawall-dlq-reason"] for m in dead}
+        assert reasons == {"bad-body": "decode-error", "bad-type": "unknown-type"}
+        assert all(m.headers["seawall-dlq-attempt"] == "1" for m in dead)
+        assert (
+            "nobody.Knows"
+            in next(m for m in dead if m.id == "bad-type").headers["seawall-dlq-error"]
+        )
+
+    async def test_consumer_resubscribes_after_a_broken_link(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name)
+        done: set[int] = set()
+
+        @svc.command
+        async def work(job: Job) -> None:
+            done.add(job.n)
+
+        async with System(svc, transport=link) as system:
+            ctx = system.context()
+            for n in range(5):
+                await ctx.send(name, Job(n=n))
+            await wait_until(lambda: len(done) == 5, self.timeout, "jobs before the failure")
+            await self.break_link(link)
+            for n in range(5, 10):
+                await ctx.send(name, Job(n=n))
+            await wait_until(lambda: len(done) == 10, self.timeout, "jobs after the failure")
+            assert system.healthy
+
+    async def test_drain_finishes_in_flight_work_and_loses_nothing(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name, concurrency=4)
+        started: list[int] = []
+        finished: list[int] = []
+
+        @svc.command
+        async def slow(job: Job) -> None:
+            started.append(job.n)
+            await asyncio.sleep(0.05)
+            finished.append(job.n)
+
+        async with System(svc, transport=link, grace=5.0) as system:
+            for n in range(20):
+                await system.context().send(name, Job(n=n))
+            await wait_until(lambda: len(started) >= 4, self.timeout, "work to start")
+        # leaving the block drained: everything that started also finished
+        assert sorted(started) == sorted(finished)
+        assert len(finished) < 20
+        async with System(svc, transport=link):
+            await wait_until(lambda: len(set(finished)) == 20, self.timeout, "the rest")
+        assert sorted(set(finished)) == list(range(20))
+
+    async def test_work_unfinished_after_grace_is_delivered_again(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name, concurrency=1)
+        seen: list[int] = []
+        hang = {"on": True}
+
+        @svc.command
+        async def stuck(job: Job, ctx: Context) -> None:
+            seen.append(job.n)
+            if hang["on"]:
+                await asyncio.sleep(60)
+
+        async with System(svc, transport=link, grace=0.1) as system:
+            await system.context().send(name, Job(n=1))
+            await wait_until(lambda: seen == [1], self.timeout, "the job to start")
+        hang["on"] = False
+        async with System(svc, transport=link):
+            await wait_until(lambda: seen == [1, 1], self.timeout, "the redelivery")

@@ -1,0 +1,316 @@
+"""The service runtime on the test system: interaction styles, deadlines, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from seawall import (
+    Command,
+    Context,
+    DeadlineExceeded,
+    Document,
+    Event,
+    RemoteError,
+    RetryPolicy,
+    Service,
+)
+from seawall._replies import Failure
+from seawall.testing import TestSystem
+
+
+class Quote(Command, frozen=True):
+    item: str
+
+
+class Price(Document, frozen=True):
+    item: str
+    cents: int
+
+
+class Ordered(Event, frozen=True):
+    item: str
+
+
+class Notify(Command, frozen=True):
+    text: str
+
+
+def shop() -> tuple[Service, list[str]]:
+    svc = Service("shop")
+    notes: list[str] = []
+
+    @svc.command
+    async def quote(cmd: Quote, ctx: Context) -> Price:
+        if cmd.item == "bomb":
+            raise ValueError("cannot price a bomb")
+        await ctx.publish(Ordered(item=cmd.item))
+        return Price(item=cmd.item, cents=100 * len(cmd.item))
+
+    @svc.command
+    async def notify(cmd: Notify) -> None:
+        notes.append(cmd.text)
+
+    return svc, notes
+
+
+async def test_request_response() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc) as system:
+        price = await system.context().request("shop", Quote(item="tea"), returns=Price)
+    assert price == Price(item="tea", cents=300)
+
+
+async def test_async_request_response_awaited_later() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc) as system:
+        ctx = system.context()
+        first = ctx.request("shop", Quote(item="a"), returns=Price)
+        second = ctx.request("shop", Quote(item="bbb"), returns=Price)
+        await system.settle()  # both handled before anyone awaited
+        assert len(system.messages("shop.events", Ordered)) == 2
+        assert (await second).cents == 300
+        assert (await first).cents == 100
+
+
+async def test_one_way_send_and_command_returning_none() -> None:
+    svc, notes = shop()
+    async with TestSystem(svc) as system:
+        ctx = system.context()
+        await ctx.send("shop", Notify(text="hello"))
+        assert await ctx.request("shop", Notify(text="req")) is None
+        await system.settle()
+    assert notes == ["hello", "req"]
+
+
+async def test_publish_subscribe_each_group_gets_each_event() -> None:
+    svc, _ = shop()
+    got: dict[str, list[str]] = {"audit": [], "stats": []}
+    listeners = []
+    for name in got:
+        listener = Service(name)
+
+        @listener.subscribe("shop.events")
+        async def on_ordered(event: Ordered, ctx: Context) -> None:
+            got[ctx.service].append(event.item)
+
+        listeners.append(listener)
+    async with TestSystem(svc, *listeners) as system:
+        for item in ("x", "y", "z"):
+            await system.context().request("shop", Quote(item=item), returns=Price)
+        await system.settle()
+    assert got == {"audit": ["x", "y", "z"], "stats": ["x", "y", "z"]}
+    assert [e.item for e in system.published(Ordered)] == ["x", "y", "z"]
+
+
+async def test_remote_error_carries_type_message_and_service() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc, raise_handler_errors=False) as system:
+        with pytest.raises(RemoteError) as caught:
+            await system.context().request("shop", Quote(item="bomb"), returns=Price)
+    error = caught.value
+    assert (error.error_type, error.error_message, error.service) == (
+        "ValueError",
+        "cannot price a bomb",
+        "shop",
+    )
+    assert [f.final for f in system.failures] == [False] * 4 + [True]  # 5 attempts
+
+
+async def test_handler_error_surfaces_in_the_test() -> None:
+    svc, _ = shop()
+    with pytest.raises(ValueError, match="cannot price a bomb"):
+        async with TestSystem(svc) as system:
+            await system.context().send("shop", Quote(item="bomb"))
+            await system.settle()
+
+
+class Ask(Command, frozen=True):
+    hops: int
+
+
+class Answer(Document, frozen=True):
+    deadline: float | None
+
+
+async def test_deadline_propagates_across_two_hops() -> None:
+    front, middle, back = Service("front"), Service("middle"), Service("back")
+    seen: dict[str, float | None] = {}
+
+    @front.command
+    async def front_ask(cmd: Ask, ctx: Context) -> Answer:
+        seen["front"] = ctx.deadline
+        return await ctx.request("middle", Ask(hops=2), returns=Answer, timeout=60)
+
+    @middle.command
+    async def middle_ask(cmd: Ask, ctx: Context) -> Answer:
+        seen["middle"] = ctx.deadline
+        return await ctx.request("back", Ask(hops=3), returns=Answer, timeout=60)
+
+    @back.command
+    async def back_ask(cmd: Ask, ctx: Context) -> Answer:
+        seen["back"] = ctx.deadline
+        return Answer(deadline=ctx.deadline)
+
+    async with TestSystem(front, middle, back) as system:
+        start = system.clock.time()
+        answer = await system.context().request("front", Ask(hops=1), returns=Answer, timeout=5)
+    # the 60 s budgets of the inner requests are capped by the caller's 5 s
+    assert answer.deadline == pytest.approx(start + 5, abs=1e-3)
+    assert seen["front"] == seen["middle"] == seen["back"] == answer.deadline
+
+
+async def test_slow_second_hop_gives_the_caller_deadline_exceeded() -> None:
+    front, back = Service("front"), Service("back")
+    handled: list[int] = []
+
+    @front.command
+    async def front_ask(cmd: Ask, ctx: Context) -> Answer:
+        return await ctx.request("back", Ask(hops=2), returns=Answer)
+
+    @back.command
+    async def back_ask(cmd: Ask, ctx: Context) -> Answer:
+        await ctx_sleep(ctx, 10)
+        handled.append(cmd.hops)
+        return Answer(deadline=None)
+
+    async with TestSystem(front, back, raise_handler_errors=False) as system:
+        with pytest.raises(DeadlineExceeded):
+            await system.context().request("front", Ask(hops=1), returns=Answer, timeout=2)
+        await system.settle()
+        assert system.clock.time() < 1_700_000_000.0 + 3  # virtual time, nothing waited 10 s
+    assert handled == []  # the slow hop was cut off at the deadline, not finished late
+
+
+async def ctx_sleep(ctx: Context, seconds: float) -> None:
+    await ctx._node.clock.sleep(seconds)
+
+
+async def test_message_past_its_deadline_is_not_handled_and_requester_told() -> None:
+    svc, _ = shop()
+    calls: list[str] = []
+    slow = Service("slow", concurrency=1)
+
+    @slow.command
+    async def work(cmd: Quote, ctx: Context) -> Price:
+        calls.append(cmd.item)
+        await ctx_sleep(ctx, 5)
+        return Price(item=cmd.item, cents=1)
+
+    async with TestSystem(slow) as system:
+        ctx = system.context()
+        first = ctx.request("slow", Quote(item="first"), returns=Price, timeout=60)
+        late = ctx.request("slow", Quote(item="late"), returns=Price, timeout=1)
+        with pytest.raises(DeadlineExceeded, match=r"no reply from 'slow' .* within its 1 s"):
+            await late  # queued behind 'first'; it expires before a worker is free
+        assert (await first).item == "first"
+        await system.settle()
+        stats = system.system.stats()["slow:slow/slow"]
+    assert calls == ["first"]
+    assert stats.expired == 1
+
+
+async def test_expired_message_gets_a_deadline_failure_reply() -> None:
+    """A request that arrives late (e.g. clock skew) is answered, not handled."""
+    svc, _ = shop()
+    async with TestSystem(svc) as system:
+        node = system.system.node
+        past = system.clock.time() - 1
+        late = node.envelope(Quote(item="x"), source="skewed", deadline=past, replyto="probe")
+        await system.transport.publish("shop", late)
+        await system.settle()
+        [reply] = system.messages("probe")
+        failure = node.decode(reply)
+    assert reply.causationid == late.id
+    assert isinstance(failure, Failure)
+    assert failure.error_type == "DeadlineExceeded"
+    assert "after its deadline" in failure.message
+    assert system.messages("shop.events") == []  # the handler never ran
+
+
+class Offer(Document, frozen=True):
+    courier: str
+    cents: int
+
+
+class AskOffer(Command, frozen=True):
+    order: str
+
+
+def couriers(delays: dict[str, float]) -> list[Service]:
+    services = []
+    for name, delay in delays.items():
+        svc = Service(name)
+
+        @svc.subscribe("offers")
+        async def offer(ask: AskOffer, ctx: Context) -> Offer:
+            await ctx_sleep(ctx, delays[ctx.service])
+            return Offer(courier=ctx.service, cents=int(delays[ctx.service] * 100))
+
+        services.append(svc)
+    return services
+
+
+async def test_scatter_gather_returns_what_arrived_by_the_deadline() -> None:
+    fleet = couriers({"fast": 0.1, "medium": 0.5, "slow": 9.0})
+    async with TestSystem(*fleet) as system:
+        offers = await system.context().gather(
+            "offers", AskOffer(order="o1"), returns=Offer, timeout=1
+        )
+        await system.settle()
+    assert sorted(o.courier for o in offers) == ["fast", "medium"]
+
+
+async def test_scatter_gather_stops_at_count() -> None:
+    fleet = couriers({"a": 0.1, "b": 0.2, "c": 0.3})
+    async with TestSystem(*fleet) as system:
+        start = system.clock.time()
+        offers = await system.context().gather(
+            "offers", AskOffer(order="o1"), returns=Offer, timeout=10, count=2
+        )
+        took = system.clock.time() - start
+        await system.settle()
+    assert [o.courier for o in offers] == ["a", "b"]
+    assert took == pytest.approx(0.2, abs=0.01)
+
+
+async def test_scatter_gather_with_no_responder_returns_empty() -> None:
+    async with TestSystem() as system:
+        offers = await system.context().gather(
+            "nobody", AskOffer(order="x"), returns=Offer, timeout=1
+        )
+    assert offers == []
+
+
+async def test_retry_then_success_uses_backoff_in_virtual_time() -> None:
+    svc = Service("flaky", retry=RetryPolicy(max_attempts=4, initial_backoff=1.0, jitter=0.0))
+    attempts: list[float] = []
+
+    @svc.command
+    async def flaky(cmd: Quote, ctx: Context) -> Price:
+        attempts.append(ctx.now)
+        if len(attempts) < 3:
+            raise ConnectionError("backend down")
+        return Price(item=cmd.item, cents=1)
+
+    async with TestSystem(svc) as system:
+        price = await system.context().request("flaky", Quote(item="x"), returns=Price)
+    assert price.cents == 1
+    gaps = [round(b - a, 3) for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == [1.0, 2.0]  # exponential backoff, no real sleeping
+
+
+async def test_non_retryable_error_is_dead_lettered_at_once() -> None:
+    policy = RetryPolicy(retry_on=lambda exc: not isinstance(exc, KeyError))
+    svc = Service("strict", retry=policy)
+
+    @svc.command
+    async def strict(cmd: Quote) -> None:
+        raise KeyError(cmd.item)
+
+    async with TestSystem(svc, raise_handler_errors=False) as system:
+        await system.context().send("strict", Quote(item="nope"))
+        await system.settle()
+    assert len(system.failures) == 1
+    [dead] = system.dead_letters("strict")
+    assert dead.headers["seawall-dlq-attempt"] == "1"
+    assert dead.headers["seawall-dlq-reason"] == "handler-error"
