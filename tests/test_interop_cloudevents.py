@@ -15,7 +15,6 @@ import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given, settings

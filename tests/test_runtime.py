@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from seawall import (
@@ -118,10 +120,15 @@ async def test_remote_error_carries_type_message_and_service() -> None:
 
 async def test_handler_error_surfaces_in_the_test() -> None:
     svc, _ = shop()
-    with pytest.raises(ValueError, match="cannot price a bomb"):
+
+    async def run() -> None:
         async with TestSystem(svc) as system:
             await system.context().send("shop", Quote(item="bomb"))
             await system.settle()
+
+    with pytest.raises(ValueError, match="cannot price a bomb") as caught:
+        await run()
+    assert any("raised by handler shop.quote" in note for note in caught.value.__notes__)
 
 
 class Ask(Command, frozen=True):
@@ -186,7 +193,6 @@ async def ctx_sleep(ctx: Context, seconds: float) -> None:
 
 
 async def test_message_past_its_deadline_is_not_handled_and_requester_told() -> None:
-    svc, _ = shop()
     calls: list[str] = []
     slow = Service("slow", concurrency=1)
 
@@ -238,7 +244,7 @@ class AskOffer(Command, frozen=True):
 
 def couriers(delays: dict[str, float]) -> list[Service]:
     services = []
-    for name, delay in delays.items():
+    for name in delays:
         svc = Service(name)
 
         @svc.subscribe("offers")
@@ -295,7 +301,7 @@ async def test_retry_then_success_uses_backoff_in_virtual_time() -> None:
     async with TestSystem(svc) as system:
         price = await system.context().request("flaky", Quote(item="x"), returns=Price)
     assert price.cents == 1
-    gaps = [round(b - a, 3) for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(attempts)]
     assert gaps == [1.0, 2.0]  # exponential backoff, no real sleeping
 
 

@@ -204,11 +204,8 @@ class Dispatcher:
             self._idle.set()
 
     async def _drain(self, sub: TransportSubscription) -> None:
-        for item, timer in list(self._timers.items()):
-            timer.cancel()
-            await sub.nack(item.delivery)
-            self._timers.pop(item)
-            self._finish(item)
+        """Return what has not started, then give started work the grace period."""
+        await self._return_unstarted(sub)
         if self._inflight == 0:
             return
         try:
@@ -222,6 +219,23 @@ class Dispatcher:
                 self._inflight,
                 self.grace,
             )
+
+    async def _return_unstarted(self, sub: TransportSubscription) -> None:
+        """Nack deliveries that are queued or waiting for a retry, so others can take them."""
+        unstarted = list(self._timers)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        while not self._ready.empty():
+            unstarted.append(self._ready.get_nowait())
+        for lane in self._lanes.values():
+            unstarted.extend(lane)
+            lane.clear()
+        for item in unstarted:
+            await sub.nack(item.delivery)
+            self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     def _reset(self) -> None:
         for timer in self._timers.values():

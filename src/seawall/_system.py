@@ -151,7 +151,8 @@ class System:
         events = [self._inbox_ready, *(d.ready for d in self.dispatchers)]
         while not all(e.is_set() for e in events):
             if not self.healthy:
-                assert self._supervisor is not None and self._supervisor.failure is not None
+                assert self._supervisor is not None
+                assert self._supervisor.failure is not None
                 raise self._supervisor.failure
             await asyncio.sleep(0.001 if any(e.is_set() for e in events) else 0)
 

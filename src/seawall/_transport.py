@@ -66,11 +66,11 @@ class Capabilities:
     """What a transport declares about itself; the conformance suite checks it."""
 
     durability: Durability
-    partitions: bool = True
+    partitions: bool = False
     """Channels may have more than one partition with per-key order."""
-    delayed_redelivery: bool = True
+    delayed_redelivery: bool = False
     """``nack(delay=…)`` holds the message back for at least ``delay`` seconds."""
-    delayed_delivery: bool = True
+    delayed_delivery: bool = False
     """``publish(not_before=…)`` holds a new message back until that time."""
     max_message_bytes: int | None = None
     """Largest encoded message accepted, or None for no stated limit."""
@@ -113,8 +113,11 @@ class Subscription(Protocol):
     """A group member's stream of deliveries.
 
     Iterating yields deliveries until :meth:`close`; if the link to the broker
-    breaks, iteration raises :class:`~seawall.ConnectionLost` and the caller
-    subscribes again (its unsettled deliveries come again, to some member).
+    breaks, iteration raises :class:`~seawall.ConnectionLost`. The runtime's
+    dispatcher then subscribes again under its supervisor, which is how a
+    consumer resumes by itself; the broken subscription's unsettled deliveries
+    come again, to some member. Settling a delivery of a broken or closed
+    subscription must not raise: it is ignored, since the delivery comes again.
     """
 
     def __aiter__(self) -> AsyncIterator[Delivery]: ...

@@ -1,8 +1,23 @@
-"""Test support shipped with seawall: the test system and the conformance suites."""
+"""Test support shipped with seawall: the test system and the conformance suites.
+
+The conformance suites are pytest test classes; importing this package asks
+pytest to rewrite their asserts so failures show the compared values.
+"""
 
 from __future__ import annotations
 
-from ._delivery import DeliveryConformance
-from ._system import HandlerFailure, RecordingTransport, TestSystem
+import pytest
 
-__all__ = ["DeliveryConformance", "HandlerFailure", "RecordingTransport", "TestSystem"]
+pytest.register_assert_rewrite("seawall.testing._conformance", "seawall.testing._delivery")
+
+from ._conformance import TransportConformance  # noqa: E402
+from ._delivery import DeliveryConformance  # noqa: E402
+from ._system import HandlerFailure, RecordingTransport, TestSystem  # noqa: E402
+
+__all__ = [
+    "DeliveryConformance",
+    "HandlerFailure",
+    "RecordingTransport",
+    "TestSystem",
+    "TransportConformance",
+]

@@ -70,7 +70,11 @@ class MemoryTransport:
         self._gone: set[str] = set()  # ephemeral channels whose subscriber left
         self._closed = False
         self._capabilities = Capabilities(
-            durability=Durability.MEMORY, max_message_bytes=max_message_bytes
+            durability=Durability.MEMORY,
+            partitions=True,
+            delayed_redelivery=True,
+            delayed_delivery=True,
+            max_message_bytes=max_message_bytes,
         )
 
     @property
@@ -111,8 +115,7 @@ class MemoryTransport:
             self._append(target, message, entry)
 
     def _entry(self, channel: str, message: Message) -> Any:
-        if not self._serialize:
-            return message
+        # Encoded even when kept as an object: the declared size limit holds either way.
         frame = encode_message(message)
         limit = self._capabilities.max_message_bytes
         if limit is not None and len(frame) > limit:
@@ -120,7 +123,7 @@ class MemoryTransport:
                 f"message {message.id} ({message.type}) is {len(frame)} bytes, over the "
                 f"{limit}-byte limit of channel {channel!r}; send a reference to the data instead"
             )
-        return frame
+        return frame if self._serialize else message
 
     def _append(self, channel: _Channel, message: Message, entry: Any) -> None:
         partition = partition_for(message.partitionkey, channel.spec.partitions)
@@ -172,6 +175,14 @@ class MemoryTransport:
             self._gone.add(channel.spec.name)
         channel.wake()
 
+    def unsettled(self) -> int:
+        """Messages some group has not settled yet, over every channel (for tests)."""
+        return sum(
+            group.backlog()
+            for channel in self._channels.values()
+            for group in channel.state.groups.values()
+        )
+
     def disconnect(self) -> None:
         """Simulate a broken link: open subscriptions raise ConnectionLost."""
         for channel in list(self._channels.values()):
@@ -215,9 +226,10 @@ class MemorySubscription:
             if self._state == "closed":
                 return
             self.wake.clear()
-            taken = self.group.take(self.member, clock.time())
+            now = clock.time()
+            taken = self.group.take(self.member, now)
             if taken is None:
-                await self.wake.wait()
+                await self._wait(now)
                 continue
             entry = taken.entry
             message = decode_message(entry) if isinstance(entry, bytes) else entry
@@ -228,6 +240,19 @@ class MemorySubscription:
                 attempt=taken.attempt,
                 token=taken.offset,
             )
+
+    async def _wait(self, now: float) -> None:
+        """Sleep until woken, or until the next held-back redelivery falls due."""
+        due = self.group.next_retry()
+        if due is None or due <= now:
+            await self.wake.wait()
+            return
+        # re-checked after waking: a timer that fires a hair early just loops once more
+        timer = self.transport.clock.call_at(due, self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            timer.cancel()
 
     async def ack(self, delivery: Delivery) -> None:
         offset = delivery.token
@@ -242,8 +267,6 @@ class MemorySubscription:
         clock = self.transport.clock
         when = clock.time() + max(0.0, delay)
         if self.group.nack(self.member, delivery.partition, offset, when):
-            if delay > 0:
-                clock.call_at(when, self.channel.wake)
             self.channel.wake()
 
     def break_link(self) -> None:

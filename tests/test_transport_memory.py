@@ -1,0 +1,86 @@
+"""The memory transport: the shared conformance suite, plus what only it does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from seawall._exceptions import TransportClosed
+from seawall._transport import ChannelSpec, Transport
+from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
+from seawall.transports.memory import MemoryTransport
+
+
+class TestMemoryTransport(TransportConformance):
+    """Messages stored as encoded frames, as a real broker would hold them."""
+
+    serialize = True
+    quiet_period = 0.05  # deliveries are immediate in-process: a short watch suffices
+    nack_delay = 0.1
+    publish_timeout = 0.1
+
+    async def make_transport(self) -> MemoryTransport:
+        return MemoryTransport(serialize=self.serialize)
+
+    async def break_link(self, transport: Transport) -> None:
+        assert isinstance(transport, MemoryTransport)
+        transport.disconnect()
+
+    async def make_transport_with_publish_timeout(self, seconds: float) -> MemoryTransport:
+        return MemoryTransport(serialize=self.serialize, publish_timeout=seconds)
+
+
+class TestMemoryTransportUnserialized(TestMemoryTransport):
+    """Messages kept as objects (``serialize=False``): the same contract holds."""
+
+    serialize = False
+
+
+async def test_ephemeral_channel_goes_when_its_last_subscriber_leaves() -> None:
+    transport = MemoryTransport(publish_timeout=None)
+    name = f"inbox.{uuid.uuid4().hex}"
+    try:
+        await transport.declare(ChannelSpec(name=name, ephemeral=True, max_messages=2))
+        first = await transport.subscribe(name, group="me")
+        second = await transport.subscribe(name, group="me")
+        await first.close()
+        kept = make_message(0)
+        await transport.publish(name, kept)
+        async with Inbox(second, patience=1.0) as inbox:
+            assert ids(await inbox.collect(1)) == [kept.id]  # one subscriber left: kept
+            await second.close()
+            assert await inbox.finish() == ([], None)
+
+        # Gone: publishes return at once (the bound of 2 would block them if the
+        # messages were held) and nobody ever receives them.
+        dropped = [make_message(i) for i in range(5)]
+        async with asyncio.timeout(1.0):
+            for message in dropped:
+                await transport.publish(name, message)
+        late = await transport.subscribe(name, group="me")
+        async with Inbox(late, patience=1.0) as inbox:
+            assert await inbox.quiet(0.05) == []
+            fresh = make_message(9)
+            await transport.publish(name, fresh)
+            assert ids(await inbox.collect(1)) == [fresh.id]
+    finally:
+        await transport.close()
+
+
+async def test_closed_transport_refuses_work_and_ends_subscriptions() -> None:
+    transport = MemoryTransport()
+    name = f"orders.{uuid.uuid4().hex}"
+    sub = await transport.subscribe(name, group="workers")
+    await transport.publish(name, make_message(0))
+    async with Inbox(sub, patience=1.0) as inbox:
+        await inbox.collect(1)
+        await transport.close()
+        assert await inbox.finish() == ([], None)
+    with pytest.raises(TransportClosed):
+        await transport.publish(name, make_message(1))
+    with pytest.raises(TransportClosed):
+        await transport.subscribe(name, group="workers")
+    with pytest.raises(TransportClosed):
+        await transport.declare(ChannelSpec(name=f"other.{uuid.uuid4().hex}"))
