@@ -267,3 +267,26 @@ def test_seawall_reads_sdk_header_values_that_need_percent_encoding() -> None:
     http = to_binary_event(_sdk_order_event(subject="order 42 for Zoë"))
     message = from_headers(http.headers, http.body, percent_encoded=True)
     assert message.subject == "order 42 for Zoë"
+
+
+# --- SDK event handled by a running seawall service --------------------------------------
+
+
+async def test_a_handler_accepts_an_event_built_by_the_sdk() -> None:
+    from seawall import Service
+    from seawall.testing import TestSystem
+
+    orders = Service("orders")
+    handled: list[CreateOrder] = []
+
+    @orders.command
+    async def create(cmd: CreateOrder) -> None:
+        handled.append(cmd)
+
+    http = to_binary_event(_sdk_order_event())
+    arrived: Message = from_headers(http.headers, http.body, percent_encoded=True)
+    async with TestSystem(orders) as system:
+        await system.transport.publish("orders", arrived)
+        await system.settle()
+    assert handled == [_ORDER]
+    assert system.dead_letters("orders") == []

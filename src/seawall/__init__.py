@@ -49,9 +49,6 @@ from .transports import MemoryTransport, connect
 __version__ = _version("seawall")
 
 __all__ = [
-    "DLQ_HEADERS",
-    "JSON",
-    "MSGPACK",
     "Capabilities",
     "ChannelFull",
     "ChannelSpec",
@@ -61,13 +58,16 @@ __all__ = [
     "ConfigurationError",
     "ConnectionLost",
     "Context",
+    "DLQ_HEADERS",
     "DeadlineExceeded",
     "DecodeError",
     "Delivery",
     "Document",
     "Durability",
     "Event",
+    "JSON",
     "JsonCodec",
+    "MSGPACK",
     "MemoryTransport",
     "Message",
     "MessageError",

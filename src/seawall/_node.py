@@ -12,7 +12,7 @@ from typing import Any
 
 from ._clock import Clock
 from ._codec import Codec, codec_for
-from ._exceptions import DecodeError
+from ._exceptions import ConfigurationError, DecodeError
 from ._ids import uuid7
 from ._message import Message
 from ._payload import Kind, Payload, TypeRegistry, schema_uri
@@ -64,6 +64,11 @@ class Node:
         cls = type(payload)
         schema = self._schemas.get(cls)
         if schema is None:
+            if not isinstance(payload, Payload):
+                raise ConfigurationError(
+                    f"messages carry Command, Event or Document instances; got a "
+                    f"{cls.__qualname__} ({payload!r:.60}): declare it as a payload class"
+                )
             schema = self._schemas[cls] = schema_uri(cls)
         message_id = uuid7()
         if cause is not None:

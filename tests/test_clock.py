@@ -1,0 +1,112 @@
+"""The injectable clocks and timeout_at."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from seawall import SystemClock, VirtualClock
+from seawall._clock import timeout_at
+
+
+async def test_virtual_sleep_wakes_only_when_time_is_advanced() -> None:
+    clock = VirtualClock(start=100.0)
+    woke: list[float] = []
+
+    async def sleeper(seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append(clock.time())
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(sleeper(5))
+        tasks.create_task(sleeper(2))
+        await asyncio.sleep(0)
+        clock.advance(1)
+        await asyncio.sleep(0)
+        assert woke == []
+        clock.advance(1)
+        await asyncio.sleep(0)
+        assert woke == [102.0]
+        clock.advance(3)
+    assert woke == [102.0, 105.0]  # each woke at its own due time, in order
+
+
+async def test_cancelled_timer_does_not_fire() -> None:
+    clock = VirtualClock(start=0.0)
+    fired: list[int] = []
+    timer = clock.call_at(1.0, lambda: fired.append(1))
+    clock.call_at(2.0, lambda: fired.append(2))
+    timer.cancel()
+    assert clock.next_deadline() == 2.0
+    clock.advance(3)
+    assert fired == [2]
+
+
+async def test_autojump_runs_long_waits_instantly() -> None:
+    clock = VirtualClock(start=0.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.TaskGroup() as tasks:
+        jumper = tasks.create_task(clock.run_autojump())
+        await clock.sleep(3600)
+        jumper.cancel()
+    assert clock.time() == 3600.0
+    assert loop.time() - started < 1.0
+
+
+async def test_timeout_at_raises_timeout_error_on_the_virtual_clock() -> None:
+    clock = VirtualClock(start=0.0)
+
+    async def wait_too_long() -> None:
+        async with timeout_at(clock, 10.0):
+            await clock.sleep(60)
+
+    async with asyncio.TaskGroup() as tasks:
+        jumper = tasks.create_task(clock.run_autojump())
+        with pytest.raises(TimeoutError):
+            await wait_too_long()
+        jumper.cancel()
+    assert clock.time() == 10.0
+
+
+async def test_timeout_at_lets_fast_work_through_and_none_means_no_limit() -> None:
+    clock = VirtualClock(start=0.0)
+    async with timeout_at(clock, 10.0):
+        await asyncio.sleep(0)
+    async with timeout_at(clock, None):
+        await asyncio.sleep(0)
+    assert clock.next_deadline() is None  # the timer was cleaned up
+
+
+async def test_timeout_at_in_the_past_fails_at_once() -> None:
+    clock = VirtualClock(start=50.0)
+    ran = False
+    with pytest.raises(TimeoutError):
+        async with timeout_at(clock, 49.0):
+            ran = True
+    assert not ran
+
+
+async def test_outer_cancellation_is_not_mistaken_for_a_timeout() -> None:
+    clock = VirtualClock(start=0.0)
+
+    async def body() -> None:
+        async with timeout_at(clock, 10.0):
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_system_clock_timers_fire() -> None:
+    clock = SystemClock()
+    done = asyncio.Event()
+    clock.call_at(clock.time() + 0.01, done.set)
+    async with asyncio.timeout(2):
+        await done.wait()
+    async with timeout_at(clock, clock.time() + 5):
+        await clock.sleep(0.001)
