@@ -320,3 +320,20 @@ async def test_non_retryable_error_is_dead_lettered_at_once() -> None:
     [dead] = system.dead_letters("strict")
     assert dead.headers["seawall-dlq-attempt"] == "1"
     assert dead.headers["seawall-dlq-reason"] == "handler-error"
+
+
+async def test_a_handlers_own_timeout_error_is_retried_not_taken_for_the_deadline() -> None:
+    svc = Service("timing", retry=RetryPolicy(max_attempts=3, initial_backoff=0.1, jitter=0.0))
+    calls: list[int] = []
+
+    @svc.command
+    async def timing(cmd: Quote) -> Price:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError("the backend did not answer in 1 s")
+        return Price(item=cmd.item, cents=7)
+
+    async with TestSystem(svc) as system:
+        price = await system.context().request("timing", Quote(item="x"), returns=Price, timeout=60)
+    assert (price.cents, len(calls)) == (7, 3)
+    assert system.system.stats()["timing:timing/timing"].expired == 0

@@ -255,7 +255,7 @@ class Dispatcher:
         delivery = item.delivery
         message = delivery.message
         deadline = message.deadline_ts()
-        if deadline is not None and deadline <= self.node.clock.time():
+        if self._past(deadline):
             await self._expire(sub, item)
             return
         try:
@@ -273,12 +273,16 @@ class Dispatcher:
                 result = await (
                     handler.fn(payload, ctx) if handler.wants_context else handler.fn(payload)
                 )
-        except TimeoutError:
-            await self._expire(sub, item)
         except Exception as exc:
-            await self._failed(sub, item, handler, exc)
+            if isinstance(exc, TimeoutError) and self._past(deadline):
+                await self._expire(sub, item)  # our deadline, not the handler's own timeout
+            else:
+                await self._failed(sub, item, handler, exc)
         else:
             await self._succeeded(sub, item, result)
+
+    def _past(self, deadline: float | None) -> bool:
+        return deadline is not None and self.node.clock.time() >= deadline
 
     def _resolve(self, message: Message) -> tuple[Handler | None, Payload | None]:
         handler = self.spec.handlers.get(message.type)
