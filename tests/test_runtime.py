@@ -176,7 +176,7 @@ async def test_slow_second_hop_gives_the_caller_deadline_exceeded() -> None:
 
     @back.command
     async def back_ask(cmd: Ask, ctx: Context) -> Answer:
-        await ctx_sleep(ctx, 10)
+        await ctx.sleep(10)
         handled.append(cmd.hops)
         return Answer(deadline=None)
 
@@ -188,10 +188,6 @@ async def test_slow_second_hop_gives_the_caller_deadline_exceeded() -> None:
     assert handled == []  # the slow hop was cut off at the deadline, not finished late
 
 
-async def ctx_sleep(ctx: Context, seconds: float) -> None:
-    await ctx._node.clock.sleep(seconds)
-
-
 async def test_message_past_its_deadline_is_not_handled_and_requester_told() -> None:
     calls: list[str] = []
     slow = Service("slow", concurrency=1)
@@ -199,7 +195,7 @@ async def test_message_past_its_deadline_is_not_handled_and_requester_told() -> 
     @slow.command
     async def work(cmd: Quote, ctx: Context) -> Price:
         calls.append(cmd.item)
-        await ctx_sleep(ctx, 5)
+        await ctx.sleep(5)
         return Price(item=cmd.item, cents=1)
 
     async with TestSystem(slow) as system:
@@ -249,7 +245,7 @@ def couriers(delays: dict[str, float]) -> list[Service]:
 
         @svc.subscribe("offers")
         async def offer(ask: AskOffer, ctx: Context) -> Offer:
-            await ctx_sleep(ctx, delays[ctx.service])
+            await ctx.sleep(delays[ctx.service])
             return Offer(courier=ctx.service, cents=int(delays[ctx.service] * 100))
 
         services.append(svc)
@@ -337,3 +333,27 @@ async def test_a_handlers_own_timeout_error_is_retried_not_taken_for_the_deadlin
         price = await system.context().request("timing", Quote(item="x"), returns=Price, timeout=60)
     assert (price.cents, len(calls)) == (7, 3)
     assert system.system.stats()["timing:timing/timing"].expired == 0
+
+
+async def test_a_failed_request_downstream_is_not_retried_again_upstream() -> None:
+    front = Service("front", retry=RetryPolicy(max_attempts=5, initial_backoff=0.1))
+    back = Service("back", retry=RetryPolicy(max_attempts=3, initial_backoff=0.1))
+    runs = {"front": 0, "back": 0}
+
+    @front.command
+    async def front_quote(cmd: Quote, ctx: Context) -> Price:
+        runs["front"] += 1
+        return await ctx.request("back", cmd, returns=Price)
+
+    @back.command
+    async def back_quote(cmd: Quote) -> Price:
+        runs["back"] += 1
+        raise ValueError("out of stock")
+
+    async with TestSystem(front, back, raise_handler_errors=False) as system:
+        with pytest.raises(RemoteError, match="RemoteError"):
+            await system.context().request("front", Quote(item="x"), returns=Price)
+        await system.settle()
+    assert runs == {"front": 1, "back": 3}  # not 5 x 3
+    assert len(system.dead_letters("back")) == 1
+    assert len(system.dead_letters("front")) == 1

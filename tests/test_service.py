@@ -83,7 +83,7 @@ def test_two_handlers_for_one_type_in_one_group_are_refused() -> None:
         async def second(cmd: A) -> None: ...
 
 
-@pytest.mark.parametrize("name", ["", "has space", "_private"])
+@pytest.mark.parametrize("name", ["", "has space", "_private", "a:b", "a/b"])
 def test_bad_service_names_are_refused(name: str) -> None:
     with pytest.raises(ConfigurationError, match="service name"):
         Service(name)

@@ -29,6 +29,7 @@ from ._exceptions import (
     TransportError,
     UnknownMessageType,
 )
+from ._ids import uuid7
 from ._message import Message, from_headers, to_headers
 from ._payload import Command, Document, Event, Payload, TypeRegistry
 from ._retry import RetryPolicy
@@ -101,4 +102,5 @@ __all__ = [
     "from_headers",
     "partition_for",
     "to_headers",
+    "uuid7",
 ]

@@ -116,6 +116,10 @@ class Context:
         """The clock's time, epoch seconds."""
         return self._node.clock.time()
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the system's clock (virtual in tests), never past the deadline's use."""
+        await self._node.clock.sleep(seconds)
+
     def _deadline_for(self, timeout: float | None) -> float:
         own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
         return own if self.deadline is None else min(own, self.deadline)
@@ -198,7 +202,7 @@ class Context:
             deadline=self._deadline_for(timeout),
             replyto=node.inbox,
         )
-        future = node.replies.expect(message.id, 1)
+        future = node.replies.expect(message.id, 1, message.deadline_ts(), node.clock.time())
         sent = node.tasks.create_task(node.transport.publish(channel, message))
         return Reply(node, channel, message, returns, sent, future)
 
@@ -225,7 +229,7 @@ class Context:
             deadline=self._deadline_for(timeout),
             replyto=node.inbox,
         )
-        future = node.replies.expect(message.id, count)
+        future = node.replies.expect(message.id, count, message.deadline_ts(), node.clock.time())
         try:
             await node.transport.publish(channel, message)
             with contextlib.suppress(TimeoutError):

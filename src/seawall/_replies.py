@@ -9,6 +9,7 @@ replies until a count or a deadline).
 from __future__ import annotations
 
 import asyncio
+import heapq
 from typing import ClassVar
 
 from ._message import Message
@@ -42,18 +43,36 @@ class _Waiter:
 
 
 class ReplyTable:
-    """Requests waiting for replies, by request id."""
+    """Requests waiting for replies, by request id.
+
+    An entry whose deadline has passed is dropped the next time a request is
+    made, so a reply nobody awaits, for a request nobody answers, cannot leak.
+    """
 
     def __init__(self) -> None:
         self._waiting: dict[str, _Waiter] = {}
+        self._expiry: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def expect(self, request_id: str, want: int | None) -> asyncio.Future[list[Message]]:
+    def expect(
+        self, request_id: str, want: int | None, deadline: float | None, now: float
+    ) -> asyncio.Future[list[Message]]:
         """Start waiting; the future resolves once ``want`` replies arrived (never if None)."""
+        self._expire(now)
         waiter = self._waiting[request_id] = _Waiter(want)
+        if deadline is not None:
+            heapq.heappush(self._expiry, (deadline, request_id))
         return waiter.future
+
+    def _expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now:
+            _, request_id = heapq.heappop(expiry)
+            waiter = self._waiting.pop(request_id, None)
+            if waiter is not None and not waiter.future.done():
+                waiter.future.cancel()
 
     def deliver(self, reply: Message) -> bool:
         """Hand a reply to its waiter; False for a reply nobody waits for (any more)."""

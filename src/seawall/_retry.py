@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, RequestError
 
-__all__ = ["RetryPolicy", "Retryable"]
+__all__ = ["RetryPolicy", "Retryable", "not_a_failed_request"]
 
 
 class Retryable(Protocol):
@@ -22,8 +22,14 @@ class Retryable(Protocol):
     def __call__(self, exc: BaseException, /) -> bool: ...
 
 
-def _always(exc: BaseException, /) -> bool:
-    return True
+def not_a_failed_request(exc: BaseException, /) -> bool:
+    """The default: retry anything but a failed request to another service.
+
+    A ``RemoteError`` or ``DeadlineExceeded`` means the service further down
+    already retried (and dead-lettered) or the time is up; retrying here too
+    would multiply attempts at every hop.
+    """
+    return not isinstance(exc, RequestError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +43,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.2
     """Each delay is spread uniformly by ± this fraction, so retries do not stampede."""
-    retry_on: Retryable = _always
+    retry_on: Retryable = not_a_failed_request
     """Exceptions for which this returns False are dead-lettered at once."""
     random: Callable[[], float] = field(default=random.random, repr=False)
 

@@ -87,9 +87,10 @@ class Service:
         retry: RetryPolicy | None = None,
         partitions: int = 1,
     ) -> None:
-        if not name or any(c.isspace() for c in name) or name.startswith("_"):
+        if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
-                f"service name {name!r} must be non-empty, without spaces, not starting with '_'"
+                f"service name {name!r} must be non-empty, without spaces, ':' or '/', and not "
+                "start with '_'"
             )
         self.name = name
         if concurrency < 1 or (prefetch is not None and prefetch < concurrency):

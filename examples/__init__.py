@@ -1,0 +1,1 @@
+"""Runnable examples of seawall; ``python -m examples.shop`` is ``make demo``."""
