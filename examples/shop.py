@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -49,6 +48,7 @@ from seawall import (
     Subscription,
     System,
     dead_letter_channel,
+    uuid7,
 )
 
 CONCURRENCY = 20
@@ -285,7 +285,7 @@ def poison() -> list[Message]:
     """Messages no attempt can handle: a truncated body, and a type payments does not know."""
     bodies = {"Authorize": b'{"order_id": "o-9999", "cents": ', "RefundEverything": b"{}"}
     return [
-        Message(id=str(uuid.uuid4()), type=name, source="saboteur", kind="command", data=body)
+        Message(id=uuid7(), type=name, source="saboteur", kind="command", data=body)
         for name, body in bodies.items()
     ]
 
