@@ -74,6 +74,18 @@ async def test_async_request_response_awaited_later() -> None:
         assert (await first).cents == 100
 
 
+async def test_requests_go_out_in_the_order_they_were_made() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc) as system:
+        ctx = system.context()
+        first = ctx.request("shop", Quote(item="a"), returns=Price)
+        second = ctx.request("shop", Quote(item="bb"), returns=Price)
+        assert (await second).cents == 200  # awaiting the later one sends both, in order
+        assert (await first).cents == 100
+        sent = [m.id for m in system.messages("shop", Quote)]
+    assert sent == [first.request_id, second.request_id]
+
+
 async def test_one_way_send_and_command_returning_none() -> None:
     svc, notes = shop()
     async with TestSystem(svc) as system:

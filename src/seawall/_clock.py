@@ -10,14 +10,14 @@ travel between processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "Timer", "VirtualClock", "timeout_at"]
+__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "VirtualClock", "timeout_at"]
 
 
 class Timer(Protocol):
@@ -155,33 +155,62 @@ def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:
     return bool(live) and min(live) - loop.time() < 0.05
 
 
-@contextlib.asynccontextmanager
-async def timeout_at(clock: Clock, when: float | None) -> AsyncIterator[None]:
+def timeout_at(clock: Clock, when: float | None) -> Deadline:
     """Cancel the body when ``clock`` reaches ``when`` and raise ``TimeoutError``.
 
     ``when=None`` means no limit. Works the same on the system and virtual clock.
     """
-    if when is None:
-        yield
-        return
-    task = asyncio.current_task()
-    assert task is not None
-    baseline = task.cancelling()
-    fired = False
+    return Deadline(clock, when)
 
-    def expire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
 
-    if when <= clock.time():
-        raise TimeoutError
-    timer = clock.call_at(when, expire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if fired and task.uncancel() <= baseline:
+class Deadline:
+    """The async context manager of :func:`timeout_at`.
+
+    A class rather than an ``@asynccontextmanager`` generator: the dispatcher
+    enters one per message, and a generator-based manager costs an async
+    generator, its registration with the loop and three awaitables each time.
+    """
+
+    __slots__ = ("_baseline", "_clock", "_fired", "_task", "_timer", "_when")
+
+    def __init__(self, clock: Clock, when: float | None) -> None:
+        self._clock = clock
+        self._when = when
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: Timer | None = None
+        self._fired = False
+        self._baseline = 0
+
+    async def __aenter__(self) -> None:
+        if self._when is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        if self._when <= self._clock.time():
+            raise TimeoutError
+        self._task = task
+        self._baseline = task.cancelling()
+        self._timer = self._clock.call_at(self._when, self._expire)
+
+    def _expire(self) -> None:
+        self._fired = True
+        assert self._task is not None
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        if (
+            self._fired
+            and exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+            and self._task is not None
+            and self._task.uncancel() <= self._baseline
+        ):
             raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()

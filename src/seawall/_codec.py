@@ -88,7 +88,9 @@ def codec_for(content_type: str | None) -> Codec:
     """The codec for a ``datacontenttype``; JSON when none is given."""
     if not content_type:
         return JSON
-    codec = _BY_TYPE.get(content_type.split(";", 1)[0].strip().lower())
+    codec = _BY_TYPE.get(content_type)  # as seawall writes it: no parameters, lower case
+    if codec is None:
+        codec = _BY_TYPE.get(content_type.split(";", 1)[0].strip().lower())
     if codec is None:
         raise DecodeError(
             f"no codec for content type {content_type!r}; use one of {sorted(_BY_TYPE)}"

@@ -27,6 +27,7 @@ from ._message import Message
 from ._node import Node, payload_or_none
 from ._payload import Payload
 from ._replies import Failure
+from ._sends import PendingSend
 
 __all__ = ["Context", "Reply"]
 
@@ -38,7 +39,7 @@ DEFAULT_TIMEOUT = 30.0
 class Reply(Generic[R]):
     """The pending reply to a request; await it now or later."""
 
-    __slots__ = ("_channel", "_deadline", "_future", "_into", "_node", "_request", "_sent")
+    __slots__ = ("_channel", "_deadline", "_future", "_into", "_node", "_request", "_send")
 
     def __init__(
         self,
@@ -46,16 +47,20 @@ class Reply(Generic[R]):
         channel: str,
         request: Message,
         into: type[R] | None,
-        sent: asyncio.Task[None],
+        send: PendingSend,
         future: asyncio.Future[list[Message]],
     ) -> None:
         self._node = node
         self._channel = channel
         self._request = request
         self._into = into
-        self._sent = sent
+        self._send = send
         self._future = future
         self._deadline = request.deadline_ts()
+
+    def _expire(self) -> None:
+        if not self._future.done():
+            self._future.set_exception(TimeoutError())
 
     @property
     def request_id(self) -> str:
@@ -66,10 +71,12 @@ class Reply(Generic[R]):
 
     async def _wait(self) -> R:
         node = self._node
+        await node.sends.send_through(self._send)  # a failed send fails the future
+        # A timer that fails the future, rather than timeout_at, which would
+        # cancel the waiting task and then take the cancellation back.
+        timer = None if self._deadline is None else node.clock.call_at(self._deadline, self._expire)
         try:
-            await self._sent
-            async with timeout_at(node.clock, self._deadline):
-                replies = await self._future
+            replies = await self._future
         except TimeoutError:
             sent_at = self._request.time.timestamp() if self._request.time else 0.0
             budget = (self._deadline or sent_at) - sent_at
@@ -78,6 +85,8 @@ class Reply(Generic[R]):
                 f"({self._request.id}) within its {budget:.3g} s deadline"
             ) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             node.replies.forget(self._request.id)
         result: R = _unwrap(node, replies[0], self._into)
         return result
@@ -203,8 +212,9 @@ class Context:
             replyto=node.inbox,
         )
         future = node.replies.expect(message.id, 1, message.deadline_ts(), node.clock.time())
-        sent = node.tasks.create_task(node.transport.publish(channel, message))
-        return Reply(node, channel, message, returns, sent, future)
+        send = PendingSend(channel, message, future)
+        node.sends.add(send)
+        return Reply(node, channel, message, returns, send, future)
 
     async def gather(
         self,

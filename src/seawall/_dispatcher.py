@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,11 +85,58 @@ class _Poison(Exception):
         self.error = error
 
 
+class _ReadyQueue:
+    """Items waiting for a worker: unbounded, FIFO, woken workers re-check.
+
+    ``asyncio.Queue`` does the same with more bookkeeping (bounds, task_done
+    counting and its event) that costs on every message and is not used here.
+    """
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: deque[_Item] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: _Item) -> None:
+        self._items.append(item)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def get_nowait(self) -> _Item:
+        return self._items.popleft()
+
+    async def get(self) -> _Item:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                raise
+        return self._items.popleft()
+
+
 @dataclass(slots=True, eq=False)
 class _Item:
     delivery: Delivery
     key: str | None
     retries: int = 0  # local retries on top of the broker's attempt count
+
+
+def _call(handler: Handler, payload: Payload | None, ctx: Context) -> Awaitable[object]:
+    return handler.fn(payload, ctx) if handler.wants_context else handler.fn(payload)
 
 
 class Dispatcher:
@@ -112,7 +159,7 @@ class Dispatcher:
         self.stats = Stats()
         self.dlq = dead_letter_channel(spec.group)
         self._stopping = asyncio.Event()
-        self._ready: asyncio.Queue[_Item] = asyncio.Queue()
+        self._ready = _ReadyQueue()
         self._lanes: dict[str, deque[_Item]] = {}
         self._timers: dict[_Item, Timer] = {}
         self._inflight = 0
@@ -242,7 +289,7 @@ class Dispatcher:
             timer.cancel()
         self._timers.clear()
         self._lanes.clear()
-        self._ready = asyncio.Queue()
+        self._ready = _ReadyQueue()
         self._inflight = 0
         self._idle.set()
 
@@ -269,10 +316,11 @@ class Dispatcher:
             return
         ctx = Context(self.node, self.service, message, deadline)
         try:
-            async with timeout_at(self.node.clock, deadline):
-                result = await (
-                    handler.fn(payload, ctx) if handler.wants_context else handler.fn(payload)
-                )
+            if deadline is None:  # most events: no timer to arm and cancel
+                result = await _call(handler, payload, ctx)
+            else:
+                async with timeout_at(self.node.clock, deadline):
+                    result = await _call(handler, payload, ctx)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and self._past(deadline):
                 await self._expire(sub, item)  # our deadline, not the handler's own timeout

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from ._transport import StartAt
 
@@ -84,9 +84,8 @@ class _GroupPartition:
             self.settled.add(offset)
 
 
-@dataclass(slots=True, frozen=True)
-class Taken(Generic[T]):
-    """One delivery decided by :meth:`GroupState.take`."""
+class Taken(NamedTuple, Generic[T]):
+    """One delivery decided by :meth:`GroupState.take` (a tuple: one is made per delivery)."""
 
     partition: int
     offset: int
@@ -143,8 +142,19 @@ class GroupState(Generic[T]):
     # -- delivery ---------------------------------------------------------
     def take(self, member: int, now: float) -> Taken[T] | None:
         """The next delivery for ``member``, or None if it has no credit or nothing is due."""
-        if self.members.get(member, 0) <= 0:
+        credit = self.members.get(member, 0)
+        if credit <= 0:
             return None
+        if len(self.parts) == 1:
+            taken = self._take_from(0, member, now)
+        else:
+            taken = self._take_owned(member, now)
+        if taken is not None:
+            self.members[member] = credit - 1
+        return taken
+
+    def _take_owned(self, member: int, now: float) -> Taken[T] | None:
+        """Take from the partitions ``member`` owns, round robin."""
         count = len(self.parts)
         for i in range(count):
             p = (self._cursor + i) % count
@@ -153,7 +163,6 @@ class GroupState(Generic[T]):
             taken = self._take_from(p, member, now)
             if taken is not None:
                 self._cursor = (p + 1) % count
-                self.members[member] -= 1
                 return taken
         return None
 
@@ -202,6 +211,10 @@ class GroupState(Generic[T]):
         self._credit(member)
         return True
 
+    def credit(self, member: int) -> int:
+        """Deliveries ``member`` may still take before it settles one (0 if it left)."""
+        return self.members.get(member, 0)
+
     def _credit(self, member: int) -> None:
         if member in self.members:
             self.members[member] += 1
@@ -241,6 +254,8 @@ class ChannelState(Generic[T]):
 
     def retained(self) -> int:
         """Entries held, over all partitions."""
+        if len(self.logs) == 1:  # asked on every publish
+            return len(self.logs[0].entries)
         return sum(len(log.entries) for log in self.logs)
 
     def trim(self) -> int:

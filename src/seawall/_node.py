@@ -17,6 +17,7 @@ from ._ids import uuid7
 from ._message import Message
 from ._payload import Kind, Payload, TypeRegistry, schema_uri
 from ._replies import Done, Failure, ReplyTable
+from ._sends import SendQueue
 from ._tasks import TaskScope
 from ._transport import Transport
 
@@ -44,6 +45,7 @@ class Node:
         self.inbox = f"_inbox.{instance}"
         self.replies = ReplyTable()
         self.tasks = tasks
+        self.sends = SendQueue(transport, tasks)
         self._schemas: dict[type[Payload], str] = {}
         registry.register(Failure)
         registry.register(Done)

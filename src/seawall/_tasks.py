@@ -31,6 +31,11 @@ class TaskScope:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the scope has closed; it starts no more tasks."""
+        return self._closed
+
     def create_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         if self._closed:
             coro.close()

@@ -154,6 +154,7 @@ class TestSystem:
         return bool(
             self.memory.unsettled()
             or len(self.system.node.tasks)
+            or len(self.system.node.sends)
             or any(d.busy for d in self.system.dispatchers)
         )
 

@@ -36,6 +36,8 @@ __all__ = ["MemoryTransport", "MemorySubscription"]
 
 log = logging.getLogger("seawall.transports.memory")
 _members = itertools.count(1)
+_TRIM_EVERY = 64
+"""Settlements between two trims of a channel's log while no publisher waits for room."""
 
 
 class _Channel:
@@ -44,6 +46,8 @@ class _Channel:
         self.state: ChannelState[Any] = ChannelState(spec.partitions)
         self.subs: set[MemorySubscription] = set()
         self.space = asyncio.Event()  # set whenever trimming freed room
+        self.waiting = 0  # publishers waiting for room
+        self.untrimmed = 0  # settlements since the last trim
 
     def wake(self) -> None:
         for sub in self.subs:
@@ -107,9 +111,9 @@ class MemoryTransport:
             return
         entry = self._entry(channel, message)
         target = self._channel(channel)
-        await self._wait_for_space(target)
-        now = self.clock.time()
-        if not_before is not None and not_before > now:
+        if target.state.retained() >= target.spec.max_messages:
+            await self._wait_for_space(target)
+        if not_before is not None and not_before > self.clock.time():
             self.clock.call_at(not_before, lambda: self._append(target, message, entry))
         else:
             self._append(target, message, entry)
@@ -134,9 +138,14 @@ class MemoryTransport:
         limit = channel.spec.max_messages
         if channel.state.retained() < limit:
             return
+        channel.untrimmed = 0
+        channel.state.trim()  # trimming is lazy: settled entries may still be held
+        if channel.state.retained() < limit:
+            return
         deadline = None
         if self._publish_timeout is not None:
             deadline = self.clock.time() + self._publish_timeout
+        channel.waiting += 1
         try:
             async with timeout_at(self.clock, deadline):
                 while channel.state.retained() >= limit:
@@ -148,6 +157,8 @@ class MemoryTransport:
                 f"and none was settled within {self._publish_timeout} s; the consumers are "
                 "behind: add consumers, raise max_messages, or retry later"
             ) from None
+        finally:
+            channel.waiting -= 1
 
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
@@ -163,6 +174,12 @@ class MemoryTransport:
         return sub
 
     def _settled(self, channel: _Channel) -> None:
+        # Trimming walks every group of the channel, so it is batched unless
+        # a publisher is waiting for the room it frees.
+        channel.untrimmed += 1
+        if channel.untrimmed < _TRIM_EVERY and not channel.waiting:
+            return
+        channel.untrimmed = 0
         if channel.state.trim():
             channel.space.set()
 
@@ -257,9 +274,13 @@ class MemorySubscription:
     async def ack(self, delivery: Delivery) -> None:
         offset = delivery.token
         assert isinstance(offset, int)
+        # The returned credit matters to this member only if it had none left;
+        # with several partitions the ack may also hand a partition over.
+        starved = self.group.credit(self.member) <= 0
         if self.group.ack(self.member, delivery.partition, offset):
             self.transport._settled(self.channel)
-            self.channel.wake()
+            if starved or self.channel.spec.partitions > 1:
+                self.channel.wake()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         offset = delivery.token
