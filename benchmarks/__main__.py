@@ -17,6 +17,7 @@ from .workloads import (
     PAYLOAD,
     PAYLOAD_BYTES,
     Settings,
+    envelope_only,
     publish_to_handler,
     queue_anchor,
     request_reply,
@@ -26,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def benchmarks(scale: float, time_limit: float, window: int, concurrency: int) -> list[Benchmark]:
-    """The three benchmarks, with counts multiplied by ``scale``."""
+    """The benchmarks, with counts multiplied by ``scale``."""
     base = Settings(count=0, time_limit=time_limit, window=window, concurrency=concurrency)
 
     def settings(count: int) -> Settings:
@@ -55,6 +56,13 @@ def benchmarks(scale: float, time_limit: float, window: int, concurrency: int) -
             workload=request_reply,
             settings=settings(20_000),
             target=Target(min_rate=40_000),
+        ),
+        Benchmark(
+            key="envelope",
+            label="(d) envelope only, no transport",
+            unit="msgs/s",
+            workload=envelope_only,
+            settings=settings(100_000),
         ),
     ]
 

@@ -1,4 +1,4 @@
-"""The three workloads: the asyncio.Queue anchor, publish → handler, request/reply.
+"""The workloads: the asyncio.Queue anchor, publish → handler, request/reply, envelope only.
 
 Each workload is a coroutine run by ``asyncio.run`` in a fresh event loop; it
 returns a :class:`Sample` (operations finished and the seconds they took). A
@@ -33,6 +33,7 @@ __all__ = [
     "Sample",
     "Settings",
     "Workload",
+    "envelope_only",
     "publish_to_handler",
     "queue_anchor",
     "request_reply",
@@ -152,6 +153,33 @@ async def _consume(queue: asyncio.Queue[Reading | None]) -> int:
     while await queue.get() is not None:
         received += 1
     return received
+
+
+# -- (d) the envelope alone ----------------------------------------------------
+
+
+async def envelope_only(settings: Settings) -> Sample:
+    """What every message costs before any transport or dispatch: the floor under (b).
+
+    Builds the envelope as ``ctx.publish`` does (id, time, payload encoding),
+    frames and unframes it as the memory transport does, and decodes the
+    payload as the dispatcher does. Uses seawall's private modules on purpose:
+    it measures exactly those steps.
+    """
+    from seawall._message import decode_message, encode_message
+
+    async with System(transport=MemoryTransport()) as system:
+        node = system.node
+        start = time.perf_counter()
+        done = 0
+        while done < settings.count:
+            message = decode_message(encode_message(node.envelope(PAYLOAD, source="bench")))
+            node.decode(message, Reading)
+            done += 1
+            if done % CHECK_EVERY == 0 and time.perf_counter() >= start + settings.time_limit:
+                break
+        elapsed = time.perf_counter() - start
+    return Sample(operations=done, seconds=elapsed)
 
 
 # -- (b) publish → handler -----------------------------------------------------

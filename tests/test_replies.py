@@ -38,3 +38,12 @@ async def test_expired_entries_are_dropped_on_the_next_request() -> None:
     assert abandoned.cancelled()
     assert len(table) == 2  # "old" gone; "young" and "new" still wait
     assert not table.deliver(reply_to("old", 1))
+
+
+async def test_answered_requests_do_not_pile_up_in_the_expiry_heap() -> None:
+    table = ReplyTable()
+    for n in range(10_000):
+        table.expect(f"q{n}", 1, deadline=1e9, now=0.0)  # long deadlines, all answered
+        table.deliver(reply_to(f"q{n}", n))
+    assert len(table) == 0
+    assert len(table._expiry) <= 1024 + 2

@@ -302,7 +302,7 @@ class Dispatcher:
         delivery = item.delivery
         message = delivery.message
         deadline = message.deadline_ts()
-        if self._past(deadline):
+        if deadline is not None and self._past(deadline):
             await self._expire(sub, item)
             return
         try:
@@ -327,7 +327,13 @@ class Dispatcher:
             else:
                 await self._failed(sub, item, handler, exc)
         else:
-            await self._succeeded(sub, item, result)
+            if message.replyto is not None:
+                await self._reply(message, result)
+            self.stats.handled += 1
+            try:  # settled inline: this is the path every message takes
+                await sub.ack(delivery)
+            finally:
+                self._finish(item)
 
     def _past(self, deadline: float | None) -> bool:
         return deadline is not None and self.node.clock.time() >= deadline
@@ -350,15 +356,11 @@ class Dispatcher:
             reason = "unknown-type" if isinstance(exc, UnknownMessageType) else "decode-error"
             raise _Poison(reason, exc) from None
 
-    async def _succeeded(self, sub: TransportSubscription, item: _Item, result: object) -> None:
-        message = item.delivery.message
-        if message.replyto is not None:
-            if isinstance(result, Payload):
-                await self.node.reply(message, result, source=self.service)
-            elif self.spec.is_command_channel:
-                await self.node.reply(message, Done(), source=self.service)
-        self.stats.handled += 1
-        await self._settle(sub, item)
+    async def _reply(self, request: Message, result: object) -> None:
+        if isinstance(result, Payload):
+            await self.node.reply(request, result, source=self.service)
+        elif self.spec.is_command_channel:
+            await self.node.reply(request, Done(), source=self.service)
 
     async def _failed(
         self, sub: TransportSubscription, item: _Item, handler: Handler, exc: Exception

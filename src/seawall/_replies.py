@@ -64,7 +64,14 @@ class ReplyTable:
         waiter = self._waiting[request_id] = _Waiter(want)
         if deadline is not None:
             heapq.heappush(self._expiry, (deadline, request_id))
+            if len(self._expiry) > 2 * len(self._waiting) + 1024:
+                self._compact()
         return waiter.future
+
+    def _compact(self) -> None:
+        """Drop expiry entries of requests already answered, so the heap stays bounded."""
+        self._expiry = [entry for entry in self._expiry if entry[1] in self._waiting]
+        heapq.heapify(self._expiry)
 
     def _expire(self, now: float) -> None:
         expiry = self._expiry
