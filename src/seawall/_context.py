@@ -126,7 +126,7 @@ class Context:
         return self._node.clock.time()
 
     async def sleep(self, seconds: float) -> None:
-        """Wait on the system's clock (virtual in tests), never past the deadline's use."""
+        """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""
         await self._node.clock.sleep(seconds)
 
     def _deadline_for(self, timeout: float | None) -> float:
