@@ -15,7 +15,8 @@ where the meaning matches a stdlib type, that type is a base too, so
     │   ├── TransportClosed                  used after close()
     │   ├── ConnectionLost                   link broken; subscribe again
     │   ├── ChannelFull                      publisher hit a channel's bound
-    │   └── PermissionDenied                 the broker refused this client
+    │   ├── PermissionDenied                 the broker refused this client
+    │   └── ProtocolError                    a peer broke the wire protocol; has a code
     ├── RequestError                         a request got no usable reply
     │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
     │   └── RemoteError                      the remote handler raised
@@ -34,6 +35,7 @@ __all__ = [
     "MessageError",
     "MessageTooLarge",
     "PermissionDenied",
+    "ProtocolError",
     "RemoteError",
     "RequestError",
     "SeawallError",
@@ -87,6 +89,18 @@ class ChannelFull(TransportError):
 
 class PermissionDenied(TransportError):
     """The broker refused this client the operation."""
+
+
+class ProtocolError(TransportError):
+    """A frame broke the wire protocol, or the peer answered with a protocol error.
+
+    ``code`` is one of the protocol's error codes (``"malformed"``,
+    ``"too-large"``, ``"bad-request"``, …) so code can branch without parsing text.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RequestError(SeawallError):
