@@ -8,7 +8,7 @@ for a retry), so memory stays bounded whatever the backlog.
 Order per partition key: deliveries that share a key form a *lane*; only the
 head of a lane is ever being worked on. When the head fails and waits for a
 retry, the lane waits with it, on a timer rather than a worker, so other keys
-keep flowing. Messages without a key are retried by the broker
+keep flowing (see :mod:`seawall._lanes`). Messages without a key are retried by the broker
 (``nack(delay=…)``), which frees their in-flight slot meanwhile.
 
 A message whose deadline passed is not handled; its requester gets a
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ import msgspec
 from ._clock import Timer, timeout_at
 from ._context import Context
 from ._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
+from ._lanes import Lanes
 from ._message import Message
 from ._node import Node
 from ._payload import Payload
@@ -85,49 +85,6 @@ class _Poison(Exception):
         self.error = error
 
 
-class _ReadyQueue:
-    """Items waiting for a worker: unbounded, FIFO, woken workers re-check.
-
-    ``asyncio.Queue`` does the same with more bookkeeping (bounds, task_done
-    counting and its event) that costs on every message and is not used here.
-    """
-
-    __slots__ = ("_items", "_waiters")
-
-    def __init__(self) -> None:
-        self._items: deque[_Item] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def put_nowait(self, item: _Item) -> None:
-        self._items.append(item)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def get_nowait(self) -> _Item:
-        return self._items.popleft()
-
-    async def get(self) -> _Item:
-        while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, then cancelled: pass the wake-up on
-                raise
-        return self._items.popleft()
-
-
 @dataclass(slots=True, eq=False)
 class _Item:
     delivery: Delivery
@@ -159,8 +116,7 @@ class Dispatcher:
         self.stats = Stats()
         self.dlq = dead_letter_channel(spec.group)
         self._stopping = asyncio.Event()
-        self._ready = _ReadyQueue()
-        self._lanes: dict[str, deque[_Item]] = {}
+        self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -228,24 +184,10 @@ class Dispatcher:
         self._inflight += 1
         self._idle.clear()
         key = delivery.message.partitionkey
-        item = _Item(delivery, key)
-        if key is None:
-            self._ready.put_nowait(item)
-            return
-        lane = self._lanes.get(key)
-        if lane is None:
-            self._lanes[key] = deque()
-            self._ready.put_nowait(item)
-        else:
-            lane.append(item)
+        self._lanes.add(_Item(delivery, key), key)
 
     def _finish(self, item: _Item) -> None:
-        if item.key is not None:
-            lane = self._lanes[item.key]
-            if lane:
-                self._ready.put_nowait(lane.popleft())
-            else:
-                del self._lanes[item.key]
+        self._lanes.done(item.key)
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()
@@ -273,11 +215,7 @@ class Dispatcher:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        while not self._ready.empty():
-            unstarted.append(self._ready.get_nowait())
-        for lane in self._lanes.values():
-            unstarted.extend(lane)
-            lane.clear()
+        unstarted.extend(self._lanes.take_unstarted())
         for item in unstarted:
             await sub.nack(item.delivery)
             self._inflight -= 1
@@ -289,13 +227,12 @@ class Dispatcher:
             timer.cancel()
         self._timers.clear()
         self._lanes.clear()
-        self._ready = _ReadyQueue()
         self._inflight = 0
         self._idle.set()
 
     async def _work(self, sub: TransportSubscription) -> None:
         while True:
-            item = await self._ready.get()
+            item = await self._lanes.get()
             await self._process(sub, item)
 
     async def _process(self, sub: TransportSubscription, item: _Item) -> None:
@@ -399,7 +336,7 @@ class Dispatcher:
 
     def _retry_now(self, item: _Item) -> None:
         if self._timers.pop(item, None) is not None:
-            self._ready.put_nowait(item)
+            self._lanes.requeue(item)
 
     async def _expire(self, sub: TransportSubscription, item: _Item) -> None:
         message = item.delivery.message

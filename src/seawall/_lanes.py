@@ -1,0 +1,90 @@
+"""Per-key lanes: the ordering rule of the dispatcher, with a name of its own.
+
+Items that share a key form a lane and only a lane's head is ever handed
+out; items without a key go straight to the ready queue. When the head is
+done, the next item of its lane becomes ready. A head that waits for a retry
+stays the head (it is handed back with :meth:`Lanes.requeue`), so the items
+behind it wait too, while other keys keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["Lanes"]
+
+T = TypeVar("T")
+
+
+class Lanes(Generic[T]):
+    """Ready items for the workers, in per-key order; unbounded, so the caller bounds it."""
+
+    __slots__ = ("_lanes", "_ready", "_waiters")
+
+    def __init__(self) -> None:
+        self._ready: deque[T] = deque()
+        self._lanes: dict[str, deque[T]] = {}  # key -> items behind its head
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def add(self, item: T, key: str | None) -> None:
+        """A new item: ready at once, unless an earlier item of its key is still out."""
+        if key is None:
+            self.requeue(item)
+            return
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._lanes[key] = deque()
+            self.requeue(item)
+        else:
+            lane.append(item)
+
+    def done(self, key: str | None) -> None:
+        """The head of ``key``'s lane is finished: the next item of that key becomes ready."""
+        if key is None:
+            return
+        lane = self._lanes[key]
+        if lane:
+            self.requeue(lane.popleft())
+        else:
+            del self._lanes[key]
+
+    def requeue(self, item: T) -> None:
+        """Make ``item`` ready (a new unkeyed item, or a lane head back for a retry)."""
+        self._ready.append(item)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def get(self) -> T:
+        """The next ready item, waiting for one if there is none."""
+        while not self._ready:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                raise
+        return self._ready.popleft()
+
+    def take_unstarted(self) -> list[T]:
+        """Remove and return every item not handed out yet (ready ones and lane followers)."""
+        unstarted = list(self._ready)
+        self._ready.clear()
+        for lane in self._lanes.values():
+            unstarted.extend(lane)
+            lane.clear()
+        return unstarted
+
+    def clear(self) -> None:
+        """Forget everything (after the subscription is gone)."""
+        self._ready.clear()
+        self._lanes.clear()
