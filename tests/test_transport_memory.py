@@ -84,3 +84,14 @@ async def test_closed_transport_refuses_work_and_ends_subscriptions() -> None:
         await transport.subscribe(name, group="workers")
     with pytest.raises(TransportClosed):
         await transport.declare(ChannelSpec(name=f"other.{uuid.uuid4().hex}"))
+
+
+async def test_has_channel_knows_declared_and_used_channels() -> None:
+    transport = MemoryTransport()
+    assert not transport.has_channel("orders")
+    await transport.declare(ChannelSpec(name="orders"))
+    await transport.publish("payments", make_message())
+    assert transport.has_channel("orders")
+    assert transport.has_channel("payments")
+    assert not transport.has_channel("shipping")
+    await transport.close()

@@ -192,6 +192,10 @@ class MemoryTransport:
             self._gone.add(channel.spec.name)
         channel.wake()
 
+    def has_channel(self, name: str) -> bool:
+        """Whether ``name`` was declared or used (brokers refuse unknown channels with this)."""
+        return name in self._channels
+
     def unsettled(self) -> int:
         """Messages some group has not settled yet, over every channel (for tests)."""
         return sum(
