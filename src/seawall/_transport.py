@@ -55,6 +55,9 @@ class Durability(enum.Enum):
 
     MEMORY = "memory"
     """Held in a process's memory; lost if that process dies."""
+    WRITTEN = "written"
+    """Handed to one machine's operating system, fsynced later: survives the broker
+    process dying, not the machine losing power."""
     LOCAL_FSYNC = "local-fsync"
     """Written and fsynced on one machine's disk."""
     REPLICATED = "replicated"
