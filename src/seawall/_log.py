@@ -21,14 +21,28 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from ._transport import StartAt
 
-__all__ = ["ChannelState", "GroupState", "Taken"]
+__all__ = ["ChannelState", "GroupState", "LogView", "Taken"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class LogView(Protocol[T_co]):
+    """What a group reads of a partition: offsets ``base`` to ``end`` and their entries."""
+
+    @property
+    def base(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+    def get(self, offset: int) -> T_co: ...
 
 
 class PartitionLog(Generic[T]):
@@ -75,6 +89,8 @@ class _GroupPartition:
     def settle(self, offset: int) -> None:
         self.inflight.pop(offset, None)
         self.attempts.pop(offset, None)
+        if offset < self.committed:  # retention skipped past it meanwhile
+            return
         if offset == self.committed:
             self.committed += 1
             while self.committed in self.settled:
@@ -96,9 +112,20 @@ class Taken(NamedTuple, Generic[T]):
 class GroupState(Generic[T]):
     """One consumer group's view of a channel."""
 
-    def __init__(self, logs: list[PartitionLog[T]], start: StartAt) -> None:
+    def __init__(
+        self,
+        logs: Sequence[LogView[T]],
+        start: StartAt,
+        positions: Sequence[int] | None = None,
+    ) -> None:
+        """A group reading ``logs`` from ``start``, or from committed ``positions``."""
         self.logs = logs
-        at = [log.end if start == "latest" else log.base for log in logs]
+        if positions is not None:
+            at = [
+                max(log.base, min(pos, log.end)) for log, pos in zip(logs, positions, strict=True)
+            ]
+        else:
+            at = [log.end if start == "latest" else log.base for log in logs]
         self.parts = [_GroupPartition(next=pos, committed=pos) for pos in at]
         self.members: dict[int, int] = {}  # member -> credit (prefetch - in flight)
         self._order: list[int] = []
@@ -227,6 +254,19 @@ class GroupState(Generic[T]):
 
     def committed(self, partition: int) -> int:
         return self.parts[partition].committed
+
+    def skip_to(self, partition: int, offset: int) -> None:
+        """Forget everything below ``offset`` (retention dropped it): it is settled unread."""
+        part = self.parts[partition]
+        if offset <= part.committed:
+            return
+        part.committed = max(part.committed, offset)
+        part.next = max(part.next, offset)
+        part.settled = {o for o in part.settled if o >= offset}
+        part.attempts = {o: n for o, n in part.attempts.items() if o >= offset}
+        while part.committed in part.settled:
+            part.settled.discard(part.committed)
+            part.committed += 1
 
     def backlog(self) -> int:
         """Messages not yet settled by this group."""

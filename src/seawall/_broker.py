@@ -1,0 +1,453 @@
+"""The embedded broker: channels, consumer groups and credit over a durable store.
+
+The broker decides what each consumer gets with the sans-IO group state of
+:mod:`seawall._log`, holds each partition as a :class:`~seawall._pages.PagedLog`
+(a bounded tail in memory over the store) and writes through a
+:class:`Storage` (the SQLite group-commit writer of :mod:`seawall._store_writer`),
+or keeps everything in memory when it has none.
+
+What a publish acknowledgement means is the storage's policy; the broker adds
+one rule on top: a message becomes visible to consumers only once it is as
+durable as its acknowledgement says, so no consumer handles a message that a
+crash could take back. Committed group positions are written lazily (with the
+next write); after a crash a group resumes from its last written position, so
+deliveries that were settled but not yet recorded come again (at-least-once).
+
+This module is asyncio glue only where it must be: waiting for room, waiting
+for durability, and one task that moves delayed messages into their logs when
+they fall due. The embedded transport (``embedded://``) and the broker server
+(``seawall broker``) both sit on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._clock import Clock, timeout_at
+from ._exceptions import ChannelFull, MessageTooLarge, TransportClosed
+from ._log import GroupState, Taken
+from ._pages import PagedLog, Reader
+from ._tasks import TaskScope
+from ._transport import ChannelSpec, StartAt
+
+__all__ = ["Broker", "BrokerLimits", "Member", "Recovered", "Storage"]
+
+log = logging.getLogger("seawall.broker")
+_members = itertools.count(1)
+_TRIM_EVERY = 64
+"""Settlements between two trims of a channel's log while no publisher waits for room."""
+
+
+class Storage(Protocol):
+    """What the broker needs of its durable store; every write keeps call order."""
+
+    def declare(self, spec: ChannelSpec) -> Awaitable[None]: ...
+
+    def append(
+        self, channel: str, partition: int, offset: int, time: float, body: bytes
+    ) -> Awaitable[None]: ...
+
+    def schedule(
+        self, key: str, channel: str, partition: int, due: float, body: bytes
+    ) -> Awaitable[None]: ...
+
+    def move_due(
+        self, key: str, channel: str, partition: int, offset: int, time: float, body: bytes
+    ) -> Awaitable[None]: ...
+
+    def set_position(self, channel: str, group: str, partition: int, committed: int) -> None: ...
+
+    def trim(self, channel: str, partition: int, below: int) -> None: ...
+
+    def read(self, channel: str, partition: int, start: int, limit: int) -> list[bytes]: ...
+
+    def offset_at_time(self, channel: str, partition: int, time: float) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovered:
+    """What a restarted broker reads back from its store."""
+
+    channels: list[ChannelSpec] = field(default_factory=list)
+    logs: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    """(channel, partition) -> (base, end) offsets."""
+    positions: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    """(channel, group, partition) -> committed offset."""
+    scheduled: list[tuple[str, str, int, float, bytes]] = field(default_factory=list)
+    """(key, channel, partition, due, body) of delayed messages not yet moved to their log."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerLimits:
+    """Bounds of a broker; every one has a clear error when reached."""
+
+    max_message_bytes: int = 1 << 20
+    publish_timeout: float | None = 30.0
+    """How long a publisher waits for room in a full channel before ChannelFull."""
+    default_partitions: int = 1
+    """Partitions of a channel created by first use rather than declared."""
+    tail: int = 4096
+    """Entries per partition kept in memory for consumers that keep up."""
+
+
+class _Channel:
+    def __init__(self, spec: ChannelSpec, logs: list[PagedLog], durable: bool) -> None:
+        self.spec = spec
+        self.logs = logs
+        self.durable = durable
+        self.groups: dict[str, GroupState[bytes]] = {}
+        self.members: set[Member] = set()
+        self.space = asyncio.Event()  # set whenever trimming freed room
+        self.waiting = 0  # publishers waiting for room
+        self.untrimmed = 0  # settlements since the last trim
+
+    def retained(self) -> int:
+        return sum(log.retained for log in self.logs)
+
+    def wake(self) -> None:
+        for member in self.members:
+            member.wake.set()
+
+
+class Broker:
+    """Channels and groups of one broker; durable when given a :class:`Storage`."""
+
+    def __init__(
+        self, *, clock: Clock, storage: Storage | None, limits: BrokerLimits | None = None
+    ) -> None:
+        self.clock = clock
+        self.storage = storage
+        self.limits = limits or BrokerLimits()
+        self._channels: dict[str, _Channel] = {}
+        self._gone: set[str] = set()  # ephemeral channels whose subscriber left
+        self._scheduled: list[tuple[float, int, str, str, int, bytes]] = []
+        self._sequence = itertools.count()
+        self._due = asyncio.Event()
+        self._scope = TaskScope()
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------
+    async def open(self, recovered: Recovered | None = None) -> None:
+        """Rebuild the state a store held, then start the delayed-delivery task."""
+        if recovered is not None:
+            self._recover(recovered)
+        self._scope.create_task(self._release_due_forever())
+
+    def _recover(self, recovered: Recovered) -> None:
+        for spec in recovered.channels:
+            bounds = [recovered.logs.get((spec.name, p), (0, 0)) for p in range(spec.partitions)]
+            self._channels[spec.name] = self._make_channel(spec, bounds)
+        positions: dict[tuple[str, str], list[int]] = {}
+        for (name, group, p), committed in recovered.positions.items():
+            channel = self._channels.get(name)
+            if channel is not None and p < len(channel.logs):
+                starts = positions.setdefault((name, group), [0] * len(channel.logs))
+                starts[p] = committed
+        for (name, group), starts in positions.items():
+            channel = self._channels[name]
+            channel.groups[group] = GroupState(channel.logs, "earliest", starts)
+        for key, name, p, due, body in recovered.scheduled:
+            heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, p, body))
+
+    async def close(self) -> None:
+        """Close every member (their deliveries come again) and the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for channel in list(self._channels.values()):
+            for member in list(channel.members):
+                member.leave("closed")
+        await self._scope.__aexit__(None, None, None)
+        if self.storage is not None:
+            await self.storage.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the broker is closed; open it again to use it")
+
+    # -- channels -----------------------------------------------------------
+    def _make_channel(self, spec: ChannelSpec, bounds: list[tuple[int, int]]) -> _Channel:
+        durable = self.storage is not None and not spec.ephemeral
+        logs = [
+            PagedLog(base=base, end=end, read=self._reader(spec.name, p), keep=self.limits.tail)
+            if durable
+            else PagedLog(read=None, keep=0)
+            for p, (base, end) in enumerate(bounds)
+        ]
+        return _Channel(spec, logs, durable)
+
+    def _reader(self, channel: str, partition: int) -> Reader:
+        storage = self.storage
+        assert storage is not None
+        return lambda start, limit: storage.read(channel, partition, start, limit)
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        """Create the channel if it does not exist; an existing one is kept as is."""
+        self._check_open()
+        if spec.name in self._channels:
+            return
+        self._gone.discard(spec.name)
+        channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * spec.partitions)
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.declare(spec)
+
+    async def _channel(self, name: str) -> _Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            await self.declare(ChannelSpec(name=name, partitions=self.limits.default_partitions))
+            channel = self._channels[name]
+        return channel
+
+    def has_channel(self, name: str) -> bool:
+        """Whether the channel exists."""
+        return name in self._channels
+
+    def partitions(self, name: str) -> int:
+        """Partitions of an existing channel, else of one that first use would create."""
+        channel = self._channels.get(name)
+        return channel.spec.partitions if channel else self.limits.default_partitions
+
+    # -- publishing ---------------------------------------------------------
+    async def publish(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        partition: int = 0,
+        key: str = "",
+        not_before: float | None = None,
+    ) -> None:
+        """Append ``body``; return once it is as durable as the storage promises.
+
+        ``key`` names a delayed message in the store (its message id).
+        """
+        self._check_open()
+        if name in self._gone:
+            log.debug("dropped a message for %s: its only subscriber has left", name)
+            return
+        self._check_size(name, body)
+        channel = await self._channel(name)
+        if channel.retained() >= channel.spec.max_messages:
+            await self._wait_for_space(channel)
+        if not_before is not None and not_before > self.clock.time():
+            await self._schedule(channel, key, partition, not_before, body)
+        else:
+            await self._append(channel, partition, body)
+
+    def _check_size(self, name: str, body: bytes) -> None:
+        limit = self.limits.max_message_bytes
+        if len(body) > limit:
+            raise MessageTooLarge(
+                f"a message of {len(body)} bytes is over the {limit}-byte limit of channel "
+                f"{name!r}; send a reference to the data instead"
+            )
+
+    async def _append(self, channel: _Channel, partition: int, body: bytes) -> None:
+        log_ = channel.logs[partition]
+        offset = log_.stage(body)
+        if channel.durable:
+            assert self.storage is not None
+            try:
+                await self.storage.append(
+                    channel.spec.name, partition, offset, self.clock.time(), body
+                )
+            except BaseException:
+                log_.abandon()
+                raise
+        if log_.reveal(offset + 1):
+            channel.wake()
+
+    async def _schedule(
+        self, channel: _Channel, key: str, partition: int, due: float, body: bytes
+    ) -> None:
+        name = channel.spec.name
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.schedule(key, name, partition, due, body)
+        heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, partition, body))
+        self._due.set()
+
+    async def _release_due_forever(self) -> None:
+        """Move delayed messages into their logs as they fall due."""
+        while True:
+            self._due.clear()
+            now = self.clock.time()
+            while self._scheduled and self._scheduled[0][0] <= now:
+                _, _, key, name, partition, body = heapq.heappop(self._scheduled)
+                await self._release(key, name, partition, body)
+            wake = self._scheduled[0][0] if self._scheduled else None
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(self.clock, wake):
+                    await self._due.wait()
+
+    async def _release(self, key: str, name: str, partition: int, body: bytes) -> None:
+        channel = self._channels.get(name)
+        if channel is None:  # an ephemeral inbox that went away meanwhile
+            return
+        log_ = channel.logs[partition]
+        offset = log_.stage(body)
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.move_due(key, name, partition, offset, self.clock.time(), body)
+        if log_.reveal(offset + 1):
+            channel.wake()
+
+    async def _wait_for_space(self, channel: _Channel) -> None:
+        limit = channel.spec.max_messages
+        self._trim(channel)  # trimming is lazy: settled entries may still be held
+        if channel.retained() < limit:
+            return
+        timeout = self.limits.publish_timeout
+        deadline = None if timeout is None else self.clock.time() + timeout
+        channel.waiting += 1
+        try:
+            async with timeout_at(self.clock, deadline):
+                while channel.retained() >= limit:
+                    channel.space.clear()
+                    await channel.space.wait()
+        except TimeoutError:
+            raise ChannelFull(
+                f"channel {channel.spec.name!r} holds {limit} unsettled messages (its bound) "
+                f"and none was settled within {timeout} s; the consumers are behind: add "
+                "consumers, raise max_messages, or retry later"
+            ) from None
+        finally:
+            channel.waiting -= 1
+
+    # -- consuming ----------------------------------------------------------
+    async def subscribe(
+        self, name: str, *, group: str, prefetch: int, start: StartAt = "earliest"
+    ) -> Member:
+        """Join ``group`` on channel ``name``; ``start`` applies when the group is new."""
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self._gone.discard(name)
+        channel = await self._channel(name)
+        state = channel.groups.get(group)
+        if state is None:
+            state = channel.groups[group] = GroupState(channel.logs, start)
+            self._record_positions(channel, group, state)
+        member = Member(self, channel, group, state, prefetch)
+        channel.members.add(member)
+        channel.wake()
+        return member
+
+    def _record_positions(self, channel: _Channel, group: str, state: GroupState[bytes]) -> None:
+        if channel.durable:
+            assert self.storage is not None
+            for p in range(len(channel.logs)):
+                self.storage.set_position(channel.spec.name, group, p, state.committed(p))
+
+    def _settled(self, member: Member, partition: int, before: int) -> None:
+        channel = member.channel
+        after = member.group.committed(partition)
+        if after != before and channel.durable:
+            assert self.storage is not None
+            self.storage.set_position(channel.spec.name, member.name, partition, after)
+        # Trimming walks every group of the channel, so it is batched unless a
+        # publisher is waiting for the room it frees.
+        channel.untrimmed += 1
+        if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
+            self._trim(channel)
+
+    def _trim(self, channel: _Channel) -> None:
+        channel.untrimmed = 0
+        if not channel.groups:
+            return
+        freed = False
+        for p, log_ in enumerate(channel.logs):
+            below = min(g.committed(p) for g in channel.groups.values())
+            if below > log_.base:
+                log_.trim(below)
+                freed = True
+                if channel.durable:
+                    assert self.storage is not None
+                    self.storage.trim(channel.spec.name, p, below)
+        if freed:
+            channel.space.set()
+
+    def _left(self, member: Member) -> None:
+        channel = member.channel
+        channel.members.discard(member)
+        member.group.leave(member.id, self.clock.time())
+        if channel.spec.ephemeral and not channel.members:
+            del self._channels[channel.spec.name]
+            self._gone.add(channel.spec.name)
+        channel.wake()
+
+    def unsettled(self) -> int:
+        """Messages some group has not settled yet, over every channel."""
+        return sum(
+            group.backlog()
+            for channel in self._channels.values()
+            for group in channel.groups.values()
+        )
+
+
+class Member:
+    """One member of a group: takes deliveries within its credit and settles them."""
+
+    def __init__(
+        self, broker: Broker, channel: _Channel, name: str, group: GroupState[bytes], prefetch: int
+    ) -> None:
+        self.broker = broker
+        self.channel = channel
+        self.name = name
+        self.group = group
+        self.id = next(_members)
+        self.wake = asyncio.Event()
+        self.state = "open"  # open | closed | broken
+        group.join(self.id, prefetch)
+
+    def take(self) -> Taken[bytes] | None:
+        """The next delivery within this member's credit, or None."""
+        return self.group.take(self.id, self.broker.clock.time())
+
+    async def wait(self) -> None:
+        """Sleep until something may be deliverable (woken, or a redelivery falls due)."""
+        self.wake.clear()
+        clock = self.broker.clock
+        due = self.group.next_retry()
+        if due is not None and due <= clock.time():
+            return
+        # re-checked by the caller after waking: a timer firing a hair early loops once more
+        timer = None if due is None else clock.call_at(due, self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def ack(self, partition: int, offset: int) -> None:
+        """Settle a delivery; ignored if this member no longer holds it."""
+        group = self.group
+        starved = group.credit(self.id) <= 0
+        before = group.committed(partition)
+        if group.ack(self.id, partition, offset):
+            self.broker._settled(self, partition, before)
+            if starved or len(self.channel.logs) > 1:
+                self.channel.wake()
+
+    def nack(self, partition: int, offset: int, delay: float) -> None:
+        """Deliver again not before ``delay`` seconds from now; ignored if not held."""
+        when = self.broker.clock.time() + max(0.0, delay)
+        if self.group.nack(self.id, partition, offset, when):
+            self.channel.wake()
+
+    def leave(self, why: str = "closed") -> None:
+        """Stop taking; unsettled deliveries come again (to any member)."""
+        if self.state == "open":
+            self.state = why
+            self.broker._left(self)
+            self.wake.set()

@@ -1,0 +1,200 @@
+"""The embedded transport: the durable broker running inside this process.
+
+``embedded://./data`` keeps every channel in a SQLite file under ``./data``
+(see :mod:`seawall._store` for the format and :mod:`seawall._store_writer` for
+group commit), with the broker logic of :mod:`seawall._broker`. It needs no
+server: the default for single-process systems, tests and notebooks. Several
+processes share one broker through the broker server and ``seawall://``
+instead; two processes must never open the same directory (a lock file says
+which process holds it).
+
+What a publish acknowledgement means follows the ``sync`` policy:
+
+``always``
+    fsynced before the acknowledgement, committed as soon as the writer is free.
+``batch`` (default)
+    fsynced before the acknowledgement, commits gathered for up to ``window``
+    seconds (2 ms) so many publishes share one fsync.
+``none``
+    acknowledged on receipt, written within ``window``: a crash of this process
+    loses what was acknowledged in that window.
+
+The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
+flushes what is pending and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+from .._broker import Broker, BrokerLimits, Member
+from .._clock import Clock, SystemClock
+from .._exceptions import ConnectionLost
+from .._message import Message, decode_message, encode_message
+from .._transport import (
+    Capabilities,
+    ChannelSpec,
+    Delivery,
+    Durability,
+    StartAt,
+    partition_for,
+)
+
+__all__ = ["EmbeddedSubscription", "EmbeddedTransport", "SyncPolicy"]
+
+SyncPolicy = Literal["always", "batch", "none"]
+
+_DURABILITY: dict[SyncPolicy | None, Durability] = {
+    "always": Durability.LOCAL_FSYNC,
+    "batch": Durability.LOCAL_FSYNC,
+    "none": Durability.MEMORY,
+    None: Durability.MEMORY,
+}
+
+
+class EmbeddedTransport:
+    """A broker in this process; durable under ``path``, or in memory when it is None."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        sync: SyncPolicy = "batch",
+        window: float = 0.002,
+        clock: Clock | None = None,
+        limits: BrokerLimits | None = None,
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self.sync = sync
+        self.window = window
+        self.clock = clock or SystemClock()
+        self.limits = limits or BrokerLimits()
+        self._broker: Broker | None = None
+        self._opening = asyncio.Lock()
+        self._subscriptions: set[EmbeddedSubscription] = set()
+        self._capabilities = Capabilities(
+            durability=_DURABILITY[None if path is None else sync],
+            partitions=True,
+            delayed_redelivery=True,
+            delayed_delivery=True,
+            max_message_bytes=self.limits.max_message_bytes,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    async def broker(self) -> Broker:
+        """The broker, opened (and recovered from disk) on first use."""
+        if self._broker is not None:
+            return self._broker
+        async with self._opening:
+            if self._broker is None:
+                self._broker = await self._open()
+        return self._broker
+
+    async def _open(self) -> Broker:
+        if self.path is None:
+            broker = Broker(clock=self.clock, storage=None, limits=self.limits)
+            await broker.open()
+            return broker
+        from .._store_writer import open_storage  # noqa: PLC0415 - sqlite only when used
+
+        storage, recovered = await open_storage(
+            self.path, policy=self.sync, window=self.window, clock=self.clock
+        )
+        broker = Broker(clock=self.clock, storage=storage, limits=self.limits)
+        await broker.open(recovered)
+        return broker
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        await (await self.broker()).declare(spec)
+
+    async def publish(
+        self, channel: str, message: Message, *, not_before: float | None = None
+    ) -> None:
+        broker = await self.broker()
+        partition = partition_for(message.partitionkey, broker.partitions(channel))
+        await broker.publish(
+            channel,
+            encode_message(message),
+            partition=partition,
+            key=message.id,
+            not_before=not_before,
+        )
+
+    async def subscribe(
+        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+    ) -> EmbeddedSubscription:
+        broker = await self.broker()
+        member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
+        sub = EmbeddedSubscription(self, member)
+        self._subscriptions.add(sub)
+        return sub
+
+    def has_channel(self, name: str) -> bool:
+        """Whether ``name`` exists (the broker server refuses unknown channels with this)."""
+        return self._broker is not None and self._broker.has_channel(name)
+
+    def unsettled(self) -> int:
+        """Messages some group has not settled yet, over every channel (for tests)."""
+        return 0 if self._broker is None else self._broker.unsettled()
+
+    def disconnect(self) -> None:
+        """Simulate a broken link: open subscriptions raise ConnectionLost."""
+        for sub in list(self._subscriptions):
+            sub.member.leave("broken")
+
+    async def close(self) -> None:
+        """Close every subscription (their deliveries come again), then the broker."""
+        self._subscriptions.clear()
+        if self._broker is not None:
+            await self._broker.close()
+
+
+class EmbeddedSubscription:
+    """One member of a group on an embedded channel."""
+
+    def __init__(self, transport: EmbeddedTransport, member: Member) -> None:
+        self.transport = transport
+        self.member = member
+        self.name = member.channel.spec.name
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._deliveries()
+
+    async def _deliveries(self) -> AsyncIterator[Delivery]:
+        member = self.member
+        while True:
+            if member.state == "broken":
+                raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
+            if member.state == "closed":
+                return
+            taken = member.take()
+            if taken is None:
+                await member.wait()
+                continue
+            yield Delivery(
+                message=decode_message(taken.entry),
+                channel=self.name,
+                partition=taken.partition,
+                attempt=taken.attempt,
+                token=taken.offset,
+            )
+
+    async def ack(self, delivery: Delivery) -> None:
+        offset = delivery.token
+        assert isinstance(offset, int)
+        self.member.ack(delivery.partition, offset)
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        offset = delivery.token
+        assert isinstance(offset, int)
+        self.member.nack(delivery.partition, offset, delay)
+
+    async def close(self) -> None:
+        self.transport._subscriptions.discard(self)
+        self.member.leave("closed")
