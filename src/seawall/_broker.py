@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._clock import Clock, timeout_at
-from ._exceptions import ChannelFull, MessageTooLarge, TransportClosed
+from ._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from ._log import GroupState, Taken
 from ._pages import PagedLog, Reader
 from ._tasks import TaskScope
-from ._transport import ChannelSpec, StartAt
+from ._transport import ChannelSpec, FromOffsets, Start, StartAt
 
 __all__ = ["Broker", "BrokerLimits", "Member", "Recovered", "Storage"]
 
@@ -113,9 +113,17 @@ class _Channel:
     def retained(self) -> int:
         return sum(log.retained for log in self.logs)
 
+    def new_group(self, start: StartAt, positions: list[int] | None = None) -> GroupState[bytes]:
+        return GroupState(self.logs, start, positions, levels=self.spec.priorities)
+
     def wake(self) -> None:
         for member in self.members:
             member.wake.set()
+
+
+def _logs(spec: ChannelSpec) -> int:
+    """Logs a channel is stored in: one per partition, or per priority level."""
+    return spec.partitions * spec.priorities
 
 
 class Broker:
@@ -144,7 +152,7 @@ class Broker:
 
     def _recover(self, recovered: Recovered) -> None:
         for spec in recovered.channels:
-            bounds = [recovered.logs.get((spec.name, p), (0, 0)) for p in range(spec.partitions)]
+            bounds = [recovered.logs.get((spec.name, p), (0, 0)) for p in range(_logs(spec))]
             self._channels[spec.name] = self._make_channel(spec, bounds)
         positions: dict[tuple[str, str], list[int]] = {}
         for (name, group, p), committed in recovered.positions.items():
@@ -154,7 +162,7 @@ class Broker:
                 starts[p] = committed
         for (name, group), starts in positions.items():
             channel = self._channels[name]
-            channel.groups[group] = GroupState(channel.logs, "earliest", starts)
+            channel.groups[group] = channel.new_group("earliest", starts)
         for key, name, p, due, body in recovered.scheduled:
             heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, p, body))
 
@@ -196,7 +204,7 @@ class Broker:
         if spec.name in self._channels:
             return
         self._gone.discard(spec.name)
-        channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * spec.partitions)
+        channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * _logs(spec))
         if channel.durable:
             assert self.storage is not None
             await self.storage.declare(spec)
@@ -224,12 +232,14 @@ class Broker:
         body: bytes,
         *,
         partition: int = 0,
+        priority: int = 0,
         key: str = "",
         not_before: float | None = None,
     ) -> None:
         """Append ``body``; return once it is as durable as the storage promises.
 
-        ``key`` names a delayed message in the store (its message id).
+        ``priority`` picks the level of a channel with priority levels (clamped to
+        its range); ``key`` names a delayed message in the store (its message id).
         """
         self._check_open()
         if name in self._gone:
@@ -239,6 +249,9 @@ class Broker:
         channel = await self._channel(name)
         if channel.retained() >= channel.spec.max_messages:
             await self._wait_for_space(channel)
+        levels = channel.spec.priorities
+        if levels > 1:
+            partition = min(max(priority, 0), levels - 1)
         if not_before is not None and not_before > self.clock.time():
             await self._schedule(channel, key, partition, not_before, body)
         else:
@@ -326,7 +339,7 @@ class Broker:
 
     # -- consuming ----------------------------------------------------------
     async def subscribe(
-        self, name: str, *, group: str, prefetch: int, start: StartAt = "earliest"
+        self, name: str, *, group: str, prefetch: int, start: Start = "earliest"
     ) -> Member:
         """Join ``group`` on channel ``name``; ``start`` applies when the group is new."""
         self._check_open()
@@ -336,12 +349,32 @@ class Broker:
         channel = await self._channel(name)
         state = channel.groups.get(group)
         if state is None:
-            state = channel.groups[group] = GroupState(channel.logs, start)
+            state = channel.groups[group] = self._new_group(channel, start)
             self._record_positions(channel, group, state)
         member = Member(self, channel, group, state, prefetch)
         channel.members.add(member)
         channel.wake()
         return member
+
+    def _new_group(self, channel: _Channel, start: Start) -> GroupState[bytes]:
+        if isinstance(start, str):
+            return channel.new_group(start)
+        name = channel.spec.name
+        if isinstance(start, FromOffsets):
+            if len(start.offsets) != len(channel.logs):
+                raise ConfigurationError(
+                    f"channel {name!r} has {len(channel.logs)} logs (partitions x priority "
+                    f"levels) but the start position names {len(start.offsets)} offsets"
+                )
+            return channel.new_group("earliest", list(start.offsets))
+        if not channel.durable:
+            raise ConfigurationError(
+                f"channel {name!r} keeps no times, so a group cannot start at a time; "
+                "use a durable broker (embedded://DIR) or start at an offset"
+            )
+        assert self.storage is not None
+        at = [self.storage.offset_at_time(name, p, start.time) for p in range(len(channel.logs))]
+        return channel.new_group("earliest", at)
 
     def _record_positions(self, channel: _Channel, group: str, state: GroupState[bytes]) -> None:
         if channel.durable:
@@ -419,9 +452,11 @@ class Member:
         self.wake.clear()
         clock = self.broker.clock
         due = self.group.next_retry()
+        # A redelivery already due waits for credit, which comes with a wake; one
+        # due later sets a timer. The caller re-checks after waking, so a timer
+        # firing a hair early just loops once more.
         if due is not None and due <= clock.time():
-            return
-        # re-checked by the caller after waking: a timer firing a hair early loops once more
+            due = None
         timer = None if due is None else clock.call_at(due, self.wake.set)
         try:
             await self.wake.wait()

@@ -117,9 +117,17 @@ class GroupState(Generic[T]):
         logs: Sequence[LogView[T]],
         start: StartAt,
         positions: Sequence[int] | None = None,
+        *,
+        levels: int = 1,
     ) -> None:
-        """A group reading ``logs`` from ``start``, or from committed ``positions``."""
+        """A group reading ``logs`` from ``start``, or from committed ``positions``.
+
+        ``levels > 1`` makes the logs the priority levels of one partition, lowest
+        first: every member takes from them, the highest level with something due
+        first.
+        """
         self.logs = logs
+        self.shared = len(logs) == levels  # one partition: members do not own logs
         if positions is not None:
             at = [
                 max(log.base, min(pos, log.end)) for log, pos in zip(logs, positions, strict=True)
@@ -153,7 +161,7 @@ class GroupState(Generic[T]):
         return self._order[p % n] if n else None
 
     def _assign(self) -> None:
-        if len(self.parts) == 1:
+        if self.shared:
             return
         for p, part in enumerate(self.parts):
             wanted = self._wanted(p)
@@ -162,7 +170,7 @@ class GroupState(Generic[T]):
 
     def _owns(self, member: int, p: int) -> bool:
         # An owner handing a partition over takes no more of it, so it drains.
-        if len(self.parts) == 1:
+        if self.shared:
             return True
         return self.parts[p].owner == member and self._wanted(p) == member
 
@@ -174,11 +182,21 @@ class GroupState(Generic[T]):
             return None
         if len(self.parts) == 1:
             taken = self._take_from(0, member, now)
+        elif self.shared:
+            taken = self._take_by_level(member, now)
         else:
             taken = self._take_owned(member, now)
         if taken is not None:
             self.members[member] = credit - 1
         return taken
+
+    def _take_by_level(self, member: int, now: float) -> Taken[T] | None:
+        """Take from the highest priority level that has something due."""
+        for level in range(len(self.parts) - 1, -1, -1):
+            taken = self._take_from(level, member, now)
+            if taken is not None:
+                return taken
+        return None
 
     def _take_owned(self, member: int, now: float) -> Taken[T] | None:
         """Take from the partitions ``member`` owns, round robin."""

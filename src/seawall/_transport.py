@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from ._exceptions import ConfigurationError
 from ._message import Message
 
 __all__ = [
@@ -41,6 +42,9 @@ __all__ = [
     "ChannelSpec",
     "Delivery",
     "Durability",
+    "FromOffsets",
+    "FromTime",
+    "Start",
     "StartAt",
     "Subscription",
     "Transport",
@@ -48,6 +52,25 @@ __all__ = [
 ]
 
 StartAt = Literal["earliest", "latest"]
+"""Where a new group starts: the oldest message kept, or the next one published."""
+
+
+@dataclass(frozen=True)
+class FromOffsets:
+    """A new group starts at these offsets, one per partition (replay from a position)."""
+
+    offsets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FromTime:
+    """A new group starts at the first message stored at or after ``time`` (epoch seconds)."""
+
+    time: float
+
+
+Start = StartAt | FromOffsets | FromTime
+"""Every way a new group may start; transports with ``Capabilities.replay`` take all."""
 
 
 class Durability(enum.Enum):
@@ -77,6 +100,10 @@ class Capabilities:
     """``publish(not_before=…)`` holds a new message back until that time."""
     max_message_bytes: int | None = None
     """Largest encoded message accepted, or None for no stated limit."""
+    replay: bool = False
+    """``subscribe(start=FromOffsets(...) | FromTime(...))`` starts a new group there."""
+    priorities: int = 1
+    """Priority levels a channel may have (``ChannelSpec.priorities``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +116,25 @@ class ChannelSpec:
     """Bound on messages held for the slowest group; publishers wait beyond it."""
     ephemeral: bool = False
     """A reply inbox: no durability needed, removed when its subscriber leaves."""
+    priorities: int = 1
+    """Priority levels of a point-to-point channel (one partition only): a higher
+    level is delivered first, FIFO within a level."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.priorities <= MAX_PRIORITIES:
+            raise ConfigurationError(
+                f"channel {self.name!r}: priorities must be 1 to {MAX_PRIORITIES}, "
+                f"got {self.priorities}"
+            )
+        if self.priorities > 1 and self.partitions != 1:
+            raise ConfigurationError(
+                f"channel {self.name!r}: priority levels need a single partition (got "
+                f"{self.partitions}); per-key order and priorities do not mix"
+            )
+
+
+MAX_PRIORITIES = 10
+"""Most priority levels a channel may have."""
 
 
 def partition_for(key: str | None, partitions: int) -> int:

@@ -33,13 +33,15 @@ from typing import Literal
 from .._broker import Broker, BrokerLimits, Member
 from .._clock import Clock, SystemClock
 from .._exceptions import ConnectionLost
+from .._log import Taken
 from .._message import Message, decode_message, encode_message
 from .._transport import (
+    MAX_PRIORITIES,
     Capabilities,
     ChannelSpec,
     Delivery,
     Durability,
-    StartAt,
+    Start,
     partition_for,
 )
 
@@ -81,6 +83,8 @@ class EmbeddedTransport:
             delayed_redelivery=True,
             delayed_delivery=True,
             max_message_bytes=self.limits.max_message_bytes,
+            replay=path is not None,
+            priorities=MAX_PRIORITIES,
         )
 
     @property
@@ -101,7 +105,7 @@ class EmbeddedTransport:
             broker = Broker(clock=self.clock, storage=None, limits=self.limits)
             await broker.open()
             return broker
-        from .._store_writer import open_storage  # noqa: PLC0415 - sqlite only when used
+        from .._store_writer import open_storage  # sqlite only when used
 
         storage, recovered = await open_storage(
             self.path, policy=self.sync, window=self.window, clock=self.clock
@@ -114,7 +118,12 @@ class EmbeddedTransport:
         await (await self.broker()).declare(spec)
 
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
         broker = await self.broker()
         partition = partition_for(message.partitionkey, broker.partitions(channel))
@@ -122,12 +131,13 @@ class EmbeddedTransport:
             channel,
             encode_message(message),
             partition=partition,
+            priority=priority,
             key=message.id,
             not_before=not_before,
         )
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> EmbeddedSubscription:
         broker = await self.broker()
         member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
@@ -168,6 +178,7 @@ class EmbeddedSubscription:
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         member = self.member
+        shared = member.group.shared
         while True:
             if member.state == "broken":
                 raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
@@ -180,20 +191,20 @@ class EmbeddedSubscription:
             yield Delivery(
                 message=decode_message(taken.entry),
                 channel=self.name,
-                partition=taken.partition,
+                partition=0 if shared else taken.partition,
                 attempt=taken.attempt,
-                token=taken.offset,
+                token=taken,  # names the log (partition or priority level) and offset
             )
 
     async def ack(self, delivery: Delivery) -> None:
-        offset = delivery.token
-        assert isinstance(offset, int)
-        self.member.ack(delivery.partition, offset)
+        taken = delivery.token
+        assert isinstance(taken, Taken)
+        self.member.ack(taken.partition, taken.offset)
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
-        offset = delivery.token
-        assert isinstance(offset, int)
-        self.member.nack(delivery.partition, offset, delay)
+        taken = delivery.token
+        assert isinstance(taken, Taken)
+        self.member.nack(taken.partition, taken.offset, delay)
 
     async def close(self) -> None:
         self.transport._subscriptions.discard(self)

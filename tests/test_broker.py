@@ -1,0 +1,86 @@
+"""Broker behaviour beyond the shared conformance suite: priorities and replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from seawall._exceptions import ConfigurationError
+from seawall._transport import ChannelSpec, FromOffsets, FromTime
+from seawall.testing._conformance import Inbox, ids, make_message
+from seawall.transports.embedded import EmbeddedTransport
+
+
+async def test_higher_priority_first_and_fifo_within_a_level() -> None:
+    transport = EmbeddedTransport(None)
+    await transport.declare(ChannelSpec(name="work", priorities=3))
+    sent = {level: [make_message(level * 10 + i) for i in range(3)] for level in (0, 2, 1)}
+    for level, messages in sent.items():
+        for message in messages:
+            await transport.publish("work", message, priority=level)
+    await transport.publish("work", make_message(99), priority=7)  # clamped to the top level
+    sub = await transport.subscribe("work", group="workers", prefetch=1)
+    async with Inbox(sub, patience=2.0) as inbox:
+        got = []
+        for _ in range(10):
+            (delivery,) = await inbox.collect(1)
+            got.append(delivery)
+            await sub.ack(delivery)
+    expected = [*ids(sent[2]), "", *ids(sent[1]), *ids(sent[0])]
+    assert [d.message.data for d in got][3] == b"99"
+    assert [d.message.id for i, d in enumerate(got) if i != 3] == [e for e in expected if e]
+    assert {d.partition for d in got} == {0}
+    await transport.close()
+
+
+async def test_a_late_high_priority_message_overtakes_waiting_work() -> None:
+    transport = EmbeddedTransport(None)
+    await transport.declare(ChannelSpec(name="work", priorities=2))
+    for i in range(5):
+        await transport.publish("work", make_message(i))
+    sub = await transport.subscribe("work", group="workers", prefetch=1)
+    async with Inbox(sub, patience=2.0) as inbox:
+        (first,) = await inbox.collect(1)
+        urgent = make_message(100)
+        await transport.publish("work", urgent, priority=1)
+        await sub.nack(first)  # returned work keeps its place in its own level
+        (second,) = await inbox.collect(1)
+        assert second.message.id == urgent.id
+        await sub.ack(second)
+        (third,) = await inbox.collect(1)
+        assert third.message.id == first.message.id
+        assert third.attempt == 2
+    await transport.close()
+
+
+def test_priority_levels_are_bounded_and_need_one_partition() -> None:
+    with pytest.raises(ConfigurationError, match="priorities must be 1 to 10"):
+        ChannelSpec(name="work", priorities=11)
+    with pytest.raises(ConfigurationError, match="single partition"):
+        ChannelSpec(name="work", priorities=2, partitions=4)
+
+
+async def test_a_new_group_replays_from_given_offsets() -> None:
+    transport = EmbeddedTransport(None)
+    await transport.declare(ChannelSpec(name="events", partitions=2))
+    messages = [make_message(i, key=f"k{i}") for i in range(20)]
+    for message in messages:
+        await transport.publish("events", message)
+    sub = await transport.subscribe("events", group="audit", start=FromOffsets((3, 100)))
+    async with Inbox(sub, patience=2.0) as inbox:
+        got = await inbox.collect(1)
+        rest = await inbox.quiet(0.1)
+    by_partition = [*got, *rest]
+    assert {d.partition for d in by_partition} == {0}  # partition 1 starts past its end
+    count0 = sum(1 for m in messages if _partition(m.partitionkey) == 0)
+    assert len(by_partition) == count0 - 3
+    with pytest.raises(ConfigurationError, match="names 1 offsets"):
+        await transport.subscribe("events", group="other", start=FromOffsets((0,)))
+    with pytest.raises(ConfigurationError, match="keeps no times"):
+        await transport.subscribe("events", group="timed", start=FromTime(0.0))
+    await transport.close()
+
+
+def _partition(key: str | None) -> int:
+    from seawall._transport import partition_for
+
+    return partition_for(key, 2)
