@@ -70,6 +70,8 @@ class Storage(Protocol):
 
     def offset_at_time(self, channel: str, partition: int, time: float) -> int: ...
 
+    def offset_keeping_bytes(self, channel: str, partition: int, max_bytes: int) -> int: ...
+
     async def close(self) -> None: ...
 
 
@@ -97,6 +99,8 @@ class BrokerLimits:
     """Partitions of a channel created by first use rather than declared."""
     tail: int = 4096
     """Entries per partition kept in memory for consumers that keep up."""
+    retention_interval: float = 5.0
+    """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
 
 
 class _Channel:
@@ -149,6 +153,8 @@ class Broker:
         if recovered is not None:
             self._recover(recovered)
         self._scope.create_task(self._release_due_forever())
+        if self.storage is not None:
+            self._scope.create_task(self._retain_forever())
 
     def _recover(self, recovered: Recovered) -> None:
         for spec in recovered.channels:
@@ -314,6 +320,48 @@ class Broker:
             await self.storage.move_due(key, name, partition, offset, self.clock.time(), body)
         if log_.reveal(offset + 1):
             channel.wake()
+
+    async def _retain_forever(self) -> None:
+        while True:
+            await self.clock.sleep(self.limits.retention_interval)
+            self.apply_retention()
+
+    def apply_retention(self) -> None:
+        """Drop what each durable channel's ``max_age`` / ``max_bytes`` no longer keeps."""
+        storage = self.storage
+        assert storage is not None
+        now = self.clock.time()
+        for channel in self._channels.values():
+            spec = channel.spec
+            if not channel.durable or (spec.max_age is None and spec.max_bytes is None):
+                continue
+            for p, log_ in enumerate(channel.logs):
+                below = log_.base
+                if spec.max_age is not None:
+                    below = max(below, storage.offset_at_time(spec.name, p, now - spec.max_age))
+                if spec.max_bytes is not None:
+                    below = max(below, storage.offset_keeping_bytes(spec.name, p, spec.max_bytes))
+                if below > log_.base:
+                    self._drop(channel, p, below)
+
+    def _drop(self, channel: _Channel, partition: int, below: int) -> None:
+        """Retention: forget a partition's entries below ``below``, read or not."""
+        assert self.storage is not None
+        log.info(
+            "retention dropped offsets %d..%d of %s/%d",
+            channel.logs[partition].base,
+            below - 1,
+            channel.spec.name,
+            partition,
+        )
+        channel.logs[partition].trim(below)
+        for name, group in channel.groups.items():
+            group.skip_to(partition, below)
+            self.storage.set_position(
+                channel.spec.name, name, partition, group.committed(partition)
+            )
+        self.storage.trim(channel.spec.name, partition, below)
+        channel.space.set()
 
     async def _wait_for_space(self, channel: _Channel) -> None:
         limit = channel.spec.max_messages

@@ -116,6 +116,11 @@ class ChannelSpec:
     """Bound on messages held for the slowest group; publishers wait beyond it."""
     ephemeral: bool = False
     """A reply inbox: no durability needed, removed when its subscriber leaves."""
+    max_age: float | None = None
+    """Retention: messages older than this many seconds are dropped, read or not
+    (durable brokers only; None keeps them until every group settled them)."""
+    max_bytes: int | None = None
+    """Retention: the oldest messages are dropped while a partition holds more."""
     priorities: int = 1
     """Priority levels of a point-to-point channel (one partition only): a higher
     level is delivered first, FIFO within a level."""
