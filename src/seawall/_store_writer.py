@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from ._exceptions import StorageError, TransportClosed
 from ._store import (
@@ -86,7 +86,8 @@ class StoreWriter:
         self._max_pending = max_pending
         self._lazy_window = lazy_window
         # shared with the writer thread, under _cond
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._batch = WriteBatch()
         self._futures: list[asyncio.Future[None]] = []
         self._since = 0.0
@@ -97,18 +98,23 @@ class StoreWriter:
         self._pending = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._blocked = True
+        """Set while a write must not go ahead (closed, failed, full): one check on the hot path."""
+        self._ack_at_once = policy == "none"
         self._error: BaseException | None = None
         self._state = "new"
         self._ledger = Ledger(Recovered({}, {}, {}, []))
         self._reader: StoreReader | None = None
-        self._done: asyncio.Future[None] | None = None
-        self._stopped: asyncio.Future[None] | None = None
+        # bound to the running loop by __aenter__
+        self._loop: asyncio.AbstractEventLoop
+        self._done: asyncio.Future[None]
+        self._stopped: asyncio.Future[None]
         self.recovered = Recovered({}, {}, {}, [])
         """What the store held when it opened; read it once at start."""
 
     # -- lifecycle ---------------------------------------------------------
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         started: asyncio.Future[Recovered] = loop.create_future()
         self._stopped = loop.create_future()
         self._done = loop.create_future()
@@ -121,6 +127,7 @@ class StoreWriter:
         self._ledger = Ledger(self.recovered)
         self._reader = open_reader(self.path)
         self._state = "open"
+        self._blocked = False
         return self
 
     async def __aexit__(
@@ -136,10 +143,10 @@ class StoreWriter:
         if self._state != "open":
             return
         self._state = "closed"
+        self._blocked = True
         with self._cond:
             self._closing = True
             self._cond.notify()
-        assert self._stopped is not None
         assert self._reader is not None
         try:
             await asyncio.shield(self._stopped)
@@ -147,8 +154,13 @@ class StoreWriter:
             self._reader.close()
 
     # -- writes --------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        """Whether ``max_pending`` records wait: ``await room()`` before writing."""
+        return self._pending >= self._max_pending
+
     async def room(self) -> None:
-        """Return once fewer than ``max_pending`` records wait; append right after."""
+        """Return once fewer than ``max_pending`` records wait; write right after."""
         while self._pending >= self._max_pending:
             await self._room.wait()
 
@@ -162,9 +174,24 @@ class StoreWriter:
         self, channel: str, partition: int, offset: int, time: float, body: bytes
     ) -> Awaitable[None]:
         """Append an entry at ``offset`` (the log's end); resolves once durable per policy."""
-        self._usable()
+        # The broker's hot path: _enqueue's steps inlined, one method call each costs.
+        if self._blocked:
+            self._usable()
         self._ledger.append(channel, partition, offset)
-        return self._enqueue(lambda batch: batch.append(channel, partition, offset, time, body))
+        future = self._done if self._ack_at_once else self._loop.create_future()
+        with self._lock:
+            if self._failure is not None:
+                self._refuse()
+            batch = self._batch
+            batch.append(channel, partition, offset, time, body)
+            if future is not self._done:
+                self._futures.append(future)
+            if batch.records == 1 or batch.records == self._group_size:
+                self._wake(batch)
+        self._pending += 1
+        if self._pending >= self._max_pending:
+            self._block()
+        return future
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]:
         """Keep a message to append to ``channel`` once ``due``."""
@@ -210,31 +237,37 @@ class StoreWriter:
             )
 
     def _enqueue(self, add: Callable[[WriteBatch], None]) -> Awaitable[None]:
-        if self.policy == "none":
-            future = self._done
-            assert future is not None
-        else:
-            future = asyncio.get_running_loop().create_future()
-        with self._cond:
+        future = self._done if self._ack_at_once else self._loop.create_future()
+        with self._lock:
             if self._failure is not None:
-                raise StorageError(f"store {self.path} stopped: {self._failure}")
+                self._refuse()
             add(self._batch)
-            if self.policy != "none":
+            if future is not self._done:
                 self._futures.append(future)
-            records = self._batch.records
-            if records == 1:
-                self._since = time.monotonic()
-            if records == 1 or records == self._group_size:
-                self._cond.notify()
+            self._wake(self._batch)
         self._pending += 1
         if self._pending >= self._max_pending:
-            self._room.clear()
+            self._block()
         return future
 
+    def _wake(self, batch: WriteBatch) -> None:
+        """Under the lock: a group starts (note when) or fills up; the writer may wait for it."""
+        if batch.records == 1:
+            self._since = time.monotonic()
+        self._cond.notify()
+
+    def _block(self) -> None:
+        """The queue is full: writes raise until the writer catches up."""
+        self._room.clear()
+        self._blocked = True
+
+    def _refuse(self) -> NoReturn:
+        raise StorageError(f"store {self.path} stopped: {self._failure}") from self._failure
+
     def _enqueue_lazy(self, add: Callable[[WriteBatch], None]) -> None:
-        with self._cond:
+        with self._lock:
             if self._failure is not None:
-                raise StorageError(f"store {self.path} stopped: {self._failure}")
+                self._refuse()
             if not self._batch:
                 self._since = time.monotonic()
                 self._cond.notify()
@@ -245,14 +278,16 @@ class StoreWriter:
         self._pending -= records
         if error is not None:
             self._error = error
+            self._blocked = True
         for future in futures:
             if not future.done():
                 if error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
-        if self._pending < self._max_pending:
+        if self._pending < self._max_pending and self._state == "open" and self._error is None:
             self._room.set()
+            self._blocked = False
 
     # -- reads ---------------------------------------------------------------
     def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]:
