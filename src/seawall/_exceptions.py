@@ -16,7 +16,9 @@ where the meaning matches a stdlib type, that type is a base too, so
     │   ├── ConnectionLost                   link broken; subscribe again
     │   ├── ChannelFull                      publisher hit a channel's bound
     │   ├── PermissionDenied                 the broker refused this client
-    │   └── ProtocolError                    a peer broke the wire protocol; has a code
+    │   ├── ProtocolError                    a peer broke the wire protocol; has a code
+    │   └── StorageError                     the broker's disk store failed or was misused
+    │       └── StorageCorrupted             a data file is damaged; names the file
     ├── RequestError                         a request got no usable reply
     │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
     │   └── RemoteError                      the remote handler raised
@@ -40,6 +42,8 @@ __all__ = [
     "RequestError",
     "SeawallError",
     "ServiceError",
+    "StorageCorrupted",
+    "StorageError",
     "SupervisorGaveUp",
     "TransportClosed",
     "TransportError",
@@ -101,6 +105,18 @@ class ProtocolError(TransportError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class StorageError(TransportError):
+    """The embedded broker's store failed (disk, lock) or was called wrongly."""
+
+
+class StorageCorrupted(StorageError):
+    """A data file is damaged; ``path`` names it. Restore it from a backup or move it away."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RequestError(SeawallError):

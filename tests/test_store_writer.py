@@ -1,0 +1,160 @@
+"""The group-commit writer: acknowledgements, bad calls, laziness, back-pressure, failure."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from seawall import StorageError, TransportClosed
+from seawall._store import DB_FILE, ChannelLayout, Entry, Store
+from seawall._store_writer import StoreWriter
+
+LAYOUT = ChannelLayout(partitions=1, max_messages=1000)
+
+
+async def opened(path: Path, **options: object) -> StoreWriter:
+    writer = StoreWriter(path, **options)  # type: ignore[arg-type]
+    await writer.__aenter__()
+    await writer.declare("orders", LAYOUT)
+    return writer
+
+
+@pytest.mark.parametrize("policy", ["always", "batch", "none"])
+async def test_appends_are_committed_and_recovered(tmp_path: Path, policy: str) -> None:
+    writer = await opened(tmp_path, policy=policy)
+    acks = [writer.append("orders", 0, n, float(n), b"m%d" % n) for n in range(500)]
+    await asyncio.gather(*acks)
+    await writer.close()
+    async with StoreWriter(tmp_path) as again:
+        assert again.recovered.logs[("orders", 0)].end == 500
+        assert again.read("orders", 0, 498, 10) == [
+            Entry(498, 498.0, b"m498"),
+            Entry(499, 499.0, b"m499"),
+        ]
+
+
+async def test_reads_see_only_committed_entries(tmp_path: Path) -> None:
+    writer = await opened(tmp_path, policy="batch", window=0.3)
+    started = time.monotonic()
+    ack = writer.append("orders", 0, 0, 1.0, b"first")
+    assert writer.read("orders", 0, 0, 10) == []  # queued, lingering for company
+    await ack
+    assert time.monotonic() - started >= 0.25  # the batch window held it back
+    assert writer.read("orders", 0, 0, 10) == [Entry(0, 1.0, b"first")]
+    await writer.close()
+
+
+async def test_a_full_group_is_committed_without_waiting_for_the_window(tmp_path: Path) -> None:
+    async with StoreWriter(tmp_path, policy="batch", window=30.0, group_size=100) as writer:
+        started = time.monotonic()
+        acks = [writer.declare("orders", LAYOUT)]
+        acks += [writer.append("orders", 0, n, 1.0, b"") for n in range(99)]
+        await asyncio.gather(*acks)
+        assert time.monotonic() - started < 10.0
+
+
+async def test_policy_none_acknowledges_before_writing(tmp_path: Path) -> None:
+    async with StoreWriter(tmp_path, policy="none", window=30.0) as writer:
+        declared = writer.declare("orders", LAYOUT)
+        ack = writer.append("orders", 0, 0, 1.0, b"early")
+        assert asyncio.ensure_future(declared).done()
+        assert asyncio.ensure_future(ack).done()
+        assert writer.read("orders", 0, 0, 10) == []  # not written yet
+    # leaving the block closed the writer, which wrote what was queued
+    with Store.open(tmp_path) as store:
+        assert store.read("orders", 0, 0, 10) == [Entry(0, 1.0, b"early")]
+
+
+async def test_bad_calls_fail_at_the_call_site_and_the_writer_goes_on(tmp_path: Path) -> None:
+    writer = await opened(tmp_path)
+    await writer.append("orders", 0, 0, 1.0, b"")
+    with pytest.raises(StorageError, match=r"orders\[0\] at offset 2, but the log ends at 1"):
+        writer.append("orders", 0, 2, 1.0, b"")
+    with pytest.raises(StorageError, match="unknown channel 'refunds'"):
+        writer.append("refunds", 0, 0, 1.0, b"")
+    with pytest.raises(StorageError, match="cannot trim"):
+        writer.trim("orders", 0, 5)
+    with pytest.raises(StorageError, match="no scheduled message m-9"):
+        writer.move_due("m-9", "orders", 0, 1, 1.0, b"")
+    await writer.append("orders", 0, 1, 1.0, b"")
+    await writer.close()
+    with pytest.raises(TransportClosed, match="is closed"):
+        writer.append("orders", 0, 2, 1.0, b"")
+
+
+def positions_on_disk(path: Path) -> list[tuple[str, str, int, int]]:
+    with sqlite3.connect(path / DB_FILE) as db:
+        rows = db.execute("SELECT * FROM positions").fetchall()
+    db.close()
+    return rows
+
+
+async def test_positions_and_trims_are_lazy_but_not_forgotten(tmp_path: Path) -> None:
+    writer = await opened(tmp_path, lazy_window=0.2)
+    await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"x") for n in range(10)))
+    writer.set_position("orders", "billing", 0, 3)
+    writer.set_position("orders", "billing", 0, 6)  # the latest wins
+    writer.trim("orders", 0, 6)
+    assert positions_on_disk(tmp_path) == []  # waiting for company …
+    await asyncio.sleep(0.5)  # … but written alone after lazy_window
+    assert positions_on_disk(tmp_path) == [("orders", "billing", 0, 6)]
+    assert [e.offset for e in writer.read("orders", 0, 0, 100)] == [6, 7, 8, 9]
+    await writer.close()
+
+
+async def test_lazy_writes_ride_with_the_next_commit_and_close_flushes_them(tmp_path: Path) -> None:
+    writer = await opened(tmp_path, lazy_window=30.0)
+    writer.set_position("orders", "billing", 0, 0)
+    await writer.append("orders", 0, 0, 1.0, b"x")
+    assert positions_on_disk(tmp_path) == [("orders", "billing", 0, 0)]
+    writer.set_position("orders", "billing", 0, 1)
+    await writer.close()
+    assert positions_on_disk(tmp_path) == [("orders", "billing", 0, 1)]
+
+
+async def test_scheduled_messages_move_into_the_log(tmp_path: Path) -> None:
+    writer = await opened(tmp_path)
+    await writer.schedule("m-1", "orders", 50.0, b"later")
+    await writer.close()
+    async with StoreWriter(tmp_path) as again:
+        (item,) = again.recovered.scheduled
+        await again.move_due(item.id, item.channel, 0, 0, item.due, item.body)
+        assert again.read("orders", 0, 0, 10) == [Entry(0, 50.0, b"later")]
+    async with StoreWriter(tmp_path) as third:
+        assert third.recovered.scheduled == []
+
+
+async def test_a_full_queue_pushes_back_until_the_writer_catches_up(tmp_path: Path) -> None:
+    writer = await opened(tmp_path, policy="batch", window=0.05, max_pending=4)
+    acks = [writer.append("orders", 0, n, 1.0, b"") for n in range(4)]
+    assert writer.full
+    with pytest.raises(StorageError, match=r"4 writes queued \(max_pending\); await"):
+        writer.append("orders", 0, 4, 1.0, b"")
+    await writer.room()  # returns once the group of 4 is committed
+    assert all(asyncio.ensure_future(ack).done() for ack in acks)
+    await writer.append("orders", 0, 4, 1.0, b"")
+    await writer.close()
+
+
+async def test_a_failed_write_fails_its_group_and_stops_the_writer(tmp_path: Path) -> None:
+    writer = await opened(tmp_path)
+    bad = writer.append("orders", 0, 0, 1.0, object())  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="failed while writing"):
+        await bad
+    with pytest.raises(StorageError, match=r"failed earlier .* restart the broker"):
+        writer.append("orders", 0, 1, 1.0, b"")
+    await writer.close()
+    with Store.open(tmp_path) as store:  # nothing of the failed group was written
+        assert "orders" in store.recover().channels
+        assert store.recover().logs == {}
+
+
+async def test_a_store_that_cannot_open_fails_the_writer_at_start(tmp_path: Path) -> None:
+    (tmp_path / DB_FILE).write_bytes(b"garbage" * 100)
+    with pytest.raises(StorageError, match="is damaged"):
+        async with StoreWriter(tmp_path):
+            pass
