@@ -63,15 +63,19 @@ def test_trim_drops_pages_and_tail_below_the_new_base() -> None:
     assert log.base == PAGE + 1
     assert log.retained == PAGE - 1
     assert log.get(PAGE + 1) == entries[PAGE + 1]
-    assert reads == [(0, PAGE), (PAGE, PAGE - 4)]
+    assert reads == [(0, PAGE), (PAGE + 1, PAGE - 5)]
     log.trim(10**9)  # never past what is visible
     assert log.base == log.end == 2 * PAGE
 
 
 def test_a_log_recovered_from_a_store_starts_with_its_bounds() -> None:
-    entries, _ = stored(20)
-    log = PagedLog(base=5, end=20, read=lambda s, n: entries[s : s + n], keep=8)
+    kept = {offset: str(offset).encode() for offset in range(5, 20)}  # 0..4 were trimmed
+
+    def read(start: int, limit: int) -> list[bytes]:
+        # as the store does: what is kept from ``start`` on, at most ``limit``
+        return [kept[o] for o in sorted(kept) if o >= start][:limit]
+
+    log = PagedLog(base=5, end=20, read=read, keep=8)
     assert log.retained == 15
-    assert log.get(5) == b"5"
-    assert log.get(19) == b"19"
+    assert [log.get(o) for o in range(5, 20)] == list(kept.values())
     assert log.stage(b"20") == 20

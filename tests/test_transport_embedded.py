@@ -45,3 +45,23 @@ class TestEmbeddedInMemoryDelivery(DeliveryConformance):
     async def break_link(self, transport: Transport) -> None:
         assert isinstance(transport, EmbeddedTransport)
         transport.disconnect()
+
+
+class TestEmbeddedDurable(TestEmbeddedInMemory):
+    """The same contract with every message in SQLite, fsynced before the ack."""
+
+    def path(self) -> Path | None:
+        return self.data
+
+
+class TestEmbeddedDurableDelivery(DeliveryConformance):
+    @pytest.fixture(autouse=True)
+    def _data(self, tmp_path: Path) -> None:
+        self.data = tmp_path / "data"
+
+    async def make_transport(self) -> EmbeddedTransport:
+        return EmbeddedTransport(self.data)
+
+    async def break_link(self, transport: Transport) -> None:
+        assert isinstance(transport, EmbeddedTransport)
+        transport.disconnect()

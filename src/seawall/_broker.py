@@ -27,17 +27,18 @@ import heapq
 import itertools
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from ._clock import Clock, timeout_at
 from ._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from ._log import GroupState, Taken
 from ._pages import PagedLog, Reader
+from ._store import ChannelLayout, Entry, Recovered
 from ._tasks import TaskScope
 from ._transport import ChannelSpec, FromOffsets, Start, StartAt
 
-__all__ = ["Broker", "BrokerLimits", "Member", "Recovered", "Storage"]
+__all__ = ["Broker", "BrokerLimits", "Member", "Storage"]
 
 log = logging.getLogger("seawall.broker")
 _members = itertools.count(1)
@@ -46,46 +47,60 @@ _TRIM_EVERY = 64
 
 
 class Storage(Protocol):
-    """What the broker needs of its durable store; every write keeps call order."""
+    """What the broker needs of its durable store (:class:`~seawall._store_writer.StoreWriter`).
 
-    def declare(self, spec: ChannelSpec) -> Awaitable[None]: ...
+    Writes keep call order; awaited ones resolve once durable per the store's policy.
+    """
+
+    @property
+    def full(self) -> bool: ...
+
+    async def room(self) -> None: ...
+
+    def declare(self, name: str, layout: ChannelLayout) -> Awaitable[None]: ...
 
     def append(
         self, channel: str, partition: int, offset: int, time: float, body: bytes
     ) -> Awaitable[None]: ...
 
-    def schedule(
-        self, key: str, channel: str, partition: int, due: float, body: bytes
-    ) -> Awaitable[None]: ...
+    def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
 
     def move_due(
-        self, key: str, channel: str, partition: int, offset: int, time: float, body: bytes
+        self, id: str, channel: str, partition: int, offset: int, time: float, body: bytes
     ) -> Awaitable[None]: ...
 
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None: ...
 
     def trim(self, channel: str, partition: int, below: int) -> None: ...
 
-    def read(self, channel: str, partition: int, start: int, limit: int) -> list[bytes]: ...
+    def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]: ...
 
-    def offset_at_time(self, channel: str, partition: int, time: float) -> int: ...
+    def offset_at_time(self, channel: str, partition: int, t: float) -> int: ...
 
     def offset_keeping_bytes(self, channel: str, partition: int, max_bytes: int) -> int: ...
 
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recovered:
-    """What a restarted broker reads back from its store."""
+def _layout(spec: ChannelSpec) -> ChannelLayout:
+    return ChannelLayout(
+        partitions=spec.partitions,
+        max_messages=spec.max_messages,
+        priorities=spec.priorities,
+        max_age=spec.max_age,
+        max_bytes=spec.max_bytes,
+    )
 
-    channels: list[ChannelSpec] = field(default_factory=list)
-    logs: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    """(channel, partition) -> (base, end) offsets."""
-    positions: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    """(channel, group, partition) -> committed offset."""
-    scheduled: list[tuple[str, str, int, float, bytes]] = field(default_factory=list)
-    """(key, channel, partition, due, body) of delayed messages not yet moved to their log."""
+
+def _spec(name: str, layout: ChannelLayout) -> ChannelSpec:
+    return ChannelSpec(
+        name=name,
+        partitions=layout.partitions,
+        max_messages=layout.max_messages,
+        priorities=layout.priorities,
+        max_age=layout.max_age,
+        max_bytes=layout.max_bytes,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,9 +172,11 @@ class Broker:
             self._scope.create_task(self._retain_forever())
 
     def _recover(self, recovered: Recovered) -> None:
-        for spec in recovered.channels:
-            bounds = [recovered.logs.get((spec.name, p), (0, 0)) for p in range(_logs(spec))]
-            self._channels[spec.name] = self._make_channel(spec, bounds)
+        for name, layout in recovered.channels.items():
+            spec = _spec(name, layout)
+            kept = [recovered.logs.get((name, p)) for p in range(_logs(spec))]
+            bounds = [(0, 0) if b is None else (b.base, b.end) for b in kept]
+            self._channels[name] = self._make_channel(spec, bounds)
         positions: dict[tuple[str, str], list[int]] = {}
         for (name, group, p), committed in recovered.positions.items():
             channel = self._channels.get(name)
@@ -169,8 +186,17 @@ class Broker:
         for (name, group), starts in positions.items():
             channel = self._channels[name]
             channel.groups[group] = channel.new_group("earliest", starts)
-        for key, name, p, due, body in recovered.scheduled:
-            heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, p, body))
+        for item in recovered.scheduled:
+            partition, _, _ = item.id.partition(":")
+            entry = (
+                item.due,
+                next(self._sequence),
+                item.id,
+                item.channel,
+                int(partition),
+                item.body,
+            )
+            heapq.heappush(self._scheduled, entry)
 
     async def close(self) -> None:
         """Close every member (their deliveries come again) and the store."""
@@ -202,7 +228,7 @@ class Broker:
     def _reader(self, channel: str, partition: int) -> Reader:
         storage = self.storage
         assert storage is not None
-        return lambda start, limit: storage.read(channel, partition, start, limit)
+        return lambda start, limit: [e.body for e in storage.read(channel, partition, start, limit)]
 
     async def declare(self, spec: ChannelSpec) -> None:
         """Create the channel if it does not exist; an existing one is kept as is."""
@@ -213,7 +239,7 @@ class Broker:
         channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * _logs(spec))
         if channel.durable:
             assert self.storage is not None
-            await self.storage.declare(spec)
+            await self.storage.declare(spec.name, _layout(spec))
 
     async def _channel(self, name: str) -> _Channel:
         channel = self._channels.get(name)
@@ -273,6 +299,10 @@ class Broker:
 
     async def _append(self, channel: _Channel, partition: int, body: bytes) -> None:
         log_ = channel.logs[partition]
+        if channel.durable:
+            assert self.storage is not None
+            if self.storage.full:
+                await self.storage.room()
         offset = log_.stage(body)
         if channel.durable:
             assert self.storage is not None
@@ -290,9 +320,12 @@ class Broker:
         self, channel: _Channel, key: str, partition: int, due: float, body: bytes
     ) -> None:
         name = channel.spec.name
+        key = f"{partition}:{key}"  # the store keeps no partition: the broker's id holds it
         if channel.durable:
             assert self.storage is not None
-            await self.storage.schedule(key, name, partition, due, body)
+            if self.storage.full:
+                await self.storage.room()
+            await self.storage.schedule(key, name, due, body)
         heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, partition, body))
         self._due.set()
 
@@ -314,6 +347,10 @@ class Broker:
         if channel is None:  # an ephemeral inbox that went away meanwhile
             return
         log_ = channel.logs[partition]
+        if channel.durable:
+            assert self.storage is not None
+            if self.storage.full:
+                await self.storage.room()
         offset = log_.stage(body)
         if channel.durable:
             assert self.storage is not None

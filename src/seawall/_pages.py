@@ -41,7 +41,8 @@ class PagedLog:
         self._tail: deque[bytes] = deque()
         self._tail_base = end
         self._pending: deque[bytes] = deque()
-        self._pages: OrderedDict[int, list[bytes]] = OrderedDict()
+        self._pages: OrderedDict[int, tuple[int, list[bytes]]] = OrderedDict()
+        """Page start -> (offset of the first entry read, the entries)."""
 
     @property
     def next_offset(self) -> int:
@@ -84,17 +85,25 @@ class PagedLog:
             return self._tail[offset - self._tail_base]
         start = offset - offset % PAGE
         page = self._pages.get(start)
-        if page is None or offset - start >= len(page):
-            page = self._load(start)
+        if page is None or not page[0] <= offset < page[0] + len(page[1]):
+            page = self._load(start, offset)
         else:
             self._pages.move_to_end(start)
-        return page[offset - start]
+        first, entries = page
+        return entries[offset - first]
 
-    def _load(self, start: int) -> list[bytes]:
+    def _load(self, start: int, offset: int) -> tuple[int, list[bytes]]:
+        """Read the page holding ``offset``; pages below ``base`` hold only what is kept."""
         if self._read is None:  # pragma: no cover - a memory log never evicts
-            raise LookupError(f"offset {start} is below the in-memory log")
-        page = self._read(start, min(PAGE, self._tail_base - start))
-        self._pages[start] = page
+            raise LookupError(f"offset {offset} is below the in-memory log")
+        first = max(start, self.base)
+        entries = self._read(first, min(start + PAGE, self._tail_base) - first)
+        if not first <= offset < first + len(entries):
+            raise LookupError(
+                f"the store returned {len(entries)} entries from offset {first}, not offset "
+                f"{offset}: the log's files were changed under the broker; restart it"
+            )
+        page = self._pages[start] = (first, entries)
         while len(self._pages) > _PAGES_KEPT:
             self._pages.popitem(last=False)
         return page

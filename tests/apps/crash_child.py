@@ -34,15 +34,16 @@ async def publish(transport: Transport, first: int, count: int) -> None:
     window = asyncio.Semaphore(32)
 
     async def one(n: int) -> None:
-        async with window:
+        try:
             message = Message(id=uuid7(), type="crash.Item", source="crash", data=str(n).encode())
             await transport.publish(CHANNEL, message)
             out(f"P {n}")
+        finally:
+            window.release()
 
     async with asyncio.TaskGroup() as group:
         for n in range(first, first + count):
-            await window.acquire()  # bounded: at most 32 publishes wait at a time
-            window.release()
+            await window.acquire()  # at most 32 publishes wait for their ack at a time
             group.create_task(one(n))
 
 

@@ -105,13 +105,12 @@ class EmbeddedTransport:
             broker = Broker(clock=self.clock, storage=None, limits=self.limits)
             await broker.open()
             return broker
-        from .._store_writer import open_storage  # sqlite only when used
+        from .._store_writer import StoreWriter  # sqlite only when used
 
-        storage, recovered = await open_storage(
-            self.path, policy=self.sync, window=self.window, clock=self.clock
-        )
+        storage = StoreWriter(self.path, policy=self.sync, window=self.window)
+        await storage.__aenter__()
         broker = Broker(clock=self.clock, storage=storage, limits=self.limits)
-        await broker.open(recovered)
+        await broker.open(storage.recovered)
         return broker
 
     async def declare(self, spec: ChannelSpec) -> None:
