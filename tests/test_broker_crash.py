@@ -76,7 +76,11 @@ def kill_after_acks(proc: subprocess.Popen[str], acks: int, rng: random.Random) 
         lines.append(line)
         seen += line.startswith("P ")
     proc.send_signal(signal.SIGKILL)
-    rest, err = proc.communicate(timeout=10)
+    proc.wait(timeout=10)
+    # read through proc.stdout: communicate() would read the pipe beneath its buffer
+    # and miss lines the buffer already holds
+    rest = proc.stdout.read()
+    err = proc.stderr.read() if proc.stderr is not None else ""
     assert seen >= acks, f"child acknowledged only {seen} publishes before dying:\n{err}"
     return "".join(lines) + rest
 
