@@ -79,8 +79,9 @@ def kill_after_acks(proc: subprocess.Popen[str], acks: int, rng: random.Random) 
     proc.wait(timeout=10)
     # read through proc.stdout: communicate() would read the pipe beneath its buffer
     # and miss lines the buffer already holds
-    rest = proc.stdout.read()
-    err = proc.stderr.read() if proc.stderr is not None else ""
+    assert proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        rest, err = proc.stdout.read(), proc.stderr.read()
     assert seen >= acks, f"child acknowledged only {seen} publishes before dying:\n{err}"
     return "".join(lines) + rest
 
