@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from seawall._broker import BrokerLimits
 from seawall._exceptions import ConfigurationError
+from seawall._pages import PAGE
 from seawall._transport import ChannelSpec, FromOffsets, FromTime
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.embedded import EmbeddedTransport
@@ -84,3 +88,32 @@ def _partition(key: str | None) -> int:
     from seawall._transport import partition_for
 
     return partition_for(key, 2)
+
+
+async def test_a_stalled_consumer_keeps_broker_memory_bounded(tmp_path: Path) -> None:
+    tail = 100
+    limits = BrokerLimits(tail=tail)
+    transport = EmbeddedTransport(tmp_path / "data", sync="none", limits=limits)
+    await transport.declare(ChannelSpec(name="backlog", max_messages=100_000))
+    stalled = await transport.subscribe("backlog", group="stalled", prefetch=8)
+    stalled_inbox = Inbox(stalled, patience=2.0)
+    messages = [make_message(i) for i in range(3_000)]
+    async with stalled_inbox:
+        for message in messages:
+            await transport.publish("backlog", message)
+        await stalled_inbox.collect(8)  # took its prefetch, then reads nothing more
+        broker = await transport.broker()
+        # the tail plus the one page the stalled group read; the rest is on disk only
+        assert broker.held() <= tail + PAGE < len(messages)
+
+        # A new group reads the whole backlog from disk, a page at a time, in order.
+        late = await transport.subscribe("backlog", group="late", prefetch=64)
+        got = []
+        async with Inbox(late, patience=5.0) as inbox:
+            while len(got) < len(messages):
+                batch = await inbox.collect(1)
+                got.extend(batch)
+                await late.ack(batch[0])
+        assert ids(got) == ids(messages)
+        assert broker.held() <= tail + 4 * PAGE
+    await transport.close()

@@ -504,6 +504,10 @@ class Broker:
             self._gone.add(channel.spec.name)
         channel.wake()
 
+    def held(self) -> int:
+        """Message bodies in memory, over every channel (bounded by ``limits.tail``)."""
+        return sum(log.held for channel in self._channels.values() for log in channel.logs)
+
     def unsettled(self) -> int:
         """Messages some group has not settled yet, over every channel."""
         return sum(

@@ -54,6 +54,12 @@ class PagedLog:
         """Entries held for consumers, staged ones included."""
         return self.next_offset - self.base
 
+    @property
+    def held(self) -> int:
+        """Entries in memory: the tail, staged ones and cached pages."""
+        paged = sum(len(entries) for _, entries in self._pages.values())
+        return len(self._tail) + len(self._pending) + paged
+
     def stage(self, entry: bytes) -> int:
         """Give ``entry`` the next offset; it stays invisible until revealed."""
         self._pending.append(entry)
