@@ -252,13 +252,17 @@ class Ledger:
         self.scheduled[id] = channel
 
     def move_due(self, id: str, channel: str, partition: int, offset: int) -> None:
-        owner = self.scheduled.get(id)
-        if owner is None:
-            raise StorageError(f"no scheduled message {id}: it was never scheduled or has moved")
+        owner = self._owner(id)
         if owner != channel:
             raise StorageError(f"scheduled message {id} belongs to {owner}, not {channel}")
         self.append(channel, partition, offset)
         del self.scheduled[id]
+
+    def _owner(self, id: str) -> str:
+        owner = self.scheduled.get(id)
+        if owner is None:
+            raise StorageError(f"no scheduled message {id}: it was never scheduled or has moved")
+        return owner
 
     def _known(self, channel: str) -> None:
         if channel not in self.channels:
@@ -274,10 +278,8 @@ class Ledger:
             self.declare(name)
         for item in batch.schedules:
             self.schedule(item.id, item.channel)
-        moved = set(batch.unschedules)
-        for id in moved:
-            if id not in self.scheduled:
-                raise StorageError(f"no scheduled message {id}: it was never scheduled or moved")
+        for id in batch.unschedules:
+            self._owner(id)
             del self.scheduled[id]
         for (channel, partition), run in batch.runs.items():
             self.append(channel, partition, run[0][0], len(run))
@@ -374,11 +376,6 @@ class StoreReader:
                 offset += 1
         return offset
 
-    def bounds(self, channel: str, partition: int) -> LogBounds:
-        """A log's base, end and byte total (all zero for a log never written)."""
-        with map_exceptions(self.path, f"reading bounds of {channel}[{partition}]"):
-            return self._bounds(channel, partition)[1]
-
     def close(self) -> None:
         self._db.close()
 
@@ -427,12 +424,15 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         lock = _lock_directory(path)
         file = path / DB_FILE
+        db: sqlite3.Connection | None = None
         try:
             with map_exceptions(file, "opening"):
                 db = connect(file, cache_kib=16 << 10)
                 store = cls(db, file, lock, policy)
                 store._prepare(check)
         except BaseException:
+            if db is not None:
+                db.close()
             os.close(lock)
             raise
         return store
@@ -559,6 +559,7 @@ class Store:
         ).fetchone()
         self._db.execute("DELETE FROM entries WHERE k >= ? AND k < ?", span)
         self._save_bounds(key, LogBounds(below, old.end, old.bytes - size))
+        self._wal_bytes += size  # freed pages are rewritten too
 
     def _save_bounds(self, key: LogKey, bounds: LogBounds) -> None:
         self._db.execute(
@@ -614,8 +615,9 @@ INSERT_ROWS = 1024
 """Rows per multi-row INSERT (3,073 parameters; SQLite allows 32,766). The sqlite3
 module releases the GIL around each statement step: one step per 1,024 rows
 lets the writer thread insert while the event loop runs, instead of handing
-the GIL back and forth at every row as ``executemany`` does (measured: 0.45x
-of the raw limit with executemany, 0.55-0.65x with this)."""
+the GIL back and forth at every row as ``executemany`` does (the writer's
+appends measured about 0.45x of the raw limit with executemany, 0.5-0.65x with
+this, in ``python -m benchmarks.storage``)."""
 INSERT_MANY = "INSERT INTO entries VALUES " + ", ".join(["(?1 + ?, ?, ?)"] * INSERT_ROWS)
 INSERT_ONE = "INSERT INTO entries VALUES (?1 + ?2, ?3, ?4)"
 

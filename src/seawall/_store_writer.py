@@ -279,7 +279,9 @@ class StoreWriter:
                 self._cond.notify()
             add(self._batch)
 
-    def _committed(self, futures: list[asyncio.Future[None]], records: int, error: Any) -> None:
+    def _committed(
+        self, futures: list[asyncio.Future[None]], records: int, error: BaseException | None
+    ) -> None:
         """On the loop: a group was committed (or failed with ``error``)."""
         self._pending -= records
         if error is not None:
