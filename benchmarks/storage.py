@@ -46,6 +46,7 @@ class Figure:
     rate: float
     """records/s, median of the repeats"""
     ratio: float
+    """median over the rounds of rate / raw anchor rate in the same round"""
 
 
 def _rate(records: int, seconds: float) -> float:
@@ -117,16 +118,18 @@ def writer_appends(
     return asyncio.run(appends())
 
 
-def _median(measure: Callable[[Path], float], repeats: int) -> float:
-    rates = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="seawall-bench-") as tmp:
-            rates.append(measure(Path(tmp)))
-    return statistics.median(rates)
+def _measure(measure: Callable[[Path], float]) -> float:
+    with tempfile.TemporaryDirectory(prefix="seawall-bench-") as tmp:
+        return measure(Path(tmp))
 
 
 def run(count: int = 200_000, repeats: int = 3, time_limit: float = 2.0) -> list[Figure]:
-    """Every storage figure, measured in one run; ratios are to the raw SQLite anchor."""
+    """Every storage figure, measured in one run; ratios are to the raw SQLite anchor.
+
+    Repeats are interleaved (every benchmark once per round) and a ratio is the
+    median of the per-round ratios, so load from other processes that comes and
+    goes skews the anchor and the measured path alike.
+    """
     measures: dict[str, Callable[[Path], float]] = {
         "raw SQLite WAL, 1,000-row txns, synchronous=FULL": lambda p: raw_sqlite(
             p, count, time_limit
@@ -140,9 +143,16 @@ def run(count: int = 200_000, repeats: int = 3, time_limit: float = 2.0) -> list
         measures[f"StoreWriter.append, policy {policy}"] = (
             lambda p, policy=policy: writer_appends(p, count, time_limit, policy)  # type: ignore[misc]
         )
-    rates = {label: _median(measure, repeats) for label, measure in measures.items()}
-    anchor = next(iter(rates.values()))
-    return [Figure(label, rate, rate / anchor) for label, rate in rates.items()]
+    rounds = [{label: _measure(m) for label, m in measures.items()} for _ in range(repeats)]
+    anchor = next(iter(measures))
+    return [
+        Figure(
+            label,
+            statistics.median(r[label] for r in rounds),
+            statistics.median(r[label] / r[anchor] for r in rounds),
+        )
+        for label in measures
+    ]
 
 
 def main() -> None:
