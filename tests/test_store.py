@@ -10,6 +10,7 @@ import pytest
 
 from seawall import StorageCorrupted, StorageError
 from seawall._store import (
+    CHECKPOINT_BYTES,
     DB_FILE,
     INSERT_ROWS,
     ChannelLayout,
@@ -227,3 +228,18 @@ def test_garbage_in_a_data_page_raises_storage_corrupted(tmp_path: Path, store: 
         pytest.raises(StorageCorrupted, match=r"move .* away to start empty"),
     ):
         unchecked.read("orders", 0, 0, 3000)
+
+
+def test_checkpoints_keep_the_wal_bounded(tmp_path: Path, store: Store) -> None:
+    wal = tmp_path / "data" / (DB_FILE + "-wal")
+    big = b"w" * 10_000
+    offset = 0
+    for _ in range(3 * CHECKPOINT_BYTES // (100 * len(big))):
+        batch = WriteBatch()
+        for _ in range(100):
+            batch.append("orders", 0, offset, 1.0, big)
+            offset += 1
+        store.write(batch)
+        store.checkpoint_if_due()
+    assert wal.stat().st_size < 1.5 * CHECKPOINT_BYTES  # the WAL restarted after checkpoints
+    assert store.recover().logs[("orders", 0)].bytes == offset * len(big)

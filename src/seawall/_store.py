@@ -252,13 +252,17 @@ class Ledger:
         self.scheduled[id] = channel
 
     def move_due(self, id: str, channel: str, partition: int, offset: int) -> None:
-        owner = self.scheduled.get(id)
-        if owner is None:
-            raise StorageError(f"no scheduled message {id}: it was never scheduled or has moved")
+        owner = self._owner(id)
         if owner != channel:
             raise StorageError(f"scheduled message {id} belongs to {owner}, not {channel}")
         self.append(channel, partition, offset)
         del self.scheduled[id]
+
+    def _owner(self, id: str) -> str:
+        owner = self.scheduled.get(id)
+        if owner is None:
+            raise StorageError(f"no scheduled message {id}: it was never scheduled or has moved")
+        return owner
 
     def _known(self, channel: str) -> None:
         if channel not in self.channels:
@@ -274,10 +278,8 @@ class Ledger:
             self.declare(name)
         for item in batch.schedules:
             self.schedule(item.id, item.channel)
-        moved = set(batch.unschedules)
-        for id in moved:
-            if id not in self.scheduled:
-                raise StorageError(f"no scheduled message {id}: it was never scheduled or moved")
+        for id in batch.unschedules:
+            self._owner(id)
             del self.scheduled[id]
         for (channel, partition), run in batch.runs.items():
             self.append(channel, partition, run[0][0], len(run))
@@ -288,7 +290,7 @@ class Ledger:
 
 
 @contextlib.contextmanager
-def translated(path: Path, doing: str) -> Iterator[None]:
+def map_exceptions(path: Path, doing: str) -> Iterator[None]:
     """Turn sqlite3 errors into seawall's: corruption names the file and what to do."""
     try:
         yield
@@ -328,7 +330,7 @@ class StoreReader:
 
     def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]:
         """Up to ``limit`` entries of a log from offset ``start`` (fewer at its end)."""
-        with translated(self.path, f"reading {channel}[{partition}]"):
+        with map_exceptions(self.path, f"reading {channel}[{partition}]"):
             key = self._key(channel, partition)
             if key is None:
                 return []
@@ -344,7 +346,8 @@ class StoreReader:
         A binary search: it assumes append times do not decrease along a log,
         which holds while the broker's clock does not step back.
         """
-        with translated(self.path, f"searching {channel}[{partition}] by time"), self._snapshot():
+        doing = f"searching {channel}[{partition}] by time"
+        with map_exceptions(self.path, doing), self._snapshot():
             key, bounds = self._bounds(channel, partition)
             lo, hi = bounds.base, bounds.end
             while lo < hi:
@@ -358,7 +361,7 @@ class StoreReader:
 
     def offset_keeping_bytes(self, channel: str, partition: int, max_bytes: int) -> int:
         """The smallest offset such that the entries from it to the end total <= ``max_bytes``."""
-        with translated(self.path, f"sizing {channel}[{partition}]"), self._snapshot():
+        with map_exceptions(self.path, f"sizing {channel}[{partition}]"), self._snapshot():
             key, bounds = self._bounds(channel, partition)
             excess = bounds.bytes - max_bytes
             offset = bounds.base
@@ -372,11 +375,6 @@ class StoreReader:
                 excess -= size
                 offset += 1
         return offset
-
-    def bounds(self, channel: str, partition: int) -> LogBounds:
-        """A log's base, end and byte total (all zero for a log never written)."""
-        with translated(self.path, f"reading bounds of {channel}[{partition}]"):
-            return self._bounds(channel, partition)[1]
 
     def close(self) -> None:
         self._db.close()
@@ -426,12 +424,15 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         lock = _lock_directory(path)
         file = path / DB_FILE
+        db: sqlite3.Connection | None = None
         try:
-            with translated(file, "opening"):
+            with map_exceptions(file, "opening"):
                 db = connect(file, cache_kib=16 << 10)
                 store = cls(db, file, lock, policy)
                 store._prepare(check)
         except BaseException:
+            if db is not None:
+                db.close()
             os.close(lock)
             raise
         return store
@@ -471,7 +472,7 @@ class Store:
 
     def recover(self) -> Recovered:
         """Channels, log bounds, group positions and scheduled messages, as committed."""
-        with translated(self.path, "recovering"):
+        with map_exceptions(self.path, "recovering"):
             db = self._db
             channels = {
                 name: _decode_layout(self.path, name, layout)
@@ -501,12 +502,12 @@ class Store:
             return
         try:
             self._ledger.check(batch)
-            with translated(self.path, "writing"):
+            with map_exceptions(self.path, "writing"):
                 self._db.execute("BEGIN IMMEDIATE")
                 self._write(batch)
                 self._db.execute("COMMIT")
         except BaseException:
-            with translated(self.path, "rolling back"):
+            with map_exceptions(self.path, "rolling back"):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self._load()
@@ -533,7 +534,7 @@ class Store:
         log_id = self._ids.get(key)
         if log_id is None:
             log_id = self._create_log(key)
-        _insert_entries(self._db, log_id << OFFSET_BITS, run)
+        insert_entries(self._db, log_id << OFFSET_BITS, run)
         size = sum(len(body) for _, _, body in run)
         old = self._bounds.get(key, LogBounds(0, 0, 0))
         self._save_bounds(key, LogBounds(old.base, old.end + len(run), old.bytes + size))
@@ -558,6 +559,7 @@ class Store:
         ).fetchone()
         self._db.execute("DELETE FROM entries WHERE k >= ? AND k < ?", span)
         self._save_bounds(key, LogBounds(below, old.end, old.bytes - size))
+        self._wal_bytes += size  # freed pages are rewritten too
 
     def _save_bounds(self, key: LogKey, bounds: LogBounds) -> None:
         self._db.execute(
@@ -586,7 +588,7 @@ class Store:
         """
         if not force and self._wal_bytes < CHECKPOINT_BYTES:
             return False
-        with translated(self.path, "checkpointing"):
+        with map_exceptions(self.path, "checkpointing"):
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         self._wal_bytes = 0
         return True
@@ -596,7 +598,7 @@ class Store:
         if self._lock < 0:
             return
         try:
-            with translated(self.path, "closing"):
+            with map_exceptions(self.path, "closing"):
                 self._db.close()  # the last connection to close checkpoints the WAL
         finally:
             os.close(self._lock)
@@ -613,13 +615,14 @@ INSERT_ROWS = 1024
 """Rows per multi-row INSERT (3,073 parameters; SQLite allows 32,766). The sqlite3
 module releases the GIL around each statement step: one step per 1,024 rows
 lets the writer thread insert while the event loop runs, instead of handing
-the GIL back and forth at every row as ``executemany`` does (measured: 0.45x
-of the raw limit with executemany, 0.55-0.65x with this)."""
+the GIL back and forth at every row as ``executemany`` does (the writer's
+appends measured about 0.45x of the raw limit with executemany, 0.5-0.65x with
+this, in ``python -m benchmarks.storage``)."""
 INSERT_MANY = "INSERT INTO entries VALUES " + ", ".join(["(?1 + ?, ?, ?)"] * INSERT_ROWS)
 INSERT_ONE = "INSERT INTO entries VALUES (?1 + ?2, ?3, ?4)"
 
 
-def _insert_entries(
+def insert_entries(
     db: sqlite3.Connection, prefix: int, run: list[tuple[int, float, bytes]]
 ) -> None:
     """Insert a run of (offset, time, body) rows under key ``prefix``."""
@@ -632,7 +635,7 @@ def _insert_entries(
 def open_reader(path: Path) -> StoreReader:
     """A read-only connection to the store in directory ``path`` (already opened by a Store)."""
     file = path / DB_FILE
-    with translated(file, "opening for reading"):
+    with map_exceptions(file, "opening for reading"):
         # Small cache: reads of recent entries hit the OS page cache anyway.
         return StoreReader(connect(file, cache_kib=2 << 10, readonly=True), file)
 

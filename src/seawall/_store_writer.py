@@ -42,12 +42,12 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
-from ._exceptions import StorageError, TransportClosed
+from ._exceptions import ConfigurationError, StorageError, TransportClosed
 from ._store import (
     ChannelLayout,
     Entry,
@@ -78,7 +78,9 @@ class StoreWriter:
         lazy_window: float = 0.05,
     ) -> None:
         if policy not in ("always", "batch", "none"):
-            raise ValueError(f"sync policy must be always, batch or none, not {policy!r}")
+            raise ConfigurationError(
+                f"store sync policy must be 'always', 'batch' or 'none', not {policy!r}"
+            )
         self.path = path
         self.policy: SyncPolicy = policy
         self._window = window if policy != "always" else 0.0
@@ -144,6 +146,7 @@ class StoreWriter:
             return
         self._state = "closed"
         self._blocked = True
+        self._room.set()  # waiters for room find the writer closed
         with self._cond:
             self._closing = True
             self._cond.notify()
@@ -161,10 +164,10 @@ class StoreWriter:
 
     async def room(self) -> None:
         """Return once fewer than ``max_pending`` records wait; write right after."""
-        while self._pending >= self._max_pending:
+        while self._pending >= self._max_pending and not self._stopping():
             await self._room.wait()
 
-    def declare(self, name: str, layout: ChannelLayout) -> Awaitable[None]:
+    def declare(self, name: str, layout: ChannelLayout) -> asyncio.Future[None]:
         """Store a channel's layout (new or changed)."""
         self._usable()
         self._ledger.declare(name)
@@ -172,7 +175,7 @@ class StoreWriter:
 
     def append(
         self, channel: str, partition: int, offset: int, time: float, body: bytes
-    ) -> Awaitable[None]:
+    ) -> asyncio.Future[None]:
         """Append an entry at ``offset`` (the log's end); resolves once durable per policy."""
         # The broker's hot path: _enqueue's steps inlined, one method call each costs.
         if self._blocked:
@@ -193,7 +196,7 @@ class StoreWriter:
             self._block()
         return future
 
-    def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]:
+    def schedule(self, id: str, channel: str, due: float, body: bytes) -> asyncio.Future[None]:
         """Keep a message to append to ``channel`` once ``due``."""
         self._usable()
         self._ledger.schedule(id, channel)
@@ -202,7 +205,7 @@ class StoreWriter:
 
     def move_due(
         self, id: str, channel: str, partition: int, offset: int, time: float, body: bytes
-    ) -> Awaitable[None]:
+    ) -> asyncio.Future[None]:
         """Append scheduled message ``id`` at ``offset`` and forget it, atomically."""
         self._usable()
         self._ledger.move_due(id, channel, partition, offset)
@@ -222,6 +225,9 @@ class StoreWriter:
         self._ledger.trim(channel, partition, below)
         self._enqueue_lazy(lambda batch: batch.trim(channel, partition, below))
 
+    def _stopping(self) -> bool:
+        return self._state != "open" or self._error is not None
+
     def _usable(self) -> None:
         if self._state != "open":
             raise TransportClosed(f"store writer for {self.path} is {self._state}; open it first")
@@ -236,7 +242,7 @@ class StoreWriter:
                 "await StoreWriter.room() before writing"
             )
 
-    def _enqueue(self, add: Callable[[WriteBatch], None]) -> Awaitable[None]:
+    def _enqueue(self, add: Callable[[WriteBatch], None]) -> asyncio.Future[None]:
         future = self._done if self._ack_at_once else self._loop.create_future()
         with self._lock:
             if self._failure is not None:
@@ -273,21 +279,23 @@ class StoreWriter:
                 self._cond.notify()
             add(self._batch)
 
-    def _committed(self, futures: list[asyncio.Future[None]], records: int, error: Any) -> None:
+    def _committed(
+        self, futures: list[asyncio.Future[None]], records: int, error: BaseException | None
+    ) -> None:
         """On the loop: a group was committed (or failed with ``error``)."""
         self._pending -= records
         if error is not None:
             self._error = error
-            self._blocked = True
         for future in futures:
             if not future.done():
                 if error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
-        if self._pending < self._max_pending and self._state == "open" and self._error is None:
-            self._room.set()
-            self._blocked = False
+        stopping = self._stopping()
+        self._blocked = stopping or self._pending >= self._max_pending
+        if stopping or self._pending < self._max_pending:
+            self._room.set()  # a failed writer wakes its waiters too: their next write raises
 
     # -- reads ---------------------------------------------------------------
     def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]:

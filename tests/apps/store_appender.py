@@ -12,8 +12,9 @@ import asyncio
 import sys
 from collections import deque
 from pathlib import Path
+from typing import cast
 
-from seawall._store import ChannelLayout
+from seawall._store import ChannelLayout, SyncPolicy
 from seawall._store_writer import StoreWriter
 
 CHANNEL = "crash"
@@ -25,8 +26,8 @@ def body_for(offset: int) -> bytes:
     return f"entry {offset} ".encode() * 6
 
 
-async def append_forever(path: Path, policy: str) -> None:
-    async with StoreWriter(path, policy=policy, window=0.002) as writer:  # type: ignore[arg-type]
+async def append_forever(path: Path, policy: SyncPolicy) -> None:
+    async with StoreWriter(path, policy=policy, window=0.002) as writer:
         if CHANNEL not in writer.recovered.channels:
             await writer.declare(CHANNEL, ChannelLayout(partitions=1, max_messages=10**9))
         bounds = writer.recovered.logs.get((CHANNEL, 0))
@@ -35,14 +36,14 @@ async def append_forever(path: Path, policy: str) -> None:
         while True:
             if writer.full:
                 await writer.room()
-            future = writer.append(CHANNEL, 0, offset, float(offset), body_for(offset))
-            in_flight.append((offset, future))  # type: ignore[arg-type]
+            ack = writer.append(CHANNEL, 0, offset, float(offset), body_for(offset))
+            in_flight.append((offset, ack))
             offset += 1
             if len(in_flight) >= WINDOW:
-                done, future = in_flight.popleft()
-                await future
-                print(done, flush=True)
+                acked, oldest = in_flight.popleft()
+                await oldest
+                print(acked, flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(append_forever(Path(sys.argv[1]), sys.argv[2]))
+    asyncio.run(append_forever(Path(sys.argv[1]), cast(SyncPolicy, sys.argv[2])))
