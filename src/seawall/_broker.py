@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -54,6 +55,9 @@ class Storage(Protocol):
 
     @property
     def full(self) -> bool: ...
+
+    @property
+    def acks_before_commit(self) -> bool: ...
 
     async def room(self) -> None: ...
 
@@ -113,7 +117,8 @@ class BrokerLimits:
     default_partitions: int = 1
     """Partitions of a channel created by first use rather than declared."""
     tail: int = 4096
-    """Entries per partition kept in memory for consumers that keep up."""
+    """Entries per partition kept in memory for consumers that keep up; entries
+    waiting to be written (at most the store's ``max_pending``) are held too."""
     retention_interval: float = 5.0
     """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
 
@@ -304,15 +309,34 @@ class Broker:
             if self.storage.full:
                 await self.storage.room()
         offset = log_.stage(body)
-        if channel.durable:
-            assert self.storage is not None
-            try:
-                await self.storage.append(
-                    channel.spec.name, partition, offset, self.clock.time(), body
-                )
-            except BaseException:
-                log_.abandon()
-                raise
+        if not channel.durable:
+            self._reveal(channel, log_, offset)
+            return
+        assert self.storage is not None
+        written = self.storage.append(channel.spec.name, partition, offset, self.clock.time(), body)
+        if self.storage.acks_before_commit:
+            # Acknowledged now; consumers see it once written, since the log's
+            # older pages are read back from the store.
+            asyncio.ensure_future(written).add_done_callback(
+                functools.partial(self._revealed, channel, log_, offset)
+            )
+            return
+        try:
+            await written
+        except BaseException:
+            log_.abandon()
+            raise
+        self._reveal(channel, log_, offset)
+
+    @classmethod
+    def _revealed(
+        cls, channel: _Channel, log_: PagedLog, offset: int, written: asyncio.Future[None]
+    ) -> None:
+        if not written.cancelled() and written.exception() is None:
+            cls._reveal(channel, log_, offset)
+
+    @staticmethod
+    def _reveal(channel: _Channel, log_: PagedLog, offset: int) -> None:
         if log_.reveal(offset + 1):
             channel.wake()
 

@@ -20,9 +20,11 @@ What an acknowledgement (a resolved future) means under each policy:
     2 ms) after a group's first record, or until ``group_size`` records, to
     share one fsync among more records.
 ``none``
-    The future is resolved at once, before anything is written. Lost if the
-    process dies: what is queued and not yet committed (normally under
-    ``window`` plus one commit). Lost on power loss: also commits since the
+    The future still resolves once committed, but the caller acknowledges
+    without waiting for it (:attr:`StoreWriter.acks_before_commit`; the broker
+    waits only to show the record to consumers). Lost if the process dies:
+    what is queued and not yet committed (normally under ``window`` plus one
+    commit). Lost on power loss: also commits since the
     last checkpoint (``synchronous=NORMAL`` fsyncs only at checkpoints,
     about every 16 MB), but the file is never left damaged.
 
@@ -102,14 +104,14 @@ class StoreWriter:
         self._room.set()
         self._blocked = True
         """Set while a write must not go ahead (closed, failed, full): one check on the hot path."""
-        self._ack_at_once = policy == "none"
+        self.acks_before_commit = policy == "none"
+        """Whether callers acknowledge a write before its future resolves (policy none)."""
         self._error: BaseException | None = None
         self._state = "new"
         self._ledger = Ledger(Recovered({}, {}, {}, []))
         self._reader: StoreReader | None = None
         # bound to the running loop by __aenter__
         self._loop: asyncio.AbstractEventLoop
-        self._done: asyncio.Future[None]
         self._stopped: asyncio.Future[None]
         self.recovered = Recovered({}, {}, {}, [])
         """What the store held when it opened; read it once at start."""
@@ -119,8 +121,6 @@ class StoreWriter:
         loop = self._loop = asyncio.get_running_loop()
         started: asyncio.Future[Recovered] = loop.create_future()
         self._stopped = loop.create_future()
-        self._done = loop.create_future()
-        self._done.set_result(None)
         thread = threading.Thread(
             target=self._run, args=(loop, started), name=f"seawall-store:{self.path}", daemon=True
         )
@@ -181,14 +181,13 @@ class StoreWriter:
         if self._blocked:
             self._usable()
         self._ledger.append(channel, partition, offset)
-        future = self._done if self._ack_at_once else self._loop.create_future()
+        future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
                 self._refuse()
             batch = self._batch
             batch.append(channel, partition, offset, time, body)
-            if future is not self._done:
-                self._futures.append(future)
+            self._futures.append(future)
             if batch.records == 1 or batch.records == self._group_size:
                 self._wake(batch)
         self._pending += 1
@@ -243,13 +242,12 @@ class StoreWriter:
             )
 
     def _enqueue(self, add: Callable[[WriteBatch], None]) -> asyncio.Future[None]:
-        future = self._done if self._ack_at_once else self._loop.create_future()
+        future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
                 self._refuse()
             add(self._batch)
-            if future is not self._done:
-                self._futures.append(future)
+            self._futures.append(future)
             self._wake(self._batch)
         self._pending += 1
         if self._pending >= self._max_pending:
