@@ -1,6 +1,7 @@
 """The ``seawall`` command line.
 
-``seawall run module:attr`` imports ``attr`` from ``module`` and runs it in
+``seawall broker`` serves the embedded broker to other processes (see
+:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr`` from ``module`` and runs it in
 this process until SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be
 a :class:`System`, a :class:`Service`, a list of services, or a function
 returning one of those. Settings come from options or ``SEAWALL_*``
@@ -19,6 +20,7 @@ from typing import Any
 import click
 
 from . import __version__
+from ._cli_broker import broker
 from ._exceptions import ConfigurationError, SeawallError
 from ._service import Service
 from ._system import System
@@ -88,3 +90,6 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seawall: {target} stopped cleanly", err=True)
+
+
+main.add_command(broker)
