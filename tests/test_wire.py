@@ -77,7 +77,16 @@ codes = st.sampled_from(get_args(ErrorCode))
 
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Hello, positives, names, intervals, st.none() | st.text(max_size=12)),
-    st.builds(Welcome, positives, st.text(max_size=12), positives, positives, intervals),
+    st.builds(
+        Welcome,
+        positives,
+        st.text(max_size=12),
+        positives,
+        positives,
+        intervals,
+        st.sampled_from(["memory", "written", "local-fsync", "replicated"]),
+        st.booleans(),
+    ),
     st.builds(Declare, counts, names, st.integers(1, 1024), positives, st.booleans()),
     st.builds(Publish, counts, names, payloads, st.none() | seconds),
     st.builds(
@@ -370,21 +379,21 @@ def test_heartbeat_refuses_intervals_that_cannot_work(interval: float, misses: i
 
 
 def test_pipeline_answers_may_come_in_any_order() -> None:
-    pipe = Pipeline()
+    pipe: Pipeline[str] = Pipeline()
     seqs = [pipe.next_seq() for _ in range(3)]
     assert seqs == [0, 1, 2]
     for seq in seqs:
-        pipe.expect(seq)
+        pipe.expect(seq, f"waiter-{seq}")
     assert len(pipe) == 3
-    assert pipe.resolve(Error(2, "unknown-channel", "no channel 'x'")) == 2
-    assert pipe.resolve(Ok(0, result=5)) == 0
-    assert pipe.abandon() == [1]
+    assert pipe.resolve(Error(2, "unknown-channel", "no channel 'x'")) == "waiter-2"
+    assert pipe.resolve(Ok(0, result=5)) == "waiter-0"
+    assert pipe.abandon() == ["waiter-1"]
     assert len(pipe) == 0
 
 
 def test_pipeline_refuses_an_answer_nobody_waits_for() -> None:
-    pipe = Pipeline()
-    pipe.expect(pipe.next_seq())
+    pipe: Pipeline[int] = Pipeline()
+    pipe.expect(pipe.next_seq(), 0)
     assert pipe.resolve(Ok(0)) == 0
     for answer in (Ok(0), Error(9, "internal", "boom")):
         with pytest.raises(ProtocolError, match="no request waits for") as info:
@@ -393,22 +402,22 @@ def test_pipeline_refuses_an_answer_nobody_waits_for() -> None:
 
 
 def test_pipeline_connection_level_error_raises_its_code() -> None:
-    pipe = Pipeline()
-    pipe.expect(pipe.next_seq())
+    pipe: Pipeline[None] = Pipeline()
+    pipe.expect(pipe.next_seq(), None)
     with pytest.raises(ProtocolError, match=r"ended the connection.*slow down") as info:
         pipe.resolve(Error(None, "too-large", "slow down"))
     assert info.value.code == "too-large"
 
 
 def test_pipeline_is_bounded_and_refuses_duplicate_seqs() -> None:
-    pipe = Pipeline(limit=2)
-    pipe.expect(0)
+    pipe: Pipeline[None] = Pipeline(limit=2)
+    pipe.expect(0, None)
     with pytest.raises(ProtocolError, match="already waiting"):
-        pipe.expect(0)
-    pipe.expect(1)
+        pipe.expect(0, None)
+    pipe.expect(1, None)
     assert pipe.full
     with pytest.raises(ProtocolError, match="2 requests already wait"):
-        pipe.expect(2)
+        pipe.expect(2, None)
 
 
 # -- errors as exceptions ---------------------------------------------------------

@@ -8,15 +8,24 @@ from .._clock import Clock
 from .._exceptions import ConfigurationError
 from .._transport import Transport
 from .memory import MemoryTransport
+from .seawall import SCHEMES as SEAWALL_SCHEMES
+from .seawall import SeawallTransport
 
-__all__ = ["MemoryTransport", "connect"]
+__all__ = ["MemoryTransport", "SeawallTransport", "connect"]
 
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
-    """A transport for ``url``; only ``memory://`` ships in this release."""
+    """A transport for ``url``: ``memory://`` or a broker server (``seawall://host:port``).
+
+    A ``seawall://`` transport connects on its first call.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryTransport(clock=clock)
+    if scheme in SEAWALL_SCHEMES:
+        return SeawallTransport(url, clock=clock)
+    where = url.split("@")[-1]  # a URL's user part may hold a token: keep it out of errors
     raise ConfigurationError(
-        f"no transport for URL {url!r} (scheme {scheme!r}); this release supports 'memory://'"
+        f"no transport for URL {where!r} (scheme {scheme!r}); this release supports "
+        "'memory://' and 'seawall://host:port'"
     )
