@@ -46,6 +46,7 @@ class FramedStream:
         """The largest frame the peer accepts; known after the handshake."""
         self._out = bytearray()
         self._ready = asyncio.Event()
+        self._closing = False
 
     def send(self, frame: Frame) -> None:
         """Queue ``frame``; it leaves with the next write (this loop turn or the next)."""
@@ -72,11 +73,16 @@ class FramedStream:
         return isinstance(frame, Pong)
 
     async def write_loop(self) -> None:
-        """Write what is queued, one write and one drain per batch; runs until cancelled."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            await self.flush()
+        """Write what is queued, one write and one drain per batch.
+
+        Runs until cancelled, or returns when the socket fails (the reading side
+        sees why).
+        """
+        with contextlib.suppress(OSError):
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                await self.flush()
 
     async def flush(self) -> None:
         """Write what is queued now and wait until the socket has taken it."""
@@ -98,7 +104,14 @@ class FramedStream:
             await self.clock.sleep(beat.wake_at() - now)
 
     async def close(self, last: Frame | None = None) -> None:
-        """Send ``last`` and what is still queued (bounded wait), then close the socket."""
+        """Send ``last`` and what is still queued (bounded wait), then close the socket.
+
+        Only the first call does anything: the end of a connection may be
+        reached from both its reading task and its owner.
+        """
+        if self._closing:
+            return
+        self._closing = True
         with contextlib.suppress(Exception):
             if last is not None:
                 self.send(last)
@@ -110,6 +123,9 @@ class FramedStream:
                 await self.writer.wait_closed()
         self.abort()
 
-    def abort(self) -> None:
-        """Drop the connection at once, without sending what is queued."""
+    def abort(self, *, flush: bool = False) -> None:
+        """Drop the connection at once, handing what is queued to the socket first if ``flush``."""
+        if flush and self._out and not self.writer.is_closing():
+            data, self._out = self._out, bytearray()
+            self.writer.write(data)
         self.writer.transport.abort()

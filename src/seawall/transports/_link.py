@@ -109,8 +109,9 @@ class Link:
                 writing = group.create_task(self.stream.write_loop())
                 reading = group.create_task(self._read())
                 silent = group.create_task(self.stream.keep_alive())
-                await asyncio.wait({reading, silent}, return_when=asyncio.FIRST_COMPLETED)
-                failure = reading.result() if reading.done() else self._silence()
+                ends = {reading, silent, writing}
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+                failure = self._why(reading, silent)
                 for task in (writing, reading, silent):
                     task.cancel()
         except Exception as exc:
@@ -121,11 +122,17 @@ class Link:
         if not isinstance(self.failure, TransportClosed):
             await self.stream.close()
 
-    def _silence(self) -> ConnectionLost:
-        beat = self.stream.heartbeat
-        return ConnectionLost(
-            f"the broker at {self.where} sent nothing for {beat.misses * beat.interval:.1f} s"
-        )
+    def _why(
+        self, reading: asyncio.Task[TransportError], silent: asyncio.Task[None]
+    ) -> TransportError:
+        if reading.done():
+            return reading.result()
+        if silent.done():
+            beat = self.stream.heartbeat
+            return ConnectionLost(
+                f"the broker at {self.where} sent nothing for {beat.misses * beat.interval:.1f} s"
+            )
+        return ConnectionLost(f"lost the connection to the broker at {self.where} while writing")
 
     async def _read(self) -> TransportError:
         """Demultiplex incoming frames until the link ends; why it ended."""
@@ -196,9 +203,9 @@ class Link:
             sub.end(None if isinstance(failure, TransportClosed) else failure)
 
     def abort(self) -> None:
-        """Drop the connection now, as a network failure would."""
+        """Drop the connection now, as a network failure right after the last write would."""
         self.fail(ConnectionLost(f"the link to the broker at {self.where} was dropped"))
-        self.stream.abort()
+        self.stream.abort(flush=True)
 
     async def close(self) -> None:
         """Say Goodbye and close; subscriptions end, waiting requests fail."""
