@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from ._clock import Clock
-from ._wire import MAX_LENGTH, Frame, FrameReader, Ping, Pong, encode_frame
+from ._wire import MAX_LENGTH, Frame, FrameReader, Ping, Pong, encode_frame_into
 from ._wire_state import Heartbeat
 
 __all__ = ["FramedStream"]
@@ -50,7 +50,7 @@ class FramedStream:
 
     def send(self, frame: Frame) -> None:
         """Queue ``frame``; it leaves with the next write (this loop turn or the next)."""
-        self._out += encode_frame(frame, max_frame=self.peer_max_frame)
+        encode_frame_into(frame, self._out, max_frame=self.peer_max_frame)
         self._ready.set()
 
     async def batches(self) -> AsyncIterator[list[Frame]]:

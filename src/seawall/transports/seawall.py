@@ -129,7 +129,9 @@ class SeawallTransport:
                 f"message {message.id} ({message.type}) is {len(data)} bytes, over the "
                 f"{limit}-byte limit of the broker at {self.where}; send a reference instead"
             )
-        link = await self._ensure_link()
+        link = self._link
+        if link is None or not link.open:
+            link = await self._ensure_link()
         await link.request(Publish, channel, data, not_before)
 
     async def subscribe(
