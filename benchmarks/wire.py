@@ -217,7 +217,9 @@ async def main(args: argparse.Namespace) -> None:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
         runs = [await throughput(url, args.count, args.window, args.prefetch) for _ in range(3)]
         rate = statistics.median(runs)
-        print(f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of 3: ", end="")
+        print(
+            f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of 3: ", end=""
+        )
         print(", ".join(f"{r:,.0f}" for r in runs) + f"; target >= 50,000: {rate / 50_000:.2f}x)")
         p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
     finally:

@@ -7,6 +7,7 @@ link really drops the client's socket.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator
@@ -135,3 +136,31 @@ async def test_connect_by_url_is_lazy_and_hides_the_token() -> None:
 def test_bad_urls_are_refused_with_the_expected_form(url: str) -> None:
     with pytest.raises(ConfigurationError):
         connect(url)
+
+
+async def test_publishers_beyond_the_pipeline_limit_wait_their_turn() -> None:
+    backing = MemoryTransport()
+    async with BrokerServer(backing, host="127.0.0.1") as server:
+        transport = await SeawallTransport.connect(f"seawall://127.0.0.1:{server.port}", pipeline=4)
+        sent = [make_message(i) for i in range(200)]
+        await asyncio.gather(*(transport.publish("orders", m) for m in sent))
+        sub = await transport.subscribe("orders", group="billing", prefetch=200)
+        async with Inbox(sub, patience=5.0) as inbox:
+            assert sorted(ids(await inbox.collect(200))) == sorted(ids(sent))
+        await transport.close()
+    await backing.close()
+
+
+async def test_a_subscription_the_broker_loses_ends_the_connection() -> None:
+    backing = MemoryTransport()
+    async with BrokerServer(backing, host="127.0.0.1") as server:
+        transport = await SeawallTransport.connect(f"seawall://127.0.0.1:{server.port}")
+        sub = await transport.subscribe("orders", group="billing")
+        async with Inbox(sub, patience=5.0) as inbox:
+            backing.disconnect()  # the broker's own subscription breaks
+            _, error = await inbox.finish()
+        assert isinstance(error, ConnectionLost), error
+        assert "lost the subscription to 'orders'" in str(error)
+        await transport.publish("orders", make_message())  # a new connection works
+        await transport.close()
+    await backing.close()

@@ -18,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._exceptions import MessageTooLarge, PermissionDenied, ProtocolError, TransportError
+from seawall._exceptions import (
+    ChannelFull,
+    MessageTooLarge,
+    PermissionDenied,
+    ProtocolError,
+    TransportError,
+)
 from seawall._message import Message, decode_message, encode_message
 from seawall._transport import ChannelSpec
 from seawall._wire import (
@@ -42,6 +48,7 @@ from seawall._wire import (
     Unsubscribe,
     Welcome,
     encode_frame,
+    encode_frame_into,
 )
 from seawall._wire_state import Heartbeat, Pipeline
 
@@ -429,6 +436,7 @@ def test_error_frames_become_the_matching_exception() -> None:
     frame_level = Error(None, "too-large", "big").exception()
     assert isinstance(frame_level, ProtocolError)
     assert frame_level.code == "too-large"
+    assert isinstance(Error(1, "channel-full", "full").exception(), ChannelFull)
     other = Error(1, "unknown-channel", "no channel 'x'").exception()
     assert isinstance(other, ProtocolError)
     assert (other.code, str(other)) == ("unknown-channel", "no channel 'x'")
@@ -439,3 +447,18 @@ def test_limits_that_cannot_work_are_refused() -> None:
         FrameReader(max_frame=0)
     with pytest.raises(ValueError, match="pipeline limit"):
         Pipeline(limit=0)
+
+
+def test_hello_keeps_its_token_out_of_reprs() -> None:
+    hello = Hello(PROTOCOL_VERSION, "orders-1", token="s3cret-token")
+    assert "s3cret-token" not in repr(hello)
+    assert "s3cret-token" not in f"{hello}"
+    assert "orders-1" in repr(hello)
+
+
+def test_a_frame_over_the_limit_leaves_the_buffer_as_it_was() -> None:
+    buffer = bytearray(b"earlier frames")
+    encode_frame_into(Ping(), buffer)
+    with pytest.raises(ProtocolError, match="exceeds the peer's max_frame of 16"):
+        encode_frame_into(Publish(1, "orders", b"x" * 64), buffer, max_frame=16)
+    assert buffer == b"earlier frames" + encode_frame(Ping())

@@ -284,7 +284,7 @@ class Session:
     async def _handle_all(self, frames: list[Frame]) -> bool:
         """Handle ``frames`` in order; whether the client said Goodbye."""
         for frame in frames:
-            if isinstance(frame, Publish | Declare | Subscribe | Unsubscribe):
+            if isinstance(frame, _REQUESTS):
                 self._put(frame)
             elif isinstance(frame, Ack):
                 await self._ack(frame)
@@ -333,16 +333,22 @@ class Session:
                 data = encode_message(delivery.message)
                 send(Deliver(state.id, delivery.partition, handle, delivery.attempt, data))
         except ConnectionLost as exc:
-            log.error(
-                "broker server: %s's subscription to %r broke: %s", self.name, state.channel, exc
-            )
-            self._farewell = Error(
-                None,
-                "internal",
-                f"the broker's subscription to {state.channel!r} broke ({exc}); reconnect "
-                "and subscribe again",
-            )
-            self._stopping.set()
+            self._lost(state, str(exc))
+        else:
+            if state.id in self._subs:  # ended by the broker, not by Unsubscribe
+                self._lost(state, "the broker ended it")
+
+    def _lost(self, state: _Subscription, why: str) -> None:
+        """The broker's side of a subscription failed: end the connection, so the client
+        subscribes again."""
+        log.error("broker server: %s: subscription to %r lost: %s", self.name, state.channel, why)
+        self._farewell = Error(
+            None,
+            "internal",
+            f"the broker lost the subscription to {state.channel!r} ({why}); reconnect and "
+            "subscribe again",
+        )
+        self._stopping.set()
 
     # -- requests -------------------------------------------------------------------
     def _put(self, request: Request) -> None:
@@ -461,6 +467,7 @@ async def _close(state: _Subscription) -> None:
     await state.sub.close()
 
 
+_REQUESTS = (Publish, Declare, Subscribe, Unsubscribe)
 _ERROR_CODES: dict[type[Exception], ErrorCode] = {
     PermissionDenied: "permission-denied",
     MessageTooLarge: "too-large",

@@ -426,13 +426,21 @@ class FrameReader:
 
     def _split(self, view: memoryview, pos: int, frames: list[Frame]) -> int:
         """Decode the whole frames in ``view`` from ``pos``; where the first partial one starts."""
-        end = len(view)
-        while end - pos >= _HEADER.size:
-            stop = pos + _HEADER.size + self._length_at(view, pos)
-            if stop > end:
-                break
-            frames.append(self._decode(view, pos + _HEADER.size, stop))
-            pos = stop
+        # The hot loop of both ends, hence the local names and no helper calls.
+        end, limit, size = len(view), self.max_frame, _HEADER.size
+        unpack, decode, append = _HEADER.unpack_from, _decoder.decode, frames.append
+        try:
+            while end - pos >= size:
+                (length,) = unpack(view, pos)
+                stop = pos + size + length
+                if length > limit or stop > end:
+                    break
+                append(decode(view[pos + size : stop]))  # the slice dies with the call
+                pos = stop
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self._decode(view, pos + size, stop)  # raises the explained error
+        if end - pos >= size:
+            self._length_at(view, pos)  # raises if the next frame is over the limit
         return pos
 
     def _length_at(self, buffer: bytearray | memoryview, pos: int) -> int:

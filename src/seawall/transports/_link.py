@@ -141,7 +141,7 @@ class Link:
                 for frame in batch:
                     if isinstance(frame, Deliver):
                         self._deliver(frame)
-                    elif isinstance(frame, Ok | Error):
+                    elif isinstance(frame, (Ok, Error)):
                         self._answer(frame)
                     elif isinstance(frame, Goodbye):
                         return ConnectionLost(
