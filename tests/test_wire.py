@@ -462,3 +462,14 @@ def test_a_frame_over_the_limit_leaves_the_buffer_as_it_was() -> None:
     with pytest.raises(ProtocolError, match="exceeds the peer's max_frame of 16"):
         encode_frame_into(Publish(1, "orders", b"x" * 64), buffer, max_frame=16)
     assert buffer == b"earlier frames" + encode_frame(Ping())
+
+
+def test_broker_errors_become_error_frames_and_back() -> None:
+    for exc in (ChannelFull("full"), MessageTooLarge("big"), PermissionDenied("no")):
+        error = Error.of(3, exc)
+        assert error is not None
+        assert type(error.exception()) is type(exc)
+        assert (error.seq, error.message) == (3, str(exc))
+    assert Error.of(3, ProtocolError("unknown-channel", "x")) == Error(3, "unknown-channel", "x")
+    assert Error.of(None, ProtocolError("made-up", "x")) == Error(None, "internal", "x")
+    assert Error.of(3, RuntimeError("bug")) is None  # the caller logs it and says "internal"

@@ -6,11 +6,11 @@ client over a :class:`~seawall._wire_io.FramedStream`, on behalf of the
 
 * Hello is checked against the server's :class:`~seawall._acl.ServerConfig`
   (token, then the rights of every later request).
-* Requests (Declare, Publish, Subscribe, Unsubscribe) go to a small pool of
-  worker tasks, started on demand, so a publish waiting for a full channel
-  or for its disk commit holds up neither the other requests nor acks; a
-  publish that completes at once costs no task of its own. Each request is
-  answered as soon as its transport call returned.
+* Requests (Declare, Publish, Subscribe, Unsubscribe) go to a pool of
+  :class:`~seawall._workers.Workers`, so a publish waiting for a full
+  channel or for its disk commit holds up neither the other requests nor
+  acks, while a publish that completes at once costs no task of its own.
+  Each request is answered as soon as its transport call returned.
 * Each subscription has a pump task moving deliveries from the transport's
   subscription to the client while the client's credit lasts.
 * Ack, Nack and Credit are handled in the reading task itself, in order.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -34,13 +33,10 @@ import msgspec
 from ._acl import Client, ServerConfig
 from ._clock import Clock, timeout_at
 from ._exceptions import (
-    ChannelFull,
     ConnectionLost,
-    DecodeError,
     MessageTooLarge,
     PermissionDenied,
     ProtocolError,
-    TransportClosed,
 )
 from ._message import decode_message, encode_message
 from ._transport import Delivery, Subscription, Transport
@@ -51,7 +47,6 @@ from ._wire import (
     Declare,
     Deliver,
     Error,
-    ErrorCode,
     Frame,
     Goodbye,
     Hello,
@@ -65,6 +60,7 @@ from ._wire import (
 )
 from ._wire_io import FramedStream
 from ._wire_state import Heartbeat
+from ._workers import Workers
 
 __all__ = ["Broker", "Session"]
 
@@ -138,13 +134,9 @@ class Session:
         self._subs: dict[int, _Subscription] = {}
         self._ids = itertools.count(1)
         self._handles = itertools.count()
-        self._requests: deque[Request] = deque()
-        self._workers = 0
-        self._idle = 0  # workers not handling a request right now
-        self._wake = asyncio.Event()  # a request is waiting for a worker
-        self._room = asyncio.Event()  # the backlog went below its bound
-        self._quiet = asyncio.Event()  # no request waiting or being handled
-        self._quiet.set()
+        self._requests: Workers[Request] = Workers(
+            self._answer, self._spawn, limit=WORKERS, backlog=BACKLOG
+        )
         self._stopping = asyncio.Event()
         self._farewell: Frame = Goodbye("the broker server is shutting down")
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,7 +172,7 @@ class Session:
         except (StopAsyncIteration, OSError, TimeoutError):
             raise _Ended(None) from None
         except ProtocolError as exc:
-            raise _Ended(Error(None, _code(exc.code), str(exc))) from None
+            raise _Ended(Error.of(None, exc)) from None
         if not isinstance(hello, Hello):
             raise _Ended(
                 Error(
@@ -252,11 +244,12 @@ class Session:
         clock = self.broker.clock
         try:
             async with timeout_at(clock, clock.time() + self.broker.config.heartbeat):
-                await self._quiet.wait()
+                await self._requests.quiet()
         except TimeoutError:
             log.warning("broker server: %s still had requests running at shutdown", self.name)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task of this session: cancelled when it ends."""
         assert self._group is not None
         task = self._group.create_task(coro)
         self._tasks.add(task)
@@ -271,12 +264,10 @@ class Session:
             async for batch in batches:
                 if await self._handle_all(batch):
                     return None
-                if len(self._requests) >= BACKLOG:
-                    self._room.clear()
-                    await self._room.wait()
+                await self._requests.room()
         except ProtocolError as exc:
             log.warning("broker server: closing %s: %s", self.name, exc)
-            return Error(None, _code(exc.code), str(exc))
+            return Error.of(None, exc)
         except OSError as exc:
             log.info("broker server: lost %s: %s", self.name, exc)
         return None
@@ -285,7 +276,7 @@ class Session:
         """Handle ``frames`` in order; whether the client said Goodbye."""
         for frame in frames:
             if isinstance(frame, _REQUESTS):
-                self._put(frame)
+                self._requests.put(frame)
             elif isinstance(frame, Ack):
                 await self._ack(frame)
             elif isinstance(frame, Credit):
@@ -351,36 +342,6 @@ class Session:
         self._stopping.set()
 
     # -- requests -------------------------------------------------------------------
-    def _put(self, request: Request) -> None:
-        self._requests.append(request)
-        self._quiet.clear()
-        if self._idle:
-            self._wake.set()
-        elif self._workers < WORKERS:
-            self._workers += 1
-            self._idle += 1
-            self._spawn(self._work())
-
-    async def _work(self) -> None:
-        """Handle waiting requests; wait when there are none. Counted idle when not handling."""
-        requests = self._requests
-        while True:
-            if not requests:
-                if self._idle == self._workers:
-                    self._quiet.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self._idle -= 1
-            try:
-                while requests:
-                    request = requests.popleft()
-                    if len(requests) < BACKLOG:
-                        self._room.set()
-                    await self._answer(request)
-            finally:
-                self._idle += 1
-
     async def _answer(self, request: Request) -> None:
         result: int | None = None
         try:
@@ -398,15 +359,13 @@ class Session:
             self.stream.send(Ok(request.seq, result))
 
     def _error(self, request: Request, exc: Exception) -> Error:
-        code = _ERROR_CODES.get(type(exc))
-        if isinstance(exc, ProtocolError):
-            code = _code(exc.code)
-        if code is None:
+        error = Error.of(request.seq, exc)
+        if error is None:
             log.error(
                 "broker server: %s from %s failed", type(request).__name__, self.name, exc_info=exc
             )
-            return Error(request.seq, "internal", f"the broker failed: {exc!r}; try again")
-        return Error(request.seq, code, str(exc))
+            error = Error(request.seq, "internal", f"the broker failed: {exc!r}; try again")
+        return error
 
     async def _publish(self, request: Publish) -> None:
         limit = self.broker.welcome.max_message
@@ -468,16 +427,3 @@ async def _close(state: _Subscription) -> None:
 
 
 _REQUESTS = (Publish, Declare, Subscribe, Unsubscribe)
-_ERROR_CODES: dict[type[Exception], ErrorCode] = {
-    PermissionDenied: "permission-denied",
-    MessageTooLarge: "too-large",
-    ChannelFull: "channel-full",
-    DecodeError: "malformed",
-    TransportClosed: "internal",
-}
-_KNOWN_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
-
-
-def _code(code: str) -> ErrorCode:
-    """``code`` if it is a protocol error code, else ``internal``."""
-    return code if code in _KNOWN_CODES else "internal"  # type: ignore[return-value]

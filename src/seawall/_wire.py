@@ -89,17 +89,19 @@ Error codes
 from __future__ import annotations
 
 import struct
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias, cast, get_args
 
 import msgspec
 
 from ._exceptions import (
     ChannelFull,
     ConfigurationError,
+    DecodeError,
     MessageTooLarge,
     PermissionDenied,
     ProtocolError,
     SeawallError,
+    TransportClosed,
 )
 from ._transport import ChannelSpec, StartAt
 
@@ -295,6 +297,21 @@ class Error(_Frame, frozen=True, tag="error"):
     code: ErrorCode
     message: str
 
+    @classmethod
+    def of(cls, seq: int | None, exc: Exception) -> Error | None:
+        """The Error telling the peer about ``exc``, or None for an unexpected failure.
+
+        The inverse of :meth:`exception`: what a broker refuses with its own
+        errors gets their code; anything else is the caller's to log and to
+        answer with ``internal``.
+        """
+        code: ErrorCode | None
+        if isinstance(exc, ProtocolError):
+            code = cast(ErrorCode, exc.code) if exc.code in _CODES else "internal"
+        else:
+            code = next((c for kind, c in _EXCEPTION_CODES if isinstance(exc, kind)), None)
+        return None if code is None else cls(seq, code, str(exc))
+
     def exception(self) -> SeawallError:
         """The exception the sender of the failed request should see."""
         if self.code == "permission-denied":
@@ -304,6 +321,16 @@ class Error(_Frame, frozen=True, tag="error"):
         if self.code == "channel-full":
             return ChannelFull(self.message)
         return ProtocolError(self.code, self.message)
+
+
+_CODES = frozenset(get_args(ErrorCode))
+_EXCEPTION_CODES: tuple[tuple[type[Exception], ErrorCode], ...] = (
+    (PermissionDenied, "permission-denied"),
+    (MessageTooLarge, "too-large"),
+    (ChannelFull, "channel-full"),
+    (DecodeError, "malformed"),
+    (TransportClosed, "internal"),
+)
 
 
 class Ping(_Frame, frozen=True, tag="ping"):

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .._exceptions import ConnectionLost, ProtocolError, TransportClosed, TransportError
 from .._message import decode_message
 from .._transport import Delivery
-from .._wire import Ack, Credit, Deliver, Error, Frame, Goodbye, Nack, Ok, Unsubscribe
+from .._wire import Ack, Credit, Deliver, Error, Frame, Goodbye, Nack, Ok, Request, Unsubscribe
 from .._wire_io import FramedStream
 from .._wire_state import Pipeline
 
@@ -64,7 +64,9 @@ class Link:
         """Start reading and writing; the link's one task, ended by :meth:`close` or a failure."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def request(self, kind: Any, *fields: Any, sub: SeawallSubscription | None = None) -> Any:
+    async def request(
+        self, kind: Callable[..., Request], *fields: Any, sub: SeawallSubscription | None = None
+    ) -> int | None:
         """Send the request ``kind(seq, *fields)`` and wait for its answer (Ok's result)."""
         while self.pipeline.full and self.failure is None:
             self._room.clear()

@@ -164,6 +164,8 @@ class SeawallTransport:
             if self._closed:
                 raise TransportClosed(f"the seawall transport to {self.where} is closed")
             if self._link is None or not self._link.open:
+                if self._link is not None:
+                    await self._link.close()  # its task and socket end before the next
                 self._link = await self._open()
             return self._link
 
