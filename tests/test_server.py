@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import ssl
 import struct
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -334,4 +337,46 @@ async def test_closing_the_server_says_goodbye_and_returns_deliveries(
     assert isinstance(error, ConnectionLost)
     assert "shutting down" in str(error)
     assert backing.unsettled() == 1  # returned, not acked
+    await client.close()
+
+
+HOLDER = """
+import asyncio, sys
+from seawall.transports.seawall import SeawallTransport
+
+async def main() -> None:
+    transport = await SeawallTransport.connect(sys.argv[1])
+    sub = await transport.subscribe("orders", group="billing", prefetch=5)
+    held = 0
+    async for _ in sub:  # never settles
+        held += 1
+        if held == 5:
+            print("holding", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_deliveries_of_a_killed_consumer_process_come_again(server: BrokerServer) -> None:
+    url = f"seawall://127.0.0.1:{server.port}"
+    client = await SeawallTransport.connect(url)
+    sent = [make_message(i) for i in range(5)]
+    for message in sent:
+        await client.publish("orders", message)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        async with asyncio.timeout(20):
+            assert await holder.stdout.readline() == b"holding\n"
+        os.kill(holder.pid, signal.SIGKILL)
+    finally:
+        await holder.wait()
+    sub = await client.subscribe("orders", group="billing", prefetch=5)
+    async with Inbox(sub, patience=5.0) as inbox:
+        again = await inbox.collect(5)
+    assert sorted(d.message.id for d in again) == sorted(m.id for m in sent)
+    assert {d.attempt for d in again} == {2}
     await client.close()
