@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from seawall import Message, uuid7
 from seawall._server import BrokerServer
@@ -54,17 +56,18 @@ async def serve() -> None:
 
 
 async def consume(url: str, count: int, prefetch: int) -> None:
-    """Ack ``count`` deliveries; print the wall-clock time of the last ack."""
+    """Ack ``count`` deliveries; print the wall-clock time of the last ack and the CPU used."""
     transport = await SeawallTransport.connect(url)
     sub = await transport.subscribe(CHANNEL, group="bench", prefetch=prefetch)
     print("ready", flush=True)
+    cpu = time.process_time()
     done = 0
     async for delivery in sub:
         await sub.ack(delivery)
         done += 1
         if done == count:
             break
-    print(time.time(), flush=True)
+    print(time.time(), time.process_time() - cpu, flush=True)
     await transport.close()
 
 
@@ -133,21 +136,43 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-async def throughput(url: str, count: int, window: int, prefetch: int) -> float:
+class Run(NamedTuple):
+    """One throughput run: messages per second and CPU microseconds per message."""
+
+    rate: float
+    producer: float
+    server: float
+    consumer: float
+
+
+async def throughput(url: str, server: int, count: int, window: int, prefetch: int) -> Run:
     consumer = spawn("--consume", url, str(count), str(prefetch))
     try:
         await asyncio.to_thread(line, consumer)  # subscribed
         producer = await SeawallTransport.connect(url)
         messages = [message() for _ in range(count)]  # built ahead: the transport is measured
-        started = time.time()
+        server_cpu, cpu, started = cpu_seconds(server), time.process_time(), time.time()
         for first in range(0, count, window):
             batch = messages[first : first + window]
             await asyncio.gather(*(producer.publish(CHANNEL, m) for m in batch))
-        finished = float(await asyncio.to_thread(line, consumer))
+        cpu = time.process_time() - cpu
+        finished, consumer_cpu = map(float, (await asyncio.to_thread(line, consumer)).split())
+        server_cpu = cpu_seconds(server) - server_cpu
         await producer.close()
     finally:
         stop(consumer)
-    return count / (finished - started)
+    per = 1e6 / count
+    return Run(count / (finished - started), cpu * per, server_cpu * per, consumer_cpu * per)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[float]:
@@ -205,6 +230,16 @@ async def nats_request_reply(url: str, rounds: int) -> list[float] | str:
         stop(responder)
 
 
+def report(runs: list[Run]) -> None:
+    rate = statistics.median(run.rate for run in runs)
+    rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
+    print(f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of {rates}; ")
+    print(f"  target >= 50,000: {rate / 50_000:.2f}x)")
+    cpu = [statistics.median(getattr(run, part) for run in runs) for part in Run._fields[1:]]
+    parts = ", ".join(f"{name} {us:.1f}" for name, us in zip(Run._fields[1:], cpu, strict=True))
+    print(f"  CPU per message (us, median): {parts}; total {sum(cpu):.1f}")
+
+
 def percentiles(times: list[float]) -> tuple[float, float]:
     """p50 and p99 in microseconds."""
     ordered = sorted(times)
@@ -215,12 +250,11 @@ async def main(args: argparse.Namespace) -> None:
     server = spawn("--serve")
     try:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
-        runs = [await throughput(url, args.count, args.window, args.prefetch) for _ in range(3)]
-        rate = statistics.median(runs)
-        print(
-            f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of 3: ", end=""
-        )
-        print(", ".join(f"{r:,.0f}" for r in runs) + f"; target >= 50,000: {rate / 50_000:.2f}x)")
+        runs = [
+            await throughput(url, server.pid, args.count, args.window, args.prefetch)
+            for _ in range(3)
+        ]
+        report(runs)
         p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
     finally:
         stop(server)

@@ -55,6 +55,7 @@ class Link:
         self._room = asyncio.Event()  # the pipeline has room again, or the link failed
         self._credit: dict[int, int] = {}  # credit to grant back, by subscription id
         self._task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
 
     @property
     def open(self) -> bool:
@@ -62,22 +63,39 @@ class Link:
 
     def start(self) -> None:
         """Start reading and writing; the link's one task, ended by :meth:`close` or a failure."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = self._loop.create_task(self._run())
 
-    async def request(
-        self, kind: Callable[..., Request], *fields: Any, sub: SeawallSubscription | None = None
-    ) -> int | None:
-        """Send the request ``kind(seq, *fields)`` and wait for its answer (Ok's result)."""
+    async def room(self) -> None:
+        """Wait until the pipeline has room for a request; raises if the link is down."""
         while self.pipeline.full and self.failure is None:
             self._room.clear()
             await self._room.wait()
         if self.failure is not None:
             raise self.failure
+
+    def request(
+        self, kind: Callable[..., Request], *fields: Any, sub: SeawallSubscription | None = None
+    ) -> asyncio.Future[int | None]:
+        """Send the request ``kind(seq, *fields)``; the future of its answer (Ok's result).
+
+        Wait for :meth:`room` first. A plain function, not a coroutine: a
+        publish awaits the answer's future directly, which spares a coroutine
+        per message.
+        """
+        if self.failure is not None:
+            raise self.failure
         seq = self.pipeline.next_seq()
         self.stream.send(kind(seq, *fields))
-        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int | None] = self._loop.create_future()
         self.pipeline.expect(seq, (future, sub))
-        return await future
+        return future
+
+    async def ask(
+        self, kind: Callable[..., Request], *fields: Any, sub: SeawallSubscription | None = None
+    ) -> int | None:
+        """Wait for room, send the request and wait for its answer."""
+        await self.room()
+        return await self.request(kind, *fields, sub=sub)
 
     def settle(self, frame: Ack | Nack) -> None:
         """Send an Ack or Nack and grant its credit back (batched per loop turn)."""
@@ -86,7 +104,7 @@ class Link:
         self.stream.send(frame)
         credit = self._credit
         if not credit:
-            asyncio.get_running_loop().call_soon(self._grant)
+            self._loop.call_soon(self._grant)
         credit[frame.subscription] = credit.get(frame.subscription, 0) + 1
 
     def _grant(self) -> None:
@@ -101,7 +119,7 @@ class Link:
         if sub.id is not None and self.subs.pop(sub.id, None) is not None and self.open:
             # if the connection goes meanwhile, the server returns them anyway
             with contextlib.suppress(TransportError):
-                await self.request(Unsubscribe, sub.id)
+                await self.ask(Unsubscribe, sub.id)
 
     # -- the link's task -------------------------------------------------------------
     async def _run(self) -> None:

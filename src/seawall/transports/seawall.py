@@ -117,7 +117,7 @@ class SeawallTransport:
 
     async def declare(self, spec: ChannelSpec) -> None:
         link = await self._ensure_link()
-        await link.request(Declare, spec.name, spec.partitions, spec.max_messages, spec.ephemeral)
+        await link.ask(Declare, spec.name, spec.partitions, spec.max_messages, spec.ephemeral)
 
     async def publish(
         self, channel: str, message: Message, *, not_before: float | None = None
@@ -132,6 +132,8 @@ class SeawallTransport:
         link = self._link
         if link is None or not link.open:
             link = await self._ensure_link()
+        if link.pipeline.full:
+            await link.room()
         await link.request(Publish, channel, data, not_before)
 
     async def subscribe(
@@ -141,7 +143,7 @@ class SeawallTransport:
             raise ValueError(f"prefetch must be 1..65536, got {prefetch}")
         link = await self._ensure_link()
         sub = SeawallSubscription(link, channel, prefetch)
-        await link.request(Subscribe, channel, group, prefetch, start, sub=sub)
+        await link.ask(Subscribe, channel, group, prefetch, start, sub=sub)
         return sub
 
     async def close(self) -> None:
