@@ -71,7 +71,7 @@ class Link:
             self._room.clear()
             await self._room.wait()
         if self.failure is not None:
-            raise self.failure
+            raise _fresh(self.failure)
 
     def request(
         self, kind: Callable[..., Request], *fields: Any, sub: SeawallSubscription | None = None
@@ -83,7 +83,7 @@ class Link:
         per message.
         """
         if self.failure is not None:
-            raise self.failure
+            raise _fresh(self.failure)
         seq = self.pipeline.next_seq()
         self.stream.send(kind(seq, *fields))
         future: asyncio.Future[int | None] = self._loop.create_future()
@@ -161,8 +161,15 @@ class Link:
                 for frame in batch:
                     if isinstance(frame, Deliver):
                         self._deliver(frame)
-                    elif isinstance(frame, (Ok, Error)):
+                    elif isinstance(frame, Ok) or (
+                        isinstance(frame, Error) and frame.seq is not None
+                    ):
                         self._answer(frame)
+                    elif isinstance(frame, Error):
+                        return ConnectionLost(
+                            f"the broker at {self.where} ended the connection ({frame.code}): "
+                            f"{frame.message}"
+                        )
                     elif isinstance(frame, Goodbye):
                         return ConnectionLost(
                             f"the broker at {self.where} closed the connection: {frame.reason}"
@@ -217,10 +224,10 @@ class Link:
         self._room.set()
         for future, _ in self.pipeline.abandon():
             if future is not None and not future.done():
-                future.set_exception(failure)
+                future.set_exception(_fresh(failure))
         subs, self.subs = list(self.subs.values()), {}
         for sub in subs:
-            sub.end(None if isinstance(failure, TransportClosed) else failure)
+            sub.end(None if isinstance(failure, TransportClosed) else _fresh(failure))
 
     def abort(self) -> None:
         """Drop the connection now, as a network failure right after the last write would."""
@@ -310,3 +317,9 @@ def _offset(delivery: Delivery) -> int:
     if not isinstance(offset, int):
         raise TypeError(f"{delivery!r} did not come from a seawall:// subscription")
     return offset
+
+
+def _fresh(failure: TransportError) -> TransportError:
+    """A new exception like ``failure``: one instance raised in many tasks would pile up
+    their tracebacks."""
+    return type(failure)(str(failure))

@@ -19,6 +19,11 @@ subscriptions raise :class:`~seawall.ConnectionLost`, waiting requests fail
 with it too, and the next call tries once (within ``connect_timeout``) to
 connect again, so a restarted broker is picked up and the runtime's
 dispatchers subscribe again by themselves.
+
+``ack`` and ``nack`` return once their frame is queued for the next write,
+which carries everything queued in one loop turn; if the connection breaks
+before it leaves, the delivery comes again (at-least-once, as for any
+unsettled delivery).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from .._message import Message, encode_message
 from .._transport import Capabilities, ChannelSpec, Durability, StartAt
 from .._wire import (
     DEFAULT_HEARTBEAT,
-    MAX_LENGTH,
+    DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Declare,
     Error,
@@ -153,7 +158,11 @@ class SeawallTransport:
             await link.close()
 
     def disconnect(self) -> None:
-        """Drop the connection as a network failure would (for tests): see the docstring."""
+        """Drop the connection now, as a network failure right after the last write would.
+
+        For fault tests: open subscriptions raise ConnectionLost at once, and
+        the next call connects again.
+        """
         if self._link is not None:
             self._link.abort()
 
@@ -178,7 +187,7 @@ class SeawallTransport:
                 stream = FramedStream(
                     reader,
                     writer,
-                    max_frame=MAX_LENGTH,
+                    max_frame=DEFAULT_MAX_FRAME,  # until Welcome states the broker's
                     heartbeat=self._heartbeat,
                     clock=self.clock,
                 )
