@@ -73,6 +73,7 @@ class BrokerServer:
         self.path = None if path is None else os.fspath(path)
         self.ssl = ssl
         self._servers: list[asyncio.Server] = []
+        self._bound_path = False
         self._sessions: dict[Session, asyncio.Task[None]] = {}
         self._scope = TaskScope()
         self._closed = asyncio.Event()
@@ -113,6 +114,7 @@ class BrokerServer:
                 self._servers.append(
                     await asyncio.start_unix_server(self._accept, self.path, ssl=self.ssl)
                 )
+                self._bound_path = True  # the socket file is ours to remove
         except OSError as exc:
             await self.close()
             raise ConfigurationError(f"the broker server cannot listen: {exc}") from exc
@@ -160,7 +162,7 @@ class BrokerServer:
         await self._scope.__aexit__(None, None, None)
         for server in self._servers:
             await server.wait_closed()
-        if self.path is not None:
+        if self._bound_path and self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
         log.info("broker server stopped")
