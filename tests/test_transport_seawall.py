@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from seawall import ConfigurationError, ConnectionLost, connect
+from seawall import (
+    Command,
+    ConfigurationError,
+    ConnectionLost,
+    Document,
+    Service,
+    System,
+    connect,
+)
 from seawall._server import BrokerServer
 from seawall._transport import Transport
 from seawall.testing import DeliveryConformance
@@ -163,4 +171,30 @@ async def test_a_subscription_the_broker_loses_ends_the_connection() -> None:
         assert "lost the subscription to 'orders'" in str(error)
         await transport.publish("orders", make_message())  # a new connection works
         await transport.close()
+    await backing.close()
+
+
+class Ask(Command, frozen=True):
+    n: int
+
+
+class Answer(Document, frozen=True):
+    n: int
+
+
+async def test_a_system_runs_on_a_seawall_url() -> None:
+    """What the CLI does: services and a caller on a broker named by URL."""
+    svc = Service("doubler")
+
+    @svc.command
+    async def double(ask: Ask) -> Answer:
+        return Answer(n=ask.n * 2)
+
+    backing = MemoryTransport()
+    async with (
+        BrokerServer(backing, host="127.0.0.1") as server,
+        System(svc, transport=f"seawall://127.0.0.1:{server.port}") as system,
+    ):
+        reply = await system.context().request("doubler", Ask(n=21), returns=Answer)
+        assert reply == Answer(n=42)
     await backing.close()

@@ -70,6 +70,8 @@ WORKERS = 64
 """Requests of one client handled at once; more wait in the backlog."""
 BACKLOG = 4096
 """Requests of one client waiting for a worker before the server stops reading."""
+MAX_SUBSCRIPTIONS = 1024
+"""Open subscriptions per connection (each has a pump task and up to prefetch deliveries)."""
 
 
 class Broker:
@@ -384,6 +386,12 @@ class Session:
 
     async def _subscribe(self, request: Subscribe) -> int:
         self._check(request.channel, "subscribe to", Client.may_subscribe)
+        if len(self._subs) >= MAX_SUBSCRIPTIONS:
+            raise ProtocolError(
+                "bad-request",
+                f"this connection already has {MAX_SUBSCRIPTIONS} subscriptions, the most one "
+                "may hold; close some, or open another connection",
+            )
         sub = await self.broker.transport.subscribe(
             request.channel, group=request.group, prefetch=request.prefetch, start=request.start
         )
