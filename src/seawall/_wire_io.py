@@ -54,7 +54,7 @@ class FramedStream:
         self._ready.set()
 
     async def batches(self) -> AsyncIterator[list[Frame]]:
-        """The frames of each chunk read, until the peer closes; Ping is answered here.
+        """The frames of each chunk read, until the peer closes; every chunk counts as life.
 
         A broken frame raises :class:`~seawall.ProtocolError`; a broken socket
         raises its ``OSError`` (``ConnectionError`` and kin).
