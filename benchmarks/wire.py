@@ -34,6 +34,8 @@ from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 
 PAYLOAD = b"x" * 100
+UVLOOP = "--uvloop" in sys.argv
+"""Run every process on uvloop's event loop (``pip install uvloop``), for comparison."""
 CHANNEL = "bench.work"
 REQUESTS = "bench.requests"
 REPLIES = "bench.replies"
@@ -110,8 +112,9 @@ async def nats_respond(url: str) -> None:
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
+    loop = ["--uvloop"] if UVLOOP else []
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.wire", *args],
+        [sys.executable, "-m", "benchmarks.wire", *loop, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -258,7 +261,8 @@ async def main(args: argparse.Namespace) -> None:
         p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
     finally:
         stop(server)
-    print(f"request/reply over the server: p50 {p50:.0f} us, p99 {p99:.0f} us")
+    loop = "uvloop" if UVLOOP else "asyncio"
+    print(f"request/reply over the server ({loop}): p50 {p50:.0f} us, p99 {p99:.0f} us")
     anchor = await nats_request_reply(args.nats, args.rounds)
     if isinstance(anchor, str):
         print(f"NATS core request/reply anchor {anchor}")
@@ -275,6 +279,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=1000, help="the consumer's prefetch")
     parser.add_argument("--rounds", type=int, default=2000, help="request/reply round trips")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the anchor")
+    parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--consume", nargs=3, metavar=("URL", "COUNT", "PREFETCH"))
     parser.add_argument("--respond", metavar="URL", help=argparse.SUPPRESS)
@@ -284,6 +289,10 @@ def parse() -> argparse.Namespace:
 
 if __name__ == "__main__":
     options = parse()
+    if options.uvloop:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
     if options.serve:
         asyncio.run(serve())
     elif options.consume:
