@@ -18,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._exceptions import MessageTooLarge, PermissionDenied, ProtocolError, TransportError
+from seawall._exceptions import (
+    ChannelFull,
+    MessageTooLarge,
+    PermissionDenied,
+    ProtocolError,
+    TransportError,
+)
 from seawall._message import Message, decode_message, encode_message
 from seawall._transport import ChannelSpec
 from seawall._wire import (
@@ -42,6 +48,7 @@ from seawall._wire import (
     Unsubscribe,
     Welcome,
     encode_frame,
+    encode_frame_into,
 )
 from seawall._wire_state import Heartbeat, Pipeline
 
@@ -77,7 +84,16 @@ codes = st.sampled_from(get_args(ErrorCode))
 
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Hello, positives, names, intervals, st.none() | st.text(max_size=12)),
-    st.builds(Welcome, positives, st.text(max_size=12), positives, positives, intervals),
+    st.builds(
+        Welcome,
+        positives,
+        st.text(max_size=12),
+        positives,
+        positives,
+        intervals,
+        st.sampled_from(["memory", "written", "local-fsync", "replicated"]),
+        st.booleans(),
+    ),
     st.builds(Declare, counts, names, st.integers(1, 1024), positives, st.booleans()),
     st.builds(Publish, counts, names, payloads, st.none() | seconds),
     st.builds(
@@ -370,21 +386,21 @@ def test_heartbeat_refuses_intervals_that_cannot_work(interval: float, misses: i
 
 
 def test_pipeline_answers_may_come_in_any_order() -> None:
-    pipe = Pipeline()
+    pipe: Pipeline[str] = Pipeline()
     seqs = [pipe.next_seq() for _ in range(3)]
     assert seqs == [0, 1, 2]
     for seq in seqs:
-        pipe.expect(seq)
+        pipe.expect(seq, f"waiter-{seq}")
     assert len(pipe) == 3
-    assert pipe.resolve(Error(2, "unknown-channel", "no channel 'x'")) == 2
-    assert pipe.resolve(Ok(0, result=5)) == 0
-    assert pipe.abandon() == [1]
+    assert pipe.resolve(Error(2, "unknown-channel", "no channel 'x'")) == "waiter-2"
+    assert pipe.resolve(Ok(0, result=5)) == "waiter-0"
+    assert pipe.abandon() == ["waiter-1"]
     assert len(pipe) == 0
 
 
 def test_pipeline_refuses_an_answer_nobody_waits_for() -> None:
-    pipe = Pipeline()
-    pipe.expect(pipe.next_seq())
+    pipe: Pipeline[int] = Pipeline()
+    pipe.expect(pipe.next_seq(), 0)
     assert pipe.resolve(Ok(0)) == 0
     for answer in (Ok(0), Error(9, "internal", "boom")):
         with pytest.raises(ProtocolError, match="no request waits for") as info:
@@ -393,22 +409,22 @@ def test_pipeline_refuses_an_answer_nobody_waits_for() -> None:
 
 
 def test_pipeline_connection_level_error_raises_its_code() -> None:
-    pipe = Pipeline()
-    pipe.expect(pipe.next_seq())
+    pipe: Pipeline[None] = Pipeline()
+    pipe.expect(pipe.next_seq(), None)
     with pytest.raises(ProtocolError, match=r"ended the connection.*slow down") as info:
         pipe.resolve(Error(None, "too-large", "slow down"))
     assert info.value.code == "too-large"
 
 
 def test_pipeline_is_bounded_and_refuses_duplicate_seqs() -> None:
-    pipe = Pipeline(limit=2)
-    pipe.expect(0)
+    pipe: Pipeline[None] = Pipeline(limit=2)
+    pipe.expect(0, None)
     with pytest.raises(ProtocolError, match="already waiting"):
-        pipe.expect(0)
-    pipe.expect(1)
+        pipe.expect(0, None)
+    pipe.expect(1, None)
     assert pipe.full
     with pytest.raises(ProtocolError, match="2 requests already wait"):
-        pipe.expect(2)
+        pipe.expect(2, None)
 
 
 # -- errors as exceptions ---------------------------------------------------------
@@ -420,6 +436,7 @@ def test_error_frames_become_the_matching_exception() -> None:
     frame_level = Error(None, "too-large", "big").exception()
     assert isinstance(frame_level, ProtocolError)
     assert frame_level.code == "too-large"
+    assert isinstance(Error(1, "channel-full", "full").exception(), ChannelFull)
     other = Error(1, "unknown-channel", "no channel 'x'").exception()
     assert isinstance(other, ProtocolError)
     assert (other.code, str(other)) == ("unknown-channel", "no channel 'x'")
@@ -430,3 +447,29 @@ def test_limits_that_cannot_work_are_refused() -> None:
         FrameReader(max_frame=0)
     with pytest.raises(ValueError, match="pipeline limit"):
         Pipeline(limit=0)
+
+
+def test_hello_keeps_its_token_out_of_reprs() -> None:
+    hello = Hello(PROTOCOL_VERSION, "orders-1", token="s3cret-token")
+    assert "s3cret-token" not in repr(hello)
+    assert "s3cret-token" not in f"{hello}"
+    assert "orders-1" in repr(hello)
+
+
+def test_a_frame_over_the_limit_leaves_the_buffer_as_it_was() -> None:
+    buffer = bytearray(b"earlier frames")
+    encode_frame_into(Ping(), buffer)
+    with pytest.raises(ProtocolError, match="exceeds the peer's max_frame of 16"):
+        encode_frame_into(Publish(1, "orders", b"x" * 64), buffer, max_frame=16)
+    assert buffer == b"earlier frames" + encode_frame(Ping())
+
+
+def test_broker_errors_become_error_frames_and_back() -> None:
+    for exc in (ChannelFull("full"), MessageTooLarge("big"), PermissionDenied("no")):
+        error = Error.of(3, exc)
+        assert error is not None
+        assert type(error.exception()) is type(exc)
+        assert (error.seq, error.message) == (3, str(exc))
+    assert Error.of(3, ProtocolError("unknown-channel", "x")) == Error(3, "unknown-channel", "x")
+    assert Error.of(None, ProtocolError("made-up", "x")) == Error(None, "internal", "x")
+    assert Error.of(3, RuntimeError("bug")) is None  # the caller logs it and says "internal"

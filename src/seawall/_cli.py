@@ -1,8 +1,9 @@
 """The ``seawall`` command line.
 
 ``seawall broker`` serves the embedded broker to other processes (see
-:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr`` from ``module`` and runs it in
-this process until SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be
+:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr``
+from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
+drains gracefully. ``attr`` may be
 a :class:`System`, a :class:`Service`, a list of services, or a function
 returning one of those. Settings come from options or ``SEAWALL_*``
 environment variables; this is the only place seawall reads the environment.

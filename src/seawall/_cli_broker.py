@@ -84,14 +84,28 @@ async def serve_broker(
 
 
 @click.command()
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory holding the broker's files (created if missing).")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory holding the broker's files (created if missing).",
+)
 @click.option("--listen", default=None, help="HOST:PORT to accept TCP clients on.")
 @click.option("--unix", default=None, help="Unix socket path to accept clients on.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML file with client tokens, channel rights and limits.")
-@click.option("--sync", type=click.Choice(["always", "batch", "none"]), default="batch",
-              show_default=True, help="When an acknowledged publish is fsynced.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with client tokens, channel rights and limits.",
+)
+@click.option(
+    "--sync",
+    type=click.Choice(["always", "batch", "none"]),
+    default="batch",
+    show_default=True,
+    help="When an acknowledged publish is fsynced.",
+)
 @click.option("--tls-cert", default=None, help="PEM certificate chain for TLS.")
 @click.option("--tls-key", default=None, help="PEM private key for TLS.")
 def broker(
@@ -109,9 +123,7 @@ def broker(
     try:
         config = load_server_config(config_path) if config_path else ServerConfig()
         tls = tls_context(tls_cert, tls_key)
-        asyncio.run(
-            serve_broker(data, listen=listen, unix=unix, config=config, sync=sync, tls=tls)
-        )
+        asyncio.run(serve_broker(data, listen=listen, unix=unix, config=config, sync=sync, tls=tls))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("seawall broker: stopped cleanly", err=True)

@@ -20,8 +20,14 @@ Handshake
     token (or none), a client name for logs, and the heartbeat interval it
     would like. The server answers Welcome (the version both will speak, its
     software name, its ``max_frame`` and ``max_message`` limits, and the
-    heartbeat interval both ends use from then on), or
+    heartbeat interval both ends use from then on, then what the broker
+    behind it offers: the durability a publish's Ok promises, and whether it
+    has partitions, delayed redelivery and delayed delivery; these trailing
+    fields default to ``"memory"`` and true), or
     ``Error(None, "unsupported-version" | "permission-denied")`` and closes.
+    The heartbeat interval is the shorter of the client's wish and the
+    server's own. The Welcome's ``max_frame`` bounds frames both ways: the
+    client accepts frames that long too.
 
 Pipelining
     Declare, Publish, Subscribe and Unsubscribe are requests. Each carries a
@@ -32,7 +38,10 @@ Pipelining
     broker declares, so answers for different channels may overtake each other.
     An Error with a ``seq`` fails that request only; the connection and the
     other requests go on. Subscribe's Ok carries the subscription id that
-    every later frame about that subscription names.
+    every later frame about that subscription names. The server handles
+    requests concurrently, so requests sent back to back may also complete
+    in any order; a client that needs two publishes stored in order waits for
+    the first one's Ok.
 
 Credit flow
     The server sends Deliver for a subscription only while it holds credit
@@ -42,9 +51,12 @@ Credit flow
     the server never has more than ``prefetch`` deliveries of a subscription
     unsettled, so a client that grants too much still keeps its bound. Ack and
     Nack settle a delivery, named by subscription, partition and offset; they
-    get no answer. Settling a delivery the server no longer holds (returned by
-    Unsubscribe or a broken connection), or naming a subscription that is
-    gone, is ignored: that message comes again anyway.
+    get no answer. A Deliver's ``offset`` is the server's handle for that
+    delivery, unique among the subscription's unsettled ones (not
+    necessarily the message's position in the log). Settling a delivery the
+    server no longer holds (returned by Unsubscribe or a broken connection),
+    or naming a subscription that is gone, is ignored: that message comes
+    again anyway.
 
 Heartbeats
     Any frame received proves the peer alive. After one interval without
@@ -66,25 +78,30 @@ Error codes
     published message over ``max_message`` (fails that request).
     ``permission-denied``: the token grants no right to this channel or group.
     ``unknown-channel``: the channel does not exist and this request may not
-    create it. ``bad-request``: a well-formed frame that makes no sense here,
-    such as a second Hello, a request before Welcome, a server-only frame, or
-    a ``seq`` already waiting. ``unsupported-version``: the server speaks no
+    create it. ``channel-full``: the channel stayed at its bound for the
+    broker's whole publish timeout; the message was not stored, retry later.
+    ``bad-request``: a well-formed frame that makes no sense here, such as a
+    second Hello, a request before Welcome, a server-only frame, or a ``seq``
+    already waiting. ``unsupported-version``: the server speaks no
     version the client offered. ``internal``: the broker failed; try again.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias, cast, get_args
 
 import msgspec
 
 from ._exceptions import (
+    ChannelFull,
     ConfigurationError,
+    DecodeError,
     MessageTooLarge,
     PermissionDenied,
     ProtocolError,
     SeawallError,
+    TransportClosed,
 )
 from ._transport import ChannelSpec, StartAt
 
@@ -115,6 +132,7 @@ __all__ = [
     "Unsubscribe",
     "Welcome",
     "encode_frame",
+    "encode_frame_into",
 ]
 
 PROTOCOL_VERSION = 1
@@ -128,6 +146,7 @@ ErrorCode = Literal[
     "too-large",
     "permission-denied",
     "unknown-channel",
+    "channel-full",
     "bad-request",
     "unsupported-version",
     "internal",
@@ -143,6 +162,8 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
 Interval = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
+DurabilityName = Literal["memory", "written", "local-fsync", "replicated"]
+"""The values of :class:`~seawall._transport.Durability`."""
 
 
 class _Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="op"):
@@ -157,6 +178,10 @@ class Hello(_Frame, frozen=True, tag="hello"):
     heartbeat: Interval = DEFAULT_HEARTBEAT
     token: str | None = None
 
+    def __repr__(self) -> str:  # the token is a secret: never in a log line
+        token = None if self.token is None else "'***'"
+        return f"Hello(version={self.version}, client={self.client!r}, token={token})"
+
 
 class Welcome(_Frame, frozen=True, tag="welcome"):
     """Server → client, answer to Hello: the terms of the connection."""
@@ -166,6 +191,10 @@ class Welcome(_Frame, frozen=True, tag="welcome"):
     max_frame: Limit
     max_message: Limit
     heartbeat: Interval
+    durability: DurabilityName = "memory"
+    partitions: bool = True
+    delayed_redelivery: bool = True
+    delayed_delivery: bool = True
 
 
 class Declare(_Frame, frozen=True, tag="declare"):
@@ -268,13 +297,40 @@ class Error(_Frame, frozen=True, tag="error"):
     code: ErrorCode
     message: str
 
+    @classmethod
+    def of(cls, seq: int | None, exc: Exception) -> Error | None:
+        """The Error telling the peer about ``exc``, or None for an unexpected failure.
+
+        The inverse of :meth:`exception`: what a broker refuses with its own
+        errors gets their code; anything else is the caller's to log and to
+        answer with ``internal``.
+        """
+        code: ErrorCode | None
+        if isinstance(exc, ProtocolError):
+            code = cast(ErrorCode, exc.code) if exc.code in _CODES else "internal"
+        else:
+            code = next((c for kind, c in _EXCEPTION_CODES if isinstance(exc, kind)), None)
+        return None if code is None else cls(seq, code, str(exc))
+
     def exception(self) -> SeawallError:
         """The exception the sender of the failed request should see."""
         if self.code == "permission-denied":
             return PermissionDenied(self.message)
         if self.code == "too-large" and self.seq is not None:
             return MessageTooLarge(self.message)
+        if self.code == "channel-full":
+            return ChannelFull(self.message)
         return ProtocolError(self.code, self.message)
+
+
+_CODES = frozenset(get_args(ErrorCode))
+_EXCEPTION_CODES: tuple[tuple[type[Exception], ErrorCode], ...] = (
+    (PermissionDenied, "permission-denied"),
+    (MessageTooLarge, "too-large"),
+    (ChannelFull, "channel-full"),
+    (DecodeError, "malformed"),
+    (TransportClosed, "internal"),
+)
 
 
 class Ping(_Frame, frozen=True, tag="ping"):
@@ -304,14 +360,28 @@ _decoder: msgspec.msgpack.Decoder[Frame] = msgspec.msgpack.Decoder(Frame)
 
 def encode_frame(frame: Frame, *, max_frame: int = MAX_LENGTH) -> bytes:
     """``frame`` with its length prefix, ready to write; over ``max_frame`` raises."""
-    body = _encoder.encode(frame)
-    if len(body) > max_frame:
+    buffer = bytearray()
+    encode_frame_into(frame, buffer, max_frame=max_frame)
+    return bytes(buffer)
+
+
+def encode_frame_into(frame: Frame, buffer: bytearray, *, max_frame: int = MAX_LENGTH) -> None:
+    """Append ``frame`` with its length prefix to ``buffer``; over ``max_frame`` raises.
+
+    Encoding in place spares a copy per frame, which counts at tens of
+    thousands of frames a second. On error ``buffer`` is left as it was.
+    """
+    start = len(buffer)
+    _encoder.encode_into(frame, buffer, start + _HEADER.size)
+    length = len(buffer) - start - _HEADER.size
+    if length > max_frame:
+        del buffer[start:]
         raise ProtocolError(
             "too-large",
-            f"{type(frame).__name__} frame of {len(body)} bytes exceeds the peer's "
+            f"{type(frame).__name__} frame of {length} bytes exceeds the peer's "
             f"max_frame of {max_frame} bytes; send a smaller message",
         )
-    return _HEADER.pack(len(body)) + body
+    _HEADER.pack_into(buffer, start, length)
 
 
 class FrameReader:
@@ -383,13 +453,21 @@ class FrameReader:
 
     def _split(self, view: memoryview, pos: int, frames: list[Frame]) -> int:
         """Decode the whole frames in ``view`` from ``pos``; where the first partial one starts."""
-        end = len(view)
-        while end - pos >= _HEADER.size:
-            stop = pos + _HEADER.size + self._length_at(view, pos)
-            if stop > end:
-                break
-            frames.append(self._decode(view, pos + _HEADER.size, stop))
-            pos = stop
+        # The hot loop of both ends, hence the local names and no helper calls.
+        end, limit, size = len(view), self.max_frame, _HEADER.size
+        unpack, decode, append = _HEADER.unpack_from, _decoder.decode, frames.append
+        try:
+            while end - pos >= size:
+                (length,) = unpack(view, pos)
+                stop = pos + size + length
+                if length > limit or stop > end:
+                    break
+                append(decode(view[pos + size : stop]))  # the slice dies with the call
+                pos = stop
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self._decode(view, pos + size, stop)  # raises the explained error
+        if end - pos >= size:
+            self._length_at(view, pos)  # raises if the next frame is over the limit
         return pos
 
     def _length_at(self, buffer: bytearray | memoryview, pos: int) -> int:

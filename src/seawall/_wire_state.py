@@ -8,10 +8,14 @@ Both are fed ``now`` and frames; the asyncio client and server wrap them.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from ._exceptions import ConfigurationError, ProtocolError
 from ._wire import Error, Response
 
 __all__ = ["Heartbeat", "Pipeline"]
+
+T = TypeVar("T")
 
 
 class Heartbeat:
@@ -49,15 +53,19 @@ class Heartbeat:
         return min(ping, self._heard + self.misses * self.interval)
 
 
-class Pipeline:
-    """The client's table of requests sent and not yet answered."""
+class Pipeline(Generic[T]):
+    """The client's table of requests sent and not yet answered, each with its waiter.
+
+    The waiter is whatever the caller needs to hand the answer on (a future);
+    the table only keeps it with its seq.
+    """
 
     def __init__(self, *, limit: int = 1024) -> None:
         if limit < 1:
             raise ConfigurationError(f"pipeline limit must be at least 1, got {limit}")
         self.limit = limit
         self._next = 0
-        self._waiting: set[int] = set()
+        self._waiting: dict[int, T] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -73,8 +81,8 @@ class Pipeline:
         self._next += 1
         return seq
 
-    def expect(self, seq: int) -> None:
-        """Record that request ``seq`` was sent and awaits an answer."""
+    def expect(self, seq: int, waiter: T) -> None:
+        """Record that request ``seq`` was sent and awaits an answer, for ``waiter``."""
         if seq in self._waiting:
             raise ProtocolError(
                 "bad-request", f"request seq {seq} is already waiting; take seqs from next_seq()"
@@ -84,10 +92,13 @@ class Pipeline:
                 "bad-request",
                 f"{self.limit} requests already wait for answers; wait before sending more",
             )
-        self._waiting.add(seq)
+        self._waiting[seq] = waiter
 
-    def resolve(self, response: Response) -> int:
-        """The seq ``response`` answers, no longer waiting; unknown answers raise."""
+    def resolve(self, response: Response) -> T:
+        """The waiter of the request ``response`` answers, no longer waiting.
+
+        An answer nobody waits for, or a connection-level Error, raises.
+        """
         if isinstance(response, Error) and response.seq is None:
             raise ProtocolError(
                 response.code,
@@ -99,11 +110,10 @@ class Pipeline:
                 f"{type(response).__name__} answers seq {response.seq}, which no request "
                 "waits for; the peer is out of step, close the connection",
             )
-        self._waiting.discard(response.seq)
-        return response.seq
+        return self._waiting.pop(response.seq)
 
-    def abandon(self) -> list[int]:
-        """Forget every waiting request (the connection is gone); their seqs, in order."""
-        seqs = sorted(self._waiting)
+    def abandon(self) -> list[T]:
+        """Forget every waiting request (the connection is gone); their waiters, by seq."""
+        waiters = [self._waiting[seq] for seq in sorted(self._waiting)]
         self._waiting.clear()
-        return seqs
+        return waiters

@@ -10,21 +10,29 @@ from .._exceptions import ConfigurationError
 from .._transport import Transport
 from .embedded import EmbeddedTransport, SyncPolicy
 from .memory import MemoryTransport
+from .seawall import SCHEMES as SEAWALL_SCHEMES
+from .seawall import SeawallTransport
 
-__all__ = ["EmbeddedTransport", "MemoryTransport", "connect"]
+__all__ = ["EmbeddedTransport", "MemoryTransport", "SeawallTransport", "connect"]
 
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
-    """A transport for ``url``; only ``memory://`` ships in this release."""
+    """A transport for ``url``: ``memory://``, ``embedded://DIR`` or ``seawall://host:port``.
+
+    An embedded broker opens, and a ``seawall://`` transport connects, on first use.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme == "memory":
         return MemoryTransport(clock=clock)
     if scheme == "embedded":
         return _embedded(url, parts.netloc + parts.path, parse_qs(parts.query), clock)
+    if scheme in SEAWALL_SCHEMES:
+        return SeawallTransport(url, clock=clock)
+    where = url.split("@")[-1]  # a URL's user part may hold a token: keep it out of errors
     raise ConfigurationError(
-        f"no transport for URL {url!r} (scheme {scheme!r}); this release supports "
-        "'memory://' and 'embedded://DIR'"
+        f"no transport for URL {where!r} (scheme {scheme!r}); this release supports "
+        "'memory://', 'embedded://DIR' and 'seawall://host:port'"
     )
 
 

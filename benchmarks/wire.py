@@ -1,0 +1,306 @@
+"""``python -m benchmarks.wire``: the broker server and ``seawall://`` transport, measured.
+
+Three processes, as in production: a broker server backed by the memory
+transport, a consumer (or a responder), and this process as producer.
+
+1. publish -> deliver -> ack: the producer publishes in pipelined windows
+   (``--window`` publishes awaited together with ``gather``), the consumer
+   acks every delivery; throughput is messages over the time from the first
+   publish to the consumer's last ack.
+2. request/reply round trip: publish a request, a responder process answers
+   on the reply channel, wait for the reply; p50 and p99.
+3. The anchor: NATS core request/reply through nats-py against the local
+   NATS server (``--nats``), with the responder in a process of its own too;
+   skipped with a message when NATS or nats-py is missing.
+
+Payloads are 100 bytes. The machine is shared: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+from seawall import Message, uuid7
+from seawall._server import BrokerServer
+from seawall.transports.memory import MemoryTransport
+from seawall.transports.seawall import SeawallTransport
+
+PAYLOAD = b"x" * 100
+UVLOOP = "--uvloop" in sys.argv
+"""Run every process on uvloop's event loop (``pip install uvloop``), for comparison."""
+CHANNEL = "bench.work"
+REQUESTS = "bench.requests"
+REPLIES = "bench.replies"
+
+
+def message(*, replyto: str | None = None) -> Message:
+    return Message(id=uuid7(), type="bench.Work", source="bench", data=PAYLOAD, replyto=replyto)
+
+
+# -- the other processes ------------------------------------------------------------------
+
+
+async def serve() -> None:
+    """Run the broker server until stdin closes; print its port first."""
+    backing = MemoryTransport(serialize=False, publish_timeout=None)
+    async with BrokerServer(backing, host="127.0.0.1") as server:
+        print(server.port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await backing.close()
+
+
+async def consume(url: str, count: int, prefetch: int) -> None:
+    """Ack ``count`` deliveries; print the wall-clock time of the last ack and the CPU used."""
+    transport = await SeawallTransport.connect(url)
+    sub = await transport.subscribe(CHANNEL, group="bench", prefetch=prefetch)
+    print("ready", flush=True)
+    cpu = time.process_time()
+    done = 0
+    async for delivery in sub:
+        await sub.ack(delivery)
+        done += 1
+        if done == count:
+            break
+    print(time.time(), time.process_time() - cpu, flush=True)
+    await transport.close()
+
+
+async def respond(url: str) -> None:
+    """Answer every request on its reply channel until stdin closes."""
+    transport = await SeawallTransport.connect(url)
+    sub = await transport.subscribe(REQUESTS, group="responder", prefetch=64)
+    print("ready", flush=True)
+
+    async def answer() -> None:
+        async for delivery in sub:
+            request = delivery.message
+            assert request.replyto is not None
+            await transport.publish(request.replyto, message())
+            await sub.ack(delivery)
+
+    task = asyncio.create_task(answer())
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    task.cancel()
+    await transport.close()
+
+
+async def nats_respond(url: str) -> None:
+    """Answer NATS core requests until stdin closes."""
+    import nats
+
+    client = await nats.connect(url)
+
+    async def answer(msg: object) -> None:
+        await msg.respond(PAYLOAD)  # type: ignore[attr-defined]
+
+    await client.subscribe(REQUESTS, cb=answer)
+    await client.flush()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await client.close()
+
+
+# -- the measurements -----------------------------------------------------------------------
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    loop = ["--uvloop"] if UVLOOP else []
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.wire", *loop, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    text = process.stdout.readline().strip()
+    if not text:
+        raise RuntimeError(f"benchmark process {process.args} ended without answering")
+    return text
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Run(NamedTuple):
+    """One throughput run: messages per second and CPU microseconds per message."""
+
+    rate: float
+    producer: float
+    server: float
+    consumer: float
+
+
+async def throughput(url: str, server: int, count: int, window: int, prefetch: int) -> Run:
+    consumer = spawn("--consume", url, str(count), str(prefetch))
+    try:
+        await asyncio.to_thread(line, consumer)  # subscribed
+        producer = await SeawallTransport.connect(url)
+        messages = [message() for _ in range(count)]  # built ahead: the transport is measured
+        server_cpu, cpu, started = cpu_seconds(server), time.process_time(), time.time()
+        for first in range(0, count, window):
+            batch = messages[first : first + window]
+            await asyncio.gather(*(producer.publish(CHANNEL, m) for m in batch))
+        cpu = time.process_time() - cpu
+        finished, consumer_cpu = map(float, (await asyncio.to_thread(line, consumer)).split())
+        server_cpu = cpu_seconds(server) - server_cpu
+        await producer.close()
+    finally:
+        stop(consumer)
+    per = 1e6 / count
+    return Run(count / (finished - started), cpu * per, server_cpu * per, consumer_cpu * per)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[float]:
+    """Seconds per round trip of ``ask``, after a warm-up of a tenth as many."""
+    for _ in range(max(1, rounds // 10)):
+        await ask()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await ask()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+async def seawall_request_reply(url: str, rounds: int) -> list[float]:
+    responder = spawn("--respond", url)
+    try:
+        await asyncio.to_thread(line, responder)
+        transport = await SeawallTransport.connect(url)
+        inbox = f"{REPLIES}.{uuid7()}"
+        sub = await transport.subscribe(inbox, group="me", prefetch=1)
+        replies = aiter(sub)
+
+        async def ask() -> None:
+            await transport.publish(REQUESTS, message(replyto=inbox))
+            reply = await anext(replies)
+            await sub.ack(reply)
+
+        times = await round_trips(rounds, ask)
+        await transport.close()
+    finally:
+        stop(responder)
+    return times
+
+
+async def nats_request_reply(url: str, rounds: int) -> list[float] | str:
+    try:
+        import nats
+    except ImportError:
+        return "skipped: nats-py is not installed (.venv/bin/pip install nats-py)"
+    try:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    except Exception as exc:
+        return f"skipped: NATS at {url} is unreachable ({exc!r})"
+    responder = spawn("--nats-respond", url)
+    try:
+        await asyncio.to_thread(line, responder)
+
+        async def ask() -> None:
+            await client.request(REQUESTS, PAYLOAD, timeout=2)
+
+        return await round_trips(rounds, ask)
+    finally:
+        await client.close()
+        stop(responder)
+
+
+def report(runs: list[Run]) -> None:
+    rate = statistics.median(run.rate for run in runs)
+    rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
+    print(f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of {rates}; ")
+    print(f"  target >= 50,000: {rate / 50_000:.2f}x)")
+    cpu = [statistics.median(getattr(run, part) for run in runs) for part in Run._fields[1:]]
+    parts = ", ".join(f"{name} {us:.1f}" for name, us in zip(Run._fields[1:], cpu, strict=True))
+    print(f"  CPU per message (us, median): {parts}; total {sum(cpu):.1f}")
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """p50 and p99 in microseconds."""
+    ordered = sorted(times)
+    return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
+
+
+async def main(args: argparse.Namespace) -> None:
+    server = spawn("--serve")
+    try:
+        url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
+        runs = [
+            await throughput(url, server.pid, args.count, args.window, args.prefetch)
+            for _ in range(3)
+        ]
+        report(runs)
+        p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
+    finally:
+        stop(server)
+    loop = "uvloop" if UVLOOP else "asyncio"
+    print(f"request/reply over the server ({loop}): p50 {p50:.0f} us, p99 {p99:.0f} us")
+    anchor = await nats_request_reply(args.nats, args.rounds)
+    if isinstance(anchor, str):
+        print(f"NATS core request/reply anchor {anchor}")
+        return
+    n50, n99 = percentiles(anchor)
+    print(f"NATS core request/reply (nats-py): p50 {n50:.0f} us, p99 {n99:.0f} us")
+    print(f"ratio seawall / NATS at p50: {p50 / n50:.2f}x (target <= 2.0x)")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.wire", description=__doc__)
+    parser.add_argument("--count", type=int, default=100_000, help="messages per throughput run")
+    parser.add_argument("--window", type=int, default=1000, help="publishes awaited together")
+    parser.add_argument("--prefetch", type=int, default=1000, help="the consumer's prefetch")
+    parser.add_argument("--rounds", type=int, default=2000, help="request/reply round trips")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the anchor")
+    parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--consume", nargs=3, metavar=("URL", "COUNT", "PREFETCH"))
+    parser.add_argument("--respond", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--nats-respond", metavar="URL", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    options = parse()
+    if options.uvloop:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    if options.serve:
+        asyncio.run(serve())
+    elif options.consume:
+        url, count, prefetch = options.consume
+        asyncio.run(consume(url, int(count), int(prefetch)))
+    elif options.respond:
+        asyncio.run(respond(options.respond))
+    elif options.nats_respond:
+        asyncio.run(nats_respond(options.nats_respond))
+    else:
+        asyncio.run(main(options))
