@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.test_cli_broker import free_port, start_broker, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 4
@@ -62,8 +63,17 @@ def child(url: str, first: int, count: int, *idle: str) -> subprocess.Popen[str]
     )
 
 
-def kill_after_acks(proc: subprocess.Popen[str], acks: int, rng: random.Random) -> str:
-    """Read until ``acks`` publishes were acknowledged plus a random moment, then SIGKILL."""
+def kill_after_acks(
+    proc: subprocess.Popen[str],
+    acks: int,
+    rng: random.Random,
+    victim: subprocess.Popen[str] | None = None,
+) -> str:
+    """Read until ``acks`` publishes were acknowledged plus a random moment, then SIGKILL.
+
+    The broker dies: ``proc`` itself when it holds the broker, else ``victim`` (the
+    broker server) first and then ``proc``, its client.
+    """
     assert proc.stdout is not None
     lines: list[str] = []
     seen = 0
@@ -75,6 +85,8 @@ def kill_after_acks(proc: subprocess.Popen[str], acks: int, rng: random.Random) 
             break
         lines.append(line)
         seen += line.startswith("P ")
+    if victim is not None:
+        stop(victim, signal.SIGKILL)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     # read through proc.stdout: communicate() would read the pipe beneath its buffer
@@ -94,11 +106,41 @@ def test_kill_9_loses_no_acknowledged_message(tmp_path: Path, sync: str) -> None
     for round_ in range(ROUNDS):
         proc = child(url, round_ * 1_000_000, 100_000)
         ledger.read(kill_after_acks(proc, 300, rng))
+    ledger.read(drain(url))
+    check(ledger, sync)
+
+
+@pytest.mark.parametrize("sync", ["always", "batch"])
+def test_kill_9_of_the_broker_server_loses_no_acknowledged_message(
+    tmp_path: Path, sync: str
+) -> None:
+    """The same, with the broker in its own process (``seawall broker``) killed under a client."""
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"seawall://127.0.0.1:{port}"
+    rng = random.Random(f"server-{sync}")
+    ledger = Ledger()
+    for round_ in range(ROUNDS):
+        server = start_broker(data, port, "--sync", sync)
+        client = child(url, round_ * 1_000_000, 100_000)
+        ledger.read(kill_after_acks(client, 300, rng, victim=server))
+    server = start_broker(data, port, "--sync", sync)
+    try:
+        ledger.read(drain(url))
+    finally:
+        stop(server, signal.SIGTERM)
+    check(ledger, sync)
+
+
+def drain(url: str) -> str:
+    """What a last clean run consumes once nothing new comes for a second."""
     final = child(url, 0, 0, "1.0")
     out, err = final.communicate(timeout=30)
     assert final.returncode == 0, err
-    ledger.read(out)
+    return out
 
+
+def check(ledger: Ledger, sync: str) -> None:
     assert len(ledger.acked) >= ROUNDS * 300
     assert ledger.lost == set(), f"lost {len(ledger.lost)} acknowledged messages"
     print(f"sync={sync}: acked {len(ledger.acked)}, lost 0, duplicates {ledger.duplicates}")

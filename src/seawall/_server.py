@@ -31,7 +31,7 @@ from typing import Self
 from ._acl import ServerConfig
 from ._clock import Clock, SystemClock
 from ._exceptions import ConfigurationError
-from ._session import Broker, Session
+from ._session import Served, Session
 from ._tasks import TaskScope
 from ._transport import Transport
 from ._wire_io import FramedStream
@@ -65,7 +65,7 @@ class BrokerServer:
                 f"auto_create is off but {type(transport).__name__} has no has_channel(name) "
                 "to tell which channels exist; turn auto_create on or serve another transport"
             )
-        self.broker = Broker(
+        self.broker = Served(
             transport, config, clock or SystemClock(), f"seawall/{version('seawall')}"
         )
         self.host = host

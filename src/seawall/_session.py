@@ -62,7 +62,7 @@ from ._wire_io import FramedStream
 from ._wire_state import Heartbeat
 from ._workers import Workers
 
-__all__ = ["Broker", "Session"]
+__all__ = ["Served", "Session"]
 
 log = logging.getLogger("seawall.server")
 
@@ -74,7 +74,7 @@ MAX_SUBSCRIPTIONS = 1024
 """Open subscriptions per connection (each has a pump task and up to prefetch deliveries)."""
 
 
-class Broker:
+class Served:
     """What every session of one server shares: the transport, the rules, the terms."""
 
     def __init__(self, transport: Transport, config: ServerConfig, clock: Clock, name: str) -> None:
@@ -127,7 +127,7 @@ class _Ended(Exception):
 class Session:
     """Serves one connected client until it leaves, fails, falls silent or the server stops."""
 
-    def __init__(self, broker: Broker, stream: FramedStream, peer: str) -> None:
+    def __init__(self, broker: Served, stream: FramedStream, peer: str) -> None:
         self.broker = broker
         self.stream = stream
         self.name = peer

@@ -1,0 +1,123 @@
+"""``seawall broker`` as a real process: clients share it, tokens hold, data survives kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seawall._exceptions import PermissionDenied
+from seawall.testing._conformance import Inbox, ids, make_message
+from seawall.transports import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "orders-secret-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_broker(data: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seawall",
+            "broker",
+            "--data",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+            *extra,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on 127.0.0.1" in line, line
+    return proc
+
+
+def stop(proc: subprocess.Popen[str], how: int) -> str:
+    proc.send_signal(how)
+    proc.wait(timeout=10)
+    assert proc.stderr is not None
+    with proc.stderr:
+        return proc.stderr.read()
+
+
+async def test_clients_share_the_broker_and_acked_messages_survive_kill_9(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    proc = start_broker(data, port)
+    url = f"seawall://127.0.0.1:{port}"
+    messages = [make_message(i) for i in range(50)]
+    try:
+        producer = connect(url)
+        for message in messages:
+            await producer.publish("jobs", message)
+        await producer.close()
+    finally:
+        stop(proc, signal.SIGKILL)
+
+    proc = start_broker(data, port)
+    try:
+        consumer = connect(url)
+        sub = await consumer.subscribe("jobs", group="workers")
+        async with Inbox(sub, patience=5.0) as inbox:
+            got = await inbox.collect(len(messages))
+        assert ids(got) == ids(messages)
+        await consumer.close()
+    finally:
+        err = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, err
+    assert "stopped cleanly" in err
+
+
+async def test_tokens_and_channel_rights_come_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        f'[[client]]\nname = "orders"\ntoken = "{TOKEN}"\npublish = ["orders.*"]\n'
+        'subscribe = ["orders.*"]\n'
+    )
+    port = free_port()
+    proc = start_broker(tmp_path / "data", port, "--config", str(config))
+    try:
+        allowed = connect(f"seawall://{TOKEN}@127.0.0.1:{port}")
+        await allowed.publish("orders.created", make_message(1))
+        with pytest.raises(PermissionDenied):
+            await allowed.publish("payments", make_message(2))
+        await allowed.publish("orders.created", make_message(3))  # the link goes on
+        await allowed.close()
+        stranger = connect(f"seawall://127.0.0.1:{port}")
+        with pytest.raises(PermissionDenied):
+            await asyncio.wait_for(stranger.publish("orders.created", make_message(4)), 5)
+        await stranger.close()
+    finally:
+        err = stop(proc, signal.SIGTERM)
+    assert TOKEN not in err, "a secret reached the broker's log"
+
+
+def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-m", "seawall", "broker", "--data", str(tmp_path), "--listen", "nowhere"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode != 0
+    assert "--listen takes HOST:PORT" in out.stderr
