@@ -29,7 +29,10 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from seawall import Message, uuid7
+from seawall._broker import BrokerLimits
 from seawall._server import BrokerServer
+from seawall._transport import Transport
+from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 
@@ -48,9 +51,15 @@ def message(*, replyto: str | None = None) -> Message:
 # -- the other processes ------------------------------------------------------------------
 
 
-async def serve() -> None:
-    """Run the broker server until stdin closes; print its port first."""
-    backing = MemoryTransport(serialize=False, publish_timeout=None)
+async def serve(data: str | None) -> None:
+    """Run the broker server until stdin closes; print its port first.
+
+    With ``data`` the server is the durable embedded broker there (sync=batch,
+    as ``seawall broker`` runs by default); else the memory transport.
+    """
+    backing: Transport = MemoryTransport(serialize=False, publish_timeout=None)
+    if data is not None:
+        backing = EmbeddedTransport(data, limits=BrokerLimits(publish_timeout=None))
     async with BrokerServer(backing, host="127.0.0.1") as server:
         print(server.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -250,7 +259,8 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = spawn("--serve")
+    server = spawn("--serve", *(["--data", args.data] if args.data else []))
+    print(f"broker server backed by {'embedded:' + args.data if args.data else 'memory'}")
     try:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
         runs = [
@@ -280,6 +290,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2000, help="request/reply round trips")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the anchor")
     parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
+    parser.add_argument("--data", help="serve the durable embedded broker in this directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--consume", nargs=3, metavar=("URL", "COUNT", "PREFETCH"))
     parser.add_argument("--respond", metavar="URL", help=argparse.SUPPRESS)
@@ -294,7 +305,7 @@ if __name__ == "__main__":
 
         uvloop.install()
     if options.serve:
-        asyncio.run(serve())
+        asyncio.run(serve(options.data))
     elif options.consume:
         url, count, prefetch = options.consume
         asyncio.run(consume(url, int(count), int(prefetch)))

@@ -50,7 +50,10 @@ class Workers(Generic[T]):
         self._quiet.clear()
         if self._idle:
             self._wake.set()
-        elif self._workers < self.limit:
+        # Workers spawned this turn count as idle before they run: spawn another
+        # while more items wait than idle workers could take, or a burst of
+        # requests that each wait (durable publishes) would be handled one by one.
+        if len(self._items) > self._idle and self._workers < self.limit:
             self._workers += 1
             self._idle += 1  # counted idle until it takes an item
             self._spawn(self._work())
