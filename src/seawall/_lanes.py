@@ -5,6 +5,11 @@ out; items without a key go straight to the ready queue. When the head is
 done, the next item of its lane becomes ready. A head that waits for a retry
 stays the head (it is handed back with :meth:`Lanes.requeue`), so the items
 behind it wait too, while other keys keep flowing.
+
+Workers are woken only as many as there are ready items not yet promised to
+a woken worker: a batch of deliveries wakes one worker per item only while
+the workers woken so far have not started, so a worker that drains the whole
+batch in one go does not leave dozens of wake-ups behind it for nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ T = TypeVar("T")
 class Lanes(Generic[T]):
     """Ready items for the workers, in per-key order; unbounded, so the caller bounds it."""
 
-    __slots__ = ("_lanes", "_ready", "_waiters")
+    __slots__ = ("_lanes", "_ready", "_waiters", "_woken")
 
     def __init__(self) -> None:
         self._ready: deque[T] = deque()
         self._lanes: dict[str, deque[T]] = {}  # key -> items behind its head
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._woken = 0  # waiters woken that have not run yet
 
     def add(self, item: T, key: str | None) -> None:
         """A new item: ready at once, unless an earlier item of its key is still out."""
@@ -53,14 +59,20 @@ class Lanes(Generic[T]):
     def requeue(self, item: T) -> None:
         """Make ``item`` ready (a new unkeyed item, or a lane head back for a retry)."""
         self._ready.append(item)
-        self._wake_one()
+        if self._waiters and len(self._ready) > self._woken:
+            self._wake_one()
 
     def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._woken += 1
                 return
+
+    def take(self) -> T | None:
+        """The next ready item, or None if there is none (no await: the worker's fast path)."""
+        return self._ready.popleft() if self._ready else None
 
     async def get(self) -> T:
         """The next ready item, waiting for one if there is none."""
@@ -71,8 +83,11 @@ class Lanes(Generic[T]):
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                    self._woken -= 1
+                    if self._ready:
+                        self._wake_one()  # woken, then cancelled: pass the wake-up on
                 raise
+            self._woken -= 1
         return self._ready.popleft()
 
     def take_unstarted(self) -> list[T]:
