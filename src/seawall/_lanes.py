@@ -6,10 +6,11 @@ done, the next item of its lane becomes ready. A head that waits for a retry
 stays the head (it is handed back with :meth:`Lanes.requeue`), so the items
 behind it wait too, while other keys keep flowing.
 
-Workers are woken only as many as there are ready items not yet promised to
-a woken worker: a batch of deliveries wakes one worker per item only while
-the workers woken so far have not started, so a worker that drains the whole
-batch in one go does not leave dozens of wake-ups behind it for nothing.
+Idle workers are woken one at a time: a new ready item wakes a worker only
+if none is on its way already, and a worker that takes an item while more
+are ready wakes the next. A batch of deliveries that one worker drains in
+one go (handlers that never wait) thus costs one spare wake-up, not one per
+item, while handlers that do wait still get a worker each, a loop turn apart.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Lanes(Generic[T]):
     def requeue(self, item: T) -> None:
         """Make ``item`` ready (a new unkeyed item, or a lane head back for a retry)."""
         self._ready.append(item)
-        if self._waiters and len(self._ready) > self._woken:
+        if self._waiters and not self._woken:
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -72,7 +73,13 @@ class Lanes(Generic[T]):
 
     def take(self) -> T | None:
         """The next ready item, or None if there is none (no await: the worker's fast path)."""
-        return self._ready.popleft() if self._ready else None
+        ready = self._ready
+        if not ready:
+            return None
+        item = ready.popleft()
+        if ready and self._waiters and not self._woken:
+            self._wake_one()  # more is ready than this worker takes: pass it on
+        return item
 
     async def get(self) -> T:
         """The next ready item, waiting for one if there is none."""
@@ -88,7 +95,9 @@ class Lanes(Generic[T]):
                         self._wake_one()  # woken, then cancelled: pass the wake-up on
                 raise
             self._woken -= 1
-        return self._ready.popleft()
+        item = self.take()
+        assert item is not None
+        return item
 
     def take_unstarted(self) -> list[T]:
         """Remove and return every item not handed out yet (ready ones and lane followers)."""

@@ -37,6 +37,8 @@ __all__ = ["MemoryTransport", "MemorySubscription"]
 log = logging.getLogger("seawall.transports.memory")
 _members = itertools.count(1)
 _TRIM_EVERY = 64
+_BATCH = 64
+"""Deliveries the delivery loop takes from the group state at once (within the credit)."""
 """Settlements between two trims of a channel's log while no publisher waits for room."""
 
 
@@ -51,7 +53,8 @@ class _Channel:
 
     def wake(self) -> None:
         for sub in self.subs:
-            sub.wake.set()
+            if sub.waiter is not None:
+                sub.notify()
 
 
 class MemoryTransport:
@@ -105,18 +108,25 @@ class MemoryTransport:
     async def publish(
         self, channel: str, message: Message, *, not_before: float | None = None
     ) -> None:
-        self._check_open()
-        if channel in self._gone:
-            log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
-            return
+        if self._closed:
+            self._check_open()
+        target = self._channels.get(channel)
+        if target is None:
+            if channel in self._gone:
+                log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
+                return
+            target = self._channel(channel)
         entry = self._entry(channel, message)
-        target = self._channel(channel)
         if target.state.retained() >= target.spec.max_messages:
             await self._wait_for_space(target)
         if not_before is not None and not_before > self.clock.time():
             self.clock.call_at(not_before, lambda: self._append(target, message, entry))
-        else:
-            self._append(target, message, entry)
+            return
+        partitions = target.spec.partitions
+        target.state.append(
+            0 if partitions == 1 else partition_for(message.partitionkey, partitions), entry
+        )
+        target.wake()
 
     def _entry(self, channel: str, message: Message) -> Any:
         # Encoded even when kept as an object: the declared size limit holds either way.
@@ -231,9 +241,16 @@ class MemorySubscription:
         self.channel = channel
         self.group = group
         self.member = next(_members)
-        self.wake = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
+        """Set while the delivery loop waits for something to take."""
         self._state = "open"  # open | closed | broken
         group.join(self.member, prefetch)
+
+    def notify(self) -> None:
+        """Something may be ready to take: wake the delivery loop if it waits."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._deliveries()
@@ -241,37 +258,42 @@ class MemorySubscription:
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         clock = self.transport.clock
         name = self.channel.spec.name
+        group, member = self.group, self.member
         while True:
             if self._state == "broken":
                 raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
             if self._state == "closed":
                 return
-            self.wake.clear()
             now = clock.time()
-            taken = self.group.take(self.member, now)
-            if taken is None:
+            # Taken in bulk, up to the credit: one call here per batch, not per message.
+            # What is taken but not yet yielded when the subscription ends is in
+            # flight for this member, so leaving returns it like any other.
+            batch = group.take_many(member, now, _BATCH)
+            if not batch:
                 await self._wait(now)
                 continue
-            entry = taken.entry
-            message = decode_message(entry) if isinstance(entry, bytes) else entry
-            yield Delivery(
-                message=message,
-                channel=name,
-                partition=taken.partition,
-                attempt=taken.attempt,
-                token=taken.offset,
-            )
+            for partition, offset, attempt, entry in batch:
+                if self._state != "open":
+                    break
+                yield Delivery(
+                    message=decode_message(entry) if isinstance(entry, bytes) else entry,
+                    channel=name,
+                    partition=partition,
+                    attempt=attempt,
+                    token=offset,
+                )
 
     async def _wait(self, now: float) -> None:
-        """Sleep until woken, or until the next held-back redelivery falls due."""
+        """Sleep until notified, or until the next held-back redelivery falls due."""
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         due = self.group.next_retry()
         if due is None or due <= now:
-            await self.wake.wait()
+            await waiter
             return
         # re-checked after waking: a timer that fires a hair early just loops once more
-        timer = self.transport.clock.call_at(due, self.wake.set)
+        timer = self.transport.clock.call_at(due, self.notify)
         try:
-            await self.wake.wait()
+            await waiter
         finally:
             timer.cancel()
 
@@ -298,10 +320,10 @@ class MemorySubscription:
         if self._state == "open":
             self._state = "broken"
             self.transport._leave(self)
-            self.wake.set()
+            self.notify()
 
     async def close(self) -> None:
         if self._state == "open":
             self._state = "closed"
             self.transport._leave(self)
-            self.wake.set()
+            self.notify()
