@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
+import math
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
-__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "VirtualClock", "timeout_at"]
+_log = logging.getLogger("seawall.clock")
+__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "TimerHeap", "VirtualClock", "timeout_at"]
 
 
 class Timer(Protocol):
@@ -153,6 +156,89 @@ def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:
     scheduled = getattr(loop, "_scheduled", ())  # a heap: only its head is the earliest
     live = [h.when() for h in scheduled if not h.cancelled()]
     return bool(live) and min(live) - loop.time() < 0.05
+
+
+class _HeapTimer:
+    __slots__ = ("_heap", "callback")
+
+    def __init__(self, heap: TimerHeap, callback: Callable[[], None]) -> None:
+        self._heap = heap
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            self.callback = None
+            self._heap._cancelled()
+
+
+class TimerHeap:
+    """Many timers on one timer of a clock, for deadlines set and cancelled per message.
+
+    A request's reply timeout and a handler's deadline are armed for every
+    message and nearly always cancelled long before they fire. On the event
+    loop each costs a timer handle, a push on the loop's heap and its later
+    removal. Here arming is a push on this heap and cancelling clears a field;
+    only the earliest entry has a timer on the clock. A cancelled entry stays
+    until it reaches the top (its clock timer then fires for nothing and arms
+    the next) or until cancelled entries outnumber live ones and the heap is
+    compacted, so memory stays bounded. Time and sleep are the clock's own, so
+    a TimerHeap passes as a :class:`Clock` (e.g. to :func:`timeout_at`).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, _HeapTimer]] = []
+        self._seq = itertools.count()
+        self._armed: Timer | None = None
+        self._armed_at = math.inf
+        self._dead = 0  # cancelled entries still in the heap
+
+    def __len__(self) -> int:
+        """Entries held, cancelled ones included (bounded by compaction)."""
+        return len(self._heap)
+
+    def time(self) -> float:
+        return self.clock.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        timer = _HeapTimer(self, callback)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        if when < self._armed_at:
+            self._arm(when)
+        return timer
+
+    def _arm(self, when: float) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_at = when
+        self._armed = self.clock.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._armed, self._armed_at = None, math.inf
+        heap = self._heap
+        now = self.clock.time()
+        while heap and (heap[0][2].callback is None or heap[0][0] <= now):
+            timer = heapq.heappop(heap)[2]
+            callback, timer.callback = timer.callback, None
+            if callback is None:
+                self._dead -= 1
+                continue
+            try:
+                callback()
+            except Exception:
+                _log.exception("timer callback %r failed", callback)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _cancelled(self) -> None:
+        self._dead += 1
+        if self._dead > 1024 and 2 * self._dead > len(self._heap):
+            self._heap = [entry for entry in self._heap if entry[2].callback is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
 
 
 def timeout_at(clock: Clock, when: float | None) -> Deadline:

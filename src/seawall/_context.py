@@ -74,7 +74,8 @@ class Reply(Generic[R]):
         await node.sends.send_through(self._send)  # a failed send fails the future
         # A timer that fails the future, rather than timeout_at, which would
         # cancel the waiting task and then take the cancellation back.
-        timer = None if self._deadline is None else node.clock.call_at(self._deadline, self._expire)
+        deadline = self._deadline
+        timer = None if deadline is None else node.timers.call_at(deadline, self._expire)
         try:
             replies = await self._future
         except TimeoutError:

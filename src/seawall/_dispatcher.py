@@ -261,7 +261,7 @@ class Dispatcher:
             if deadline is None:  # most events: no timer to arm and cancel
                 result = await call
             else:
-                async with timeout_at(self.node.clock, deadline):
+                async with timeout_at(self.node.timers, deadline):
                     result = await call
         except Exception as exc:
             if isinstance(exc, TimeoutError) and self._past(deadline):

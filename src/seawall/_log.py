@@ -255,6 +255,8 @@ class GroupState(Generic[T]):
         log = self.logs[0]
         start = part.next
         stop = min(log.end, start + credit)
+        if stop <= start:
+            return []
         part.next = stop
         self.members[member] -= stop - start
         part.attempts.update(dict.fromkeys(range(start, stop), 1))

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from ._clock import Clock
+from ._clock import Clock, TimerHeap
 from ._codec import Codec, codec_for
 from ._exceptions import ConfigurationError, DecodeError
 from ._ids import uuid7
@@ -49,6 +49,8 @@ class Node:
         self.inbox = f"_inbox.{instance}"
         self.replies = ReplyTable()
         self.tasks = tasks
+        self.timers = TimerHeap(clock)
+        """For per-message deadlines: cheaper to arm and cancel than the clock's own timers."""
         self.sends = SendQueue(transport, tasks)
         self._schemas: dict[type[Payload], str] = {}
         self._stamp_ms = -1
