@@ -167,3 +167,19 @@ async def test_timeout_at_on_a_timer_heap_times_out_on_the_virtual_clock() -> No
     async with timeout_at(timers, 10.0):
         await asyncio.sleep(0)  # fast work passes; its cancelled entry never fires
     clock.advance(20.0)
+
+
+async def test_timeout_at_also_works_as_a_plain_with_inside_a_task() -> None:
+    clock = VirtualClock(start=0.0)
+
+    async def advance() -> None:
+        await asyncio.sleep(0)
+        clock.advance(2.0)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(advance())
+        with pytest.raises(TimeoutError), timeout_at(clock, 1.0):
+            await asyncio.sleep(3600)
+    with timeout_at(clock, 10.0):
+        await asyncio.sleep(0)
+    assert clock.next_deadline() is None  # leaving cancelled the timer

@@ -250,11 +250,13 @@ def timeout_at(clock: Clock, when: float | None) -> Deadline:
 
 
 class Deadline:
-    """The async context manager of :func:`timeout_at`.
+    """The context manager of :func:`timeout_at`, for ``async with`` or plain ``with``.
 
     A class rather than an ``@asynccontextmanager`` generator: the dispatcher
     enters one per message, and a generator-based manager costs an async
     generator, its registration with the loop and three awaitables each time.
+    Entering and leaving never wait, so inside a task plain ``with`` works too
+    and saves the two coroutines of ``async with``.
     """
 
     __slots__ = ("_baseline", "_clock", "_fired", "_task", "_timer", "_when")
@@ -267,23 +269,26 @@ class Deadline:
         self._fired = False
         self._baseline = 0
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         if self._when is None:
             return
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None, "timeout_at works inside a task only"
         if self._when <= self._clock.time():
             raise TimeoutError
         self._task = task
         self._baseline = task.cancelling()
         self._timer = self._clock.call_at(self._when, self._expire)
 
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
     def _expire(self) -> None:
         self._fired = True
         assert self._task is not None
         self._task.cancel()
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -300,3 +305,11 @@ class Deadline:
             and self._task.uncancel() <= self._baseline
         ):
             raise TimeoutError from None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -172,21 +172,20 @@ class Dispatcher:
             raise broken[0]
 
     async def _read(self, sub: TransportSubscription, broken: list[TransportError]) -> None:
+        lanes = self._lanes
         try:
             async for delivery in sub:
-                self._route(delivery)
+                if self._inflight == 0:
+                    self._idle.clear()
+                self._inflight += 1
+                key = delivery.message.partitionkey
+                lanes.add(_Item(delivery, key), key)
         except TransportError as exc:
             broken.append(exc)
 
-    def _route(self, delivery: Delivery) -> None:
-        if self._inflight == 0:
-            self._idle.clear()
-        self._inflight += 1
-        key = delivery.message.partitionkey
-        self._lanes.add(_Item(delivery, key), key)
-
     def _finish(self, item: _Item) -> None:
-        self._lanes.done(item.key)
+        if item.key is not None:
+            self._lanes.done(item.key)
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()
@@ -261,7 +260,7 @@ class Dispatcher:
             if deadline is None:  # most events: no timer to arm and cancel
                 result = await call
             else:
-                async with timeout_at(self.node.timers, deadline):
+                with timeout_at(self.node.timers, deadline):
                     result = await call
         except Exception as exc:
             if isinstance(exc, TimeoutError) and self._past(deadline):

@@ -20,7 +20,6 @@ it in flight, so per-key order survives rebalancing.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
@@ -259,10 +258,13 @@ class GroupState(Generic[T]):
             return []
         part.next = stop
         self.members[member] -= stop - start
-        part.attempts.update(dict.fromkeys(range(start, stop), 1))
-        part.inflight.update(dict.fromkeys(range(start, stop), member))
-        entries = itertools.islice(log.entries, start - log.base, stop - log.base)
-        return [Taken(0, offset, 1, entry) for offset, entry in enumerate(entries, start)]
+        attempts, inflight, entries, base = part.attempts, part.inflight, log.entries, log.base
+        taken = []
+        for offset in range(start, stop):
+            attempts[offset] = 1
+            inflight[offset] = member
+            taken.append(Taken(0, offset, 1, entries[offset - base]))
+        return taken
 
 
 class ChannelState(Generic[T]):
