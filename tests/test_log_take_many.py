@@ -73,3 +73,19 @@ def test_a_member_that_left_or_never_joined_gets_nothing_and_leaving_returns_the
     again = group.take_many(B, 0.0, 10)
     assert sorted((t.offset, t.attempt) for t in again) == [(0, 2), (1, 2), (2, 2), (3, 1), (4, 1)]
     assert [t.offset for t in batch] == [0, 1, 2]
+
+
+def test_untake_gives_a_delivery_back_as_if_it_was_never_taken() -> None:
+    (group, _) = twins(entries=3, prefetch=3)
+    batch = group.take_many(A, 0.0, 3)
+    assert group.credit(A) == 0
+    assert group.untake(A, 0, batch[2].offset, now=0.0)
+    assert not group.untake(A, 0, batch[2].offset, now=0.0)  # no longer held
+    assert not group.untake(B, 0, batch[1].offset, now=0.0)  # never held by B
+    assert group.credit(A) == 1
+    assert group.take_many(A, 0.0, 3) == [Taken(0, 2, 1, "p0-2")]  # still a first attempt
+    group.nack(A, 0, 0, not_before=0.0)
+    redelivered = group.take(A, 0.0)
+    assert redelivered == Taken(0, 0, 2, "p0-0")
+    assert group.untake(A, 0, 0, now=0.0)
+    assert group.take(A, 0.0) == Taken(0, 0, 2, "p0-0")  # the nack counted, the untake not

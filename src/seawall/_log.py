@@ -266,6 +266,23 @@ class GroupState(Generic[T]):
             taken.append(Taken(0, offset, 1, entries[offset - base]))
         return taken
 
+    def untake(self, member: int, partition: int, offset: int, now: float) -> bool:
+        """Give back a delivery taken (e.g. by :meth:`take_many`) but never handed on.
+
+        Unlike :meth:`nack`, the attempt does not count: it comes again at once
+        with the attempt number it would have had. False if ``member`` does not hold it.
+        """
+        part = self.parts[partition]
+        if part.inflight.get(offset) != member:
+            return False
+        del part.inflight[offset]
+        attempt = part.attempts.pop(offset) - 1
+        if attempt:
+            part.attempts[offset] = attempt
+        heapq.heappush(part.retry, (now, offset))
+        self._credit(member)
+        return True
+
 
 class ChannelState(Generic[T]):
     """A channel's partitions and the groups reading it."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._log import ChannelState, GroupState
+from .._log import ChannelState, GroupState, Taken
 from .._message import Message, decode_message, encode_message
 from .._transport import (
     Capabilities,
@@ -243,6 +244,7 @@ class MemorySubscription:
         self.member = next(_members)
         self.waiter: asyncio.Future[None] | None = None
         """Set while the delivery loop waits for something to take."""
+        self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
         self._state = "open"  # open | closed | broken
         group.join(self.member, prefetch)
 
@@ -265,16 +267,15 @@ class MemorySubscription:
             if self._state == "closed":
                 return
             now = clock.time()
-            # Taken in bulk, up to the credit: one call here per batch, not per message.
-            # What is taken but not yet yielded when the subscription ends is in
-            # flight for this member, so leaving returns it like any other.
-            batch = group.take_many(member, now, _BATCH)
+            # Taken in bulk, up to the credit: one call here per batch, not per
+            # message. What is left of a batch when the subscription ends is
+            # given back uncounted (see _give_back).
+            batch = self._batch = deque(group.take_many(member, now, _BATCH))
             if not batch:
                 await self._wait(now)
                 continue
-            for partition, offset, attempt, entry in batch:
-                if self._state != "open":
-                    break
+            while batch and self._state == "open":
+                partition, offset, attempt, entry = batch.popleft()
                 yield Delivery(
                     message=decode_message(entry) if isinstance(entry, bytes) else entry,
                     channel=name,
@@ -316,14 +317,23 @@ class MemorySubscription:
         if self.group.nack(self.member, delivery.partition, offset, when):
             self.channel.wake()
 
+    def _give_back(self) -> None:
+        """Return the rest of the current batch as if never taken, before leaving."""
+        now = self.transport.clock.time()
+        while self._batch:
+            taken = self._batch.popleft()
+            self.group.untake(self.member, taken.partition, taken.offset, now)
+
     def break_link(self) -> None:
         if self._state == "open":
             self._state = "broken"
+            self._give_back()
             self.transport._leave(self)
             self.notify()
 
     async def close(self) -> None:
         if self._state == "open":
             self._state = "closed"
+            self._give_back()
             self.transport._leave(self)
             self.notify()
