@@ -184,12 +184,9 @@ class MemoryTransport:
         target.wake()
         return sub
 
-    def _settled(self, channel: _Channel) -> None:
-        # Trimming walks every group of the channel, so it is batched unless
-        # a publisher is waiting for the room it frees.
-        channel.untrimmed += 1
-        if channel.untrimmed < _TRIM_EVERY and not channel.waiting:
-            return
+    def _trim(self, channel: _Channel) -> None:
+        # Trimming walks every group of the channel, so acks call it only every
+        # _TRIM_EVERY settlements, unless a publisher is waiting for the room.
         channel.untrimmed = 0
         if channel.state.trim():
             channel.space.set()
@@ -303,11 +300,14 @@ class MemorySubscription:
         assert isinstance(offset, int)
         # The returned credit matters to this member only if it had none left;
         # with several partitions the ack may also hand a partition over.
-        starved = self.group.credit(self.member) <= 0
-        if self.group.ack(self.member, delivery.partition, offset):
-            self.transport._settled(self.channel)
-            if starved or self.channel.spec.partitions > 1:
-                self.channel.wake()
+        group, channel = self.group, self.channel
+        starved = group.credit(self.member) <= 0
+        if group.ack(self.member, delivery.partition, offset):
+            channel.untrimmed += 1
+            if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
+                self.transport._trim(channel)
+            if starved or channel.spec.partitions > 1:
+                channel.wake()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         offset = delivery.token
