@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from seawall import SystemClock, VirtualClock
-from seawall._clock import timeout_at
+from seawall._clock import TimerHeap, timeout_at
 
 
 async def test_virtual_sleep_wakes_only_when_time_is_advanced() -> None:
@@ -110,3 +110,76 @@ async def test_system_clock_timers_fire() -> None:
         await done.wait()
     async with timeout_at(clock, clock.time() + 5):
         await clock.sleep(0.001)
+
+
+def test_timer_heap_fires_due_timers_in_order_and_skips_cancelled_ones() -> None:
+    clock = VirtualClock(start=0.0)
+    timers = TimerHeap(clock)
+    fired: list[str] = []
+    for when, name in [(3.0, "c"), (1.0, "a"), (2.0, "b"), (2.5, "x")]:
+        timer = timers.call_at(when, lambda name=name: fired.append(name))
+        if name == "x":
+            timer.cancel()
+    clock.advance(2.0)
+    assert fired == ["a", "b"]
+    clock.advance(10.0)
+    assert fired == ["a", "b", "c"]
+    assert len(timers) == 0
+
+
+def test_timer_heap_arms_one_clock_timer_for_its_earliest_entry() -> None:
+    clock = VirtualClock(start=0.0)
+    timers = TimerHeap(clock)
+    for when in (30.0, 20.0, 40.0):
+        timers.call_at(when, lambda: None)
+    assert clock.next_deadline() == 20.0
+    live = [t for _, _, t in clock._timers if not t.cancelled]
+    assert len(live) == 1
+
+
+def test_timer_heap_stays_bounded_when_timers_are_cancelled_before_they_fire() -> None:
+    clock = VirtualClock(start=0.0)
+    timers = TimerHeap(clock)
+    keep = timers.call_at(1e9, lambda: None)
+    for i in range(10_000):
+        timers.call_at(30.0 + i, lambda: None).cancel()
+    assert len(timers) < 2100  # compacted once cancelled entries outnumber live ones
+    fired: list[float] = []
+    timers.call_at(5.0, lambda: fired.append(clock.time()))
+    clock.advance(100_000.0)
+    assert fired == [5.0]
+    keep.cancel()
+
+
+async def test_timeout_at_on_a_timer_heap_times_out_on_the_virtual_clock() -> None:
+    clock = VirtualClock(start=0.0)
+    timers = TimerHeap(clock)
+
+    async def advance() -> None:
+        await asyncio.sleep(0)
+        clock.advance(2.0)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(advance())
+        with pytest.raises(TimeoutError):
+            async with timeout_at(timers, 1.0):
+                await asyncio.sleep(3600)
+    async with timeout_at(timers, 10.0):
+        await asyncio.sleep(0)  # fast work passes; its cancelled entry never fires
+    clock.advance(20.0)
+
+
+async def test_timeout_at_also_works_as_a_plain_with_inside_a_task() -> None:
+    clock = VirtualClock(start=0.0)
+
+    async def advance() -> None:
+        await asyncio.sleep(0)
+        clock.advance(2.0)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(advance())
+        with pytest.raises(TimeoutError), timeout_at(clock, 1.0):
+            await asyncio.sleep(3600)
+    with timeout_at(clock, 10.0):
+        await asyncio.sleep(0)
+    assert clock.next_deadline() is None  # leaving cancelled the timer

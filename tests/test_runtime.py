@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
 from seawall import (
@@ -369,3 +370,23 @@ async def test_a_failed_request_downstream_is_not_retried_again_upstream() -> No
     assert runs == {"front": 1, "back": 3}  # not 5 x 3
     assert len(system.dead_letters("back")) == 1
     assert len(system.dead_letters("front")) == 1
+
+
+async def test_a_bad_body_after_good_ones_of_its_type_is_still_a_decode_error() -> None:
+    # The dispatcher caches each type's decoder after the first message of it;
+    # a later body that does not decode must still be dead-lettered with the full error.
+    svc, notes = shop()
+    async with TestSystem(svc, raise_handler_errors=False) as system:
+        ctx = system.context()
+        await ctx.send("shop", Notify(text="first"))
+        await system.settle()
+        bad = system.system.node.envelope(Notify(text="x"), source="test")
+        await system.transport.publish("shop", msgspec.structs.replace(bad, data=b'{"text": 1}'))
+        await ctx.send("shop", Notify(text="second"))
+        await system.settle()
+    assert notes == ["first", "second"]
+    [dead] = system.dead_letters("shop")
+    assert dead.id == bad.id
+    assert dead.headers["seawall-dlq-reason"] == "decode-error"
+    assert "Expected `str`, got `int`" in dead.headers["seawall-dlq-error"]
+    assert bad.id in dead.headers["seawall-dlq-error"]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from seawall._exceptions import TransportClosed
+from seawall._exceptions import ConnectionLost, TransportClosed
 from seawall._transport import ChannelSpec, Transport
 from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
 from seawall.transports.memory import MemoryTransport
@@ -95,3 +95,28 @@ async def test_has_channel_knows_declared_and_used_channels() -> None:
     assert transport.has_channel("payments")
     assert not transport.has_channel("shipping")
     await transport.close()
+
+
+async def test_a_broken_link_ends_a_bulk_taken_batch_and_returns_its_rest_uncounted() -> None:
+    # The delivery loop takes up to its credit at once; once the link breaks it
+    # must not hand out what is left of that batch, and those were never
+    # delivered: they come again elsewhere as first attempts.
+    transport = MemoryTransport(publish_timeout=None)
+    try:
+        sent = [make_message(n) for n in range(6)]
+        for message in sent:
+            await transport.publish("jobs", message)
+        first = aiter(await transport.subscribe("jobs", group="g", prefetch=10))
+        got = await anext(first)
+        transport.disconnect()
+        with pytest.raises(ConnectionLost):
+            await anext(first)
+        second = aiter(await transport.subscribe("jobs", group="g", prefetch=10))
+        redelivered = [await asyncio.wait_for(anext(second), 5) for _ in range(6)]
+        assert sorted(ids(redelivered)) == sorted(ids(sent))
+        attempts = {d.message.id: d.attempt for d in redelivered}
+        assert got.message.id == sent[0].id
+        assert attempts.pop(got.message.id) == 2  # handed on once already
+        assert set(attempts.values()) == {1}
+    finally:
+        await transport.close()

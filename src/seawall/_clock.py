@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
+import math
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
-__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "VirtualClock", "timeout_at"]
+_log = logging.getLogger("seawall.clock")
+__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "TimerHeap", "VirtualClock", "timeout_at"]
 
 
 class Timer(Protocol):
@@ -155,6 +158,89 @@ def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:
     return bool(live) and min(live) - loop.time() < 0.05
 
 
+class _HeapTimer:
+    __slots__ = ("_heap", "callback")
+
+    def __init__(self, heap: TimerHeap, callback: Callable[[], None]) -> None:
+        self._heap = heap
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            self.callback = None
+            self._heap._cancelled()
+
+
+class TimerHeap:
+    """Many timers on one timer of a clock, for deadlines set and cancelled per message.
+
+    A request's reply timeout and a handler's deadline are armed for every
+    message and nearly always cancelled long before they fire. On the event
+    loop each costs a timer handle, a push on the loop's heap and its later
+    removal. Here arming is a push on this heap and cancelling clears a field;
+    only the earliest entry has a timer on the clock. A cancelled entry stays
+    until it reaches the top (its clock timer then fires for nothing and arms
+    the next) or until cancelled entries outnumber live ones and the heap is
+    compacted, so memory stays bounded. Time and sleep are the clock's own, so
+    a TimerHeap passes as a :class:`Clock` (e.g. to :func:`timeout_at`).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, _HeapTimer]] = []
+        self._seq = itertools.count()
+        self._armed: Timer | None = None
+        self._armed_at = math.inf
+        self._dead = 0  # cancelled entries still in the heap
+
+    def __len__(self) -> int:
+        """Entries held, cancelled ones included (bounded by compaction)."""
+        return len(self._heap)
+
+    def time(self) -> float:
+        return self.clock.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        timer = _HeapTimer(self, callback)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        if when < self._armed_at:
+            self._arm(when)
+        return timer
+
+    def _arm(self, when: float) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_at = when
+        self._armed = self.clock.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._armed, self._armed_at = None, math.inf
+        heap = self._heap
+        now = self.clock.time()
+        while heap and (heap[0][2].callback is None or heap[0][0] <= now):
+            timer = heapq.heappop(heap)[2]
+            callback, timer.callback = timer.callback, None
+            if callback is None:
+                self._dead -= 1
+                continue
+            try:
+                callback()
+            except Exception:
+                _log.exception("timer callback %r failed", callback)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _cancelled(self) -> None:
+        self._dead += 1
+        if self._dead > 1024 and 2 * self._dead > len(self._heap):
+            self._heap = [entry for entry in self._heap if entry[2].callback is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+
 def timeout_at(clock: Clock, when: float | None) -> Deadline:
     """Cancel the body when ``clock`` reaches ``when`` and raise ``TimeoutError``.
 
@@ -164,11 +250,13 @@ def timeout_at(clock: Clock, when: float | None) -> Deadline:
 
 
 class Deadline:
-    """The async context manager of :func:`timeout_at`.
+    """The context manager of :func:`timeout_at`, for ``async with`` or plain ``with``.
 
     A class rather than an ``@asynccontextmanager`` generator: the dispatcher
     enters one per message, and a generator-based manager costs an async
     generator, its registration with the loop and three awaitables each time.
+    Entering and leaving never wait, so inside a task plain ``with`` works too
+    and saves the two coroutines of ``async with``.
     """
 
     __slots__ = ("_baseline", "_clock", "_fired", "_task", "_timer", "_when")
@@ -181,23 +269,26 @@ class Deadline:
         self._fired = False
         self._baseline = 0
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         if self._when is None:
             return
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None, "timeout_at works inside a task only"
         if self._when <= self._clock.time():
             raise TimeoutError
         self._task = task
         self._baseline = task.cancelling()
         self._timer = self._clock.call_at(self._when, self._expire)
 
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
     def _expire(self) -> None:
         self._fired = True
         assert self._task is not None
         self._task.cancel()
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -214,3 +305,11 @@ class Deadline:
             and self._task.uncancel() <= self._baseline
         ):
             raise TimeoutError from None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -49,6 +49,7 @@ class Reply(Generic[R]):
         into: type[R] | None,
         send: PendingSend,
         future: asyncio.Future[list[Message]],
+        deadline: float | None,
     ) -> None:
         self._node = node
         self._channel = channel
@@ -56,7 +57,7 @@ class Reply(Generic[R]):
         self._into = into
         self._send = send
         self._future = future
-        self._deadline = request.deadline_ts()
+        self._deadline = deadline
 
     def _expire(self) -> None:
         if not self._future.done():
@@ -74,7 +75,8 @@ class Reply(Generic[R]):
         await node.sends.send_through(self._send)  # a failed send fails the future
         # A timer that fails the future, rather than timeout_at, which would
         # cancel the waiting task and then take the cancellation back.
-        timer = None if self._deadline is None else node.clock.call_at(self._deadline, self._expire)
+        deadline = self._deadline
+        timer = None if deadline is None else node.timers.call_at(deadline, self._expire)
         try:
             replies = await self._future
         except TimeoutError:
@@ -202,19 +204,20 @@ class Context:
         raises :class:`RemoteError`; no reply in time raises :class:`DeadlineExceeded`.
         """
         node = self._node
+        deadline = self._deadline_for(timeout)
         message = node.envelope(
             command,
             source=self.service,
             cause=self.message,
             key=key,
             subject=subject,
-            deadline=self._deadline_for(timeout),
+            deadline=deadline,
             replyto=node.inbox,
         )
-        future = node.replies.expect(message.id, 1, message.deadline_ts(), node.clock.time())
+        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
         send = PendingSend(channel, message, future)
         node.sends.add(send)
-        return Reply(node, channel, message, returns, send, future)
+        return Reply(node, channel, message, returns, send, future, deadline)
 
     async def gather(
         self,

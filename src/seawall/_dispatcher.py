@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 
 from ._clock import Timer, timeout_at
+from ._codec import raw_decoder
 from ._context import Context
 from ._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from ._lanes import Lanes
@@ -92,10 +93,6 @@ class _Item:
     retries: int = 0  # local retries on top of the broker's attempt count
 
 
-def _call(handler: Handler, payload: Payload | None, ctx: Context) -> Awaitable[object]:
-    return handler.fn(payload, ctx) if handler.wants_context else handler.fn(payload)
-
-
 class Dispatcher:
     """Consumes one (channel, group) of a service with ordering, retries and dead letters."""
 
@@ -118,6 +115,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
+        self._decoders: dict[tuple[str, str], tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -174,20 +172,20 @@ class Dispatcher:
             raise broken[0]
 
     async def _read(self, sub: TransportSubscription, broken: list[TransportError]) -> None:
+        lanes = self._lanes
         try:
             async for delivery in sub:
-                self._route(delivery)
+                if self._inflight == 0:
+                    self._idle.clear()
+                self._inflight += 1
+                key = delivery.message.partitionkey
+                lanes.add(_Item(delivery, key), key)
         except TransportError as exc:
             broken.append(exc)
 
-    def _route(self, delivery: Delivery) -> None:
-        self._inflight += 1
-        self._idle.clear()
-        key = delivery.message.partitionkey
-        self._lanes.add(_Item(delivery, key), key)
-
     def _finish(self, item: _Item) -> None:
-        self._lanes.done(item.key)
+        if item.key is not None:
+            self._lanes.done(item.key)
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()
@@ -231,19 +229,22 @@ class Dispatcher:
         self._idle.set()
 
     async def _work(self, sub: TransportSubscription) -> None:
+        lanes = self._lanes
         while True:
-            item = await self._lanes.get()
+            item = lanes.take() or await lanes.get()
             await self._process(sub, item)
 
     async def _process(self, sub: TransportSubscription, item: _Item) -> None:
+        # One function on purpose: every message takes this path, and each
+        # coroutine split off it costs a coroutine object and an await per message.
         delivery = item.delivery
         message = delivery.message
-        deadline = message.deadline_ts()
-        if deadline is not None and self._past(deadline):
+        deadline = None if message.deadline is None else message.deadline.timestamp()
+        if deadline is not None and self.node.clock.time() >= deadline:
             await self._expire(sub, item)
             return
         try:
-            handler, payload = self._resolve(message)
+            handler, payload = self._resolve_fast(message)
         except _Poison as poison:
             await self._give_up(sub, item, poison.reason, poison.error)
             return
@@ -251,26 +252,55 @@ class Dispatcher:
             self.stats.skipped += 1
             await self._settle(sub, item)
             return
-        ctx = Context(self.node, self.service, message, deadline)
         try:
-            if deadline is None:  # most events: no timer to arm and cancel
-                result = await _call(handler, payload, ctx)
+            if handler.wants_context:
+                call = handler.fn(payload, Context(self.node, self.service, message, deadline))
             else:
-                async with timeout_at(self.node.clock, deadline):
-                    result = await _call(handler, payload, ctx)
+                call = handler.fn(payload)
+            if deadline is None:  # most events: no timer to arm and cancel
+                result = await call
+            else:
+                with timeout_at(self.node.timers, deadline):
+                    result = await call
         except Exception as exc:
             if isinstance(exc, TimeoutError) and self._past(deadline):
                 await self._expire(sub, item)  # our deadline, not the handler's own timeout
             else:
                 await self._failed(sub, item, handler, exc)
-        else:
-            if message.replyto is not None:
-                await self._reply(message, result)
-            self.stats.handled += 1
-            try:  # settled inline: this is the path every message takes
-                await sub.ack(delivery)
-            finally:
+            return
+        if message.replyto is not None:
+            await self._reply(message, result)
+        self.stats.handled += 1
+        try:  # settled inline: this is the path every message takes
+            await sub.ack(delivery)
+        finally:
+            if item.key is None:  # _finish(item), inlined
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
+            else:
                 self._finish(item)
+
+    def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
+        """:meth:`_resolve` with the handler and raw decoder of each message type cached.
+
+        Only handlers of one payload type are cached (a union handler's class
+        depends on the type name and schema); a body that does not decode goes
+        the full way, which says what is wrong with it.
+        """
+        key = (message.type, message.datacontenttype)
+        cached = self._decoders.get(key)
+        if cached is not None:
+            try:
+                return cached[0], cached[1](message.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+        handler, payload = self._resolve(message)
+        if cached is None and handler is not None and len(handler.types) == 1:
+            raw = raw_decoder(message.datacontenttype, handler.types[0])
+            if raw is not None:
+                self._decoders[key] = (handler, raw)
+        return handler, payload
 
     def _past(self, deadline: float | None) -> bool:
         return deadline is not None and self.node.clock.time() >= deadline

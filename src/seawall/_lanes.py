@@ -5,6 +5,12 @@ out; items without a key go straight to the ready queue. When the head is
 done, the next item of its lane becomes ready. A head that waits for a retry
 stays the head (it is handed back with :meth:`Lanes.requeue`), so the items
 behind it wait too, while other keys keep flowing.
+
+Idle workers are woken one at a time: a new ready item wakes a worker only
+if none is on its way already, and a worker that takes an item while more
+are ready wakes the next. A batch of deliveries that one worker drains in
+one go (handlers that never wait) thus costs one spare wake-up, not one per
+item, while handlers that do wait still get a worker each, a loop turn apart.
 """
 
 from __future__ import annotations
@@ -21,17 +27,20 @@ T = TypeVar("T")
 class Lanes(Generic[T]):
     """Ready items for the workers, in per-key order; unbounded, so the caller bounds it."""
 
-    __slots__ = ("_lanes", "_ready", "_waiters")
+    __slots__ = ("_lanes", "_ready", "_waiters", "_woken")
 
     def __init__(self) -> None:
         self._ready: deque[T] = deque()
         self._lanes: dict[str, deque[T]] = {}  # key -> items behind its head
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._woken = 0  # waiters woken that have not run yet
 
     def add(self, item: T, key: str | None) -> None:
         """A new item: ready at once, unless an earlier item of its key is still out."""
-        if key is None:
-            self.requeue(item)
+        if key is None:  # requeue(item), inlined: most items have no key
+            self._ready.append(item)
+            if self._waiters and not self._woken:
+                self._wake_one()
             return
         lane = self._lanes.get(key)
         if lane is None:
@@ -53,14 +62,26 @@ class Lanes(Generic[T]):
     def requeue(self, item: T) -> None:
         """Make ``item`` ready (a new unkeyed item, or a lane head back for a retry)."""
         self._ready.append(item)
-        self._wake_one()
+        if self._waiters and not self._woken:
+            self._wake_one()
 
     def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._woken += 1
                 return
+
+    def take(self) -> T | None:
+        """The next ready item, or None if there is none (no await: the worker's fast path)."""
+        ready = self._ready
+        if not ready:
+            return None
+        item = ready.popleft()
+        if ready and self._waiters and not self._woken:
+            self._wake_one()  # more is ready than this worker takes: pass it on
+        return item
 
     async def get(self) -> T:
         """The next ready item, waiting for one if there is none."""
@@ -71,9 +92,14 @@ class Lanes(Generic[T]):
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                    self._woken -= 1
+                    if self._ready:
+                        self._wake_one()  # woken, then cancelled: pass the wake-up on
                 raise
-        return self._ready.popleft()
+            self._woken -= 1
+        item = self.take()
+        assert item is not None
+        return item
 
     def take_unstarted(self) -> list[T]:
         """Remove and return every item not handed out yet (ready ones and lane followers)."""

@@ -292,6 +292,55 @@ class GroupState(Generic[T]):
             log.end - part.committed for log, part in zip(self.logs, self.parts, strict=True)
         )
 
+    def take_many(self, member: int, now: float, limit: int) -> list[Taken[T]]:
+        """Up to ``limit`` deliveries for ``member`` at once: :meth:`take` in bulk.
+
+        On a single partition with no redelivery due, the run of fresh offsets
+        (never delivered, so attempt 1) is handed out in one go; anything else
+        goes through :meth:`take` one by one. Added for the memory transport's
+        delivery loop, which otherwise pays a few calls per message here.
+        """
+        credit = min(limit, self.members.get(member, 0))
+        if credit <= 0:
+            return []
+        part = self.parts[0]
+        if len(self.parts) > 1 or (part.retry and part.retry[0][0] <= now):
+            taken: list[Taken[T]] = []
+            while len(taken) < credit and (one := self.take(member, now)) is not None:
+                taken.append(one)
+            return taken
+        log = self.logs[0]
+        start = part.next
+        stop = min(log.end, start + credit)
+        if stop <= start:
+            return []
+        part.next = stop
+        self.members[member] -= stop - start
+        attempts, inflight, entries, base = part.attempts, part.inflight, log.entries, log.base
+        taken = []
+        for offset in range(start, stop):
+            attempts[offset] = 1
+            inflight[offset] = member
+            taken.append(Taken(0, offset, 1, entries[offset - base]))
+        return taken
+
+    def untake(self, member: int, partition: int, offset: int, now: float) -> bool:
+        """Give back a delivery taken (e.g. by :meth:`take_many`) but never handed on.
+
+        Unlike :meth:`nack`, the attempt does not count: it comes again at once
+        with the attempt number it would have had. False if ``member`` does not hold it.
+        """
+        part = self.parts[partition]
+        if part.inflight.get(offset) != member:
+            return False
+        del part.inflight[offset]
+        attempt = part.attempts.pop(offset) - 1
+        if attempt:
+            part.attempts[offset] = attempt
+        heapq.heappush(part.retry, (now, offset))
+        self._credit(member)
+        return True
+
 
 class ChannelState(Generic[T]):
     """A channel's partitions and the groups reading it."""

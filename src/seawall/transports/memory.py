@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._log import ChannelState, GroupState
+from .._log import ChannelState, GroupState, Taken
 from .._message import Message, decode_message, encode_message
 from .._transport import (
     Capabilities,
@@ -37,6 +38,8 @@ __all__ = ["MemoryTransport", "MemorySubscription"]
 log = logging.getLogger("seawall.transports.memory")
 _members = itertools.count(1)
 _TRIM_EVERY = 64
+_BATCH = 64
+"""Deliveries the delivery loop takes from the group state at once (within the credit)."""
 """Settlements between two trims of a channel's log while no publisher waits for room."""
 
 
@@ -51,7 +54,8 @@ class _Channel:
 
     def wake(self) -> None:
         for sub in self.subs:
-            sub.wake.set()
+            if sub.waiter is not None:
+                sub.notify()
 
 
 class MemoryTransport:
@@ -105,18 +109,25 @@ class MemoryTransport:
     async def publish(
         self, channel: str, message: Message, *, not_before: float | None = None
     ) -> None:
-        self._check_open()
-        if channel in self._gone:
-            log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
-            return
+        if self._closed:
+            self._check_open()
+        target = self._channels.get(channel)
+        if target is None:
+            if channel in self._gone:
+                log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
+                return
+            target = self._channel(channel)
         entry = self._entry(channel, message)
-        target = self._channel(channel)
         if target.state.retained() >= target.spec.max_messages:
             await self._wait_for_space(target)
         if not_before is not None and not_before > self.clock.time():
             self.clock.call_at(not_before, lambda: self._append(target, message, entry))
-        else:
-            self._append(target, message, entry)
+            return
+        partitions = target.spec.partitions
+        target.state.append(
+            0 if partitions == 1 else partition_for(message.partitionkey, partitions), entry
+        )
+        target.wake()
 
     def _entry(self, channel: str, message: Message) -> Any:
         # Encoded even when kept as an object: the declared size limit holds either way.
@@ -173,12 +184,9 @@ class MemoryTransport:
         target.wake()
         return sub
 
-    def _settled(self, channel: _Channel) -> None:
-        # Trimming walks every group of the channel, so it is batched unless
-        # a publisher is waiting for the room it frees.
-        channel.untrimmed += 1
-        if channel.untrimmed < _TRIM_EVERY and not channel.waiting:
-            return
+    def _trim(self, channel: _Channel) -> None:
+        # Trimming walks every group of the channel, so acks call it only every
+        # _TRIM_EVERY settlements, unless a publisher is waiting for the room.
         channel.untrimmed = 0
         if channel.state.trim():
             channel.space.set()
@@ -231,9 +239,17 @@ class MemorySubscription:
         self.channel = channel
         self.group = group
         self.member = next(_members)
-        self.wake = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
+        """Set while the delivery loop waits for something to take."""
+        self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
         self._state = "open"  # open | closed | broken
         group.join(self.member, prefetch)
+
+    def notify(self) -> None:
+        """Something may be ready to take: wake the delivery loop if it waits."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._deliveries()
@@ -241,37 +257,41 @@ class MemorySubscription:
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         clock = self.transport.clock
         name = self.channel.spec.name
+        group, member = self.group, self.member
         while True:
             if self._state == "broken":
                 raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
             if self._state == "closed":
                 return
-            self.wake.clear()
             now = clock.time()
-            taken = self.group.take(self.member, now)
-            if taken is None:
+            # Taken in bulk, up to the credit: one call here per batch, not per
+            # message. What is left of a batch when the subscription ends is
+            # given back uncounted (see _give_back).
+            batch = self._batch = deque(group.take_many(member, now, _BATCH))
+            if not batch:
                 await self._wait(now)
                 continue
-            entry = taken.entry
-            message = decode_message(entry) if isinstance(entry, bytes) else entry
-            yield Delivery(
-                message=message,
-                channel=name,
-                partition=taken.partition,
-                attempt=taken.attempt,
-                token=taken.offset,
-            )
+            while batch and self._state == "open":
+                partition, offset, attempt, entry = batch.popleft()
+                yield Delivery(
+                    message=decode_message(entry) if isinstance(entry, bytes) else entry,
+                    channel=name,
+                    partition=partition,
+                    attempt=attempt,
+                    token=offset,
+                )
 
     async def _wait(self, now: float) -> None:
-        """Sleep until woken, or until the next held-back redelivery falls due."""
+        """Sleep until notified, or until the next held-back redelivery falls due."""
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         due = self.group.next_retry()
         if due is None or due <= now:
-            await self.wake.wait()
+            await waiter
             return
         # re-checked after waking: a timer that fires a hair early just loops once more
-        timer = self.transport.clock.call_at(due, self.wake.set)
+        timer = self.transport.clock.call_at(due, self.notify)
         try:
-            await self.wake.wait()
+            await waiter
         finally:
             timer.cancel()
 
@@ -280,11 +300,14 @@ class MemorySubscription:
         assert isinstance(offset, int)
         # The returned credit matters to this member only if it had none left;
         # with several partitions the ack may also hand a partition over.
-        starved = self.group.credit(self.member) <= 0
-        if self.group.ack(self.member, delivery.partition, offset):
-            self.transport._settled(self.channel)
-            if starved or self.channel.spec.partitions > 1:
-                self.channel.wake()
+        group, channel = self.group, self.channel
+        starved = group.credit(self.member) <= 0
+        if group.ack(self.member, delivery.partition, offset):
+            channel.untrimmed += 1
+            if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
+                self.transport._trim(channel)
+            if starved or channel.spec.partitions > 1:
+                channel.wake()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         offset = delivery.token
@@ -294,14 +317,23 @@ class MemorySubscription:
         if self.group.nack(self.member, delivery.partition, offset, when):
             self.channel.wake()
 
+    def _give_back(self) -> None:
+        """Return the rest of the current batch as if never taken, before leaving."""
+        now = self.transport.clock.time()
+        while self._batch:
+            taken = self._batch.popleft()
+            self.group.untake(self.member, taken.partition, taken.offset, now)
+
     def break_link(self) -> None:
         if self._state == "open":
             self._state = "broken"
+            self._give_back()
             self.transport._leave(self)
-            self.wake.set()
+            self.notify()
 
     async def close(self) -> None:
         if self._state == "open":
             self._state = "closed"
+            self._give_back()
             self.transport._leave(self)
-            self.wake.set()
+            self.notify()
