@@ -13,10 +13,15 @@ __all__ = ["MemoryTransport", "connect"]
 
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
-    """A transport for ``url``; only ``memory://`` ships in this release."""
+    """A transport for ``url``: ``memory://`` or ``nats://host:port`` (connects on first use)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryTransport(clock=clock)
+    if scheme == "nats":
+        from .nats import NatsTransport  # needs the nats extra: imported only when asked for
+
+        return NatsTransport(url, clock=clock)
     raise ConfigurationError(
-        f"no transport for URL {url!r} (scheme {scheme!r}); this release supports 'memory://'"
+        f"no transport for URL {url!r} (scheme {scheme!r}); this release supports 'memory://' "
+        "and 'nats://'"
     )
