@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from tests.brokers import NATS, require
 
 from seawall._transport import Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.transports.nats import NatsTransport
-
-from tests.brokers import NATS, require
 
 pytestmark = pytest.mark.integration
 

@@ -762,8 +762,8 @@ class NatsSubscription:
         await self._return_all()
         for partition in list(self.pullers):
             await self.release(partition)
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
+        if self._owner is not None:
+            self._owner.stop()
 
     async def break_link(self) -> None:
         if self._state == "open":
@@ -773,7 +773,11 @@ class NatsSubscription:
         if self._state == "open":
             await self._end("closed")
         if self._task is not None:
-            await asyncio.wait({self._task})
+            # It stops by itself within a round trip; cancelling is the fallback, not
+            # the way, since Python 3.11's wait_for (inside nats-py) can swallow a
+            # cancellation that meets a reply, and a TaskGroup passes it on only once.
+            await asyncio.wait({self._task}, timeout=2 * self.transport.api_timeout)
+            self._task.cancel()
             self._task = None
             assert self._owner is not None
             await self._owner.leave()
@@ -810,6 +814,8 @@ class _Ownership:
         self.leases = Leases(sub.transport.lease)
         self.locks: dict[int, int] = {}  # partition -> revision of our lock
         self.changed = asyncio.Event()
+        self.stopped = False
+        self._watcher: KeyValue.KeyWatcher | None = None
 
     def _lock(self, partition: int) -> str:
         return f"{self.prefix}.p.{partition}"
@@ -820,19 +826,37 @@ class _Ownership:
         if status.ttl:
             self.leases = Leases(status.ttl)
         await self._renew()
+        await self._rebalance()  # a member alone owns every partition before subscribe returns
 
     async def run(self) -> None:
-        watcher = await self.kv.watch(f"{self.prefix}.>")
+        """Follow leases and locks until :meth:`stop`."""
+        watcher = self._watcher = await self.kv.watch(f"{self.prefix}.>")
+        if self.stopped:
+            return
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._listen(watcher))
                 tasks.create_task(self._steer())
         finally:
+            await self._unwatch()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end; it does within a quarter second or one broker round trip."""
+        self.stopped = True
+        self.changed.set()
+
+    async def _unwatch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _listen(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
+        while not self.stopped:
+            try:
+                entry = await watcher.updates(timeout=0.25)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                continue
             if entry is None:
                 continue
             kind, _, who = entry.key.removeprefix(f"{self.prefix}.").partition(".")
@@ -846,7 +870,7 @@ class _Ownership:
         clock = self.sub.transport.clock
         every = self.leases.ttl / 3
         renew_at = clock.time() + every
-        while True:
+        while not self.stopped:
             self.changed.clear()
             if clock.time() >= renew_at:
                 await self._renew()
