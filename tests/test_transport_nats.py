@@ -21,8 +21,9 @@ from tests.brokers import NATS, free_port, require
 
 from seawall import Event, Service, System
 from seawall._exceptions import ConnectionLost
-from seawall._transport import ChannelSpec, Transport
+from seawall._transport import Transport
 from seawall.testing import DeliveryConformance, TransportConformance
+from seawall.testing._delivery import wait_until
 from seawall.transports.nats import NatsTransport
 
 pytestmark = pytest.mark.integration
@@ -136,49 +137,53 @@ async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_eve
                 "content-type": "application/json",
             },
         )
-        async with asyncio.timeout(10):
-            while not received:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: bool(received), 10.0, "the plain client's event")
     await plain.close()
     assert received == [OrderShipped(order_id="o-2", parcels=5)]
 
 
-# -- faults: the server dies mid-stream ---------------------------------------------
+# -- faults: servers die mid-stream ------------------------------------------------
+class ServerProcess:
+    """A nats-server of a test's own, on loopback, that the test may kill and restart."""
+
+    def __init__(self, store: Path, *extra: str) -> None:
+        if not os.access(NATS_SERVER, os.X_OK):
+            pytest.skip(f"{NATS_SERVER} is not installed (apt-get install nats-server)")
+        self.port = free_port()
+        self.command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        self.command += ["-sd", str(store), *extra]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients or peers, as a crash or power loss."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    async def listening(self) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.02)
+
+
 @contextlib.contextmanager
-def nats_server(port: int, store: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A nats-server of this test's own; the yielded list holds the running process."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-        procs.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
-
-    procs_start = start
-    procs_start()
+def killed_at_exit(*servers: ServerProcess) -> Iterator[None]:
     try:
-        yield procs
+        yield
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
-def _restart(procs: list[subprocess.Popen[bytes]], port: int, store: Path) -> None:
-    os.kill(procs[-1].pid, signal.SIGKILL)
-    procs[-1].wait()
-    command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    procs.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
-
-
-async def _wait_listening(port: int) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                return
-            await asyncio.sleep(0.02)
+        for server in servers:
+            server.kill()
 
 
 class Tick(Event):
@@ -188,50 +193,56 @@ class Tick(Event):
     n: int
 
 
+class Stream:
+    """Publishes numbered ticks one after another while a service consumes them."""
+
+    def __init__(self, transport: NatsTransport, channel: str) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.svc = Service(channel)
+        self.acked: dict[int, float] = {}  # n -> when its publish was acknowledged
+        self.started: dict[int, float] = {}  # n -> when its publish began
+        self.failed: list[tuple[int, float]] = []  # (n, seconds it waited)
+        self.seen: dict[int, float] = {}  # n -> first delivery
+        self.svc.command(self._tick)
+
+    async def _tick(self, tick: Tick) -> None:
+        self.seen.setdefault(tick.n, time.monotonic())
+
+    async def publish(self, system: System, n: int) -> None:
+        self.started[n] = time.monotonic()
+        message = system.node.envelope(Tick(n=n), source="fault-test")
+        try:
+            await self.transport.publish(self.channel, message)
+            self.acked[n] = time.monotonic()
+        except ConnectionLost:
+            self.failed.append((n, time.monotonic() - self.started[n]))
+
+    async def all_acked_seen(self, within: float) -> None:
+        await wait_until(lambda: set(self.acked) <= set(self.seen), within, "acked ticks")
+
+    def lost(self) -> list[int]:
+        return sorted(set(self.acked) - set(self.seen))
+
+
 async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_message(
     tmp_path: Path,
 ) -> None:
-    if not Path(NATS_SERVER).exists():
-        pytest.skip(f"{NATS_SERVER} is not installed (apt-get install nats-server)")
-    port = free_port()
-    name = f"fault{uuid.uuid4().hex[:8]}"
-    seen: set[int] = set()
-    svc = Service(name)
-
-    @svc.command
-    async def tick(event: Tick) -> None:
-        seen.add(event.n)
-
-    with nats_server(port, tmp_path) as procs:
-        await _wait_listening(port)
-        transport = await NatsTransport.connect(
-            f"nats://127.0.0.1:{port}", publish_timeout=10.0, pull_expires=1.0
-        )
-        await transport.declare(ChannelSpec(name=name))
-        acked: list[int] = []
-        failed: list[tuple[int, float]] = []
-
-        async def publish(n: int) -> None:
-            started = time.monotonic()
-            try:
-                await transport.publish(name, svc_message(n))
-                acked.append(n)
-            except ConnectionLost:
-                failed.append((n, time.monotonic() - started))
-
-        def svc_message(n: int):  # type: ignore[no-untyped-def]
-            return system.node.envelope(Tick(n=n), source="fault-test")
-
-        async with System(svc, transport=transport) as system:
+    server = ServerProcess(tmp_path)
+    with killed_at_exit(server):
+        server.start()
+        await server.listening()
+        transport = await NatsTransport.connect(server.url, publish_timeout=10.0)
+        stream = Stream(transport, f"fault{uuid.uuid4().hex[:8]}")
+        async with System(stream.svc, transport=transport) as system:
             for n in range(200):
-                await publish(n)
+                await stream.publish(system, n)
                 if n == 100:
-                    _restart(procs, port, tmp_path)
-            async with asyncio.timeout(20):
-                while not set(acked) <= seen:
-                    await asyncio.sleep(0.02)
+                    server.kill()
+                    server.start()
+            await stream.all_acked_seen(20.0)
             assert system.healthy
         await transport.close()
-    assert set(acked) <= seen, f"acknowledged but never delivered: {sorted(set(acked) - seen)}"
-    assert len(acked) >= 190, f"only {len(acked)} of 200 publishes went through: {failed}"
-    assert all(waited <= 10.5 for _, waited in failed), failed
+    assert stream.lost() == [], "acknowledged but never delivered"
+    assert len(stream.acked) >= 190, f"{len(stream.acked)} of 200 acked; {stream.failed}"
+    assert all(waited <= 10.5 for _, waited in stream.failed), stream.failed

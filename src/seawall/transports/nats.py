@@ -247,7 +247,7 @@ class NatsTransport:
 
         try:
             return await nats.connect(
-                self.url,
+                self.url.split(","),
                 max_reconnect_attempts=-1,
                 disconnected_cb=disconnected,
                 error_cb=error,
