@@ -24,6 +24,7 @@ from seawall._exceptions import ConnectionLost, TransportError
 from seawall._supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
+from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports.nats import NatsTransport
 
@@ -139,8 +140,36 @@ async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_eve
             },
         )
         await wait_until(lambda: bool(received), 10.0, "the plain client's event")
+
+        # a message without CloudEvents headers is dead-lettered, not lost
+        await js.publish(f"seawall.{name}.0", b"hello")
+        inspector = await transport.subscribe(f"{name}.dlq", group="inspector")
+        doomed.update(s.name for s in transport._streams.values())
+        async with Inbox(inspector, patience=10.0) as inbox:
+            [dead] = await inbox.collect(1)
+        assert dead.message.data == b"hello"
+        assert dead.message.headers["seawall-dlq-reason"] == "unknown-type"
+        assert "ce-id" in dead.message.headers["seawall-decode-error"]
     await plain.close()
     assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> None:
+    transport = await NatsTransport.connect(require(NATS), ack_wait=1.0)
+    channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            await transport.publish(channel, make_message(0))
+            sub = await transport.subscribe(channel, group="slow")
+            async with Inbox(sub, patience=5.0) as inbox:
+                [held] = await inbox.collect(1)
+                # twice AckWait: without in-progress acks JetStream would deliver it again
+                assert await inbox.quiet(2.2) == [], "redelivered while still held"
+                await sub.ack(held)
+        finally:
+            await transport.close()
 
 
 # -- faults: servers die mid-stream ------------------------------------------------

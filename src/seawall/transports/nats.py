@@ -232,8 +232,7 @@ class NatsTransport:
     async def declare(self, spec: ChannelSpec) -> None:
         self._check_open()
         self._declared.setdefault(spec.name, spec)
-        if spec.name not in self._streams:
-            self._streams[spec.name] = await self._ensure(spec)
+        await self._stream(spec.name)
 
     async def _stream(self, channel: str, *, create: bool = True) -> Stream | None:
         stream = self._streams.get(channel)
@@ -244,7 +243,8 @@ class NatsTransport:
                 self._streams[channel] = stream
         return stream
 
-    async def _ensure(self, spec: ChannelSpec, *, create: bool = True) -> Any:
+    async def _ensure(self, spec: ChannelSpec, *, create: bool = True) -> Stream | None:
+        """The channel's stream, created with ``spec`` if missing (and ``create``)."""
         name = STREAM_PREFIX + token(spec.name)
         js = await self.link()
         with translated(f"declaring channel {spec.name!r} (stream {name})"):
@@ -330,8 +330,9 @@ class NatsTransport:
         pause = 0.005
         while True:
             failure: TransportError
+            left = None if deadline is None else max(0.001, deadline - clock.time())
             try:
-                if await self._publish_once(stream, subject, message, headers):
+                if await self._publish_once(stream, subject, message, headers, left):
                     return
                 failure = self._full(stream)
                 if await self._trim(stream):
@@ -346,13 +347,19 @@ class NatsTransport:
             pause = min(pause * 2, 0.2)
 
     async def _publish_once(
-        self, stream: Stream, subject: str, message: Message, headers: dict[str, str]
+        self,
+        stream: Stream,
+        subject: str,
+        message: Message,
+        headers: dict[str, str],
+        left: float | None,
     ) -> bool:
-        """One try: True once stored, False if the stream is full."""
+        """One try, within ``left`` seconds: True once stored, False if the stream is full."""
         js = await self.link()
+        wait = self.api_timeout if left is None else min(left, self.api_timeout)
         with translated(f"publishing {message.id} to {stream.channel!r}"):
             try:
-                await js.publish(subject, message.data, headers=headers)
+                await js.publish(subject, message.data, timeout=wait, headers=headers)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == _MAX_MESSAGES_EXCEEDED:
                     return False
@@ -403,7 +410,11 @@ class NatsTransport:
         kv = await self._lease_bucket() if stream.partitions > 1 else None
         sub = NatsSubscription(self, stream, group, consumers, prefetch, kv)
         self._subs.add(sub)
-        await sub.start()
+        try:
+            await sub.start()
+        except BaseException:
+            await sub.close()
+            raise
         return sub
 
     async def _consumer(self, stream: Stream, group: str, partition: int, start: StartAt) -> str:
