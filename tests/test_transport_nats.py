@@ -172,6 +172,33 @@ async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> 
             await transport.close()
 
 
+async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> (
+    None
+):
+    transport = await NatsTransport.connect(require(NATS))
+    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            stream = transport._streams[channel]
+            doomed.add(stream.name)
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                await asyncio.sleep(0.05)  # its pull request is waiting at the server
+                await (await transport.link()).delete_consumer(stream.name, "workers")
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
+
+
 # -- faults: servers die mid-stream ------------------------------------------------
 class ServerProcess:
     """A nats-server of a test's own, on loopback, that the test may kill and restart."""

@@ -21,6 +21,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscriptionHandle
+from nats.js import api
 from nats.js.kv import KeyValue
 
 from .._assignment import Leases, token, wanted
@@ -42,6 +43,7 @@ STREAM_PREFIX = "SEAWALL_"
 MSG_ID = "Nats-Msg-Id"
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
+_DESCRIPTION = api.Header.DESCRIPTION  # nats-py keys it by the enum, whose hash is not the text's
 
 
 @contextlib.contextmanager
@@ -72,12 +74,15 @@ def translated(what: str) -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class Stream:
+    """A channel's JetStream stream, as every process reads it back from the server."""
+
     channel: str
     name: str
     partitions: int
     ephemeral: bool
 
     def subject(self, partition: int) -> str:
+        """The subject of one partition: ``seawall.<channel token>.<partition>``."""
         return f"seawall.{self.name.removeprefix(STREAM_PREFIX)}.{partition}"
 
 
@@ -104,6 +109,7 @@ class _Puller:
         self.outstanding = 0
         self.requests: dict[str, float] = {}  # reply subject -> when the server must be done
         self.handle: NatsSubscriptionHandle | None = None
+        self.paused_until = 0.0  # after a refusal, ask again no sooner than this
         self._count = 0
 
     async def start(self) -> None:
@@ -132,13 +138,21 @@ class _Puller:
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is None:
             self.outstanding = max(0, self.outstanding - 1)
-            self.sub.arrived(msg, self.partition)
-        elif status != "100":  # 408 expired, 409 ended early; 100 is a heartbeat
+            await self.sub.arrived(msg, self.partition)
+        elif status != "100":  # 100 is a heartbeat; every other status ends the request
             assert msg.headers is not None
             if self.requests.pop(msg.subject, None) is not None:
                 pending = int(msg.headers.get(_PENDING, "0") or 0)
                 self.outstanding = 0 if not self.requests else max(0, self.outstanding - pending)
+            if status != "408":  # not just expired: refused (409, 503), so do not hammer
+                self._refused(status, str(msg.headers.get(_DESCRIPTION, "")))
             self.sub.wake.set()
+
+    def _refused(self, status: str, description: str) -> None:
+        self.paused_until = self.sub.transport.clock.time() + 0.25
+        log.debug("pull from %s refused: %s %s", self.next_subject, status, description)
+        if "deleted" in description.lower():
+            self.sub.lost(f"its consumer was deleted ({status} {description})")
 
     async def stop(self) -> None:
         """Stop pulling; messages already on their way still arrive before this returns."""
@@ -179,6 +193,7 @@ class NatsSubscription:
         self._state = "open"  # open | closed | broken
         self._owner = _Ownership(self, kv) if kv is not None else None
         self._task: asyncio.Task[None] | None = None
+        self._lost: str | None = None  # why the subscription must end, found in a callback
 
     async def start(self) -> None:
         if self._owner is None:
@@ -213,9 +228,11 @@ class NatsSubscription:
         return self.held[partition] == 0
 
     # -- deliveries ------------------------------------------------------------
-    def arrived(self, msg: Msg, partition: int) -> None:
-        if self._state != "open":
-            return  # NAKed below or by close: do not hold it
+    async def arrived(self, msg: Msg, partition: int) -> None:
+        if self._state != "open":  # came after close or a broken link: give it back
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
+            return
         self.held[partition] += 1
         self._ready.append(_Held(msg, partition, self.transport.clock.time()))
         self.wake.set()
@@ -223,12 +240,20 @@ class NatsSubscription:
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._deliveries()
 
+    def lost(self, reason: str) -> None:
+        """End the subscription as broken, from a callback that cannot do it itself."""
+        self._lost = reason
+        self.wake.set()
+
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         while True:
+            if self._lost is not None and self._state == "open":
+                await self._end("broken")
             if self._state == "broken":
+                why = self._lost or "the link to NATS broke"
                 raise ConnectionLost(
-                    f"link to NATS broke while reading channel {self.stream.channel!r} as "
-                    f"group {self.group!r}; subscribe again"
+                    f"stopped reading channel {self.stream.channel!r} as group {self.group!r}: "
+                    f"{why}; subscribe again"
                 )
             if self._state == "closed":
                 return
@@ -260,6 +285,8 @@ class NatsSubscription:
         now = self.transport.clock.time()
         for p, puller in list(self.pullers.items()):
             want = share - self.held[p] - puller.outstanding
+            if puller.paused_until > now:
+                continue
             if want > 0 and (not puller.requests or want >= max(1, share // 4)):
                 with translated(f"pulling from channel {self.stream.channel!r}"):
                     await puller.request(want, now)
@@ -269,6 +296,7 @@ class NatsSubscription:
         clock = self.transport.clock
         now = clock.time()
         dues = [due for p in self.pullers.values() if (due := p.sweep(now)) is not None]
+        dues += [p.paused_until for p in self.pullers.values() if p.paused_until > now]
         keepalive = self.transport.ack_wait / 2
         if self._unsettled:
             oldest = min(h.touched for h in self._unsettled.values())
@@ -349,7 +377,7 @@ class NatsSubscription:
             await asyncio.wait({self._task}, timeout=2 * self.transport.api_timeout)
             self._task.cancel()
             self._task = None
-            assert self._owner is not None
+        if self._owner is not None and self._owner.joined:
             await self._owner.leave()
         if self.stream.ephemeral:
             await self.transport._forget(self.stream)
@@ -385,6 +413,7 @@ class _Ownership:
         self.locks: dict[int, int] = {}  # partition -> revision of our lock
         self.changed = asyncio.Event()
         self.stopped = False
+        self.joined = False
         self._watcher: KeyValue.KeyWatcher | None = None
 
     def _lock(self, partition: int) -> str:
@@ -395,6 +424,7 @@ class _Ownership:
             status = await self.kv.status()
         if status.ttl:
             self.leases = Leases(status.ttl)
+        self.joined = True
         await self._renew()
         await self._rebalance()  # a member alone owns every partition before subscribe returns
 
@@ -455,16 +485,16 @@ class _Ownership:
     async def _renew(self) -> None:
         with translated(f"renewing the lease of {self.me}"):
             await self.kv.put(f"{self.prefix}.m.{self.me}", b"")
-        self.leases.heard(self.me, self.sub.transport.clock.time())
-        for partition, revision in list(self.locks.items()):
-            try:
-                self.locks[partition] = await self.kv.update(
-                    self._lock(partition), self.me.encode(), last=revision
-                )
-            except nats.js.errors.KeyWrongLastSequenceError:
-                log.warning("%s lost partition %d: its lock ran out", self.me, partition)
-                del self.locks[partition]
-                await self.sub.release(partition)
+            self.leases.heard(self.me, self.sub.transport.clock.time())
+            for partition, revision in list(self.locks.items()):
+                try:
+                    self.locks[partition] = await self.kv.update(
+                        self._lock(partition), self.me.encode(), last=revision
+                    )
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    log.warning("%s lost partition %d: its lock ran out", self.me, partition)
+                    del self.locks[partition]
+                    await self.sub.release(partition)
 
     async def _rebalance(self) -> None:
         live = self.leases.live(self.sub.transport.clock.time())
