@@ -172,9 +172,7 @@ async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> 
             await transport.close()
 
 
-async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> (
-    None
-):
+async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await NatsTransport.connect(require(NATS))
     channel = f"deleted.{uuid.uuid4().hex[:8]}"
     async with cleanup_streams() as doomed:

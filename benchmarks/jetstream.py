@@ -1,4 +1,4 @@
-"""``python -m benchmarks.nats``: the NATS JetStream transport beside raw nats-py.
+"""``python -m benchmarks.jetstream``: the NATS JetStream transport beside raw nats-py.
 
 Two figures, each measured for a raw nats-py client and for seawall's
 :class:`~seawall.transports.nats.NatsTransport` in the same run, on the same
@@ -23,8 +23,8 @@ import time
 import uuid
 
 import msgspec
-
 import nats
+
 from seawall._ids import uuid7
 from seawall._message import Message, to_headers
 from seawall._transport import ChannelSpec
