@@ -197,6 +197,14 @@ async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_
             await transport.close()
 
 
+async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=f"127.0.0.1:{port}.*nats-server running"):
+        await NatsTransport.connect(f"nats://127.0.0.1:{port}")
+    assert time.monotonic() - started < 5.0
+
+
 # -- faults: servers die mid-stream ------------------------------------------------
 class ServerProcess:
     """A nats-server of a test's own, on loopback, that the test may kill and restart."""

@@ -207,9 +207,9 @@ class NatsTransport:
             log.debug("nats-py reported %r", exc)
 
         try:
-            return await nats.connect(
+            client = await nats.connect(
                 self.url.split(","),
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=2,  # the first connection: fail soon, with a clear error
                 disconnected_cb=disconnected,
                 error_cb=error,
                 **self._options,
@@ -219,6 +219,8 @@ class NatsTransport:
                 f"cannot connect to NATS at {self.url} ({exc!r}); is nats-server running there "
                 "with JetStream enabled (-js)?"
             ) from exc
+        client.options["max_reconnect_attempts"] = -1  # once linked, reconnect for ever
+        return client
 
     @property
     def capabilities(self) -> Capabilities:
