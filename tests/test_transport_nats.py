@@ -20,7 +20,7 @@ from nats.js.api import ConsumerConfig
 from tests.brokers import NATS, free_port, require
 
 from seawall import Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportError
+from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
 from seawall._supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
@@ -195,6 +195,35 @@ async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_
             assert got.message == sent
         finally:
             await transport.close()
+
+
+async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing() -> None:
+    requester = await NatsTransport.connect(require(NATS))
+    replier = await NatsTransport.connect(require(NATS), publish_timeout=10.0)
+    inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+    try:
+        await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
+        stream = requester._streams[inbox].name
+        sub = await requester.subscribe(inbox, group=inbox)
+        await replier.publish(inbox, make_message(0))  # the replier now knows the inbox
+        async with Inbox(sub, patience=5.0) as reader:
+            await reader.collect(1)
+        await sub.close()  # the requester leaves: its inbox stream goes
+        started = time.monotonic()
+        await replier.publish(inbox, make_message(1))
+        assert time.monotonic() - started < 1.0, "waited for a stream that will not come"
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await (await replier.link()).stream_info(stream)
+    finally:
+        await requester.close()
+        await replier.close()
+
+
+async def test_a_transport_never_used_closes_without_connecting() -> None:
+    transport = NatsTransport(f"nats://127.0.0.1:{free_port()}")
+    await transport.close()
+    with pytest.raises(TransportClosed):
+        await transport.publish("orders", make_message(0))
 
 
 async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> None:

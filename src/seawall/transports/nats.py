@@ -72,7 +72,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from .._assignment import token
 from .._clock import Clock, SystemClock
@@ -302,15 +302,17 @@ class NatsTransport:
                 "given time: NATS JetStream has no delayed delivery (capabilities."
                 "delayed_delivery is False); schedule it before publishing"
             )
-        stream = await self._stream(channel, create=not channel.startswith(_GONE_WHEN_MISSING))
-        if stream is None:
-            log.debug("dropped %s for %s: that reply inbox has gone", message.id, channel)
-            return
         headers = to_headers(message)
         headers[MSG_ID] = message.id
         self._check_size(channel, message, headers)
-        subject = stream.subject(partition_for(message.partitionkey, stream.partitions))
-        await self._send(stream, subject, message, headers)
+        await self._send(channel, message, headers)
+
+    async def _target(self, channel: str) -> Stream | None:
+        """The channel's stream; None for a reply inbox that has gone (never recreated)."""
+        stream = await self._stream(channel, create=not channel.startswith(_GONE_WHEN_MISSING))
+        if stream is None:
+            log.debug("dropped a message for %s: that reply inbox has gone", channel)
+        return stream
 
     def _check_size(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         size = _HEADER_OVERHEAD + len(message.data)
@@ -323,9 +325,7 @@ class NatsTransport:
                 "reference to the data instead"
             )
 
-    async def _send(
-        self, stream: Stream, subject: str, message: Message, headers: dict[str, str]
-    ) -> None:
+    async def _send(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         """Publish until JetStream acknowledges, waiting for room and for the link."""
         clock = self.clock
         deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
@@ -334,8 +334,15 @@ class NatsTransport:
             failure: TransportError
             left = None if deadline is None else max(0.001, deadline - clock.time())
             try:
-                if await self._publish_once(stream, subject, message, headers, left):
+                stream = await self._target(channel)
+                if stream is None:
                     return
+                outcome = await self._publish_once(stream, message, headers, left)
+                if outcome == "stored":
+                    return
+                if outcome == "gone":  # deleted behind our back: look it up again
+                    self._streams.pop(channel, None)
+                    continue
                 failure = self._full(stream)
                 if await self._trim(stream):
                     continue
@@ -349,24 +356,22 @@ class NatsTransport:
             pause = min(pause * 2, 0.2)
 
     async def _publish_once(
-        self,
-        stream: Stream,
-        subject: str,
-        message: Message,
-        headers: dict[str, str],
-        left: float | None,
-    ) -> bool:
-        """One try, within ``left`` seconds: True once stored, False if the stream is full."""
+        self, stream: Stream, message: Message, headers: dict[str, str], left: float | None
+    ) -> Literal["stored", "full", "gone"]:
+        """One try, within ``left`` seconds."""
         js = await self.link()
         wait = self.api_timeout if left is None else min(left, self.api_timeout)
+        subject = stream.subject(partition_for(message.partitionkey, stream.partitions))
         with translated(f"publishing {message.id} to {stream.channel!r}"):
             try:
                 await js.publish(subject, message.data, timeout=wait, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                return "gone"
             except nats.js.errors.APIError as exc:
                 if exc.err_code == _MAX_MESSAGES_EXCEEDED:
-                    return False
+                    return "full"
                 raise
-        return True
+        return "stored"
 
     def _full(self, stream: Stream) -> ChannelFull:
         spec = self._declared.get(stream.channel)
@@ -431,7 +436,6 @@ class NatsTransport:
             max_ack_pending=self.max_ack_pending,
             filter_subject=stream.subject(partition),
             deliver_policy=api.DeliverPolicy.NEW if start == "latest" else api.DeliverPolicy.ALL,
-            inactive_threshold=3600.0 if stream.ephemeral else None,
         )
         js = await self.link()
         with translated(f"joining group {group!r} on channel {stream.channel!r}"):
@@ -480,6 +484,8 @@ class NatsTransport:
         for sub in list(self._subs):
             await sub.close()
         self._closed = True
+        if self._client is None:
+            return  # never connected
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
