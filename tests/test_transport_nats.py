@@ -1,5 +1,6 @@
-"""The NATS JetStream transport against a real server: both conformance suites,
-interoperability with a plain nats-py client, and a server restart mid-stream."""
+"""The NATS JetStream transport against real servers: both conformance suites,
+partition hand-over, interoperability with a plain nats-py client, and faults
+(a server killed and restarted mid-stream, a cluster losing its stream leader)."""
 
 from __future__ import annotations
 
@@ -70,13 +71,13 @@ class TestNatsDelivery(NatsSuite, DeliveryConformance):
 
 
 @contextlib.asynccontextmanager
-async def cleanup_streams(url: str | None = None) -> AsyncIterator[set[str]]:
+async def cleanup_streams() -> AsyncIterator[set[str]]:
     """Collect stream names in the yielded set; they are deleted on exit."""
     doomed: set[str] = set()
     try:
         yield doomed
     finally:
-        client = await nats.connect(url or require(NATS))
+        client = await nats.connect(require(NATS))
         js = client.jetstream()
         for name in doomed:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -152,6 +153,27 @@ async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_eve
         assert "ce-id" in dead.message.headers["seawall-decode-error"]
     await plain.close()
     assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
+    first, second = [await NatsTransport.connect(require(NATS)) for _ in range(2)]
+    channel = f"handover.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await first.declare(ChannelSpec(name=channel, partitions=4))
+            doomed.add(first._streams[channel].name)
+            a = await first.subscribe(channel, group="workers")
+            b = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.pullers) == len(b.pullers) == 2, 10.0, "a 2/2 split")
+            await b.close()  # leaves: gives its locks up at once
+            await wait_until(lambda: len(a.pullers) == 4, 2.0, "the leaver's partitions")
+            c = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.pullers) == len(c.pullers) == 2, 10.0, "a new split")
+            await second.client.close()  # dies: no goodbye, its locks run out (3 s lease)
+            await wait_until(lambda: len(a.pullers) == 4, 8.0, "the dead member's partitions")
+        finally:
+            await first.close()
+            await second.close()
 
 
 async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> None:
