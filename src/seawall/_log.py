@@ -316,12 +316,12 @@ class GroupState(Generic[T]):
             return []
         part.next = stop
         self.members[member] -= stop - start
-        attempts, inflight, entries, base = part.attempts, part.inflight, log.entries, log.base
+        attempts, inflight, get = part.attempts, part.inflight, log.get
         taken = []
         for offset in range(start, stop):
             attempts[offset] = 1
             inflight[offset] = member
-            taken.append(Taken(0, offset, 1, entries[offset - base]))
+            taken.append(Taken(0, offset, 1, get(offset)))
         return taken
 
     def untake(self, member: int, partition: int, offset: int, now: float) -> bool:

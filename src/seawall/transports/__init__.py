@@ -17,9 +17,10 @@ __all__ = ["EmbeddedTransport", "MemoryTransport", "SeawallTransport", "connect"
 
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
-    """A transport for ``url``: ``memory://``, ``embedded://DIR`` or ``seawall://host:port``.
+    """A transport for ``url``: ``memory://``, ``embedded://DIR``, ``seawall://host:port``
+    or ``nats://host:port``.
 
-    An embedded broker opens, and a ``seawall://`` transport connects, on first use.
+    An embedded broker opens, and a broker client connects, on first use.
     """
     parts = urlsplit(url)
     scheme = parts.scheme
@@ -29,10 +30,14 @@ def connect(url: str, *, clock: Clock | None = None) -> Transport:
         return _embedded(url, parts.netloc + parts.path, parse_qs(parts.query), clock)
     if scheme in SEAWALL_SCHEMES:
         return SeawallTransport(url, clock=clock)
+    if scheme == "nats":
+        from .nats import NatsTransport  # needs the nats extra: imported only when asked for
+
+        return NatsTransport(url, clock=clock)
     where = url.split("@")[-1]  # a URL's user part may hold a token: keep it out of errors
     raise ConfigurationError(
         f"no transport for URL {where!r} (scheme {scheme!r}); this release supports "
-        "'memory://', 'embedded://DIR' and 'seawall://host:port'"
+        "'memory://', 'embedded://DIR', 'seawall://host:port' and 'nats://host:port'"
     )
 
 

@@ -1,0 +1,92 @@
+"""Shared plumbing for tests against real broker servers.
+
+Each server's URL comes from an environment variable with a local default.
+:func:`require` checks that the server answers on its port: if it does not,
+the test fails when ``CI=true`` (CI must never pass by skipping) and is
+skipped otherwise, with a message naming the server and the command that
+starts it (the same commands ``.ci/services`` runs).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+
+__all__ = ["NATS", "POSTGRES", "RABBITMQ", "REDIS", "Server", "free_port", "require"]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A broker server the tests can use."""
+
+    name: str
+    env: str
+    default_url: str
+    start: str
+    """The command that starts it on this machine."""
+
+    @property
+    def url(self) -> str:
+        return os.environ.get(self.env) or self.default_url
+
+    def reachable(self, timeout: float = 0.5) -> bool:
+        """Whether something accepts TCP connections at the URL's host and port."""
+        parts = urlsplit(self.url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+
+NATS = Server(
+    "NATS (JetStream)",
+    "SEAWALL_TEST_NATS_URL",
+    "nats://127.0.0.1:4222",
+    "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
+    "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
+)
+RABBITMQ = Server(
+    "RabbitMQ",
+    "SEAWALL_TEST_RABBITMQ_URL",
+    "amqp://guest:guest@127.0.0.1:5672/",
+    "rabbitmq-server -detached",
+)
+REDIS = Server(
+    "Redis",
+    "SEAWALL_TEST_REDIS_URL",
+    "redis://127.0.0.1:6379/0",
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+)
+POSTGRES = Server(
+    "PostgreSQL",
+    "SEAWALL_TEST_POSTGRES_URL",
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+)
+
+
+def require(server: Server) -> str:
+    """The server's URL; fails (CI) or skips (elsewhere) the test if it is unreachable."""
+    if server.reachable():
+        return server.url
+    message = (
+        f"{server.name} is not reachable at {server.url} (set {server.env} to use another); "
+        f"start it with: {server.start}  (or run .ci/services)"
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -1,0 +1,428 @@
+"""The NATS JetStream transport against real servers: both conformance suites,
+partition hand-over, interoperability with a plain nats-py client, and faults
+(a server killed and restarted mid-stream, a cluster losing its stream leader)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import ConsumerConfig
+from tests.brokers import NATS, free_port, require
+
+from seawall import Event, Service, System
+from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
+from seawall._supervisor import RestartIntensity
+from seawall._transport import ChannelSpec, Durability, Transport
+from seawall.testing import DeliveryConformance, TransportConformance
+from seawall.testing._conformance import Inbox, make_message
+from seawall.testing._delivery import wait_until
+from seawall.transports.nats import NatsTransport
+
+pytestmark = pytest.mark.integration
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+class NatsSuite:
+    """Transports on the shared server; every stream a test makes is deleted after it."""
+
+    timeout = 10.0
+    quiet_period = 0.3
+    publish_timeout = 0.3
+
+    async def make_transport(self) -> NatsTransport:
+        return self._made(await NatsTransport.connect(require(NATS), pull_expires=2.0))
+
+    async def make_transport_with_publish_timeout(self, seconds: float) -> NatsTransport:
+        return self._made(await NatsTransport.connect(require(NATS), publish_timeout=seconds))
+
+    def _made(self, transport: NatsTransport) -> NatsTransport:
+        self.__dict__.setdefault("made", []).append(transport)
+        return transport
+
+    async def break_link(self, transport: Transport) -> None:
+        assert isinstance(transport, NatsTransport)
+        await transport.drop_connection_for_tests()
+
+    @pytest.fixture(autouse=True)
+    async def _delete_streams(self) -> AsyncIterator[None]:
+        yield
+        made: list[NatsTransport] = self.__dict__.get("made", [])
+        async with cleanup_streams() as doomed:
+            doomed.update(s.name for t in made for s in t._streams.values())
+
+
+class TestNatsTransport(NatsSuite, TransportConformance):
+    pass
+
+
+class TestNatsDelivery(NatsSuite, DeliveryConformance):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def cleanup_streams() -> AsyncIterator[set[str]]:
+    """Collect stream names in the yielded set; they are deleted on exit."""
+    doomed: set[str] = set()
+    try:
+        yield doomed
+    finally:
+        client = await nats.connect(require(NATS))
+        js = client.jetstream()
+        for name in doomed:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+        await client.close()
+
+
+# -- interoperability with a client seawall did not write -----------------------
+class OrderShipped(Event):
+    type_name = "interop.OrderShipped"
+    type_version = "1.0.0"
+
+    order_id: str
+    parcels: int
+
+
+async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_event() -> None:
+    url = require(NATS)
+    name = f"interop{uuid.uuid4().hex[:8]}"
+    received: list[OrderShipped] = []
+    svc = Service(name)
+
+    @svc.command
+    async def shipped(event: OrderShipped) -> None:
+        received.append(event)
+
+    plain = await nats.connect(url)
+    js = plain.jetstream()
+    async with cleanup_streams() as doomed, System(svc, transport=f"nats://{url[7:]}") as system:
+        transport = system.transport
+        assert isinstance(transport, NatsTransport)
+        doomed.update(s.name for s in transport._streams.values())
+        # seawall publishes; the plain client reads the stream with a consumer of its own
+        await system.context().publish(
+            OrderShipped(order_id="o-1", parcels=2), channel=f"{name}.events"
+        )
+        doomed.update(s.name for s in transport._streams.values())
+        subject = f"seawall.{name}_2eevents.0"
+        sub = await js.pull_subscribe(subject, "plain", config=ConsumerConfig(ack_wait=5.0))
+        [msg] = await sub.fetch(1, timeout=5.0)
+        await msg.ack()
+        assert msg.headers is not None
+        assert msg.headers["ce-type"] == "interop.OrderShipped"
+        assert msg.headers["ce-specversion"] == "1.0"
+        assert msg.headers["ce-source"]
+        assert msg.headers["ce-id"]
+        assert msg.headers["ce-kind"] == "event"
+        assert msg.headers["content-type"] == "application/json"
+        assert json.loads(msg.data) == {"order_id": "o-1", "parcels": 2}
+
+        # the plain client publishes CloudEvents headers; a seawall handler takes it
+        await js.publish(
+            f"seawall.{name}.0",
+            json.dumps({"order_id": "o-2", "parcels": 5}).encode(),
+            headers={
+                "ce-id": "plain-1",
+                "ce-type": "interop.OrderShipped",
+                "ce-source": "plain-nats-py",
+                "ce-specversion": "1.0",
+                "content-type": "application/json",
+            },
+        )
+        await wait_until(lambda: bool(received), 10.0, "the plain client's event")
+
+        # a message without CloudEvents headers is dead-lettered, not lost
+        await js.publish(f"seawall.{name}.0", b"hello")
+        inspector = await transport.subscribe(f"{name}.dlq", group="inspector")
+        doomed.update(s.name for s in transport._streams.values())
+        async with Inbox(inspector, patience=10.0) as inbox:
+            [dead] = await inbox.collect(1)
+        assert dead.message.data == b"hello"
+        assert dead.message.headers["seawall-dlq-reason"] == "unknown-type"
+        assert "ce-id" in dead.message.headers["seawall-decode-error"]
+    await plain.close()
+    assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
+    first, second = [await NatsTransport.connect(require(NATS)) for _ in range(2)]
+    channel = f"handover.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await first.declare(ChannelSpec(name=channel, partitions=4))
+            doomed.add(first._streams[channel].name)
+            a = await first.subscribe(channel, group="workers")
+            b = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.pullers) == len(b.pullers) == 2, 10.0, "a 2/2 split")
+            await b.close()  # leaves: gives its locks up at once
+            await wait_until(lambda: len(a.pullers) == 4, 2.0, "the leaver's partitions")
+            c = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.pullers) == len(c.pullers) == 2, 10.0, "a new split")
+            await second.client.close()  # dies: no goodbye, its locks run out (3 s lease)
+            await wait_until(lambda: len(a.pullers) == 4, 8.0, "the dead member's partitions")
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> None:
+    transport = await NatsTransport.connect(require(NATS), ack_wait=1.0)
+    channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            await transport.publish(channel, make_message(0))
+            sub = await transport.subscribe(channel, group="slow")
+            async with Inbox(sub, patience=5.0) as inbox:
+                [held] = await inbox.collect(1)
+                # twice AckWait: without in-progress acks JetStream would deliver it again
+                assert await inbox.quiet(2.2) == [], "redelivered while still held"
+                await sub.ack(held)
+        finally:
+            await transport.close()
+
+
+async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
+    transport = await NatsTransport.connect(require(NATS))
+    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            stream = transport._streams[channel]
+            doomed.add(stream.name)
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                await asyncio.sleep(0.05)  # its pull request is waiting at the server
+                await (await transport.link()).delete_consumer(stream.name, "workers")
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
+
+
+async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing() -> None:
+    requester = await NatsTransport.connect(require(NATS))
+    replier = await NatsTransport.connect(require(NATS), publish_timeout=10.0)
+    inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+    try:
+        await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
+        stream = requester._streams[inbox].name
+        sub = await requester.subscribe(inbox, group=inbox)
+        await replier.publish(inbox, make_message(0))  # the replier now knows the inbox
+        async with Inbox(sub, patience=5.0) as reader:
+            await reader.collect(1)
+        await sub.close()  # the requester leaves: its inbox stream goes
+        started = time.monotonic()
+        await replier.publish(inbox, make_message(1))
+        assert time.monotonic() - started < 1.0, "waited for a stream that will not come"
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await (await replier.link()).stream_info(stream)
+    finally:
+        await requester.close()
+        await replier.close()
+
+
+async def test_a_transport_never_used_closes_without_connecting() -> None:
+    transport = NatsTransport(f"nats://127.0.0.1:{free_port()}")
+    await transport.close()
+    with pytest.raises(TransportClosed):
+        await transport.publish("orders", make_message(0))
+
+
+async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=f"127.0.0.1:{port}.*nats-server running"):
+        await NatsTransport.connect(f"nats://127.0.0.1:{port}")
+    assert time.monotonic() - started < 5.0
+
+
+# -- faults: servers die mid-stream ------------------------------------------------
+class ServerProcess:
+    """A nats-server of a test's own, on loopback, that the test may kill and restart."""
+
+    def __init__(self, store: Path, *extra: str) -> None:
+        if not os.access(NATS_SERVER, os.X_OK):
+            pytest.skip(f"{NATS_SERVER} is not installed (apt-get install nats-server)")
+        self.port = free_port()
+        self.command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        self.command += ["-sd", str(store), *extra]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients or peers, as a crash or power loss."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    async def listening(self) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def killed_at_exit(*servers: ServerProcess) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.kill()
+
+
+class Tick(Event):
+    type_name = "fault.Tick"
+    type_version = "1.0.0"
+
+    n: int
+
+
+class Stream:
+    """Publishes numbered ticks one after another while a service consumes them."""
+
+    def __init__(self, transport: NatsTransport, channel: str) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.svc = Service(channel)
+        self.acked: dict[int, float] = {}  # n -> when its publish was acknowledged
+        self.started: dict[int, float] = {}  # n -> when its publish began
+        self.failed: list[tuple[int, float]] = []  # (n, seconds it waited)
+        self.seen: dict[int, float] = {}  # n -> first delivery
+        self.svc.command(self._tick)
+
+    async def _tick(self, tick: Tick) -> None:
+        self.seen.setdefault(tick.n, time.monotonic())
+
+    async def publish(self, system: System, n: int) -> None:
+        self.started[n] = time.monotonic()
+        message = system.node.envelope(Tick(n=n), source="fault-test")
+        try:
+            await self.transport.publish(self.channel, message)
+            self.acked[n] = time.monotonic()
+        except ConnectionLost:
+            self.failed.append((n, time.monotonic() - self.started[n]))
+
+    async def all_acked_seen(self, within: float) -> None:
+        await wait_until(lambda: set(self.acked) <= set(self.seen), within, "acked ticks")
+
+    def lost(self) -> list[int]:
+        return sorted(set(self.acked) - set(self.seen))
+
+
+async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_message(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path)
+    with killed_at_exit(server):
+        server.start()
+        await server.listening()
+        transport = await NatsTransport.connect(server.url, publish_timeout=10.0)
+        stream = Stream(transport, f"fault{uuid.uuid4().hex[:8]}")
+        async with System(stream.svc, transport=transport) as system:
+            for n in range(200):
+                await stream.publish(system, n)
+                if n == 100:
+                    server.kill()
+                    server.start()
+            await stream.all_acked_seen(20.0)
+            assert system.healthy
+        await transport.close()
+    assert stream.lost() == [], "acknowledged but never delivered"
+    assert len(stream.acked) >= 190, f"{len(stream.acked)} of 200 acked; {stream.failed}"
+    assert all(waited <= 10.5 for _, waited in stream.failed), stream.failed
+
+
+def _cluster(root: Path) -> list[ServerProcess]:
+    """Three JetStream servers routed to each other on loopback ports."""
+    routes = [free_port() for _ in range(3)]
+    servers = []
+    for i, route in enumerate(routes):
+        others = ",".join(f"nats://127.0.0.1:{r}" for r in routes if r != route)
+        store = root / f"n{i}"
+        store.mkdir()
+        servers.append(
+            ServerProcess(
+                store,
+                *("--server_name", f"n{i}", "--cluster_name", "seawall-test"),
+                *("--cluster", f"nats://127.0.0.1:{route}", "--routes", others),
+            )
+        )
+    return servers
+
+
+async def _declared_when_ready(transport: NatsTransport, spec: ChannelSpec) -> str:
+    """Declare once the cluster has elected its JetStream leader; the stream's leader."""
+    async with asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(TransportError):
+                await transport.declare(spec)
+                info = await (await transport.link()).stream_info(
+                    transport._streams[spec.name].name
+                )
+                if info.cluster is not None and info.cluster.leader:
+                    return info.cluster.leader
+            await asyncio.sleep(0.2)
+
+
+async def test_cluster_keeps_going_when_the_stream_leader_is_killed(tmp_path: Path) -> None:
+    servers = _cluster(tmp_path)
+    with killed_at_exit(*servers):
+        for server in servers:
+            server.start()
+        for server in servers:
+            await server.listening()
+        transport = NatsTransport(
+            ",".join(s.url for s in servers), replicas=3, publish_timeout=20.0, pull_expires=1.0
+        )
+        assert transport.capabilities.durability == Durability.REPLICATED
+        stream = Stream(transport, f"cluster{uuid.uuid4().hex[:8]}")
+        leader = await _declared_when_ready(transport, ChannelSpec(name=stream.channel))
+        patient = RestartIntensity(max_restarts=50, max_backoff=0.5)
+        async with System(stream.svc, transport=transport, intensity=patient) as system:
+            for n in range(300):
+                await stream.publish(system, n)
+                if n == 100:
+                    killed_at = time.monotonic()
+                    servers[int(leader.removeprefix("n"))].kill()
+            await stream.all_acked_seen(30.0)
+        await transport.close()
+    assert stream.lost() == [], "acknowledged but never delivered"
+    assert stream.failed == [], "a publish gave up during fail-over"
+    after = [stream.seen[n] for n, began in stream.started.items() if began > killed_at]
+    failover = min(after) - killed_at
+    resumed = min(at for at in stream.acked.values() if at > killed_at) - killed_at
+    # seen with `pytest -s`: the figure the issue asks for
+    print(
+        f"\nR3 leader SIGKILL: publishing resumed {resumed:.2f} s, delivery {failover:.2f} s later"
+    )
+    assert failover < 15.0, "JetStream elects within 4-9 s; the rest is ours"
