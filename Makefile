@@ -31,6 +31,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.storage
+	rm -rf .bench-data && $(BIN)/python -m benchmarks.wire --data .bench-data; rm -rf .bench-data
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
