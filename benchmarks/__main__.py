@@ -18,6 +18,7 @@ from .workloads import (
     PAYLOAD_BYTES,
     Settings,
     envelope_only,
+    hop_floor,
     publish_to_handler,
     queue_anchor,
     request_reply,
@@ -62,6 +63,13 @@ def benchmarks(scale: float, time_limit: float, window: int, concurrency: int) -
             label="(d) envelope only, no transport",
             unit="msgs/s",
             workload=envelope_only,
+            settings=settings(100_000),
+        ),
+        Benchmark(
+            key="hops",
+            label="(e) 4 task hops only, no seawall",
+            unit="round trips/s",
+            workload=hop_floor,
             settings=settings(100_000),
         ),
     ]

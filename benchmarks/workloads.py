@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "Workload",
     "envelope_only",
+    "hop_floor",
     "publish_to_handler",
     "queue_anchor",
     "request_reply",
@@ -289,6 +290,53 @@ async def _round_trips(ctx: Context, count: int, deadline: float) -> list[int]:
         if end >= stop_ns:
             break
     return latencies
+
+
+# -- (e) the event loop's share of (c) ---------------------------------------------
+
+HOPS = 4
+"""Task wake-ups per seawall round trip: client -> command reader -> worker -> inbox -> client."""
+
+
+async def hop_floor(settings: Settings) -> Sample:
+    """Round trips of a bare ring of ``HOPS`` tasks handing a future on: no seawall at all.
+
+    Each seawall request/reply wakes four tasks in turn (the dispatcher's
+    reader, a worker, the reply inbox's reader, the client), each in a loop
+    turn of its own. This ring does only that, so its rate bounds (c) from
+    above whatever seawall's own code costs.
+    """
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[None] | None] = [None] * HOPS
+
+    def pass_on(hop: int) -> None:
+        future, waiting[hop] = waiting[hop], None
+        assert future is not None
+        future.set_result(None)
+
+    async def relay(hop: int) -> None:
+        while True:
+            future = waiting[hop] = loop.create_future()
+            await future
+            pass_on((hop + 1) % HOPS)
+
+    async with asyncio.TaskGroup() as tasks:
+        relays = [tasks.create_task(relay(hop)) for hop in range(1, HOPS)]
+        await asyncio.sleep(0)  # every relay waits for its turn
+        clock = time.perf_counter
+        start = clock()
+        done = 0
+        while done < settings.count:
+            future = waiting[0] = loop.create_future()
+            pass_on(1)
+            await future
+            done += 1
+            if done % CHECK_EVERY == 0 and clock() >= start + settings.time_limit:
+                break
+        elapsed = clock() - start
+        for task in relays:
+            task.cancel()
+    return Sample(operations=done, seconds=elapsed)
 
 
 def percentile(values: list[int], fraction: float) -> float:

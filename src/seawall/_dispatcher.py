@@ -274,12 +274,7 @@ class Dispatcher:
         try:  # settled inline: this is the path every message takes
             await sub.ack(delivery)
         finally:
-            if item.key is None:  # _finish(item), inlined
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._idle.set()
-            else:
-                self._finish(item)
+            self._finish(item)
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
         """:meth:`_resolve` with the handler and raw decoder of each message type cached.

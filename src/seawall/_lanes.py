@@ -37,10 +37,8 @@ class Lanes(Generic[T]):
 
     def add(self, item: T, key: str | None) -> None:
         """A new item: ready at once, unless an earlier item of its key is still out."""
-        if key is None:  # requeue(item), inlined: most items have no key
-            self._ready.append(item)
-            if self._waiters and not self._woken:
-                self._wake_one()
+        if key is None:
+            self.requeue(item)
             return
         lane = self._lanes.get(key)
         if lane is None:

@@ -38,9 +38,9 @@ __all__ = ["MemoryTransport", "MemorySubscription"]
 log = logging.getLogger("seawall.transports.memory")
 _members = itertools.count(1)
 _TRIM_EVERY = 64
+"""Settlements between two trims of a channel's log while no publisher waits for room."""
 _BATCH = 64
 """Deliveries the delivery loop takes from the group state at once (within the credit)."""
-"""Settlements between two trims of a channel's log while no publisher waits for room."""
 
 
 class _Channel:
@@ -110,7 +110,7 @@ class MemoryTransport:
         self, channel: str, message: Message, *, not_before: float | None = None
     ) -> None:
         if self._closed:
-            self._check_open()
+            self._check_open()  # raises
         target = self._channels.get(channel)
         if target is None:
             if channel in self._gone:
@@ -122,12 +122,8 @@ class MemoryTransport:
             await self._wait_for_space(target)
         if not_before is not None and not_before > self.clock.time():
             self.clock.call_at(not_before, lambda: self._append(target, message, entry))
-            return
-        partitions = target.spec.partitions
-        target.state.append(
-            0 if partitions == 1 else partition_for(message.partitionkey, partitions), entry
-        )
-        target.wake()
+        else:
+            self._append(target, message, entry)
 
     def _entry(self, channel: str, message: Message) -> Any:
         # Encoded even when kept as an object: the declared size limit holds either way.
@@ -141,7 +137,8 @@ class MemoryTransport:
         return frame if self._serialize else message
 
     def _append(self, channel: _Channel, message: Message, entry: Any) -> None:
-        partition = partition_for(message.partitionkey, channel.spec.partitions)
+        partitions = channel.spec.partitions
+        partition = 0 if partitions == 1 else partition_for(message.partitionkey, partitions)
         channel.state.append(partition, entry)
         channel.wake()
 
