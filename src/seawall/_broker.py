@@ -3,7 +3,7 @@
 The broker decides what each consumer gets with the sans-IO group state of
 :mod:`seawall._log`, holds each partition as a :class:`~seawall._pages.PagedLog`
 (a bounded tail in memory over the store) and writes through a
-:class:`Storage` (the SQLite group-commit writer of :mod:`seawall._store_writer`),
+:class:`~seawall._storage.Storage` (the SQLite group-commit writer of :mod:`seawall._store_writer`),
 or keeps everything in memory when it has none.
 
 What a publish acknowledgement means is the storage's policy; the broker adds
@@ -27,84 +27,23 @@ import functools
 import heapq
 import itertools
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ._clock import Clock, timeout_at
 from ._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from ._log import GroupState, Taken
 from ._pages import PagedLog, Reader
-from ._store import ChannelLayout, Entry, Recovered
+from ._storage import Storage, layout_of, spec_of
+from ._store import Recovered
 from ._tasks import TaskScope
 from ._transport import ChannelSpec, FromOffsets, Start, StartAt
 
-__all__ = ["Broker", "BrokerLimits", "Member", "Storage"]
+__all__ = ["Broker", "BrokerLimits", "Member"]
 
 log = logging.getLogger("seawall.broker")
 _members = itertools.count(1)
 _TRIM_EVERY = 64
 """Settlements between two trims of a channel's log while no publisher waits for room."""
-
-
-class Storage(Protocol):
-    """What the broker needs of its durable store (:class:`~seawall._store_writer.StoreWriter`).
-
-    Writes keep call order; awaited ones resolve once durable per the store's policy.
-    """
-
-    @property
-    def full(self) -> bool: ...
-
-    @property
-    def acks_before_commit(self) -> bool: ...
-
-    async def room(self) -> None: ...
-
-    def declare(self, name: str, layout: ChannelLayout) -> Awaitable[None]: ...
-
-    def append(
-        self, channel: str, partition: int, offset: int, time: float, body: bytes
-    ) -> Awaitable[None]: ...
-
-    def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
-
-    def move_due(
-        self, id: str, channel: str, partition: int, offset: int, time: float, body: bytes
-    ) -> Awaitable[None]: ...
-
-    def set_position(self, channel: str, group: str, partition: int, committed: int) -> None: ...
-
-    def trim(self, channel: str, partition: int, below: int) -> None: ...
-
-    def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]: ...
-
-    def offset_at_time(self, channel: str, partition: int, t: float) -> int: ...
-
-    def offset_keeping_bytes(self, channel: str, partition: int, max_bytes: int) -> int: ...
-
-    async def close(self) -> None: ...
-
-
-def _layout(spec: ChannelSpec) -> ChannelLayout:
-    return ChannelLayout(
-        partitions=spec.partitions,
-        max_messages=spec.max_messages,
-        priorities=spec.priorities,
-        max_age=spec.max_age,
-        max_bytes=spec.max_bytes,
-    )
-
-
-def _spec(name: str, layout: ChannelLayout) -> ChannelSpec:
-    return ChannelSpec(
-        name=name,
-        partitions=layout.partitions,
-        max_messages=layout.max_messages,
-        priorities=layout.priorities,
-        max_age=layout.max_age,
-        max_bytes=layout.max_bytes,
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +117,7 @@ class Broker:
 
     def _recover(self, recovered: Recovered) -> None:
         for name, layout in recovered.channels.items():
-            spec = _spec(name, layout)
+            spec = spec_of(name, layout)
             kept = [recovered.logs.get((name, p)) for p in range(_logs(spec))]
             bounds = [(0, 0) if b is None else (b.base, b.end) for b in kept]
             self._channels[name] = self._make_channel(spec, bounds)
@@ -244,7 +183,7 @@ class Broker:
         channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * _logs(spec))
         if channel.durable:
             assert self.storage is not None
-            await self.storage.declare(spec.name, _layout(spec))
+            await self.storage.declare(spec.name, layout_of(spec))
 
     async def _channel(self, name: str) -> _Channel:
         channel = self._channels.get(name)
@@ -302,19 +241,25 @@ class Broker:
                 f"{name!r}; send a reference to the data instead"
             )
 
-    async def _append(self, channel: _Channel, partition: int, body: bytes) -> None:
+    async def _append(
+        self, channel: _Channel, partition: int, body: bytes, scheduled: str | None = None
+    ) -> None:
+        """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
+        given), and show it to consumers once it is written."""
         log_ = channel.logs[partition]
-        if channel.durable:
-            assert self.storage is not None
-            if self.storage.full:
-                await self.storage.room()
+        storage = self.storage if channel.durable else None
+        if storage is not None and storage.full:
+            await storage.room()
         offset = log_.stage(body)
-        if not channel.durable:
+        if storage is None:
             self._reveal(channel, log_, offset)
             return
-        assert self.storage is not None
-        written = self.storage.append(channel.spec.name, partition, offset, self.clock.time(), body)
-        if self.storage.acks_before_commit:
+        name, now = channel.spec.name, self.clock.time()
+        if scheduled is None:
+            written = storage.append(name, partition, offset, now, body)
+        else:
+            written = storage.move_due(scheduled, name, partition, offset, now, body)
+        if storage.acks_before_commit:
             # Acknowledged now; consumers see it once written, since the log's
             # older pages are read back from the store.
             asyncio.ensure_future(written).add_done_callback(
@@ -370,17 +315,7 @@ class Broker:
         channel = self._channels.get(name)
         if channel is None:  # an ephemeral inbox that went away meanwhile
             return
-        log_ = channel.logs[partition]
-        if channel.durable:
-            assert self.storage is not None
-            if self.storage.full:
-                await self.storage.room()
-        offset = log_.stage(body)
-        if channel.durable:
-            assert self.storage is not None
-            await self.storage.move_due(key, name, partition, offset, self.clock.time(), body)
-        if log_.reveal(offset + 1):
-            channel.wake()
+        await self._append(channel, partition, body, scheduled=key)
 
     async def _retain_forever(self) -> None:
         while True:
