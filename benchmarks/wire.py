@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from seawall import Message, uuid7
+from seawall import ChannelSpec, Message, uuid7
 from seawall._broker import BrokerLimits
 from seawall._server import BrokerServer
 from seawall._transport import Transport
@@ -205,6 +205,8 @@ async def seawall_request_reply(url: str, rounds: int) -> list[float]:
         await asyncio.to_thread(line, responder)
         transport = await SeawallTransport.connect(url)
         inbox = f"{REPLIES}.{uuid7()}"
+        # a reply inbox, as the runtime declares it: nothing to keep on disk
+        await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
         sub = await transport.subscribe(inbox, group="me", prefetch=1)
         replies = aiter(sub)
 

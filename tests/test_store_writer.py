@@ -37,14 +37,25 @@ async def test_appends_are_committed_and_recovered(tmp_path: Path, policy: str) 
         ]
 
 
-async def test_reads_see_only_committed_entries(tmp_path: Path) -> None:
+async def test_a_lone_write_commits_at_once_and_only_concurrent_writes_linger(
+    tmp_path: Path,
+) -> None:
     writer = await opened(tmp_path, policy="batch", window=0.3)
     started = time.monotonic()
-    ack = writer.append("orders", 0, 0, 1.0, b"first")
-    assert writer.read("orders", 0, 0, 10) == []  # queued, lingering for company
+    await writer.append("orders", 0, 0, 1.0, b"alone")
+    assert time.monotonic() - started < 0.2  # nobody else writing: no reason to wait
+
+    await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"") for n in range(1, 51)))
+    started = time.monotonic()  # the last group had company: the next one waits for more
+    ack = writer.append("orders", 0, 51, 2.0, b"late")
+    assert writer.read("orders", 0, 51, 10) == []  # reads see only committed entries
     await ack
-    assert time.monotonic() - started >= 0.25  # the batch window held it back
-    assert writer.read("orders", 0, 0, 10) == [Entry(0, 1.0, b"first")]
+    assert time.monotonic() - started >= 0.25
+    assert writer.read("orders", 0, 51, 10) == [Entry(51, 2.0, b"late")]
+
+    started = time.monotonic()  # that group was alone again: no lingering
+    await writer.append("orders", 0, 52, 3.0, b"")
+    assert time.monotonic() - started < 0.2
     await writer.close()
 
 

@@ -16,9 +16,12 @@ What an acknowledgement (a resolved future) means under each policy:
     The writer commits whatever is queued as soon as it is free, so appends
     arriving during one fsync share the next (natural group commit).
 ``batch`` (default)
-    The same promise; the writer lingers up to ``window`` seconds (default
-    2 ms) after a group's first record, or until ``group_size`` records, to
-    share one fsync among more records.
+    The same promise; under concurrent load the writer lingers up to
+    ``window`` seconds (default 2 ms) after a group's first record, or until
+    ``group_size`` records, to share one fsync among more records. It lingers
+    only while the previous group held more than one record (others are
+    writing at the same time, as PostgreSQL's ``commit_siblings`` asks): a
+    lone write, such as a request waiting for its reply, is committed at once.
 ``none``
     The future still resolves once committed, but the caller acknowledges
     without waiting for it (:attr:`StoreWriter.acks_before_commit`; the broker
@@ -26,7 +29,8 @@ What an acknowledgement (a resolved future) means under each policy:
     what is queued and not yet committed (normally under ``window`` plus one
     commit). Lost on power loss: also commits since the
     last checkpoint (``synchronous=NORMAL`` fsyncs only at checkpoints,
-    about every 16 MB), but the file is never left damaged.
+    about every 16 MB), but the file is never left damaged. Nobody waits for
+    a commit here, so every group lingers for ``window``.
 
 Positions and trims are lazy: they coalesce and ride with the next commit, or
 are committed alone after ``lazy_window`` seconds. A write that fails (disk
@@ -95,6 +99,8 @@ class StoreWriter:
         self._batch = WriteBatch()
         self._futures: list[asyncio.Future[None]] = []
         self._since = 0.0
+        self._linger = policy == "none"
+        """Whether to wait for company: under ``batch`` while the last group had some."""
         self._closing = False
         self._failure: BaseException | None = None
         """Set when the thread stops: later writes fail at once instead of waiting forever."""
@@ -349,6 +355,7 @@ class StoreWriter:
                 self._cond.wait(None if due is None else max(0.0, due - time.monotonic()))
             batch, futures = self._batch, self._futures
             self._batch, self._futures = WriteBatch(), []
+            self._linger = batch.records > 1 or self.acks_before_commit
         return (batch, futures) if batch or not self._closing else None
 
     def _due(self) -> float | None:
@@ -357,6 +364,8 @@ class StoreWriter:
         if self._closing or batch.records >= self._group_size:
             return 0.0
         if batch.records:
+            if not self._linger:
+                return 0.0
             due = self._since + self._window
         elif batch:
             due = self._since + self._lazy_window
