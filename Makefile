@@ -29,10 +29,9 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 	SEAWALL_DEMO_ORDERS=40 $(BIN)/python -m examples.shop
 
+# Every benchmark, one after the other, collected in benchmarks/RESULTS.md.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
-	$(BIN)/python -m benchmarks.storage
-	rm -rf .bench-data && $(BIN)/python -m benchmarks.wire --data .bench-data; rm -rf .bench-data
+	$(BIN)/python -m benchmarks.all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
