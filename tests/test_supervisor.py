@@ -11,7 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from seawall._clock import VirtualClock
-from seawall._exceptions import ConfigurationError, ServiceError, SupervisorGaveUp
+from seawall._exceptions import (
+    ConfigurationError,
+    ConnectionLost,
+    ServiceError,
+    SupervisorGaveUp,
+)
 from seawall._supervisor import RestartIntensity, RestartTracker, Supervisor
 
 
@@ -298,6 +303,30 @@ async def test_crash_is_logged_with_child_name_and_traceback(
     assert "Traceback" in caplog.text
     assert "parse_orders" in caplog.text  # the frame that raised
     assert "KeyError: 'order-42'" in caplog.text
+
+
+async def test_a_lost_link_is_one_warning_line_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = VirtualClock()
+    attempts: list[int] = []
+
+    async def consume() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionLost("the broker at 127.0.0.1:4222 went away")
+
+    caplog.set_level(logging.INFO, logger="seawall.supervisor")
+    async with autojump(clock), Supervisor(name="orders", clock=clock) as supervisor:
+        supervisor.start("consumer", consume)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "consumer" in record.getMessage()
+    assert "lost its link" in record.getMessage()
+    assert "restart #1" in record.getMessage()
+    assert record.exc_info is None
+    assert "Traceback" not in caplog.text
+    assert len(attempts) == 2  # restarted all the same
 
 
 async def test_give_up_is_logged_critical(caplog: pytest.LogCaptureFixture) -> None:

@@ -20,7 +20,7 @@ from types import MappingProxyType, TracebackType
 from typing import Self
 
 from ._clock import Clock, SystemClock
-from ._exceptions import ConfigurationError, ServiceError, SupervisorGaveUp
+from ._exceptions import ConfigurationError, ConnectionLost, ServiceError, SupervisorGaveUp
 
 __all__ = ["RestartIntensity", "RestartTracker", "Supervisor"]
 
@@ -208,14 +208,18 @@ class Supervisor:
 
     def _log_crash(self, name: str, exc: Exception, delay: float) -> None:
         restart = self._restarts[name] + 1
-        logger.error(
-            "child %s of supervisor %s crashed with %r; restart #%d in %.3g s",
+        # A lost broker link is expected weather, not a bug: one line, no traceback.
+        expected = isinstance(exc, ConnectionLost)
+        logger.log(
+            logging.WARNING if expected else logging.ERROR,
+            "child %s of supervisor %s %s %r; restart #%d in %.3g s",
             name,
             self.name,
+            "lost its link:" if expected else "crashed with",
             exc,
             restart,
             delay,
-            exc_info=exc,
+            exc_info=None if expected else exc,
             extra={"supervisor": self.name, "child": name, "restart": restart},
         )
 
