@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.test_cli_broker import free_port, start_broker, stop
+from tests.broker_process import start_broker, stop
+from tests.brokers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 4

@@ -5,57 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.broker_process import ROOT, start_broker, stop
+from tests.brokers import free_port
 
 from seawall._exceptions import PermissionDenied
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports import connect
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "orders-secret-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_broker(data: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "seawall",
-            "broker",
-            "--data",
-            str(data),
-            "--listen",
-            f"127.0.0.1:{port}",
-            *extra,
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert "listening on 127.0.0.1" in line, line
-    return proc
-
-
-def stop(proc: subprocess.Popen[str], how: int) -> str:
-    proc.send_signal(how)
-    proc.wait(timeout=10)
-    assert proc.stderr is not None
-    with proc.stderr:
-        return proc.stderr.read()
 
 
 async def test_clients_share_the_broker_and_acked_messages_survive_kill_9(tmp_path: Path) -> None:
