@@ -1,7 +1,9 @@
 """The seawall:// transport against a real broker server on a real socket.
 
 The server is backed by the memory transport; both conformance suites run
-through it over TCP, the transport suite over a unix socket too. Breaking the
+through it over TCP, the transport suite over a unix socket too, and once
+more over TCP with the durable embedded broker behind the server, as
+``seawall broker`` serves it (replay and priority levels reach the client). Breaking the
 link really drops the client's socket.
 """
 
@@ -25,10 +27,12 @@ from seawall import (
     System,
     connect,
 )
+from seawall._broker import BrokerLimits
 from seawall._server import BrokerServer
-from seawall._transport import Transport
+from seawall._transport import MAX_PRIORITIES, ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance
 from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
+from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 
@@ -47,7 +51,7 @@ class ServedByBroker:
             self.server = await self.serve(MemoryTransport())
             yield self.server
 
-    async def serve(self, backing: MemoryTransport) -> BrokerServer:
+    async def serve(self, backing: Transport) -> BrokerServer:
         """A server for ``backing``, stopped (and ``backing`` closed) after the test."""
         self.stack.push_async_callback(backing.close)
         return await self.stack.enter_async_context(BrokerServer(backing, host="127.0.0.1"))
@@ -69,6 +73,32 @@ class ServedByBroker:
 
 class TestSeawallTransport(ServedByBroker, TransportConformance, DeliveryConformance):
     """Both suites over TCP."""
+
+
+class TestSeawallTransportDurable(ServedByBroker, TransportConformance):
+    """The transport suite over TCP, served from the durable embedded broker."""
+
+    @pytest_asyncio.fixture(autouse=True)
+    async def broker(self, tmp_path: Path) -> AsyncIterator[BrokerServer]:
+        self.data = tmp_path
+        async with contextlib.AsyncExitStack() as stack:
+            self.stack = stack
+            self.server = await self.serve(EmbeddedTransport(tmp_path / "data"))
+            yield self.server
+
+    async def make_transport_with_publish_timeout(self, seconds: float) -> Transport:
+        limits = BrokerLimits(publish_timeout=seconds)
+        server = await self.serve(EmbeddedTransport(self.data / "timeout", limits=limits))
+        return await SeawallTransport.connect(self.url(server))
+
+    async def test_the_client_learns_what_the_durable_broker_can_do(
+        self, transport: Transport
+    ) -> None:
+        await transport.declare(ChannelSpec(name=self.channel_name("probe")))
+        capabilities = transport.capabilities
+        assert capabilities.durability is Durability.LOCAL_FSYNC
+        assert capabilities.replay
+        assert capabilities.priorities == MAX_PRIORITIES
 
 
 class TestSeawallTransportUnix(ServedByBroker, TransportConformance):

@@ -143,12 +143,19 @@ class Context:
         key: str | None = None,
         subject: str | None = None,
         not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
-        """One-way notification: put ``command`` on ``channel``; no reply is expected."""
+        """One-way notification: put ``command`` on ``channel``; no reply is expected.
+
+        ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
+        level on a channel declared with priority levels (higher first).
+        """
         message = self._node.envelope(
             command, source=self.service, cause=self.message, key=key, subject=subject
         )
-        await self._node.transport.publish(channel, message, not_before=not_before)
+        await self._node.transport.publish(
+            channel, message, not_before=not_before, priority=priority
+        )
 
     async def publish(
         self,

@@ -150,7 +150,10 @@ class Dispatcher:
             return
         transport = self.node.transport
         sub = await transport.subscribe(
-            self.spec.channel, group=self.spec.group, prefetch=self.spec.prefetch
+            self.spec.channel,
+            group=self.spec.group,
+            prefetch=self.spec.prefetch,
+            start=self.spec.start,
         )
         self.ready.set()
         broken: list[TransportError] = []

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from ._exceptions import ConfigurationError
 from ._payload import Payload
 from ._retry import RetryPolicy
+from ._transport import Start
 
 __all__ = ["Handler", "Service", "Subscription"]
 
@@ -61,6 +62,9 @@ class Subscription:
     Later messages of a key that waits for a retry queue here, so other keys keep
     flowing as long as that backlog fits; past it the subscription waits (bounded memory)."""
     retry: RetryPolicy
+    start: Start = "earliest"
+    """Where the group starts the first time it subscribes (replay needs a transport
+    with ``Capabilities.replay``)."""
     handlers: dict[str, Handler] = field(default_factory=dict)
     """Handler by message type name."""
 
@@ -111,7 +115,7 @@ class Service:
 
     def command(self, fn: H) -> H:
         """Register a command handler on this service's command channel."""
-        self._register(fn, self.name, self.name, True, None, None)
+        self._register(fn, self.name, self.name, True, None, None, "earliest")
         return fn
 
     def subscribe(
@@ -121,11 +125,17 @@ class Service:
         group: str | None = None,
         concurrency: int | None = None,
         retry: RetryPolicy | None = None,
+        start: Start = "earliest",
     ) -> Callable[[H], H]:
-        """Register a handler for messages on ``channel``, consumed as ``group``."""
+        """Register a handler for messages on ``channel``, consumed as ``group``.
+
+        ``start`` says where a new group begins: ``"earliest"`` (every message the
+        channel still holds), ``"latest"``, or a replay point (:class:`FromOffsets`,
+        :class:`FromTime`). It applies only the first time the group subscribes.
+        """
 
         def register(fn: H) -> H:
-            self._register(fn, channel, group or self.name, False, concurrency, retry)
+            self._register(fn, channel, group or self.name, False, concurrency, retry, start)
             return fn
 
         return register
@@ -138,6 +148,7 @@ class Service:
         is_command: bool,
         concurrency: int | None,
         retry: RetryPolicy | None,
+        start: Start,
     ) -> None:
         handler = _inspect_handler(fn, f"{self.name}.{fn.__name__}")
         sub = self.subscriptions.get((channel, group))
@@ -149,6 +160,12 @@ class Service:
                 concurrency=concurrency or self.concurrency,
                 prefetch=4 * concurrency if concurrency else self.prefetch,
                 retry=retry or self.retry,
+                start=start,
+            )
+        elif start != sub.start:
+            raise ConfigurationError(
+                f"{self.name}: handlers of group {group!r} on channel {channel!r} ask for "
+                f"different starts ({sub.start!r} and {start!r}); give them one"
             )
         sub.add(handler)
 

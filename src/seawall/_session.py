@@ -97,6 +97,8 @@ class Served:
             partitions=capabilities.partitions,
             delayed_redelivery=capabilities.delayed_redelivery,
             delayed_delivery=capabilities.delayed_delivery,
+            replay=capabilities.replay,
+            priorities=capabilities.priorities,
         )
 
     def has_channel(self, name: str) -> bool:
@@ -381,7 +383,9 @@ class Session:
             )
         self._check(request.channel, "publish to", Client.may_publish)
         message = decode_message(request.message)
-        await self.broker.transport.publish(request.channel, message, not_before=request.not_before)
+        await self.broker.transport.publish(
+            request.channel, message, not_before=request.not_before, priority=request.priority
+        )
 
     async def _declare(self, request: Declare) -> None:
         self._check(request.channel, "declare", Client.may_declare)
@@ -396,7 +400,7 @@ class Session:
                 "may hold; close some, or open another connection",
             )
         sub = await self.broker.transport.subscribe(
-            request.channel, group=request.group, prefetch=request.prefetch, start=request.start
+            request.channel, group=request.group, prefetch=request.prefetch, start=request.begin()
         )
         state = _Subscription(next(self._ids), request.channel, sub, request.prefetch)
         self._subs[state.id] = state

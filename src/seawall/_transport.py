@@ -48,6 +48,7 @@ __all__ = [
     "StartAt",
     "Subscription",
     "Transport",
+    "fixed_start",
     "partition_for",
 ]
 
@@ -142,6 +143,17 @@ MAX_PRIORITIES = 10
 """Most priority levels a channel may have."""
 
 
+def fixed_start(start: Start, transport: str) -> StartAt:
+    """``start`` for a transport that cannot replay: ``earliest`` or ``latest`` only."""
+    if isinstance(start, str):
+        return start
+    raise ConfigurationError(
+        f"the {transport} transport cannot start a group at {start!r} (no replay); start "
+        "at 'earliest' or 'latest', or use a transport with Capabilities.replay "
+        "(embedded:// or seawall://)"
+    )
+
+
 def partition_for(key: str | None, partitions: int) -> int:
     """The partition for a key: a stable hash (CRC-32) every process agrees on."""
     if partitions <= 1 or key is None:
@@ -201,15 +213,30 @@ class Transport(Protocol):
         ...
 
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
-        """Append ``message`` to ``channel``; return once it is as durable as declared."""
+        """Append ``message`` to ``channel``; return once it is as durable as declared.
+
+        ``priority`` picks the level on a channel with priority levels (clamped to
+        its range; ignored elsewhere and by transports whose
+        :attr:`Capabilities.priorities` is 1).
+        """
         ...
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> Subscription:
-        """Join ``group`` on ``channel``; ``start`` applies when the group is new."""
+        """Join ``group`` on ``channel``; ``start`` applies when the group is new.
+
+        :class:`FromOffsets` and :class:`FromTime` need :attr:`Capabilities.replay`;
+        other transports refuse them with :class:`~seawall.ConfigurationError`
+        (see :func:`fixed_start`).
+        """
         ...
 
     async def close(self) -> None:

@@ -103,7 +103,7 @@ from ._exceptions import (
     SeawallError,
     TransportClosed,
 )
-from ._transport import ChannelSpec, StartAt
+from ._transport import MAX_PRIORITIES, ChannelSpec, FromOffsets, FromTime, Start, StartAt
 
 __all__ = [
     "DEFAULT_HEARTBEAT",
@@ -148,6 +148,7 @@ ErrorCode = Literal[
     "unknown-channel",
     "channel-full",
     "bad-request",
+    "invalid",
     "unsupported-version",
     "internal",
 ]
@@ -162,6 +163,7 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
 Interval = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
+Levels = Annotated[int, msgspec.Meta(ge=1, le=MAX_PRIORITIES)]
 DurabilityName = Literal["memory", "written", "local-fsync", "replicated"]
 """The values of :class:`~seawall._transport.Durability`."""
 
@@ -195,6 +197,8 @@ class Welcome(_Frame, frozen=True, tag="welcome"):
     partitions: bool = True
     delayed_redelivery: bool = True
     delayed_delivery: bool = True
+    replay: bool = False
+    priorities: Levels = 1
 
 
 class Declare(_Frame, frozen=True, tag="declare"):
@@ -205,11 +209,23 @@ class Declare(_Frame, frozen=True, tag="declare"):
     partitions: Partitions = 1
     max_messages: Positive = 100_000
     ephemeral: bool = False
+    priorities: Levels = 1
+    max_age: Seconds | None = None
+    max_bytes: Positive | None = None
 
     @classmethod
     def of(cls, seq: int, spec: ChannelSpec) -> Declare:
         """The request declaring ``spec``."""
-        return cls(seq, spec.name, spec.partitions, spec.max_messages, spec.ephemeral)
+        return cls(
+            seq,
+            spec.name,
+            spec.partitions,
+            spec.max_messages,
+            spec.ephemeral,
+            spec.priorities,
+            spec.max_age,
+            spec.max_bytes,
+        )
 
     def spec(self) -> ChannelSpec:
         """The channel layout this request asks for."""
@@ -218,6 +234,9 @@ class Declare(_Frame, frozen=True, tag="declare"):
             partitions=self.partitions,
             max_messages=self.max_messages,
             ephemeral=self.ephemeral,
+            priorities=self.priorities,
+            max_age=self.max_age,
+            max_bytes=self.max_bytes,
         )
 
 
@@ -229,6 +248,8 @@ class Publish(_Frame, frozen=True, tag="publish"):
     message: bytes
     not_before: Seconds | None = None
     """Epoch seconds before which the message is not delivered, or None."""
+    priority: Count = 0
+    """The level on a channel with priority levels (clamped by the broker)."""
 
 
 class Subscribe(_Frame, frozen=True, tag="subscribe"):
@@ -239,6 +260,27 @@ class Subscribe(_Frame, frozen=True, tag="subscribe"):
     group: Name
     prefetch: Prefetch = 64
     start: StartAt = "earliest"
+    offsets: tuple[Count, ...] | None = None
+    """Replay from these offsets, one per partition (overrides ``start``)."""
+    since: Seconds | None = None
+    """Replay from the first message stored at or after this epoch time."""
+
+    @classmethod
+    def of(cls, seq: int, channel: str, group: str, prefetch: int, start: Start) -> Subscribe:
+        """The request joining ``group`` at ``start``."""
+        if isinstance(start, FromOffsets):
+            return cls(seq, channel, group, prefetch, offsets=start.offsets)
+        if isinstance(start, FromTime):
+            return cls(seq, channel, group, prefetch, since=start.time)
+        return cls(seq, channel, group, prefetch, start)
+
+    def begin(self) -> Start:
+        """Where the group starts, as the transport interface says it."""
+        if self.offsets is not None:
+            return FromOffsets(self.offsets)
+        if self.since is not None:
+            return FromTime(self.since)
+        return self.start
 
 
 class Unsubscribe(_Frame, frozen=True, tag="unsubscribe"):
@@ -320,6 +362,8 @@ class Error(_Frame, frozen=True, tag="error"):
             return MessageTooLarge(self.message)
         if self.code == "channel-full":
             return ChannelFull(self.message)
+        if self.code == "invalid":
+            return ConfigurationError(self.message)
         return ProtocolError(self.code, self.message)
 
 
@@ -329,6 +373,7 @@ _EXCEPTION_CODES: tuple[tuple[type[Exception], ErrorCode], ...] = (
     (MessageTooLarge, "too-large"),
     (ChannelFull, "channel-full"),
     (DecodeError, "malformed"),
+    (ConfigurationError, "invalid"),
     (TransportClosed, "internal"),
 )
 

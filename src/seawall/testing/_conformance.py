@@ -50,7 +50,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge
+from .._exceptions import ChannelFull, ConfigurationError, ConnectionLost, MessageTooLarge
 from .._ids import uuid7
 from .._message import Message
 from .._transport import (
@@ -58,6 +58,8 @@ from .._transport import (
     ChannelSpec,
     Delivery,
     Durability,
+    FromOffsets,
+    FromTime,
     Subscription,
     Transport,
     partition_for,
@@ -337,6 +339,52 @@ class TransportConformance:
             assert sorted(early_got) == sorted(ids(before + after)), "start=earliest group"
             assert await late_inbox.quiet(self.quiet_period) == [], "latest: too many"
             assert await early_inbox.quiet(0) == [], "earliest: too many"
+
+    async def test_replay_starts_a_new_group_at_an_offset_or_a_time(
+        self, transport: Transport
+    ) -> None:
+        channel = await self.declare(transport, "replay")
+        if not transport.capabilities.replay:
+            with pytest.raises(ConfigurationError, match="replay"):
+                await transport.subscribe(channel, group="replay", start=FromOffsets((0,)))
+            with pytest.raises(ConfigurationError, match="replay"):
+                await transport.subscribe(channel, group="replay", start=FromTime(time.time()))
+            return
+        before = [make_message(i) for i in range(5)]
+        after = [make_message(i) for i in range(5, 8)]
+        await self.publish_all(transport, channel, before)
+        await asyncio.sleep(0.05)  # store times on either side of the cut differ
+        cut = time.time()
+        await asyncio.sleep(0.05)
+        await self.publish_all(transport, channel, after)
+        at_offset = await transport.subscribe(channel, group="from-2", start=FromOffsets((2,)))
+        at_time = await transport.subscribe(channel, group="from-cut", start=FromTime(cut))
+        async with self.inbox(at_offset) as offset_inbox, self.inbox(at_time) as time_inbox:
+            got = ids(await offset_inbox.collect(6))
+            assert got == ids(before[2:] + after), "FromOffsets((2,)) is not offset 2 on"
+            assert ids(await time_inbox.collect(3)) == ids(after), "FromTime(cut)"
+            assert await offset_inbox.quiet(self.quiet_period) == [], "offset replay: too many"
+            assert await time_inbox.quiet(0) == [], "time replay: too many"
+
+    async def test_priority_levels_deliver_higher_levels_first(self, transport: Transport) -> None:
+        if transport.capabilities.priorities < 3:
+            pytest.skip("transport has no priority levels")
+        channel = await self.declare(transport, "priority", priorities=3)
+        levels = {level: [make_message(10 * level + i) for i in range(3)] for level in (0, 1, 2)}
+        for message in zip(*levels.values(), strict=True):  # interleaved: 0, 1, 2, 0, 1, 2, ...
+            for level, each in enumerate(message):
+                await transport.publish(channel, each, priority=level)
+        clamped = make_message(99)
+        await transport.publish(channel, clamped, priority=7)  # beyond the top: the top
+        sub = await transport.subscribe(channel, group="workers", prefetch=1)
+        got: list[Delivery] = []
+        async with self.inbox(sub) as inbox:
+            for _ in range(10):
+                [delivery] = await inbox.collect(1)
+                got.append(delivery)
+                await sub.ack(delivery)
+        expected = [*levels[2], clamped, *levels[1], *levels[0]]
+        assert ids(got) == ids(expected), "higher levels first, FIFO within a level"
 
     # -- partitions ----------------------------------------------------------
     def test_partition_for_is_stable_and_spreads_keys(self) -> None:

@@ -31,7 +31,7 @@ from .._payload import Payload
 from .._service import Service
 from .._system import System
 from .._tasks import TaskScope
-from .._transport import Capabilities, ChannelSpec, StartAt, Subscription
+from .._transport import Capabilities, ChannelSpec, Start, Subscription
 from ..transports.memory import MemoryTransport
 
 __all__ = ["HandlerFailure", "RecordingTransport", "TestSystem"]
@@ -65,13 +65,18 @@ class RecordingTransport:
         await self.inner.declare(spec)
 
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
-        await self.inner.publish(channel, message, not_before=not_before)
+        await self.inner.publish(channel, message, not_before=not_before, priority=priority)
         self.records.append((channel, message))
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> Subscription:
         return await self.inner.subscribe(channel, group=group, prefetch=prefetch, start=start)
 

@@ -42,6 +42,7 @@ from .._transport import (
     Delivery,
     Durability,
     Start,
+    fixed_start,
     partition_for,
 )
 
@@ -138,6 +139,8 @@ class EmbeddedTransport:
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> EmbeddedSubscription:
+        if not self._capabilities.replay:  # in memory, settled messages are gone
+            start = fixed_start(start, "in-memory embedded")
         broker = await self.broker()
         member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
         sub = EmbeddedSubscription(self, member)

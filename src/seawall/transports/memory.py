@@ -29,7 +29,8 @@ from .._transport import (
     ChannelSpec,
     Delivery,
     Durability,
-    StartAt,
+    Start,
+    fixed_start,
     partition_for,
 )
 
@@ -107,7 +108,12 @@ class MemoryTransport:
             self._channels[spec.name] = _Channel(spec)
 
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
         if self._closed:
             self._check_open()  # raises
@@ -169,14 +175,15 @@ class MemoryTransport:
             channel.waiting -= 1
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> MemorySubscription:
         self._check_open()
+        at = fixed_start(start, "memory")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self._gone.discard(channel)
         target = self._channel(channel)
-        sub = MemorySubscription(self, target, target.state.group(group, start), prefetch)
+        sub = MemorySubscription(self, target, target.state.group(group, at), prefetch)
         target.subs.add(sub)
         target.wake()
         return sub

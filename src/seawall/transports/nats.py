@@ -85,7 +85,15 @@ from .._exceptions import (
     TransportError,
 )
 from .._message import Message, to_headers
-from .._transport import Capabilities, ChannelSpec, Durability, StartAt, partition_for
+from .._transport import (
+    Capabilities,
+    ChannelSpec,
+    Durability,
+    Start,
+    StartAt,
+    fixed_start,
+    partition_for,
+)
 
 try:
     import nats
@@ -293,7 +301,12 @@ class NatsTransport:
 
     # -- publishing ------------------------------------------------------------
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
         self._check_open()
         if not_before is not None and not_before > self.clock.time():
@@ -404,16 +417,15 @@ class NatsTransport:
 
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> NatsSubscription:
         self._check_open()
+        at = fixed_start(start, "NATS")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         stream = await self._stream(channel)
         assert stream is not None
-        consumers = [
-            await self._consumer(stream, group, p, start) for p in range(stream.partitions)
-        ]
+        consumers = [await self._consumer(stream, group, p, at) for p in range(stream.partitions)]
         kv = await self._lease_bucket() if stream.partitions > 1 else None
         sub = NatsSubscription(self, stream, group, consumers, prefetch, kv)
         self._subs.add(sub)

@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 from .._clock import Clock, SystemClock
 from .._exceptions import ConfigurationError, ConnectionLost, MessageTooLarge, TransportClosed
 from .._message import Message, encode_message
-from .._transport import Capabilities, ChannelSpec, Durability, StartAt
+from .._transport import Capabilities, ChannelSpec, Durability, Start
 from .._wire import (
     DEFAULT_HEARTBEAT,
     DEFAULT_MAX_FRAME,
@@ -122,10 +122,15 @@ class SeawallTransport:
 
     async def declare(self, spec: ChannelSpec) -> None:
         link = await self._ensure_link()
-        await link.ask(Declare, spec.name, spec.partitions, spec.max_messages, spec.ephemeral)
+        await link.ask(Declare.of, spec)
 
     async def publish(
-        self, channel: str, message: Message, *, not_before: float | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
     ) -> None:
         data = encode_message(message)
         limit = self._capabilities.max_message_bytes
@@ -139,16 +144,16 @@ class SeawallTransport:
             link = await self._ensure_link()
         if link.pipeline.full:
             await link.room()
-        await link.request(Publish, channel, data, not_before)
+        await link.request(Publish, channel, data, not_before, max(priority, 0))
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> SeawallSubscription:
         if not 1 <= prefetch <= 65_536:
             raise ValueError(f"prefetch must be 1..65536, got {prefetch}")
         link = await self._ensure_link()
         sub = SeawallSubscription(link, channel, prefetch)
-        await link.ask(Subscribe, channel, group, prefetch, start, sub=sub)
+        await link.ask(Subscribe.of, channel, group, prefetch, start, sub=sub)
         return sub
 
     async def close(self) -> None:
@@ -241,6 +246,8 @@ class SeawallTransport:
             delayed_redelivery=welcome.delayed_redelivery,
             delayed_delivery=welcome.delayed_delivery,
             max_message_bytes=welcome.max_message,
+            replay=welcome.replay,
+            priorities=welcome.priorities,
         )
         link = Link(stream, batches, self.where, pipeline=self._pipeline)
         link.start()
