@@ -9,9 +9,11 @@ transport, a consumer (or a responder), and this process as producer.
    publish to the consumer's last ack.
 2. request/reply round trip: publish a request, a responder process answers
    on the reply channel, wait for the reply; p50 and p99.
-3. The anchor: NATS core request/reply through nats-py against the local
-   NATS server (``--nats``), with the responder in a process of its own too;
-   skipped with a message when NATS or nats-py is missing.
+3. The anchors, against the local NATS server (``--nats``) through nats-py,
+   each with the other side in a process of its own: for 1, JetStream with
+   file storage, the producer publishing with async acks in the same windows
+   and a durable pull consumer acking every message; for 2, NATS core
+   request/reply. Skipped with a message when NATS or nats-py is missing.
 
 Payloads are 100 bytes. The machine is shared: compare ratios from one run.
 """
@@ -64,6 +66,27 @@ async def serve(data: str | None) -> None:
         print(server.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await backing.close()
+
+
+async def js_consume(url: str, stream: str, count: int, prefetch: int) -> None:
+    """The JetStream anchor's consumer: a durable pull consumer acking each message."""
+    import nats
+
+    client = await nats.connect(url)
+    sub = await client.jetstream().pull_subscribe(f"{stream}.work", "bench", stream=stream)
+    print("ready", flush=True)
+    cpu = time.process_time()
+    done = 0
+    while done < count:
+        try:
+            batch = await sub.fetch(prefetch, timeout=1.0)
+        except TimeoutError:
+            continue
+        for msg in batch:
+            await msg.ack()
+        done += len(batch)
+    print(time.time(), time.process_time() - cpu, flush=True)
+    await client.close()
 
 
 async def consume(url: str, count: int, prefetch: int) -> None:
@@ -177,6 +200,37 @@ async def throughput(url: str, server: int, count: int, window: int, prefetch: i
     return Run(count / (finished - started), cpu * per, server_cpu * per, consumer_cpu * per)
 
 
+async def jetstream_throughput(url: str, count: int, window: int, prefetch: int) -> Run | str:
+    """The anchor of figure 1: the same producer/consumer pair over JetStream."""
+    try:
+        import nats
+    except ImportError:
+        return "skipped: nats-py is not installed (.venv/bin/pip install nats-py)"
+    try:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    except Exception as exc:
+        return f"skipped: NATS at {url} is unreachable ({exc!r})"
+    js = client.jetstream()
+    stream = f"BENCH_WIRE_{uuid7().replace('-', '')[-12:]}"
+    await js.add_stream(name=stream, subjects=[f"{stream}.work"], storage="file")
+    consumer = spawn("--js-consume", url, stream, str(count), str(prefetch))
+    try:
+        await asyncio.to_thread(line, consumer)
+        cpu, started = time.process_time(), time.time()
+        for first in range(0, count, window):
+            for _ in range(min(window, count - first)):
+                await js.publish_async(f"{stream}.work", PAYLOAD)
+            await js.publish_async_completed()
+        cpu = time.process_time() - cpu
+        finished, consumer_cpu = map(float, (await asyncio.to_thread(line, consumer)).split())
+    finally:
+        stop(consumer)
+        await js.delete_stream(stream)
+        await client.close()
+    per = 1e6 / count
+    return Run(count / (finished - started), cpu * per, 0.0, consumer_cpu * per)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time used so far by process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
     try:
@@ -244,7 +298,7 @@ async def nats_request_reply(url: str, rounds: int) -> list[float] | str:
         stop(responder)
 
 
-def report(runs: list[Run]) -> None:
+def report(runs: list[Run], anchor: list[Run] | str) -> None:
     rate = statistics.median(run.rate for run in runs)
     rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
     print(f"publish -> deliver -> ack over the server: {rate:,.0f} msgs/s (median of {rates}; ")
@@ -252,6 +306,14 @@ def report(runs: list[Run]) -> None:
     cpu = [statistics.median(getattr(run, part) for run in runs) for part in Run._fields[1:]]
     parts = ", ".join(f"{name} {us:.1f}" for name, us in zip(Run._fields[1:], cpu, strict=True))
     print(f"  CPU per message (us, median): {parts}; total {sum(cpu):.1f}")
+    if isinstance(anchor, str):
+        print(f"JetStream anchor {anchor}")
+        return
+    js_rate = statistics.median(run.rate for run in anchor)
+    js_rates = ", ".join(f"{run.rate:,.0f}" for run in anchor)
+    print(f"JetStream (file storage, async publish acks, pull + ack; nats-py): {js_rate:,.0f} ")
+    print(f"  msgs/s (median of {js_rates})")
+    print(f"ratio seawall / JetStream: {rate / js_rate:.2f}x (target >= 1.0x)")
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -269,7 +331,14 @@ async def main(args: argparse.Namespace) -> None:
             await throughput(url, server.pid, args.count, args.window, args.prefetch)
             for _ in range(3)
         ]
-        report(runs)
+        anchor: list[Run] | str = []
+        for _ in range(3):
+            run = await jetstream_throughput(args.nats, args.count, args.window, args.prefetch)
+            if isinstance(run, str):
+                anchor = run
+                break
+            anchor.append(run)
+        report(runs, anchor)
         p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
     finally:
         stop(server)
@@ -295,6 +364,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--data", help="serve the durable embedded broker in this directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--consume", nargs=3, metavar=("URL", "COUNT", "PREFETCH"))
+    parser.add_argument("--js-consume", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--respond", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--nats-respond", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -311,6 +381,9 @@ if __name__ == "__main__":
     elif options.consume:
         url, count, prefetch = options.consume
         asyncio.run(consume(url, int(count), int(prefetch)))
+    elif options.js_consume:
+        url, stream, count, prefetch = options.js_consume
+        asyncio.run(js_consume(url, stream, int(count), int(prefetch)))
     elif options.respond:
         asyncio.run(respond(options.respond))
     elif options.nats_respond:
