@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from seawall import ChannelSpec, Message, uuid7
 from seawall._broker import BrokerLimits
@@ -200,16 +200,23 @@ async def throughput(url: str, server: int, count: int, window: int, prefetch: i
     return Run(count / (finished - started), cpu * per, server_cpu * per, consumer_cpu * per)
 
 
-async def jetstream_throughput(url: str, count: int, window: int, prefetch: int) -> Run | str:
-    """The anchor of figure 1: the same producer/consumer pair over JetStream."""
+async def nats_client(url: str) -> Any:
+    """A nats-py client of the anchor server, or why there is none (a "skipped: …" line)."""
     try:
         import nats
     except ImportError:
         return "skipped: nats-py is not installed (.venv/bin/pip install nats-py)"
     try:
-        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+        return await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
     except Exception as exc:
         return f"skipped: NATS at {url} is unreachable ({exc!r})"
+
+
+async def jetstream_throughput(url: str, count: int, window: int, prefetch: int) -> Run | str:
+    """The anchor of figure 1: the same producer/consumer pair over JetStream."""
+    client = await nats_client(url)
+    if isinstance(client, str):
+        return client
     js = client.jetstream()
     stream = f"BENCH_WIRE_{uuid7().replace('-', '')[-12:]}"
     await js.add_stream(name=stream, subjects=[f"{stream}.work"], storage="file")
@@ -277,14 +284,9 @@ async def seawall_request_reply(url: str, rounds: int) -> list[float]:
 
 
 async def nats_request_reply(url: str, rounds: int) -> list[float] | str:
-    try:
-        import nats
-    except ImportError:
-        return "skipped: nats-py is not installed (.venv/bin/pip install nats-py)"
-    try:
-        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
-    except Exception as exc:
-        return f"skipped: NATS at {url} is unreachable ({exc!r})"
+    client = await nats_client(url)
+    if isinstance(client, str):
+        return client
     responder = spawn("--nats-respond", url)
     try:
         await asyncio.to_thread(line, responder)
