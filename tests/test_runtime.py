@@ -16,9 +16,12 @@ from seawall import (
     RemoteError,
     RetryPolicy,
     Service,
+    System,
 )
 from seawall._replies import Failure
 from seawall.testing import TestSystem
+from seawall.testing._system import RecordingTransport
+from seawall.transports.memory import MemoryTransport
 
 
 class Quote(Command, frozen=True):
@@ -61,6 +64,27 @@ async def test_request_response() -> None:
     async with TestSystem(svc) as system:
         price = await system.context().request("shop", Quote(item="tea"), returns=Price)
     assert price == Price(item="tea", cents=300)
+
+
+async def test_a_requester_in_this_process_is_answered_without_the_broker() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc) as system:
+        price = await system.context().request("shop", Quote(item="tea"), returns=Price)
+        channels = [channel for channel, _ in system.transport.records]
+    assert price == Price(item="tea", cents=300)
+    assert "shop" in channels  # the request itself went through the broker
+    assert not [c for c in channels if c.startswith("_inbox.")], channels
+
+
+async def test_a_requester_in_another_process_is_answered_through_its_inbox() -> None:
+    svc, _ = shop()
+    shared = RecordingTransport(MemoryTransport())
+    async with System(svc, transport=shared), System(transport=shared) as client:
+        price = await client.context().request("shop", Quote(item="tea"), returns=Price)
+    await shared.close()
+    assert price == Price(item="tea", cents=300)
+    replies = [m for c, m in shared.records if c == client.node.inbox]
+    assert [m.type for m in replies] == [Price.type_name]
 
 
 async def test_async_request_response_awaited_later() -> None:

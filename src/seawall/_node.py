@@ -113,11 +113,22 @@ class Node:
             raise DecodeError(f"message {message.id} ({message.type}): {exc}") from None
 
     async def reply(self, request: Message, payload: Payload, *, source: str) -> None:
-        """Send ``payload`` to the requester's inbox, as the reply to ``request``."""
-        if request.replyto is None:
+        """Send ``payload`` to the requester's inbox, as the reply to ``request``.
+
+        A requester in this process is answered directly: its inbox is this
+        node's, an ephemeral channel with nothing to keep, so the round trip
+        through the broker would add only latency (the request itself did go
+        through the broker, durably). Like the inbox, a reply nobody waits for
+        any more is dropped.
+        """
+        replyto = request.replyto
+        if replyto is None:
             return
         message = self.envelope(payload, source=source, cause=request, kind="document")
-        await self.transport.publish(request.replyto, message)
+        if replyto == self.inbox:
+            self.on_inbox(message)
+        else:
+            await self.transport.publish(replyto, message)
 
     async def reply_failure(self, request: Message, exc: BaseException, *, service: str) -> None:
         """Tell the requester that its request failed, with the error's type and text."""
