@@ -22,18 +22,26 @@ where the meaning matches a stdlib type, that type is a base too, so
     ├── RequestError                         a request got no usable reply
     │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
     │   └── RemoteError                      the remote handler raised
-    └── ServiceError                         a service cannot run
-        └── SupervisorGaveUp                 too many restarts in the window
+    ├── ServiceError                         a service cannot run
+    │   └── SupervisorGaveUp                 too many restarts in the window
+    └── EventStoreError                      the event store failed or was misused
+        ├── ConcurrencyError                 append with a stale expected version
+        ├── AggregateNotFound (LookupError)  no events for that aggregate id
+        └── EventLoadError (ValueError)      a stored event or snapshot cannot be read back
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AggregateNotFound",
     "ChannelFull",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConnectionLost",
     "DeadlineExceeded",
     "DecodeError",
+    "EventLoadError",
+    "EventStoreError",
     "MessageError",
     "MessageTooLarge",
     "PermissionDenied",
@@ -143,3 +151,43 @@ class ServiceError(SeawallError):
 
 class SupervisorGaveUp(ServiceError):
     """A supervised task restarted more often than its intensity allows."""
+
+
+class EventStoreError(SeawallError):
+    """The event store failed (database, lock) or was called wrongly."""
+
+
+class ConcurrencyError(EventStoreError):
+    """An append expected a stream at one version and found it at another.
+
+    Load the aggregate again, re-run the command on the fresh state, and save.
+    """
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream!r} is at version {actual}, not the expected {expected}: someone "
+            "else appended first; load it again and retry the command"
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class AggregateNotFound(EventStoreError, LookupError):
+    """No event (and no snapshot) is stored for the aggregate asked for."""
+
+
+class EventLoadError(EventStoreError, ValueError):
+    """A stored event or snapshot cannot be decoded: unknown type or version, or bad bytes."""
+
+    def __init__(
+        self, reason: str, *, type_name: str, version: str, stream: str, position: int
+    ) -> None:
+        super().__init__(
+            f"cannot load {type_name!r} version {version} from stream {stream!r} at position "
+            f"{position}: {reason}"
+        )
+        self.type_name = type_name
+        self.version = version
+        self.stream = stream
+        self.position = position

@@ -1,0 +1,30 @@
+"""Event sourcing: aggregates, event stores, snapshots, upcasting, projections, outbox.
+
+The state layer of seawall. A service keeps its state as an append-only log of
+events in an :class:`EventStore` (:class:`~seawall.es.sqlite.SQLiteEventStore`
+by default, :class:`~seawall.es.postgres.PostgresEventStore` for a shared
+database), rebuilds it by replay through a :class:`Repository`, feeds read
+models with :class:`Projection` s, and publishes its events to other services
+with an :class:`OutboxRelay`. See ``docs/event-sourcing.md``.
+"""
+
+from __future__ import annotations
+
+from ._aggregate import Aggregate, Repository, SnapshotPolicy
+from ._codec import EventCodec, Upcaster
+from ._records import EventStore, NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
+from .sqlite import SQLiteEventStore
+
+__all__ = [
+    "Aggregate",
+    "EventCodec",
+    "EventStore",
+    "NewEvent",
+    "ProjectionWrite",
+    "RecordedEvent",
+    "Repository",
+    "SQLiteEventStore",
+    "SnapshotPolicy",
+    "SnapshotRecord",
+    "Upcaster",
+]

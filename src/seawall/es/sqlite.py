@@ -1,0 +1,323 @@
+"""The SQLite event store: the embedded default, on the standard library's sqlite3.
+
+One file in WAL mode. All writes go through one writer thread with its own
+connection, so there is a single writer and global positions (SQLite rowids)
+are handed out in commit order: a reader can never see position 7 before 6,
+and a rolled-back append leaves no hole. Appends from many tasks that arrive
+while the writer is busy are committed together in one transaction (group
+commit); each keeps its own expected-version check, so one conflict fails
+only its own append. Reads are short indexed queries and run on the event
+loop's thread with a second connection (WAL lets it read while the writer
+writes), which costs less than a hop to a thread and back.
+
+``sync="full"`` (the default) fsyncs every commit; ``"normal"`` fsyncs only at
+WAL checkpoints, so a power loss (not a process crash) may lose the last commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from .._clock import Clock, SystemClock
+from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from ._follow import AppendSignal, follow
+from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
+
+__all__ = ["SQLiteEventStore"]
+
+_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
+_COLUMNS = "position, stream, version, id, type, type_version, time, data"
+
+
+def _schema(p: str) -> str:
+    return f"""
+    CREATE TABLE IF NOT EXISTS {p}events (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        type_version TEXT NOT NULL,
+        time REAL NOT NULL,
+        data BLOB NOT NULL,
+        UNIQUE (stream, version)
+    );
+    CREATE TABLE IF NOT EXISTS {p}snapshots (
+        stream TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        type_version TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {p}checkpoints (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    );
+    """
+
+
+class _Append:
+    __slots__ = ("events", "expected", "future", "stream", "time")
+
+    def __init__(self, stream: str, events: Sequence[NewEvent], expected: int, time: float) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected = expected
+        self.time = time
+        self.future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
+class SQLiteEventStore:
+    """An event store in one SQLite file; open it with :meth:`open`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        prefix: str = "",
+        sync: Literal["full", "normal"] = "full",
+        clock: Clock | None = None,
+        poll: float = 0.2,
+    ) -> None:
+        if not _PREFIX.match(prefix):
+            raise ConfigurationError(
+                f"table prefix {prefix!r} must be letters, digits and '_' (not first a digit)"
+            )
+        if sync not in ("full", "normal"):
+            raise ConfigurationError(f"sync must be 'full' or 'normal', got {sync!r}")
+        self.path = str(path)
+        self.prefix = prefix
+        self._sync = sync
+        self._clock = clock or SystemClock()
+        self._poll = poll
+        self._signal = AppendSignal()
+        self._queue: list[_Append] = []
+        self._flushing = False
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="seawall-es-sqlite")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        p = prefix
+        self._sql_insert = (
+            f"INSERT INTO {p}events (stream, version, id, type, type_version, time, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._sql_version = f"SELECT max(version) FROM {p}events WHERE stream = ?"
+        self._sql_stream = (
+            f"SELECT {_COLUMNS} FROM {p}events WHERE stream = ? AND version >= ? ORDER BY version"
+        )
+        self._sql_all = (
+            f"SELECT {_COLUMNS} FROM {p}events WHERE position > ? ORDER BY position LIMIT ?"
+        )
+
+    @classmethod
+    async def open(cls, path: str | Path, **options: Any) -> SQLiteEventStore:
+        """Open (creating if needed) the store in the file at ``path``."""
+        store = cls(path, **options)
+        await store._run(store._connect_writer)
+        store._reader = store._connect()
+        return store
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"cannot open the event store {self.path!r}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
+        return conn
+
+    def _connect_writer(self) -> None:
+        conn = self._connect()
+        conn.executescript(_schema(self.prefix))
+        self._writer = conn
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._writer_thread, fn, *args)
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"event store {self.path!r}: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._reader is None:
+            raise EventStoreError(f"event store {self.path!r} is closed (or was never opened)")
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"event store {self.path!r}: {exc}") from exc
+
+    # -- appends (group commit) -------------------------------------------------
+
+    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        if not events:
+            raise ConfigurationError(f"append to {stream!r} with no events")
+        item = _Append(stream, events, expected_version, self._clock.time())
+        self._queue.append(item)
+        if not self._flushing:
+            await self._lead()
+        return await item.future
+
+    async def _lead(self) -> None:
+        # The first appender commits every queued append, batch after batch, until
+        # none is left; appenders arriving meanwhile just wait for their future.
+        self._flushing = True
+        self._drained.clear()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self._run(self._commit_appends, batch)
+                except BaseException as exc:
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(
+                                exc if isinstance(exc, Exception) else EventStoreError(str(exc))
+                            )
+                    raise
+                for item, result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        item.future.set_exception(result)
+                    else:
+                        item.future.set_result(result)
+                self._signal.fire()
+        finally:
+            self._flushing = False
+            self._drained.set()
+
+    def _commit_appends(self, batch: list[_Append]) -> list[int | Exception]:
+        conn = self._writer
+        assert conn is not None
+        results: list[int | Exception] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                actual = conn.execute(self._sql_version, (item.stream,)).fetchone()[0] or 0
+                if actual != item.expected:
+                    results.append(ConcurrencyError(item.stream, item.expected, actual))
+                    continue
+                start, t, s = item.expected, item.time, item.stream
+                conn.executemany(
+                    self._sql_insert,
+                    [
+                        (s, start + i, e.id, e.type, e.type_version, t, e.data)
+                        for i, e in enumerate(item.events, 1)
+                    ],
+                )
+                results.append(start + len(item.events))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    # -- reads --------------------------------------------------------------------
+
+    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        return [RecordedEvent(*row) for row in self._read(self._sql_stream, (stream, from_version))]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return [RecordedEvent(*row) for row in self._read(self._sql_all, (after, limit))]
+
+    async def head(self) -> int:
+        row = self._read(f"SELECT max(position) FROM {self.prefix}events", ())
+        return int(row[0][0] or 0)
+
+    async def position_at(self, time: float) -> int:
+        sql = f"SELECT min(position) FROM {self.prefix}events WHERE time >= ?"
+        first = self._read(sql, (time,))[0][0]
+        return (await self.head()) if first is None else int(first) - 1
+
+    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+        return follow(
+            self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
+        )
+
+    async def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+        """Rows of a read-only query on this database (e.g. a projection's read model)."""
+        return [tuple(row) for row in self._read(sql, params)]
+
+    # -- snapshots and projection checkpoints ---------------------------------------
+
+    async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        sql = (
+            f"INSERT INTO {self.prefix}snapshots (stream, version, type, type_version, data) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET version = excluded.version,"
+            " type = excluded.type, type_version = excluded.type_version, data = excluded.data "
+            "WHERE excluded.version > version"
+        )
+        s = snapshot
+        await self._run(self._write, sql, (s.stream, s.version, s.type, s.type_version, s.data))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        assert self._writer is not None
+        self._writer.execute(sql, params)
+
+    async def load_snapshot(self, stream: str) -> SnapshotRecord | None:
+        sql = (
+            f"SELECT stream, version, type, type_version, data FROM {self.prefix}snapshots "
+            "WHERE stream = ?"
+        )
+        rows = self._read(sql, (stream,))
+        return SnapshotRecord(*rows[0]) if rows else None
+
+    async def checkpoint(self, name: str) -> int:
+        rows = self._read(f"SELECT position FROM {self.prefix}checkpoints WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    async def checkpoints(self) -> dict[str, int]:
+        rows = self._read(f"SELECT name, position FROM {self.prefix}checkpoints ORDER BY name", ())
+        return {name: int(position) for name, position in rows}
+
+    async def commit_projection(
+        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+    ) -> None:
+        await self._run(self._commit_projection, name, expected, position, writes)
+
+    def _commit_projection(
+        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+    ) -> None:
+        conn = self._writer
+        assert conn is not None
+        p = self.prefix
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f"SELECT position FROM {p}checkpoints WHERE name = ?", (name,))
+            found = row.fetchone()
+            actual = 0 if found is None else int(found[0])
+            if actual != expected:
+                raise ConcurrencyError(f"projection {name}", expected, actual)
+            for write in writes:
+                conn.execute(write.sql, write.params)
+            conn.execute(
+                f"INSERT INTO {p}checkpoints (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        await self._drained.wait()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._writer is not None:
+            await self._run(self._writer.close)
+            self._writer = None
+        self._writer_thread.shutdown(wait=True)
+
+    async def __aenter__(self) -> SQLiteEventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,65 @@
+"""The SQLite event store: the shared conformance suite, plus what only it promises
+(gap-free, dense positions from its single writer; group commit; reopening)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from seawall._exceptions import ConfigurationError, EventStoreError
+from seawall.es import EventStore, SQLiteEventStore
+from seawall.testing import EventStoreConformance
+from seawall.testing._event_store import new_events
+
+
+class TestSQLiteEventStore(EventStoreConformance):
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+
+    async def make_store(self) -> EventStore:
+        return await SQLiteEventStore.open(self.tmp / "events.db")
+
+
+async def test_positions_are_dense_under_concurrent_writers_and_conflicts(tmp_path: Path) -> None:
+    async with await SQLiteEventStore.open(tmp_path / "e.db") as store:
+        results = await asyncio.gather(
+            *(store.append(f"s-{n % 7}", new_events(3), 0) for n in range(50)),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(r, int) for r in results) == 7
+        positions = [e.position for e in await store.read_all(limit=1000)]
+        assert positions == list(range(1, 22))
+
+
+async def test_reopened_store_keeps_events(tmp_path: Path) -> None:
+    async with await SQLiteEventStore.open(tmp_path / "e.db", sync="normal") as store:
+        await store.append("s", new_events(2), 0)
+    async with await SQLiteEventStore.open(tmp_path / "e.db") as store:
+        assert await store.append("s", new_events(1), 2) == 3
+        assert await store.head() == 3
+
+
+async def test_table_prefixes_keep_stores_apart(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    async with (
+        await SQLiteEventStore.open(path, prefix="one_") as one,
+        await SQLiteEventStore.open(path, prefix="two_") as two,
+    ):
+        await one.append("s", new_events(2), 0)
+        assert await two.read_all() == []
+        assert len(await one.read_all()) == 2
+
+
+def test_bad_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        SQLiteEventStore(tmp_path / "e.db", prefix="x; DROP")
+    with pytest.raises(ConfigurationError, match="sync"):
+        SQLiteEventStore(tmp_path / "e.db", sync="off")  # type: ignore[arg-type]
+
+
+async def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EventStoreError, match=r"cannot open|unable to open"):
+        await SQLiteEventStore.open(tmp_path / "missing-dir" / "e.db")
