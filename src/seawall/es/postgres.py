@@ -1,0 +1,292 @@
+"""The PostgreSQL event store, on asyncpg.
+
+**Gap-free reading.** Global positions come from an identity column, so they
+are handed out when a row is inserted, not when its transaction commits. Two
+appends can commit in the opposite order of their positions; a reader that
+saw position 8 (committed) and then moved its checkpoint past 7 (not yet
+committed) would skip 7 for ever. The classic answer, a table lock held until
+commit, makes every append wait for the previous one's commit (its fsync).
+
+We keep writers apart only for the moment they take their transaction id and
+their positions, and let readers hold back what might still be overtaken:
+
+* each row stores its writing transaction's id (``xid``, ``pg_current_xact_id()``);
+* an append takes a session advisory lock, inserts (which assigns the xid and
+  the positions), and releases the lock *before* committing. So among event
+  writers, a lower transaction id always means lower positions;
+* a reader returns only rows whose ``xid`` is below the ``xmin`` of its own
+  snapshot (``pg_snapshot_xmin(pg_current_snapshot())``): every transaction
+  below it has committed or aborted, so no row can still appear beneath them.
+
+Suppose a reader returned row *q* while a lower position *p* was uncommitted:
+*p*'s writer took its xid and positions before *q*'s writer, so its xid is the
+smaller one; being still open, it is at or above the reader's ``xmin``, and so
+is *q*'s larger xid, so *q* would have been held back. Commits (the slow
+part) still run side by side. The price: a row becomes readable only once
+every transaction that started before it, on the whole server, has ended, so
+a long-running transaction anywhere delays followers (never appends).
+
+Every table name takes an optional prefix, so several stores (or tests) can
+share one database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from itertools import groupby
+from typing import Any
+
+from .._clock import Clock, SystemClock
+from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from ._follow import AppendSignal, follow
+from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
+
+__all__ = ["PostgresEventStore"]
+
+_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
+_COLUMNS = "position, stream, version, id, type, type_version, time, data"
+_VISIBLE = "xid < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+def _schema(p: str) -> str:
+    return f"""
+    CREATE TABLE IF NOT EXISTS {p}events (
+        position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        stream text NOT NULL,
+        version integer NOT NULL,
+        id text NOT NULL,
+        type text NOT NULL,
+        type_version text NOT NULL,
+        time double precision NOT NULL,
+        data bytea NOT NULL,
+        xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        UNIQUE (stream, version)
+    );
+    CREATE TABLE IF NOT EXISTS {p}snapshots (
+        stream text PRIMARY KEY,
+        version integer NOT NULL,
+        type text NOT NULL,
+        type_version text NOT NULL,
+        data bytea NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {p}checkpoints (
+        name text PRIMARY KEY,
+        position bigint NOT NULL
+    );
+    CREATE OR REPLACE FUNCTION {p}append(
+        s text, expected integer, ids text[], types text[], versions text[],
+        t double precision, payloads bytea[]
+    ) RETURNS integer LANGUAGE plpgsql AS $$
+    DECLARE
+        actual integer;
+    BEGIN
+        PERFORM pg_advisory_lock(hashtext('{p}events'));
+        SELECT coalesce(max(version), 0) INTO actual FROM {p}events WHERE stream = s;
+        IF actual <> expected THEN
+            PERFORM pg_advisory_unlock(hashtext('{p}events'));
+            RETURN -1 - actual;
+        END IF;
+        INSERT INTO {p}events (stream, version, id, type, type_version, time, data)
+        SELECT s, expected + u.n, u.id, u.type, u.type_version, t, u.data
+        FROM unnest(ids, types, versions, payloads) WITH ORDINALITY
+            AS u(id, type, type_version, data, n);
+        PERFORM pg_advisory_unlock(hashtext('{p}events'));
+        RETURN expected + cardinality(ids);
+    END $$;
+    """
+
+
+class PostgresEventStore:
+    """An event store in a PostgreSQL database; open it with :meth:`open`."""
+
+    def __init__(self, pool: Any, *, prefix: str, clock: Clock, poll: float) -> None:
+        self._pool = pool
+        self.prefix = prefix
+        self._clock = clock
+        self._poll = poll
+        self._signal = AppendSignal()
+        p = prefix
+        self._sql_append = f"SELECT {p}append($1, $2, $3, $4, $5, $6, $7)"
+        self._sql_stream = (
+            f"SELECT {_COLUMNS} FROM {p}events WHERE stream = $1 AND version >= $2 ORDER BY version"
+        )
+        self._sql_all = (
+            f"SELECT {_COLUMNS} FROM {p}events WHERE position > $1 AND {_VISIBLE} "
+            "ORDER BY position LIMIT $2"
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        prefix: str = "",
+        clock: Clock | None = None,
+        poll: float = 0.1,
+        max_connections: int = 10,
+    ) -> PostgresEventStore:
+        """Connect to ``dsn`` and create the tables (named ``{prefix}events`` ...) if missing."""
+        if not _PREFIX.match(prefix):
+            raise ConfigurationError(
+                f"table prefix {prefix!r} must be lower-case letters, digits and '_'"
+            )
+        try:
+            import asyncpg
+        except ImportError:  # pragma: no cover - depends on the install
+            raise ConfigurationError(
+                "PostgresEventStore needs asyncpg: pip install 'seawall[postgres]'"
+            ) from None
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_connections)
+            # one creator at a time: CREATE ... IF NOT EXISTS races with itself
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('seawall-es-ddl'))")
+                await conn.execute(_schema(prefix))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise EventStoreError(f"cannot open the event store at {dsn!r}: {exc}") from exc
+        return cls(pool, prefix=prefix, clock=clock or SystemClock(), poll=poll)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        import asyncpg
+
+        try:
+            rows: list[Any] = await self._pool.fetch(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
+        return rows
+
+    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        import asyncpg
+
+        if not events:
+            raise ConfigurationError(f"append to {stream!r} with no events")
+        args = (
+            stream,
+            expected_version,
+            [e.id for e in events],
+            [e.type for e in events],
+            [e.type_version for e in events],
+            self._clock.time(),
+            [e.data for e in events],
+        )
+        async with self._pool.acquire() as conn:
+            try:
+                result: int = await conn.fetchval(self._sql_append, *args)
+            except asyncpg.UniqueViolationError:
+                # another append to this stream took the version between our check and insert
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+                actual = await conn.fetchval(
+                    f"SELECT coalesce(max(version), 0) FROM {self.prefix}events WHERE stream = $1",
+                    stream,
+                )
+                raise ConcurrencyError(stream, expected_version, actual) from None
+            except asyncpg.PostgresError as exc:
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+                raise EventStoreError(f"append to {stream!r} failed: {exc}") from exc
+        if result < 0:
+            raise ConcurrencyError(stream, expected_version, -1 - result)
+        self._signal.fire()
+        return result
+
+    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        rows = await self._fetch(self._sql_stream, stream, from_version)
+        return [RecordedEvent(*row) for row in rows]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        rows = await self._fetch(self._sql_all, after, limit)
+        return [RecordedEvent(*row) for row in rows]
+
+    async def head(self) -> int:
+        rows = await self._fetch(f"SELECT max(position) FROM {self.prefix}events WHERE {_VISIBLE}")
+        return int(rows[0][0] or 0)
+
+    async def position_at(self, time: float) -> int:
+        sql = f"SELECT min(position) FROM {self.prefix}events WHERE time >= $1"
+        first = (await self._fetch(sql, time))[0][0]
+        return (await self.head()) if first is None else int(first) - 1
+
+    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+        return follow(
+            self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
+        )
+
+    async def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+        """Rows of a read-only query on this database (e.g. a projection's read model)."""
+        return [tuple(row) for row in await self._fetch(sql, *params)]
+
+    async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        p = self.prefix
+        sql = (
+            f"INSERT INTO {p}snapshots (stream, version, type, type_version, data) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream) DO UPDATE SET "
+            "version = excluded.version, type = excluded.type, "
+            f"type_version = excluded.type_version, data = excluded.data "
+            f"WHERE excluded.version > {p}snapshots.version"
+        )
+        s = snapshot
+        await self._fetch(sql, s.stream, s.version, s.type, s.type_version, s.data)
+
+    async def load_snapshot(self, stream: str) -> SnapshotRecord | None:
+        sql = (
+            f"SELECT stream, version, type, type_version, data FROM {self.prefix}snapshots "
+            "WHERE stream = $1"
+        )
+        rows = await self._fetch(sql, stream)
+        return SnapshotRecord(*rows[0]) if rows else None
+
+    async def checkpoint(self, name: str) -> int:
+        sql = f"SELECT position FROM {self.prefix}checkpoints WHERE name = $1"
+        rows = await self._fetch(sql, name)
+        return int(rows[0][0]) if rows else 0
+
+    async def checkpoints(self) -> dict[str, int]:
+        rows = await self._fetch(f"SELECT name, position FROM {self.prefix}checkpoints")
+        return {name: int(position) for name, position in sorted(rows)}
+
+    async def commit_projection(
+        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+    ) -> None:
+        import asyncpg
+
+        p = self.prefix
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"INSERT INTO {p}checkpoints (name, position) VALUES ($1, 0) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                )
+                actual = await conn.fetchval(
+                    f"SELECT position FROM {p}checkpoints WHERE name = $1 FOR UPDATE", name
+                )
+                if actual != expected:
+                    raise ConcurrencyError(f"projection {name}", expected, actual)
+                for sql, group in groupby(writes, key=lambda w: w.sql):
+                    params = [w.params for w in group]
+                    if params == [()]:
+                        await conn.execute(sql)
+                    else:
+                        await conn.executemany(sql, params)
+                await conn.execute(
+                    f"UPDATE {p}checkpoints SET position = $2 WHERE name = $1", name, position
+                )
+        except asyncpg.PostgresError as exc:
+            raise EventStoreError(f"projection {name!r} could not commit: {exc}") from exc
+
+    async def drop(self) -> None:
+        """Remove this store's tables and function (tests; irreversible)."""
+        p = self.prefix
+        await self._pool.execute(
+            f"DROP TABLE IF EXISTS {p}events, {p}snapshots, {p}checkpoints; "
+            f"DROP FUNCTION IF EXISTS {p}append"
+        )
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> PostgresEventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
