@@ -12,14 +12,20 @@ from __future__ import annotations
 
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
+from ._projection import Batch, Progress, Projection, ProjectionRunner, ProjectionStatus
 from ._records import EventStore, NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 from .sqlite import SQLiteEventStore
 
 __all__ = [
     "Aggregate",
+    "Batch",
     "EventCodec",
     "EventStore",
     "NewEvent",
+    "Progress",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionStatus",
     "ProjectionWrite",
     "RecordedEvent",
     "Repository",

@@ -21,6 +21,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,8 +295,8 @@ class SQLiteEventStore:
             actual = 0 if found is None else int(found[0])
             if actual != expected:
                 raise ConcurrencyError(f"projection {name}", expected, actual)
-            for write in writes:
-                conn.execute(write.sql, write.params)
+            for sql, group in groupby(writes, key=lambda w: w.sql):
+                conn.executemany(sql, [w.params for w in group])
             conn.execute(
                 f"INSERT INTO {p}checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
