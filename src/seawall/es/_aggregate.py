@@ -125,11 +125,12 @@ class Repository:
         aggregate = cls(id)
         stream = aggregate.stream
         if self.snapshots is not None and cls.snapshot_type is not None:
-            record = await self.store.load_snapshot(stream)
+            record, events = await self.store.read_from_snapshot(stream)
             if record is not None:
                 aggregate.restore(self.codec.decode_snapshot(record))
                 aggregate.version = record.version
-        events = await self.store.read_stream(stream, aggregate.version + 1)
+        else:
+            events = await self.store.read_stream(stream)
         if not events and aggregate.version == 0:
             raise AggregateNotFound(f"no events stored for {cls.__qualname__} {id!r} ({stream})")
         decode = self.codec.decode

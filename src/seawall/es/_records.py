@@ -106,6 +106,12 @@ class EventStore(Protocol):
         """Keep ``snapshot`` as the stream's latest one (an older one is replaced)."""
         ...
 
+    async def read_from_snapshot(
+        self, stream: str
+    ) -> tuple[SnapshotRecord | None, list[RecordedEvent]]:
+        """The stream's latest snapshot (or None) and the events after it, read together."""
+        ...
+
     async def load_snapshot(self, stream: str) -> SnapshotRecord | None:
         """The stream's latest snapshot, or None."""
         ...

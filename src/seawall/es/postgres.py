@@ -97,6 +97,11 @@ def _schema(p: str) -> str:
     """
 
 
+async def _keep_session(conn: Any) -> None:
+    """Skip asyncpg's reset query on release: a round trip per call, and our calls leave
+    no session state (the append's advisory lock is released, or the connection dropped)."""
+
+
 class PostgresEventStore:
     """An event store in a PostgreSQL database; open it with :meth:`open`."""
 
@@ -115,6 +120,16 @@ class PostgresEventStore:
             f"SELECT {_COLUMNS} FROM {p}events WHERE position > $1 AND {_VISIBLE} "
             "ORDER BY position LIMIT $2"
         )
+
+        # the snapshot (position -1) and the events after it, in one round trip
+        self._sql_from_snapshot = f"""
+            WITH s AS (SELECT version, type, type_version, data FROM {p}snapshots
+                       WHERE stream = $1)
+            SELECT -1::bigint, '', version, '', type, type_version, 0::float8, data FROM s
+            UNION ALL
+            (SELECT {_COLUMNS} FROM {p}events WHERE stream = $1
+             AND version > coalesce((SELECT version FROM s), 0) ORDER BY version)
+            ORDER BY 3"""
 
     @classmethod
     async def open(
@@ -138,7 +153,9 @@ class PostgresEventStore:
                 "PostgresEventStore needs asyncpg: pip install 'seawall[postgres]'"
             ) from None
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_connections)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=max_connections, reset=_keep_session
+            )
             # one creator at a time: CREATE ... IF NOT EXISTS races with itself
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('seawall-es-ddl'))")
@@ -184,6 +201,9 @@ class PostgresEventStore:
             except asyncpg.PostgresError as exc:
                 await conn.execute("SELECT pg_advisory_unlock_all()")
                 raise EventStoreError(f"append to {stream!r} failed: {exc}") from exc
+            except BaseException:
+                conn.terminate()  # cancelled mid-append: the server frees its lock with it
+                raise
         if result < 0:
             raise ConcurrencyError(stream, expected_version, -1 - result)
         self._signal.fire()
@@ -226,6 +246,16 @@ class PostgresEventStore:
         )
         s = snapshot
         await self._fetch(sql, s.stream, s.version, s.type, s.type_version, s.data)
+
+    async def read_from_snapshot(
+        self, stream: str
+    ) -> tuple[SnapshotRecord | None, list[RecordedEvent]]:
+        rows = await self._fetch(self._sql_from_snapshot, stream)
+        if rows and rows[0][0] < 0:
+            head = rows[0]
+            snapshot = SnapshotRecord(stream, head[2], head[4], head[5], head[7])
+            return snapshot, [RecordedEvent(*row) for row in rows[1:]]
+        return None, [RecordedEvent(*row) for row in rows]
 
     async def load_snapshot(self, stream: str) -> SnapshotRecord | None:
         sql = (

@@ -261,6 +261,13 @@ class SQLiteEventStore:
         assert self._writer is not None
         self._writer.execute(sql, params)
 
+    async def read_from_snapshot(
+        self, stream: str
+    ) -> tuple[SnapshotRecord | None, list[RecordedEvent]]:
+        snapshot = await self.load_snapshot(stream)
+        events = await self.read_stream(stream, 1 if snapshot is None else snapshot.version + 1)
+        return snapshot, events
+
     async def load_snapshot(self, stream: str) -> SnapshotRecord | None:
         sql = (
             f"SELECT stream, version, type, type_version, data FROM {self.prefix}snapshots "
