@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
+from ._commands import CommandLog, ReplaySink, SideEffect
+from ._outbox import OutboxRelay, to_message
 from ._projection import Batch, Progress, Projection, ProjectionRunner, ProjectionStatus
 from ._records import EventStore, NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 from .sqlite import SQLiteEventStore
@@ -19,18 +21,23 @@ from .sqlite import SQLiteEventStore
 __all__ = [
     "Aggregate",
     "Batch",
+    "CommandLog",
     "EventCodec",
     "EventStore",
     "NewEvent",
+    "OutboxRelay",
     "Progress",
     "Projection",
     "ProjectionRunner",
     "ProjectionStatus",
     "ProjectionWrite",
     "RecordedEvent",
+    "ReplaySink",
     "Repository",
     "SQLiteEventStore",
+    "SideEffect",
     "SnapshotPolicy",
     "SnapshotRecord",
     "Upcaster",
+    "to_message",
 ]
