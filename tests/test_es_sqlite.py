@@ -63,3 +63,15 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
 async def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EventStoreError, match=r"cannot open|unable to open"):
         await SQLiteEventStore.open(tmp_path / "missing-dir" / "e.db")
+
+
+async def test_a_cancelled_group_leader_strands_no_other_append(tmp_path: Path) -> None:
+    async with await SQLiteEventStore.open(tmp_path / "e.db") as store:
+        tasks = [asyncio.create_task(store.append(f"s{n}", new_events(1), 0)) for n in range(20)]
+        await asyncio.sleep(0)  # every task queued; the first one leads the commit
+        tasks[0].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert results[1:] == [1] * 19
+        # the leader finished its batch before giving up: its event is stored too
+        assert len(await store.read_all()) == 20

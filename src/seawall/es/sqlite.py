@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
@@ -100,8 +101,7 @@ class SQLiteEventStore:
         self._signal = AppendSignal()
         self._queue: list[_Append] = []
         self._flushing = False
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._turn: asyncio.Future[None] | None = None
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="seawall-es-sqlite")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -158,40 +158,54 @@ class SQLiteEventStore:
     # -- appends (group commit) -------------------------------------------------
 
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        # _flushing and an unfinished _turn go together: the turn ends when the lead does
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
         item = _Append(stream, events, expected_version, self._clock.time())
         self._queue.append(item)
-        if not self._flushing:
-            await self._lead()
-        return await item.future
+        while not item.future.done():
+            if self._turn is not None and not self._turn.done():
+                await asyncio.wait((item.future, self._turn), return_when=FIRST_COMPLETED)
+            else:
+                await self._lead()
+        return item.future.result()
 
     async def _lead(self) -> None:
-        # The first appender commits every queued append, batch after batch, until
-        # none is left; appenders arriving meanwhile just wait for their future.
+        # Group commit: the appender that finds the writer idle commits every append
+        # queued so far in one transaction, then hands over; appenders that came
+        # meanwhile wait for their result or for the turn to pass to one of them.
+        loop = asyncio.get_running_loop()
         self._flushing = True
-        self._drained.clear()
+        turn = self._turn = loop.create_future()
+        batch, self._queue = self._queue, []
+        cancelled = False
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
+            done = loop.run_in_executor(self._writer_thread, self._commit_appends, batch)
+            while True:
                 try:
-                    results = await self._run(self._commit_appends, batch)
-                except BaseException as exc:
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(
-                                exc if isinstance(exc, Exception) else EventStoreError(str(exc))
-                            )
-                    raise
-                for item, result in zip(batch, results, strict=True):
-                    if isinstance(result, Exception):
-                        item.future.set_exception(result)
-                    else:
-                        item.future.set_result(result)
-                self._signal.fire()
+                    results = await asyncio.shield(done)
+                    break
+                except asyncio.CancelledError:
+                    if done.cancelled():
+                        raise
+                    cancelled = True  # finish the batch for everyone in it first
+            for item, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+        except BaseException as exc:
+            error = EventStoreError(f"event store {self.path!r}: append failed: {exc!r}")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            raise
         finally:
             self._flushing = False
-            self._drained.set()
+            turn.set_result(None)
+            self._signal.fire()
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _commit_appends(self, batch: list[_Append]) -> list[int | Exception]:
         conn = self._writer
@@ -315,7 +329,11 @@ class SQLiteEventStore:
             raise
 
     async def close(self) -> None:
-        await self._drained.wait()
+        while self._flushing or self._queue:  # let every queued append commit
+            if self._turn is not None and not self._turn.done():
+                await self._turn
+            else:
+                await self._lead()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
