@@ -4,16 +4,27 @@ fault (a private RabbitMQ node stopped and started again mid-stream)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
+import aio_pika.abc
 import pytest
-from tests.brokers import RABBITMQ, require
+from tests.brokers import RABBITMQ, free_port, require
 
-from seawall._transport import Transport
+from seawall import Command, Document, Event, Service, System
+from seawall._exceptions import ConnectionLost, TransportClosed
+from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
-from seawall.transports.rabbitmq import RabbitMQTransport
+from seawall.testing._conformance import Inbox, make_message
+from seawall.testing._delivery import wait_until
+from seawall.transports import connect
+from seawall.transports._rabbitmq_layout import inbox_queue
+from seawall.transports.rabbitmq import RabbitMQSubscription, RabbitMQTransport
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +87,188 @@ async def cleanup() -> AsyncIterator[set[tuple[str, str]]]:
                         await channel.exchange_delete(name)
                 with contextlib.suppress(aio_pika.exceptions.AMQPError):
                     await channel.close()
+
+
+# -- interoperability with a client seawall did not write ---------------------------
+class OrderShipped(Event):
+    type_name = "interop.OrderShipped"
+    type_version = "1.0.0"
+
+    order_id: str
+    parcels: int
+
+
+async def _next_message(queue: aio_pika.abc.AbstractQueue) -> aio_pika.abc.AbstractIncomingMessage:
+    async with asyncio.timeout(10.0), queue.iterator() as messages:
+        async for message in messages:
+            return message
+    raise AssertionError(f"queue {queue.name} ended without a message")
+
+
+async def test_plain_aio_pika_client_reads_a_seawall_event_and_seawall_reads_its_event() -> None:
+    url = require(RABBITMQ)
+    name = f"interop{uuid.uuid4().hex[:8]}"
+    received: list[OrderShipped] = []
+    svc = Service(name)
+
+    @svc.command
+    async def shipped(event: OrderShipped) -> None:
+        received.append(event)
+
+    transport = RabbitMQTransport(url)
+    plain = await aio_pika.connect(url)
+    async with cleanup() as doomed, plain, System(svc, transport=transport) as system:
+        channel = await plain.channel()
+        # seawall publishes; the plain client reads it through a queue of its own
+        await transport.declare(ChannelSpec(name=f"{name}.events"))
+        mine = await channel.declare_queue(exclusive=True)
+        await mine.bind(f"seawall.{name}_2eevents", routing_key="0")
+        await system.context().publish(
+            OrderShipped(order_id="o-1", parcels=2), channel=f"{name}.events"
+        )
+        msg = await _next_message(mine)
+        await msg.ack()
+        headers = msg.headers
+        assert headers["cloudEvents:type"] == "interop.OrderShipped"
+        assert headers["cloudEvents:specversion"] == "1.0"
+        assert headers["cloudEvents:source"]
+        assert headers["cloudEvents:id"] == msg.message_id
+        assert headers["cloudEvents:kind"] == "event"
+        assert msg.content_type == "application/json"
+        assert msg.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert json.loads(msg.body) == {"order_id": "o-1", "parcels": 2}
+
+        # the plain client publishes CloudEvents headers; a seawall handler takes it
+        exchange = await channel.get_exchange(f"seawall.{name}")
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps({"order_id": "o-2", "parcels": 5}).encode(),
+                content_type="application/json",
+                headers={
+                    "cloudEvents:id": "plain-1",
+                    "cloudEvents:type": "interop.OrderShipped",
+                    "cloudEvents:source": "plain-aio-pika",
+                    "cloudEvents:specversion": "1.0",
+                },
+            ),
+            routing_key="0",
+        )
+        await wait_until(lambda: bool(received), 10.0, "the plain client's event")
+
+        # a message without CloudEvents headers is dead-lettered, not lost
+        await exchange.publish(aio_pika.Message(b"hello"), routing_key="0")
+        inspector = await transport.subscribe(f"{name}.dlq", group="inspector")
+        async with Inbox(inspector, patience=10.0) as inbox:
+            [dead] = await inbox.collect(1)
+        assert dead.message.data == b"hello"
+        assert dead.message.headers["seawall-dlq-reason"] == "unknown-type"
+        assert "cloudEvents:id" in dead.message.headers["seawall-decode-error"]
+        doomed.update(transport.topology.made)
+    assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+class Quote(Command):
+    type_name = "interop.Quote"
+    type_version = "1.0.0"
+
+    item: str
+
+
+class Price(Document):
+    type_name = "interop.Price"
+    type_version = "1.0.0"
+
+    cents: int
+
+
+async def test_request_reply_between_two_processes_goes_through_the_reply_inbox() -> None:
+    url = require(RABBITMQ)
+    name = f"pricing{uuid.uuid4().hex[:8]}"
+    svc = Service(name)
+
+    @svc.command
+    async def quote(cmd: Quote) -> Price:
+        return Price(cents=len(cmd.item) * 100)
+
+    server, client = RabbitMQTransport(url), RabbitMQTransport(url)
+    async with (
+        cleanup() as doomed,
+        System(svc, transport=server),
+        System(transport=client) as caller,
+    ):
+        ctx = caller.context()
+        prices = [
+            await ctx.request(name, Quote(item="x" * n), returns=Price, timeout=5.0)
+            for n in range(1, 4)
+        ]
+        inbox = caller.node.inbox
+        doomed.update(server.topology.made | client.topology.made)
+    assert prices == [Price(cents=100), Price(cents=200), Price(cents=300)]
+    # the requester has gone: its inbox queue went with it, and a late reply is dropped
+    late = await RabbitMQTransport.connect(url, publish_timeout=5.0)
+    try:
+        started = time.monotonic()
+        await late.publish(inbox, make_message(0))
+        assert time.monotonic() - started < 1.0, "waited for an inbox that will not come"
+        assert not await late.topology._exists(inbox_queue(inbox)), "a reply recreated it"
+    finally:
+        await late.close()
+
+
+async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
+    url = require(RABBITMQ)
+    first, second = [await RabbitMQTransport.connect(url, lease=1.0) for _ in range(2)]
+    channel = f"handover.{uuid.uuid4().hex[:8]}"
+    async with cleanup() as doomed:
+        try:
+            await first.declare(ChannelSpec(name=channel, partitions=4))
+            a = await first.subscribe(channel, group="workers")
+            b = await second.subscribe(channel, group="workers")
+            await wait_until(
+                lambda: _reading(a) == _reading(b) == 2, 5.0, "a 2/2 split between members"
+            )
+            await b.close()  # leaves: says so, its partitions move at once
+            await wait_until(lambda: _reading(a) == 4, 1.0, "the leaver's partitions")
+            c = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: _reading(a) == _reading(c) == 2, 5.0, "a new split")
+            await second.drop_connection_for_tests()  # dies: no goodbye, its lease runs out
+            await wait_until(lambda: _reading(a) == 4, 4.0, "the dead member's partitions")
+            # and the partitions it held deliver to the survivor
+            sent = [make_message(i, key=f"k{i}") for i in range(8)]
+            for message in sent:
+                await first.publish(channel, message)
+            async with Inbox(a, patience=5.0) as inbox:
+                got = await inbox.collect(len(sent))
+            assert sorted(d.message.id for d in got) == sorted(m.id for m in sent)
+        finally:
+            doomed.update(first.topology.made | second.topology.made)
+            await first.close()
+            await second.close()
+
+
+def _reading(sub: RabbitMQSubscription) -> int:
+    return sum(sub.owns(p) for p in range(len(sub.queues)))
+
+
+async def test_a_transport_never_used_closes_without_connecting() -> None:
+    transport = RabbitMQTransport(f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    await transport.close()
+    with pytest.raises(TransportClosed):
+        await transport.publish("orders", make_message(0))
+
+
+async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=f"127.0.0.1:{port}.*rabbitmq-server running") as info:
+        await RabbitMQTransport.connect(f"amqp://guest:s3cret@127.0.0.1:{port}/")
+    assert "s3cret" not in str(info.value), "the password leaked into the error"
+    assert time.monotonic() - started < 5.0
+
+
+def test_connect_picks_this_transport_for_amqp_urls() -> None:
+    for url in ("amqp://guest:guest@127.0.0.1:5672/", "amqps://u:p@broker.example:5671/prod"):
+        transport = connect(url)
+        assert isinstance(transport, RabbitMQTransport), url
+        assert transport.url == url
+        assert transport.capabilities.durability == Durability.LOCAL_FSYNC

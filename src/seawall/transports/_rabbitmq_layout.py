@@ -50,10 +50,10 @@ BROKER_HEADERS = frozenset(
 """Headers the broker or this adapter adds; not part of the message."""
 
 # Delays are rounded *up* to the next step of this ladder (ms), so a redelivery never
-# comes early and the broker holds a bounded number of delay queues: ten per decade,
-# each step at most 1.25x the one below.
-_MANTISSAS = (10, 12, 15, 20, 25, 30, 40, 50, 60, 80)
-_LADDER: tuple[int, ...] = tuple(m * 10**e for e in range(7) for m in _MANTISSAS)  # to 80,000 s
+# comes early and the broker holds a bounded number of delay queues: the E12 series,
+# twelve steps per decade, each at most 1.25x the one below.
+_MANTISSAS = (10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82)
+_LADDER: tuple[int, ...] = tuple(m * 10**e for e in range(7) for m in _MANTISSAS)  # to 82e6 ms
 
 
 def delay_step(seconds: float) -> int:

@@ -27,8 +27,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   requeue, and the quorum queue counts it in ``x-delivery-count``, which gives
   ``attempt``. Delayed redelivery, ``nack(delay=…)``, republishes the message
   (confirmed) to a shared *delay queue* and only then acks it: one quorum queue
-  per step of a fixed delay ladder (ten steps per decade from 10 ms, each at
-  most 1.25x the one below, the delay rounded *up*), whose ``x-message-ttl``
+  per step of a fixed delay ladder (the E12 series from 10 ms: twelve steps per
+  decade, each at most 1.25x the one below, the delay rounded *up*), whose ``x-message-ttl``
   expires every message after that step and dead-letters it, at least once,
   through the default exchange back to the queue it came from. The attempt a
   republished message starts from travels in the ``seawall-attempt`` header.
