@@ -1,0 +1,76 @@
+"""The sans-IO parts of the RabbitMQ adapter: names, the delay ladder, queue bounds
+and the member roster that decides who reads which partition."""
+
+from __future__ import annotations
+
+import pytest
+
+from seawall.transports._rabbitmq_layout import (
+    Layout,
+    delay_names,
+    delay_step,
+    inbox_queue,
+    max_length,
+)
+from seawall.transports._rabbitmq_members import Roster
+
+
+def test_names_are_broker_safe_distinct_and_prefixed() -> None:
+    layout = Layout("orders.events", 4)
+    assert layout.exchange == "seawall.orders_2eevents"
+    assert layout.unclaimed == "seawall.orders_2eevents.unclaimed"
+    assert layout.queue("billing.v2", 3) == "seawall.orders_2eevents.g.billing_2ev2.3"
+    assert layout.members("billing") == "seawall.orders_2eevents.g.billing.members"
+    assert Layout("orders_2eevents", 1).exchange != layout.exchange  # escaping is reversible
+    assert inbox_queue("_inbox.abc") == "seawall._5finbox_2eabc"
+    assert len(set(layout.every_queue(["a", "b"]))) == 2 + 2 * 4
+
+
+@pytest.mark.parametrize(
+    ("seconds", "step"),
+    [
+        (0.0, 10),
+        (0.001, 10),
+        (0.01, 10),
+        (0.0101, 12),
+        (0.18, 180),
+        (0.2, 220),
+        (2.5, 2700),
+        (61.0, 68_000),
+        (1e9, 82_000_000),
+    ],
+)
+def test_delays_round_up_to_the_ladder(seconds: float, step: int) -> None:
+    assert delay_step(seconds) == step
+    assert delay_names(step) == f"seawall.delay.{step}ms"
+
+
+def test_the_ladder_never_delivers_early_and_never_waits_more_than_a_quarter_more() -> None:
+    for ms in range(10, 100_000, 7):
+        step = delay_step(ms / 1000)
+        assert ms <= step <= ms * 1.25 + 1, (ms, step)
+    steps = {delay_step(ms / 1000) for ms in range(1, 3_600_000, 500)}
+    assert len(steps) <= 80, "a bounded number of delay queues for an hour of delays"
+
+
+def test_quorum_max_length_allows_for_the_one_extra_message_they_take() -> None:
+    assert max_length(10) == 9
+    assert max_length(1) == 0
+    assert max_length(0) == 0
+
+
+def test_roster_hands_partitions_out_by_id_and_waits_for_their_holders() -> None:
+    roster = Roster("m-b", partitions=4, lease=3.0)
+    assert roster.mine(now=0.0) == {0, 1, 2, 3}, "alone: every partition"
+    roster.heard("m-a", "alive", frozenset({0, 1, 2, 3}), now=0.0)
+    assert roster.mine(now=1.0) == {1, 3}, "p mod 2, members ordered by id"
+    assert not roster.free(1, now=1.0), "m-a still announces partition 1"
+    roster.heard("m-a", "alive", frozenset({0, 2}), now=1.5)
+    assert roster.free(1, now=1.6)
+    assert not roster.free(0, now=1.6)
+    assert roster.mine(now=5.0) == {0, 1, 2, 3}, "m-a silent for a lease: it is gone"
+    assert roster.free(0, now=5.0), "a dead member's announcement counts no more"
+    roster.heard("m-a", "alive", frozenset({0, 2}), now=5.0)
+    roster.heard("m-a", "left", frozenset(), now=5.1)
+    assert roster.mine(now=5.2) == {0, 1, 2, 3}, "left: gone at once"
+    assert roster.free(0, now=5.2), "left: its partitions are free at once"
