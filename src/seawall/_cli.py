@@ -1,12 +1,13 @@
 """The ``seawall`` command line.
 
 ``seawall broker`` serves the embedded broker to other processes (see
-:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr``
-from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
-drains gracefully. ``attr`` may be
-a :class:`System`, a :class:`Service`, a list of services, or a function
-returning one of those. Settings come from options or ``SEAWALL_*``
-environment variables; this is the only place seawall reads the environment.
+:mod:`seawall._cli_broker`); ``seawall up`` runs a whole system of service
+processes from a ``seawall.toml`` (see :mod:`seawall._up_cli`). ``seawall run
+module:attr`` imports ``attr`` from ``module`` and runs it in this process until
+SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be a :class:`System`, a
+:class:`Service`, a list of services, or a function returning one of those.
+Settings come from options or ``SEAWALL_*`` environment variables; this is the
+only place seawall reads the environment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ._cli_broker import broker
 from ._exceptions import ConfigurationError, SeawallError
 from ._service import Service
 from ._system import System
+from ._up_cli import up
 
 __all__ = ["load_system", "main"]
 
@@ -94,3 +96,4 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
 
 
 main.add_command(broker)
+main.add_command(up)
