@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +45,7 @@ log = logging.getLogger("seawall.up")
 
 State = Literal["starting", "running", "restarting", "stopping", "stopped", "failed"]
 
+_COUNTERS = ("handled", "failed", "retried", "dead_lettered")
 _READY_TIMEOUT = 30.0
 _KILL_MARGIN = 3.0
 """Seconds past the grace period before a process that ignores SIGTERM gets SIGKILL."""
@@ -78,11 +80,25 @@ class Instance:
     pid: int | None = None
     exit_codes: list[int] = field(default_factory=list)
     report: InstanceReport | None = None
+    """The running process's last report (its counters start at zero with each process)."""
+    earlier: Counter[str] = field(default_factory=Counter)
+    """Counters of this instance's earlier processes, as they last reported them."""
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.service}-{self.index}"
+
+    def total(self, counter: str) -> int:
+        """``counter`` (handled, failed, retried, dead_lettered) over every process so far."""
+        now = getattr(self.report, counter) if self.report is not None else 0
+        return self.earlier[counter] + int(now)
+
+    def _carry(self) -> None:
+        if self.report is not None:
+            for counter in _COUNTERS:
+                self.earlier[counter] += getattr(self.report, counter)
+        self.report = None
 
 
 class Up:
@@ -192,13 +208,16 @@ class Up:
     # -- service processes ------------------------------------------------------------------
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        pythonpath = [str(self.config.root), os.environ.get("PYTHONPATH", "")]
+        # services import from where seawall up was started, as with seawall run, and
+        # from the configuration file's directory
+        pythonpath = [os.getcwd(), str(self.config.root), os.environ.get("PYTHONPATH", "")]
         return {
             **os.environ,
             **self.config.env,
             **extra,
             "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
             "SEAWALL_LOG_LEVEL": self.log_level,
+            "SEAWALL_UP_STATE": str(self.config.state_dir),
         }
 
     def status_file(self, instance: Instance) -> Path:
@@ -219,7 +238,7 @@ class Up:
         command = [self.python, "-m", "seawall._up_child", spec.target]
         with (self.logs / f"{instance.name}.log").open("ab") as sink:
             return await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, env=env, cwd=self.config.root
+                *command, stdout=sink, stderr=sink, env=env
             )
 
     async def _keep(self, instance: Instance) -> None:
@@ -228,10 +247,12 @@ class Up:
         tracker = RestartTracker(self.config.intensity)
         while not self._stopping.is_set():
             instance.state = "starting"
-            instance.report = None
             process = instance.process = await self._spawn(instance, spec)
             instance.pid = process.pid
             code = await process.wait()
+            self._read_report(instance)  # its last words, then no more reading of that file
+            instance._carry()
+            self.status_file(instance).unlink(missing_ok=True)
             instance.exit_codes.append(code)
             if self._stopping.is_set():
                 break
@@ -270,16 +291,19 @@ class Up:
     def refresh(self) -> list[Instance]:
         """Read every instance's status file; a running instance that reported is 'running'."""
         for instance in self.instances:
-            try:
-                raw = self.status_file(instance).read_bytes()
-                report = msgspec.json.decode(raw, type=InstanceReport)
-            except (OSError, msgspec.DecodeError):
-                continue
-            if report.pid == instance.pid:
-                instance.report = report
-                if instance.state == "starting" and report.ready:
-                    instance.state = "running"
+            self._read_report(instance)
         return self.instances
+
+    def _read_report(self, instance: Instance) -> None:
+        try:
+            raw = self.status_file(instance).read_bytes()
+            report = msgspec.json.decode(raw, type=InstanceReport)
+        except (OSError, msgspec.DecodeError):
+            return
+        if report.pid == instance.pid and instance.process is not None:
+            instance.report = report
+            if instance.state == "starting" and report.ready:
+                instance.state = "running"
 
     async def wait_ready(self, timeout: float = _READY_TIMEOUT) -> None:
         """Return once every instance has subscribed; raise if one gives up or time runs out."""
