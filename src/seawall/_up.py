@@ -237,9 +237,7 @@ class Up:
         )
         command = [self.python, "-m", "seawall._up_child", spec.target]
         with (self.logs / f"{instance.name}.log").open("ab") as sink:
-            return await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, env=env
-            )
+            return await asyncio.create_subprocess_exec(*command, stdout=sink, stderr=sink, env=env)
 
     async def _keep(self, instance: Instance) -> None:
         """Run one instance and start it again each time it exits, until stopping or giving up."""
