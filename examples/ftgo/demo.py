@@ -109,7 +109,7 @@ async def run(
         )
         summary = Summary(orders=orders, transport=transport, prefix=prefix)
         try:
-            async with Up(config) as up:
+            async with Up(config, id_prefix=prefix) as up:
                 await up.wait_ready()
                 await _drive_system(up, summary, concurrency, tick)
                 summary.restarts = {i.name: i.restarts for i in up.instances}
@@ -127,7 +127,8 @@ async def _drive_system(
     up: Up, summary: Summary, concurrency: int, tick: Callable[[], None]
 ) -> None:
     prefix = summary.prefix
-    async with System(transport=up.transport_url) as client:
+    instance = f"{prefix}storefront-{uuid7()}"
+    async with System(transport=up.transport_url, instance=instance) as client:
         ctx = client.context("storefront")
         transport = client.transport
         dlq = await transport.subscribe(dead_letter_channel(f"{prefix}kitchen"), group="audit")
@@ -216,16 +217,18 @@ async def _settle(up: Up, summary: Summary) -> None:
 
 
 async def delete_streams(url: str, prefix: str) -> None:
-    """Delete the JetStream streams of this run (their names carry its prefix)."""
+    """Delete the JetStream streams of this run: its channels and the reply inboxes its
+    processes left behind (a process killed with SIGKILL cannot delete its own)."""
     import nats
 
     from seawall._assignment import token
 
+    ours = (f"SEAWALL_{token(prefix)}", f"SEAWALL_{token('_inbox.' + prefix)}")
     client = await nats.connect(url)
     try:
         js = client.jetstream()
         for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(f"SEAWALL_{token(prefix)}"):
+            if info.config.name and info.config.name.startswith(ours):
                 await js.delete_stream(info.config.name)
     finally:
         await client.close()

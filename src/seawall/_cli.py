@@ -31,8 +31,10 @@ from ._up_cli import up
 __all__ = ["load_system", "main"]
 
 
-def load_system(target: str, *, transport: str, grace: float) -> System:
-    """Import ``module:attr`` and make a :class:`System` of it."""
+def load_system(
+    target: str, *, transport: str, grace: float, instance: str | None = None
+) -> System:
+    """Import ``module:attr`` and make a :class:`System` of it (named ``instance`` if given)."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"expected MODULE:ATTR (e.g. 'shop.app:system'), got {target!r}")
@@ -51,7 +53,7 @@ def load_system(target: str, *, transport: str, grace: float) -> System:
     if isinstance(obj, Service):
         obj = [obj]
     if isinstance(obj, Sequence) and obj and all(isinstance(s, Service) for s in obj):
-        return System(*obj, transport=transport, grace=grace)
+        return System(*obj, transport=transport, grace=grace, instance=instance)
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a System, a Service, a list of "
         "services, or a function returning one of those"

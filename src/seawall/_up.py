@@ -36,6 +36,7 @@ import msgspec
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ServiceError, SupervisorGaveUp
+from ._ids import uuid7
 from ._supervisor import RestartTracker
 from ._up_config import ServiceSpec, UpConfig
 
@@ -111,11 +112,14 @@ class Up:
         clock: Clock | None = None,
         log_level: str = "WARNING",
         python: str = sys.executable,
+        id_prefix: str = "",
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.log_level = log_level
         self.python = python
+        self.id_prefix = id_prefix
+        """Starts every process's instance id (and so its reply inbox's name)."""
         self.instances: list[Instance] = [
             Instance(spec.name, n + 1) for spec in config.services for n in range(spec.instances)
         ]
@@ -233,6 +237,7 @@ class Up:
                 "SEAWALL_GRACE": str(self.config.grace),
                 "SEAWALL_UP_STATUS": str(status),
                 "SEAWALL_UP_INSTANCE": instance.name,
+                "SEAWALL_UP_ID": f"{self.id_prefix}{instance.name}-{uuid7()}",
             }
         )
         command = [self.python, "-m", "seawall._up_child", spec.target]

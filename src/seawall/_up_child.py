@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
             argv[0],
             transport=os.environ.get("SEAWALL_TRANSPORT", "memory://"),
             grace=float(os.environ.get("SEAWALL_GRACE", "5")),
+            instance=os.environ.get("SEAWALL_UP_ID"),
         )
         return asyncio.run(serve(system, Path(status) if status else None))
     except SeawallError as exc:
