@@ -38,7 +38,7 @@ def check(summary: Summary, orders: int) -> None:
     assert len(summary.latencies) == orders
     # the kill happened and the supervisor brought the Kitchen back
     assert len(summary.killed) == 1
-    assert summary.restarts["kitchen-1"] >= 1
+    assert summary.restarts["kitchen-1"] + summary.restarts["kitchen-2"] >= 1
     assert [m.type for m in summary.dead_letters] == ["kitchen.CreateTicket"]
     # the mid-run menu revision reached the Order service's replica
     assert summary.facts.menu_versions == {"r-0": 2, "r-1": 1, "r-2": 1}

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import sys
+from typing import Any
 
 import msgspec
 import pytest
@@ -465,3 +466,34 @@ async def test_deadline_passing_just_before_the_handler_starts_leaves_no_corouti
         stats = system.system.stats()["edge:edge/edge"]
     assert calls == []
     assert stats.expired == 1
+
+
+class _StalledLink:
+    """The memory transport, except that publishes to ``stalled`` never complete: a
+    broker link that is down and does not come back (fault injection, no mock)."""
+
+    def __init__(self, inner: MemoryTransport) -> None:
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self.declare = inner.declare
+        self.subscribe = inner.subscribe
+        self.close = inner.close
+
+    async def publish(self, channel: str, message: Any, **options: Any) -> None:
+        if channel == "stalled":
+            await asyncio.Event().wait()
+        await self.inner.publish(channel, message, **options)
+
+
+async def test_a_request_whose_send_never_completes_ends_at_its_deadline() -> None:
+    svc, _ = shop()
+    link = _StalledLink(MemoryTransport())
+    async with System(svc, transport=link) as system:  # type: ignore[arg-type]
+        ctx = system.context()
+        with pytest.raises(DeadlineExceeded, match=r"could not send .* to 'stalled'"):
+            await asyncio.wait_for(ctx.request("stalled", Quote(item="x"), timeout=0.2), 5)
+        # requests made after it are not stuck behind it
+        price = await asyncio.wait_for(
+            ctx.request("shop", Quote(item="ab"), returns=Price, timeout=2), 5
+        )
+    assert price.cents == 200

@@ -184,7 +184,9 @@ async def _place_orders(
 
 async def _inject(ctx: Context, up: Up, faults: Faults, progress: float, prefix: str) -> None:
     if progress >= faults.kill_at and not faults.killed:
-        victim = next(i for i in up.instances if i.service == "kitchen")
+        # the busiest Kitchen: on NATS, the one holding the partition everyone else waits for
+        kitchens = [i for i in up.refresh() if i.service == "kitchen"]
+        victim = max(kitchens, key=lambda i: i.report.handled if i.report else -1)
         if victim.pid is not None:
             faults.killed.append(f"{victim.name} (pid {victim.pid})")
             os.kill(victim.pid, signal.SIGKILL)
