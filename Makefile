@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The FTGO system: 9 service processes under `seawall up`, 2,000 orders, faults injected.
+# SEAWALL_DEMO_TRANSPORT=nats://127.0.0.1:4222 runs the same system on NATS JetStream.
 demo: $(STAMP)
-	$(BIN)/python -m examples.shop
+	$(BIN)/python -m examples.ftgo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -27,7 +29,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
-	SEAWALL_DEMO_ORDERS=40 $(BIN)/python -m examples.shop
+	SEAWALL_DEMO_ORDERS=200 $(BIN)/python -m examples.ftgo
 
 # Every benchmark, one after the other, collected in benchmarks/RESULTS.md.
 bench: $(STAMP)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import itertools
+import sys
+from typing import Any
 
 import msgspec
 import pytest
@@ -17,6 +21,7 @@ from seawall import (
     RetryPolicy,
     Service,
     System,
+    VirtualClock,
 )
 from seawall._replies import Failure
 from seawall.testing import TestSystem
@@ -414,3 +419,81 @@ async def test_a_bad_body_after_good_ones_of_its_type_is_still_a_decode_error() 
     assert dead.headers["seawall-dlq-reason"] == "decode-error"
     assert "Expected `str`, got `int`" in dead.headers["seawall-dlq-error"]
     assert bad.id in dead.headers["seawall-dlq-error"]
+
+
+class _JumpingClock(VirtualClock):
+    """A virtual clock that moves ``jump`` seconds right after the dispatcher reads it
+    to check a message's deadline (standing in for a slow moment on a loaded machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jump = 0.0
+
+    def time(self) -> float:
+        now = super().time()
+        if self.jump and sys._getframe(1).f_code.co_name == "_process":
+            self.advance(self.jump)
+        return now
+
+
+async def test_deadline_passing_just_before_the_handler_starts_leaves_no_coroutine() -> None:
+    """The handler call is made only once its deadline timer is armed: no coroutine is
+    created and dropped (which Python reports as 'never awaited') when the deadline
+    passes between the dispatcher's first look and the call."""
+    calls: list[str] = []
+    svc = Service("edge")
+
+    @svc.command
+    async def work(cmd: Quote) -> Price:
+        calls.append(cmd.item)
+        return Price(item=cmd.item, cents=1)
+
+    clock = _JumpingClock()
+    async with TestSystem(svc, clock=clock) as system:
+        node = system.system.node
+        message = node.envelope(
+            Quote(item="x"), source="t", deadline=clock.time() + 0.5, replyto="probe"
+        )
+        clock.jump = 1.0  # the check sees t, the deadline timer t+1
+        await system.transport.publish("edge", message)
+        for _ in range(100):
+            if system.messages("probe"):
+                break
+            await asyncio.sleep(0)
+        clock.jump = 0.0
+        await system.settle()
+        gc.collect()  # a dropped handler coroutine would warn here (an error under pytest)
+        stats = system.system.stats()["edge:edge/edge"]
+    assert calls == []
+    assert stats.expired == 1
+
+
+class _StalledLink:
+    """The memory transport, except that publishes to ``stalled`` never complete: a
+    broker link that is down and does not come back (fault injection, no mock)."""
+
+    def __init__(self, inner: MemoryTransport) -> None:
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self.declare = inner.declare
+        self.subscribe = inner.subscribe
+        self.close = inner.close
+
+    async def publish(self, channel: str, message: Any, **options: Any) -> None:
+        if channel == "stalled":
+            await asyncio.Event().wait()
+        await self.inner.publish(channel, message, **options)
+
+
+async def test_a_request_whose_send_never_completes_ends_at_its_deadline() -> None:
+    svc, _ = shop()
+    link = _StalledLink(MemoryTransport())
+    async with System(svc, transport=link) as system:  # type: ignore[arg-type]
+        ctx = system.context()
+        with pytest.raises(DeadlineExceeded, match=r"could not send .* to 'stalled'"):
+            await asyncio.wait_for(ctx.request("stalled", Quote(item="x"), timeout=0.2), 5)
+        # requests made after it are not stuck behind it
+        price = await asyncio.wait_for(
+            ctx.request("shop", Quote(item="ab"), returns=Price, timeout=2), 5
+        )
+    assert price.cents == 200

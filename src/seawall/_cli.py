@@ -1,12 +1,13 @@
 """The ``seawall`` command line.
 
 ``seawall broker`` serves the embedded broker to other processes (see
-:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr``
-from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
-drains gracefully. ``attr`` may be
-a :class:`System`, a :class:`Service`, a list of services, or a function
-returning one of those. Settings come from options or ``SEAWALL_*``
-environment variables; this is the only place seawall reads the environment.
+:mod:`seawall._cli_broker`); ``seawall up`` runs a whole system of service
+processes from a ``seawall.toml`` (see :mod:`seawall._up_cli`). ``seawall run
+module:attr`` imports ``attr`` from ``module`` and runs it in this process until
+SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be a :class:`System`, a
+:class:`Service`, a list of services, or a function returning one of those.
+Settings come from options or ``SEAWALL_*`` environment variables; this is the
+only place seawall reads the environment.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from ._cli_broker import broker
 from ._exceptions import ConfigurationError, SeawallError
 from ._service import Service
 from ._system import System
+from ._up_cli import up
 
 __all__ = ["load_system", "main"]
 
 
-def load_system(target: str, *, transport: str, grace: float) -> System:
-    """Import ``module:attr`` and make a :class:`System` of it."""
+def load_system(
+    target: str, *, transport: str, grace: float, instance: str | None = None
+) -> System:
+    """Import ``module:attr`` and make a :class:`System` of it (named ``instance`` if given)."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"expected MODULE:ATTR (e.g. 'shop.app:system'), got {target!r}")
@@ -49,7 +53,7 @@ def load_system(target: str, *, transport: str, grace: float) -> System:
     if isinstance(obj, Service):
         obj = [obj]
     if isinstance(obj, Sequence) and obj and all(isinstance(s, Service) for s in obj):
-        return System(*obj, transport=transport, grace=grace)
+        return System(*obj, transport=transport, grace=grace, instance=instance)
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a System, a Service, a list of "
         "services, or a function returning one of those"
@@ -94,3 +98,4 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
 
 
 main.add_command(broker)
+main.add_command(up)

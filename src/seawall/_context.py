@@ -63,6 +63,16 @@ class Reply(Generic[R]):
         if not self._future.done():
             self._future.set_exception(TimeoutError())
 
+    def _exceeded(self, what: str) -> DeadlineExceeded:
+        sent_at = self._request.time.timestamp() if self._request.time else 0.0
+        budget = (self._deadline or sent_at) - sent_at
+        request = f"{self._request.type} ({self._request.id})"
+        if what == "answered":
+            text = f"no reply from {self._channel!r} to {request}"
+        else:
+            text = f"could not send {request} to {self._channel!r} (the transport did not take it)"
+        return DeadlineExceeded(f"{text} within its {budget:.3g} s deadline")
+
     @property
     def request_id(self) -> str:
         return self._request.id
@@ -72,20 +82,24 @@ class Reply(Generic[R]):
 
     async def _wait(self) -> R:
         node = self._node
-        await node.sends.send_through(self._send)  # a failed send fails the future
+        deadline = self._deadline
+        try:
+            # The deadline bounds the send too: a publish that waits for a broken link
+            # must not hold the requester past it.
+            with timeout_at(node.timers, deadline):
+                await node.sends.send_through(self._send)  # a failed send fails the future
+        except TimeoutError:
+            node.replies.forget(self._request.id)
+            if not self._future.done():
+                self._future.cancel()
+            raise self._exceeded("sent") from None
         # A timer that fails the future, rather than timeout_at, which would
         # cancel the waiting task and then take the cancellation back.
-        deadline = self._deadline
         timer = None if deadline is None else node.timers.call_at(deadline, self._expire)
         try:
             replies = await self._future
         except TimeoutError:
-            sent_at = self._request.time.timestamp() if self._request.time else 0.0
-            budget = (self._deadline or sent_at) - sent_at
-            raise DeadlineExceeded(
-                f"no reply from {self._channel!r} to {self._request.type} "
-                f"({self._request.id}) within its {budget:.3g} s deadline"
-            ) from None
+            raise self._exceeded("answered") from None
         finally:
             if timer is not None:
                 timer.cancel()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -256,15 +256,13 @@ class Dispatcher:
             await self._settle(sub, item)
             return
         try:
-            if handler.wants_context:
-                call = handler.fn(payload, Context(self.node, self.service, message, deadline))
-            else:
-                call = handler.fn(payload)
             if deadline is None:  # most events: no timer to arm and cancel
-                result = await call
+                result = await self._call(handler, payload, message, deadline)
             else:
+                # The call is made inside the block: a deadline that has already passed
+                # raises on entry, before a coroutine exists that nobody would await.
                 with timeout_at(self.node.timers, deadline):
-                    result = await call
+                    result = await self._call(handler, payload, message, deadline)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and self._past(deadline):
                 await self._expire(sub, item)  # our deadline, not the handler's own timeout
@@ -278,6 +276,13 @@ class Dispatcher:
             await sub.ack(delivery)
         finally:
             self._finish(item)
+
+    def _call(
+        self, handler: Handler, payload: Payload | None, message: Message, deadline: float | None
+    ) -> Awaitable[object]:
+        if handler.wants_context:
+            return handler.fn(payload, Context(self.node, self.service, message, deadline))
+        return handler.fn(payload)
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
         """:meth:`_resolve` with the handler and raw decoder of each message type cached.

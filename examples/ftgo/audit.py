@@ -1,0 +1,185 @@
+"""The auditor: what a run did, and whether the system kept its promises.
+
+:class:`Facts` reads what the services recorded in their own SQLite files
+(only after the run; no service reads another's file). :class:`Summary`
+holds what the client saw (outcomes, latencies, errors) and what the
+supervisor counted, and :meth:`Summary.problems` checks the invariants:
+
+* every order reached a final state, and the outcome the client was given is
+  the one the Order service recorded (nothing acknowledged was lost);
+* every approved order has exactly one ticket (approved), one approving card
+  authorization, and exactly one courier (the one Delivery chose);
+* no rejected order keeps an active ticket, and no order was both charged and
+  rejected for a declined card;
+* the malformed message was dead-lettered, and nothing else was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seawall import Message
+
+from .messages import OrderOutcome
+
+__all__ = ["Facts", "Summary"]
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(db.execute(sql).fetchall())
+    finally:
+        db.close()
+
+
+@dataclass
+class Facts:
+    """The services' own records, by order id."""
+
+    orders: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Order service: order id -> (state, reason)."""
+    tickets: dict[str, str] = field(default_factory=dict)
+    """Kitchen: order id -> ticket state."""
+    tickets_by_pid: Counter[int] = field(default_factory=Counter)
+    authorizations: dict[str, bool] = field(default_factory=dict)
+    assignments: dict[str, str] = field(default_factory=dict)
+    """Delivery: order id -> chosen courier."""
+    jobs: dict[str, list[str]] = field(default_factory=dict)
+    """Couriers: order id -> couriers that took it."""
+    step_retries: int = 0
+    menu_versions: dict[str, int] = field(default_factory=dict)
+    """Order's replica: restaurant -> menu version."""
+
+    @classmethod
+    def read(cls, folder: Path) -> Facts:
+        facts = cls(jobs=cls.read_jobs(folder))
+        order = folder / "order.db"
+        for oid, state, reason in _rows(order, "SELECT order_id, state, reason FROM orders"):
+            facts.orders[oid] = (state, reason)
+        facts.step_retries = len(_rows(order, "SELECT order_id FROM step_retries"))
+        facts.menu_versions = dict(_rows(order, "SELECT restaurant_id, version FROM menus"))
+        kitchen = folder / "kitchen.db"
+        for oid, state, pid in _rows(kitchen, "SELECT order_id, state, created_by FROM tickets"):
+            facts.tickets[oid] = state
+            facts.tickets_by_pid[pid] += 1
+        sql = "SELECT order_id, approved FROM authorizations"
+        for oid, approved in _rows(folder / "accounting.db", sql):
+            facts.authorizations[oid] = bool(approved)
+        sql = "SELECT order_id, courier FROM assignments"
+        facts.assignments = dict(_rows(folder / "delivery.db", sql))
+        return facts
+
+    @staticmethod
+    def read_jobs(folder: Path) -> dict[str, list[str]]:
+        jobs: defaultdict[str, list[str]] = defaultdict(list)
+        for db in sorted(folder.glob("courier-*.db")):
+            for oid, courier in _rows(db, "SELECT order_id, courier FROM jobs"):
+                jobs[oid].append(courier)
+        return dict(jobs)
+
+
+@dataclass
+class Summary:
+    """What a run did; filled in as it goes, audited at the end."""
+
+    orders: int
+    transport: str
+    prefix: str = ""
+    outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    dead_letters: list[Message] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    facts: Facts = field(default_factory=Facts)
+
+    def by_state(self, state: str) -> set[str]:
+        return {oid for oid, outcome in self.outcomes.items() if outcome.state == state}
+
+    def latency(self, quantile: float) -> float:
+        """Order latency at ``quantile`` (nearest rank), seconds."""
+        ordered = sorted(self.latencies) or [0.0]
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+    @property
+    def orders_per_second(self) -> float:
+        return len(self.outcomes) / max(self.seconds, 1e-9)
+
+    def problems(self) -> list[str]:
+        """Broken invariants, in words; empty when every promise was kept."""
+        facts, found = self.facts, []
+        if self.errors or len(self.outcomes) != self.orders:
+            found.append(
+                f"{self.orders - len(self.outcomes)} orders got no outcome: {self.errors[:3]}"
+            )
+        unfinished = sorted(o for o, (state, _) in facts.orders.items() if state == "pending")
+        if unfinished or len(facts.orders) != self.orders:
+            found.append(
+                f"{len(facts.orders)} orders recorded for {self.orders} placed; "
+                f"not final: {unfinished[:5]}"
+            )
+        lost = sorted(
+            oid
+            for oid, out in self.outcomes.items()
+            if facts.orders.get(oid, ("", ""))[0] != out.state
+        )
+        if lost:
+            found.append(
+                f"{len(lost)} outcomes told to the client differ from the record: {lost[:5]}"
+            )
+        approved = self.by_state("approved")
+        bad = sorted(
+            oid
+            for oid in approved
+            if facts.tickets.get(oid) != "approved" or facts.authorizations.get(oid) is not True
+        )
+        if bad:
+            found.append(
+                f"{len(bad)} approved orders without an approved ticket and card: {bad[:5]}"
+            )
+        couriers = sorted(
+            oid
+            for oid in approved | facts.jobs.keys()
+            if facts.jobs.get(oid, []) != ([facts.assignments.get(oid)] if oid in approved else [])
+        )
+        if couriers:
+            found.append(
+                f"{len(couriers)} orders without exactly the one courier Delivery chose "
+                f"(approved) or with one (rejected): {couriers[:5]}"
+            )
+        active = sorted(
+            oid
+            for oid in self.by_state("rejected")
+            if facts.tickets.get(oid) in ("pending", "approved")
+        )
+        if active:
+            found.append(f"{len(active)} rejected orders keep an active ticket: {active[:5]}")
+        charged = sorted(
+            oid
+            for oid, out in self.outcomes.items()
+            if out.reason == "card declined" and facts.authorizations.get(oid) is not False
+        )
+        if charged:
+            found.append(
+                f"{len(charged)} orders rejected for a card that was approved: {charged[:5]}"
+            )
+        reasons = [m.headers.get("seawall-dlq-reason") for m in self.dead_letters]
+        if reasons != ["decode-error"] or self.dead_lettered != 1:
+            found.append(
+                f"expected the one malformed message dead-lettered; got {reasons} "
+                f"({self.dead_lettered} dead letters counted by the services)"
+            )
+        if self.killed and not any(self.restarts.values()):
+            found.append(f"killed {self.killed} but nothing was restarted")
+        return found

@@ -1,0 +1,236 @@
+"""The FTGO demo run: start the system with ``seawall up``, drive orders, break things.
+
+:func:`run` starts the broker and the nine service processes of
+``seawall.toml`` (in a fresh state directory), revises the menus, places the
+orders ``concurrency`` at a time from a client process, and meanwhile injects
+faults: a Kitchen process is killed with SIGKILL a third of the way through
+(the supervisor starts it again), a malformed ticket command is published (the
+Kitchen dead-letters it), a menu is revised mid-run, and Accounting declines
+a share of the cards. Then it waits for the asynchronous follow-ups (courier
+assignments), and audits the facts the services recorded in their own files
+(:mod:`examples.ftgo.audit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from seawall import (
+    Context,
+    Message,
+    RequestError,
+    Subscription,
+    System,
+    dead_letter_channel,
+    uuid7,
+)
+from seawall._up import Up
+from seawall._up_config import EMBEDDED, load_up_config
+
+from .audit import Facts, Summary
+from .messages import CreateOrder, OrderOutcome, ReviseMenu
+
+CONFIG = Path(__file__).resolve().parent / "seawall.toml"
+CONCURRENCY = 50
+ORDER_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 20.0
+MENUS = {
+    "r-0": {"ramen": 1250, "gyoza": 650, "edamame": 450},
+    "r-1": {"pho": 1350, "banh-mi": 900, "spring-rolls": 600},
+    "r-2": {"tacos": 1100, "burrito": 1200, "churros": 500},
+}
+
+
+def order(n: int) -> CreateOrder:
+    """Order number ``n``; consumer ``c-13`` is blocked, every 97th asks for an unknown dish."""
+    restaurant = f"r-{n % 3}"
+    dishes = list(MENUS[restaurant])
+    items = [dishes[n % 3], dishes[(n // 3) % 3]]
+    if n % 97 == 5:
+        items.append("unicorn")
+    return CreateOrder(
+        order_id=f"o-{n:05d}",
+        consumer_id=f"c-{n % 50}",
+        restaurant_id=restaurant,
+        items=items,
+        card=f"4242-{n:04d}",
+    )
+
+
+def malformed() -> Message:
+    """A ticket command with a truncated body, as a buggy producer might send."""
+    return Message(
+        id=uuid7(),
+        type="kitchen.CreateTicket",
+        source="saboteur",
+        kind="command",
+        data=b'{"order_id": "o-x", "restaurant',
+    )
+
+
+@dataclasses.dataclass
+class Faults:
+    """When to inject what, as a share of the orders done."""
+
+    kill_at: float = 0.3
+    revise_at: float = 0.5
+    killed: list[str] = dataclasses.field(default_factory=list)
+    revised: bool = False
+
+
+async def run(
+    orders: int,
+    *,
+    concurrency: int = CONCURRENCY,
+    transport: str = EMBEDDED,
+    state: Path | None = None,
+    tick: Callable[[], None] = lambda: None,
+) -> Summary:
+    """Run the whole demo; the summary holds what happened and what the audit found."""
+    with contextlib.ExitStack() as stack:
+        if state is None:
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ftgo-")))
+        prefix = "" if transport == EMBEDDED else f"ftgo{uuid.uuid4().hex[:8]}-"
+        config = load_up_config(CONFIG)
+        config = dataclasses.replace(
+            config,
+            transport=transport,
+            state=state,
+            env={**config.env, "FTGO_PREFIX": prefix, "FTGO_STATE": str(state / "ftgo")},
+        )
+        summary = Summary(orders=orders, transport=transport, prefix=prefix)
+        try:
+            async with Up(config, id_prefix=prefix) as up:
+                await up.wait_ready()
+                await _drive_system(up, summary, concurrency, tick)
+                summary.restarts = {i.name: i.restarts for i in up.instances}
+                summary.handled = sum(i.total("handled") for i in up.instances)
+                summary.retried = sum(i.total("retried") for i in up.instances)
+                summary.dead_lettered = sum(i.total("dead_lettered") for i in up.instances)
+        finally:
+            if prefix:
+                await delete_streams(transport, prefix)
+        summary.facts = Facts.read(state / "ftgo")
+        return summary
+
+
+async def _drive_system(
+    up: Up, summary: Summary, concurrency: int, tick: Callable[[], None]
+) -> None:
+    prefix = summary.prefix
+    instance = f"{prefix}storefront-{uuid7()}"
+    async with System(transport=up.transport_url, instance=instance) as client:
+        ctx = client.context("storefront")
+        transport = client.transport
+        dlq = await transport.subscribe(dead_letter_channel(f"{prefix}kitchen"), group="audit")
+        async with asyncio.TaskGroup() as tasks:
+            reader = tasks.create_task(_collect(dlq, summary.dead_letters))
+            for restaurant, prices in MENUS.items():
+                await ctx.send(
+                    f"{prefix}restaurant", ReviseMenu(restaurant_id=restaurant, prices=prices)
+                )
+            await transport.publish(f"{prefix}kitchen", malformed())
+            faults = Faults()
+            started = time.perf_counter()
+            await _place_orders(ctx, up, summary, concurrency, faults, tick)
+            summary.seconds = time.perf_counter() - started
+            summary.killed = faults.killed
+            await _settle(up, summary)
+            reader.cancel()
+
+
+async def _place_orders(
+    ctx: Context,
+    up: Up,
+    summary: Summary,
+    concurrency: int,
+    faults: Faults,
+    tick: Callable[[], None],
+) -> None:
+    numbers = iter(range(summary.orders))  # shared: each order is taken by one worker
+    done = 0
+    prefix = summary.prefix
+
+    async def worker() -> None:
+        nonlocal done
+        for n in numbers:
+            placed, start = order(n), time.perf_counter()
+            try:
+                outcome = await ctx.request(
+                    f"{prefix}order", placed, returns=OrderOutcome, timeout=ORDER_TIMEOUT
+                )
+            except RequestError as exc:
+                summary.errors.append(f"{placed.order_id}: {exc}")
+            else:
+                summary.outcomes[outcome.order_id] = outcome
+                summary.latencies.append(time.perf_counter() - start)
+            done += 1
+            tick()
+            await _inject(ctx, up, faults, done / summary.orders, prefix)
+
+    async with asyncio.TaskGroup() as tasks:
+        for _ in range(min(concurrency, summary.orders)):
+            tasks.create_task(worker())
+
+
+async def _inject(ctx: Context, up: Up, faults: Faults, progress: float, prefix: str) -> None:
+    if progress >= faults.kill_at and not faults.killed:
+        # the busiest Kitchen: on NATS, the one holding the partition everyone else waits for
+        kitchens = [i for i in up.refresh() if i.service == "kitchen"]
+        victim = max(kitchens, key=lambda i: i.report.handled if i.report else -1)
+        if victim.pid is not None:
+            faults.killed.append(f"{victim.name} (pid {victim.pid})")
+            os.kill(victim.pid, signal.SIGKILL)
+    if progress >= faults.revise_at and not faults.revised:
+        faults.revised = True
+        dearer = {dish: cents + 100 for dish, cents in MENUS["r-0"].items()}
+        await ctx.send(f"{prefix}restaurant", ReviseMenu(restaurant_id="r-0", prices=dearer))
+
+
+async def _collect(sub: Subscription, into: list[Message]) -> None:
+    try:
+        async for delivery in sub:
+            into.append(delivery.message)
+            await sub.ack(delivery)
+    finally:
+        await sub.close()
+
+
+async def _settle(up: Up, summary: Summary) -> None:
+    """Wait (bounded) for the courier assignments, the dead letter and the restarted Kitchen."""
+    folder = Path(up.config.env["FTGO_STATE"])
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        approved = {o for o, out in summary.outcomes.items() if out.state == "approved"}
+        jobs = Facts.read_jobs(folder)
+        kitchens_up = all(i.state == "running" for i in up.refresh() if i.service == "kitchen")
+        if approved <= jobs.keys() and summary.dead_letters and kitchens_up:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def delete_streams(url: str, prefix: str) -> None:
+    """Delete the JetStream streams of this run: its channels and the reply inboxes its
+    processes left behind (a process killed with SIGKILL cannot delete its own)."""
+    import nats
+
+    from seawall._assignment import token
+
+    ours = (f"SEAWALL_{token(prefix)}", f"SEAWALL_{token('_inbox.' + prefix)}")
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(ours):
+                await js.delete_stream(info.config.name)
+    finally:
+        await client.close()

@@ -1,0 +1,85 @@
+"""The FTGO demo, shortened: real processes, a real kill, and the audit of its invariants."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+from examples.ftgo.accounting import declined
+from examples.ftgo.audit import Facts, Summary
+from examples.ftgo.consumer import BLOCKED
+from examples.ftgo.demo import order, run
+from examples.ftgo.messages import OrderOutcome
+from tests.brokers import NATS, require
+
+pytestmark = pytest.mark.integration
+
+
+def expected_rejections(orders: int) -> dict[str, str]:
+    """Why each order that should be rejected is: blocked consumer, unknown dish, or card."""
+    why = {}
+    for n in range(orders):
+        placed = order(n)
+        if placed.consumer_id in BLOCKED:
+            why[placed.order_id] = "consumer not allowed to order"
+        elif "unicorn" in placed.items:
+            why[placed.order_id] = "item not on the menu"
+        elif declined(placed.order_id, 10):
+            why[placed.order_id] = "card declined"
+    return why
+
+
+def check(summary: Summary, orders: int) -> None:
+    assert summary.problems() == []
+    rejected = {oid: out.reason for oid, out in summary.outcomes.items() if out.state == "rejected"}
+    assert rejected == expected_rejections(orders)
+    assert len(summary.by_state("approved")) == orders - len(rejected)
+    assert len(summary.latencies) == orders
+    # the kill happened and the supervisor brought the Kitchen back
+    assert len(summary.killed) == 1
+    assert summary.restarts["kitchen-1"] + summary.restarts["kitchen-2"] >= 1
+    assert [m.type for m in summary.dead_letters] == ["kitchen.CreateTicket"]
+    # the mid-run menu revision reached the Order service's replica
+    assert summary.facts.menu_versions == {"r-0": 2, "r-1": 1, "r-2": 1}
+
+
+async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: Path) -> None:
+    summary = await run(150, concurrency=20, state=tmp_path)
+    check(summary, 150)
+    assert summary.handled > 150 * 6  # every order is several messages handled by services
+
+
+async def test_short_run_on_nats_keeps_every_invariant(tmp_path: Path) -> None:
+    url = require(NATS)
+    summary = await run(150, concurrency=20, transport=url, state=tmp_path)
+    check(summary, 150)
+    assert summary.prefix.startswith("ftgo")
+
+
+def test_the_audit_finds_broken_promises() -> None:
+    """The auditor is what makes the demo fail: show it failing on doctored facts."""
+    summary = Summary(orders=3, transport="test")
+    for oid, state, reason in [("a", "approved", ""), ("b", "rejected", "card declined")]:
+        summary.outcomes[oid] = OrderOutcome(order_id=oid, state=state, reason=reason)  # type: ignore[arg-type]
+    summary.facts = Facts(
+        orders={"a": ("approved", ""), "b": ("rejected", "card declined"), "c": ("pending", "")},
+        tickets={"a": "approved", "b": "pending"},
+        authorizations={"a": True, "b": True},
+        assignments={"a": "courier-1"},
+        jobs={"a": ["courier-1", "courier-2"]},
+    )
+    problems = "\n".join(summary.problems())
+    assert "1 orders got no outcome" in problems
+    assert "not final: ['c']" in problems
+    assert "exactly the one courier" in problems
+    assert "rejected orders keep an active ticket: ['b']" in problems
+    assert "rejected for a card that was approved: ['b']" in problems
+    assert "malformed message" in problems
+
+
+def test_declines_are_a_stable_share_of_the_orders() -> None:
+    ids = [order(n).order_id for n in range(2000)]
+    share = sum(declined(oid, 10) for oid in ids) / len(ids)
+    assert 0.07 < share < 0.13
+    assert declined(ids[0], 10) == (zlib.crc32(ids[0].encode()) % 100 < 10)
