@@ -1,7 +1,8 @@
 """The ``seawall`` command line.
 
 ``seawall broker`` serves the embedded broker to other processes (see
-:mod:`seawall._cli_broker`). ``seawall run module:attr`` imports ``attr``
+:mod:`seawall._cli_broker`); ``seawall projections`` shows and rebuilds CQRS
+projections (see :mod:`seawall._cli_projections`). ``seawall run module:attr`` imports ``attr``
 from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
 drains gracefully. ``attr`` may be
 a :class:`System`, a :class:`Service`, a list of services, or a function
@@ -22,6 +23,7 @@ import click
 
 from . import __version__
 from ._cli_broker import broker
+from ._cli_projections import projections
 from ._exceptions import ConfigurationError, SeawallError
 from ._service import Service
 from ._system import System
@@ -94,3 +96,4 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
 
 
 main.add_command(broker)
+main.add_command(projections)
