@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from tests.apps.es_projection_child import Tick
-from tests.brokers import POSTGRES, require
+from tests.brokers import POSTGRES, free_port, require
 
+from seawall._exceptions import ConfigurationError, EventStoreError
 from seawall.es import Batch, EventCodec, EventStore, Projection, ProjectionRunner, RecordedEvent
 from seawall.es.postgres import PostgresEventStore
 from seawall.testing import EventStoreConformance
@@ -127,3 +128,10 @@ async def test_projection_on_postgres_updates_its_read_model_with_the_checkpoint
     assert await runner.rebuild() == 6
     assert await pg.query(f"SELECT sum(n) FROM {table}") == [(9,)]
     await pg.query(f"DROP TABLE {table}")
+
+
+async def test_unreachable_server_and_bad_prefix_are_clear_errors() -> None:
+    with pytest.raises(EventStoreError, match="cannot open the event store"):
+        await PostgresEventStore.open(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    with pytest.raises(ConfigurationError, match="prefix"):
+        await PostgresEventStore.open(require(POSTGRES), prefix="Bad-Prefix")
