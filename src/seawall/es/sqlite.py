@@ -179,9 +179,11 @@ class SQLiteEventStore:
         # meanwhile wait for their result or for the turn to pass to one of them.
         loop = asyncio.get_running_loop()
         turn = self._turn = loop.create_future()
-        batch, self._queue = self._queue, []
+        batch: list[_Append] = []
         cancelled = False
         try:
+            await asyncio.sleep(0)  # appends started in the same loop pass join this batch
+            batch, self._queue = self._queue, []
             done = loop.run_in_executor(self._writer_thread, self._commit_appends, batch)
             while True:
                 try:
