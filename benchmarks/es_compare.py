@@ -309,7 +309,7 @@ async def postgres_rounds(count: int, rounds: int) -> tuple[dict[str, float], di
     return median_of(theirs), median_of(ours)
 
 
-def show(title: str, theirs: dict[str, float], ours: dict[str, float], unit: str) -> None:
+def show(title: str, theirs: dict[str, float], ours: dict[str, float]) -> None:
     print(title)
     rows: list[tuple[str, str, str]] = [
         ("save, events/s (sequential)", "save", "save"),
@@ -323,7 +323,6 @@ def show(title: str, theirs: dict[str, float], ours: dict[str, float], unit: str
             f"  {label:<36} eventsourcing {anchor:>9,.0f}  seawall {figure:>9,.0f}  "
             f"{figure / anchor:5.1f}x"
         )
-    del unit
 
 
 def run(fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -340,16 +339,20 @@ def main() -> None:
     count, rounds = args.aggregates, args.rounds
     print(
         f"{count} aggregates x {EVENTS} events (~100-byte payloads), median of {rounds} rounds, "
-        "figures beside the eventsourcing library measured in the same run"
+        "figures beside the eventsourcing library measured in the same run; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start"
     )
     theirs, ours = run(lambda: sqlite_rounds(count, rounds))
-    show("SQLite file (WAL, synchronous=FULL)", theirs, ours, "")
+    show("SQLite file (WAL, synchronous=FULL)", theirs, ours)
     if not args.skip_postgres:
         theirs, ours = run(lambda: postgres_rounds(count, rounds))
-        show(f"PostgreSQL ({urlsplit(PG_URL).hostname})", theirs, ours, "")
+        show(f"PostgreSQL ({urlsplit(PG_URL).hostname})", theirs, ours)
     with tempfile.TemporaryDirectory(prefix="seawall-es-bench-") as tmp:
         anchor, figure = run(lambda: catch_up(Path(tmp), args.catch_up, rounds))
-    print(f"projection catch-up over {args.catch_up:,} stored events (SQLite), events/s")
+    print(
+        f"projection catch-up over {args.catch_up:,} stored events (SQLite), events/s; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(
         f"  {'read model + checkpoint per batch':<36} eventsourcing {anchor:>9,.0f}  "
         f"seawall {figure:>9,.0f}  {figure / anchor:5.1f}x  (target >= 50,000/s: "

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from tests.brokers import POSTGRES, require
+from tests.apps.es_projection_child import Tick
+from tests.brokers import POSTGRES, free_port, require
 
-from seawall.es import EventStore, RecordedEvent
+from seawall._exceptions import ConfigurationError, EventStoreError
+from seawall.es import Batch, EventCodec, EventStore, Projection, ProjectionRunner, RecordedEvent
 from seawall.es.postgres import PostgresEventStore
 from seawall.testing import EventStoreConformance
 from seawall.testing._event_store import new_events
@@ -83,3 +85,53 @@ async def test_follower_skips_nothing_while_commits_land_out_of_order(
     assert "late-1" in {e.id for e in seen}
     late = next(e for e in seen if e.id == "late-1")
     assert late.position < positions[-1]  # it really did commit after higher positions
+
+
+class PgTotals(Projection):
+    name = "pg-totals"
+    handles = (Tick,)
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def setup(self, batch: Batch) -> None:
+        batch.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (stream text PRIMARY KEY, n int)")
+
+    def reset(self, batch: Batch, from_position: int) -> None:
+        batch.execute(f"DELETE FROM {self.table}")
+
+    async def handle(self, event: object, record: RecordedEvent, batch: Batch) -> None:
+        assert isinstance(event, Tick)
+        batch.execute(
+            f"INSERT INTO {self.table} VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE "
+            f"SET n = {self.table}.n + excluded.n",
+            record.stream,
+            event.n,
+        )
+
+
+async def test_projection_on_postgres_updates_its_read_model_with_the_checkpoint(
+    pg: PostgresEventStore,
+) -> None:
+    codec = EventCodec(Tick)
+    for stream in ("a", "b", "a"):
+        version = len(await pg.read_stream(stream))
+        await pg.append(stream, [codec.encode(Tick(n=n)) for n in (1, 2)], version)
+    table = f"{pg.prefix}totals"
+    runner = ProjectionRunner(pg, codec, PgTotals(table), batch=4)
+    for _ in range(1000):  # events may be held back while an older transaction is open
+        await runner.catch_up()
+        if await pg.checkpoint("pg-totals") == 6:
+            break
+        await asyncio.sleep(0.01)
+    assert await pg.query(f"SELECT stream, n FROM {table} ORDER BY stream") == [("a", 6), ("b", 3)]
+    assert await runner.rebuild() == 6
+    assert await pg.query(f"SELECT sum(n) FROM {table}") == [(9,)]
+    await pg.query(f"DROP TABLE {table}")
+
+
+async def test_unreachable_server_and_bad_prefix_are_clear_errors() -> None:
+    with pytest.raises(EventStoreError, match="cannot open the event store"):
+        await PostgresEventStore.open(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    with pytest.raises(ConfigurationError, match="prefix"):
+        await PostgresEventStore.open(require(POSTGRES), prefix="Bad-Prefix")

@@ -18,10 +18,11 @@ import pytest_asyncio
 from tests.apps.es_projection_child import Applied, Tick
 
 from seawall import Event
-from seawall._exceptions import ConcurrencyError
+from seawall._exceptions import ConcurrencyError, EventLoadError
 from seawall.es import (
     Batch,
     EventCodec,
+    NewEvent,
     Projection,
     ProjectionRunner,
     RecordedEvent,
@@ -211,3 +212,15 @@ async def test_projection_killed_mid_batch_applies_every_event_exactly_once(
         assert dict(rows) == dict.fromkeys(range(1, count + 1), 1)
         assert await store.query("SELECT n FROM total") == [(count,)]
         assert await store.checkpoint(Applied.name) == count
+
+
+async def test_an_unreadable_event_stops_the_projection_without_moving_on(
+    store: SQLiteEventStore,
+) -> None:
+    await append_ticks(store, "a", [1])
+    await store.append("a", [NewEvent("bad", "test.Tick", "1.0.0", b'{"n": "one"}')], 1)
+    await append_ticks(store, "a", [3])
+    runner = ProjectionRunner(store, CODEC, Totals(), batch=10)
+    with pytest.raises(EventLoadError, match="stream 'a' at position 2"):
+        await runner.catch_up()
+    assert await store.checkpoint("totals") == 0  # nothing skipped, nothing half-applied

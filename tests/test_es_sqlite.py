@@ -73,5 +73,5 @@ async def test_a_cancelled_group_leader_strands_no_other_append(tmp_path: Path) 
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(results[0], asyncio.CancelledError)
         assert results[1:] == [1] * 19
-        # the leader finished its batch before giving up: its event is stored too
+        # a cancelled append may still be committed (by its batch, or by the next leader)
         assert len(await store.read_all()) == 20

@@ -2,12 +2,14 @@
 
 ``seawall broker`` serves the embedded broker to other processes (see
 :mod:`seawall._cli_broker`); ``seawall up`` runs a whole system of service
-processes from a ``seawall.toml`` (see :mod:`seawall._up_cli`). ``seawall run
-module:attr`` imports ``attr`` from ``module`` and runs it in this process until
-SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be a :class:`System`, a
-:class:`Service`, a list of services, or a function returning one of those.
-Settings come from options or ``SEAWALL_*`` environment variables; this is the
-only place seawall reads the environment.
+processes from a ``seawall.toml`` (see :mod:`seawall._up_cli`); ``seawall
+projections`` shows and rebuilds CQRS projections (see
+:mod:`seawall._cli_projections`). ``seawall run module:attr`` imports ``attr``
+from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
+drains gracefully. ``attr`` may be a :class:`System`, a :class:`Service`, a
+list of services, or a function returning one of those. Settings come from
+options or ``SEAWALL_*`` environment variables; this is the only place seawall
+reads the environment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import click
 
 from . import __version__
 from ._cli_broker import broker
+from ._cli_projections import projections
 from ._exceptions import ConfigurationError, SeawallError
 from ._service import Service
 from ._system import System
@@ -99,3 +102,4 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
 
 main.add_command(broker)
 main.add_command(up)
+main.add_command(projections)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
 from ._commands import CommandLog, ReplaySink, SideEffect
+from ._open import ProjectionSet, open_store
 from ._outbox import OutboxRelay, to_message
 from ._projection import Batch, Progress, Projection, ProjectionRunner, ProjectionStatus
 from ._records import EventStore, NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
@@ -29,6 +30,7 @@ __all__ = [
     "Progress",
     "Projection",
     "ProjectionRunner",
+    "ProjectionSet",
     "ProjectionStatus",
     "ProjectionWrite",
     "RecordedEvent",
@@ -39,5 +41,6 @@ __all__ = [
     "SnapshotPolicy",
     "SnapshotRecord",
     "Upcaster",
+    "open_store",
     "to_message",
 ]

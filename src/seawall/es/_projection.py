@@ -90,7 +90,7 @@ class ProjectionRunner:
         projection: Projection,
         *,
         batch: int = 1000,
-        poll: float = 0.5,
+        poll: float = 0.1,
         clock: Clock | None = None,
     ) -> None:
         self.store = store

@@ -156,12 +156,18 @@ class PostgresEventStore:
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=max_connections, reset=_keep_session
             )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise EventStoreError(f"cannot open the event store at {dsn!r}: {exc}") from exc
+        try:
             # one creator at a time: CREATE ... IF NOT EXISTS races with itself
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('seawall-es-ddl'))")
                 await conn.execute(_schema(prefix))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise EventStoreError(f"cannot open the event store at {dsn!r}: {exc}") from exc
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, asyncpg.PostgresError):
+                raise EventStoreError(f"cannot create the event store tables: {exc}") from exc
+            raise
         return cls(pool, prefix=prefix, clock=clock or SystemClock(), poll=poll)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:

@@ -100,8 +100,8 @@ class SQLiteEventStore:
         self._poll = poll
         self._signal = AppendSignal()
         self._queue: list[_Append] = []
-        self._flushing = False
         self._turn: asyncio.Future[None] | None = None
+        """Set while an append leads a group commit; done when it hands over."""
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="seawall-es-sqlite")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -122,8 +122,12 @@ class SQLiteEventStore:
     async def open(cls, path: str | Path, **options: Any) -> SQLiteEventStore:
         """Open (creating if needed) the store in the file at ``path``."""
         store = cls(path, **options)
-        await store._run(store._connect_writer)
-        store._reader = store._connect()
+        try:
+            await store._run(store._connect_writer)
+            store._reader = store._connect()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     def _connect(self) -> sqlite3.Connection:
@@ -158,7 +162,6 @@ class SQLiteEventStore:
     # -- appends (group commit) -------------------------------------------------
 
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
-        # _flushing and an unfinished _turn go together: the turn ends when the lead does
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
         item = _Append(stream, events, expected_version, self._clock.time())
@@ -175,11 +178,12 @@ class SQLiteEventStore:
         # queued so far in one transaction, then hands over; appenders that came
         # meanwhile wait for their result or for the turn to pass to one of them.
         loop = asyncio.get_running_loop()
-        self._flushing = True
         turn = self._turn = loop.create_future()
-        batch, self._queue = self._queue, []
+        batch: list[_Append] = []
         cancelled = False
         try:
+            await asyncio.sleep(0)  # appends started in the same loop pass join this batch
+            batch, self._queue = self._queue, []
             done = loop.run_in_executor(self._writer_thread, self._commit_appends, batch)
             while True:
                 try:
@@ -201,7 +205,6 @@ class SQLiteEventStore:
                     item.future.set_exception(error)
             raise
         finally:
-            self._flushing = False
             turn.set_result(None)
             self._signal.fire()
         if cancelled:
@@ -329,7 +332,8 @@ class SQLiteEventStore:
             raise
 
     async def close(self) -> None:
-        while self._flushing or self._queue:  # let every queued append commit
+        while self._queue or (self._turn is not None and not self._turn.done()):
+            # let every queued append commit before the connections go
             if self._turn is not None and not self._turn.done():
                 await self._turn
             else:
