@@ -120,9 +120,10 @@ async def test_plain_aio_pika_client_reads_a_seawall_event_and_seawall_reads_its
     async def shipped(event: OrderShipped) -> None:
         received.append(event)
 
-    transport = RabbitMQTransport(url)
     plain = await aio_pika.connect(url)
-    async with cleanup() as doomed, plain, System(svc, transport=transport) as system:
+    async with cleanup() as doomed, plain, System(svc, transport=url) as system:
+        transport = system.transport
+        assert isinstance(transport, RabbitMQTransport)
         channel = await plain.channel()
         # seawall publishes; the plain client reads it through a queue of its own
         await transport.declare(ChannelSpec(name=f"{name}.events"))
@@ -195,11 +196,10 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
     async def quote(cmd: Quote) -> Price:
         return Price(cents=len(cmd.item) * 100)
 
-    server, client = RabbitMQTransport(url), RabbitMQTransport(url)
     async with (
         cleanup() as doomed,
-        System(svc, transport=server),
-        System(transport=client) as caller,
+        System(svc, transport=url) as server,
+        System(transport=url) as caller,
     ):
         ctx = caller.context()
         prices = [
@@ -207,7 +207,9 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
             for n in range(1, 4)
         ]
         inbox = caller.node.inbox
-        doomed.update(server.topology.made | client.topology.made)
+        for system in (server, caller):
+            assert isinstance(system.transport, RabbitMQTransport)
+            doomed.update(system.transport.topology.made)
     assert prices == [Price(cents=100), Price(cents=200), Price(cents=300)]
     # the requester has gone: its inbox queue went with it, and a late reply is dropped
     late = await RabbitMQTransport.connect(url, publish_timeout=5.0)
