@@ -402,3 +402,49 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_mes
     assert len(acked) == 120
     resumed = min(at for n, at in acked.items() if n > 60) - stopped_at
     print(f"\nRabbitMQ node stopped and restarted: publishing resumed after {resumed:.1f} s")
+
+
+async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    async with cleanup() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            sub = await transport.subscribe(channel, group="workers", start="latest")
+            async with Inbox(sub, patience=5.0) as inbox:
+                admin = await transport.topology.admin()
+                await admin.queue_delete(sub.queues[0])
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers", start="latest")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            doomed.update(transport.topology.made)
+            await transport.close()
+
+
+async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ), publish_timeout=5.0)
+    channel = f"vanished.{uuid.uuid4().hex[:8]}"
+    async with cleanup() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            await transport.publish(channel, make_message(0))
+            admin = await transport.topology.admin()
+            await admin.exchange_delete(f"seawall.{channel.replace('.', '_2e')}")
+            sent = make_message(1)
+            started = time.monotonic()
+            await transport.publish(channel, sent)  # 404: the channel is declared again
+            assert time.monotonic() - started < 2.0
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                got = await inbox.collect(2)
+            assert {d.message.id for d in got} >= {sent.id}
+        finally:
+            doomed.update(transport.topology.made)
+            await transport.close()

@@ -100,14 +100,20 @@ class Topology:
         return True
 
     # -- durable channels ------------------------------------------------------
-    async def layout(self, spec: ChannelSpec, *, create: bool = True) -> Layout | None:
-        """The channel's layout as recorded on the broker; created from ``spec`` if missing."""
+    async def layout(
+        self, spec: ChannelSpec, *, create: bool = True, repair: bool = False
+    ) -> Layout | None:
+        """The channel's layout as recorded on the broker; created from ``spec`` if missing.
+
+        ``repair`` declares every object again (declarations are idempotent), for a
+        channel part of which was deleted behind this process's back.
+        """
         wanted = Layout(spec.name, spec.partitions)
         if spec.partitions < 1:
             raise ConfigurationError(
                 f"channel {spec.name!r} needs at least one partition, got {spec.partitions}"
             )
-        if not await self._exists(wanted.meta):
+        if repair or not await self._exists(wanted.meta):
             if not create:
                 return None
             await self._create(wanted, spec)
@@ -169,18 +175,22 @@ class Topology:
         )
 
     async def group(self, layout: Layout, group: str, max_messages: int) -> list[str]:
-        """The group's partition queues, declared and bound if the group is new."""
+        """The group's partition queues, declared if the group is new, and bound.
+
+        Binding again is a no-op for a healthy channel and mends one whose exchange
+        was deleted and declared anew.
+        """
         queues = [layout.queue(group, p) for p in range(layout.partitions)]
-        if await self._exists(queues[-1]):
-            return queues
+        new = not await self._exists(queues[-1])
         channel = await self.admin()
         arguments = group_queue_arguments(max_messages, partitioned=layout.partitions > 1)
-        with translated(f"creating group {group!r} on channel {layout.channel!r}"):
-            exchange = await channel.get_exchange(layout.exchange, ensure=False)
+        with translated(f"joining group {group!r} on channel {layout.channel!r}"):
+            amqp = await channel.get_underlay_channel()
             for partition, name in enumerate(queues):
-                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
-                await queue.bind(exchange, routing_key=str(partition))
-                self.made.add(("queue", name))
+                if new:
+                    await channel.declare_queue(name, durable=True, arguments=arguments)
+                    self.made.add(("queue", name))
+                await amqp.queue_bind(name, layout.exchange, routing_key=str(partition))
         return queues
 
     # -- ephemeral channels and delays -------------------------------------------

@@ -140,6 +140,8 @@ class RabbitMQTransport:
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._publisher: aiormq.abc.AbstractChannel | None = None
         self._connecting = asyncio.Lock()
+        self._opening_publisher = asyncio.Lock()
+        self._vanished: set[str] = set()  # channels whose exchange was deleted behind our back
         self._broke = asyncio.Event()
         self._layouts: dict[str, Layout] = {}
         self._declared: dict[str, ChannelSpec] = {}
@@ -222,10 +224,13 @@ class RabbitMQTransport:
         """The AMQP channel publishes go through (publisher confirms on)."""
         channel = self._publisher
         if channel is None or channel.is_closed:
-            connection = await self.connection()
-            with translated("opening the publishing channel"):
-                wrapper = await connection.channel(publisher_confirms=True)
-                channel = self._publisher = await wrapper.get_underlay_channel()
+            async with self._opening_publisher:
+                channel = self._publisher
+                if channel is None or channel.is_closed:
+                    connection = await self.connection()
+                    with translated("opening the publishing channel"):
+                        wrapper = await connection.channel(publisher_confirms=True)
+                        channel = self._publisher = await wrapper.get_underlay_channel()
         return channel
 
     # -- channels ------------------------------------------------------------------
@@ -245,7 +250,8 @@ class RabbitMQTransport:
         layout = self._layouts.get(channel)
         if layout is None:
             spec = self._declared.get(channel) or ChannelSpec(name=channel)
-            found = await self.topology.layout(spec)
+            found = await self.topology.layout(spec, repair=channel in self._vanished)
+            self._vanished.discard(channel)
             assert found is not None
             layout = self._layouts[channel] = found
         return layout
@@ -342,6 +348,7 @@ class RabbitMQTransport:
             except aiormq.exceptions.ChannelNotFoundEntity:
                 # its exchange was deleted behind our back: declare it again
                 self._layouts.pop(channel, None)
+                self._vanished.add(channel)
                 raise ConnectionLost(f"channel {channel!r} vanished from RabbitMQ") from None
         return isinstance(confirm, spec.Basic.Ack)
 
