@@ -272,7 +272,7 @@ def decode(msg: aiormq.abc.DeliveredMessage) -> Message:
             continue
         if key.startswith(_JMS_PREFIX):
             key = CE_PREFIX + key.removeprefix(_JMS_PREFIX)
-        headers[key] = value.decode() if isinstance(value, bytes) else str(value)
+        headers[key] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     if properties.content_type:
         headers["content-type"] = properties.content_type
     try:
