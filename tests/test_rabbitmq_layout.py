@@ -21,6 +21,7 @@ def test_names_are_broker_safe_distinct_and_prefixed() -> None:
     assert layout.unclaimed == "seawall.orders_2eevents.unclaimed"
     assert layout.queue("billing.v2", 3) == "seawall.orders_2eevents.g.billing_2ev2.3"
     assert layout.members("billing") == "seawall.orders_2eevents.g.billing.members"
+    assert layout.scheduled(220) == "seawall.orders_2eevents.delay.220ms"
     assert Layout("orders_2eevents", 1).exchange != layout.exchange  # escaping is reversible
     assert inbox_queue("_inbox.abc") == "seawall._5finbox_2eabc"
     assert len(set(layout.every_queue(["a", "b"]))) == 2 + 2 * 4

@@ -21,7 +21,7 @@ import pytest
 from tests.brokers import RABBITMQ, free_port, require
 
 from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportClosed
+from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
 from seawall._supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
@@ -448,3 +448,15 @@ async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> Non
         finally:
             doomed.update(transport.topology.made)
             await transport.close()
+
+
+async def test_delays_beyond_the_ladder_and_delayed_replies_are_refused_clearly() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    try:
+        far = time.time() + 2 * 86_400
+        with pytest.raises(ConfigurationError, match="at most 82000 s"):
+            await transport.publish("orders", make_message(0), not_before=far)
+        with pytest.raises(ConfigurationError, match="reply inbox"):
+            await transport.publish("_inbox.x", make_message(1), not_before=time.time() + 1)
+    finally:
+        await transport.close()

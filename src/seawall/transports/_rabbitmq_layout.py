@@ -19,6 +19,7 @@ __all__ = [
     "ATTEMPT",
     "BROKER_HEADERS",
     "INBOX_PREFIX",
+    "MAX_DELAY",
     "PREFIX",
     "Layout",
     "delay_step",
@@ -54,6 +55,10 @@ BROKER_HEADERS = frozenset(
 # twelve steps per decade, each at most 1.25x the one below.
 _MANTISSAS = (10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82)
 _LADDER: tuple[int, ...] = tuple(m * 10**e for e in range(7) for m in _MANTISSAS)  # to 82e6 ms
+
+
+MAX_DELAY = _LADDER[-1] / 1000
+"""Longest delay the ladder holds, in seconds (about 22.8 hours)."""
 
 
 def delay_step(seconds: float) -> int:
@@ -94,14 +99,16 @@ def group_queue_arguments(max_messages: int, *, partitioned: bool) -> dict[str, 
     return arguments
 
 
-def delay_queue_arguments(step_ms: int) -> dict[str, Any]:
+def delay_queue_arguments(step_ms: int, target: str = "") -> dict[str, Any]:
     """A delay queue: every message expires after ``step_ms`` and is dead-lettered
-    through the default exchange, under the routing key it was published with (the
-    queue it came from), at least once (a full target queue makes it wait, not drop)."""
+    through the exchange ``target``, under the routing key it was published with, at
+    least once (a full target queue makes it wait, not drop). With the default
+    exchange as target, that key names the queue the message goes back to; with a
+    channel's exchange, it is the partition."""
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": step_ms,
-        "x-dead-letter-exchange": "",
+        "x-dead-letter-exchange": target,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -142,6 +149,11 @@ class Layout:
     def queue(self, group: str, partition: int) -> str:
         """The queue of ``group``'s ``partition``."""
         return f"{PREFIX}{self.tok}.g.{token(group)}.{partition}"
+
+    def scheduled(self, step_ms: int) -> str:
+        """Fanout exchange and queue holding messages published with ``not_before``
+        for ``step_ms``, dead-lettered into this channel's exchange."""
+        return f"{PREFIX}{self.tok}.delay.{step_ms}ms"
 
     def members(self, group: str) -> str:
         """Fanout exchange the members of a partitioned group announce themselves on."""

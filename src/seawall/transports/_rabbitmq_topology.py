@@ -70,7 +70,7 @@ class Topology:
     def __init__(self, transport: RabbitMQTransport) -> None:
         self.transport = transport
         self._channel: AbstractChannel | None = None
-        self._delays: set[int] = set()
+        self._delays: set[str] = set()  # delay exchanges known to exist
         self.made: set[tuple[str, str]] = set()
         """("queue" | "exchange", name) of every channel object declared (for cleanup)."""
 
@@ -205,16 +205,27 @@ class Topology:
     async def delay(self, step_ms: int) -> str:
         """The fanout exchange in front of the delay queue for ``step_ms`` (declared once)."""
         name = delay_names(step_ms)
-        if step_ms not in self._delays:
-            channel = await self.admin()
-            with translated(f"declaring delay queue {name!r}"):
-                exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
-                queue = await channel.declare_queue(
-                    name, durable=True, arguments=delay_queue_arguments(step_ms)
-                )
-                await queue.bind(exchange)
-            self._delays.add(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, "")
         return name
+
+    async def scheduled(self, layout: Layout, step_ms: int) -> str:
+        """The fanout exchange holding messages for ``layout``'s channel ``step_ms``."""
+        name = layout.scheduled(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, layout.exchange)
+            self.made.update({("queue", name), ("exchange", name)})
+        return name
+
+    async def _delay_queue(self, name: str, step_ms: int, target: str) -> None:
+        channel = await self.admin()
+        with translated(f"declaring delay queue {name!r}"):
+            exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=delay_queue_arguments(step_ms, target)
+            )
+            await queue.bind(exchange)
+        self._delays.add(name)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

@@ -28,10 +28,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   ``attempt``. Delayed redelivery, ``nack(delay=…)``, republishes the message
   (confirmed) to a shared *delay queue* and only then acks it: one quorum queue
   per step of a fixed delay ladder (the E12 series from 10 ms: twelve steps per
-  decade, each at most 1.25x the one below, the delay rounded *up*), whose ``x-message-ttl``
-  expires every message after that step and dead-letters it, at least once,
-  through the default exchange back to the queue it came from. The attempt a
-  republished message starts from travels in the ``seawall-attempt`` header.
+  decade, each at most 1.25x the one below; the delay is rounded *up*, and the
+  top step, about 22.8 h, caps a longer one), whose ``x-message-ttl`` expires
+  every message after that step and dead-letters it, at least once, through the
+  default exchange back to the queue it came from. The attempt a republished
+  message starts from travels in the ``seawall-attempt`` header.
 * **Credit** → one AMQP channel per partition consumer, with ``basic.qos``
   ``prefetch`` (shared out among the partitions a member reads).
 * **Bounded channels** → every queue has ``x-max-length`` with
@@ -51,8 +52,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   exchange (no exchange of its own): a reply to an inbox that has gone is
   dropped by the broker at once, and the queue goes when its reader leaves or
   its connection dies.
-* **Delayed delivery** (``publish(not_before=…)``) is not offered
-  (``delayed_delivery`` False); no plugin is assumed on the server.
+* **Delayed delivery** (``publish(not_before=…)``) uses the same ladder with
+  delay queues of the channel's own (``seawall.<token>.delay.<step>ms``), which
+  dead-letter into the channel's exchange under the partition key, so every
+  group gets the message once it is due (rounded up to the next step). No
+  plugin is assumed on the server. Reply inboxes take no delayed delivery.
 * **Durability** → quorum queues write and fsync a message before RabbitMQ
   confirms the publish: :attr:`Durability.LOCAL_FSYNC` on one node (a cluster
   of three nodes would replicate it; this adapter declares what one node
@@ -106,7 +110,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the RabbitMQ transport needs the aio-pika client: pip install 'seawall[rabbitmq]'"
     ) from exc
 
-from ._rabbitmq_layout import ATTEMPT, INBOX_PREFIX, Layout, delay_step, inbox_queue
+from ._rabbitmq_layout import ATTEMPT, INBOX_PREFIX, MAX_DELAY, Layout, delay_step, inbox_queue
 from ._rabbitmq_members import Membership
 from ._rabbitmq_subscription import CE_PREFIX, RabbitMQSubscription, Source
 from ._rabbitmq_topology import Topology, translated
@@ -154,7 +158,7 @@ class RabbitMQTransport:
             durability=Durability.LOCAL_FSYNC,
             partitions=True,
             delayed_redelivery=True,
-            delayed_delivery=False,
+            delayed_delivery=True,
             max_message_bytes=max_message_bytes,
         )
 
@@ -269,23 +273,29 @@ class RabbitMQTransport:
         priority: int = 0,
     ) -> None:
         self._check_open()
-        if not_before is not None and not_before > self.clock.time():
-            raise ConfigurationError(
-                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a "
-                "given time: the RabbitMQ transport has no delayed delivery (capabilities."
-                "delayed_delivery is False); schedule it before publishing"
-            )
+        wait = 0.0 if not_before is None else not_before - self.clock.time()
         headers: dict[str, Any] = to_headers(message, CE_PREFIX)
         content_type = headers.pop("content-type")
         self._check_size(channel, message, headers)
         ephemeral = self._ephemeral(channel)
+        if wait > MAX_DELAY:
+            raise ConfigurationError(
+                f"cannot hold {message.type} ({message.id}) for {channel!r} back {wait:.0f} s: "
+                f"the RabbitMQ transport delays by at most {MAX_DELAY:.0f} s; keep it in a "
+                "scheduler (or the outbox) until it is nearer due"
+            )
+        if wait > 0 and ephemeral:
+            raise ConfigurationError(
+                f"cannot hold {message.type} ({message.id}) back for {channel!r}: it is a "
+                "reply inbox, which takes no delayed delivery; send it when it is due"
+            )
         properties = spec.Basic.Properties(
             content_type=content_type,
             headers=headers,
             message_id=message.id,
             delivery_mode=None if ephemeral else _PERSISTENT,
         )
-        await self._send(channel, message, properties, ephemeral=ephemeral)
+        await self._send(channel, message, properties, ephemeral=ephemeral, wait=wait)
 
     def _check_size(self, channel: str, message: Message, headers: dict[str, Any]) -> None:
         size = _FRAME_OVERHEAD + len(message.data)
@@ -305,6 +315,7 @@ class RabbitMQTransport:
         properties: spec.Basic.Properties,
         *,
         ephemeral: bool,
+        wait: float,
     ) -> None:
         """Publish until RabbitMQ confirms, waiting for room and for the link."""
         clock = self.clock
@@ -313,7 +324,8 @@ class RabbitMQTransport:
         while True:
             failure: Exception
             try:
-                if await self._publish_once(channel, message, properties, ephemeral=ephemeral):
+                sent = self._publish_once(channel, message, properties, ephemeral, wait)
+                if await sent:
                     return
                 failure = self._full(channel)
             except ConnectionLost as exc:
@@ -330,8 +342,8 @@ class RabbitMQTransport:
         channel: str,
         message: Message,
         properties: spec.Basic.Properties,
-        *,
         ephemeral: bool,
+        wait: float,
     ) -> bool:
         """One try: whether RabbitMQ confirmed (False: a queue was full)."""
         if ephemeral:
@@ -339,6 +351,8 @@ class RabbitMQTransport:
         else:
             layout = await self._layout(channel)
             exchange = layout.exchange
+            if wait > 0:  # held in the channel's delay queue for the next ladder step
+                exchange = await self.topology.scheduled(layout, delay_step(wait))
             key = str(partition_for(message.partitionkey, layout.partitions))
         publisher = await self.publisher()
         with translated(f"publishing {message.id} to {channel!r}"):
