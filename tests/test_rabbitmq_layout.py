@@ -7,8 +7,10 @@ import pytest
 
 from seawall.transports._rabbitmq_layout import (
     Layout,
+    channel_queue_arguments,
     delay_names,
     delay_step,
+    group_queue_arguments,
     inbox_queue,
     max_length,
 )
@@ -75,3 +77,15 @@ def test_roster_hands_partitions_out_by_id_and_waits_for_their_holders() -> None
     roster.heard("m-a", "left", frozenset(), now=5.1)
     assert roster.mine(now=5.2) == {0, 1, 2, 3}, "left: gone at once"
     assert roster.free(0, now=5.2), "left: its partitions are free at once"
+
+
+def test_priority_channels_use_classic_priority_queues_bounded_exactly() -> None:
+    plain = channel_queue_arguments(100)
+    assert plain["x-queue-type"] == "quorum"
+    assert plain["x-max-length"] == 99
+    levels = channel_queue_arguments(100, priorities=3)
+    assert levels["x-queue-type"] == "classic"
+    assert levels["x-max-priority"] == 2
+    assert levels["x-max-length"] == 100
+    assert group_queue_arguments(100, partitioned=True)["x-single-active-consumer"] is True
+    assert "x-single-active-consumer" not in group_queue_arguments(100, partitioned=False)

@@ -25,6 +25,7 @@ __all__ = [
     "delay_step",
     "delay_names",
     "delay_queue_arguments",
+    "channel_queue_arguments",
     "group_queue_arguments",
     "inbox_queue",
     "max_length",
@@ -82,8 +83,21 @@ def max_length(max_messages: int) -> int:
     return max(0, max_messages - 1)
 
 
-def quorum_arguments(max_messages: int) -> dict[str, Any]:
-    """Arguments every bounded, durable queue of a channel shares."""
+def channel_queue_arguments(max_messages: int, priorities: int = 1) -> dict[str, Any]:
+    """Arguments every bounded, durable queue of a channel shares.
+
+    Quorum queues, except on a channel with priority levels: quorum queues have
+    none (before RabbitMQ 4), so those are classic queues with ``x-max-priority``,
+    which store persistent messages on disk before confirming them as well, and
+    which honour ``x-max-length`` exactly.
+    """
+    if priorities > 1:
+        return {
+            "x-queue-type": "classic",
+            "x-max-priority": priorities - 1,
+            "x-max-length": max_messages,
+            "x-overflow": "reject-publish",
+        }
     return {
         "x-queue-type": "quorum",
         "x-max-length": max_length(max_messages),
@@ -91,9 +105,11 @@ def quorum_arguments(max_messages: int) -> dict[str, Any]:
     }
 
 
-def group_queue_arguments(max_messages: int, *, partitioned: bool) -> dict[str, Any]:
-    """A group's partition queue: quorum, bounded; single active consumer if partitioned."""
-    arguments = quorum_arguments(max_messages)
+def group_queue_arguments(
+    max_messages: int, *, partitioned: bool, priorities: int = 1
+) -> dict[str, Any]:
+    """A group's partition queue: bounded; single active consumer if partitioned."""
+    arguments = channel_queue_arguments(max_messages, priorities)
     if partitioned:
         arguments["x-single-active-consumer"] = True
     return arguments
@@ -126,6 +142,7 @@ class Layout:
 
     channel: str
     partitions: int
+    priorities: int = 1
 
     @property
     def tok(self) -> str:

@@ -78,6 +78,9 @@ class RabbitMQSubscription:
         self.prefetch = prefetch
         self.member = uuid7()
         self.membership: Membership | None = None
+        self.counts_returns = True
+        """Whether the queues count returns (quorum queues), so a plain requeue keeps
+        ``attempt`` right; else a nack republishes with the attempt in a header."""
         self.wake = asyncio.Event()
         self.held: Counter[int] = Counter()  # partition -> received and not settled
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
@@ -191,7 +194,7 @@ class RabbitMQSubscription:
         if held is None:
             return
         try:
-            if delay > 0:
+            if delay > 0 or not self.counts_returns:
                 queue = self.queues[held.partition]
                 await self.transport.delay(held.msg, queue, held.attempt + 1, delay)
                 await _channel(held).basic_ack(_tag(held))

@@ -23,11 +23,11 @@ from .._exceptions import ConfigurationError, ConnectionLost, TransportClosed, T
 from .._transport import ChannelSpec
 from ._rabbitmq_layout import (
     Layout,
+    channel_queue_arguments,
     delay_names,
     delay_queue_arguments,
     group_queue_arguments,
     inbox_queue,
-    quorum_arguments,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class Topology:
         ``repair`` declares every object again (declarations are idempotent), for a
         channel part of which was deleted behind this process's back.
         """
-        wanted = Layout(spec.name, spec.partitions)
+        wanted = Layout(spec.name, spec.partitions, spec.priorities)
         if spec.partitions < 1:
             raise ConfigurationError(
                 f"channel {spec.name!r} needs at least one partition, got {spec.partitions}"
@@ -126,7 +126,9 @@ class Topology:
                 layout.unclaimed, ExchangeType.FANOUT, durable=True
             )
             queue = await channel.declare_queue(
-                layout.unclaimed, durable=True, arguments=quorum_arguments(spec.max_messages)
+                layout.unclaimed,
+                durable=True,
+                arguments=channel_queue_arguments(spec.max_messages, layout.priorities),
             )
             await queue.bind(unclaimed)
             await channel.declare_exchange(
@@ -147,7 +149,8 @@ class Topology:
     async def _record(self, layout: Layout, spec: ChannelSpec) -> None:
         """Store the layout message; the first one stored wins (the queue holds one)."""
         channel = await self.admin()
-        body = json.dumps({"partitions": layout.partitions, "max_messages": spec.max_messages})
+        record = {"partitions": layout.partitions, "priorities": layout.priorities}
+        body = json.dumps({**record, "max_messages": spec.max_messages})
         message = aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         with (
             translated(f"recording the layout of channel {spec.name!r}"),
@@ -164,8 +167,9 @@ class Topology:
                 got = await queue.get(no_ack=False, fail=False)
                 if got is not None:
                     await got.reject(requeue=True)
-                    partitions = int(json.loads(got.body)["partitions"])
-                    return Layout(spec.name, partitions)
+                    record = json.loads(got.body)
+                    levels = int(record.get("priorities", 1))
+                    return Layout(spec.name, int(record["partitions"]), levels)
             if attempt == 20:  # nobody holds it for long: its creator died before recording
                 await self._record(wanted, spec)
             await asyncio.sleep(0.005)
@@ -183,7 +187,9 @@ class Topology:
         queues = [layout.queue(group, p) for p in range(layout.partitions)]
         new = not await self._exists(queues[-1])
         channel = await self.admin()
-        arguments = group_queue_arguments(max_messages, partitioned=layout.partitions > 1)
+        arguments = group_queue_arguments(
+            max_messages, partitioned=layout.partitions > 1, priorities=layout.priorities
+        )
         with translated(f"joining group {group!r} on channel {layout.channel!r}"):
             amqp = await channel.get_underlay_channel()
             for partition, name in enumerate(queues):

@@ -33,6 +33,14 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   every message after that step and dead-letters it, at least once, through the
   default exchange back to the queue it came from. The attempt a republished
   message starts from travels in the ``seawall-attempt`` header.
+* **Priority levels** (``ChannelSpec.priorities`` > 1, one partition) → the
+  channel's queues are classic queues with ``x-max-priority`` (quorum queues
+  have no priorities before RabbitMQ 4), which also write persistent messages
+  to disk before confirming them; ``publish(priority=…)`` sets the AMQP
+  priority (clamped by RabbitMQ to the channel's levels). Classic queues count
+  no deliveries, so there ``nack()`` republishes the message (confirmed, with
+  its attempt in ``seawall-attempt``) to come back after 10 ms, and a delivery
+  returned by a close counts one attempt more however often it was returned.
 * **Credit** → one AMQP channel per partition consumer, with ``basic.qos``
   ``prefetch`` (shared out among the partitions a member reads).
 * **Bounded channels** → every queue has ``x-max-length`` with
@@ -90,6 +98,7 @@ from .._exceptions import (
 )
 from .._message import Message, to_headers
 from .._transport import (
+    MAX_PRIORITIES,
     Capabilities,
     ChannelSpec,
     Durability,
@@ -160,6 +169,7 @@ class RabbitMQTransport:
             delayed_redelivery=True,
             delayed_delivery=True,
             max_message_bytes=max_message_bytes,
+            priorities=MAX_PRIORITIES,
         )
 
     @classmethod
@@ -294,6 +304,7 @@ class RabbitMQTransport:
             headers=headers,
             message_id=message.id,
             delivery_mode=None if ephemeral else _PERSISTENT,
+            priority=max(0, min(priority, MAX_PRIORITIES - 1)) if priority else None,
         )
         await self._send(channel, message, properties, ephemeral=ephemeral, wait=wait)
 
@@ -393,6 +404,7 @@ class RabbitMQTransport:
             headers=headers,
             message_id=old.message_id,
             delivery_mode=_PERSISTENT,
+            priority=old.priority,
         )
         publisher = await self.publisher()
         with translated(f"delaying a message for {queue!r} by {seconds} s"):
@@ -423,6 +435,7 @@ class RabbitMQTransport:
         spec_ = self._declared.get(channel) or ChannelSpec(name=channel)
         queues = await self.topology.group(layout, group, spec_.max_messages)
         sub = RabbitMQSubscription(self, channel, group, queues, prefetch)
+        sub.counts_returns = layout.priorities == 1  # classic queues have no delivery count
         self._subs.add(sub)
         sources = [Source(layout.unclaimed, None, prefetch)] if at == "earliest" else []
         if layout.partitions == 1:
