@@ -7,8 +7,10 @@ import pytest
 
 from seawall.transports._rabbitmq_layout import (
     Layout,
+    channel_queue_arguments,
     delay_names,
     delay_step,
+    group_queue_arguments,
     inbox_queue,
     max_length,
 )
@@ -21,6 +23,7 @@ def test_names_are_broker_safe_distinct_and_prefixed() -> None:
     assert layout.unclaimed == "seawall.orders_2eevents.unclaimed"
     assert layout.queue("billing.v2", 3) == "seawall.orders_2eevents.g.billing_2ev2.3"
     assert layout.members("billing") == "seawall.orders_2eevents.g.billing.members"
+    assert layout.scheduled(220) == "seawall.orders_2eevents.delay.220ms"
     assert Layout("orders_2eevents", 1).exchange != layout.exchange  # escaping is reversible
     assert inbox_queue("_inbox.abc") == "seawall._5finbox_2eabc"
     assert len(set(layout.every_queue(["a", "b"]))) == 2 + 2 * 4
@@ -74,3 +77,15 @@ def test_roster_hands_partitions_out_by_id_and_waits_for_their_holders() -> None
     roster.heard("m-a", "left", frozenset(), now=5.1)
     assert roster.mine(now=5.2) == {0, 1, 2, 3}, "left: gone at once"
     assert roster.free(0, now=5.2), "left: its partitions are free at once"
+
+
+def test_priority_channels_use_classic_priority_queues_bounded_exactly() -> None:
+    plain = channel_queue_arguments(100)
+    assert plain["x-queue-type"] == "quorum"
+    assert plain["x-max-length"] == 99
+    levels = channel_queue_arguments(100, priorities=3)
+    assert levels["x-queue-type"] == "classic"
+    assert levels["x-max-priority"] == 2
+    assert levels["x-max-length"] == 100
+    assert group_queue_arguments(100, partitioned=True)["x-single-active-consumer"] is True
+    assert "x-single-active-consumer" not in group_queue_arguments(100, partitioned=False)

@@ -21,7 +21,7 @@ import pytest
 from tests.brokers import RABBITMQ, free_port, require
 
 from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportClosed
+from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
 from seawall._supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
@@ -120,9 +120,10 @@ async def test_plain_aio_pika_client_reads_a_seawall_event_and_seawall_reads_its
     async def shipped(event: OrderShipped) -> None:
         received.append(event)
 
-    transport = RabbitMQTransport(url)
     plain = await aio_pika.connect(url)
-    async with cleanup() as doomed, plain, System(svc, transport=transport) as system:
+    async with cleanup() as doomed, plain, System(svc, transport=url) as system:
+        transport = system.transport
+        assert isinstance(transport, RabbitMQTransport)
         channel = await plain.channel()
         # seawall publishes; the plain client reads it through a queue of its own
         await transport.declare(ChannelSpec(name=f"{name}.events"))
@@ -195,11 +196,10 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
     async def quote(cmd: Quote) -> Price:
         return Price(cents=len(cmd.item) * 100)
 
-    server, client = RabbitMQTransport(url), RabbitMQTransport(url)
     async with (
         cleanup() as doomed,
-        System(svc, transport=server),
-        System(transport=client) as caller,
+        System(svc, transport=url) as server,
+        System(transport=url) as caller,
     ):
         ctx = caller.context()
         prices = [
@@ -207,7 +207,9 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
             for n in range(1, 4)
         ]
         inbox = caller.node.inbox
-        doomed.update(server.topology.made | client.topology.made)
+        for system in (server, caller):
+            assert isinstance(system.transport, RabbitMQTransport)
+            doomed.update(system.transport.topology.made)
     assert prices == [Price(cents=100), Price(cents=200), Price(cents=300)]
     # the requester has gone: its inbox queue went with it, and a late reply is dropped
     late = await RabbitMQTransport.connect(url, publish_timeout=5.0)
@@ -400,3 +402,61 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_mes
     assert len(acked) == 120
     resumed = min(at for n, at in acked.items() if n > 60) - stopped_at
     print(f"\nRabbitMQ node stopped and restarted: publishing resumed after {resumed:.1f} s")
+
+
+async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    async with cleanup() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            sub = await transport.subscribe(channel, group="workers", start="latest")
+            async with Inbox(sub, patience=5.0) as inbox:
+                admin = await transport.topology.admin()
+                await admin.queue_delete(sub.queues[0])
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers", start="latest")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            doomed.update(transport.topology.made)
+            await transport.close()
+
+
+async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ), publish_timeout=5.0)
+    channel = f"vanished.{uuid.uuid4().hex[:8]}"
+    async with cleanup() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            await transport.publish(channel, make_message(0))
+            admin = await transport.topology.admin()
+            await admin.exchange_delete(f"seawall.{channel.replace('.', '_2e')}")
+            sent = make_message(1)
+            started = time.monotonic()
+            await transport.publish(channel, sent)  # 404: the channel is declared again
+            assert time.monotonic() - started < 2.0
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                got = await inbox.collect(2)
+            assert {d.message.id for d in got} >= {sent.id}
+        finally:
+            doomed.update(transport.topology.made)
+            await transport.close()
+
+
+async def test_delays_beyond_the_ladder_and_delayed_replies_are_refused_clearly() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    try:
+        far = time.time() + 2 * 86_400
+        with pytest.raises(ConfigurationError, match="at most 82000 s"):
+            await transport.publish("orders", make_message(0), not_before=far)
+        with pytest.raises(ConfigurationError, match="reply inbox"):
+            await transport.publish("_inbox.x", make_message(1), not_before=time.time() + 1)
+    finally:
+        await transport.close()

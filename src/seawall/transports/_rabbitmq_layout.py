@@ -19,11 +19,13 @@ __all__ = [
     "ATTEMPT",
     "BROKER_HEADERS",
     "INBOX_PREFIX",
+    "MAX_DELAY",
     "PREFIX",
     "Layout",
     "delay_step",
     "delay_names",
     "delay_queue_arguments",
+    "channel_queue_arguments",
     "group_queue_arguments",
     "inbox_queue",
     "max_length",
@@ -56,6 +58,10 @@ _MANTISSAS = (10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82)
 _LADDER: tuple[int, ...] = tuple(m * 10**e for e in range(7) for m in _MANTISSAS)  # to 82e6 ms
 
 
+MAX_DELAY = _LADDER[-1] / 1000
+"""Longest delay the ladder holds, in seconds (about 22.8 hours)."""
+
+
 def delay_step(seconds: float) -> int:
     """The delay queue (in ms) for a delay of ``seconds``: the next ladder step up."""
     ms = max(1, math.ceil(seconds * 1000))
@@ -77,8 +83,21 @@ def max_length(max_messages: int) -> int:
     return max(0, max_messages - 1)
 
 
-def quorum_arguments(max_messages: int) -> dict[str, Any]:
-    """Arguments every bounded, durable queue of a channel shares."""
+def channel_queue_arguments(max_messages: int, priorities: int = 1) -> dict[str, Any]:
+    """Arguments every bounded, durable queue of a channel shares.
+
+    Quorum queues, except on a channel with priority levels: quorum queues have
+    none (before RabbitMQ 4), so those are classic queues with ``x-max-priority``,
+    which store persistent messages on disk before confirming them as well, and
+    which honour ``x-max-length`` exactly.
+    """
+    if priorities > 1:
+        return {
+            "x-queue-type": "classic",
+            "x-max-priority": priorities - 1,
+            "x-max-length": max_messages,
+            "x-overflow": "reject-publish",
+        }
     return {
         "x-queue-type": "quorum",
         "x-max-length": max_length(max_messages),
@@ -86,22 +105,26 @@ def quorum_arguments(max_messages: int) -> dict[str, Any]:
     }
 
 
-def group_queue_arguments(max_messages: int, *, partitioned: bool) -> dict[str, Any]:
-    """A group's partition queue: quorum, bounded; single active consumer if partitioned."""
-    arguments = quorum_arguments(max_messages)
+def group_queue_arguments(
+    max_messages: int, *, partitioned: bool, priorities: int = 1
+) -> dict[str, Any]:
+    """A group's partition queue: bounded; single active consumer if partitioned."""
+    arguments = channel_queue_arguments(max_messages, priorities)
     if partitioned:
         arguments["x-single-active-consumer"] = True
     return arguments
 
 
-def delay_queue_arguments(step_ms: int) -> dict[str, Any]:
+def delay_queue_arguments(step_ms: int, target: str = "") -> dict[str, Any]:
     """A delay queue: every message expires after ``step_ms`` and is dead-lettered
-    through the default exchange, under the routing key it was published with (the
-    queue it came from), at least once (a full target queue makes it wait, not drop)."""
+    through the exchange ``target``, under the routing key it was published with, at
+    least once (a full target queue makes it wait, not drop). With the default
+    exchange as target, that key names the queue the message goes back to; with a
+    channel's exchange, it is the partition."""
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": step_ms,
-        "x-dead-letter-exchange": "",
+        "x-dead-letter-exchange": target,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -119,6 +142,7 @@ class Layout:
 
     channel: str
     partitions: int
+    priorities: int = 1
 
     @property
     def tok(self) -> str:
@@ -142,6 +166,11 @@ class Layout:
     def queue(self, group: str, partition: int) -> str:
         """The queue of ``group``'s ``partition``."""
         return f"{PREFIX}{self.tok}.g.{token(group)}.{partition}"
+
+    def scheduled(self, step_ms: int) -> str:
+        """Fanout exchange and queue holding messages published with ``not_before``
+        for ``step_ms``, dead-lettered into this channel's exchange."""
+        return f"{PREFIX}{self.tok}.delay.{step_ms}ms"
 
     def members(self, group: str) -> str:
         """Fanout exchange the members of a partitioned group announce themselves on."""

@@ -101,10 +101,15 @@ class Membership:
             assert declared.queue is not None
             await amqp.queue_bind(declared.queue, self.exchange)
             await amqp.basic_consume(declared.queue, self._heard, no_ack=True)
+            amqp.closing.add_done_callback(self._closed)
             await self._announce("hello")
         await asyncio.sleep(min(0.1, self.roster.leases.ttl / 10))  # the others answer
         await self._rebalance()
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _closed(self, _: object) -> None:
+        if self._amqp is not None:  # not closed by leave(): the others stop hearing us
+            self.sub.lost("RabbitMQ closed the channel its group membership runs on")
 
     async def _announce(self, op: str) -> None:
         amqp = self._amqp

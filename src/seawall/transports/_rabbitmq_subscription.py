@@ -78,6 +78,9 @@ class RabbitMQSubscription:
         self.prefetch = prefetch
         self.member = uuid7()
         self.membership: Membership | None = None
+        self.counts_returns = True
+        """Whether the queues count returns (quorum queues), so a plain requeue keeps
+        ``attempt`` right; else a nack republishes with the attempt in a header."""
         self.wake = asyncio.Event()
         self.held: Counter[int] = Counter()  # partition -> received and not settled
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
@@ -86,6 +89,7 @@ class RabbitMQSubscription:
         self._tokens = itertools.count()
         self._state = "open"  # open | closed | broken
         self._why: str | None = None
+        self._lost: str | None = None  # why it must end, found in a callback
 
     @property
     def open(self) -> bool:
@@ -111,7 +115,23 @@ class RabbitMQSubscription:
             ok = await amqp.basic_consume(source.queue, arrived, no_ack=False)
         assert ok.consumer_tag is not None
         self._consumers[source.queue] = (amqp, ok.consumer_tag)
+        amqp.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
+        amqp.closing.add_done_callback(lambda _: self._channel_closed(source.queue, amqp))
         self.wake.set()
+
+    def _cancelled_by_broker(self, frame: object) -> None:
+        self.lost("RabbitMQ cancelled its consumer (was a queue deleted?)")
+
+    def _channel_closed(self, queue: str, amqp: aiormq.abc.AbstractChannel) -> None:
+        entry = self._consumers.get(queue)
+        if entry is not None and entry[0] is amqp:  # not closed by us
+            self.lost(f"RabbitMQ closed the AMQP channel reading {queue!r}")
+
+    def lost(self, why: str) -> None:
+        """End the subscription as broken, from a callback that cannot do it itself."""
+        if self._state == "open" and self._lost is None:
+            self._lost = why
+            self.wake.set()
 
     async def stop_reading(self, queue: str) -> None:
         """Stop consuming ``queue``; messages it holds stay held until settled."""
@@ -137,6 +157,8 @@ class RabbitMQSubscription:
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         while True:
+            if self._lost is not None and self._state == "open":
+                await self.break_link(self._lost)
             if self._state == "broken":
                 why = self._why or "the link to RabbitMQ broke"
                 raise ConnectionLost(
@@ -172,7 +194,7 @@ class RabbitMQSubscription:
         if held is None:
             return
         try:
-            if delay > 0:
+            if delay > 0 or not self.counts_returns:
                 queue = self.queues[held.partition]
                 await self.transport.delay(held.msg, queue, held.attempt + 1, delay)
                 await _channel(held).basic_ack(_tag(held))
@@ -253,7 +275,7 @@ def decode(msg: aiormq.abc.DeliveredMessage) -> Message:
             continue
         if key.startswith(_JMS_PREFIX):
             key = CE_PREFIX + key.removeprefix(_JMS_PREFIX)
-        headers[key] = value.decode() if isinstance(value, bytes) else str(value)
+        headers[key] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     if properties.content_type:
         headers["content-type"] = properties.content_type
     try:

@@ -23,11 +23,11 @@ from .._exceptions import ConfigurationError, ConnectionLost, TransportClosed, T
 from .._transport import ChannelSpec
 from ._rabbitmq_layout import (
     Layout,
+    channel_queue_arguments,
     delay_names,
     delay_queue_arguments,
     group_queue_arguments,
     inbox_queue,
-    quorum_arguments,
 )
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Topology:
     def __init__(self, transport: RabbitMQTransport) -> None:
         self.transport = transport
         self._channel: AbstractChannel | None = None
-        self._delays: set[int] = set()
+        self._delays: set[str] = set()  # delay exchanges known to exist
         self.made: set[tuple[str, str]] = set()
         """("queue" | "exchange", name) of every channel object declared (for cleanup)."""
 
@@ -100,14 +100,20 @@ class Topology:
         return True
 
     # -- durable channels ------------------------------------------------------
-    async def layout(self, spec: ChannelSpec, *, create: bool = True) -> Layout | None:
-        """The channel's layout as recorded on the broker; created from ``spec`` if missing."""
-        wanted = Layout(spec.name, spec.partitions)
+    async def layout(
+        self, spec: ChannelSpec, *, create: bool = True, repair: bool = False
+    ) -> Layout | None:
+        """The channel's layout as recorded on the broker; created from ``spec`` if missing.
+
+        ``repair`` declares every object again (declarations are idempotent), for a
+        channel part of which was deleted behind this process's back.
+        """
+        wanted = Layout(spec.name, spec.partitions, spec.priorities)
         if spec.partitions < 1:
             raise ConfigurationError(
                 f"channel {spec.name!r} needs at least one partition, got {spec.partitions}"
             )
-        if not await self._exists(wanted.meta):
+        if repair or not await self._exists(wanted.meta):
             if not create:
                 return None
             await self._create(wanted, spec)
@@ -120,7 +126,9 @@ class Topology:
                 layout.unclaimed, ExchangeType.FANOUT, durable=True
             )
             queue = await channel.declare_queue(
-                layout.unclaimed, durable=True, arguments=quorum_arguments(spec.max_messages)
+                layout.unclaimed,
+                durable=True,
+                arguments=channel_queue_arguments(spec.max_messages, layout.priorities),
             )
             await queue.bind(unclaimed)
             await channel.declare_exchange(
@@ -141,7 +149,8 @@ class Topology:
     async def _record(self, layout: Layout, spec: ChannelSpec) -> None:
         """Store the layout message; the first one stored wins (the queue holds one)."""
         channel = await self.admin()
-        body = json.dumps({"partitions": layout.partitions, "max_messages": spec.max_messages})
+        record = {"partitions": layout.partitions, "priorities": layout.priorities}
+        body = json.dumps({**record, "max_messages": spec.max_messages})
         message = aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         with (
             translated(f"recording the layout of channel {spec.name!r}"),
@@ -158,8 +167,9 @@ class Topology:
                 got = await queue.get(no_ack=False, fail=False)
                 if got is not None:
                     await got.reject(requeue=True)
-                    partitions = int(json.loads(got.body)["partitions"])
-                    return Layout(spec.name, partitions)
+                    record = json.loads(got.body)
+                    levels = int(record.get("priorities", 1))
+                    return Layout(spec.name, int(record["partitions"]), levels)
             if attempt == 20:  # nobody holds it for long: its creator died before recording
                 await self._record(wanted, spec)
             await asyncio.sleep(0.005)
@@ -169,18 +179,24 @@ class Topology:
         )
 
     async def group(self, layout: Layout, group: str, max_messages: int) -> list[str]:
-        """The group's partition queues, declared and bound if the group is new."""
+        """The group's partition queues, declared if the group is new, and bound.
+
+        Binding again is a no-op for a healthy channel and mends one whose exchange
+        was deleted and declared anew.
+        """
         queues = [layout.queue(group, p) for p in range(layout.partitions)]
-        if await self._exists(queues[-1]):
-            return queues
+        new = not await self._exists(queues[-1])
         channel = await self.admin()
-        arguments = group_queue_arguments(max_messages, partitioned=layout.partitions > 1)
-        with translated(f"creating group {group!r} on channel {layout.channel!r}"):
-            exchange = await channel.get_exchange(layout.exchange, ensure=False)
+        arguments = group_queue_arguments(
+            max_messages, partitioned=layout.partitions > 1, priorities=layout.priorities
+        )
+        with translated(f"joining group {group!r} on channel {layout.channel!r}"):
+            amqp = await channel.get_underlay_channel()
             for partition, name in enumerate(queues):
-                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
-                await queue.bind(exchange, routing_key=str(partition))
-                self.made.add(("queue", name))
+                if new:
+                    await channel.declare_queue(name, durable=True, arguments=arguments)
+                    self.made.add(("queue", name))
+                await amqp.queue_bind(name, layout.exchange, routing_key=str(partition))
         return queues
 
     # -- ephemeral channels and delays -------------------------------------------
@@ -195,16 +211,27 @@ class Topology:
     async def delay(self, step_ms: int) -> str:
         """The fanout exchange in front of the delay queue for ``step_ms`` (declared once)."""
         name = delay_names(step_ms)
-        if step_ms not in self._delays:
-            channel = await self.admin()
-            with translated(f"declaring delay queue {name!r}"):
-                exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
-                queue = await channel.declare_queue(
-                    name, durable=True, arguments=delay_queue_arguments(step_ms)
-                )
-                await queue.bind(exchange)
-            self._delays.add(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, "")
         return name
+
+    async def scheduled(self, layout: Layout, step_ms: int) -> str:
+        """The fanout exchange holding messages for ``layout``'s channel ``step_ms``."""
+        name = layout.scheduled(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, layout.exchange)
+            self.made.update({("queue", name), ("exchange", name)})
+        return name
+
+    async def _delay_queue(self, name: str, step_ms: int, target: str) -> None:
+        channel = await self.admin()
+        with translated(f"declaring delay queue {name!r}"):
+            exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=delay_queue_arguments(step_ms, target)
+            )
+            await queue.bind(exchange)
+        self._delays.add(name)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

@@ -28,10 +28,19 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   ``attempt``. Delayed redelivery, ``nack(delay=…)``, republishes the message
   (confirmed) to a shared *delay queue* and only then acks it: one quorum queue
   per step of a fixed delay ladder (the E12 series from 10 ms: twelve steps per
-  decade, each at most 1.25x the one below, the delay rounded *up*), whose ``x-message-ttl``
-  expires every message after that step and dead-letters it, at least once,
-  through the default exchange back to the queue it came from. The attempt a
-  republished message starts from travels in the ``seawall-attempt`` header.
+  decade, each at most 1.25x the one below; the delay is rounded *up*, and the
+  top step, about 22.8 h, caps a longer one), whose ``x-message-ttl`` expires
+  every message after that step and dead-letters it, at least once, through the
+  default exchange back to the queue it came from. The attempt a republished
+  message starts from travels in the ``seawall-attempt`` header.
+* **Priority levels** (``ChannelSpec.priorities`` > 1, one partition) → the
+  channel's queues are classic queues with ``x-max-priority`` (quorum queues
+  have no priorities before RabbitMQ 4), which also write persistent messages
+  to disk before confirming them; ``publish(priority=…)`` sets the AMQP
+  priority (clamped by RabbitMQ to the channel's levels). Classic queues count
+  no deliveries, so there ``nack()`` republishes the message (confirmed, with
+  its attempt in ``seawall-attempt``) to come back after 10 ms, and a delivery
+  returned by a close counts one attempt more however often it was returned.
 * **Credit** → one AMQP channel per partition consumer, with ``basic.qos``
   ``prefetch`` (shared out among the partitions a member reads).
 * **Bounded channels** → every queue has ``x-max-length`` with
@@ -51,15 +60,21 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   exchange (no exchange of its own): a reply to an inbox that has gone is
   dropped by the broker at once, and the queue goes when its reader leaves or
   its connection dies.
-* **Delayed delivery** (``publish(not_before=…)``) is not offered
-  (``delayed_delivery`` False); no plugin is assumed on the server.
+* **Delayed delivery** (``publish(not_before=…)``) uses the same ladder with
+  delay queues of the channel's own (``seawall.<token>.delay.<step>ms``), which
+  dead-letter into the channel's exchange under the partition key, so every
+  group gets the message once it is due (rounded up to the next step). No
+  plugin is assumed on the server. Reply inboxes take no delayed delivery.
 * **Durability** → quorum queues write and fsync a message before RabbitMQ
   confirms the publish: :attr:`Durability.LOCAL_FSYNC` on one node (a cluster
   of three nodes would replicate it; this adapter declares what one node
   gives).
 * **Broken link** → subscriptions end with :class:`ConnectionLost` (the
   dispatcher subscribes again); the broker returns their unsettled messages
-  (``attempt`` + 1). The next call connects again; publishing waits for the
+  (``attempt`` + 1). So does a subscription whose consumer RabbitMQ cancels
+  (its queue was deleted: subscribing again declares it anew) or whose AMQP
+  channel it closes; a publish that finds the channel's exchange deleted
+  declares the channel again. The next call connects again; publishing waits for the
   link up to ``publish_timeout``, then raises :class:`ConnectionLost`.
 
 Driver errors are translated at this edge by
@@ -83,6 +98,7 @@ from .._exceptions import (
 )
 from .._message import Message, to_headers
 from .._transport import (
+    MAX_PRIORITIES,
     Capabilities,
     ChannelSpec,
     Durability,
@@ -103,7 +119,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the RabbitMQ transport needs the aio-pika client: pip install 'seawall[rabbitmq]'"
     ) from exc
 
-from ._rabbitmq_layout import ATTEMPT, INBOX_PREFIX, Layout, delay_step, inbox_queue
+from ._rabbitmq_layout import ATTEMPT, INBOX_PREFIX, MAX_DELAY, Layout, delay_step, inbox_queue
 from ._rabbitmq_members import Membership
 from ._rabbitmq_subscription import CE_PREFIX, RabbitMQSubscription, Source
 from ._rabbitmq_topology import Topology, translated
@@ -140,6 +156,8 @@ class RabbitMQTransport:
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._publisher: aiormq.abc.AbstractChannel | None = None
         self._connecting = asyncio.Lock()
+        self._opening_publisher = asyncio.Lock()
+        self._vanished: set[str] = set()  # channels whose exchange was deleted behind our back
         self._broke = asyncio.Event()
         self._layouts: dict[str, Layout] = {}
         self._declared: dict[str, ChannelSpec] = {}
@@ -149,8 +167,9 @@ class RabbitMQTransport:
             durability=Durability.LOCAL_FSYNC,
             partitions=True,
             delayed_redelivery=True,
-            delayed_delivery=False,
+            delayed_delivery=True,
             max_message_bytes=max_message_bytes,
+            priorities=MAX_PRIORITIES,
         )
 
     @classmethod
@@ -222,10 +241,13 @@ class RabbitMQTransport:
         """The AMQP channel publishes go through (publisher confirms on)."""
         channel = self._publisher
         if channel is None or channel.is_closed:
-            connection = await self.connection()
-            with translated("opening the publishing channel"):
-                wrapper = await connection.channel(publisher_confirms=True)
-                channel = self._publisher = await wrapper.get_underlay_channel()
+            async with self._opening_publisher:
+                channel = self._publisher
+                if channel is None or channel.is_closed:
+                    connection = await self.connection()
+                    with translated("opening the publishing channel"):
+                        wrapper = await connection.channel(publisher_confirms=True)
+                        channel = self._publisher = await wrapper.get_underlay_channel()
         return channel
 
     # -- channels ------------------------------------------------------------------
@@ -245,7 +267,8 @@ class RabbitMQTransport:
         layout = self._layouts.get(channel)
         if layout is None:
             spec = self._declared.get(channel) or ChannelSpec(name=channel)
-            found = await self.topology.layout(spec)
+            found = await self.topology.layout(spec, repair=channel in self._vanished)
+            self._vanished.discard(channel)
             assert found is not None
             layout = self._layouts[channel] = found
         return layout
@@ -260,23 +283,30 @@ class RabbitMQTransport:
         priority: int = 0,
     ) -> None:
         self._check_open()
-        if not_before is not None and not_before > self.clock.time():
-            raise ConfigurationError(
-                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a "
-                "given time: the RabbitMQ transport has no delayed delivery (capabilities."
-                "delayed_delivery is False); schedule it before publishing"
-            )
+        wait = 0.0 if not_before is None else not_before - self.clock.time()
         headers: dict[str, Any] = to_headers(message, CE_PREFIX)
         content_type = headers.pop("content-type")
         self._check_size(channel, message, headers)
         ephemeral = self._ephemeral(channel)
+        if wait > MAX_DELAY:
+            raise ConfigurationError(
+                f"cannot hold {message.type} ({message.id}) for {channel!r} back {wait:.0f} s: "
+                f"the RabbitMQ transport delays by at most {MAX_DELAY:.0f} s; keep it in a "
+                "scheduler (or the outbox) until it is nearer due"
+            )
+        if wait > 0 and ephemeral:
+            raise ConfigurationError(
+                f"cannot hold {message.type} ({message.id}) back for {channel!r}: it is a "
+                "reply inbox, which takes no delayed delivery; send it when it is due"
+            )
         properties = spec.Basic.Properties(
             content_type=content_type,
             headers=headers,
             message_id=message.id,
             delivery_mode=None if ephemeral else _PERSISTENT,
+            priority=max(0, min(priority, MAX_PRIORITIES - 1)) if priority else None,
         )
-        await self._send(channel, message, properties, ephemeral=ephemeral)
+        await self._send(channel, message, properties, ephemeral=ephemeral, wait=wait)
 
     def _check_size(self, channel: str, message: Message, headers: dict[str, Any]) -> None:
         size = _FRAME_OVERHEAD + len(message.data)
@@ -296,6 +326,7 @@ class RabbitMQTransport:
         properties: spec.Basic.Properties,
         *,
         ephemeral: bool,
+        wait: float,
     ) -> None:
         """Publish until RabbitMQ confirms, waiting for room and for the link."""
         clock = self.clock
@@ -304,7 +335,8 @@ class RabbitMQTransport:
         while True:
             failure: Exception
             try:
-                if await self._publish_once(channel, message, properties, ephemeral=ephemeral):
+                sent = self._publish_once(channel, message, properties, ephemeral, wait)
+                if await sent:
                     return
                 failure = self._full(channel)
             except ConnectionLost as exc:
@@ -321,8 +353,8 @@ class RabbitMQTransport:
         channel: str,
         message: Message,
         properties: spec.Basic.Properties,
-        *,
         ephemeral: bool,
+        wait: float,
     ) -> bool:
         """One try: whether RabbitMQ confirmed (False: a queue was full)."""
         if ephemeral:
@@ -330,6 +362,8 @@ class RabbitMQTransport:
         else:
             layout = await self._layout(channel)
             exchange = layout.exchange
+            if wait > 0:  # held in the channel's delay queue for the next ladder step
+                exchange = await self.topology.scheduled(layout, delay_step(wait))
             key = str(partition_for(message.partitionkey, layout.partitions))
         publisher = await self.publisher()
         with translated(f"publishing {message.id} to {channel!r}"):
@@ -342,6 +376,7 @@ class RabbitMQTransport:
             except aiormq.exceptions.ChannelNotFoundEntity:
                 # its exchange was deleted behind our back: declare it again
                 self._layouts.pop(channel, None)
+                self._vanished.add(channel)
                 raise ConnectionLost(f"channel {channel!r} vanished from RabbitMQ") from None
         return isinstance(confirm, spec.Basic.Ack)
 
@@ -369,6 +404,7 @@ class RabbitMQTransport:
             headers=headers,
             message_id=old.message_id,
             delivery_mode=_PERSISTENT,
+            priority=old.priority,
         )
         publisher = await self.publisher()
         with translated(f"delaying a message for {queue!r} by {seconds} s"):
@@ -399,6 +435,7 @@ class RabbitMQTransport:
         spec_ = self._declared.get(channel) or ChannelSpec(name=channel)
         queues = await self.topology.group(layout, group, spec_.max_messages)
         sub = RabbitMQSubscription(self, channel, group, queues, prefetch)
+        sub.counts_returns = layout.priorities == 1  # classic queues have no delivery count
         self._subs.add(sub)
         sources = [Source(layout.unclaimed, None, prefetch)] if at == "earliest" else []
         if layout.partitions == 1:
