@@ -104,6 +104,7 @@ async def test_a_seawall_service_handles_what_a_faststream_publisher_sent() -> N
                     "ce-kind": "command",
                 },
             )
-            assert ack is not None and ack.stream == f"SEAWALL_{name}", ack
+            assert ack is not None, "FastStream's JetStream publish was not acknowledged"
+            assert ack.stream == f"SEAWALL_{name}", ack
             await wait_until(lambda: bool(received), 10.0, "the FastStream publisher's message")
     assert received == [ParcelShipped(order_id="o-8", parcels=4)]
