@@ -198,7 +198,7 @@ class NatsSubscription:
         self._owner = _Ownership(self, kv) if kv is not None else None
         self._task: asyncio.Task[None] | None = None
         self._lost: str | None = None  # why the subscription must end, found in a callback
-        self._stale: list[tuple[str, float]] = []  # after a broken link: (inbox, requests' end)
+        self._expiry = 0.0  # after a broken link: when its open pull requests have expired
 
     async def start(self) -> None:
         if self._owner is None:
@@ -366,7 +366,7 @@ class NatsSubscription:
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         if not self.transport.client.is_connected:
-            self.transport._park(msgs, self._stale)
+            self.transport._park(msgs, self._expiry)
             return
         for msg in msgs:
             with contextlib.suppress(nats.errors.Error):
@@ -376,7 +376,8 @@ class NatsSubscription:
         self._state = state
         self.wake.set()
         self.transport._left(self)
-        self._stale = [(p.inbox, due) for p in self.pullers.values() if (due := p.last_due())]
+        dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        self._expiry = max(dues, default=0.0)
         for partition in list(self.pullers):
             await self.release(partition)
         await self._return_all()

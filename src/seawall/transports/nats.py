@@ -171,9 +171,9 @@ class NatsTransport:
         self._streams: dict[str, Stream] = {}
         self._declared: dict[str, ChannelSpec] = {}
         self._subs: set[NatsSubscription] = set()
-        self._parked: list[Msg] = []  # given back by subscriptions a broken link ended
-        self._stale: dict[str, float] = {}  # their inboxes -> when their pull requests end
-        self._returning = asyncio.Lock()
+        # Deliveries a broken link left behind, each with the time by which the pull
+        # requests of its old connection have expired: NAKed once that has passed.
+        self._parked: list[tuple[float, Msg]] = []
         self._kv: KeyValue | None = None
         self._closed = False
         durable = Durability.REPLICATED if replicas >= 3 else Durability.WRITTEN
@@ -481,11 +481,9 @@ class NatsTransport:
         self._subs.discard(sub)
 
     # -- giving back what a broken link left behind ---------------------------
-    def _park(self, msgs: list[Msg], stale: list[tuple[str, float]]) -> None:
-        """Keep deliveries of a broken link until the server has let go of ``stale`` inboxes."""
-        self._parked.extend(msgs)
-        for inbox, until in stale:
-            self._stale[inbox] = max(until, self._stale.get(inbox, until))
+    def _park(self, msgs: list[Msg], until: float) -> None:
+        """Keep deliveries of a broken link until its pull requests have expired."""
+        self._parked.extend((until, msg) for msg in msgs)
 
     async def _return_parked(self, patience: float | None = None) -> None:
         """NAK what broken links left behind, once no old pull request can take it.
@@ -497,22 +495,28 @@ class NatsTransport:
         and with nats-server 2.9.10 we saw NAKs sent while the old connection
         lingered make the consumer skip one redelivery and deliver a later message
         twice (the flake of ``test_resubscribe_after_broken_link``, reproduced by
-        ``test_a_lingering_old_connection_takes_no_redelivery``). So a new subscription
-        and these NAKs wait until every old request has expired; ``patience`` caps
-        the wait (on close), after which the NAKs go out anyway.
+        ``test_a_lingering_old_connection_takes_no_redelivery``). So a new
+        subscription and these NAKs wait until every old request has expired;
+        ``patience`` caps the wait (on close), after which the NAKs go out anyway.
+        A caller cancelled while waiting leaves the deliveries for the next one.
         """
-        async with self._returning:
-            stale, self._stale = self._stale, {}
-            parked, self._parked = self._parked, []
-            until = max(stale.values(), default=0.0)
-            if patience is not None:
-                until = min(until, self.clock.time() + patience)
-            if (wait := until - self.clock.time()) > 0:
+        clock = self.clock
+        cap = None if patience is None else clock.time() + patience
+        while self._parked:
+            until = max(due for due, _ in self._parked)
+            if cap is not None:
+                until = min(until, cap)
+            if (wait := until - clock.time()) > 0:
                 log.debug("waiting %.2f s for the broken link's pull requests to expire", wait)
-                await self.clock.sleep(wait)
-            for msg in parked:
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.nak()
+                await clock.sleep(wait)
+            last = cap is not None and until >= cap
+            for item in [item for item in self._parked if last or item[0] <= until]:
+                if item in self._parked:  # not taken by a concurrent caller meanwhile
+                    self._parked.remove(item)
+                    with contextlib.suppress(nats.errors.Error):
+                        await item[1].nak()
+            if last:
+                return
 
     async def _link_broke(self) -> None:
         self._broke.set()
