@@ -241,6 +241,92 @@ async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing(
         await replier.close()
 
 
+class LingeringProxy:
+    """A loopback TCP proxy to the NATS server that, when a client's connection
+    breaks, keeps the server side open ``linger`` seconds more: the server goes on
+    believing in the old connection and its pull requests, as it does under load
+    or on a half-open link."""
+
+    def __init__(self, upstream: str, linger: float) -> None:
+        parts = upstream.removeprefix("nats://").rsplit(":", 1)
+        self.host, self.port = parts[0], int(parts[1])
+        self.linger = linger
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> LingeringProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        server_r, server_w = await asyncio.open_connection(self.host, self.port)
+        down = asyncio.create_task(self._pipe(server_r, client_w))
+        try:
+            await self._pipe(client_r, server_w)  # until the client's side breaks
+            await asyncio.sleep(self.linger)
+        finally:
+            server_w.close()
+            client_w.close()
+            down.cancel()
+            await asyncio.gather(down, return_exceptions=True)
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+
+async def test_a_lingering_old_connection_takes_no_redelivery() -> None:
+    """The returned deliveries of a broken link wait for its pull requests to expire.
+
+    NAKed at once, they went to the old connection the server still held (back
+    only after AckWait), and nats-server 2.9.10 then skipped one redelivery and
+    delivered a later message twice: the flake once seen in CI."""
+    async with LingeringProxy(require(NATS), linger=0.3) as proxy, cleanup_streams() as doomed:
+        transport = await NatsTransport.connect(proxy.url, pull_expires=1.0, api_timeout=1.0)
+        try:
+            channel = f"linger.{uuid.uuid4().hex[:8]}"
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.add(transport._streams[channel].name)
+            before = [make_message(i) for i in range(5)]
+            for message in before:
+                await transport.publish(channel, message)
+            sub = await transport.subscribe(channel, group="workers", prefetch=10)
+            async with Inbox(sub, patience=5.0) as inbox:
+                seen = await inbox.collect(5)
+                for delivery in seen[:2]:
+                    await sub.ack(delivery)
+                await transport.drop_connection_for_tests()
+                await inbox.finish()
+            again = await transport.subscribe(channel, group="workers", prefetch=10)
+            after = [make_message(i) for i in range(5, 7)]
+            for message in after:
+                await transport.publish(channel, message)
+            async with Inbox(again, patience=8.0) as inbox:
+                got = await inbox.collect(5)
+                got += await inbox.quiet(0.3)
+        finally:
+            await transport.close()
+    delivered = sorted((d.message.data, d.attempt) for d in got)
+    expected = sorted([(d.message.data, 2) for d in seen[2:]] + [(m.data, 1) for m in after])
+    assert delivered == expected, "a redelivery went astray or a message came twice"
+
+
 async def test_a_transport_never_used_closes_without_connecting() -> None:
     transport = NatsTransport(f"nats://127.0.0.1:{free_port()}")
     await transport.close()

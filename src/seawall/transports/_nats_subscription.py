@@ -126,6 +126,10 @@ class _Puller:
         body = json.dumps({"batch": count, "expires": int(expires * 1e9)}).encode()
         await transport.client.publish(self.next_subject, body, reply=reply)
 
+    def last_due(self) -> float | None:
+        """When the server is done with every pull request still open (None if none is)."""
+        return max(self.requests.values(), default=None)
+
     def sweep(self, now: float) -> float | None:
         """Forget requests past their deadline (the server lost them); the next deadline."""
         for reply in [r for r, due in self.requests.items() if due <= now]:
@@ -194,6 +198,7 @@ class NatsSubscription:
         self._owner = _Ownership(self, kv) if kv is not None else None
         self._task: asyncio.Task[None] | None = None
         self._lost: str | None = None  # why the subscription must end, found in a callback
+        self._expiry = 0.0  # after a broken link: when its open pull requests have expired
 
     async def start(self) -> None:
         if self._owner is None:
@@ -230,8 +235,7 @@ class NatsSubscription:
     # -- deliveries ------------------------------------------------------------
     async def arrived(self, msg: Msg, partition: int) -> None:
         if self._state != "open":  # came after close or a broken link: give it back
-            with contextlib.suppress(nats.errors.Error):
-                await msg.nak()
+            await self._give_back([msg])
             return
         self.held[partition] += 1
         self._ready.append(_Held(msg, partition, self.transport.clock.time()))
@@ -344,22 +348,39 @@ class NatsSubscription:
         self.wake.set()
 
     async def _return_all(self) -> None:
-        """NAK everything held, so it comes again at once to some member."""
+        """Give everything held back, so it comes again to some member.
+
+        While the link is up the NAKs go out at once: the pull requests were
+        unsubscribed on this same connection first, so the server cannot hand the
+        messages to them. On a broken link the server may still hold the old
+        connection and its pull requests; a NAK processed then would send the
+        message into that dead link (back only after AckWait), so the transport
+        sends the NAKs once the server has let go of the old inboxes (see
+        ``NatsTransport._return_parked``).
+        """
         held = [*self._unsettled.values(), *self._ready]
         self._unsettled.clear()
         self._ready.clear()
-        for item in held:
-            with contextlib.suppress(nats.errors.Error):
-                await item.msg.nak()
         self.held.clear()
+        await self._give_back([item.msg for item in held])
+
+    async def _give_back(self, msgs: list[Msg]) -> None:
+        if not self.transport.client.is_connected:
+            self.transport._park(msgs, self._expiry)
+            return
+        for msg in msgs:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
 
     async def _end(self, state: str) -> None:
         self._state = state
         self.wake.set()
         self.transport._left(self)
-        await self._return_all()
+        dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        self._expiry = max(dues, default=0.0)
         for partition in list(self.pullers):
             await self.release(partition)
+        await self._return_all()
         if self._owner is not None:
             self._owner.stop()
 

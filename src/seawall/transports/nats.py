@@ -30,9 +30,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   ack, so slow handlers and queued deliveries are not redelivered behind
   their back.
 * **Close / broken link** → unsettled and received-but-unread deliveries are
-  NAKed at once (on a broken link the NAKs go out as soon as nats-py has
-  reconnected), so they come again within a round trip, not after AckWait; if
-  this process dies instead, they come again after ``ack_wait``. nats-py
+  NAKed, so they come again soon, not after AckWait: on a close at once (after
+  unsubscribing the pull inboxes on the same connection); on a broken link once
+  the old connection's pull requests have expired (at most ``pull_expires`` +
+  ``api_timeout``), since the server may still hold that connection and hand
+  redeliveries to its requests; a new subscription of this transport waits for
+  that too. If this process dies instead, they come again after ``ack_wait``. nats-py
   reconnects by itself (forever, every ``reconnect_wait``); open
   subscriptions end with :class:`ConnectionLost` and the dispatcher subscribes
   again, which waits for the link. Publishing waits for the link up to
@@ -100,6 +103,7 @@ try:
     import nats.errors
     import nats.js.errors
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.js import api
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
@@ -167,6 +171,9 @@ class NatsTransport:
         self._streams: dict[str, Stream] = {}
         self._declared: dict[str, ChannelSpec] = {}
         self._subs: set[NatsSubscription] = set()
+        # Deliveries a broken link left behind, each with the time by which the pull
+        # requests of its old connection have expired: NAKed once that has passed.
+        self._parked: list[tuple[float, Msg]] = []
         self._kv: KeyValue | None = None
         self._closed = False
         durable = Durability.REPLICATED if replicas >= 3 else Durability.WRITTEN
@@ -426,6 +433,7 @@ class NatsTransport:
         stream = await self._stream(channel)
         assert stream is not None
         consumers = [await self._consumer(stream, group, p, at) for p in range(stream.partitions)]
+        await self._return_parked()
         kv = await self._lease_bucket() if stream.partitions > 1 else None
         sub = NatsSubscription(self, stream, group, consumers, prefetch, kv)
         self._subs.add(sub)
@@ -472,6 +480,44 @@ class NatsTransport:
     def _left(self, sub: NatsSubscription) -> None:
         self._subs.discard(sub)
 
+    # -- giving back what a broken link left behind ---------------------------
+    def _park(self, msgs: list[Msg], until: float) -> None:
+        """Keep deliveries of a broken link until its pull requests have expired."""
+        self._parked.extend((until, msg) for msg in msgs)
+
+    async def _return_parked(self, patience: float | None = None) -> None:
+        """NAK what broken links left behind, once no old pull request can take it.
+
+        After a link breaks, the server keeps the old connection's pull requests
+        until they expire, and may keep the connection itself for a while (until it
+        notices, or on a half-open link until its pings fail). A message handed to
+        such a request goes into the dead link and comes back only after AckWait;
+        and with nats-server 2.9.10 we saw NAKs sent while the old connection
+        lingered make the consumer skip one redelivery and deliver a later message
+        twice (the flake of ``test_resubscribe_after_broken_link``, reproduced by
+        ``test_a_lingering_old_connection_takes_no_redelivery``). So a new
+        subscription and these NAKs wait until every old request has expired;
+        ``patience`` caps the wait (on close), after which the NAKs go out anyway.
+        A caller cancelled while waiting leaves the deliveries for the next one.
+        """
+        clock = self.clock
+        cap = None if patience is None else clock.time() + patience
+        while self._parked:
+            until = max(due for due, _ in self._parked)
+            if cap is not None:
+                until = min(until, cap)
+            if (wait := until - clock.time()) > 0:
+                log.debug("waiting %.2f s for the broken link's pull requests to expire", wait)
+                await clock.sleep(wait)
+            last = cap is not None and until >= cap
+            for item in [item for item in self._parked if last or item[0] <= until]:
+                if item in self._parked:  # not taken by a concurrent caller meanwhile
+                    self._parked.remove(item)
+                    with contextlib.suppress(nats.errors.Error):
+                        await item[1].nak()
+            if last:
+                return
+
     async def _link_broke(self) -> None:
         self._broke.set()
         if self._closed:
@@ -495,6 +541,8 @@ class NatsTransport:
             return
         for sub in list(self._subs):
             await sub.close()
+        if self._parked and self._client is not None and self._client.is_connected:
+            await self._return_parked(patience=self.api_timeout)
         self._closed = True
         if self._client is None:
             return  # never connected
