@@ -17,8 +17,8 @@ __all__ = ["EmbeddedTransport", "MemoryTransport", "SeawallTransport", "connect"
 
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
-    """A transport for ``url``: ``memory://``, ``embedded://DIR``, ``seawall://host:port``
-    or ``nats://host:port``.
+    """A transport for ``url``: ``memory://``, ``embedded://DIR``, ``seawall://host:port``,
+    ``nats://host:port`` or ``redis://host:port/db`` (``rediss://`` for TLS).
 
     An embedded broker opens, and a broker client connects, on first use.
     """
@@ -34,10 +34,15 @@ def connect(url: str, *, clock: Clock | None = None) -> Transport:
         from .nats import NatsTransport  # needs the nats extra: imported only when asked for
 
         return NatsTransport(url, clock=clock)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisTransport  # needs the redis extra: imported only when asked for
+
+        return RedisTransport(url, clock=clock)
     where = url.split("@")[-1]  # a URL's user part may hold a token: keep it out of errors
     raise ConfigurationError(
         f"no transport for URL {where!r} (scheme {scheme!r}); this release supports "
-        "'memory://', 'embedded://DIR', 'seawall://host:port' and 'nats://host:port'"
+        "'memory://', 'embedded://DIR', 'seawall://host:port', 'nats://host:port' and "
+        "'redis://host:port/db'"
     )
 
 
