@@ -1,8 +1,9 @@
 """Batching of concurrent calls into one Redis round trip.
 
 Publishes and acknowledgements that arrive while a round trip is under way
-wait and go together in the next one: no timer and no added latency (a lone
-call goes at once), while a burst of concurrent calls shares round trips.
+wait and go together in the next one, and the first batch waits one turn of
+the event loop so that callers ready at the same moment join it: no timer,
+while a burst of concurrent calls shares round trips.
 The first caller that finds no round trip under way sends batches until none
 is left; every caller waits for its own result, so no task of its own is
 needed. If that caller is cancelled, the callers still queued send their
@@ -59,6 +60,7 @@ class Batcher(Generic[T, R]):
     async def _lead(self) -> None:
         self._busy = True
         try:
+            await asyncio.sleep(0)  # callers ready to run now join the first batch
             while self._queue:
                 batch, self._queue = self._queue[: self.most], self._queue[self.most :]
                 await self._run(batch)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._assignment import wanted
 from .._exceptions import TransportError
-from .redis import translated
+from ._redis_wire import translated
 
 if TYPE_CHECKING:
     from ._redis_subscription import RedisSubscription

@@ -1,9 +1,12 @@
 """The Lua scripts of the Redis transport, each one atomic step on the server.
 
-* ``publish``: append to a partition's stream unless the channel holds its
-  bound of unsettled entries; when full (and every 1024 entries) it first
-  trims what every group has settled. Returns the new entry id, ``0`` when an
-  ephemeral channel has gone, ``-1`` when full.
+* ``publish``: append a batch of entries to a channel's partition streams
+  (``KEYS``: the meta hash, then the streams; ``ARGV``: the bound, whether
+  the channel is ephemeral, then per entry the stream's index, its field
+  count and its fields). An entry goes in unless its partition holds its
+  bound of unsettled entries; when full (and every 1024 entries) the script
+  first trims what every group has settled. Returns per entry its new id or
+  ``-1`` when full; ``0`` alone when an ephemeral channel has gone.
 * ``give_back``: a nacked or returned entry moves to the ``PARKED`` consumer
   (optionally with its delivery count lowered, for entries never handed to
   the application) and into the group's retry set, due at a given time.
@@ -40,9 +43,9 @@ end
 _PUBLISH = (
     _IDS
     + """
-local stream, meta = KEYS[1], KEYS[2]
+local meta = KEYS[1]
 if ARGV[2] == '1' and redis.call('EXISTS', meta) == 0 then return 0 end
-local function floor()
+local function floor(stream)
   local lowest = nil
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
     local name, last
@@ -63,13 +66,25 @@ local function floor()
   return lowest
 end
 local bound = tonumber(ARGV[1])
-local length = redis.call('XLEN', stream)
-if length >= bound or (length > 0 and length % 1024 == 0) then
-  local f = floor()
-  if f then redis.call('XTRIM', stream, 'MINID', f) end
-  if redis.call('XLEN', stream) >= bound then return -1 end
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local stream = KEYS[tonumber(ARGV[i]) + 2]
+  local last = i + 1 + tonumber(ARGV[i + 1])
+  local length = redis.call('XLEN', stream)
+  if length >= bound or (length > 0 and length % 1024 == 0) then
+    local f = floor(stream)
+    if f then redis.call('XTRIM', stream, 'MINID', f) end
+    length = redis.call('XLEN', stream)
+  end
+  if length >= bound then
+    out[#out + 1] = -1
+  else
+    out[#out + 1] = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, last))
+  end
+  i = last + 1
 end
-return redis.call('XADD', stream, '*', unpack(ARGV, 3))
+return out
 """
 )
 

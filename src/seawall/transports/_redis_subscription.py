@@ -21,7 +21,8 @@ from .._transport import Delivery
 from ._redis_batch import Batcher
 from ._redis_keys import PARKED
 from ._redis_ownership import Ownership
-from .redis import BODY, PREFIX, RedisChannel, command, translated
+from ._redis_wire import command, translated
+from .redis import BODY, PREFIX, RedisChannel
 
 if TYPE_CHECKING:
     from .redis import RedisTransport

@@ -63,14 +63,15 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   subscribes again. There is no delayed delivery (``publish(not_before=…)``)
   and no replay.
 
-Driver errors are translated at this edge by :func:`translated`.
+Driver errors are translated at this edge by
+:func:`seawall.transports._redis_wire.translated`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,7 +81,6 @@ from .._exceptions import (
     ConfigurationError,
     ConnectionLost,
     MessageTooLarge,
-    PermissionDenied,
     TransportClosed,
     TransportError,
 )
@@ -100,41 +100,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ._redis_batch import Batcher
 from ._redis_keys import Keys
 from ._redis_scripts import SCRIPTS
+from ._redis_wire import connection_class, translate, translated
 
-__all__ = ["RedisChannel", "RedisTransport", "command", "encode", "translate", "translated"]
+__all__ = ["RedisChannel", "RedisTransport", "encode"]
 
 log = logging.getLogger("seawall.transports.redis")
 
 PREFIX = "ce_"
 BODY = "data"
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
-
-
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Raise redis-py errors met while doing ``what`` as seawall errors."""
-    try:
-        yield
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise translate(what, exc) from exc
-
-
-def translate(what: str, exc: Exception) -> TransportError:
-    """The seawall error for a redis-py error met while doing ``what``."""
-    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError):
-        return PermissionDenied(f"{what}: Redis refused this client: {exc}")
-    if isinstance(
-        exc,
-        redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | redis.exceptions.BusyLoadingError
-        | OSError,
-    ):
-        return ConnectionLost(
-            f"{what}: lost the link to Redis ({type(exc).__name__}: {exc}); retry once the "
-            "server is back"
-        )
-    return TransportError(f"{what}: Redis refused: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +195,11 @@ class RedisTransport:
         """The redis-py client, connecting first if this transport has not yet."""
         self._check_open()
         if self._client is None:
+            packing = connection_class(self.url)
+            extra: dict[str, Any] = {} if packing is None else {"connection_class": packing}
             client = redis.asyncio.Redis.from_url(
                 self.url,
+                **extra,
                 socket_connect_timeout=self.connect_timeout,
                 retry=Retry(NoBackoff(), 1),  # one fresh connection after a stale one
                 health_check_interval=0,
@@ -366,28 +343,45 @@ class RedisTransport:
             pause = min(pause * 2, 0.2)
 
     async def _append_batch(self, appends: list[_Append]) -> list[bytes | int | Exception]:
-        """One pipeline of publish scripts; a server without the script gets it loaded."""
+        """One publish script per channel, all in one pipeline; the script loaded if missing."""
+        by_channel: dict[str, list[int]] = {}
+        for i, append in enumerate(appends):
+            by_channel.setdefault(append.channel.name, []).append(i)
+        calls = [self._script_call([appends[i] for i in picks]) for picks in by_channel.values()]
         client = await self.link()
         script = SCRIPTS["publish"]
-        results: list[Any] = [None] * len(appends)
-        todo = list(range(len(appends)))
+        answers: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
         for _ in range(2):
             with translated("publishing"):
                 async with client.pipeline(transaction=False) as pipe:
-                    for i in todo:
-                        a = appends[i]
-                        keys = (a.channel.keys.stream(a.partition), a.channel.keys.meta)
-                        flag = int(a.channel.ephemeral)
-                        pipe.evalsha(script.sha, 2, *keys, a.channel.max_messages, flag, *a.fields)
-                    answers = await pipe.execute(raise_on_error=False)
-            for i, answer in zip(todo, answers, strict=True):
-                results[i] = answer
-            todo = [i for i in todo if isinstance(results[i], redis.exceptions.NoScriptError)]
+                    for c in todo:
+                        pipe.evalsha(script.sha, *calls[c])
+                    for c, answer in zip(
+                        todo, await pipe.execute(raise_on_error=False), strict=True
+                    ):
+                        answers[c] = answer
+            todo = [c for c in todo if isinstance(answers[c], redis.exceptions.NoScriptError)]
             if not todo:
                 break
             with translated("loading the publish script"):
                 await client.script_load(script.source)
-        return [_outcome(r) for r in results]
+        results: list[bytes | int | Exception] = [0] * len(appends)
+        for picks, answer in zip(by_channel.values(), answers, strict=True):
+            for n, i in enumerate(picks):
+                results[i] = _outcome(answer, n)
+        return results
+
+    def _script_call(self, appends: list[_Append]) -> list[Any]:
+        """``numkeys, *keys, *args`` of one publish script call for one channel's entries."""
+        channel = appends[0].channel
+        partitions = sorted({a.partition for a in appends})
+        index = {p: n for n, p in enumerate(partitions)}
+        keys = [channel.keys.meta, *(channel.keys.stream(p) for p in partitions)]
+        args: list[Any] = [channel.max_messages, int(channel.ephemeral)]
+        for a in appends:
+            args += (index[a.partition], len(a.fields), *a.fields)
+        return [len(keys), *keys, *args]
 
     def _full(self, channel: RedisChannel) -> ChannelFull:
         return ChannelFull(
@@ -464,16 +458,14 @@ def encode(message: Message) -> list[str | bytes]:
     return fields
 
 
-async def command(client: redis.asyncio.Redis, *args: Any) -> Any:
-    """One raw Redis command (redis-py leaves ``execute_command`` untyped)."""
-    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-
 def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _outcome(answer: Any) -> bytes | int | Exception:
+def _outcome(answer: Any, n: int) -> bytes | int | Exception:
+    """The result of the ``n``-th entry of a publish script's answer."""
     if isinstance(answer, Exception):
         return translate("publishing", answer)
-    return answer  # type: ignore[no-any-return]
+    if isinstance(answer, int):  # the ephemeral channel has gone: every entry is dropped
+        return answer
+    return answer[n]  # type: ignore[no-any-return]
