@@ -18,7 +18,6 @@ from .._exceptions import ConnectionLost, DecodeError, TransportError
 from .._ids import uuid7
 from .._message import Message, from_headers
 from .._transport import Delivery
-from ._redis_batch import Batcher
 from ._redis_keys import PARKED
 from ._redis_ownership import Ownership
 from ._redis_wire import command, translated
@@ -67,7 +66,7 @@ class RedisSubscription:
         self._due_at = 0.0  # when to look at the retry sets next
         self._reclaim_at = 0.0
         self._turn = 0  # which partitions a read too small for all of them starts at
-        self._acks: Batcher[_Token, None] = Batcher(self._ack_batch)
+        self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
         self._owner: Ownership | None = None
         self._task: asyncio.Task[None] | None = None
         if channel.partitions > 1:
@@ -145,6 +144,7 @@ class RedisSubscription:
         await self._keep_alive(now)
         credit = self.prefetch - len(self._unsettled) - len(self._ready)
         if credit <= 0 or not self.owned:
+            await self._send_acks()
             await self._sleep(self._keep_alive_due())
             return
         if now >= self._due_at and await self._take_due(credit, now):
@@ -176,7 +176,13 @@ class RedisSubscription:
         self._idle.clear()
         try:
             with translated(f"reading channel {self.channel.name!r}"):
-                answer = await command(client, *args)
+                if self._acked:
+                    async with client.pipeline(transaction=False) as pipe:
+                        self._queue_acks(pipe)
+                        pipe.execute_command(*args)
+                        *_, answer = await pipe.execute()
+                else:
+                    answer = await command(client, *args)
             partition_of = {key.encode(): p for p, key in streams}
             read = [
                 self._held(partition_of[_bytes(key)], entry, fields, 1)
@@ -272,22 +278,28 @@ class RedisSubscription:
 
     # -- settling ----------------------------------------------------------------
     async def ack(self, delivery: Delivery) -> None:
+        """Settled: the ``XACK`` goes with the subscription's next read, or at close.
+
+        Like a NATS ack, it returns before the server has it; if this process
+        dies first, the entry comes again (at least once).
+        """
         held = self._settle(delivery)
         if held is not None:
-            with contextlib.suppress(TransportError):  # not acked: it comes again
-                await self._acks.submit((held.partition, held.entry))
+            self._acked.setdefault(held.partition, []).append(held.entry)
 
-    async def _ack_batch(self, tokens: list[_Token]) -> list[Exception | None]:
-        client = await self.transport.link()
-        by_stream: dict[int, list[bytes]] = {}
-        for p, entry in tokens:
-            by_stream.setdefault(p, []).append(entry)
-        with translated(f"acknowledging on {self.channel.name!r}"):
-            async with client.pipeline(transaction=False) as pipe:
-                for p, entries in by_stream.items():
-                    pipe.xack(self.channel.keys.stream(p), self._group, *entries)
-                await pipe.execute()
-        return [None] * len(tokens)
+    def _queue_acks(self, pipe: Any) -> None:
+        """Put the acks waiting to be sent into ``pipe``."""
+        acked, self._acked = self._acked, {}
+        for p, entries in acked.items():
+            pipe.xack(self.channel.keys.stream(p), self._group, *entries)
+
+    async def _send_acks(self) -> None:
+        if self._acked:
+            client = await self.transport.link()
+            with translated(f"acknowledging on {self.channel.name!r}"):
+                async with client.pipeline(transaction=False) as pipe:
+                    self._queue_acks(pipe)
+                    await pipe.execute()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         held = self._settle(delivery)
@@ -322,7 +334,10 @@ class RedisSubscription:
             await self._script("give_back", [keys.retry(self.group, p), keys.stream(p)], args)
 
     async def _return_all(self) -> None:
-        """Give every held entry back, due now, so it comes again at once to some member."""
+        """Send the acks, and give every held entry back, due now, so it comes again at
+        once to some member."""
+        with contextlib.suppress(TransportError):  # not acked: it comes again
+            await self._send_acks()
         handed, unread = list(self._unsettled.values()), list(self._ready)
         self._unsettled.clear()
         self._ready.clear()
