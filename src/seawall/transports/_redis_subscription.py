@@ -115,7 +115,6 @@ class RedisSubscription:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 held = self._ready.popleft()
-                held.touched = self.transport.clock.time()
                 self._unsettled[(held.partition, held.entry)] = held
                 yield Delivery(
                     message=held.message,
@@ -184,8 +183,9 @@ class RedisSubscription:
                 else:
                     answer = await command(client, *args)
             partition_of = {key.encode(): p for p, key in streams}
+            now = self.transport.clock.time()
             read = [
-                self._held(partition_of[_bytes(key)], entry, fields, 1)
+                self._held(partition_of[_bytes(key)], entry, fields, 1, now)
                 for key, entries in answer or ()
                 for entry, fields in entries
             ]
@@ -196,12 +196,12 @@ class RedisSubscription:
         finally:
             self._idle.set()
 
-    def _held(self, partition: int, entry: Any, fields: Any, attempt: int) -> _Held:
+    def _held(self, partition: int, entry: Any, fields: Any, attempt: int, now: float) -> _Held:
         if isinstance(fields, list):  # from a script: flat [name, value, ...]
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
         entry = _bytes(entry)
         message = decode(fields, self.channel.name, entry)
-        return _Held(partition, entry, message, int(attempt), self.transport.clock.time())
+        return _Held(partition, entry, message, int(attempt), now)
 
     def _hold(self, read: Iterable[_Held]) -> None:
         for held in read:
@@ -218,7 +218,7 @@ class RedisSubscription:
             entries, due = await self._script(
                 "take_due", [keys.retry(self.group, p), keys.stream(p)], args
             )
-            took += [self._held(p, e, f, count) for e, f, count in entries]
+            took += [self._held(p, e, f, count, now) for e, f, count in entries]
             if due:
                 next_due = min(next_due, float(due) / 1000)
             if len(took) >= credit:
@@ -231,11 +231,12 @@ class RedisSubscription:
     async def _reclaim(self, credit: int) -> bool:
         """Claim entries left idle by members that are gone; whether any came."""
         idle = int(self.transport.claim_idle * 1000)
+        now = self.transport.clock.time()
         took: list[_Held] = []
         for p, stream in list(self.owned.items()):
             args = [self._group, self.consumer, idle, credit - len(took), PARKED]
             entries = await self._script("reclaim", [stream], args)
-            took += [self._held(p, e, f, count) for e, f, count in entries]
+            took += [self._held(p, e, f, count, now) for e, f, count in entries]
             if len(took) >= credit:
                 break
         if took:

@@ -109,6 +109,7 @@ log = logging.getLogger("seawall.transports.redis")
 PREFIX = "ce_"
 BODY = "data"
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
+_ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +304,11 @@ class RedisTransport:
         await self._send(channel, message, fields)
 
     def _check_size(self, channel: str, message: Message, fields: list[str | bytes]) -> None:
-        size = sum(len(f) for f in fields)
         limit = self._capabilities.max_message_bytes
-        if limit is not None and size > limit:
+        if limit is None or len(message.data) + _ATTRIBUTES_BELOW < limit:
+            return  # far below: not worth counting the attributes
+        size = sum(len(f) for f in fields)
+        if size > limit:
             raise MessageTooLarge(
                 f"message {message.id} ({message.type}) is {size} bytes with its attributes, "
                 f"over the Redis transport's {limit}-byte max_message_bytes, for channel "
@@ -320,7 +323,9 @@ class RedisTransport:
         while True:
             failure: TransportError
             try:
-                channel = await self.channel(name, create=not name.startswith(_GONE_WHEN_MISSING))
+                channel = self._channels.get(name) or await self.channel(
+                    name, create=not name.startswith(_GONE_WHEN_MISSING)
+                )
                 if channel is None:
                     log.debug("dropped a message for %s: that reply inbox has gone", name)
                     return
