@@ -7,7 +7,10 @@ than ``lease``; it owns partition ``p`` through the lock key
 so two members never read one partition at once. Who should own what follows
 :func:`seawall._assignment.wanted` over the live members. A member giving a
 partition up stops reading it, waits until it holds none of its entries, and
-only then deletes the lock; the new owner takes it at its next round.
+only then deletes the lock; the new owner, which tries every 20 ms while it
+lacks a partition, takes it then. Every read of a member also counts the
+group's members (``ZCARD``, in the read's pipeline), so a busy member starts a
+round as soon as someone joins or leaves, not at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ __all__ = ["Ownership"]
 
 log = logging.getLogger("seawall.transports.redis")
 
+_WANTING = 0.02  # seconds between rounds while a partition this member should own is locked
+
 
 class Ownership:
     """The partitions one member of a group owns, agreed through Redis leases and locks."""
@@ -38,6 +43,8 @@ class Ownership:
         self.lease_ms = max(1, int(lease * 1000))
         self.every = min(every, lease / 3)
         self.locks: set[int] = set()
+        self.missing = False  # whether a partition this member should own is still locked
+        self.members = 0  # live members at the last round
         self.changed = asyncio.Event()
         self.stopped = False
         keys = sub.channel.keys
@@ -53,7 +60,8 @@ class Ownership:
         clock = self.sub.transport.clock
         while not self.stopped:
             self.changed.clear()
-            timer = clock.call_at(clock.time() + self.every, self.changed.set)
+            every = _WANTING if self.missing else self.every
+            timer = clock.call_at(clock.time() + every, self.changed.set)
             try:
                 await self.changed.wait()
             finally:
@@ -80,6 +88,7 @@ class Ownership:
             self.locks.discard(partition)
             await self.sub.release(partition)
         live = {m.decode() for m in members}
+        self.members = len(live)
         mine = wanted(self.me, live, self.sub.channel.partitions)
         for partition in sorted(self.locks - mine):
             if await self.sub.release(partition):
@@ -91,6 +100,12 @@ class Ownership:
             if got:
                 self.locks.add(partition)
                 await self.sub.take(partition)
+        self.missing = bool(mine - self.locks)
+
+    def heard(self, members: int) -> None:
+        """The member count a read saw: a change (a member came or went) starts a round."""
+        if members != self.members:
+            self.changed.set()
 
     async def _unlock(self, partition: int) -> None:
         self.locks.discard(partition)

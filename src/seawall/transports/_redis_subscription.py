@@ -175,11 +175,15 @@ class RedisSubscription:
         self._idle.clear()
         try:
             with translated(f"reading channel {self.channel.name!r}"):
-                if self._acked:
+                if self._acked or self._owner is not None:
                     async with client.pipeline(transaction=False) as pipe:
                         self._queue_acks(pipe)
+                        if self._owner is not None:
+                            pipe.zcard(self.channel.keys.members(self.group))
                         pipe.execute_command(*args)
-                        *_, answer = await pipe.execute()
+                        *_, members, answer = await pipe.execute()
+                    if self._owner is not None:
+                        self._owner.heard(members)
                 else:
                     answer = await command(client, *args)
             partition_of = {key.encode(): p for p, key in streams}
