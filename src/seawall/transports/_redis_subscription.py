@@ -14,19 +14,20 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ConnectionLost, DecodeError, TransportError
+from .._exceptions import ConnectionLost, TransportError
 from .._ids import uuid7
-from .._message import Message, from_headers
+from .._message import Message
 from .._transport import Delivery
+from ._redis_entry import decode
 from ._redis_keys import PARKED
 from ._redis_ownership import Ownership
 from ._redis_wire import command, translated
-from .redis import BODY, PREFIX, RedisChannel
+from .redis import RedisChannel
 
 if TYPE_CHECKING:
     from .redis import RedisTransport
 
-__all__ = ["RedisSubscription", "decode"]
+__all__ = ["RedisSubscription"]
 
 log = logging.getLogger("seawall.transports.redis")
 
@@ -396,23 +397,3 @@ class RedisSubscription:
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
-
-
-def decode(fields: dict[bytes, bytes], channel: str, entry: bytes) -> Message:
-    """The message of a stream entry; one that is no seawall message is kept, undecodable."""
-    body = fields.get(BODY.encode(), b"")
-    try:
-        headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"data"}
-        return from_headers(headers, body, PREFIX)
-    except (DecodeError, UnicodeDecodeError) as exc:
-        # Handed on under a type no handler has, so the dispatcher dead-letters it
-        # with the reason instead of losing it.
-        text = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-        text.pop(BODY, None)
-        return Message(
-            id=f"redis-{channel}-{entry.decode()}",
-            type="seawall.redis.Undecodable",
-            source=f"redis:{channel}",
-            data=body,
-            headers={**text, "seawall-decode-error": str(exc)},
-        )

@@ -49,7 +49,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Ephemeral channels** (reply inboxes) → read the same way; their keys
   are deleted when their subscription closes, and a publish to an ephemeral
   channel whose ``meta`` has gone is dropped (its requester has left). A
-  publish to a missing channel named ``_inbox.…`` is dropped too.
+  publish to a missing channel named ``_inbox.…`` is dropped too. A process
+  that dies leaves its inbox keys behind.
 * **Durability** is read from the server when the transport connects: with
   ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before
   it answers a write, :attr:`Durability.LOCAL_FSYNC`; otherwise (no AOF, or
@@ -84,7 +85,7 @@ from .._exceptions import (
     TransportClosed,
     TransportError,
 )
-from .._message import Message, to_headers
+from .._message import Message
 from .._transport import Capabilities, ChannelSpec, Durability, Start, fixed_start, partition_for
 
 try:
@@ -98,16 +99,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ._redis_batch import Batcher
+from ._redis_entry import encode
 from ._redis_keys import Keys
 from ._redis_scripts import SCRIPTS
 from ._redis_wire import connection_class, translate, translated
 
-__all__ = ["RedisChannel", "RedisTransport", "encode"]
+__all__ = ["RedisChannel", "RedisTransport"]
 
 log = logging.getLogger("seawall.transports.redis")
 
-PREFIX = "ce_"
-BODY = "data"
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
@@ -447,20 +447,6 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
-
-
-def encode(message: Message) -> list[str | bytes]:
-    """The stream entry's fields, flat: CloudEvents attributes, headers, then the body."""
-    fields: list[str | bytes] = []
-    for key, value in to_headers(message, PREFIX).items():
-        if key == BODY:
-            raise ConfigurationError(
-                f"message {message.id} has a header named {BODY!r}, the field that holds the "
-                "body on Redis; rename the header"
-            )
-        fields += (key, value)
-    fields += (BODY, message.data)
-    return fields
 
 
 def _text(value: bytes | str | None) -> str:
