@@ -88,6 +88,7 @@ SECTIONS = (
         "redis",
         "Redis Streams: seawall beside redis-py and FastStream (issue 4)",
         "benchmarks.redis_compare",
+        quick=("--count", "5000", "--rounds", "1"),
     ),
     Section(
         "eventsourcing",

@@ -18,7 +18,8 @@ __all__ = ["EmbeddedTransport", "MemoryTransport", "SeawallTransport", "connect"
 
 def connect(url: str, *, clock: Clock | None = None) -> Transport:
     """A transport for ``url``: ``memory://``, ``embedded://DIR``, ``seawall://host:port``,
-    ``nats://host:port`` or ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS).
+    ``nats://host:port``, ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS) or
+    ``redis://host:port/db`` (``rediss://`` for TLS).
 
     An embedded broker opens, and a broker client connects, on first use.
     """
@@ -38,10 +39,15 @@ def connect(url: str, *, clock: Clock | None = None) -> Transport:
         from .rabbitmq import RabbitMQTransport  # needs the rabbitmq extra
 
         return RabbitMQTransport(url, clock=clock)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisTransport  # needs the redis extra: imported only when asked for
+
+        return RedisTransport(url, clock=clock)
     where = url.split("@")[-1]  # a URL's user part may hold a token: keep it out of errors
     raise ConfigurationError(
         f"no transport for URL {where!r} (scheme {scheme!r}); this release supports "
-        "'memory://', 'embedded://DIR', 'seawall://host:port', 'nats://host:port' and 'amqp://host:port'"
+        "'memory://', 'embedded://DIR', 'seawall://host:port', 'nats://host:port', "
+        "'amqp://host:port' and 'redis://host:port/db'"
     )
 
 

@@ -1,0 +1,67 @@
+"""Redis key names of a channel: its streams, retry sets and partition locks.
+
+Sans-IO: plain strings from a channel name. Every key of one channel carries
+the channel's token in braces (a Redis Cluster hash tag), so the scripts that
+touch several of them address one slot. The layout, for prefix ``seawall``
+and channel ``orders.events``::
+
+    seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral
+    seawall:{orders_2eevents}:<p>              stream of partition p
+    seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
+    seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
+    seawall:{orders_2eevents}:lock:<g>:<p>     string: the member that owns partition p
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._assignment import token
+
+__all__ = ["PARKED", "Keys"]
+
+PARKED = "seawall-parked"
+"""Consumer name holding entries given back (nacked, or left by a closed member)
+until some member takes them again from the retry set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one channel under one prefix."""
+
+    prefix: str
+    channel: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{token(self.channel)}}}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    def stream(self, partition: int) -> str:
+        return f"{self.base}:{partition}"
+
+    def retry(self, group: str, partition: int) -> str:
+        return f"{self.base}:{partition}:retry:{token(group)}"
+
+    def members(self, group: str) -> str:
+        return f"{self.base}:members:{token(group)}"
+
+    def lock(self, group: str, partition: int) -> str:
+        return f"{self.base}:lock:{token(group)}:{partition}"
+
+    def group(self, group: str) -> str:
+        """The consumer group name on the streams (the group's token)."""
+        return token(group)
+
+    def all(self, partitions: int, groups: list[str]) -> list[str]:
+        """Every key of the channel for these groups (to delete an ephemeral channel)."""
+        keys = [self.meta]
+        for p in range(partitions):
+            keys.append(self.stream(p))
+            keys += [self.retry(g, p) for g in groups]
+            keys += [self.lock(g, p) for g in groups]
+        keys += [self.members(g) for g in groups]
+        return keys

@@ -1,0 +1,189 @@
+"""The Lua scripts of the Redis transport, each one atomic step on the server.
+
+* ``publish``: append a batch of entries to a channel's partition streams
+  (``KEYS``: the meta hash, then the streams; ``ARGV``: the bound, whether
+  the channel is ephemeral, then per entry the stream's index, its field
+  count and its fields). An entry goes in unless its partition holds its
+  bound of unsettled entries; when full (and every 1024 entries) the script
+  first trims what every group has settled. Returns per entry its new id or
+  ``-1`` when full; ``0`` alone when an ephemeral channel has gone.
+* ``give_back``: a nacked or returned entry moves to the ``PARKED`` consumer
+  (optionally with its delivery count lowered, for entries never handed to
+  the application) and into the group's retry set, due at a given time.
+* ``take_due``: claim the retry set's due entries for a consumer; returns
+  each entry with its delivery count (the attempt), and the next due time.
+* ``reclaim``: claim entries idle longer than a bound from consumers that
+  are gone (a process died), never parked ones; counts as an attempt.
+* ``heartbeat``: renew a member's lease and its partition locks, by the
+  server's clock; returns the live members and the locks it lost.
+* ``unlock``: delete a partition lock if this member still holds it.
+
+Stream ids are compared as (milliseconds, sequence) pairs of numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["SCRIPTS", "Script"]
+
+_IDS = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+_PUBLISH = (
+    _IDS
+    + """
+local meta = KEYS[1]
+if ARGV[2] == '1' and redis.call('EXISTS', meta) == 0 then return 0 end
+local function floor(stream)
+  local lowest = nil
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] end
+      if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    local pending = redis.call('XPENDING', stream, name)
+    local f
+    if pending[1] > 0 then
+      f = pending[2]
+    else
+      local ms, seq = parse(last)
+      f = string.format('%d-%d', ms, seq + 1)
+    end
+    if lowest == nil or less(f, lowest) then lowest = f end
+  end
+  return lowest
+end
+local bound = tonumber(ARGV[1])
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local stream = KEYS[tonumber(ARGV[i]) + 2]
+  local last = i + 1 + tonumber(ARGV[i + 1])
+  local length = redis.call('XLEN', stream)
+  if length >= bound or (length > 0 and length % 1024 == 0) then
+    local f = floor(stream)
+    if f then redis.call('XTRIM', stream, 'MINID', f) end
+    length = redis.call('XLEN', stream)
+  end
+  if length >= bound then
+    out[#out + 1] = -1
+  else
+    out[#out + 1] = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, last))
+  end
+  i = last + 1
+end
+return out
+"""
+)
+
+_GIVE_BACK = """
+local retry, stream = KEYS[1], KEYS[2]
+local group, due, parked = ARGV[1], ARGV[2], ARGV[3]
+local moved = 0
+for i = 4, #ARGV, 2 do
+  local id, count = ARGV[i], ARGV[i + 1]
+  local got
+  if count == '' then
+    got = redis.call('XCLAIM', stream, group, parked, 0, id, 'JUSTID')
+  else
+    got = redis.call('XCLAIM', stream, group, parked, 0, id, 'RETRYCOUNT', count, 'JUSTID')
+  end
+  if got[1] then
+    redis.call('ZADD', retry, due, id)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+_TAKE_DUE = """
+local retry, stream = KEYS[1], KEYS[2]
+local group, consumer, now, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', retry, id)
+  local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
+  if got[1] then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    out[#out + 1] = {got[1][1], got[1][2], p[1][4]}
+  end
+end
+local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+return {out, nxt[2] or ''}
+"""
+
+_RECLAIM = """
+local stream = KEYS[1]
+local group, consumer, idle, limit, parked = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local out = {}
+local pending = redis.call('XPENDING', stream, group, 'IDLE', idle, '-', '+', limit * 4)
+for _, p in ipairs(pending) do
+  if #out >= limit then break end
+  if p[2] ~= parked and p[2] ~= consumer then
+    local got = redis.call('XCLAIM', stream, group, consumer, idle, p[1])
+    if got[1] then out[#out + 1] = {got[1][1], got[1][2], p[4] + 1} end
+  end
+end
+return out
+"""
+
+_HEARTBEAT = """
+local members = KEYS[1]
+local me, lease = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', members, now, me)
+redis.call('ZREMRANGEBYSCORE', members, '-inf', now - lease)
+redis.call('PEXPIRE', members, lease * 10)
+local lost = {}
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == me then
+    redis.call('PEXPIRE', KEYS[i], lease)
+  else
+    lost[#lost + 1] = KEYS[i]
+  end
+end
+return {redis.call('ZRANGE', members, 0, -1), lost}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script and its SHA-1, by which the server knows it once loaded."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+SCRIPTS = {
+    s.name: s
+    for s in (
+        Script("publish", _PUBLISH),
+        Script("give_back", _GIVE_BACK),
+        Script("take_due", _TAKE_DUE),
+        Script("reclaim", _RECLAIM),
+        Script("heartbeat", _HEARTBEAT),
+        Script("unlock", _UNLOCK),
+    )
+}

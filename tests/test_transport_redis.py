@@ -1,0 +1,287 @@
+"""The Redis Streams transport against real servers: both conformance suites,
+partition hand-over, interoperability with plain redis-py, and a fault test
+(a server of the test's own, with AOF always, killed and restarted mid-stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+from tests.brokers import REDIS, free_port, require
+
+from seawall import Event, Service, System
+from seawall._exceptions import ConnectionLost
+from seawall._transport import ChannelSpec, Durability, Transport
+from seawall.testing import DeliveryConformance, TransportConformance
+from seawall.testing._conformance import Inbox, make_message
+from seawall.testing._delivery import wait_until
+from seawall.transports import connect
+from seawall.transports._redis_keys import Keys
+from seawall.transports.redis import RedisTransport
+
+pytestmark = pytest.mark.integration
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+@contextlib.asynccontextmanager
+async def scratch_prefix() -> AsyncIterator[str]:
+    """A key prefix no other run uses; every key under it is deleted on exit."""
+    prefix = f"seawall-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.asyncio.Redis.from_url(require(REDIS))
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+class RedisSuite:
+    """Transports on the shared server under one scratch prefix per test."""
+
+    timeout = 10.0
+    quiet_period = 0.3
+    publish_timeout = 0.3
+
+    async def make_transport(self) -> RedisTransport:
+        return await RedisTransport.connect(require(REDIS), prefix=self.prefix)
+
+    async def make_transport_with_publish_timeout(self, seconds: float) -> RedisTransport:
+        return await RedisTransport.connect(
+            require(REDIS), prefix=self.prefix, publish_timeout=seconds
+        )
+
+    async def break_link(self, transport: Transport) -> None:
+        assert isinstance(transport, RedisTransport)
+        await transport.drop_connection_for_tests()
+
+    @pytest.fixture(autouse=True)
+    async def _scratch(self) -> AsyncIterator[None]:
+        async with scratch_prefix() as prefix:
+            self.prefix = prefix
+            yield
+
+
+class TestRedisTransport(RedisSuite, TransportConformance):
+    pass
+
+
+class TestRedisDelivery(RedisSuite, DeliveryConformance):
+    pass
+
+
+# -- interoperability with a client seawall did not write -----------------------
+class OrderShipped(Event):
+    type_name = "interop.OrderShipped"
+    type_version = "1.0.0"
+
+    order_id: str
+    parcels: int
+
+
+async def test_plain_redis_client_reads_a_seawall_event_and_seawall_reads_its_entry() -> None:
+    url = require(REDIS)
+    name = f"interop{uuid.uuid4().hex[:8]}"
+    received: list[OrderShipped] = []
+    svc = Service(name)
+
+    @svc.command
+    async def shipped(event: OrderShipped) -> None:
+        received.append(event)
+
+    plain = redis.asyncio.Redis.from_url(url)
+    async with scratch_prefix() as prefix:
+        transport = RedisTransport(url, prefix=prefix)
+        async with System(svc, transport=transport) as system:
+            # seawall publishes; the plain client reads the stream's entry
+            await system.context().publish(
+                OrderShipped(order_id="o-1", parcels=2), channel=f"{name}.events"
+            )
+            [(_, fields)] = await plain.xrange(Keys(prefix, f"{name}.events").stream(0))
+            assert fields[b"ce_type"] == b"interop.OrderShipped"
+            assert fields[b"ce_specversion"] == b"1.0"
+            assert fields[b"ce_source"]
+            assert fields[b"ce_id"]
+            assert fields[b"ce_kind"] == b"event"
+            assert fields[b"content-type"] == b"application/json"
+            assert json.loads(fields[b"data"]) == {"order_id": "o-1", "parcels": 2}
+
+            # the plain client appends an entry with CloudEvents fields; a handler takes it
+            stream = Keys(prefix, name).stream(0)
+            await plain.xadd(
+                stream,
+                {
+                    "ce_id": "plain-1",
+                    "ce_type": "interop.OrderShipped",
+                    "ce_source": "plain-redis-py",
+                    "ce_specversion": "1.0",
+                    "content-type": "application/json",
+                    "data": json.dumps({"order_id": "o-2", "parcels": 5}),
+                },
+            )
+            await wait_until(lambda: bool(received), 10.0, "the plain client's entry")
+
+            # an entry without CloudEvents fields is dead-lettered, not lost
+            await plain.xadd(stream, {"data": b"hello"})
+            inspector = await transport.subscribe(f"{name}.dlq", group="inspector")
+            async with Inbox(inspector, patience=10.0) as inbox:
+                [dead] = await inbox.collect(1)
+            assert dead.message.data == b"hello"
+            assert dead.message.headers["seawall-dlq-reason"] == "unknown-type"
+            assert "ce_id" in dead.message.headers["seawall-decode-error"]
+        await transport.close()
+    await plain.aclose()
+    assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
+    async with scratch_prefix() as prefix:
+        dying = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        heir = await RedisTransport.connect(require(REDIS), prefix=prefix, claim_idle=0.5)
+        try:
+            channel = f"orphans.{uuid.uuid4().hex[:8]}"
+            sent = make_message(0)
+            await dying.publish(channel, sent)
+            sub = await dying.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                await inbox.collect(1)
+            assert dying._client is not None
+            await dying._client.aclose()  # dies: nothing given back, the entry stays pending
+            other = await heir.subscribe(channel, group="workers")
+            async with Inbox(other, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+                assert got.message == sent
+                assert got.attempt == 2, got
+                await other.ack(got)
+        finally:
+            await heir.close()
+
+
+async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
+    async with scratch_prefix() as prefix:
+        first, second = [
+            await RedisTransport.connect(require(REDIS), prefix=prefix, lease=1.0) for _ in range(2)
+        ]
+        try:
+            channel = f"handover.{uuid.uuid4().hex[:8]}"
+            await first.declare(ChannelSpec(name=channel, partitions=4))
+            a = await first.subscribe(channel, group="workers")
+            b = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.owned) == len(b.owned) == 2, 5.0, "a 2/2 split")
+            await b.close()  # leaves: gives its locks up at once
+            await wait_until(lambda: len(a.owned) == 4, 2.0, "the leaver's partitions")
+            c = await second.subscribe(channel, group="workers")
+            await wait_until(lambda: len(a.owned) == len(c.owned) == 2, 5.0, "a new split")
+            assert c._task is not None
+            c._task.cancel()  # dies: no more heartbeats, its locks run out (1 s lease)
+            await wait_until(lambda: len(a.owned) == 4, 5.0, "the dead member's partitions")
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=f"127.0.0.1:{port}.*redis-server running"):
+        await RedisTransport.connect(f"redis://127.0.0.1:{port}/0")
+    assert time.monotonic() - started < 5.0
+
+
+def test_connect_picks_the_redis_transport_by_url() -> None:
+    assert isinstance(connect("redis://127.0.0.1:6379/0"), RedisTransport)
+    assert isinstance(connect("rediss://127.0.0.1:6380/0"), RedisTransport)
+
+
+# -- faults: the server dies mid-stream ----------------------------------------------
+class ServerProcess:
+    """A redis-server of the test's own, on loopback, fsyncing its AOF on every write."""
+
+    def __init__(self, data: Path) -> None:
+        if not os.access(REDIS_SERVER, os.X_OK):
+            pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.command = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port)]
+        self.command += ["--dir", str(data), "--save", "", "--appendonly", "yes"]
+        self.command += ["--appendfsync", "always", "--logfile", str(data / "redis.log")]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients, as a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    async def listening(self) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.02)
+
+
+class Tick(Event):
+    type_name = "fault.Tick"
+    type_version = "1.0.0"
+
+    n: int
+
+
+async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_message(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path)
+    try:
+        server.start()
+        await server.listening()
+        transport = await RedisTransport.connect(server.url, publish_timeout=10.0, claim_idle=1.0)
+        assert transport.capabilities.durability == Durability.LOCAL_FSYNC
+        channel = f"fault{uuid.uuid4().hex[:8]}"
+        svc = Service(channel)
+        acked: set[int] = set()
+        failed: list[tuple[int, float]] = []
+        seen: set[int] = set()
+
+        @svc.command
+        async def tick(event: Tick) -> None:
+            seen.add(event.n)
+
+        async with System(svc, transport=transport) as system:
+            for n in range(200):
+                started = time.monotonic()
+                try:
+                    await transport.publish(channel, system.node.envelope(Tick(n=n), source="t"))
+                    acked.add(n)
+                except ConnectionLost:
+                    failed.append((n, time.monotonic() - started))
+                if n == 100:
+                    server.kill()
+                    server.start()
+            await wait_until(lambda: acked <= seen, 20.0, "every acknowledged tick")
+            assert system.healthy
+        await transport.close()
+    finally:
+        server.kill()
+    assert sorted(acked - seen) == [], "acknowledged but never delivered"
+    assert len(acked) >= 190, f"{len(acked)} of 200 acked; {failed}"
+    assert all(waited <= 10.5 for _, waited in failed), failed
