@@ -497,3 +497,25 @@ async def test_a_request_whose_send_never_completes_ends_at_its_deadline() -> No
             ctx.request("shop", Quote(item="ab"), returns=Price, timeout=2), 5
         )
     assert price.cents == 200
+
+
+async def test_a_request_past_its_deadline_ends_in_deadline_exceeded_not_cancellation() -> None:
+    """Another request made between a request's deadline and the firing of its timer (a
+    busy loop) must not turn the first one's DeadlineExceeded into a cancelled handler."""
+    clock = VirtualClock()
+
+    async def wait(reply: Any) -> Any:
+        return await reply
+
+    async with System(transport=MemoryTransport(clock=clock), clock=clock) as system:
+        ctx = system.context()
+        first = asyncio.create_task(wait(ctx.request("nobody", Quote(item="x"), timeout=1)))
+        for _ in range(20):
+            await asyncio.sleep(0)  # sent; waiting for a reply that never comes
+        clock._now += 2  # the deadline passes, its timer not fired yet
+        ctx.request("nobody", Quote(item="y"), timeout=5)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        clock.advance(0)  # now the first request's timer fires
+        with pytest.raises(DeadlineExceeded, match="no reply from 'nobody'"):
+            await first
