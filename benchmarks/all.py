@@ -95,7 +95,12 @@ SECTIONS = (
         "Event store and projections beside the eventsourcing library (issue 5)",
         "benchmarks.es_compare",
     ),
-    Section("demo", "The FTGO demo end to end (issue 6)", "benchmarks.demo"),
+    Section(
+        "demo",
+        "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
+        "benchmarks.demo",
+        quick=("--orders", "300", "--rounds", "1"),
+    ),
 )
 
 

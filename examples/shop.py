@@ -1,4 +1,6 @@
-"""The ``make demo`` shop: nine services in one process over the memory transport.
+"""A small shop: nine services in one process over the memory transport.
+
+The in-process companion of the FTGO demo (``make demo`` runs ``examples.ftgo``).
 
 All five interaction styles of seawall are on the path of an order::
 

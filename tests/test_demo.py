@@ -1,4 +1,4 @@
-"""The ``make demo`` shop keeps its promises on a short run."""
+"""The one-process shop example (``python -m examples.shop``) keeps its promises on a short run."""
 
 from __future__ import annotations
 

@@ -497,3 +497,51 @@ async def test_a_request_whose_send_never_completes_ends_at_its_deadline() -> No
             ctx.request("shop", Quote(item="ab"), returns=Price, timeout=2), 5
         )
     assert price.cents == 200
+
+
+async def test_a_request_past_its_deadline_ends_in_deadline_exceeded_not_cancellation() -> None:
+    """Another request made between a request's deadline and the firing of its timer (a
+    busy loop) must not turn the first one's DeadlineExceeded into a cancelled handler."""
+    clock = VirtualClock()
+
+    async def wait(reply: Any) -> Any:
+        return await reply
+
+    async with System(transport=MemoryTransport(clock=clock), clock=clock) as system:
+        ctx = system.context()
+        first = asyncio.create_task(wait(ctx.request("nobody", Quote(item="x"), timeout=1)))
+        for _ in range(20):
+            await asyncio.sleep(0)  # sent; waiting for a reply that never comes
+        clock._now += 2  # the deadline passes, its timer not fired yet
+        ctx.request("nobody", Quote(item="y"), timeout=5)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        clock.advance(0)  # now the first request's timer fires
+        with pytest.raises(DeadlineExceeded, match="no reply from 'nobody'"):
+            await first
+
+
+async def test_a_handler_leaking_cancelled_error_fails_without_stopping_its_worker() -> None:
+    """A CancelledError that is not a cancellation of the worker (the handler awaited a
+    future someone else cancelled) is a handler failure: retried, then dead-lettered, and
+    the worker goes on with the next message."""
+    svc = Service("leaky", concurrency=1, retry=RetryPolicy(max_attempts=2, initial_backoff=0.01))
+
+    @svc.command
+    async def work(cmd: Quote) -> Price:
+        if cmd.item == "leak":
+            gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            gone.cancel()
+            await gone
+        return Price(item=cmd.item, cents=1)
+
+    async with TestSystem(svc, raise_handler_errors=False) as system:
+        ctx = system.context()
+        with pytest.raises(RemoteError, match="raised CancelledError without being cancelled"):
+            await ctx.request("leaky", Quote(item="leak"), returns=Price, timeout=5)
+        after = await ctx.request("leaky", Quote(item="next"), returns=Price, timeout=5)
+        await system.settle()
+        stats = system.system.stats()["leaky:leaky/leaky"]
+    assert after.item == "next"  # the only worker is still there
+    assert stats.failed == 2
+    assert stats.dead_lettered == 1

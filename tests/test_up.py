@@ -7,12 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from examples.ftgo.demo import delete_streams
 from tests.apps.up_app import Ping, Pong, Slow
+from tests.brokers import NATS, require
 
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
 from seawall._up import Up
@@ -191,3 +194,25 @@ def test_config_reads_every_setting(tmp_path: Path) -> None:
     assert loaded.intensity == RestartIntensity(max_restarts=2, within=5.0)
     assert [(s.name, s.target, s.instances) for s in loaded.services] == [("k", "pkg.k:service", 3)]
     assert loaded.env == {"A": "1"}
+
+
+async def test_the_same_config_runs_on_nats_without_a_broker_process(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = require(NATS)
+    channel = f"up-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("UP_TEST_CHANNEL", channel)
+    up = Up(config(tmp_path, {"echo": {"target": "tests.apps.up_app:echo"}}, transport=url))
+    try:
+        async with up:
+            await up.wait_ready()
+            assert up.transport_url == url
+            assert not (up.logs / "broker.log").exists()  # no embedded broker was started
+            async with System(transport=url) as client:
+                answer = await client.context().request(
+                    channel, Ping(n=5), returns=Pong, timeout=10
+                )
+        assert answer.pid == up.instances[0].pid
+        assert up.instances[0].exit_codes == [0]
+    finally:
+        await delete_streams(url, channel)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -45,14 +46,18 @@ def progress(total: int, console: Console) -> Iterator[Callable[[], None]]:
     yield tick
 
 
-async def main(orders: int, transport: str, concurrency: int, console: Console) -> Summary:
+async def main(
+    orders: int, transport: str, concurrency: int, console: Console, state: Path | None = None
+) -> Summary:
     where = "the embedded broker" if transport == EMBEDDED else transport
     console.print(
         f"seawall demo: FTGO, 7 services in 9 processes on {where}; {orders:,} orders, "
         f"{concurrency} at a time; a Kitchen process will be killed"
     )
     with progress(orders, console) as tick:
-        summary = await run(orders, concurrency=concurrency, transport=transport, tick=tick)
+        summary = await run(
+            orders, concurrency=concurrency, transport=transport, state=state, tick=tick
+        )
     report(summary, console)
     return summary
 
@@ -66,6 +71,9 @@ def cli(argv: list[str] | None = None) -> int:
         default=os.environ.get("SEAWALL_DEMO_TRANSPORT", EMBEDDED),
         help='"embedded" (default) or a NATS URL, e.g. nats://127.0.0.1:4222',
     )
+    parser.add_argument(
+        "--state", type=Path, default=None, help="keep the run's files (logs, data) here"
+    )
     args = parser.parse_args(argv)
     text = os.environ.get("SEAWALL_DEMO_ORDERS", "2000")
     if args.orders is None and (not text.isdigit() or int(text) < 1):
@@ -73,7 +81,7 @@ def cli(argv: list[str] | None = None) -> int:
     orders = args.orders if args.orders is not None else int(text)
     console = Console()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    summary = asyncio.run(main(orders, args.transport, args.concurrency, console))
+    summary = asyncio.run(main(orders, args.transport, args.concurrency, console, args.state))
     if summary.problems():
         console.print("[bold red]demo failed[/]: the invariants above do not hold")
         return 1

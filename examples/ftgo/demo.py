@@ -109,7 +109,8 @@ async def run(
         )
         summary = Summary(orders=orders, transport=transport, prefix=prefix)
         try:
-            async with Up(config, id_prefix=prefix) as up:
+            log_level = os.environ.get("SEAWALL_LOG_LEVEL", "WARNING")
+            async with Up(config, id_prefix=prefix, log_level=log_level) as up:
                 await up.wait_ready()
                 await _drive_system(up, summary, concurrency, tick)
                 summary.restarts = {i.name: i.restarts for i in up.instances}

@@ -269,6 +269,16 @@ class Dispatcher:
             else:
                 await self._failed(sub, item, handler, exc)
             return
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise  # the worker is being stopped
+            # A handler that lets a CancelledError out without being cancelled (it awaited
+            # a future someone else cancelled) failed like any other; left to propagate it
+            # would end this worker silently with the message still in flight.
+            bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
+            bug.__cause__ = exc
+            await self._failed(sub, item, handler, bug)
+            return
         if message.replyto is not None:
             await self._reply(message, result)
         self.stats.handled += 1
@@ -439,3 +449,8 @@ class Dispatcher:
             await sub.ack(item.delivery)
         finally:
             self._finish(item)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -74,12 +74,14 @@ class ReplyTable:
         heapq.heapify(self._expiry)
 
     def _expire(self, now: float) -> None:
+        # Entries are only dropped, their futures left alone: whoever still awaits one
+        # has a deadline timer of its own that ends the wait with DeadlineExceeded.
+        # Cancelling the future here would raise CancelledError in that waiter's task
+        # when another request is made between the deadline and that timer.
         expiry = self._expiry
         while expiry and expiry[0][0] < now:
             _, request_id = heapq.heappop(expiry)
-            waiter = self._waiting.pop(request_id, None)
-            if waiter is not None and not waiter.future.done():
-                waiter.future.cancel()
+            self._waiting.pop(request_id, None)
 
     def deliver(self, reply: Message) -> bool:
         """Hand a reply to its waiter; False for a reply nobody waits for (any more)."""

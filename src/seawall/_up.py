@@ -252,6 +252,8 @@ class Up:
             instance.state = "starting"
             process = instance.process = await self._spawn(instance, spec)
             instance.pid = process.pid
+            if self._stopping.is_set():  # stop() came while it was being started
+                await self._terminate(process, instance.name)
             code = await process.wait()
             self._read_report(instance)  # its last words, then no more reading of that file
             instance._carry()

@@ -49,6 +49,8 @@ async def run_up(config: UpConfig, console: Console, log_level: str) -> None:
             console.print("seawall up: stopping (draining every service)")
             await system.stop()
             live.update(status_table(system.refresh(), {}, title), refresh=True)
+        if not console.is_terminal:
+            console.line()  # off a terminal, the last frame ends without one
 
 
 @click.command()

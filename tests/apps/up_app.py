@@ -1,10 +1,11 @@
 """Services for the ``seawall up`` tests: run by :mod:`seawall._up_child` in real processes.
 
-``echo`` answers :class:`Ping` with its pid (so a test sees which process
-answered) and handles :class:`Slow` by writing ``start <n>`` to the file named by
-``UP_TEST_OUT``, sleeping ``seconds``, then writing ``end <n>``, so a test can stop
-the process mid-handler and check the handler still finished. ``broken`` fails
-on start-up, every time.
+``echo`` (on channel ``UP_TEST_CHANNEL``, default ``echo``) answers :class:`Ping`
+with its pid (so a test sees which process answered) and handles :class:`Slow`
+by writing ``start <n>`` to the file named by ``UP_TEST_OUT``, sleeping
+``seconds``, then writing ``end <n>``, so a test can stop the process
+mid-handler and check the handler still finished. ``broken`` fails on
+start-up, every time.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _note(line: str) -> None:
 
 
 def echo() -> Service:
-    service = Service("echo")
+    service = Service(os.environ.get("UP_TEST_CHANNEL", "echo"))
 
     @service.command
     async def ping(cmd: Ping) -> Pong:
