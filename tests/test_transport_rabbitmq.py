@@ -360,6 +360,7 @@ class Tick(Event):
     n: int
 
 
+@pytest.mark.timeout(120)  # two node boots: 15-30 s on this loaded machine, more at worst
 async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_message(
     tmp_path: Path,
 ) -> None:
