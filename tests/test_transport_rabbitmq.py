@@ -360,6 +360,7 @@ class Tick(Event):
     n: int
 
 
+@pytest.mark.timeout(120)  # two node boots: 15-30 s on this loaded machine, more at worst
 async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_message(
     tmp_path: Path,
 ) -> None:
@@ -458,5 +459,18 @@ async def test_delays_beyond_the_ladder_and_delayed_replies_are_refused_clearly(
             await transport.publish("orders", make_message(0), not_before=far)
         with pytest.raises(ConfigurationError, match="reply inbox"):
             await transport.publish("_inbox.x", make_message(1), not_before=time.time() + 1)
+    finally:
+        await transport.close()
+
+
+async def test_a_publish_with_no_broker_waits_its_bound_then_says_why() -> None:
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    transport = RabbitMQTransport(url, publish_timeout=0.5, connect_timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost, match="cannot connect to RabbitMQ"):
+            await transport.publish("orders", make_message(0))
+        waited = time.monotonic() - started
+        assert 0.5 <= waited < 2.0, f"gave up after {waited:.2f} s, bound 0.5 s"
     finally:
         await transport.close()

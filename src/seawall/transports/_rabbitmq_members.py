@@ -164,6 +164,7 @@ class Membership:
         for partition in sorted(self.holds - mine):
             await sub.stop_reading(sub.queues[partition])
             if sub.held[partition] == 0:
+                await sub.retire(sub.queues[partition])
                 self.holds.discard(partition)
         for partition in sorted(mine - self.holds):
             if self.roster.free(partition, now) and sub.open:

@@ -84,6 +84,7 @@ class RabbitMQSubscription:
         self.wake = asyncio.Event()
         self.held: Counter[int] = Counter()  # partition -> received and not settled
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
+        self._retired: dict[str, aiormq.abc.AbstractChannel] = {}  # consumer cancelled
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[int, _Held] = {}
         self._tokens = itertools.count()
@@ -138,8 +139,16 @@ class RabbitMQSubscription:
         entry = self._consumers.pop(queue, None)
         if entry is not None:
             amqp, tag = entry
+            self._retired[queue] = amqp  # still needed to settle what it delivered
             with contextlib.suppress(*_IGNORED):
                 await amqp.basic_cancel(tag)
+
+    async def retire(self, queue: str) -> None:
+        """Close the AMQP channel that read ``queue``, once none of its messages is held."""
+        amqp = self._retired.pop(queue, None)
+        if amqp is not None:
+            with contextlib.suppress(*_IGNORED):
+                await amqp.close()
 
     def _arrived(self, msg: aiormq.abc.DeliveredMessage, partition: int | None) -> None:
         if self._state != "open":
@@ -228,7 +237,9 @@ class RabbitMQSubscription:
         self._ready.clear()
         self._unsettled.clear()
         self.held.clear()
-        for amqp, _ in consumers.values():  # closing returns what each consumer held
+        retired, self._retired = self._retired, {}
+        channels = [amqp for amqp, _ in consumers.values()] + list(retired.values())
+        for amqp in channels:  # closing returns what each consumer held
             with contextlib.suppress(*_IGNORED):
                 await amqp.close()
 

@@ -71,11 +71,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   gives).
 * **Broken link** → subscriptions end with :class:`ConnectionLost` (the
   dispatcher subscribes again); the broker returns their unsettled messages
-  (``attempt`` + 1). So does a subscription whose consumer RabbitMQ cancels
-  (its queue was deleted: subscribing again declares it anew) or whose AMQP
-  channel it closes; a publish that finds the channel's exchange deleted
-  declares the channel again. The next call connects again; publishing waits for the
-  link up to ``publish_timeout``, then raises :class:`ConnectionLost`.
+  (``attempt`` + 1). The next call connects again; publishing waits for the
+  link up to ``publish_timeout``, then raises :class:`ConnectionLost`. A
+  subscription whose consumer RabbitMQ cancels (its queue was deleted:
+  subscribing again declares it anew) or whose AMQP channel it closes ends the
+  same way; a publish that finds the channel's exchange deleted declares the
+  channel again.
 
 Driver errors are translated at this edge by
 :func:`seawall.transports._rabbitmq_topology.translated`.
