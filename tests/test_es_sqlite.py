@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from seawall._exceptions import ConfigurationError, EventStoreError
 from seawall.es import EventStore, SQLiteEventStore
 from seawall.testing import EventStoreConformance
 from seawall.testing._event_store import new_events
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TestSQLiteEventStore(EventStoreConformance):
@@ -75,3 +78,21 @@ async def test_a_cancelled_group_leader_strands_no_other_append(tmp_path: Path) 
         assert results[1:] == [1] * 19
         # a cancelled append may still be committed (by its batch, or by the next leader)
         assert len(await store.read_all()) == 20
+
+
+async def test_processes_sharing_a_file_get_dense_positions(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    async with await SQLiteEventStore.open(db) as store:
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.apps.es_appender", str(db), f"p{n}", "150", cwd=ROOT
+            )
+            for n in range(2)
+        ]
+        for version in range(150):
+            await store.append("parent", new_events(1), version)
+        assert [await child.wait() for child in children] == [0, 0]
+        everything = await store.read_all(limit=1000)
+    assert [e.position for e in everything] == list(range(1, 451))
+    for stream in ("parent", "p0", "p1"):
+        assert [e.version for e in everything if e.stream == stream] == list(range(1, 151))
