@@ -19,11 +19,11 @@ over from position 0 or from a time; ``status`` reports the lag.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._clock import Clock, SystemClock
 from .._payload import Payload
 from ._codec import EventCodec
 from ._records import EventStore, ProjectionWrite, RecordedEvent
@@ -90,16 +90,12 @@ class ProjectionRunner:
         projection: Projection,
         *,
         batch: int = 1000,
-        poll: float = 0.1,
-        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.codec = codec
         self.projection = projection
         self.name = projection.name or type(projection).__name__
         self._batch = batch
-        self._poll = poll
-        self._clock = clock or SystemClock()
         self._wanted = frozenset(cls.type_name for cls in projection.handles)
         self._ready = False
 
@@ -148,7 +144,15 @@ class ProjectionRunner:
         """Catch up, then follow the log live until cancelled."""
         while True:
             if await self.catch_up() == 0:
-                await self._clock.sleep(self._poll)
+                await self._next_event()
+
+    async def _next_event(self) -> None:
+        # the store's subscription wakes at once for appends in this process, and
+        # polls for those of other processes
+        after = await self.store.checkpoint(self.name)
+        async with contextlib.aclosing(self.store.subscribe(after, batch=1)) as events:
+            async for _ in events:
+                return
 
     async def rebuild(
         self,

@@ -33,7 +33,7 @@ share one database.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -232,7 +232,9 @@ class PostgresEventStore:
         first = (await self._fetch(sql, time))[0][0]
         return (await self.head()) if first is None else int(first) - 1
 
-    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, after: int = 0, *, batch: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
         return follow(
             self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
         )

@@ -20,7 +20,7 @@ import asyncio
 import re
 import sqlite3
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
@@ -253,7 +253,9 @@ class SQLiteEventStore:
         first = self._read(sql, (time,))[0][0]
         return (await self.head()) if first is None else int(first) - 1
 
-    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, after: int = 0, *, batch: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
         return follow(
             self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
         )
