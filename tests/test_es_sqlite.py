@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -96,3 +97,19 @@ async def test_processes_sharing_a_file_get_dense_positions(tmp_path: Path) -> N
     assert [e.position for e in everything] == list(range(1, 451))
     for stream in ("parent", "p0", "p1"):
         assert [e.version for e in everything if e.stream == stream] == list(range(1, 151))
+
+
+async def test_a_failing_database_is_an_event_store_error_for_every_appender(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "e.db"
+    async with await SQLiteEventStore.open(db) as store:
+        await store.append("s", new_events(1), 0)
+        with sqlite3.connect(db) as vandal:
+            vandal.execute("DROP TABLE events")
+        results = await asyncio.gather(
+            *(store.append(f"t{n}", new_events(1), 0) for n in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, EventStoreError) for r in results), results
+        assert "no such table" in str(results[0])
+        assert str(db) in str(results[0])

@@ -133,10 +133,10 @@ class SQLiteEventStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot open the event store {self.path!r}: {exc}") from exc
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
         return conn
 
     def _connect_writer(self) -> None:
@@ -198,11 +198,16 @@ class SQLiteEventStore:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
-        except BaseException as exc:
-            error = EventStoreError(f"event store {self.path!r}: append failed: {exc!r}")
+        except Exception as exc:  # the database failed: every append of the batch says so
+            error = EventStoreError(f"event store {self.path!r}: append failed: {exc}")
+            error.__cause__ = exc
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(error)
+        except BaseException:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(EventStoreError("append interrupted"))
             raise
         finally:
             turn.set_result(None)
@@ -232,7 +237,8 @@ class SQLiteEventStore:
                 results.append(start + len(item.events))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return results
 
@@ -330,7 +336,8 @@ class SQLiteEventStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     async def close(self) -> None:
