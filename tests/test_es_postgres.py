@@ -158,3 +158,14 @@ async def test_a_subscriber_sees_appends_made_through_another_connection_pool(
     finally:
         await other.close()
     assert [e.version for e in seen] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_closed_store_says_so(pg: PostgresEventStore) -> None:
+    other = await PostgresEventStore.open(require(POSTGRES), prefix=pg.prefix)
+    await other.close()
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.append("s", new_events(1), 0)
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.read_all()
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.commit_projection("p", 0, 0, [])

@@ -113,3 +113,15 @@ async def test_a_failing_database_is_an_event_store_error_for_every_appender(
         assert all(isinstance(r, EventStoreError) for r in results), results
         assert "no such table" in str(results[0])
         assert str(db) in str(results[0])
+
+
+async def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = await SQLiteEventStore.open(tmp_path / "e.db")
+    await store.close()
+    await store.close()  # twice is fine
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.append("s", new_events(1), 0)
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.read_all()
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.commit_projection("p", 0, 0, [])

@@ -173,9 +173,11 @@ class PostgresEventStore:
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         import asyncpg
 
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {self.prefix}events is closed")
         try:
             rows: list[Any] = await self._pool.fetch(sql, *args)
-        except asyncpg.PostgresError as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
         return rows
 
@@ -193,6 +195,8 @@ class PostgresEventStore:
             self._clock.time(),
             [e.data for e in events],
         )
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {self.prefix}events is closed")
         async with self._pool.acquire() as conn:
             try:
                 result: int = await conn.fetchval(self._sql_append, *args)
@@ -207,6 +211,9 @@ class PostgresEventStore:
             except asyncpg.PostgresError as exc:
                 await conn.execute("SELECT pg_advisory_unlock_all()")
                 raise EventStoreError(f"append to {stream!r} failed: {exc}") from exc
+            except (OSError, asyncpg.InterfaceError) as exc:
+                conn.terminate()
+                raise EventStoreError(f"append to {stream!r}: lost the database: {exc}") from exc
             except BaseException:
                 conn.terminate()  # cancelled mid-append: the server frees its lock with it
                 raise
@@ -288,6 +295,8 @@ class PostgresEventStore:
         import asyncpg
 
         p = self.prefix
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {p}events is closed")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -309,7 +318,7 @@ class PostgresEventStore:
                 await conn.execute(
                     f"UPDATE {p}checkpoints SET position = $2 WHERE name = $1", name, position
                 )
-        except asyncpg.PostgresError as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"projection {name!r} could not commit: {exc}") from exc
 
     async def drop(self) -> None:

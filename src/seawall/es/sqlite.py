@@ -105,6 +105,7 @@ class SQLiteEventStore:
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="seawall-es-sqlite")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._closed = False
         p = prefix
         self._sql_insert = (
             f"INSERT INTO {p}events (stream, version, id, type, type_version, time, data) "
@@ -145,6 +146,8 @@ class SQLiteEventStore:
         self._writer = conn
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._closed:
+            raise EventStoreError(f"event store {self.path!r} is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._writer_thread, fn, *args)
@@ -164,6 +167,8 @@ class SQLiteEventStore:
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
+        if self._closed:
+            raise EventStoreError(f"event store {self.path!r} is closed")
         item = _Append(stream, events, expected_version, self._clock.time())
         self._queue.append(item)
         while not item.future.done():
@@ -353,6 +358,7 @@ class SQLiteEventStore:
         if self._writer is not None:
             await self._run(self._writer.close)
             self._writer = None
+        self._closed = True
         self._writer_thread.shutdown(wait=True)
 
     async def __aenter__(self) -> SQLiteEventStore:
