@@ -26,6 +26,11 @@ part) still run side by side. The price: a row becomes readable only once
 every transaction that started before it, on the whole server, has ended, so
 a long-running transaction anywhere delays followers (never appends).
 
+Followers in this process wake as soon as an append here commits; appends by
+other processes are seen by polling (``poll`` seconds, 0.1 by default). We do
+not use LISTEN/NOTIFY for that: a transaction that notifies takes a
+database-wide lock at commit, which would line the commits up again.
+
 Every table name takes an optional prefix, so several stores (or tests) can
 share one database.
 """
