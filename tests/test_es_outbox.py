@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from seawall import Event, MemoryTransport
+from seawall import Event, MemoryTransport, connect
 from seawall._exceptions import ConcurrencyError
 from seawall._message import Message
 from seawall.es import EventCodec, OutboxRelay, SQLiteEventStore
@@ -125,3 +125,20 @@ async def test_two_relays_on_one_channel_do_not_interleave(
     await one.step()
     with pytest.raises(ConcurrencyError):
         await store.commit_projection(one.name, 0, 1, [])
+
+
+async def test_relay_over_the_durable_embedded_broker(
+    store: SQLiteEventStore, tmp_path: Path
+) -> None:
+    broker = connect(f"embedded://{tmp_path / 'broker'}")
+    try:
+        sub = await broker.subscribe("bank.events", group="audit")
+        relay = OutboxRelay(store, broker, channel="bank.events", source="bank")
+        assert await relay.drain() == 3
+        async with Inbox(sub, patience=10) as inbox:
+            got = await inbox.collect(3)
+            for delivery in got:
+                await sub.ack(delivery)
+        assert [d.message.id for d in got] == [r.id for r in await store.read_all()]
+    finally:
+        await broker.close()

@@ -135,3 +135,37 @@ async def test_unreachable_server_and_bad_prefix_are_clear_errors() -> None:
         await PostgresEventStore.open(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
     with pytest.raises(ConfigurationError, match="prefix"):
         await PostgresEventStore.open(require(POSTGRES), prefix="Bad-Prefix")
+
+
+async def test_a_subscriber_sees_appends_made_through_another_connection_pool(
+    pg: PostgresEventStore,
+) -> None:
+    other = await PostgresEventStore.open(require(POSTGRES), prefix=pg.prefix, poll=0.02)
+    seen: list[RecordedEvent] = []
+
+    async def follow() -> None:
+        async for event in pg.subscribe():
+            seen.append(event)
+            if len(seen) == 6:
+                return
+
+    try:
+        async with asyncio.timeout(15):
+            reader = asyncio.create_task(follow())
+            for version in range(0, 6, 2):
+                await other.append("elsewhere", new_events(2), version)
+            await reader
+    finally:
+        await other.close()
+    assert [e.version for e in seen] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_closed_store_says_so(pg: PostgresEventStore) -> None:
+    other = await PostgresEventStore.open(require(POSTGRES), prefix=pg.prefix)
+    await other.close()
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.append("s", new_events(1), 0)
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.read_all()
+    with pytest.raises(EventStoreError, match="closed"):
+        await other.commit_projection("p", 0, 0, [])

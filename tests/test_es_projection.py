@@ -98,7 +98,7 @@ async def test_catch_up_applies_each_event_and_skips_other_types(store: SQLiteEv
 async def test_run_follows_live_appends(store: SQLiteEventStore) -> None:
     await append_ticks(store, "a", [1])
     projection = Totals()
-    runner = ProjectionRunner(store, CODEC, projection, poll=0.01)
+    runner = ProjectionRunner(store, CODEC, projection)
     task = asyncio.create_task(runner.run())
     try:
         await wait_until(lambda: 1 in projection.external, 10, "the catch-up")

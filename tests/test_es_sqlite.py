@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from seawall._exceptions import ConfigurationError, EventStoreError
 from seawall.es import EventStore, SQLiteEventStore
 from seawall.testing import EventStoreConformance
 from seawall.testing._event_store import new_events
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TestSQLiteEventStore(EventStoreConformance):
@@ -75,3 +79,49 @@ async def test_a_cancelled_group_leader_strands_no_other_append(tmp_path: Path) 
         assert results[1:] == [1] * 19
         # a cancelled append may still be committed (by its batch, or by the next leader)
         assert len(await store.read_all()) == 20
+
+
+async def test_processes_sharing_a_file_get_dense_positions(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    async with await SQLiteEventStore.open(db) as store:
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.apps.es_appender", str(db), f"p{n}", "150", cwd=ROOT
+            )
+            for n in range(2)
+        ]
+        for version in range(150):
+            await store.append("parent", new_events(1), version)
+        assert [await child.wait() for child in children] == [0, 0]
+        everything = await store.read_all(limit=1000)
+    assert [e.position for e in everything] == list(range(1, 451))
+    for stream in ("parent", "p0", "p1"):
+        assert [e.version for e in everything if e.stream == stream] == list(range(1, 151))
+
+
+async def test_a_failing_database_is_an_event_store_error_for_every_appender(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "e.db"
+    async with await SQLiteEventStore.open(db) as store:
+        await store.append("s", new_events(1), 0)
+        with sqlite3.connect(db) as vandal:
+            vandal.execute("DROP TABLE events")
+        results = await asyncio.gather(
+            *(store.append(f"t{n}", new_events(1), 0) for n in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, EventStoreError) for r in results), results
+        assert "no such table" in str(results[0])
+        assert str(db) in str(results[0])
+
+
+async def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = await SQLiteEventStore.open(tmp_path / "e.db")
+    await store.close()
+    await store.close()  # twice is fine
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.append("s", new_events(1), 0)
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.read_all()
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.commit_projection("p", 0, 0, [])

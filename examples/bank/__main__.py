@@ -8,6 +8,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from seawall import MemoryTransport
 from seawall.es import (
@@ -58,7 +59,7 @@ async def main(path: Path) -> Summary:
         await runner.catch_up()
         await runner.rebuild()  # from position 0: same result, nothing doubled
         rows = await store.query("SELECT account, balance FROM balances ORDER BY account")
-        balances = {str(account): int(str(balance)) for account, balance in rows}
+        balances = {str(account): cast(int, balance) for account, balance in rows}
 
         sub = await transport.subscribe("bank.events", group="audit")
         published = await OutboxRelay(

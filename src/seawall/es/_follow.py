@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from .._clock import Clock, timeout_at
 from ._records import RecordedEvent
@@ -42,7 +42,7 @@ async def follow(
     after: int,
     batch: int,
     poll: float,
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncGenerator[RecordedEvent, None]:
     """Every event above ``after``, in position order, forever."""
     while True:
         woken = signal.current()

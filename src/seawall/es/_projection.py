@@ -19,11 +19,11 @@ over from position 0 or from a time; ``status`` reports the lag.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._clock import Clock, SystemClock
 from .._payload import Payload
 from ._codec import EventCodec
 from ._records import EventStore, ProjectionWrite, RecordedEvent
@@ -90,16 +90,12 @@ class ProjectionRunner:
         projection: Projection,
         *,
         batch: int = 1000,
-        poll: float = 0.1,
-        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.codec = codec
         self.projection = projection
         self.name = projection.name or type(projection).__name__
         self._batch = batch
-        self._poll = poll
-        self._clock = clock or SystemClock()
         self._wanted = frozenset(cls.type_name for cls in projection.handles)
         self._ready = False
 
@@ -120,27 +116,34 @@ class ProjectionRunner:
     async def step(self) -> int:
         """Process one batch above the checkpoint; the number of events read."""
         await self._setup()
-        after = await self.store.checkpoint(self.name)
+        read, _ = await self._step(await self.store.checkpoint(self.name))
+        return read
+
+    async def _step(self, after: int) -> tuple[int, int]:
+        """Handle and commit the batch above ``after``: events read, new checkpoint."""
         records = await self.store.read_all(after, self._batch)
         if not records:
-            return 0
+            return 0, after
         batch = Batch()
         wanted, decode, handle = self._wanted, self.codec.decode, self.projection.handle
         for record in records:
             if record.type in wanted:
                 await handle(decode(record), record, batch)
-        await self.store.commit_projection(self.name, after, records[-1].position, batch.writes)
-        return len(records)
+        # fails with ConcurrencyError if another runner moved the checkpoint meanwhile
+        position = records[-1].position
+        await self.store.commit_projection(self.name, after, position, batch.writes)
+        return len(records), position
 
     async def catch_up(self, progress: Progress | None = None) -> int:
         """Process until the head of the log as it was on entry; events read."""
-        status = await self.status()
-        total, done = status.lag, 0
+        await self._setup()
+        after = await self.store.checkpoint(self.name)
+        total, done = max(0, await self.store.head() - after), 0
         while True:
-            read = await self.step()
+            read, after = await self._step(after)
             done += read
             if progress is not None:
-                progress(min(done, total), total)
+                progress(min(done, total), max(total, done))
             if read < self._batch:
                 return done
 
@@ -148,7 +151,15 @@ class ProjectionRunner:
         """Catch up, then follow the log live until cancelled."""
         while True:
             if await self.catch_up() == 0:
-                await self._clock.sleep(self._poll)
+                await self._next_event()
+
+    async def _next_event(self) -> None:
+        # the store's subscription wakes at once for appends in this process, and
+        # polls for those of other processes
+        after = await self.store.checkpoint(self.name)
+        async with contextlib.aclosing(self.store.subscribe(after, batch=1)) as events:
+            async for _ in events:
+                return
 
     async def rebuild(
         self,

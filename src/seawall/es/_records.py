@@ -11,7 +11,7 @@ old versions) is the :class:`~seawall.es.EventCodec`'s job, above the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 import msgspec
@@ -98,7 +98,9 @@ class EventStore(Protocol):
         """The position just before the first event appended at or after ``time``."""
         ...
 
-    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, after: int = 0, *, batch: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Every event above ``after``: the stored ones (catch-up), then new ones (live)."""
         ...
 

@@ -26,6 +26,11 @@ part) still run side by side. The price: a row becomes readable only once
 every transaction that started before it, on the whole server, has ended, so
 a long-running transaction anywhere delays followers (never appends).
 
+Followers in this process wake as soon as an append here commits; appends by
+other processes are seen by polling (``poll`` seconds, 0.1 by default). We do
+not use LISTEN/NOTIFY for that: a transaction that notifies takes a
+database-wide lock at commit, which would line the commits up again.
+
 Every table name takes an optional prefix, so several stores (or tests) can
 share one database.
 """
@@ -33,7 +38,7 @@ share one database.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -173,9 +178,11 @@ class PostgresEventStore:
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         import asyncpg
 
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {self.prefix}events is closed")
         try:
             rows: list[Any] = await self._pool.fetch(sql, *args)
-        except asyncpg.PostgresError as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
         return rows
 
@@ -193,6 +200,8 @@ class PostgresEventStore:
             self._clock.time(),
             [e.data for e in events],
         )
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {self.prefix}events is closed")
         async with self._pool.acquire() as conn:
             try:
                 result: int = await conn.fetchval(self._sql_append, *args)
@@ -207,6 +216,9 @@ class PostgresEventStore:
             except asyncpg.PostgresError as exc:
                 await conn.execute("SELECT pg_advisory_unlock_all()")
                 raise EventStoreError(f"append to {stream!r} failed: {exc}") from exc
+            except (OSError, asyncpg.InterfaceError) as exc:
+                conn.terminate()
+                raise EventStoreError(f"append to {stream!r}: lost the database: {exc}") from exc
             except BaseException:
                 conn.terminate()  # cancelled mid-append: the server frees its lock with it
                 raise
@@ -232,7 +244,9 @@ class PostgresEventStore:
         first = (await self._fetch(sql, time))[0][0]
         return (await self.head()) if first is None else int(first) - 1
 
-    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, after: int = 0, *, batch: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
         return follow(
             self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
         )
@@ -286,6 +300,8 @@ class PostgresEventStore:
         import asyncpg
 
         p = self.prefix
+        if self._pool.is_closing():
+            raise EventStoreError(f"event store {p}events is closed")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -307,7 +323,7 @@ class PostgresEventStore:
                 await conn.execute(
                     f"UPDATE {p}checkpoints SET position = $2 WHERE name = $1", name, position
                 )
-        except asyncpg.PostgresError as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"projection {name!r} could not commit: {exc}") from exc
 
     async def drop(self) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import re
 import sqlite3
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
@@ -105,6 +105,7 @@ class SQLiteEventStore:
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="seawall-es-sqlite")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._closed = False
         p = prefix
         self._sql_insert = (
             f"INSERT INTO {p}events (stream, version, id, type, type_version, time, data) "
@@ -133,10 +134,10 @@ class SQLiteEventStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot open the event store {self.path!r}: {exc}") from exc
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
         return conn
 
     def _connect_writer(self) -> None:
@@ -145,6 +146,8 @@ class SQLiteEventStore:
         self._writer = conn
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._closed:
+            raise EventStoreError(f"event store {self.path!r} is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._writer_thread, fn, *args)
@@ -164,6 +167,8 @@ class SQLiteEventStore:
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
+        if self._closed:
+            raise EventStoreError(f"event store {self.path!r} is closed")
         item = _Append(stream, events, expected_version, self._clock.time())
         self._queue.append(item)
         while not item.future.done():
@@ -198,11 +203,16 @@ class SQLiteEventStore:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
-        except BaseException as exc:
-            error = EventStoreError(f"event store {self.path!r}: append failed: {exc!r}")
+        except Exception as exc:  # the database failed: every append of the batch says so
+            error = EventStoreError(f"event store {self.path!r}: append failed: {exc}")
+            error.__cause__ = exc
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(error)
+        except BaseException:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(EventStoreError("append interrupted"))
             raise
         finally:
             turn.set_result(None)
@@ -232,7 +242,8 @@ class SQLiteEventStore:
                 results.append(start + len(item.events))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return results
 
@@ -253,7 +264,9 @@ class SQLiteEventStore:
         first = self._read(sql, (time,))[0][0]
         return (await self.head()) if first is None else int(first) - 1
 
-    def subscribe(self, after: int = 0, *, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, after: int = 0, *, batch: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
         return follow(
             self.read_all, self._signal, self._clock, after=after, batch=batch, poll=self._poll
         )
@@ -328,7 +341,8 @@ class SQLiteEventStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     async def close(self) -> None:
@@ -344,6 +358,7 @@ class SQLiteEventStore:
         if self._writer is not None:
             await self._run(self._writer.close)
             self._writer = None
+        self._closed = True
         self._writer_thread.shutdown(wait=True)
 
     async def __aenter__(self) -> SQLiteEventStore:
