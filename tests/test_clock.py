@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import pytest
 
 from seawall import SystemClock, VirtualClock
-from seawall._clock import TimerHeap, timeout_at
+from seawall._clock import TimerHeap, outside_the_loop, timeout_at
 
 
 async def test_virtual_sleep_wakes_only_when_time_is_advanced() -> None:
@@ -183,3 +185,20 @@ async def test_timeout_at_also_works_as_a_plain_with_inside_a_task() -> None:
     with timeout_at(clock, 10.0):
         await asyncio.sleep(0)
     assert clock.next_deadline() is None  # leaving cancelled the timer
+
+
+async def test_autojump_waits_for_work_outside_the_loop() -> None:
+    clock = VirtualClock()
+    jumper = asyncio.create_task(clock.run_autojump())
+    try:
+        timer_fired = asyncio.Event()
+        clock.call_at(clock.time() + 30, timer_fired.set)
+        loop = asyncio.get_running_loop()
+        with outside_the_loop(clock):
+            await loop.run_in_executor(None, time.sleep, 0.05)  # the loop looks idle meanwhile
+        assert not timer_fired.is_set()  # time stood still while the thread worked
+        await asyncio.wait_for(timer_fired.wait(), 1.0)  # and jumps again afterwards
+    finally:
+        jumper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await jumper

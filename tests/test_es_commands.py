@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from seawall import Command, Context, Document, Event, MemoryTransport, Service, System
+from seawall import Command, Context, Document, Event, Service, VirtualClock
 from seawall._exceptions import RequestError
 from seawall.es import (
     Aggregate,
@@ -20,7 +20,7 @@ from seawall.es import (
     SideEffect,
     SQLiteEventStore,
 )
-from seawall.testing import RecordingTransport
+from seawall.testing import TestSystem
 
 
 class Open(Command, frozen=True):
@@ -69,23 +69,25 @@ def handler_on(repo: Repository) -> Handler:
 
 async def test_commands_are_logged_then_replayed_on_fresh_state(tmp_path: Path) -> None:
     codec = EventCodec(Open, Opened)
+    # The stores share the test system's virtual clock: while their writer thread
+    # works, the clock must not leap to the request's deadline (a 1-second
+    # budget on a clock that jumps would expire before the first commit).
+    clock = VirtualClock()
     async with (
-        await SQLiteEventStore.open(tmp_path / "events.db") as events,
-        await SQLiteEventStore.open(tmp_path / "commands.db") as commands,
+        await SQLiteEventStore.open(tmp_path / "events.db", clock=clock) as events,
+        await SQLiteEventStore.open(tmp_path / "commands.db", clock=clock) as commands,
     ):
         log = CommandLog(commands, codec)
         bank = Service("bank")
         bank.command(log.sourced(handler_on(Repository(events, codec))))
-        # a System on the real clock: TestSystem's virtual clock jumps ahead while the
-        # store's writer thread works, which looks like idleness to it
-        transport = RecordingTransport(MemoryTransport())
-        async with System(bank, transport=transport) as system:
+        async with TestSystem(bank, clock=clock) as system:
             for n, amount in enumerate((10, 20, 30)):
                 reply = await system.context().request(
-                    "bank", Open(account=f"a{n}", deposit=amount), returns=Receipt
+                    "bank", Open(account=f"a{n}", deposit=amount), returns=Receipt, timeout=1.0
                 )
                 assert reply.balance == amount
-        assert [m.type for _, m in transport.records].count("bank.Welcome") == 3
+            welcomes = [m for _, m in system.transport.records if m.type == "bank.Welcome"]
+        assert len(welcomes) == 3
         logged = await commands.read_all()
         assert [codec.decode(r) for r in logged] == [
             Open(account="a0", deposit=10),

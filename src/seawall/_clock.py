@@ -10,17 +10,27 @@ travel between processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
 _log = logging.getLogger("seawall.clock")
-__all__ = ["Clock", "Deadline", "SystemClock", "Timer", "TimerHeap", "VirtualClock", "timeout_at"]
+__all__ = [
+    "Clock",
+    "Deadline",
+    "SystemClock",
+    "Timer",
+    "TimerHeap",
+    "VirtualClock",
+    "outside_the_loop",
+    "timeout_at",
+]
 
 
 class Timer(Protocol):
@@ -85,6 +95,17 @@ class VirtualClock:
         self._now = start
         self._timers: list[tuple[float, int, _VirtualTimer]] = []
         self._seq = itertools.count()
+        self._outside = 0
+        """Work running outside the event loop (see :func:`outside_the_loop`)."""
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep autojump from moving time while the block runs (see :func:`outside_the_loop`)."""
+        self._outside += 1
+        try:
+            yield
+        finally:
+            self._outside -= 1
 
     def time(self) -> float:
         return self._now
@@ -139,7 +160,7 @@ class VirtualClock:
             # CPython keeps runnable callbacks in loop._ready; empty means every
             # other task is blocked, so only a timer of ours can move things on.
             ready = getattr(loop, "_ready", ())
-            if len(ready) == 0 and not _real_timer_due_soon(loop):
+            if len(ready) == 0 and not self._outside and not _real_timer_due_soon(loop):
                 idle += 1
             else:
                 idle = 0
@@ -150,6 +171,22 @@ class VirtualClock:
                     await asyncio.sleep(0.001)  # nothing scheduled: let real I/O move
                 else:
                     self.advance_to(due)
+
+
+@contextlib.contextmanager
+def outside_the_loop(clock: Clock) -> Iterator[None]:
+    """Wrap an await on work done by a thread or another process.
+
+    While such work runs the event loop looks idle, and a :class:`VirtualClock`
+    on autojump would leap to its next timer (a request's deadline, say) before
+    the work could finish. Under this block it waits instead; on any other
+    clock this does nothing.
+    """
+    if isinstance(clock, VirtualClock):
+        with clock.hold():
+            yield
+    else:
+        yield
 
 
 def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:

@@ -26,7 +26,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
@@ -150,7 +150,8 @@ class SQLiteEventStore:
             raise EventStoreError(f"event store {self.path!r} is closed")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._writer_thread, fn, *args)
+            with outside_the_loop(self._clock):
+                return await loop.run_in_executor(self._writer_thread, fn, *args)
         except sqlite3.Error as exc:
             raise EventStoreError(f"event store {self.path!r}: {exc}") from exc
 
@@ -192,7 +193,8 @@ class SQLiteEventStore:
             done = loop.run_in_executor(self._writer_thread, self._commit_appends, batch)
             while True:
                 try:
-                    results = await asyncio.shield(done)
+                    with outside_the_loop(self._clock):
+                        results = await asyncio.shield(done)
                     break
                 except asyncio.CancelledError:
                     if done.cancelled():
