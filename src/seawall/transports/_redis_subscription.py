@@ -32,6 +32,7 @@ __all__ = ["RedisSubscription"]
 log = logging.getLogger("seawall.transports.redis")
 
 _Token = tuple[int, bytes]  # (partition, entry id)
+_ACK_LINGER = 0.01  # seconds an ack may wait for a read to ride with
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class RedisSubscription:
         self._reclaim_at = 0.0
         self._turn = 0  # which partitions a read too small for all of them starts at
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
+        self._acked_at = 0.0  # when the oldest of them was acked
         self._owner: Ownership | None = None
         self._task: asyncio.Task[None] | None = None
         if channel.partitions > 1:
@@ -142,10 +144,15 @@ class RedisSubscription:
         clock = self.transport.clock
         now = clock.time()
         await self._keep_alive(now)
-        credit = self.prefetch - len(self._unsettled) - len(self._ready)
-        if credit <= 0 or not self.owned:
-            await self._send_acks()
-            await self._sleep(self._keep_alive_due())
+        held = len(self._unsettled) + len(self._ready)
+        credit = self.prefetch - held
+        if credit <= 0 or not self.owned or (held and credit < max(1, self.prefetch // 4)):
+            # too little room for a read worth its round trip: wait for more settling
+            acks_due = self._acked_at + _ACK_LINGER if self._acked else None
+            if acks_due is not None and now >= acks_due:
+                await self._send_acks()
+                acks_due = None
+            await self._sleep(min(filter(None, (self._keep_alive_due(), acks_due)), default=None))
             return
         if now >= self._due_at and await self._take_due(credit, now):
             return
@@ -284,13 +291,16 @@ class RedisSubscription:
 
     # -- settling ----------------------------------------------------------------
     async def ack(self, delivery: Delivery) -> None:
-        """Settled: the ``XACK`` goes with the subscription's next read, or at close.
+        """Settled: the ``XACK`` goes with the subscription's next read (within 10 ms), or
+        at close.
 
         Like a NATS ack, it returns before the server has it; if this process
         dies first, the entry comes again (at least once).
         """
         held = self._settle(delivery)
         if held is not None:
+            if not self._acked:
+                self._acked_at = self.transport.clock.time()
             self._acked.setdefault(held.partition, []).append(held.entry)
 
     def _queue_acks(self, pipe: Any) -> None:
