@@ -70,6 +70,7 @@ class RedisSubscription:
         self._turn = 0  # which partitions a read too small for all of them starts at
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
         self._acked_at = 0.0  # when the oldest of them was acked
+        self._flushing = False  # acks are being sent beside a blocking read
         self._owner: Ownership | None = None
         self._task: asyncio.Task[None] | None = None
         if channel.partitions > 1:
@@ -291,8 +292,8 @@ class RedisSubscription:
 
     # -- settling ----------------------------------------------------------------
     async def ack(self, delivery: Delivery) -> None:
-        """Settled: the ``XACK`` goes with the subscription's next read (within 10 ms), or
-        at close.
+        """Settled: the ``XACK`` goes with the subscription's next read (within 10 ms), at
+        once if a read is blocked waiting for entries, or at close.
 
         Like a NATS ack, it returns before the server has it; if this process
         dies first, the entry comes again (at least once).
@@ -302,6 +303,18 @@ class RedisSubscription:
             if not self._acked:
                 self._acked_at = self.transport.clock.time()
             self._acked.setdefault(held.partition, []).append(held.entry)
+            if not self._idle.is_set() and not self._flushing:
+                await self._flush_beside_read()
+
+    async def _flush_beside_read(self) -> None:
+        """A blocking read is under way and will not carry the acks soon: send them now."""
+        self._flushing = True
+        try:
+            while self._acked and not self._idle.is_set():
+                with contextlib.suppress(TransportError):  # not acked: it comes again
+                    await self._send_acks()
+        finally:
+            self._flushing = False
 
     def _queue_acks(self, pipe: Any) -> None:
         """Put the acks waiting to be sent into ``pipe``."""

@@ -50,6 +50,10 @@ def translate(what: str, exc: Exception) -> TransportError:
             f"{what}: lost the link to Redis ({type(exc).__name__}: {exc}); retry once the "
             "server is back"
         )
+    if str(exc).startswith("NOGROUP"):  # deleted behind our back: subscribing recreates it
+        return ConnectionLost(
+            f"{what}: the stream or its consumer group was deleted ({exc}); subscribe again"
+        )
     return TransportError(f"{what}: Redis refused: {exc}")
 
 

@@ -12,8 +12,9 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   ``ce_type``, ``ce_source``, ``ce_specversion``, the other attributes,
   ``content-type``, extra headers as they are, and the payload as ``data``;
   any Redis client reads them.
-* **Bound** → the publish script refuses an entry while the partition holds
-  ``max_messages`` entries not settled by every group; it first trims, with
+* **Bound** → the publish script refuses an entry while its partition holds
+  ``max_messages`` entries not settled by every group (so the bound holds per
+  partition: a channel of ``n`` partitions may hold up to ``n`` times it); it first trims, with
   ``XTRIM MINID``, the entries every group has settled (below each group's
   oldest pending entry, or past its last delivered one). A stream with no
   group keeps everything, so publishers wait until a group settles. A full
