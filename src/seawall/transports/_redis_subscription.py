@@ -131,7 +131,9 @@ class RedisSubscription:
             self._wake.clear()
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                # a cancellation redis-py absorbed while a blocking read answered
+                # A cancellation of the reading task can fail to surface here as
+                # CancelledError (seen with redis-py 8 on Python 3.11 while a blocking
+                # XREADGROUP was under way; cause not found): honour it all the same.
                 raise asyncio.CancelledError
             try:
                 await self._refill()
