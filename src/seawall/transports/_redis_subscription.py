@@ -129,12 +129,6 @@ class RedisSubscription:
                 )
                 continue
             self._wake.clear()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # A cancellation of the reading task can fail to surface here as
-                # CancelledError (seen with redis-py 8 on Python 3.11 while a blocking
-                # XREADGROUP was under way; cause not found): honour it all the same.
-                raise asyncio.CancelledError
             try:
                 await self._refill()
             except ConnectionLost as exc:
@@ -186,17 +180,8 @@ class RedisSubscription:
         self._idle.clear()
         try:
             with translated(f"reading channel {self.channel.name!r}"):
-                if self._acked or self._owner is not None:
-                    async with client.pipeline(transaction=False) as pipe:
-                        self._queue_acks(pipe)
-                        if self._owner is not None:
-                            pipe.zcard(self.channel.keys.members(self.group))
-                        pipe.execute_command(*args)
-                        *_, members, answer = await pipe.execute()
-                    if self._owner is not None:
-                        self._owner.heard(members)
-                else:
-                    answer = await command(client, *args)
+                async with asyncio.timeout(block + self.transport.api_timeout):
+                    answer = await self._read_round_trip(client, args)
             partition_of = {key.encode(): p for p, key in streams}
             now = self.transport.clock.time()
             read = [
@@ -210,6 +195,21 @@ class RedisSubscription:
             self._hold(read)
         finally:
             self._idle.set()
+
+    async def _read_round_trip(self, client: Any, args: list[Any]) -> Any:
+        """The ``XREADGROUP``, with the acks waiting to go and, when this member takes part
+        in partition ownership, the count of the group's members."""
+        if not self._acked and self._owner is None:
+            return await command(client, *args)
+        async with client.pipeline(transaction=False) as pipe:
+            self._queue_acks(pipe)
+            if self._owner is not None:
+                pipe.zcard(self.channel.keys.members(self.group))
+            pipe.execute_command(*args)
+            *_, members, answer = await pipe.execute()
+        if self._owner is not None:
+            self._owner.heard(members)
+        return answer
 
     def _held(self, partition: int, entry: Any, fields: Any, attempt: int, now: float) -> _Held:
         if isinstance(fields, list):  # from a script: flat [name, value, ...]

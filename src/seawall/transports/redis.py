@@ -71,6 +71,7 @@ Driver errors are translated at this edge by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -150,6 +151,7 @@ class RedisTransport:
         poll: float = 0.25,
         max_message_bytes: int = 8 << 20,
         connect_timeout: float = 2.0,
+        api_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self.clock = clock or SystemClock()
@@ -160,6 +162,8 @@ class RedisTransport:
         self.rebalance = rebalance
         self.poll = poll
         self.connect_timeout = connect_timeout
+        self.api_timeout = api_timeout
+        """Longest wait for Redis to answer one round trip before the link counts as lost."""
         self._client: redis.asyncio.Redis | None = None
         self._channels: dict[str, RedisChannel] = {}
         self._declared: dict[str, ChannelSpec] = {}
@@ -203,6 +207,10 @@ class RedisTransport:
                 self.url,
                 **extra,
                 socket_connect_timeout=self.connect_timeout,
+                # No socket timeout: redis-py then sends through asyncio.wait_for, which
+                # on Python 3.11 can swallow a cancellation; round trips are bounded by
+                # api_timeout here instead.
+                socket_timeout=None,
                 retry=Retry(NoBackoff(), 1),  # one fresh connection after a stale one
                 health_check_interval=0,
             )
@@ -234,11 +242,12 @@ class RedisTransport:
         """Run one of :data:`SCRIPTS`, loading it if the server does not know it."""
         client = await self.link()
         script = SCRIPTS[name]
-        try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            await client.script_load(script.source)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        async with asyncio.timeout(self.api_timeout):
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
 
     # -- channels ------------------------------------------------------------
     async def declare(self, spec: ChannelSpec) -> None:
@@ -360,7 +369,7 @@ class RedisTransport:
         todo = list(range(len(calls)))
         for _ in range(2):
             with translated("publishing"):
-                async with client.pipeline(transaction=False) as pipe:
+                async with asyncio.timeout(self.api_timeout), client.pipeline(False) as pipe:
                     for c in todo:
                         pipe.evalsha(script.sha, *calls[c])
                     for c, answer in zip(
