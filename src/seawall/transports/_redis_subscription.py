@@ -21,7 +21,7 @@ from .._transport import Delivery
 from ._redis_entry import decode
 from ._redis_keys import PARKED
 from ._redis_ownership import Ownership
-from ._redis_wire import command, translated
+from ._redis_wire import command, round_trip, translated
 from .redis import RedisChannel
 
 if TYPE_CHECKING:
@@ -284,7 +284,9 @@ class RedisSubscription:
             return
         stale = [h for h in self._all_held() if h.touched + self.transport.claim_idle / 3 <= now]
         client = await self.transport.link()
-        with translated(f"keeping deliveries of {self.channel.name!r}"):
+        async with round_trip(
+            f"keeping deliveries of {self.channel.name!r}", self.transport.api_timeout
+        ):
             for p in {h.partition for h in stale}:
                 ids = [h.entry for h in stale if h.partition == p]
                 stream = self.channel.keys.stream(p)
@@ -327,10 +329,12 @@ class RedisSubscription:
     async def _send_acks(self) -> None:
         if self._acked:
             client = await self.transport.link()
-            with translated(f"acknowledging on {self.channel.name!r}"):
-                async with client.pipeline(transaction=False) as pipe:
-                    self._queue_acks(pipe)
-                    await pipe.execute()
+            async with (
+                round_trip(f"acknowledging on {self.channel.name!r}", self.transport.api_timeout),
+                client.pipeline(transaction=False) as pipe,
+            ):
+                self._queue_acks(pipe)
+                await pipe.execute()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         held = self._settle(delivery)
@@ -409,15 +413,16 @@ class RedisSubscription:
 
     async def _forget_consumer(self) -> None:
         """Remove this consumer from the group if it holds nothing (best effort)."""
-        with contextlib.suppress(TransportError), translated("leaving the group"):
-            client = await self.transport.link()
-            for p in range(self.channel.partitions):
-                stream = self.channel.keys.stream(p)
-                pending = await client.xpending_range(
-                    stream, self._group, "-", "+", 1, consumername=self.consumer
-                )
-                if not pending:
-                    await client.xgroup_delconsumer(stream, self._group, self.consumer)
+        with contextlib.suppress(TransportError):
+            async with round_trip("leaving the group", self.transport.api_timeout):
+                client = await self.transport.link()
+                for p in range(self.channel.partitions):
+                    stream = self.channel.keys.stream(p)
+                    pending = await client.xpending_range(
+                        stream, self._group, "-", "+", 1, consumername=self.consumer
+                    )
+                    if not pending:
+                        await client.xgroup_delconsumer(stream, self._group, self.consumer)
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -104,7 +104,7 @@ from ._redis_batch import Batcher
 from ._redis_entry import encode
 from ._redis_keys import Keys
 from ._redis_scripts import SCRIPTS
-from ._redis_wire import connection_class, translate, translated
+from ._redis_wire import connection_class, round_trip, translate, translated
 
 __all__ = ["RedisChannel", "RedisTransport"]
 
@@ -215,7 +215,7 @@ class RedisTransport:
                 health_check_interval=0,
             )
             try:
-                with translated(f"connecting to Redis at {self.where}"):
+                async with round_trip(f"connecting to Redis at {self.where}", self.api_timeout):
                     await client.ping()
                     durability = await self._durability(client)
             except ConnectionLost as exc:
@@ -267,7 +267,7 @@ class RedisTransport:
             )
         keys = Keys(self.prefix, name)
         client = await self.link()
-        with translated(f"declaring channel {name!r}"):
+        async with round_trip(f"declaring channel {name!r}", self.api_timeout):
             if create:
                 async with client.pipeline(transaction=True) as pipe:
                     pipe.hsetnx(keys.meta, "partitions", spec.partitions)
@@ -289,9 +289,10 @@ class RedisTransport:
     async def forget(self, channel: RedisChannel, groups: list[str]) -> None:
         """Delete an ephemeral channel's keys once its subscriber has left."""
         self._channels.pop(channel.name, None)
-        with contextlib.suppress(TransportError), translated(f"deleting {channel.name!r}"):
-            client = await self.link()
-            await client.delete(*channel.keys.all(channel.partitions, groups))
+        with contextlib.suppress(TransportError):
+            async with round_trip(f"deleting {channel.name!r}", self.api_timeout):
+                client = await self.link()
+                await client.delete(*channel.keys.all(channel.partitions, groups))
 
     # -- publishing ------------------------------------------------------------
     async def publish(
@@ -379,7 +380,7 @@ class RedisTransport:
             todo = [c for c in todo if isinstance(answers[c], redis.exceptions.NoScriptError)]
             if not todo:
                 break
-            with translated("loading the publish script"):
+            async with round_trip("loading the publish script", self.api_timeout):
                 await client.script_load(script.source)
         results: list[bytes | int | Exception] = [0] * len(appends)
         for picks, answer in zip(by_channel.values(), answers, strict=True):
@@ -429,7 +430,9 @@ class RedisTransport:
 
     async def _join(self, channel: RedisChannel, group: str, at: str) -> None:
         client = await self.link()
-        with translated(f"joining group {group!r} on channel {channel.name!r}"):
+        async with round_trip(
+            f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
+        ):
             for p in range(channel.partitions):
                 try:
                     await client.xgroup_create(
