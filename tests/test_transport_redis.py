@@ -302,3 +302,25 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
     assert set(range(50)) <= acked, "the publishes before the first kill were acknowledged"
     assert len(acked) >= 190, f"{len(acked)} of 200 acked; {failed}"
     assert all(waited <= 10.5 for _, waited in failed), failed
+
+
+async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it() -> None:
+    async with scratch_prefix() as prefix:
+        transport = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        try:
+            channel = f"deleted.{uuid.uuid4().hex[:8]}"
+            await transport.declare(ChannelSpec(name=channel))
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                await (await transport.link()).delete(Keys(prefix, channel).stream(0))
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
