@@ -1,4 +1,5 @@
-"""Redis key names of a channel: its streams, retry sets and partition locks.
+"""Redis key names of a channel (its streams, retry sets and partition locks), and the
+channel's layout as read back from its ``meta`` hash.
 
 Sans-IO: plain strings from a channel name. Every key of one channel carries
 the channel's token in braces (a Redis Cluster hash tag), so the scripts that
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from .._assignment import token
 
-__all__ = ["PARKED", "Keys"]
+__all__ = ["PARKED", "Keys", "RedisChannel"]
 
 PARKED = "seawall-parked"
 """Consumer name holding entries given back (nacked, or left by a closed member)
@@ -65,3 +66,17 @@ class Keys:
             keys += [self.lock(g, p) for g in groups]
         keys += [self.members(g) for g in groups]
         return keys
+
+
+@dataclass(frozen=True, slots=True)
+class RedisChannel:
+    """A channel as every process reads it back from its ``meta`` hash."""
+
+    keys: Keys
+    partitions: int
+    max_messages: int
+    ephemeral: bool
+
+    @property
+    def name(self) -> str:
+        return self.keys.channel

@@ -19,10 +19,9 @@ from .._ids import uuid7
 from .._message import Message
 from .._transport import Delivery
 from ._redis_entry import decode
-from ._redis_keys import PARKED
+from ._redis_keys import PARKED, RedisChannel
 from ._redis_ownership import Ownership
 from ._redis_wire import command, round_trip, translated
-from .redis import RedisChannel
 
 if TYPE_CHECKING:
     from .redis import RedisTransport

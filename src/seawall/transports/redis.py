@@ -102,30 +102,17 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._redis_batch import Batcher
 from ._redis_entry import encode
-from ._redis_keys import Keys
+from ._redis_keys import Keys, RedisChannel
 from ._redis_scripts import SCRIPTS
+from ._redis_subscription import RedisSubscription
 from ._redis_wire import connection_class, round_trip, translate, translated
 
-__all__ = ["RedisChannel", "RedisTransport"]
+__all__ = ["RedisChannel", "RedisSubscription", "RedisTransport"]
 
 log = logging.getLogger("seawall.transports.redis")
 
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
-
-
-@dataclass(frozen=True, slots=True)
-class RedisChannel:
-    """A channel as every process reads it back from its ``meta`` hash."""
-
-    keys: Keys
-    partitions: int
-    max_messages: int
-    ephemeral: bool
-
-    @property
-    def name(self) -> str:
-        return self.keys.channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +154,7 @@ class RedisTransport:
         self._client: redis.asyncio.Redis | None = None
         self._channels: dict[str, RedisChannel] = {}
         self._declared: dict[str, ChannelSpec] = {}
-        self._subs: set[Any] = set()
+        self._subs: set[RedisSubscription] = set()
         self._closed = False
         self._appends: Batcher[_Append, bytes | int] = Batcher(self._append_batch)
         self._capabilities = Capabilities(
@@ -409,13 +396,11 @@ class RedisTransport:
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
-    ) -> Any:
+    ) -> RedisSubscription:
         self._check_open()
         at = fixed_start(start, "Redis")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        from ._redis_subscription import RedisSubscription
-
         found = await self.channel(channel)
         assert found is not None
         await self._join(found, group, "$" if at == "latest" else "0")
@@ -442,7 +427,7 @@ class RedisTransport:
                     if "BUSYGROUP" not in str(exc):
                         raise
 
-    def left(self, sub: object) -> None:
+    def left(self, sub: RedisSubscription) -> None:
         self._subs.discard(sub)
 
     async def drop_connection_for_tests(self) -> None:
