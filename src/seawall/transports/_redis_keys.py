@@ -8,6 +8,7 @@ and channel ``orders.events``::
 
     seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral
     seawall:{orders_2eevents}:<p>              stream of partition p
+    seawall:{orders_2eevents}:scheduled        zset: entries published with not_before
     seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
     seawall:{orders_2eevents}:lock:<g>:<p>     string: the member that owns partition p
@@ -41,6 +42,10 @@ class Keys:
     def meta(self) -> str:
         return f"{self.base}:meta"
 
+    @property
+    def scheduled(self) -> str:
+        return f"{self.base}:scheduled"
+
     def stream(self, partition: int) -> str:
         return f"{self.base}:{partition}"
 
@@ -59,7 +64,7 @@ class Keys:
 
     def all(self, partitions: int, groups: list[str]) -> list[str]:
         """Every key of the channel for these groups (to delete an ephemeral channel)."""
-        keys = [self.meta]
+        keys = [self.meta, self.scheduled]
         for p in range(partitions):
             keys.append(self.stream(p))
             keys += [self.retry(g, p) for g in groups]

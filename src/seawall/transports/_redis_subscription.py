@@ -223,9 +223,15 @@ class RedisSubscription:
             self._ready.append(held)
 
     async def _take_due(self, credit: int, now: float) -> bool:
-        """Claim entries of the retry sets that are due; whether any came."""
+        """Move due scheduled entries to their streams, and claim entries of the retry
+        sets that are due; whether any came (moved ones come by the next read)."""
         keys = self.channel.keys
         next_due = now + self.transport.poll
+        streams = [keys.stream(p) for p in range(self.channel.partitions)]
+        release = [int(now * 1000), 100]
+        _, due = await self._script("release", [keys.scheduled, *streams], release)
+        if due:
+            next_due = min(next_due, float(due) / 1000)
         took: list[_Held] = []
         for p in list(self.owned):
             args = [self._group, self.consumer, int(now * 1000), credit - len(took)]

@@ -62,8 +62,13 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Link** → publishing retries a lost link with backoff up to
   ``publish_timeout``, then raises :class:`ConnectionLost`; a subscription
   whose read fails ends with :class:`ConnectionLost` and the dispatcher
-  subscribes again. There is no delayed delivery (``publish(not_before=…)``)
-  and no replay.
+  subscribes again. There is no replay.
+* **Delayed delivery** (``publish(not_before=…)``) → the entry waits in the
+  channel's ``scheduled`` sorted set (bounded by ``max_messages``), scored by
+  its due time; subscribers of the channel move due entries to their
+  partition streams (one script, so each moves once) when they look at their
+  retry sets, so it arrives within ``poll`` seconds of its time, once some
+  member of some group reads the channel.
 
 Driver errors are translated at this edge by
 :func:`seawall.transports._redis_wire.translated`.
@@ -74,6 +79,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -161,6 +167,7 @@ class RedisTransport:
             durability=Durability.MEMORY,
             partitions=True,
             delayed_redelivery=True,
+            delayed_delivery=True,
             max_message_bytes=max_message_bytes,
         )
 
@@ -291,15 +298,32 @@ class RedisTransport:
         priority: int = 0,
     ) -> None:
         self._check_open()
-        if not_before is not None and not_before > self.clock.time():
-            raise ConfigurationError(
-                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a given "
-                "time: the Redis transport has no delayed delivery (capabilities."
-                "delayed_delivery is False); schedule it before publishing"
-            )
         fields = encode(message)
         self._check_size(channel, message, fields)
-        await self._send(channel, message, fields)
+        if not_before is not None and not_before > self.clock.time():
+            await self._schedule(channel, message, fields, not_before)
+        else:
+            await self._send(channel, message, fields)
+
+    async def _schedule(
+        self, name: str, message: Message, fields: list[str | bytes], due: float
+    ) -> None:
+        """Hold the entry in the channel's scheduled set until ``due``, waiting for room."""
+        deadline = (
+            None if self.publish_timeout is None else self.clock.time() + self.publish_timeout
+        )
+        while True:
+            channel = await self.channel(name)
+            assert channel is not None
+            partition = partition_for(message.partitionkey, channel.partitions)
+            packed = pack([str(partition), *fields])
+            args = [channel.max_messages, int(due * 1000), packed]
+            async with round_trip(f"scheduling {message.id} on {name!r}", self.api_timeout):
+                if await self.script("schedule", [channel.keys.scheduled], args) != -1:
+                    return
+            if deadline is not None and self.clock.time() >= deadline:
+                raise self._full(channel)
+            await self.clock.sleep(0.05)
 
     def _check_size(self, channel: str, message: Message, fields: list[str | bytes]) -> None:
         limit = self._capabilities.max_message_bytes
@@ -445,6 +469,12 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
+
+
+def pack(parts: list[str | bytes]) -> bytes:
+    """Strings as one, each after its length (4 bytes, big-endian), as ``release`` reads them."""
+    raw = [p.encode() if isinstance(p, str) else p for p in parts]
+    return b"".join(struct.pack(">I", len(p)) + p for p in raw)
 
 
 def _text(value: bytes | str | None) -> str:
