@@ -324,3 +324,25 @@ async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it
             assert got.message == sent
         finally:
             await transport.close()
+
+
+async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> None:
+    async with scratch_prefix() as prefix:
+        holder, other = [
+            await RedisTransport.connect(require(REDIS), prefix=prefix, claim_idle=1.0)
+            for _ in range(2)
+        ]
+        try:
+            channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+            await holder.publish(channel, make_message(0))
+            slow = await holder.subscribe(channel, group="workers")
+            async with Inbox(slow, patience=5.0) as held:
+                [delivery] = await held.collect(1)
+                rival = await other.subscribe(channel, group="workers")
+                async with Inbox(rival, patience=5.0) as inbox:
+                    # twice claim_idle: without keep-alive the rival would claim it
+                    assert await inbox.quiet(2.2) == [], "claimed while still held"
+                await slow.ack(delivery)
+        finally:
+            await holder.close()
+            await other.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class RedisSubscription:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # no read under way
         self._idle.set()
+        self._low = max(1, prefetch // 4)  # the least room worth a read while holding some
+        self._keep_alive_at = math.inf  # when held entries next need their idle time reset
         self._due_at = 0.0  # when to look at the retry sets next
         self._reclaim_at = 0.0
         self._turn = 0  # which partitions a read too small for all of them starts at
@@ -142,7 +145,7 @@ class RedisSubscription:
         await self._keep_alive(now)
         held = len(self._unsettled) + len(self._ready)
         credit = self.prefetch - held
-        if credit <= 0 or not self.owned or (held and credit < max(1, self.prefetch // 4)):
+        if credit <= 0 or not self.owned or (held and credit < self._low):
             # too little room for a read worth its round trip: wait for more settling
             acks_due = self._acked_at + _ACK_LINGER if self._acked else None
             if acks_due is not None and now >= acks_due:
@@ -217,10 +220,12 @@ class RedisSubscription:
         message = decode(fields, self.channel.name, entry)
         return _Held(partition, entry, message, int(attempt), now)
 
-    def _hold(self, read: Iterable[_Held]) -> None:
+    def _hold(self, read: list[_Held]) -> None:
         for held in read:
             self.held[held.partition] += 1
             self._ready.append(held)
+        if read and self._keep_alive_at == math.inf:
+            self._keep_alive_at = read[0].touched + self.transport.claim_idle / 3
 
     async def _take_due(self, credit: int, now: float) -> bool:
         """Move due scheduled entries to their streams, and claim entries of the retry
@@ -274,9 +279,7 @@ class RedisSubscription:
 
     # -- keeping held entries fresh ----------------------------------------------
     def _keep_alive_due(self) -> float | None:
-        every = self.transport.claim_idle / 3
-        oldest = min((h.touched for h in self._all_held()), default=None)
-        return None if oldest is None else oldest + every
+        return None if self._keep_alive_at == math.inf else self._keep_alive_at
 
     def _all_held(self) -> Iterable[_Held]:
         yield from self._unsettled.values()
@@ -284,10 +287,10 @@ class RedisSubscription:
 
     async def _keep_alive(self, now: float) -> None:
         """Reset the idle time of entries held long, so no member reclaims them."""
-        due = self._keep_alive_due()
-        if due is None or due > now:
+        if now < self._keep_alive_at:
             return
-        stale = [h for h in self._all_held() if h.touched + self.transport.claim_idle / 3 <= now]
+        every = self.transport.claim_idle / 3
+        stale = [h for h in self._all_held() if h.touched + every <= now]
         client = await self.transport.link()
         async with round_trip(
             f"keeping deliveries of {self.channel.name!r}", self.transport.api_timeout
@@ -298,6 +301,8 @@ class RedisSubscription:
                 await client.xclaim(stream, self._group, self.consumer, 0, list(ids), justid=True)
         for held in stale:
             held.touched = now
+        oldest = min((h.touched for h in self._all_held()), default=None)
+        self._keep_alive_at = math.inf if oldest is None else oldest + every
 
     # -- settling ----------------------------------------------------------------
     async def ack(self, delivery: Delivery) -> None:
@@ -311,6 +316,7 @@ class RedisSubscription:
         if held is not None:
             if not self._acked:
                 self._acked_at = self.transport.clock.time()
+                self._wake.set()  # a reader asleep sets its alarm for sending it
             self._acked.setdefault(held.partition, []).append(held.entry)
             if not self._idle.is_set() and not self._flushing:
                 await self._flush_beside_read()
@@ -356,7 +362,8 @@ class RedisSubscription:
             self.held[held.partition] -= 1
             if self._owner is not None and held.partition not in self.owned:
                 self._owner.changed.set()  # a partition being handed over may now be free
-            self._wake.set()
+            if self.prefetch - len(self._unsettled) - len(self._ready) >= self._low:
+                self._wake.set()  # room for a read worth its round trip
         return held
 
     async def _give_back(self, items: list[_Held], delay: float, *, handed_out: bool) -> None:
