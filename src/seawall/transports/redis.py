@@ -121,7 +121,7 @@ _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per publish, and frozen ones build slower
 class _Append:
     channel: RedisChannel
     partition: int
