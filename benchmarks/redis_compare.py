@@ -15,7 +15,7 @@ window ``W`` (``--window``, default 64):
   ``StreamSub`` subscriber in a consumer group takes a pydantic model
   (``max_records=W``).
 
-Each client runs ``--rounds`` rounds (default 3) of ``--count`` messages
+Each client runs ``--rounds`` rounds (default 5) of ``--count`` messages
 (FastStream ``--count / 4``, being slower); the medians are printed with the
 ratios to raw redis-py. The server is ``SEAWALL_BENCH_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/0``); every key made here is deleted afterwards.
@@ -206,7 +206,7 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="messages per round")
     parser.add_argument("--window", type=int, default=64, help="in-flight window")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per client")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per client")
     return parser.parse_args()
 
 

@@ -15,12 +15,15 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio
 from tests.brokers import REDIS, free_port, require
 
 from seawall import Event, Service, System
 from seawall._exceptions import ConnectionLost
+from seawall._ids import uuid7
+from seawall._message import Message
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.testing._conformance import Inbox, make_message
@@ -31,6 +34,7 @@ from seawall.transports.redis import RedisTransport
 
 pytestmark = pytest.mark.integration
 REDIS_SERVER = "/usr/bin/redis-server"
+encode = msgspec.json.encode
 
 
 @contextlib.asynccontextmanager
@@ -266,15 +270,27 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
         async def tick(event: Tick) -> None:
             seen.add(event.n)
 
+        async def publish(n: int) -> None:
+            message = Message(
+                id=uuid7(), type=Tick.type_name, source="fault-test", data=encode(Tick(n=n))
+            )
+            started = time.monotonic()
+            try:
+                await transport.publish(channel, message)
+                acked.add(n)
+            except ConnectionLost:
+                failed.append((n, time.monotonic() - started))
+
+        # acknowledged while nobody consumes: only the server's AOF keeps them over a SIGKILL
+        for n in range(50):
+            await publish(n)
+        server.kill()
+        server.start()
+        await server.listening()  # a System starting meets its broker (running ones resume)
         async with System(svc, transport=transport) as system:
-            for n in range(200):
-                started = time.monotonic()
-                try:
-                    await transport.publish(channel, system.node.envelope(Tick(n=n), source="t"))
-                    acked.add(n)
-                except ConnectionLost:
-                    failed.append((n, time.monotonic() - started))
-                if n == 100:
+            for n in range(50, 200):
+                await publish(n)
+                if n == 120:  # and once more while the service consumes
                     server.kill()
                     server.start()
             await wait_until(lambda: acked <= seen, 20.0, "every acknowledged tick")
@@ -283,5 +299,50 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
     finally:
         server.kill()
     assert sorted(acked - seen) == [], "acknowledged but never delivered"
+    assert set(range(50)) <= acked, "the publishes before the first kill were acknowledged"
     assert len(acked) >= 190, f"{len(acked)} of 200 acked; {failed}"
     assert all(waited <= 10.5 for _, waited in failed), failed
+
+
+async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it() -> None:
+    async with scratch_prefix() as prefix:
+        transport = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        try:
+            channel = f"deleted.{uuid.uuid4().hex[:8]}"
+            await transport.declare(ChannelSpec(name=channel))
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                await (await transport.link()).delete(Keys(prefix, channel).stream(0))
+                _, error = await inbox.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "deleted" in str(error)
+            again = await transport.subscribe(channel, group="workers")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
+
+
+async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> None:
+    async with scratch_prefix() as prefix:
+        holder, other = [
+            await RedisTransport.connect(require(REDIS), prefix=prefix, claim_idle=1.0)
+            for _ in range(2)
+        ]
+        try:
+            channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+            await holder.publish(channel, make_message(0))
+            slow = await holder.subscribe(channel, group="workers")
+            async with Inbox(slow, patience=5.0) as held:
+                [delivery] = await held.collect(1)
+                rival = await other.subscribe(channel, group="workers")
+                async with Inbox(rival, patience=5.0) as inbox:
+                    # twice claim_idle: without keep-alive the rival would claim it
+                    assert await inbox.quiet(2.2) == [], "claimed while still held"
+                await slow.ack(delivery)
+        finally:
+            await holder.close()
+            await other.close()

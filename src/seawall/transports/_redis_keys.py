@@ -1,4 +1,5 @@
-"""Redis key names of a channel: its streams, retry sets and partition locks.
+"""Redis key names of a channel (its streams, retry sets and partition locks), and the
+channel's layout as read back from its ``meta`` hash.
 
 Sans-IO: plain strings from a channel name. Every key of one channel carries
 the channel's token in braces (a Redis Cluster hash tag), so the scripts that
@@ -7,6 +8,7 @@ and channel ``orders.events``::
 
     seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral
     seawall:{orders_2eevents}:<p>              stream of partition p
+    seawall:{orders_2eevents}:scheduled        zset: entries published with not_before
     seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
     seawall:{orders_2eevents}:lock:<g>:<p>     string: the member that owns partition p
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from .._assignment import token
 
-__all__ = ["PARKED", "Keys"]
+__all__ = ["PARKED", "Keys", "RedisChannel"]
 
 PARKED = "seawall-parked"
 """Consumer name holding entries given back (nacked, or left by a closed member)
@@ -40,6 +42,10 @@ class Keys:
     def meta(self) -> str:
         return f"{self.base}:meta"
 
+    @property
+    def scheduled(self) -> str:
+        return f"{self.base}:scheduled"
+
     def stream(self, partition: int) -> str:
         return f"{self.base}:{partition}"
 
@@ -58,10 +64,24 @@ class Keys:
 
     def all(self, partitions: int, groups: list[str]) -> list[str]:
         """Every key of the channel for these groups (to delete an ephemeral channel)."""
-        keys = [self.meta]
+        keys = [self.meta, self.scheduled]
         for p in range(partitions):
             keys.append(self.stream(p))
             keys += [self.retry(g, p) for g in groups]
             keys += [self.lock(g, p) for g in groups]
         keys += [self.members(g) for g in groups]
         return keys
+
+
+@dataclass(frozen=True, slots=True)
+class RedisChannel:
+    """A channel as every process reads it back from its ``meta`` hash."""
+
+    keys: Keys
+    partitions: int
+    max_messages: int
+    ephemeral: bool
+
+    @property
+    def name(self) -> str:
+        return self.keys.channel

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .._assignment import wanted
 from .._exceptions import TransportError
-from ._redis_wire import translated
+from ._redis_wire import round_trip, translated
 
 if TYPE_CHECKING:
     from ._redis_subscription import RedisSubscription
@@ -95,7 +95,7 @@ class Ownership:
                 await self._unlock(partition)
         for partition in sorted(mine - self.locks):
             client = await self.sub.transport.link()
-            with translated(f"taking partition {partition}"):
+            async with round_trip(f"taking partition {partition}", self.sub.transport.api_timeout):
                 got = await client.set(self._lock[partition], self.me, nx=True, px=self.lease_ms)
             if got:
                 self.locks.add(partition)
@@ -109,7 +109,9 @@ class Ownership:
 
     async def _unlock(self, partition: int) -> None:
         self.locks.discard(partition)
-        with translated(f"handing partition {partition} over"):
+        async with round_trip(
+            f"handing partition {partition} over", self.sub.transport.api_timeout
+        ):
             await self.sub.transport.script("unlock", [self._lock[partition]], [self.me])
 
     async def leave(self) -> None:
@@ -118,5 +120,5 @@ class Ownership:
             for partition in sorted(self.locks):
                 await self._unlock(partition)
             client = await self.sub.transport.link()
-            with translated(f"leaving as {self.me}"):
+            async with round_trip(f"leaving as {self.me}", self.sub.transport.api_timeout):
                 await client.zrem(self._members, self.me)

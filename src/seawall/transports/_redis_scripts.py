@@ -7,6 +7,12 @@
   bound of unsettled entries; when full (and every 1024 entries) the script
   first trims what every group has settled. Returns per entry its new id or
   ``-1`` when full; ``0`` alone when an ephemeral channel has gone.
+* ``schedule``: hold an entry back in the channel's ``scheduled`` sorted set
+  (scored by due time; the member is the partition number and the fields,
+  each prefixed by its length as 4 bytes big-endian) unless the set holds
+  ``max_messages`` already (``-1``).
+* ``release``: move due scheduled entries to their partition streams (``KEYS``:
+  the set, then every partition stream); returns how many and the next due time.
 * ``give_back``: a nacked or returned entry moves to the ``PARKED`` consumer
   (optionally with its delivery count lowered, for entries never handed to
   the application) and into the group's retry set, due at a given time.
@@ -87,6 +93,31 @@ end
 return out
 """
 )
+
+_SCHEDULE = """
+local scheduled = KEYS[1]
+if redis.call('ZCARD', scheduled) >= tonumber(ARGV[1]) then return -1 end
+return redis.call('ZADD', scheduled, ARGV[2], ARGV[3])
+"""
+
+_RELEASE = """
+local scheduled = KEYS[1]
+local now, limit = ARGV[1], tonumber(ARGV[2])
+local moved = 0
+for _, packed in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', scheduled, packed)
+  local parts, pos, n = {}, 1, 0
+  while pos <= #packed do
+    n, pos = struct.unpack('>I4', packed, pos)
+    parts[#parts + 1] = string.sub(packed, pos, pos + n - 1)
+    pos = pos + n
+  end
+  redis.call('XADD', KEYS[tonumber(parts[1]) + 2], '*', unpack(parts, 2))
+  moved = moved + 1
+end
+local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+return {moved, nxt[2] or ''}
+"""
 
 _GIVE_BACK = """
 local retry, stream = KEYS[1], KEYS[2]
@@ -180,6 +211,8 @@ SCRIPTS = {
     s.name: s
     for s in (
         Script("publish", _PUBLISH),
+        Script("schedule", _SCHEDULE),
+        Script("release", _RELEASE),
         Script("give_back", _GIVE_BACK),
         Script("take_due", _TAKE_DUE),
         Script("reclaim", _RECLAIM),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -19,10 +20,9 @@ from .._ids import uuid7
 from .._message import Message
 from .._transport import Delivery
 from ._redis_entry import decode
-from ._redis_keys import PARKED
+from ._redis_keys import PARKED, RedisChannel
 from ._redis_ownership import Ownership
-from ._redis_wire import command, translated
-from .redis import RedisChannel
+from ._redis_wire import command, round_trip, translated
 
 if TYPE_CHECKING:
     from .redis import RedisTransport
@@ -32,6 +32,7 @@ __all__ = ["RedisSubscription"]
 log = logging.getLogger("seawall.transports.redis")
 
 _Token = tuple[int, bytes]  # (partition, entry id)
+_ACK_LINGER = 0.01  # seconds an ack may wait for a read to ride with
 
 
 @dataclass(slots=True)
@@ -64,10 +65,14 @@ class RedisSubscription:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # no read under way
         self._idle.set()
+        self._low = max(1, prefetch // 4)  # the least room worth a read while holding some
+        self._keep_alive_at = math.inf  # when held entries next need their idle time reset
         self._due_at = 0.0  # when to look at the retry sets next
         self._reclaim_at = 0.0
         self._turn = 0  # which partitions a read too small for all of them starts at
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
+        self._acked_at = 0.0  # when the oldest of them was acked
+        self._flushing = False  # acks are being sent beside a blocking read
         self._owner: Ownership | None = None
         self._task: asyncio.Task[None] | None = None
         if channel.partitions > 1:
@@ -126,10 +131,6 @@ class RedisSubscription:
                 )
                 continue
             self._wake.clear()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # a cancellation redis-py absorbed while a blocking read answered
-                raise asyncio.CancelledError
             try:
                 await self._refill()
             except ConnectionLost as exc:
@@ -142,10 +143,15 @@ class RedisSubscription:
         clock = self.transport.clock
         now = clock.time()
         await self._keep_alive(now)
-        credit = self.prefetch - len(self._unsettled) - len(self._ready)
-        if credit <= 0 or not self.owned:
-            await self._send_acks()
-            await self._sleep(self._keep_alive_due())
+        held = len(self._unsettled) + len(self._ready)
+        credit = self.prefetch - held
+        if credit <= 0 or not self.owned or (held and credit < self._low):
+            # too little room for a read worth its round trip: wait for more settling
+            acks_due = self._acked_at + _ACK_LINGER if self._acked else None
+            if acks_due is not None and now >= acks_due:
+                await self._send_acks()
+                acks_due = None
+            await self._sleep(min(filter(None, (self._keep_alive_due(), acks_due)), default=None))
             return
         if now >= self._due_at and await self._take_due(credit, now):
             return
@@ -176,17 +182,8 @@ class RedisSubscription:
         self._idle.clear()
         try:
             with translated(f"reading channel {self.channel.name!r}"):
-                if self._acked or self._owner is not None:
-                    async with client.pipeline(transaction=False) as pipe:
-                        self._queue_acks(pipe)
-                        if self._owner is not None:
-                            pipe.zcard(self.channel.keys.members(self.group))
-                        pipe.execute_command(*args)
-                        *_, members, answer = await pipe.execute()
-                    if self._owner is not None:
-                        self._owner.heard(members)
-                else:
-                    answer = await command(client, *args)
+                async with asyncio.timeout(block + self.transport.api_timeout):
+                    answer = await self._read_round_trip(client, args)
             partition_of = {key.encode(): p for p, key in streams}
             now = self.transport.clock.time()
             read = [
@@ -201,6 +198,21 @@ class RedisSubscription:
         finally:
             self._idle.set()
 
+    async def _read_round_trip(self, client: Any, args: list[Any]) -> Any:
+        """The ``XREADGROUP``, with the acks waiting to go and, when this member takes part
+        in partition ownership, the count of the group's members."""
+        if not self._acked and self._owner is None:
+            return await command(client, *args)
+        async with client.pipeline(transaction=False) as pipe:
+            self._queue_acks(pipe)
+            if self._owner is not None:
+                pipe.zcard(self.channel.keys.members(self.group))
+            pipe.execute_command(*args)
+            *_, members, answer = await pipe.execute()
+        if self._owner is not None:
+            self._owner.heard(members)
+        return answer
+
     def _held(self, partition: int, entry: Any, fields: Any, attempt: int, now: float) -> _Held:
         if isinstance(fields, list):  # from a script: flat [name, value, ...]
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -208,15 +220,23 @@ class RedisSubscription:
         message = decode(fields, self.channel.name, entry)
         return _Held(partition, entry, message, int(attempt), now)
 
-    def _hold(self, read: Iterable[_Held]) -> None:
+    def _hold(self, read: list[_Held]) -> None:
         for held in read:
             self.held[held.partition] += 1
             self._ready.append(held)
+        if read and self._keep_alive_at == math.inf:
+            self._keep_alive_at = read[0].touched + self.transport.claim_idle / 3
 
     async def _take_due(self, credit: int, now: float) -> bool:
-        """Claim entries of the retry sets that are due; whether any came."""
+        """Move due scheduled entries to their streams, and claim entries of the retry
+        sets that are due; whether any came (moved ones come by the next read)."""
         keys = self.channel.keys
         next_due = now + self.transport.poll
+        streams = [keys.stream(p) for p in range(self.channel.partitions)]
+        release = [int(now * 1000), 100]
+        _, due = await self._script("release", [keys.scheduled, *streams], release)
+        if due:
+            next_due = min(next_due, float(due) / 1000)
         took: list[_Held] = []
         for p in list(self.owned):
             args = [self._group, self.consumer, int(now * 1000), credit - len(took)]
@@ -259,9 +279,7 @@ class RedisSubscription:
 
     # -- keeping held entries fresh ----------------------------------------------
     def _keep_alive_due(self) -> float | None:
-        every = self.transport.claim_idle / 3
-        oldest = min((h.touched for h in self._all_held()), default=None)
-        return None if oldest is None else oldest + every
+        return None if self._keep_alive_at == math.inf else self._keep_alive_at
 
     def _all_held(self) -> Iterable[_Held]:
         yield from self._unsettled.values()
@@ -269,29 +287,49 @@ class RedisSubscription:
 
     async def _keep_alive(self, now: float) -> None:
         """Reset the idle time of entries held long, so no member reclaims them."""
-        due = self._keep_alive_due()
-        if due is None or due > now:
+        if now < self._keep_alive_at:
             return
-        stale = [h for h in self._all_held() if h.touched + self.transport.claim_idle / 3 <= now]
+        every = self.transport.claim_idle / 3
+        stale = [h for h in self._all_held() if h.touched + every <= now]
         client = await self.transport.link()
-        with translated(f"keeping deliveries of {self.channel.name!r}"):
+        async with round_trip(
+            f"keeping deliveries of {self.channel.name!r}", self.transport.api_timeout
+        ):
             for p in {h.partition for h in stale}:
                 ids = [h.entry for h in stale if h.partition == p]
                 stream = self.channel.keys.stream(p)
                 await client.xclaim(stream, self._group, self.consumer, 0, list(ids), justid=True)
         for held in stale:
             held.touched = now
+        oldest = min((h.touched for h in self._all_held()), default=None)
+        self._keep_alive_at = math.inf if oldest is None else oldest + every
 
     # -- settling ----------------------------------------------------------------
     async def ack(self, delivery: Delivery) -> None:
-        """Settled: the ``XACK`` goes with the subscription's next read, or at close.
+        """Settled: the ``XACK`` goes with the subscription's next read (within 10 ms), at
+        once if a read is blocked waiting for entries, or at close.
 
         Like a NATS ack, it returns before the server has it; if this process
         dies first, the entry comes again (at least once).
         """
         held = self._settle(delivery)
         if held is not None:
+            if not self._acked:
+                self._acked_at = self.transport.clock.time()
+                self._wake.set()  # a reader asleep sets its alarm for sending it
             self._acked.setdefault(held.partition, []).append(held.entry)
+            if not self._idle.is_set() and not self._flushing:
+                await self._flush_beside_read()
+
+    async def _flush_beside_read(self) -> None:
+        """A blocking read is under way and will not carry the acks soon: send them now."""
+        self._flushing = True
+        try:
+            while self._acked and not self._idle.is_set():
+                with contextlib.suppress(TransportError):  # not acked: it comes again
+                    await self._send_acks()
+        finally:
+            self._flushing = False
 
     def _queue_acks(self, pipe: Any) -> None:
         """Put the acks waiting to be sent into ``pipe``."""
@@ -302,10 +340,12 @@ class RedisSubscription:
     async def _send_acks(self) -> None:
         if self._acked:
             client = await self.transport.link()
-            with translated(f"acknowledging on {self.channel.name!r}"):
-                async with client.pipeline(transaction=False) as pipe:
-                    self._queue_acks(pipe)
-                    await pipe.execute()
+            async with (
+                round_trip(f"acknowledging on {self.channel.name!r}", self.transport.api_timeout),
+                client.pipeline(transaction=False) as pipe,
+            ):
+                self._queue_acks(pipe)
+                await pipe.execute()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         held = self._settle(delivery)
@@ -322,7 +362,8 @@ class RedisSubscription:
             self.held[held.partition] -= 1
             if self._owner is not None and held.partition not in self.owned:
                 self._owner.changed.set()  # a partition being handed over may now be free
-            self._wake.set()
+            if self.prefetch - len(self._unsettled) - len(self._ready) >= self._low:
+                self._wake.set()  # room for a read worth its round trip
         return held
 
     async def _give_back(self, items: list[_Held], delay: float, *, handed_out: bool) -> None:
@@ -384,15 +425,16 @@ class RedisSubscription:
 
     async def _forget_consumer(self) -> None:
         """Remove this consumer from the group if it holds nothing (best effort)."""
-        with contextlib.suppress(TransportError), translated("leaving the group"):
-            client = await self.transport.link()
-            for p in range(self.channel.partitions):
-                stream = self.channel.keys.stream(p)
-                pending = await client.xpending_range(
-                    stream, self._group, "-", "+", 1, consumername=self.consumer
-                )
-                if not pending:
-                    await client.xgroup_delconsumer(stream, self._group, self.consumer)
+        with contextlib.suppress(TransportError):
+            async with round_trip("leaving the group", self.transport.api_timeout):
+                client = await self.transport.link()
+                for p in range(self.channel.partitions):
+                    stream = self.channel.keys.stream(p)
+                    pending = await client.xpending_range(
+                        stream, self._group, "-", "+", 1, consumername=self.consumer
+                    )
+                    if not pending:
+                        await client.xgroup_delconsumer(stream, self._group, self.consumer)
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -9,8 +9,9 @@ hiredis either way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import redis.asyncio
@@ -23,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - hiredis is part of the redis extra
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["command", "connection_class", "translate", "translated"]
+__all__ = ["command", "connection_class", "round_trip", "translate", "translated"]
 
 
 @contextlib.contextmanager
@@ -33,6 +34,15 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (redis.exceptions.RedisError, OSError) as exc:
         raise translate(what, exc) from exc
+
+
+@contextlib.asynccontextmanager
+async def round_trip(what: str, seconds: float) -> AsyncIterator[None]:
+    """:func:`translated`, and a Redis that has not answered within ``seconds`` counts
+    as a lost link (``TimeoutError`` is an ``OSError``)."""
+    with translated(what):
+        async with asyncio.timeout(seconds):
+            yield
 
 
 def translate(what: str, exc: Exception) -> TransportError:
@@ -49,6 +59,10 @@ def translate(what: str, exc: Exception) -> TransportError:
         return ConnectionLost(
             f"{what}: lost the link to Redis ({type(exc).__name__}: {exc}); retry once the "
             "server is back"
+        )
+    if str(exc).startswith("NOGROUP"):  # deleted behind our back: subscribing recreates it
+        return ConnectionLost(
+            f"{what}: the stream or its consumer group was deleted ({exc}); subscribe again"
         )
     return TransportError(f"{what}: Redis refused: {exc}")
 

@@ -12,8 +12,9 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   ``ce_type``, ``ce_source``, ``ce_specversion``, the other attributes,
   ``content-type``, extra headers as they are, and the payload as ``data``;
   any Redis client reads them.
-* **Bound** → the publish script refuses an entry while the partition holds
-  ``max_messages`` entries not settled by every group; it first trims, with
+* **Bound** → the publish script refuses an entry while its partition holds
+  ``max_messages`` entries not settled by every group (so the bound holds per
+  partition: a channel of ``n`` partitions may hold up to ``n`` times it); it first trims, with
   ``XTRIM MINID``, the entries every group has settled (below each group's
   oldest pending entry, or past its last delivered one). A stream with no
   group keeps everything, so publishers wait until a group settles. A full
@@ -61,8 +62,13 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Link** → publishing retries a lost link with backoff up to
   ``publish_timeout``, then raises :class:`ConnectionLost`; a subscription
   whose read fails ends with :class:`ConnectionLost` and the dispatcher
-  subscribes again. There is no delayed delivery (``publish(not_before=…)``)
-  and no replay.
+  subscribes again. There is no replay.
+* **Delayed delivery** (``publish(not_before=…)``) → the entry waits in the
+  channel's ``scheduled`` sorted set (bounded by ``max_messages``), scored by
+  its due time; subscribers of the channel move due entries to their
+  partition streams (one script, so each moves once) when they look at their
+  retry sets, so it arrives within ``poll`` seconds of its time, once some
+  member of some group reads the channel.
 
 Driver errors are translated at this edge by
 :func:`seawall.transports._redis_wire.translated`.
@@ -70,8 +76,10 @@ Driver errors are translated at this edge by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -100,11 +108,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._redis_batch import Batcher
 from ._redis_entry import encode
-from ._redis_keys import Keys
+from ._redis_keys import Keys, RedisChannel
 from ._redis_scripts import SCRIPTS
-from ._redis_wire import connection_class, translate, translated
+from ._redis_subscription import RedisSubscription
+from ._redis_wire import connection_class, round_trip, translate, translated
 
-__all__ = ["RedisChannel", "RedisTransport"]
+__all__ = ["RedisChannel", "RedisSubscription", "RedisTransport"]
 
 log = logging.getLogger("seawall.transports.redis")
 
@@ -112,21 +121,7 @@ _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
 
-@dataclass(frozen=True, slots=True)
-class RedisChannel:
-    """A channel as every process reads it back from its ``meta`` hash."""
-
-    keys: Keys
-    partitions: int
-    max_messages: int
-    ephemeral: bool
-
-    @property
-    def name(self) -> str:
-        return self.keys.channel
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per publish, and frozen ones build slower
 class _Append:
     channel: RedisChannel
     partition: int
@@ -149,6 +144,7 @@ class RedisTransport:
         poll: float = 0.25,
         max_message_bytes: int = 8 << 20,
         connect_timeout: float = 2.0,
+        api_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self.clock = clock or SystemClock()
@@ -159,16 +155,19 @@ class RedisTransport:
         self.rebalance = rebalance
         self.poll = poll
         self.connect_timeout = connect_timeout
+        self.api_timeout = api_timeout
+        """Longest wait for Redis to answer one round trip before the link counts as lost."""
         self._client: redis.asyncio.Redis | None = None
         self._channels: dict[str, RedisChannel] = {}
         self._declared: dict[str, ChannelSpec] = {}
-        self._subs: set[Any] = set()
+        self._subs: set[RedisSubscription] = set()
         self._closed = False
         self._appends: Batcher[_Append, bytes | int] = Batcher(self._append_batch)
         self._capabilities = Capabilities(
             durability=Durability.MEMORY,
             partitions=True,
             delayed_redelivery=True,
+            delayed_delivery=True,
             max_message_bytes=max_message_bytes,
         )
 
@@ -202,11 +201,15 @@ class RedisTransport:
                 self.url,
                 **extra,
                 socket_connect_timeout=self.connect_timeout,
+                # No socket timeout: redis-py then sends through asyncio.wait_for, which
+                # on Python 3.11 can swallow a cancellation; round trips are bounded by
+                # api_timeout here instead.
+                socket_timeout=None,
                 retry=Retry(NoBackoff(), 1),  # one fresh connection after a stale one
                 health_check_interval=0,
             )
             try:
-                with translated(f"connecting to Redis at {self.where}"):
+                async with round_trip(f"connecting to Redis at {self.where}", self.api_timeout):
                     await client.ping()
                     durability = await self._durability(client)
             except ConnectionLost as exc:
@@ -233,11 +236,12 @@ class RedisTransport:
         """Run one of :data:`SCRIPTS`, loading it if the server does not know it."""
         client = await self.link()
         script = SCRIPTS[name]
-        try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            await client.script_load(script.source)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        async with asyncio.timeout(self.api_timeout):
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
 
     # -- channels ------------------------------------------------------------
     async def declare(self, spec: ChannelSpec) -> None:
@@ -257,7 +261,7 @@ class RedisTransport:
             )
         keys = Keys(self.prefix, name)
         client = await self.link()
-        with translated(f"declaring channel {name!r}"):
+        async with round_trip(f"declaring channel {name!r}", self.api_timeout):
             if create:
                 async with client.pipeline(transaction=True) as pipe:
                     pipe.hsetnx(keys.meta, "partitions", spec.partitions)
@@ -279,9 +283,10 @@ class RedisTransport:
     async def forget(self, channel: RedisChannel, groups: list[str]) -> None:
         """Delete an ephemeral channel's keys once its subscriber has left."""
         self._channels.pop(channel.name, None)
-        with contextlib.suppress(TransportError), translated(f"deleting {channel.name!r}"):
-            client = await self.link()
-            await client.delete(*channel.keys.all(channel.partitions, groups))
+        with contextlib.suppress(TransportError):
+            async with round_trip(f"deleting {channel.name!r}", self.api_timeout):
+                client = await self.link()
+                await client.delete(*channel.keys.all(channel.partitions, groups))
 
     # -- publishing ------------------------------------------------------------
     async def publish(
@@ -293,15 +298,32 @@ class RedisTransport:
         priority: int = 0,
     ) -> None:
         self._check_open()
-        if not_before is not None and not_before > self.clock.time():
-            raise ConfigurationError(
-                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a given "
-                "time: the Redis transport has no delayed delivery (capabilities."
-                "delayed_delivery is False); schedule it before publishing"
-            )
         fields = encode(message)
         self._check_size(channel, message, fields)
-        await self._send(channel, message, fields)
+        if not_before is not None and not_before > self.clock.time():
+            await self._schedule(channel, message, fields, not_before)
+        else:
+            await self._send(channel, message, fields)
+
+    async def _schedule(
+        self, name: str, message: Message, fields: list[str | bytes], due: float
+    ) -> None:
+        """Hold the entry in the channel's scheduled set until ``due``, waiting for room."""
+        deadline = (
+            None if self.publish_timeout is None else self.clock.time() + self.publish_timeout
+        )
+        while True:
+            channel = await self.channel(name)
+            assert channel is not None
+            partition = partition_for(message.partitionkey, channel.partitions)
+            packed = pack([str(partition), *fields])
+            args = [channel.max_messages, int(due * 1000), packed]
+            async with round_trip(f"scheduling {message.id} on {name!r}", self.api_timeout):
+                if await self.script("schedule", [channel.keys.scheduled], args) != -1:
+                    return
+            if deadline is not None and self.clock.time() >= deadline:
+                raise self._full(channel)
+            await self.clock.sleep(0.05)
 
     def _check_size(self, channel: str, message: Message, fields: list[str | bytes]) -> None:
         limit = self._capabilities.max_message_bytes
@@ -359,7 +381,7 @@ class RedisTransport:
         todo = list(range(len(calls)))
         for _ in range(2):
             with translated("publishing"):
-                async with client.pipeline(transaction=False) as pipe:
+                async with asyncio.timeout(self.api_timeout), client.pipeline(False) as pipe:
                     for c in todo:
                         pipe.evalsha(script.sha, *calls[c])
                     for c, answer in zip(
@@ -369,7 +391,7 @@ class RedisTransport:
             todo = [c for c in todo if isinstance(answers[c], redis.exceptions.NoScriptError)]
             if not todo:
                 break
-            with translated("loading the publish script"):
+            async with round_trip("loading the publish script", self.api_timeout):
                 await client.script_load(script.source)
         results: list[bytes | int | Exception] = [0] * len(appends)
         for picks, answer in zip(by_channel.values(), answers, strict=True):
@@ -398,13 +420,11 @@ class RedisTransport:
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
-    ) -> Any:
+    ) -> RedisSubscription:
         self._check_open()
         at = fixed_start(start, "Redis")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        from ._redis_subscription import RedisSubscription
-
         found = await self.channel(channel)
         assert found is not None
         await self._join(found, group, "$" if at == "latest" else "0")
@@ -419,7 +439,9 @@ class RedisTransport:
 
     async def _join(self, channel: RedisChannel, group: str, at: str) -> None:
         client = await self.link()
-        with translated(f"joining group {group!r} on channel {channel.name!r}"):
+        async with round_trip(
+            f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
+        ):
             for p in range(channel.partitions):
                 try:
                     await client.xgroup_create(
@@ -429,7 +451,7 @@ class RedisTransport:
                     if "BUSYGROUP" not in str(exc):
                         raise
 
-    def left(self, sub: object) -> None:
+    def left(self, sub: RedisSubscription) -> None:
         self._subs.discard(sub)
 
     async def drop_connection_for_tests(self) -> None:
@@ -447,6 +469,12 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
+
+
+def pack(parts: list[str | bytes]) -> bytes:
+    """Strings as one, each after its length (4 bytes, big-endian), as ``release`` reads them."""
+    raw = [p.encode() if isinstance(p, str) else p for p in parts]
+    return b"".join(struct.pack(">I", len(p)) + p for p in raw)
 
 
 def _text(value: bytes | str | None) -> str:
