@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -14,12 +15,14 @@ from typing import Any
 
 import pytest
 from examples.ftgo.demo import delete_streams
+from rich.console import Console
 from tests.apps.up_app import Ping, Pong, Slow
 from tests.brokers import NATS, require
 
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
-from seawall._up import Up
+from seawall._up import Instance, InstanceReport, Up
 from seawall._up_config import UpConfig, load_up_config, parse_up_config
+from seawall._up_status import Rates, handled_by_service, status_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,3 +219,26 @@ async def test_the_same_config_runs_on_nats_without_a_broker_process(
         assert up.instances[0].exit_codes == [0]
     finally:
         await delete_streams(url, channel)
+
+
+def test_status_table_sums_instances_and_counts_earlier_processes() -> None:
+    kitchen = [Instance("kitchen", 1, state="running"), Instance("kitchen", 2, state="restarting")]
+    kitchen[0].report = InstanceReport(pid=1, ready=True, handled=30, dead_lettered=1)
+    kitchen[1].earlier.update(handled=12)  # its killed process handled 12 before it died
+    kitchen[1].restarts = 1
+    rates = Rates()
+    rates.update(100.0, handled_by_service(kitchen))
+    kitchen[0].report = InstanceReport(pid=1, ready=True, handled=50, dead_lettered=1)
+    assert rates.update(102.0, handled_by_service(kitchen)) == {"kitchen": 10.0}
+    console = Console(file=io.StringIO(), width=120)
+    console.print(status_table(kitchen, rates.rates, "t"))
+    [row] = [line for line in console.file.getvalue().splitlines() if "kitchen" in line]  # type: ignore[attr-defined]
+    assert row.split("│")[1:-1] == [
+        " kitchen ",
+        "       1/2 ",
+        " running, restarting ",
+        "        1 ",
+        "      62 ",
+        "     10 ",
+        "    1 ",
+    ]
