@@ -242,3 +242,22 @@ def test_status_table_sums_instances_and_counts_earlier_processes() -> None:
         "     10 ",
         "    1 ",
     ]
+
+
+async def test_a_killed_broker_is_started_again_and_the_services_reconnect(echo_up: Up) -> None:
+    broker = echo_up._broker
+    assert broker is not None
+    broker.kill()
+    await until(lambda: echo_up.broker_restarts == 1, "the broker's restart")
+    assert echo_up._broker is not broker
+    answer = None
+    for _ in range(40):  # the services resubscribe with their own backoff
+        try:
+            async with System(transport=echo_up.transport_url) as client:
+                answer = await ping(client, 3, timeout=0.5)
+            break
+        except DeadlineExceeded:
+            continue
+    assert answer is not None
+    assert answer.n == 3
+    assert not echo_up.gave_up.is_set()
