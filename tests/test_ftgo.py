@@ -7,11 +7,25 @@ from pathlib import Path
 
 import pytest
 from examples.ftgo.accounting import declined
+from examples.ftgo.accounting import service as accounting_service
 from examples.ftgo.audit import Facts, Summary
 from examples.ftgo.consumer import BLOCKED
+from examples.ftgo.consumer import service as consumer_service
 from examples.ftgo.demo import order, run
-from examples.ftgo.messages import OrderOutcome
+from examples.ftgo.messages import (
+    ApproveTicket,
+    CancelTicket,
+    CreateOrder,
+    CreateTicket,
+    MenuRevised,
+    OrderOutcome,
+    TicketState,
+)
+from examples.ftgo.order import service as order_service
 from tests.brokers import NATS, require
+
+from seawall import Context, Service
+from seawall.testing import TestSystem
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +97,47 @@ def test_declines_are_a_stable_share_of_the_orders() -> None:
     share = sum(declined(oid, 10) for oid in ids) / len(ids)
     assert 0.07 < share < 0.13
     assert declined(ids[0], 10) == (zlib.crc32(ids[0].encode()) % 100 < 10)
+
+
+async def test_saga_compensates_when_the_kitchen_stops_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a virtual clock: a Kitchen that takes tickets but never approves them; the saga
+    asks again, then cancels the ticket and rejects the order, within its deadline."""
+    monkeypatch.setenv("FTGO_STATE", str(tmp_path))
+    monkeypatch.setenv("FTGO_DECLINE_PERCENT", "0")
+    stuck = Service("kitchen")
+
+    @stuck.command
+    async def create(cmd: CreateTicket) -> TicketState:
+        return TicketState(order_id=cmd.order_id, state="pending")
+
+    @stuck.command
+    async def approve(cmd: ApproveTicket, ctx: Context) -> TicketState:
+        await ctx.sleep(3600)  # a Kitchen that hangs
+        raise AssertionError("unreachable")
+
+    cancelled: list[str] = []
+
+    @stuck.command
+    async def cancel(cmd: CancelTicket) -> TicketState:
+        cancelled.append(cmd.order_id)
+        return TicketState(order_id=cmd.order_id, state="cancelled")
+
+    services = [order_service(), consumer_service(), accounting_service(), stuck]
+    async with TestSystem(*services) as system:
+        ctx = system.context()
+        menu = MenuRevised(restaurant_id="r-0", version=1, prices={"ramen": 500})
+        await ctx.publish(menu, channel="restaurant.events")
+        await system.settle()
+        placed = CreateOrder(
+            order_id="o-1", consumer_id="c-1", restaurant_id="r-0", items=["ramen"], card="4242"
+        )
+        start = system.clock.time()
+        outcome = await ctx.request("order", placed, returns=OrderOutcome, timeout=9.0)
+        took = system.clock.time() - start
+    assert outcome.state == "rejected"
+    # two approvals went unanswered; a third would have eaten the time kept for compensating
+    assert outcome.reason == "no time left for kitchen.ApproveTicket before the deadline"
+    assert cancelled == ["o-1"]
+    assert took < 9.0

@@ -469,11 +469,13 @@ async def test_deadline_passing_just_before_the_handler_starts_leaves_no_corouti
 
 
 class _StalledLink:
-    """The memory transport, except that publishes to ``stalled`` never complete: a
-    broker link that is down and does not come back (fault injection, no mock)."""
+    """The memory transport, except that publishes to ``stalled`` never complete (a broker
+    link that is down and does not come back) and those to ``slow`` channels take their
+    time: fault injection around the reference transport, no mock."""
 
-    def __init__(self, inner: MemoryTransport) -> None:
+    def __init__(self, inner: MemoryTransport, slow: dict[str, float] | None = None) -> None:
         self.inner = inner
+        self.slow = slow or {}
         self.capabilities = inner.capabilities
         self.declare = inner.declare
         self.subscribe = inner.subscribe
@@ -482,6 +484,7 @@ class _StalledLink:
     async def publish(self, channel: str, message: Any, **options: Any) -> None:
         if channel == "stalled":
             await asyncio.Event().wait()
+        await asyncio.sleep(self.slow.get(channel, 0))
         await self.inner.publish(channel, message, **options)
 
 
@@ -545,3 +548,18 @@ async def test_a_handler_leaking_cancelled_error_fails_without_stopping_its_work
     assert after.item == "next"  # the only worker is still there
     assert stats.failed == 2
     assert stats.dead_lettered == 1
+
+
+async def test_a_request_giving_up_mid_send_does_not_cancel_another_requests_send() -> None:
+    """Sends go out in order, so a request may be publishing an earlier request's message
+    when its own deadline passes; that earlier request must still get its reply."""
+    svc, _ = shop()
+    link = _StalledLink(MemoryTransport(), slow={"shop": 0.3})
+    async with System(svc, transport=link) as system:  # type: ignore[arg-type]
+        ctx = system.context()
+        earlier = ctx.request("shop", Quote(item="abc"), returns=Price, timeout=5)
+        with pytest.raises(DeadlineExceeded):
+            # publishes 'earlier' first (0.3 s), and its own deadline passes meanwhile
+            await asyncio.wait_for(ctx.request("stalled", Quote(item="x"), timeout=0.1), 5)
+        price = await asyncio.wait_for(earlier, 5)
+    assert price.cents == 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -14,12 +15,14 @@ from typing import Any
 
 import pytest
 from examples.ftgo.demo import delete_streams
+from rich.console import Console
 from tests.apps.up_app import Ping, Pong, Slow
 from tests.brokers import NATS, require
 
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
-from seawall._up import Up
+from seawall._up import Instance, InstanceReport, Up
 from seawall._up_config import UpConfig, load_up_config, parse_up_config
+from seawall._up_status import Rates, handled_by_service, status_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,3 +219,45 @@ async def test_the_same_config_runs_on_nats_without_a_broker_process(
         assert up.instances[0].exit_codes == [0]
     finally:
         await delete_streams(url, channel)
+
+
+def test_status_table_sums_instances_and_counts_earlier_processes() -> None:
+    kitchen = [Instance("kitchen", 1, state="running"), Instance("kitchen", 2, state="restarting")]
+    kitchen[0].report = InstanceReport(pid=1, ready=True, handled=30, dead_lettered=1)
+    kitchen[1].earlier.update(handled=12)  # its killed process handled 12 before it died
+    kitchen[1].restarts = 1
+    rates = Rates()
+    rates.update(100.0, handled_by_service(kitchen))
+    kitchen[0].report = InstanceReport(pid=1, ready=True, handled=50, dead_lettered=1)
+    assert rates.update(102.0, handled_by_service(kitchen)) == {"kitchen": 10.0}
+    console = Console(file=io.StringIO(), width=120)
+    console.print(status_table(kitchen, rates.rates, "t"))
+    [row] = [line for line in console.file.getvalue().splitlines() if "kitchen" in line]  # type: ignore[attr-defined]
+    assert row.split("│")[1:-1] == [
+        " kitchen ",
+        "       1/2 ",
+        " running, restarting ",
+        "        1 ",
+        "      62 ",
+        "     10 ",
+        "    1 ",
+    ]
+
+
+async def test_a_killed_broker_is_started_again_and_the_services_reconnect(echo_up: Up) -> None:
+    broker = echo_up._broker
+    assert broker is not None
+    broker.kill()
+    await until(lambda: echo_up.broker_restarts == 1, "the broker's restart")
+    assert echo_up._broker is not broker
+    answer = None
+    for _ in range(40):  # the services resubscribe with their own backoff
+        try:
+            async with System(transport=echo_up.transport_url) as client:
+                answer = await ping(client, 3, timeout=0.5)
+            break
+        except DeadlineExceeded:
+            continue
+    assert answer is not None
+    assert answer.n == 3
+    assert not echo_up.gave_up.is_set()

@@ -52,6 +52,13 @@ def service() -> Service:
 
     @kitchen.command
     async def cancel(cmd: CancelTicket) -> TicketState:
+        # A cancel may overtake the create it compensates (a create still on its way to
+        # a killed instance): leave a cancelled ticket behind so that create changes nothing.
+        store.run(
+            "INSERT OR IGNORE INTO tickets VALUES (?, '', 0, 'cancelled', ?)",
+            cmd.order_id,
+            os.getpid(),
+        )
         store.run(
             "UPDATE tickets SET state = 'cancelled' WHERE order_id = ? AND state = 'pending'",
             cmd.order_id,

@@ -8,8 +8,10 @@ after the order has been priced from the local menu replica (kept up to date
 from the Restaurant service's events). Each later step is a request with its
 own short deadline, tried again a few times when no reply comes (a Kitchen
 process may have just been killed); every step is idempotent at its
-receiver, so a repeated step is harmless. A step that never succeeds ends the
-saga by compensating (cancelling the ticket) and rejecting the order; if even
+receiver, so a repeated step is harmless. A step that never succeeds, or
+would start too close to the order's deadline to leave time for compensating
+(``RESERVE``), ends the saga by compensating (cancelling the ticket) and
+rejecting the order; if even
 the compensation fails, the handler raises and the whole command is
 delivered again, to run the (idempotent) saga once more. The order's state
 is recorded before its event is published, and a repeated command for a
@@ -49,6 +51,8 @@ R = TypeVar("R", bound=Payload)
 STEP_TIMEOUT = 1.5
 """Seconds a saga step waits for its reply before asking again."""
 STEP_ATTEMPTS = 4
+RESERVE = STEP_ATTEMPTS * (STEP_TIMEOUT + 0.25)
+"""Seconds of the order's deadline kept for compensating: no step forward starts later."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -74,8 +78,12 @@ def service() -> Service:
     order = Service(channel("order"), retry=RetryPolicy(max_attempts=8, initial_backoff=0.05))
     store = Store("order", SCHEMA)
 
-    async def step(ctx: Context, target: str, command: Command, returns: type[R], oid: str) -> R:
+    async def step(
+        ctx: Context, target: str, command: Command, returns: type[R], oid: str, *, forward: bool
+    ) -> R:
         for attempt in range(1, STEP_ATTEMPTS + 1):
+            if forward and ctx.deadline is not None and ctx.deadline - ctx.now < RESERVE:
+                raise StepFailed(f"no time left for {command.type_name} before the deadline")
             try:
                 return await ctx.request(
                     channel(target), command, returns=returns, timeout=STEP_TIMEOUT
@@ -141,7 +149,9 @@ def service() -> Service:
         try:
             consumer = await verified
         except RequestError:
-            consumer = await step(ctx, "consumer", check, ConsumerVerified, cmd.order_id)
+            consumer = await step(
+                ctx, "consumer", check, ConsumerVerified, cmd.order_id, forward=True
+            )
         if not consumer.ok:
             return await finish(ctx, cmd, "rejected", "consumer not allowed to order")
         if total is None:
@@ -153,15 +163,16 @@ def service() -> Service:
         cancel = CancelTicket(order_id=oid)
         try:
             ticket = CreateTicket(order_id=oid, restaurant_id=cmd.restaurant_id, items=cmd.items)
-            await step(ctx, "kitchen", ticket, TicketState, oid)
+            await step(ctx, "kitchen", ticket, TicketState, oid, forward=True)
             authorize = AuthorizeCard(
                 order_id=oid, consumer_id=cmd.consumer_id, card=cmd.card, total=total
             )
-            auth = await step(ctx, "accounting", authorize, CardAuthorization, oid)
+            auth = await step(ctx, "accounting", authorize, CardAuthorization, oid, forward=True)
             if not auth.approved:
-                await step(ctx, "kitchen", cancel, TicketState, oid)
+                await step(ctx, "kitchen", cancel, TicketState, oid, forward=False)
                 return await finish(ctx, cmd, "rejected", "card declined")
-            approved = await step(ctx, "kitchen", ApproveTicket(order_id=oid), TicketState, oid)
+            approve = ApproveTicket(order_id=oid)
+            approved = await step(ctx, "kitchen", approve, TicketState, oid, forward=True)
             if approved.state == "approved":
                 return await finish(ctx, cmd, "approved", "")
             reason = f"ticket is {approved.state}"
@@ -169,7 +180,7 @@ def service() -> Service:
             reason = str(exc)
         # compensate; if this fails too, the command is delivered again and the saga reruns
         with contextlib.suppress(StepFailed):
-            await step(ctx, "kitchen", cancel, TicketState, oid)
+            await step(ctx, "kitchen", cancel, TicketState, oid, forward=False)
             return await finish(ctx, cmd, "rejected", reason)
         raise StepFailed(f"could not cancel the ticket of {oid}; trying the order again")
 

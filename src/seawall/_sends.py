@@ -70,11 +70,23 @@ class SendQueue:
             try:
                 await self._transport.publish(send.channel, send.message)
             except asyncio.CancelledError:
-                if not send.future.done():
-                    send.future.cancel()
-                if self._queue:
-                    self._schedule()  # the sends queued behind it still go out
+                self._interrupted(send, last)
                 raise
             except Exception as exc:
                 if not send.future.done():
                     send.future.set_exception(exc)
+
+    def _interrupted(self, send: PendingSend, last: PendingSend) -> None:
+        """The sender was cancelled (its own request's deadline) while publishing ``send``."""
+        if send is last:
+            if not send.future.done():
+                send.future.cancel()
+        else:
+            # Another request's message, sent here only because it was queued first: the
+            # cancellation is not its own, so it goes out again (at least once, as ever).
+            send.taken = False
+            self._queue.appendleft(send)
+            if not last.taken:
+                self._queue.remove(last)  # its requester is leaving; nobody awaits its reply
+        if self._queue:
+            self._schedule()  # the sends queued behind it still go out

@@ -11,7 +11,9 @@ often than the :class:`~seawall.RestartIntensity` allows is given up on, and
 :attr:`Up.gave_up` is set so the owner can stop the system. Leaving
 ``async with`` (or :meth:`Up.stop`) stops gracefully: SIGTERM to every service
 process, which drains; SIGKILL to those still running after the grace period;
-the broker last, the same way. Children write their counters to status files
+the broker last, the same way. The embedded broker is supervised like the
+services: if it dies it is started again on the same data and socket, and the
+services' links reconnect. Children write their counters to status files
 (see :mod:`seawall._up_child`) that :meth:`Up.instances` reads back.
 """
 
@@ -130,6 +132,9 @@ class Up:
         self._specs = {spec.name: spec for spec in config.services}
         self._broker: asyncio.subprocess.Process | None = None
         self._sockdir: str | None = None
+        self._socket = ""
+        self.broker_restarts = 0
+        """How often the embedded broker was started again after it died."""
         self._group: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._started = False
@@ -154,6 +159,8 @@ class Up:
             await self._start_broker()
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
+        if self._broker is not None:
+            self._group.create_task(self._keep_broker(), name="up/broker")
         for instance in self.instances:
             self._group.create_task(self._keep(instance), name=f"up/{instance.name}")
         return self
@@ -166,10 +173,10 @@ class Up:
     ) -> None:
         try:
             await self.stop()
+        finally:
+            await self._stop_broker()  # after the services, which drain through it
             assert self._group is not None
             await self._group.__aexit__(exc_type, exc, tb)
-        finally:
-            await self._stop_broker()
         if self.failure is not None and exc is None:
             raise self.failure
 
@@ -177,17 +184,51 @@ class Up:
 
     async def _start_broker(self) -> None:
         self._sockdir = tempfile.mkdtemp(prefix="seawall-up-")  # short: unix paths are limited
-        path = os.path.join(self._sockdir, "broker.sock")
+        self._socket = os.path.join(self._sockdir, "broker.sock")
+        self.transport_url = f"seawall+unix://{self._socket}"
+        await self._spawn_broker()
+
+    async def _spawn_broker(self) -> None:
         data = self.config.state_dir / "broker"
-        command = [self.python, "-m", "seawall", "broker", "--data", str(data), "--unix", path]
-        command += ["--sync", self.config.sync]
+        command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
+        command += ["--unix", self._socket, "--sync", self.config.sync]
         with (self.logs / "broker.log").open("ab") as sink:
             self._broker = await asyncio.create_subprocess_exec(
                 *command, stdout=sink, stderr=sink, env=self._env({})
             )
-        self.transport_url = f"seawall+unix://{path}"
-        await self._wait_for_socket(path)
-        log.info("broker %d serving %s on %s", self._broker.pid, data, path)
+        await self._wait_for_socket(self._socket)
+        log.info("broker %d serving %s on %s", self._broker.pid, data, self._socket)
+
+    async def _keep_broker(self) -> None:
+        """Start the broker again when it dies (its data survives on disk), like a service."""
+        tracker = RestartTracker(self.config.intensity)
+        while True:
+            assert self._broker is not None
+            code = await self._broker.wait()
+            if self._stopping.is_set():
+                return
+            delay = tracker.record_crash(self.clock.time())
+            if delay is None:
+                self._fail(
+                    f"seawall up gave up on the broker: it exited "
+                    f"{self.config.intensity.max_restarts + 1} times within "
+                    f"{self.config.intensity.within:g} s (last status {code}); see "
+                    f"{self.logs / 'broker.log'}"
+                )
+                return
+            log.warning(
+                "the broker (pid %d) exited with status %d; restart #%d in %.3g s",
+                self._broker.pid,
+                code,
+                self.broker_restarts + 1,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            await self._spawn_broker()
+            self.broker_restarts += 1
 
     async def _wait_for_socket(self, path: str) -> None:
         assert self._broker is not None
@@ -284,11 +325,14 @@ class Up:
     def _give_up(self, instance: Instance, code: int) -> None:
         spec = self.config.intensity
         instance.state = "failed"
-        failure = SupervisorGaveUp(
+        self._fail(
             f"seawall up gave up on {instance.name}: it exited {spec.max_restarts + 1} times "
             f"within {spec.within:g} s (last status {code}); see "
-            f"{self.logs / f'{instance.name}.log'}, or allow more in [restart] of seawall.toml"
+            f"{self.logs / f'{instance.name}.log'}"
         )
+
+    def _fail(self, text: str) -> None:
+        failure = SupervisorGaveUp(f"{text}, or allow more in [restart] of seawall.toml")
         self.failure = self.failure or failure
         log.critical("%s", failure)
         self.gave_up.set()

@@ -38,7 +38,7 @@ async def run_up(config: UpConfig, console: Console, log_level: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     rates = Rates()
     async with Up(config, log_level=log_level) as system:
-        title = f"seawall up: {config.root} on {system.transport_url}"
+        title = f"seawall up: {config.root} on {system.transport_url} (logs: {system.logs})"
         with Live(console=console, auto_refresh=False, transient=False) as live:
             while not (stop.is_set() or system.gave_up.is_set()):
                 instances = system.refresh()

@@ -37,7 +37,6 @@ class Rates:
         for service, count in handled.items():
             then, before = self._last.get(service, (now, count))
             if now > then:
-                # a restarted instance starts from zero: never report a negative rate
                 self.rates[service] = max(0, count - before) / (now - then)
             self._last[service] = (now, count)
         return self.rates
@@ -46,7 +45,7 @@ class Rates:
 def handled_by_service(instances: list[Instance]) -> dict[str, int]:
     totals: defaultdict[str, int] = defaultdict(int)
     for instance in instances:
-        totals[instance.service] += instance.report.handled if instance.report else 0
+        totals[instance.service] += instance.total("handled")
     return dict(totals)
 
 
@@ -62,14 +61,13 @@ def status_table(instances: list[Instance], rates: dict[str, float], title: str)
         running = sum(1 for i in group if i.state == "running")
         states = sorted({i.state for i in group}, key=list(_STATE_STYLE).index)
         state = ", ".join(f"[{_STATE_STYLE[s]}]{s}[/]" for s in states)
-        reports = [i.report for i in group if i.report is not None]
         table.add_row(
             service,
             f"{running}/{len(group)}",
             state,
             str(sum(i.restarts for i in group)),
-            f"{sum(r.handled for r in reports):,}",
+            f"{sum(i.total('handled') for i in group):,}",
             f"{rates.get(service, 0.0):,.0f}",
-            str(sum(r.dead_lettered for r in reports)),
+            str(sum(i.total("dead_lettered") for i in group)),
         )
     return table
