@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import contextlib
+import logging
 import statistics
 import time
 import uuid
