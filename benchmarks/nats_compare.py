@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import statistics
 import time
 import uuid
@@ -155,7 +154,7 @@ async def faststream_core(count: int, window: int) -> float:
 
     tally = Tally()
     subject = f"bench.fs.{uuid.uuid4().hex[:8]}"
-    broker = NatsBroker(URL, log_level=logging.WARNING)
+    broker = NatsBroker(URL, logger=None)
 
     @broker.subscriber(subject)
     async def handle(body: ReadingModel) -> None:
@@ -183,7 +182,7 @@ async def faststream_jetstream(count: int, window: int) -> float:
     tally = Tally()
     tag = uuid.uuid4().hex[:8]
     stream, subject = f"BENCH_FSJS_{tag}", f"bench.fsjs.{tag}"
-    broker = NatsBroker(URL, log_level=logging.WARNING)
+    broker = NatsBroker(URL, logger=None)
 
     @broker.subscriber(
         subject,
@@ -276,7 +275,7 @@ async def faststream_request(count: int) -> tuple[float, float]:
         site: str
 
     subject = f"bench.fsrpc.{uuid.uuid4().hex[:8]}"
-    broker = NatsBroker(URL, log_level=logging.WARNING)
+    broker = NatsBroker(URL, logger=None)
 
     @broker.subscriber(subject)
     async def answer(body: ProbeModel) -> dict[str, Any]:
