@@ -16,7 +16,9 @@ anchor measured in the same round as seawall:
    JetStream pull subscriber; seawall, whose channels are JetStream streams
    (durable: the like-for-like anchors are the JetStream ones).
 2. **request/reply** p50/p99 of sequential requests: nats-py
-   ``request`` to a responding subscription; FastStream ``broker.request`` to a
+   ``request`` to a responding subscription; nats-py with the request stored
+   in JetStream as seawall stores it (acked publish, durable pull consumer
+   answering on a core inbox: the like-for-like anchor); FastStream ``broker.request`` to a
    subscriber returning the reply; seawall ``ctx.request`` from one system to a
    service in another system of this process (so the reply crosses the server
    too, as in production).
@@ -263,6 +265,60 @@ async def raw_request(count: int) -> tuple[float, float]:
     return _p(latencies)
 
 
+async def raw_stored_request(count: int) -> tuple[float, float]:
+    """nats-py with the request stored as seawall stores it: a JetStream publish read by a
+    durable pull consumer, which answers on the requester's core inbox and acks."""
+    client = await nats.connect(URL)
+    js = client.jetstream()
+    tag = uuid.uuid4().hex[:8]
+    stream, subject, inbox = f"BENCH_RQ_{tag}", f"bench.rq.{tag}", client.new_inbox()
+    await js.add_stream(name=stream, subjects=[subject])
+    psub = await js.pull_subscribe(subject, "responder", stream=stream)
+    waiting: dict[int, asyncio.Future[ProbeResult]] = {}
+
+    async def on_reply(msg: Msg) -> None:
+        reply = decode_result(msg.data)
+        future = waiting.pop(reply.seq, None)
+        if future is not None:
+            future.set_result(reply)
+
+    async def respond() -> None:
+        while True:
+            try:
+                msgs = await psub.fetch(1, timeout=5.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            for msg in msgs:
+                probe = decode_probe(msg.data)
+                assert msg.headers is not None
+                await client.publish(
+                    msg.headers["reply"], encode(ProbeResult(seq=probe.seq, accepted=True))
+                )
+                await msg.ack()
+
+    await client.subscribe(inbox, cb=on_reply)
+    latencies = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            responder = tasks.create_task(respond())
+            for seq in range(count + 100):
+                body = encode(msgspec.structs.replace(PROBE, seq=seq))
+                future = waiting[seq] = loop.create_future()
+                begin = time.perf_counter_ns()
+                await js.publish(subject, body, headers={"reply": inbox})
+                reply = await asyncio.wait_for(future, 2.0)
+                end = time.perf_counter_ns()
+                assert reply.seq == seq
+                if seq >= 100:
+                    latencies.append(end - begin)
+            responder.cancel()
+    finally:
+        await js.delete_stream(stream)
+        await client.close()
+    return _p(latencies)
+
+
 async def faststream_request(count: int) -> tuple[float, float]:
     from faststream.nats import NatsBroker
     from pydantic import BaseModel
@@ -367,7 +423,7 @@ async def main() -> None:
     window = args.window
 
     pubsub: dict[str, list[float]] = {"core": [], "js": [], "fs": [], "fsjs": [], "ours": []}
-    rpc: dict[str, list[tuple[float, float]]] = {"raw": [], "fs": [], "ours": []}
+    rpc: dict[str, list[tuple[float, float]]] = {"raw": [], "stored": [], "fs": [], "ours": []}
     consume: dict[str, list[float]] = {"raw": [], "ours": []}
     fs_count = max(1000, args.count // 4)  # FastStream is ~10x slower: keep its rounds short
     for _ in range(args.rounds):
@@ -377,6 +433,7 @@ async def main() -> None:
         pubsub["fsjs"].append(await faststream_jetstream(fs_count, window))
         pubsub["ours"].append(await seawall_pubsub(args.count, window))
         rpc["raw"].append(await raw_request(args.requests))
+        rpc["stored"].append(await raw_stored_request(args.requests))
         rpc["fs"].append(await faststream_request(args.requests))
         rpc["ours"].append(await seawall_request(args.requests))
         raw, ours = await consume_pair(args.consume)
@@ -402,16 +459,18 @@ async def main() -> None:
         f"   seawall / FastStream core {ours / fs:.1f}x (target >= 5), / FastStream JetStream "
         f"{ours / fsjs:.1f}x (same durability)"
     )
-    raw_p, fs_p, our_p = (
+    raw_p, stored_p, fs_p, our_p = (
         (_median([r[0] for r in rpc[k]]), _median([r[1] for r in rpc[k]]))
-        for k in ("raw", "fs", "ours")
+        for k in ("raw", "stored", "fs", "ours")
     )
     print(f"2. request/reply, {args.requests} sequential requests: p50 / p99 in us")
     print(f"   raw nats-py request            {raw_p[0]:>7.0f} / {raw_p[1]:>7.0f}")
+    print(f"   raw nats-py, request stored    {stored_p[0]:>7.0f} / {stored_p[1]:>7.0f}")
     print(f"   FastStream broker.request      {fs_p[0]:>7.0f} / {fs_p[1]:>7.0f}")
     print(f"   seawall ctx.request            {our_p[0]:>7.0f} / {our_p[1]:>7.0f}")
     print(
-        f"   seawall p50 / raw {our_p[0] / raw_p[0]:.2f}x (target <= 1.3)  / FastStream "
+        f"   seawall p50 / raw {our_p[0] / raw_p[0]:.2f}x (target <= 1.3), / raw with the "
+        f"request stored {our_p[0] / stored_p[0]:.2f}x (same durability), / FastStream "
         f"{our_p[0] / fs_p[0]:.2f}x"
     )
     raw_c, our_c = _median(consume["raw"]), _median(consume["ours"])
