@@ -498,8 +498,12 @@ class NatsTransport:
         await self.link()
         sub = CoreSubscription(self, channel, _core_subject(channel), prefetch)
         self._core_subs.add(sub)
-        with translated(f"subscribing to reply inbox {channel!r}"):
-            await sub.start()
+        try:
+            with translated(f"subscribing to reply inbox {channel!r}"):
+                await sub.start()
+        except BaseException:
+            await sub.close()
+            raise
         return sub
 
     def _left(self, sub: NatsSubscription) -> None:
