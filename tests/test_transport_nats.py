@@ -504,6 +504,7 @@ async def _declared_when_ready(transport: NatsTransport, spec: ChannelSpec) -> s
             await asyncio.sleep(0.2)
 
 
+@pytest.mark.timeout(120)  # three servers forming a cluster can take 30 s on a loaded machine
 async def test_cluster_keeps_going_when_the_stream_leader_is_killed(tmp_path: Path) -> None:
     servers = _cluster(tmp_path)
     with killed_at_exit(*servers):
