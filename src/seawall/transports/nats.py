@@ -365,6 +365,7 @@ class NatsTransport:
         clock = self.clock
         deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
         pause = 0.005
+        full: ChannelFull | None = None  # the channel was found full during this publish
         while True:
             failure: TransportError
             left = None if deadline is None else max(0.001, deadline - clock.time())
@@ -378,11 +379,14 @@ class NatsTransport:
                 if outcome == "gone":  # deleted behind our back: look it up again
                     self._streams.pop(channel, None)
                     continue
-                failure = self._full(stream)
+                failure = full = self._full(stream)
                 if await self._trim(stream):
                     continue
             except ConnectionLost as exc:
-                failure = exc
+                # A last try cut short by our own deadline says nothing about the link:
+                # the reason to report is still the full channel.
+                cut_short = left is not None and left < self.api_timeout
+                failure = full if full is not None and cut_short else exc
             if deadline is not None:
                 if clock.time() >= deadline:
                     raise failure
