@@ -51,11 +51,14 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   then deletes the lock. A member that dies loses its locks when their TTL
   runs out; its unsettled messages come again after ``ack_wait``, possibly
   after later messages of their keys that the new owner took meanwhile.
-* **Ephemeral channels** (reply inboxes) → a memory-storage stream (one
-  replica) read the same way, deleted when its subscription closes. Publishes
-  to a missing channel whose name starts with ``_inbox.`` are dropped (its
-  requester has gone), where any other channel is created on first use. A
-  process that dies leaves its inbox stream behind (empty once read).
+* **Reply inboxes** (channels named ``_inbox.<instance>``, which the runtime
+  declares ephemeral) → core NATS, no stream: a reply is a plain NATS message
+  on ``seawall.<token>.0`` read by a plain subscription (see
+  :mod:`seawall.transports._nats_core`), one hop instead of a stored publish
+  and a pull. A reply to a requester that has gone, or sent while a link is
+  down, is lost, as the ephemeral contract allows; the request itself was
+  stored durably. Other **ephemeral channels** → a memory-storage stream (one
+  replica) read like any other, deleted when its subscription closes.
 * **Delayed delivery** (``publish(not_before=…)``) has no JetStream equivalent
   in the servers this supports, so ``delayed_delivery`` is False; delayed
   redelivery (``nack(delay=…)``) is native.
@@ -112,7 +115,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the NATS transport needs the nats-py client: pip install 'seawall[nats]'"
     ) from exc
 
-from ._nats_subscription import (  # after the check above, which explains a missing nats-py
+from ._nats_core import CoreSubscription, rides_core  # after the check above: nats-py is there
+from ._nats_subscription import (
     LEASE_BUCKET,
     MSG_ID,
     STREAM_PREFIX,
@@ -125,7 +129,6 @@ __all__ = ["NatsSubscription", "NatsTransport"]
 
 log = logging.getLogger("seawall.transports.nats")
 
-_GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _MAX_MESSAGES_EXCEEDED = 10077  # JetStream error code of a full discard=new stream
 _HEADER_OVERHEAD = len(b"NATS/1.0\r\n\r\n")
 _DEFAULT_MAX_PAYLOAD = 1 << 20  # the server default, until its INFO tells
@@ -171,6 +174,7 @@ class NatsTransport:
         self._streams: dict[str, Stream] = {}
         self._declared: dict[str, ChannelSpec] = {}
         self._subs: set[NatsSubscription] = set()
+        self._core_subs: set[CoreSubscription] = set()
         # Deliveries a broken link left behind, each with the time by which the pull
         # requests of its old connection have expired: NAKed once that has passed.
         self._parked: list[tuple[float, Msg]] = []
@@ -249,6 +253,9 @@ class NatsTransport:
     async def declare(self, spec: ChannelSpec) -> None:
         self._check_open()
         self._declared.setdefault(spec.name, spec)
+        if rides_core(spec.name):
+            await self.link()  # nothing to create on the server
+            return
         await self._stream(spec.name)
 
     async def _stream(self, channel: str, *, create: bool = True) -> Stream | None:
@@ -323,16 +330,24 @@ class NatsTransport:
                 "delayed_delivery is False); schedule it before publishing"
             )
         headers = to_headers(message)
+        if rides_core(channel):
+            self._check_size(channel, message, headers)
+            await self._send_core(channel, message, headers)
+            return
         headers[MSG_ID] = message.id
         self._check_size(channel, message, headers)
         await self._send(channel, message, headers)
 
+    async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
+        """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
+        await self.link()
+        client = self.client
+        with translated(f"replying with {message.id} to {channel!r}"):
+            await client.publish(_core_subject(channel), message.data, headers=headers)
+
     async def _target(self, channel: str) -> Stream | None:
-        """The channel's stream; None for a reply inbox that has gone (never recreated)."""
-        stream = await self._stream(channel, create=not channel.startswith(_GONE_WHEN_MISSING))
-        if stream is None:
-            log.debug("dropped a message for %s: that reply inbox has gone", channel)
-        return stream
+        """The channel's stream, created on first use."""
+        return await self._stream(channel)
 
     def _check_size(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         size = _HEADER_OVERHEAD + len(message.data)
@@ -350,6 +365,7 @@ class NatsTransport:
         clock = self.clock
         deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
         pause = 0.005
+        full: ChannelFull | None = None  # the channel was found full during this publish
         while True:
             failure: TransportError
             left = None if deadline is None else max(0.001, deadline - clock.time())
@@ -363,11 +379,14 @@ class NatsTransport:
                 if outcome == "gone":  # deleted behind our back: look it up again
                     self._streams.pop(channel, None)
                     continue
-                failure = self._full(stream)
+                failure = full = self._full(stream)
                 if await self._trim(stream):
                     continue
             except ConnectionLost as exc:
-                failure = exc
+                # A last try cut short by our own deadline says nothing about the link:
+                # the reason to report is still the full channel.
+                cut_short = left is not None and left < self.api_timeout
+                failure = full if full is not None and cut_short else exc
             if deadline is not None:
                 if clock.time() >= deadline:
                     raise failure
@@ -425,11 +444,13 @@ class NatsTransport:
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
-    ) -> NatsSubscription:
+    ) -> NatsSubscription | CoreSubscription:
         self._check_open()
         at = fixed_start(start, "NATS")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        if rides_core(channel):
+            return await self._subscribe_core(channel, prefetch)
         stream = await self._stream(channel)
         assert stream is not None
         consumers = [await self._consumer(stream, group, p, at) for p in range(stream.partitions)]
@@ -477,8 +498,23 @@ class NatsTransport:
                     )
         return self._kv
 
+    async def _subscribe_core(self, channel: str, prefetch: int) -> CoreSubscription:
+        await self.link()
+        sub = CoreSubscription(self, channel, _core_subject(channel), prefetch)
+        self._core_subs.add(sub)
+        try:
+            with translated(f"subscribing to reply inbox {channel!r}"):
+                await sub.start()
+        except BaseException:
+            await sub.close()
+            raise
+        return sub
+
     def _left(self, sub: NatsSubscription) -> None:
         self._subs.discard(sub)
+
+    def _left_core(self, sub: CoreSubscription) -> None:
+        self._core_subs.discard(sub)
 
     # -- giving back what a broken link left behind ---------------------------
     def _park(self, msgs: list[Msg], until: float) -> None:
@@ -525,6 +561,8 @@ class NatsTransport:
         log.warning("link to NATS broke; %d subscription(s) end", len(self._subs))
         for sub in list(self._subs):
             await sub.break_link()
+        for core in list(self._core_subs):
+            await core.break_link()
 
     async def drop_connection_for_tests(self) -> None:
         """Cut the TCP connection under nats-py, as a network failure would."""
@@ -541,6 +579,8 @@ class NatsTransport:
             return
         for sub in list(self._subs):
             await sub.close()
+        for core in list(self._core_subs):
+            await core.close()
         if self._parked and self._client is not None and self._client.is_connected:
             await self._return_parked(patience=self.api_timeout)
         self._closed = True
@@ -549,3 +589,8 @@ class NatsTransport:
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
+
+
+def _core_subject(channel: str) -> str:
+    """The plain NATS subject of a reply inbox."""
+    return f"seawall.{token(channel)}.0"
