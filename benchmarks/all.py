@@ -5,8 +5,9 @@ machine has two cores: running them side by side would measure each other).
 Every module prints its own figures beside the anchor it is measured against
 in that same run, with ratios; this collector adds the conditions (machine,
 Python, library and server versions) and writes everything, in order, to
-``benchmarks/RESULTS.md``. A module that fails or is missing is reported as
-such in the file, and ``make bench`` then exits non-zero after the others ran.
+``benchmarks/RESULTS.md`` and a dated copy in ``benchmarks/results/``. A module
+that fails or is missing is reported as such in the file, and ``make bench``
+then exits non-zero after the others ran.
 
 ``python -m benchmarks.all [--quick] [--only NAME ...]``
 """
@@ -199,8 +200,11 @@ def main() -> int:
         parts += [f"## {section.title}", "", text]
         if not ok:
             failed.append(section.name)
-    args.output.write_text("\n".join(parts))
-    print(f"wrote {args.output}")
+    text = "\n".join(parts)
+    args.output.write_text(text)
+    kept = ROOT / "results" / f"all-{now():%Y-%m-%d-%H%M%S}.md"  # the history of runs
+    kept.write_text(text)
+    print(f"wrote {args.output} and {kept}")
     if failed:
         print(f"benchmarks that did not run cleanly: {', '.join(failed)}", file=sys.stderr)
         return 1
