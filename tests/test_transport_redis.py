@@ -21,7 +21,7 @@ import redis.asyncio
 from tests.brokers import REDIS, free_port, require
 
 from seawall import Event, Service, System
-from seawall._exceptions import ConnectionLost
+from seawall._exceptions import ConnectionLost, TransportClosed
 from seawall._ids import uuid7
 from seawall._message import Message
 from seawall._transport import ChannelSpec, Durability, Transport
@@ -346,3 +346,32 @@ async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> 
         finally:
             await holder.close()
             await other.close()
+
+
+async def test_a_transport_never_used_closes_without_connecting() -> None:
+    transport = RedisTransport(f"redis://127.0.0.1:{free_port()}/0")
+    await transport.close()
+    with pytest.raises(TransportClosed):
+        await transport.publish("orders", make_message(0))
+
+
+async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing() -> None:
+    async with scratch_prefix() as prefix:
+        requester = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        replier = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        try:
+            await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
+            sub = await requester.subscribe(inbox, group=inbox)
+            await replier.publish(inbox, make_message(0))  # the replier now knows the inbox
+            async with Inbox(sub, patience=5.0) as reader:
+                await reader.collect(1)
+            await sub.close()  # the requester leaves: its inbox keys go
+            started = time.monotonic()
+            await replier.publish(inbox, make_message(1))
+            assert time.monotonic() - started < 1.0, "waited for an inbox that will not come"
+            client = await replier.link()
+            assert await client.exists(*Keys(prefix, inbox).all(1, [inbox])) == 0
+        finally:
+            await requester.close()
+            await replier.close()
