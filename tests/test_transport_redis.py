@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio
 from tests.brokers import REDIS, free_port, require
 
-from seawall import Event, Service, System
+from seawall import Command, Document, Event, Service, System
 from seawall._exceptions import ConnectionLost, TransportClosed
 from seawall._ids import uuid7
 from seawall._message import Message
@@ -147,6 +147,36 @@ async def test_plain_redis_client_reads_a_seawall_event_and_seawall_reads_its_en
         await transport.close()
     await plain.aclose()
     assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+class Quote(Command, frozen=True):
+    item: str
+
+
+class Price(Document, frozen=True):
+    item: str
+    cents: int
+
+
+async def test_request_reply_between_two_processes_goes_through_a_reply_inbox() -> None:
+    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+
+    @svc.command
+    async def quote(cmd: Quote) -> Price:
+        return Price(item=cmd.item, cents=100 * len(cmd.item))
+
+    async with scratch_prefix() as prefix:
+        server = RedisTransport(require(REDIS), prefix=prefix)
+        client = RedisTransport(require(REDIS), prefix=prefix)
+        async with System(svc, transport=server), System(transport=client) as caller:
+            ctx = caller.context()
+            prices = [await ctx.request(svc.name, Quote(item=i), returns=Price) for i in "ab"]
+            inbox = caller.node.inbox
+            # both replies came through the requester's inbox stream on the server
+            assert await (await client.link()).xlen(Keys(prefix, inbox).stream(0)) == 2
+        await server.close()
+        await client.close()
+    assert prices == [Price(item="a", cents=100), Price(item="b", cents=100)]
 
 
 async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
