@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio
 from tests.brokers import REDIS, free_port, require
 
-from seawall import Event, Service, System
-from seawall._exceptions import ConnectionLost
+from seawall import Command, Document, Event, Service, System
+from seawall._exceptions import ConnectionLost, TransportClosed
 from seawall._ids import uuid7
 from seawall._message import Message
 from seawall._transport import ChannelSpec, Durability, Transport
@@ -147,6 +147,36 @@ async def test_plain_redis_client_reads_a_seawall_event_and_seawall_reads_its_en
         await transport.close()
     await plain.aclose()
     assert received == [OrderShipped(order_id="o-2", parcels=5)]
+
+
+class Quote(Command, frozen=True):
+    item: str
+
+
+class Price(Document, frozen=True):
+    item: str
+    cents: int
+
+
+async def test_request_reply_between_two_processes_goes_through_a_reply_inbox() -> None:
+    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+
+    @svc.command
+    async def quote(cmd: Quote) -> Price:
+        return Price(item=cmd.item, cents=100 * len(cmd.item))
+
+    async with scratch_prefix() as prefix:
+        server = RedisTransport(require(REDIS), prefix=prefix)
+        client = RedisTransport(require(REDIS), prefix=prefix)
+        async with System(svc, transport=server), System(transport=client) as caller:
+            ctx = caller.context()
+            prices = [await ctx.request(svc.name, Quote(item=i), returns=Price) for i in "ab"]
+            inbox = caller.node.inbox
+            # both replies came through the requester's inbox stream on the server
+            assert await (await client.link()).xlen(Keys(prefix, inbox).stream(0)) == 2
+        await server.close()
+        await client.close()
+    assert prices == [Price(item="a", cents=100), Price(item="b", cents=100)]
 
 
 async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
@@ -346,3 +376,32 @@ async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> 
         finally:
             await holder.close()
             await other.close()
+
+
+async def test_a_transport_never_used_closes_without_connecting() -> None:
+    transport = RedisTransport(f"redis://127.0.0.1:{free_port()}/0")
+    await transport.close()
+    with pytest.raises(TransportClosed):
+        await transport.publish("orders", make_message(0))
+
+
+async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing() -> None:
+    async with scratch_prefix() as prefix:
+        requester = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        replier = await RedisTransport.connect(require(REDIS), prefix=prefix)
+        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        try:
+            await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
+            sub = await requester.subscribe(inbox, group=inbox)
+            await replier.publish(inbox, make_message(0))  # the replier now knows the inbox
+            async with Inbox(sub, patience=5.0) as reader:
+                await reader.collect(1)
+            await sub.close()  # the requester leaves: its inbox keys go
+            started = time.monotonic()
+            await replier.publish(inbox, make_message(1))
+            assert time.monotonic() - started < 1.0, "waited for an inbox that will not come"
+            client = await replier.link()
+            assert await client.exists(*Keys(prefix, inbox).all(1, [inbox])) == 0
+        finally:
+            await requester.close()
+            await replier.close()
