@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -305,8 +305,18 @@ async def test_crash_is_logged_with_child_name_and_traceback(
     assert "KeyError: 'order-42'" in caplog.text
 
 
+async def _lose_link_in_a_task_group() -> None:
+    # what a child's task group raises when the task reading from the broker loses its link
+    raise ExceptionGroup("unhandled errors in a TaskGroup", [ConnectionLost("link lost")])
+
+
+async def _lose_link() -> None:
+    raise ConnectionLost("the broker at 127.0.0.1:4222 went away")
+
+
+@pytest.mark.parametrize("lose_link", [_lose_link, _lose_link_in_a_task_group])
 async def test_a_lost_link_is_one_warning_line_without_traceback(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, lose_link: Callable[[], Awaitable[None]]
 ) -> None:
     clock = VirtualClock()
     attempts: list[int] = []
@@ -314,7 +324,7 @@ async def test_a_lost_link_is_one_warning_line_without_traceback(
     async def consume() -> None:
         attempts.append(1)
         if len(attempts) == 1:
-            raise ConnectionLost("the broker at 127.0.0.1:4222 went away")
+            await lose_link()
 
     caplog.set_level(logging.INFO, logger="seawall.supervisor")
     async with autojump(clock), Supervisor(name="orders", clock=clock) as supervisor:

@@ -209,7 +209,7 @@ class Supervisor:
     def _log_crash(self, name: str, exc: Exception, delay: float) -> None:
         restart = self._restarts[name] + 1
         # A lost broker link is expected weather, not a bug: one line, no traceback.
-        expected = isinstance(exc, ConnectionLost)
+        expected = _only_lost_links(exc)
         logger.log(
             logging.WARNING if expected else logging.ERROR,
             "child %s of supervisor %s %s %r; restart #%d in %.3g s",
@@ -239,6 +239,13 @@ class Supervisor:
             extra={"supervisor": self.name, "child": name},
         )
         return failure
+
+
+def _only_lost_links(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost link, alone or as every leaf of a task group's error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(ConnectionLost)[1] is None
+    return isinstance(exc, ConnectionLost)
 
 
 def _being_cancelled() -> bool:
