@@ -6,8 +6,8 @@ the channel's token in braces (a Redis Cluster hash tag), so the scripts that
 touch several of them address one slot. The layout, for prefix ``seawall``
 and channel ``orders.events``::
 
-    seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral
-    seawall:{orders_2eevents}:<p>              stream of partition p
+    seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral, priorities
+    seawall:{orders_2eevents}:<p>              stream of partition (or priority level) p
     seawall:{orders_2eevents}:scheduled        zset: entries published with not_before
     seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
@@ -81,7 +81,14 @@ class RedisChannel:
     partitions: int
     max_messages: int
     ephemeral: bool
+    levels: int = 1
+    """Priority levels; a channel with several has one partition and a stream per level."""
 
     @property
     def name(self) -> str:
         return self.keys.channel
+
+    @property
+    def lanes(self) -> int:
+        """How many streams the channel has: one per partition, or one per priority level."""
+        return self.partitions * self.levels

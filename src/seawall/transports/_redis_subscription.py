@@ -80,7 +80,8 @@ class RedisSubscription:
 
     async def start(self) -> None:
         if self._owner is None:
-            await self.take(0)
+            for lane in range(self.channel.lanes):
+                await self.take(lane)
         else:
             await self._owner.join()
             self._task = asyncio.get_running_loop().create_task(self._own(self._owner))
@@ -125,7 +126,7 @@ class RedisSubscription:
                 yield Delivery(
                     message=held.message,
                     channel=self.channel.name,
-                    partition=held.partition,
+                    partition=held.partition if self.channel.levels == 1 else 0,
                     attempt=held.attempt,
                     token=(held.partition, held.entry),
                 )
@@ -171,19 +172,17 @@ class RedisSubscription:
 
     async def _read(self, credit: int, block: float) -> None:
         streams = list(self.owned.items())
-        if credit < len(streams):  # too little credit for one from each: take turns
-            self._turn = (self._turn + 1) % len(streams)
-            streams = (streams[self._turn :] + streams[: self._turn])[:credit]
-        count = max(1, credit // len(streams))
-        args = ["XREADGROUP", "GROUP", self._group, self.consumer, "COUNT", count]
-        args += ["BLOCK", max(1, int(block * 1000)), "STREAMS"]
-        args += [key for _, key in streams] + [">"] * len(streams)
         client = await self.transport.link()
         self._idle.clear()
         try:
             with translated(f"reading channel {self.channel.name!r}"):
                 async with asyncio.timeout(block + self.transport.api_timeout):
-                    answer = await self._read_round_trip(client, args)
+                    if self.channel.levels > 1:
+                        answer = await self._read_by_level(client, streams, credit, block)
+                    else:
+                        answer = await self._read_round_trip(
+                            client, self._spread(streams, credit, block)
+                        )
             partition_of = {key.encode(): p for p, key in streams}
             now = self.transport.clock.time()
             read = [
@@ -197,6 +196,35 @@ class RedisSubscription:
             self._hold(read)
         finally:
             self._idle.set()
+
+    def _spread(self, streams: list[tuple[int, str]], credit: int, block: float) -> list[Any]:
+        """One read over the streams, credit shared among them."""
+        if credit < len(streams):  # too little credit for one from each: take turns
+            self._turn = (self._turn + 1) % len(streams)
+            streams = (streams[self._turn :] + streams[: self._turn])[:credit]
+        return self._args(streams, max(1, credit // len(streams)), block)
+
+    def _args(self, streams: list[tuple[int, str]], count: int, block: float | None) -> list[Any]:
+        args: list[Any] = ["XREADGROUP", "GROUP", self._group, self.consumer, "COUNT", count]
+        if block is not None:
+            args += ["BLOCK", max(1, int(block * 1000))]
+        return [*args, "STREAMS", *(key for _, key in streams), *[">"] * len(streams)]
+
+    async def _read_by_level(
+        self, client: Any, streams: list[tuple[int, str]], credit: int, block: float
+    ) -> list[Any]:
+        """Entries of the highest levels first; if none has any, wait on the highest ones
+        that credit allows (a lower level's entry then waits at most one ``block``)."""
+        got: list[Any] = []
+        for lane in sorted(streams, reverse=True):
+            left = credit - sum(len(entries) for _, entries in got)
+            if left <= 0:
+                break
+            got += await self._read_round_trip(client, self._args([lane], left, None)) or []
+        if got:
+            return got
+        watched = sorted(streams, reverse=True)[:credit]
+        return await self._read_round_trip(client, self._args(watched, 1, block)) or []
 
     async def _read_round_trip(self, client: Any, args: list[Any]) -> Any:
         """The ``XREADGROUP``, with the acks waiting to go and, when this member takes part
@@ -232,7 +260,7 @@ class RedisSubscription:
         sets that are due; whether any came (moved ones come by the next read)."""
         keys = self.channel.keys
         next_due = now + self.transport.poll
-        streams = [keys.stream(p) for p in range(self.channel.partitions)]
+        streams = [keys.stream(p) for p in range(self.channel.lanes)]
         release = [int(now * 1000), 100]
         _, due = await self._script("release", [keys.scheduled, *streams], release)
         if due:
@@ -428,7 +456,7 @@ class RedisSubscription:
         with contextlib.suppress(TransportError):
             async with round_trip("leaving the group", self.transport.api_timeout):
                 client = await self.transport.link()
-                for p in range(self.channel.partitions):
+                for p in range(self.channel.lanes):
                     stream = self.channel.keys.stream(p)
                     pending = await client.xpending_range(
                         stream, self._group, "-", "+", 1, consumername=self.consumer

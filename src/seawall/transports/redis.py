@@ -63,6 +63,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   ``publish_timeout``, then raises :class:`ConnectionLost`; a subscription
   whose read fails ends with :class:`ConnectionLost` and the dispatcher
   subscribes again. There is no replay.
+* **Priority levels** (``ChannelSpec.priorities``, one partition) → one
+  stream per level; a member reads the highest levels first (one
+  non-blocking read per level until its credit is used) and, when all are
+  empty, waits on the highest levels its credit allows, so an entry of a
+  lower level may wait up to ``poll`` seconds more. FIFO within a level.
 * **Delayed delivery** (``publish(not_before=…)``) → the entry waits in the
   channel's ``scheduled`` sorted set (bounded by ``max_messages``), scored by
   its due time; subscribers of the channel move due entries to their
@@ -94,7 +99,15 @@ from .._exceptions import (
     TransportError,
 )
 from .._message import Message
-from .._transport import Capabilities, ChannelSpec, Durability, Start, fixed_start, partition_for
+from .._transport import (
+    MAX_PRIORITIES,
+    Capabilities,
+    ChannelSpec,
+    Durability,
+    Start,
+    fixed_start,
+    partition_for,
+)
 
 try:
     import redis.asyncio
@@ -168,6 +181,7 @@ class RedisTransport:
             partitions=True,
             delayed_redelivery=True,
             delayed_delivery=True,
+            priorities=MAX_PRIORITIES,
             max_message_bytes=max_message_bytes,
         )
 
@@ -267,6 +281,7 @@ class RedisTransport:
                     pipe.hsetnx(keys.meta, "partitions", spec.partitions)
                     pipe.hsetnx(keys.meta, "max_messages", spec.max_messages)
                     pipe.hsetnx(keys.meta, "ephemeral", int(spec.ephemeral))
+                    pipe.hsetnx(keys.meta, "priorities", spec.priorities)
                     pipe.hgetall(keys.meta)
                     *_, meta = await pipe.execute()
             else:
@@ -275,7 +290,11 @@ class RedisTransport:
             return None
         fields = {_text(k): int(v) for k, v in meta.items()}
         found = RedisChannel(
-            keys, fields["partitions"], fields["max_messages"], bool(fields["ephemeral"])
+            keys,
+            fields["partitions"],
+            fields["max_messages"],
+            bool(fields["ephemeral"]),
+            fields.get("priorities", 1),
         )
         self._channels[name] = found
         return found
@@ -286,7 +305,7 @@ class RedisTransport:
         with contextlib.suppress(TransportError):
             async with round_trip(f"deleting {channel.name!r}", self.api_timeout):
                 client = await self.link()
-                await client.delete(*channel.keys.all(channel.partitions, groups))
+                await client.delete(*channel.keys.all(channel.lanes, groups))
 
     # -- publishing ------------------------------------------------------------
     async def publish(
@@ -301,12 +320,12 @@ class RedisTransport:
         fields = encode(message)
         self._check_size(channel, message, fields)
         if not_before is not None and not_before > self.clock.time():
-            await self._schedule(channel, message, fields, not_before)
+            await self._schedule(channel, message, fields, not_before, priority)
         else:
-            await self._send(channel, message, fields)
+            await self._send(channel, message, fields, priority)
 
     async def _schedule(
-        self, name: str, message: Message, fields: list[str | bytes], due: float
+        self, name: str, message: Message, fields: list[str | bytes], due: float, priority: int
     ) -> None:
         """Hold the entry in the channel's scheduled set until ``due``, waiting for room."""
         deadline = (
@@ -315,8 +334,7 @@ class RedisTransport:
         while True:
             channel = await self.channel(name)
             assert channel is not None
-            partition = partition_for(message.partitionkey, channel.partitions)
-            packed = pack([str(partition), *fields])
+            packed = pack([str(_lane(channel, message, priority)), *fields])
             args = [channel.max_messages, int(due * 1000), packed]
             async with round_trip(f"scheduling {message.id} on {name!r}", self.api_timeout):
                 if await self.script("schedule", [channel.keys.scheduled], args) != -1:
@@ -337,7 +355,9 @@ class RedisTransport:
                 f"{channel!r}; send a reference to the data instead"
             )
 
-    async def _send(self, name: str, message: Message, fields: list[str | bytes]) -> None:
+    async def _send(
+        self, name: str, message: Message, fields: list[str | bytes], priority: int = 0
+    ) -> None:
         """Append until Redis stores it, waiting for room and for the link."""
         clock = self.clock
         deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
@@ -351,8 +371,8 @@ class RedisTransport:
                 if channel is None:
                     log.debug("dropped a message for %s: that reply inbox has gone", name)
                     return
-                partition = partition_for(message.partitionkey, channel.partitions)
-                outcome = await self._appends.submit(_Append(channel, partition, fields))
+                lane = _lane(channel, message, priority)
+                outcome = await self._appends.submit(_Append(channel, lane, fields))
                 if outcome == 0:  # an ephemeral channel that has gone
                     self._channels.pop(name, None)
                     log.debug("dropped a message for %s: that reply inbox has gone", name)
@@ -442,7 +462,7 @@ class RedisTransport:
         async with round_trip(
             f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
         ):
-            for p in range(channel.partitions):
+            for p in range(channel.lanes):
                 try:
                     await client.xgroup_create(
                         channel.keys.stream(p), channel.keys.group(group), id=at, mkstream=True
@@ -469,6 +489,13 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
+
+
+def _lane(channel: RedisChannel, message: Message, priority: int) -> int:
+    """The stream a message goes to: its priority level's, or its partition key's."""
+    if channel.levels > 1:
+        return min(max(priority, 0), channel.levels - 1)
+    return partition_for(message.partitionkey, channel.partitions)
 
 
 def pack(parts: list[str | bytes]) -> bytes:
