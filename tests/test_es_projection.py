@@ -198,8 +198,13 @@ async def test_projection_killed_mid_batch_applies_every_event_exactly_once(
     # 2. killed at random moments: before, inside and after commits
     rng, killed = random.Random(5), 0
     for _ in range(6):
+        marker.unlink(missing_ok=True)
         proc = child(db, marker, stall_at=0)
-        await asyncio.sleep(rng.uniform(0.05, 0.4))
+        deadline = time.monotonic() + 20
+        while not marker.exists() and proc.poll() is None:  # until it handles events
+            assert time.monotonic() < deadline, "the projection never started handling"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(rng.uniform(0.0, 0.25))
         if proc.poll() is None:
             kill(proc)
             killed += 1

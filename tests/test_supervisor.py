@@ -358,10 +358,16 @@ async def test_give_up_is_logged_critical(caplog: pytest.LogCaptureFixture) -> N
 async def test_error_in_body_cancels_children_and_propagates_unwrapped() -> None:
     cancelled: list[str] = []
 
+    started = asyncio.Event()
+
+    async def child() -> None:
+        started.set()
+        await run_until_cancelled(cancelled, "a")
+
     async def supervise() -> None:
         async with Supervisor(name="orders", clock=VirtualClock()) as supervisor:
-            supervisor.start("a", lambda: run_until_cancelled(cancelled, "a"))
-            await asyncio.sleep(0)
+            supervisor.start("a", child)
+            await started.wait()
             raise LookupError("body failed")
 
     with pytest.raises(LookupError, match="body failed") as caught:
@@ -380,3 +386,28 @@ async def test_start_outside_context_or_twice_is_refused() -> None:
         with pytest.raises(ServiceError, match="already runs a child named 'a'"):
             supervisor.start("a", lambda: run_until_cancelled(cancelled, "a"))
         await supervisor.stop()
+
+
+async def test_a_child_whose_task_group_failed_late_is_still_restarted() -> None:
+    # On Python 3.11 a TaskGroup whose task fails after the body has finished leaves
+    # the enclosing task's cancelling() count raised; the supervisor must not take
+    # that for a stop and leave the child dead.
+    clock = VirtualClock()
+    attempts: list[int] = []
+
+    async def fails_later() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionLost("the broker went away")
+
+    async def consume() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(fails_later())
+
+    async with autojump(clock), Supervisor(name="orders", clock=clock) as supervisor:
+        supervisor.start("consumer", consume)
+        while len(attempts) < 2 and supervisor.healthy:
+            await clock.sleep(0.05)
+    assert len(attempts) == 2
+    assert supervisor.restarts["consumer"] == 1

@@ -188,7 +188,11 @@ class Supervisor:
         tracker = RestartTracker(self.intensity)
         while True:
             try:
-                await run()
+                # Each run gets a task of its own: on Python 3.11 a task group that
+                # fails late leaves its task's cancelling() count raised, and this task
+                # reads its own count to tell a stop from a crash. Cancelling this task
+                # cancels the awaited one too.
+                await asyncio.ensure_future(run())
                 return
             except Exception as exc:
                 if self._stopping or _being_cancelled():

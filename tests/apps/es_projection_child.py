@@ -3,7 +3,10 @@
 ``python -m tests.apps.es_projection_child DB MARKER STALL_AT``: runs the
 projection over the SQLite store ``DB`` until caught up, in batches of 40.
 When it handles the event at position ``STALL_AT`` (mid-batch) it creates the
-file ``MARKER`` and stops itself (SIGSTOP), so the parent can SIGKILL it there; 0 never stalls.
+file ``MARKER`` and stops itself (SIGSTOP), so the parent can SIGKILL it there.
+With ``STALL_AT`` 0 it never stalls: it creates ``MARKER`` when it handles its
+first event and then paces itself (3 ms an event), so that kills at random
+moments land while it works rather than while Python starts or after it ended.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ class Applied(Projection):
         if record.position == self.stall_at:
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGSTOP)  # the parent kills us here, mid-batch
-        if record.position % 7 == 0:
-            await asyncio.sleep(0.001)  # spread the work so random kills land anywhere
+        elif self.stall_at == 0:
+            self.marker.touch()  # working now: the parent's random kill may come
+            await asyncio.sleep(0.003)
 
 
 async def main(db: str, marker: str, stall_at: int) -> None:
