@@ -9,14 +9,30 @@ starts it (the same commands ``.ci/services`` runs).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
 
-__all__ = ["NATS", "POSTGRES", "RABBITMQ", "REDIS", "Server", "free_port", "require"]
+__all__ = [
+    "NATS",
+    "POSTGRES",
+    "RABBITMQ",
+    "REDIS",
+    "OwnServer",
+    "Server",
+    "free_port",
+    "killed_at_exit",
+    "require",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,13 @@ POSTGRES = Server(
 )
 
 
+def _missing(message: str) -> NoReturn:
+    """Fail under CI (it must never pass by skipping), skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require(server: Server) -> str:
     """The server's URL; fails (CI) or skips (elsewhere) the test if it is unreachable."""
     if server.reachable():
@@ -79,9 +102,7 @@ def require(server: Server) -> str:
         f"{server.name} is not reachable at {server.url} (set {server.env} to use another); "
         f"start it with: {server.start}  (or run .ci/services)"
     )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    _missing(message)
 
 
 def free_port() -> int:
@@ -90,3 +111,49 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+class OwnServer:
+    """A broker server process of a test's own on a spare loopback port.
+
+    The fault tests start, SIGKILL and restart it; ``command`` is the executable
+    and its arguments (the port is in :attr:`port`), ``package`` the Debian
+    package that installs it, for the message when it is missing.
+    """
+
+    def __init__(self, command: list[str], port: int, url: str, package: str) -> None:
+        if not os.access(command[0], os.X_OK):
+            _missing(f"{command[0]} is not installed (apt-get install {package})")
+        self.command, self.port, self.url = command, port, url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients or peers, as a crash or a power loss."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    async def listening(self) -> None:
+        """Return once the server accepts TCP connections (10 s at most)."""
+        async with asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def killed_at_exit(*servers: OwnServer) -> Iterator[None]:
+    """Kill every server when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.kill()

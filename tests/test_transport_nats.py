@@ -7,18 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import ConsumerConfig
-from tests.brokers import NATS, free_port, require
+from tests.brokers import NATS, OwnServer, free_port, killed_at_exit, require
 
 from seawall import Event, Service, System
 from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
@@ -367,47 +364,13 @@ async def test_connecting_to_no_server_fails_soon_and_says_what_to_check() -> No
 
 
 # -- faults: servers die mid-stream ------------------------------------------------
-class ServerProcess:
+class ServerProcess(OwnServer):
     """A nats-server of a test's own, on loopback, that the test may kill and restart."""
 
     def __init__(self, store: Path, *extra: str) -> None:
-        if not os.access(NATS_SERVER, os.X_OK):
-            pytest.skip(f"{NATS_SERVER} is not installed (apt-get install nats-server)")
-        self.port = free_port()
-        self.command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-        self.command += ["-sd", str(store), *extra]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to clients or peers, as a crash or power loss."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    async def listening(self) -> None:
-        async with asyncio.timeout(10):
-            while True:
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                    writer.close()
-                    return
-                await asyncio.sleep(0.02)
-
-
-@contextlib.contextmanager
-def killed_at_exit(*servers: ServerProcess) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in servers:
-            server.kill()
+        port = free_port()
+        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+        super().__init__([*command, *extra], port, f"nats://127.0.0.1:{port}", "nats-server")
 
 
 class Tick(Event):

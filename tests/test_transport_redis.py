@@ -4,12 +4,8 @@ partition hand-over, interoperability with plain redis-py, and a fault test
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import redis.asyncio
-from tests.brokers import REDIS, free_port, require
+from tests.brokers import REDIS, OwnServer, free_port, require
 
 from seawall import Command, Document, Event, Service, System
 from seawall._exceptions import ConnectionLost, TransportClosed
@@ -239,39 +235,15 @@ def test_connect_picks_the_redis_transport_by_url() -> None:
 
 
 # -- faults: the server dies mid-stream ----------------------------------------------
-class ServerProcess:
+class ServerProcess(OwnServer):
     """A redis-server of the test's own, on loopback, fsyncing its AOF on every write."""
 
     def __init__(self, data: Path) -> None:
-        if not os.access(REDIS_SERVER, os.X_OK):
-            pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.command = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port)]
-        self.command += ["--dir", str(data), "--save", "", "--appendonly", "yes"]
-        self.command += ["--appendfsync", "always", "--logfile", str(data / "redis.log")]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to clients, as a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    async def listening(self) -> None:
-        async with asyncio.timeout(10):
-            while True:
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                    writer.close()
-                    return
-                await asyncio.sleep(0.02)
+        port = free_port()
+        command = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data)]
+        command += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        command += ["--logfile", str(data / "redis.log")]
+        super().__init__(command, port, f"redis://127.0.0.1:{port}/0", "redis-server")
 
 
 class Tick(Event):
