@@ -40,6 +40,7 @@ from ._node import Node
 from ._payload import Payload
 from ._replies import Done
 from ._service import Handler, Subscription
+from ._tasks import being_cancelled
 from ._transport import Delivery
 from ._transport import Subscription as TransportSubscription
 
@@ -270,7 +271,7 @@ class Dispatcher:
                 await self._failed(sub, item, handler, exc)
             return
         except asyncio.CancelledError as exc:
-            if _being_cancelled():
+            if being_cancelled():
                 raise  # the worker is being stopped
             # A handler that lets a CancelledError out without being cancelled (it awaited
             # a future someone else cancelled) failed like any other; left to propagate it
@@ -449,8 +450,3 @@ class Dispatcher:
             await sub.ack(item.delivery)
         finally:
             self._finish(item)
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

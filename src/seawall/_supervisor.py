@@ -21,6 +21,7 @@ from typing import Self
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ConfigurationError, ConnectionLost, ServiceError, SupervisorGaveUp
+from ._tasks import being_cancelled
 
 __all__ = ["RestartIntensity", "RestartTracker", "Supervisor"]
 
@@ -195,7 +196,7 @@ class Supervisor:
                 await asyncio.ensure_future(run())
                 return
             except Exception as exc:
-                if self._stopping or _being_cancelled():
+                if self._stopping or being_cancelled():
                     logger.warning(
                         "child %s of supervisor %s crashed while stopping; not restarted",
                         name,
@@ -250,8 +251,3 @@ def _only_lost_links(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.split(ConnectionLost)[1] is None
     return isinstance(exc, ConnectionLost)
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-__all__ = ["TaskScope"]
+__all__ = ["TaskScope", "being_cancelled"]
 
 T = TypeVar("T")
 log = logging.getLogger("seawall.tasks")
@@ -65,3 +65,9 @@ class TaskScope:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def being_cancelled() -> bool:
+    """Whether the running task has a cancellation pending (someone is stopping it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
