@@ -29,7 +29,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from ._clock import Clock, timeout_at
+from ._clock import Clock, timeout_at, wait_until
 from ._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from ._log import GroupState, Taken
 from ._pages import PagedLog, Reader
@@ -505,12 +505,7 @@ class Member:
         # firing a hair early just loops once more.
         if due is not None and due <= clock.time():
             due = None
-        timer = None if due is None else clock.call_at(due, self.wake.set)
-        try:
-            await self.wake.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
+        await wait_until(clock, self.wake, due)
 
     def ack(self, partition: int, offset: int) -> None:
         """Settle a delivery; ignored if this member no longer holds it."""

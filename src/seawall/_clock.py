@@ -30,6 +30,7 @@ __all__ = [
     "VirtualClock",
     "outside_the_loop",
     "timeout_at",
+    "wait_until",
 ]
 
 
@@ -171,6 +172,19 @@ class VirtualClock:
                     await asyncio.sleep(0.001)  # nothing scheduled: let real I/O move
                 else:
                     self.advance_to(due)
+
+
+async def wait_until(clock: Clock, event: asyncio.Event, when: float | None) -> None:
+    """Wait until ``event`` is set or ``clock`` reaches ``when`` (None: no time limit).
+
+    The event is left as it is; a caller that loops clears it before waiting again.
+    """
+    timer = None if when is None else clock.call_at(when, event.set)
+    try:
+        await event.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from .._assignment import Leases, token, wanted
-from .._clock import Timer
+from .._clock import wait_until
 from .._exceptions import ConnectionLost, DecodeError, TransportClosed, TransportError
 from .._ids import uuid7
 from .._message import Message, from_headers
@@ -308,12 +308,7 @@ class NatsSubscription:
                 await self._keep_alive(now - keepalive)
                 return
             dues.append(oldest + keepalive)
-        timer: Timer | None = clock.call_at(min(dues), self.wake.set) if dues else None
-        try:
-            await self.wake.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
+        await wait_until(clock, self.wake, min(dues) if dues else None)
 
     async def _keep_alive(self, older_than: float) -> None:
         now = self.transport.clock.time()
@@ -497,11 +492,7 @@ class _Ownership:
                 await self._renew()
                 renew_at = clock.time() + every
             await self._rebalance()
-            timer = clock.call_at(renew_at, self.changed.set)
-            try:
-                await self.changed.wait()
-            finally:
-                timer.cancel()
+            await wait_until(clock, self.changed, renew_at)
 
     async def _renew(self) -> None:
         with translated(f"renewing the lease of {self.me}"):

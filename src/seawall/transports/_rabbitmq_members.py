@@ -27,6 +27,7 @@ import aiormq.abc
 import aiormq.exceptions
 
 from .._assignment import Leases, wanted
+from .._clock import wait_until
 from ._rabbitmq_layout import Layout
 from ._rabbitmq_subscription import Source
 from ._rabbitmq_topology import translated
@@ -147,11 +148,7 @@ class Membership:
                     await self._announce("alive")
                     renew_at = clock.time() + every
                 await self._rebalance()
-                timer = clock.call_at(renew_at, self.changed.set)
-                try:
-                    await self.changed.wait()
-                finally:
-                    timer.cancel()
+                await wait_until(clock, self.changed, renew_at)
         except Exception as exc:
             log.warning("partition assignment of %s failed (%r)", self.roster.me, exc)
             await self.sub.break_link(f"its partition assignment failed ({exc!r})")

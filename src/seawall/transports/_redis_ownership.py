@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .._assignment import wanted
+from .._clock import wait_until
 from .._exceptions import TransportError
 from ._redis_wire import round_trip, translated
 
@@ -61,11 +62,7 @@ class Ownership:
         while not self.stopped:
             self.changed.clear()
             every = _WANTING if self.missing else self.every
-            timer = clock.call_at(clock.time() + every, self.changed.set)
-            try:
-                await self.changed.wait()
-            finally:
-                timer.cancel()
+            await wait_until(clock, self.changed, clock.time() + every)
             if not self.stopped:
                 await self.round()
 

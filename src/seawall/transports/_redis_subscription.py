@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._clock import wait_until
 from .._exceptions import ConnectionLost, TransportError
 from .._ids import uuid7
 from .._message import Message
@@ -163,12 +164,7 @@ class RedisSubscription:
         await self._read(credit, max(0.001, min(self.transport.poll, self._due_at - now)))
 
     async def _sleep(self, until: float | None) -> None:
-        timer = self.transport.clock.call_at(until, self._wake.set) if until else None
-        try:
-            await self._wake.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
+        await wait_until(self.transport.clock, self._wake, until or None)
 
     async def _read(self, credit: int, block: float) -> None:
         streams = list(self.owned.items())
