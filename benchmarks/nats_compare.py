@@ -49,6 +49,7 @@ from seawall._transport import ChannelSpec
 from seawall.transports.nats import NatsTransport
 
 from . import jetstream
+from .faststream_payload import ReadingModel
 from .workloads import (
     PAYLOAD,
     PROBE,
@@ -145,14 +146,6 @@ async def raw_jetstream(count: int, window: int) -> float:
 
 async def faststream_core(count: int, window: int) -> float:
     from faststream.nats import NatsBroker
-    from pydantic import BaseModel
-
-    class ReadingModel(BaseModel):
-        sensor: str
-        seq: int
-        value: float
-        unit: str
-        site: str
 
     tally = Tally()
     subject = f"bench.fs.{uuid.uuid4().hex[:8]}"
@@ -172,14 +165,6 @@ async def faststream_core(count: int, window: int) -> float:
 async def faststream_jetstream(count: int, window: int) -> float:
     """FastStream's durable equivalent: a JetStream stream, a durable pull subscriber."""
     from faststream.nats import JStream, NatsBroker, PullSub
-    from pydantic import BaseModel
-
-    class ReadingModel(BaseModel):
-        sensor: str
-        seq: int
-        value: float
-        unit: str
-        site: str
 
     tally = Tally()
     tag = uuid.uuid4().hex[:8]
@@ -321,20 +306,12 @@ async def raw_stored_request(count: int) -> tuple[float, float]:
 
 async def faststream_request(count: int) -> tuple[float, float]:
     from faststream.nats import NatsBroker
-    from pydantic import BaseModel
-
-    class ProbeModel(BaseModel):
-        sensor: str
-        seq: int
-        value: float
-        unit: str
-        site: str
 
     subject = f"bench.fsrpc.{uuid.uuid4().hex[:8]}"
     broker = NatsBroker(URL, logger=None)
 
-    @broker.subscriber(subject)
-    async def answer(body: ProbeModel) -> dict[str, Any]:
+    @broker.subscriber(subject)  # a Probe has the same fields as a reading
+    async def answer(body: ReadingModel) -> dict[str, Any]:
         return {"seq": body.seq, "accepted": True}
 
     latencies = []

@@ -45,7 +45,6 @@ from typing import Any
 import aio_pika
 import aio_pika.abc
 import msgspec
-import pydantic
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
 from seawall import Command, Document, Service, System
@@ -53,6 +52,7 @@ from seawall._ids import uuid7
 from seawall._message import Message
 from seawall.transports.rabbitmq import RabbitMQTransport
 
+from .faststream_payload import ReadingModel
 from .workloads import PAYLOAD, Reading
 
 URL = os.environ.get("SEAWALL_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -77,16 +77,6 @@ class Ask(Command, frozen=True):
 class Answer(Document, frozen=True):
     type_name = "bench.Answer"
     seq: int
-
-
-class ReadingModel(pydantic.BaseModel):
-    """FastStream's typed message (it decodes through pydantic)."""
-
-    sensor: str
-    seq: int
-    value: float
-    unit: str
-    site: str
 
 
 ASK = Ask(**msgspec.structs.asdict(PAYLOAD))

@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import msgspec
-import pydantic
 import redis.asyncio
 
 from seawall import Service, System
@@ -43,21 +42,12 @@ from seawall._ids import uuid7
 from seawall._message import Message
 from seawall.transports.redis import RedisTransport
 
+from .faststream_payload import ReadingModel
 from .workloads import PAYLOAD, Reading
 
 URL = os.environ.get("SEAWALL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BODY = msgspec.json.encode(PAYLOAD)
 decode = msgspec.json.Decoder(Reading).decode
-
-
-class ReadingModel(pydantic.BaseModel):
-    """The payload as FastStream users declare it."""
-
-    sensor: str
-    seq: int
-    value: float
-    unit: str
-    site: str
 
 
 async def raw(count: int, window: int) -> float:
