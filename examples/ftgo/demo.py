@@ -1,12 +1,12 @@
 """The FTGO demo run: start the system with ``seawall up``, drive orders, break things.
 
 :func:`run` starts the broker and the nine service processes of
-``seawall.toml`` (in a fresh state directory), revises the menus, places the
-orders ``concurrency`` at a time from a client process, and meanwhile injects
-faults: a Kitchen process is killed with SIGKILL a third of the way through
-(the supervisor starts it again), a malformed ticket command is published (the
-Kitchen dead-letters it), a menu is revised mid-run, and Accounting declines
-a share of the cards. Then it waits for the asynchronous follow-ups (courier
+``seawall.toml`` (in a fresh state directory), revises the menus, publishes a
+malformed ticket command (the Kitchen dead-letters it), places the orders
+``concurrency`` at a time from a client process, and meanwhile injects faults:
+a Kitchen process is killed with SIGKILL a third of the way through (the
+supervisor starts it again), a menu is revised mid-run, and Accounting
+declines a share of the cards. Then it waits for the asynchronous follow-ups (courier
 assignments), and audits the facts the services recorded in their own files
 (:mod:`examples.ftgo.audit`).
 """
@@ -140,6 +140,7 @@ async def _drive_system(
                     f"{prefix}restaurant", ReviseMenu(restaurant_id=restaurant, prices=prices)
                 )
             await transport.publish(f"{prefix}kitchen", malformed())
+            await _dead_letter_counted(up, summary)
             faults = Faults()
             started = time.perf_counter()
             await _place_orders(ctx, up, summary, concurrency, faults, tick)
@@ -206,15 +207,27 @@ async def _collect(sub: Subscription, into: list[Message]) -> None:
         await sub.close()
 
 
+async def _dead_letter_counted(up: Up, summary: Summary) -> None:
+    """Wait (bounded) until the malformed message is in the dead-letter channel and the
+    Kitchen that put it there has reported it, before any fault is injected: counters a
+    process has not reported yet die with it when it is killed with SIGKILL."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        counted = sum(i.total("dead_lettered") for i in up.refresh())
+        if summary.dead_letters and counted:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _settle(up: Up, summary: Summary) -> None:
-    """Wait (bounded) for the courier assignments, the dead letter and the restarted Kitchen."""
+    """Wait (bounded) for the courier assignments and the restarted Kitchen."""
     folder = Path(up.config.env["FTGO_STATE"])
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
         approved = {o for o, out in summary.outcomes.items() if out.state == "approved"}
         jobs = Facts.read_jobs(folder)
         kitchens_up = all(i.state == "running" for i in up.refresh() if i.service == "kitchen")
-        if approved <= jobs.keys() and summary.dead_letters and kitchens_up:
+        if approved <= jobs.keys() and kitchens_up:
             return
         await asyncio.sleep(0.05)
 
