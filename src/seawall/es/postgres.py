@@ -11,20 +11,28 @@ We keep writers apart only for the moment they take their transaction id and
 their positions, and let readers hold back what might still be overtaken:
 
 * each row stores its writing transaction's id (``xid``, ``pg_current_xact_id()``);
-* an append takes a session advisory lock, inserts (which assigns the xid and
-  the positions), and releases the lock *before* committing. So among event
-  writers, a lower transaction id always means lower positions;
-* a reader returns only rows whose ``xid`` is below the ``xmin`` of its own
-  snapshot (``pg_snapshot_xmin(pg_current_snapshot())``): every transaction
-  below it has committed or aborted, so no row can still appear beneath them.
+* an append first takes a transaction-level *shared* advisory lock (the
+  writers' mark, held until it commits or aborts; writers never wait on each
+  other for it), then a session advisory lock under which it inserts (which
+  assigns the xid and the positions), and releases that one *before*
+  committing. So among event writers a lower transaction id always means lower
+  positions, and every writer with uncommitted rows carries the mark;
+* a reader returns only rows whose ``xid`` is below a *horizon*: the lowest
+  transaction id, among those its snapshot sees as running, that is either an
+  event writer (it carries the mark) or has ended since the snapshot was taken
+  (it may have been one), or the snapshot's ``xmax`` if there is none.
 
-Suppose a reader returned row *q* while a lower position *p* was uncommitted:
-*p*'s writer took its xid and positions before *q*'s writer, so its xid is the
-smaller one; being still open, it is at or above the reader's ``xmin``, and so
-is *q*'s larger xid, so *q* would have been held back. Commits (the slow
-part) still run side by side. The price: a row becomes readable only once
-every transaction that started before it, on the whole server, has ended, so
-a long-running transaction anywhere delays followers (never appends).
+Suppose a reader returned row *q* while a lower position *p* was uncommitted
+at its snapshot: *p*'s writer took its xid and positions before *q*'s writer,
+so its xid is the smaller one, and it is among the running ones the snapshot
+lists. The horizon is computed after the snapshot: the lock table is read
+first (one consistent read), the transactions' states after it. If *p*'s
+writer was still running when the locks were read, it carried the mark; if not,
+it had ended before its state was read. Either way the horizon is at or below
+*p*'s xid, so below *q*'s, and *q* was held back. Commits (the slow part)
+still run side by side. A long transaction that writes no events (a report, a
+migration, an idle session in a transaction) holds nobody back; a row becomes
+readable once every event writer that took its positions before it has ended.
 
 Followers in this process wake as soon as an append here commits; appends by
 other processes are seen by polling (``poll`` seconds, 0.1 by default). We do
@@ -51,7 +59,11 @@ __all__ = ["PostgresEventStore"]
 
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 _COLUMNS = "position, stream, version, id, type, type_version, time, data"
-_VISIBLE = "xid < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+def _visible(p: str) -> str:
+    """The reader's guard (an init plan: the horizon is computed once per query)."""
+    return f"xid < (SELECT {p}horizon(pg_current_snapshot()))"
 
 
 def _schema(p: str) -> str:
@@ -79,6 +91,27 @@ def _schema(p: str) -> str:
         name text PRIMARY KEY,
         position bigint NOT NULL
     );
+    CREATE OR REPLACE FUNCTION {p}horizon(snap pg_snapshot) RETURNS xid8
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        writers xid[];
+        lowest xid8;
+    BEGIN
+        -- one read of the lock table: the transaction ids of those carrying the mark
+        WITH l AS MATERIALIZED (SELECT * FROM pg_locks)
+        SELECT array_agg(t.transactionid) INTO writers
+        FROM l AS mark JOIN l AS t ON t.virtualtransaction = mark.virtualtransaction
+        WHERE mark.locktype = 'advisory' AND mark.granted AND mark.objsubid = 2
+          AND mark.classid = hashtext('seawall-es')::oid
+          AND mark.objid = hashtext('{p}events')::oid
+          AND mark.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND t.locktype = 'transactionid' AND t.granted AND t.mode = 'ExclusiveLock';
+        -- then the states, read after the locks: a writer missing there has ended by now
+        SELECT min(x) INTO lowest FROM pg_snapshot_xip(snap) AS x
+        WHERE xid(x) = ANY(coalesce(writers, '{{}}'))
+           OR pg_xact_status(x) IS DISTINCT FROM 'in progress';
+        RETURN least(lowest, pg_snapshot_xmax(snap));
+    END $$;
     CREATE OR REPLACE FUNCTION {p}append(
         s text, expected integer, ids text[], types text[], versions text[],
         t double precision, payloads bytea[]
@@ -86,6 +119,7 @@ def _schema(p: str) -> str:
     DECLARE
         actual integer;
     BEGIN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('seawall-es'), hashtext('{p}events'));
         PERFORM pg_advisory_lock(hashtext('{p}events'));
         SELECT coalesce(max(version), 0) INTO actual FROM {p}events WHERE stream = s;
         IF actual <> expected THEN
@@ -122,7 +156,7 @@ class PostgresEventStore:
             f"SELECT {_COLUMNS} FROM {p}events WHERE stream = $1 AND version >= $2 ORDER BY version"
         )
         self._sql_all = (
-            f"SELECT {_COLUMNS} FROM {p}events WHERE position > $1 AND {_VISIBLE} "
+            f"SELECT {_COLUMNS} FROM {p}events WHERE position > $1 AND {_visible(p)} "
             "ORDER BY position LIMIT $2"
         )
 
@@ -236,7 +270,8 @@ class PostgresEventStore:
         return [RecordedEvent(*row) for row in rows]
 
     async def head(self) -> int:
-        rows = await self._fetch(f"SELECT max(position) FROM {self.prefix}events WHERE {_VISIBLE}")
+        p = self.prefix
+        rows = await self._fetch(f"SELECT max(position) FROM {p}events WHERE {_visible(p)}")
         return int(rows[0][0] or 0)
 
     async def position_at(self, time: float) -> int:
@@ -331,7 +366,7 @@ class PostgresEventStore:
         p = self.prefix
         await self._pool.execute(
             f"DROP TABLE IF EXISTS {p}events, {p}snapshots, {p}checkpoints; "
-            f"DROP FUNCTION IF EXISTS {p}append"
+            f"DROP FUNCTION IF EXISTS {p}append, {p}horizon"
         )
 
     async def close(self) -> None:
