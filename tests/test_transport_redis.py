@@ -4,8 +4,10 @@ partition hand-over, interoperability with plain redis-py, and a fault test
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ import redis.asyncio
 from tests.brokers import REDIS, OwnServer, free_port, require
 
 from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportClosed
+from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
 from seawall._ids import uuid7
 from seawall._message import Message
 from seawall._transport import ChannelSpec, Durability, Transport
@@ -377,3 +379,128 @@ async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing(
         finally:
             await requester.close()
             await replier.close()
+
+
+# -- reply inboxes of processes that die: their keys expire --------------------------
+REQUESTER = """
+import asyncio, sys
+from seawall import System
+from seawall.transports.redis import RedisTransport
+
+async def main() -> None:
+    async with System(transport=RedisTransport(sys.argv[1], prefix=sys.argv[2])) as system:
+        print(system.node.inbox, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_the_inbox_keys_of_a_sigkilled_requester_expire_after_the_ttl() -> None:
+    ttl = 1.0
+    async with scratch_prefix() as prefix:
+        url = f"{require(REDIS)}?ephemeral_ttl={ttl:g}"  # the option as a URL gives it
+        client = redis.asyncio.Redis.from_url(require(REDIS))
+        requester = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", REQUESTER, url, prefix, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert requester.stdout is not None
+            inbox = (await requester.stdout.readline()).decode().strip()
+            keys = Keys(prefix, inbox)
+            assert await client.exists(keys.meta, keys.stream(0)) == 2
+            assert await client.xinfo_groups(keys.stream(0))  # the inbox's group
+            assert 0 < await client.pttl(keys.stream(0)) <= ttl * 1000
+        finally:
+            requester.kill()  # SIGKILL: nothing closes the inbox
+            await requester.wait()
+        killed = time.monotonic()
+        while await client.exists(*keys.expiring(1, inbox)):
+            assert time.monotonic() - killed < ttl + 2.0, "the dead requester's keys stayed"
+            await asyncio.sleep(0.05)
+        gone_after = time.monotonic() - killed
+        await client.aclose()
+    # renewed every third of the ttl while it lived: gone within (2/3 ttl, ttl] of its death
+    assert gone_after > ttl / 3, gone_after
+
+
+async def test_a_live_idle_inbox_outlives_many_ttls_and_still_gets_its_replies() -> None:
+    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+
+    @svc.command
+    async def quote(cmd: Quote) -> Price:
+        return Price(item=cmd.item, cents=100 * len(cmd.item))
+
+    ttl = 0.3
+    async with scratch_prefix() as prefix:
+        server = RedisTransport(require(REDIS), prefix=prefix)
+        client = RedisTransport(require(REDIS), prefix=prefix, ephemeral_ttl=ttl)
+        async with System(svc, transport=server), System(transport=client) as caller:
+            keys = Keys(prefix, caller.node.inbox)
+            plain = await client.link()
+            for _ in range(8):  # idle for eight ttls: nothing is requested meanwhile
+                await asyncio.sleep(ttl)
+                assert await plain.exists(keys.meta, keys.stream(0)) == 2
+                assert 0 < await plain.pttl(keys.meta) <= ttl * 1000
+            price = await caller.context().request(svc.name, Quote(item="ab"), returns=Price)
+        await server.close()
+        await client.close()
+    assert price == Price(item="ab", cents=200)
+
+
+async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal() -> None:
+    async with scratch_prefix() as prefix:
+        transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=0.3)
+        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        keys = Keys(prefix, inbox)
+        try:
+            await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
+            sub = await transport.subscribe(inbox, group=inbox)
+            plain = await transport.link()
+            async with Inbox(sub, patience=5.0) as reader:
+                await plain.delete(keys.meta)  # as if the link had been down past the ttl
+                _, error = await reader.finish()
+            assert isinstance(error, ConnectionLost), error
+            assert "expired" in str(error)
+            again = await transport.subscribe(inbox, group=inbox)
+            assert 0 < await plain.pttl(keys.meta) <= 300
+            assert 0 < await plain.pttl(keys.stream(0)) <= 300
+            sent = make_message(1)
+            await transport.publish(inbox, sent)
+            async with Inbox(again, patience=5.0) as reader:
+                [got] = await reader.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
+
+
+async def test_keys_an_ephemeral_channel_gains_later_are_mortal_too() -> None:
+    async with scratch_prefix() as prefix:
+        transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=30)
+        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        keys = Keys(prefix, inbox)
+        try:
+            await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
+            plain = await transport.link()
+            assert 0 < await plain.pttl(keys.meta) <= 30_000  # born mortal, before any reader
+            await transport.publish(inbox, make_message(0))  # the append makes the stream
+            assert 0 < await plain.pttl(keys.stream(0)) <= 30_000
+            sub = await transport.subscribe(inbox, group=inbox)
+            async with Inbox(sub, patience=5.0) as reader:
+                [got] = await reader.collect(1)
+                await sub.nack(got, delay=60.0)  # makes the group's retry set
+            assert 0 < await plain.pttl(keys.retry(inbox, 0)) <= 30_000
+        finally:
+            await transport.close()
+
+
+def test_the_ephemeral_ttl_comes_from_the_url_or_the_constructor() -> None:
+    from_url = RedisTransport("redis://127.0.0.1:6379/0?ephemeral_ttl=2.5&db=0")
+    assert from_url.ephemeral_ttl == 2.5
+    assert from_url.url == "redis://127.0.0.1:6379/0?db=0"  # redis-py would refuse the option
+    assert RedisTransport("redis://127.0.0.1:6379/0").ephemeral_ttl == 60.0
+    assert RedisTransport("redis://h/0?ephemeral_ttl=9", ephemeral_ttl=4).ephemeral_ttl == 4
+    with pytest.raises(ConfigurationError, match=r"ephemeral_ttl .* number of seconds"):
+        RedisTransport("redis://127.0.0.1:6379/0?ephemeral_ttl=soon")
+    with pytest.raises(ConfigurationError, match="positive"):
+        RedisTransport("redis://127.0.0.1:6379/0", ephemeral_ttl=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -22,6 +23,7 @@ from tests.brokers import NATS, require
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
 from seawall._up import Instance, InstanceReport, Up
 from seawall._up_config import UpConfig, load_up_config, parse_up_config
+from seawall._up_lifeline import Lifeline
 from seawall._up_status import Rates, handled_by_service, status_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,3 +263,105 @@ async def test_a_killed_broker_is_started_again_and_the_services_reconnect(echo_
     assert answer is not None
     assert answer.n == 3
     assert not echo_up.gave_up.is_set()
+
+
+def children_of(parent: int) -> dict[int, str]:
+    """Every process whose parent is ``parent``, with its command line (ps on Linux and macOS)."""
+    table = subprocess.run(
+        ["ps", "-A", "-ww", "-o", "pid=,ppid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    rows = (line.split(None, 2) for line in table.splitlines())
+    return {int(pid): args for pid, ppid, args in rows if int(ppid) == parent}
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return state.stdout.strip()[:1] not in ("", "Z")
+
+
+def start_seawall_up(tmp_path: Path, services: str) -> subprocess.Popen[str]:
+    toml = tmp_path / "seawall.toml"
+    toml.write_text(f'state = "{tmp_path / "state"}"\ngrace = 2.0\n{services}')
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    env.pop("SEAWALL_TRANSPORT", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "seawall", "up", str(toml)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+async def test_sigkilled_seawall_up_takes_the_broker_and_every_service_with_it(
+    tmp_path: Path, out: Path
+) -> None:
+    proc = start_seawall_up(
+        tmp_path, '[services.echo]\ntarget = "tests.apps.up_app:echo"\ninstances = 2\n'
+    )
+    status = [tmp_path / "state" / "status" / f"echo-{n}.json" for n in (1, 2)]
+    children: dict[int, str] = {}
+    try:
+        await until(
+            lambda: all(f.exists() and b'"ready":true' in f.read_bytes() for f in status),
+            "both instances to report ready",
+            timeout=30,
+        )
+        children = children_of(proc.pid)
+        [broker] = [pid for pid, args in children.items() if " broker " in args]
+        assert len(children) == 3  # the broker and two instances
+        socket = children[broker].split("--unix ")[1].split()[0]
+        async with System(transport=f"seawall+unix://{socket}") as client:
+            await client.context().send("echo", Slow(n=7, seconds=1.0))
+            await until(lambda: out.exists() and "start 7" in out.read_text(), "the handler")
+        proc.kill()  # while the handler of Slow 7 is in flight
+        proc.wait()
+        await until(lambda: not any(map(alive, children)), "every child to end", timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in filter(alive, children):  # leave nothing behind when the test fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert lines(out) == ["start 7", "end 7"]  # the instance drained as on SIGTERM
+    broker_log = (tmp_path / "state" / "logs" / "broker.log").read_text()
+    assert "seawall broker: stopped cleanly" in broker_log  # closed, not killed
+
+
+LIFELINE_CHILD = """
+import signal, sys, time
+from seawall._up_lifeline import hold
+drain = lambda *_: sys.exit(0)  # noqa: E731
+signal.signal(signal.SIGTERM, drain if sys.argv[2] == "drains" else signal.SIG_IGN)
+hold(int(sys.argv[1]), backstop=0.5)
+print("holding", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.parametrize(("behaviour", "status"), [("drains", 0), ("hangs", 70)])
+def test_a_cut_lifeline_stops_the_child_through_sigterm_then_the_backstop(
+    behaviour: str, status: int
+) -> None:
+    # the parent stays alive, so only the pipe (the portable watch) can tell the child
+    lifeline = Lifeline()
+    with subprocess.Popen(
+        [sys.executable, "-c", LIFELINE_CHILD, str(lifeline.fd), behaviour],
+        pass_fds=[lifeline.fd],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "holding\n"
+            assert child.poll() is None
+        finally:
+            lifeline.close()
+        assert child.wait(timeout=10) == status

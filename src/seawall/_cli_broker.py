@@ -5,6 +5,8 @@ serves it with :class:`~seawall._server.BrokerServer` on TCP and/or a unix
 socket until SIGTERM or Ctrl-C; clients connect with ``seawall://host:port``
 or ``seawall+unix:///path``. Tokens, channel rights and limits come from
 ``--config`` (the TOML format of :func:`~seawall._acl.load_server_config`).
+Under ``seawall up`` it also stops when ``seawall up`` dies (the hidden
+``--lifeline`` option, see :mod:`seawall._up_lifeline`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from ._acl import ServerConfig, load_server_config
 from ._broker import BrokerLimits
 from ._exceptions import ConfigurationError
 from ._server import BrokerServer
+from ._up_lifeline import hold
 from .transports.embedded import EmbeddedTransport, SyncPolicy
 
 __all__ = ["serve_broker", "split_listen", "tls_context"]
 
 log = logging.getLogger("seawall.broker")
+
+LIFELINE_BACKSTOP = 10.0
+"""Seconds a broker started by ``seawall up`` may take to close after ``seawall up`` died."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -108,6 +114,7 @@ async def serve_broker(
 )
 @click.option("--tls-cert", default=None, help="PEM certificate chain for TLS.")
 @click.option("--tls-key", default=None, help="PEM private key for TLS.")
+@click.option("--lifeline", type=int, default=None, hidden=True)  # from seawall up
 def broker(
     data: Path,
     listen: str | None,
@@ -116,10 +123,13 @@ def broker(
     sync: SyncPolicy,
     tls_cert: str | None,
     tls_key: str | None,
+    lifeline: int | None,
 ) -> None:
     """Run the embedded durable broker as a server (seawall://) until SIGTERM or Ctrl-C."""
     if listen is None and unix is None:
         raise click.UsageError("give --listen HOST:PORT, --unix PATH, or both")
+    if lifeline is not None:
+        hold(lifeline, backstop=LIFELINE_BACKSTOP)
     try:
         config = load_server_config(config_path) if config_path else ServerConfig()
         tls = tls_context(tls_cert, tls_key)

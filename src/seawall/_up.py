@@ -13,8 +13,11 @@ often than the :class:`~seawall.RestartIntensity` allows is given up on, and
 process, which drains; SIGKILL to those still running after the grace period;
 the broker last, the same way. The embedded broker is supervised like the
 services: if it dies it is started again on the same data and socket, and the
-services' links reconnect. Children write their counters to status files
-(see :mod:`seawall._up_child`) that :meth:`Up.instances` reads back.
+services' links reconnect. Every child holds a
+:class:`~seawall._up_lifeline.Lifeline` to the supervisor, so if the supervisor
+dies, even by SIGKILL, the children stop the way SIGTERM stops them instead of
+living on as orphans. Children write their counters to status files (see
+:mod:`seawall._up_child`) that :meth:`Up.instances` reads back.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ from ._exceptions import ServiceError, SupervisorGaveUp
 from ._ids import uuid7
 from ._supervisor import RestartTracker
 from ._up_config import ServiceSpec, UpConfig
+from ._up_lifeline import Lifeline
 
-__all__ = ["Instance", "InstanceReport", "Up", "write_report"]
+__all__ = ["KILL_MARGIN", "Instance", "InstanceReport", "Up", "write_report"]
 
 log = logging.getLogger("seawall.up")
 
@@ -50,7 +54,7 @@ State = Literal["starting", "running", "restarting", "stopping", "stopped", "fai
 
 _COUNTERS = ("handled", "failed", "retried", "dead_lettered")
 _READY_TIMEOUT = 30.0
-_KILL_MARGIN = 3.0
+KILL_MARGIN = 3.0
 """Seconds past the grace period before a process that ignores SIGTERM gets SIGKILL."""
 
 
@@ -138,6 +142,7 @@ class Up:
         self._group: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._started = False
+        self._lifeline: Lifeline | None = None
 
     @property
     def logs(self) -> Path:
@@ -155,8 +160,13 @@ class Up:
             folder.mkdir(parents=True, exist_ok=True)
         for stale in self.status_dir.glob("*.json"):
             stale.unlink()
+        self._lifeline = Lifeline()
         if self.config.embedded:
-            await self._start_broker()
+            try:
+                await self._start_broker()
+            except BaseException:
+                self._lifeline.close()
+                raise
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         if self._broker is not None:
@@ -177,6 +187,8 @@ class Up:
             await self._stop_broker()  # after the services, which drain through it
             assert self._group is not None
             await self._group.__aexit__(exc_type, exc, tb)
+            assert self._lifeline is not None
+            self._lifeline.close()
         if self.failure is not None and exc is None:
             raise self.failure
 
@@ -192,9 +204,10 @@ class Up:
         data = self.config.state_dir / "broker"
         command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
         command += ["--unix", self._socket, "--sync", self.config.sync]
+        command += ["--lifeline", str(self._lifeline_fd)]
         with (self.logs / "broker.log").open("ab") as sink:
             self._broker = await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, env=self._env({})
+                *command, stdout=sink, stderr=sink, env=self._env({}), pass_fds=[self._lifeline_fd]
             )
         await self._wait_for_socket(self._socket)
         log.info("broker %d serving %s on %s", self._broker.pid, data, self._socket)
@@ -252,6 +265,11 @@ class Up:
 
     # -- service processes ------------------------------------------------------------------
 
+    @property
+    def _lifeline_fd(self) -> int:
+        assert self._lifeline is not None
+        return self._lifeline.fd
+
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         # services import from where seawall up was started, as with seawall run, and
         # from the configuration file's directory
@@ -279,11 +297,14 @@ class Up:
                 "SEAWALL_UP_STATUS": str(status),
                 "SEAWALL_UP_INSTANCE": instance.name,
                 "SEAWALL_UP_ID": f"{self.id_prefix}{instance.name}-{uuid7()}",
+                "SEAWALL_UP_LIFELINE": str(self._lifeline_fd),
             }
         )
         command = [self.python, "-m", "seawall._up_child", spec.target]
         with (self.logs / f"{instance.name}.log").open("ab") as sink:
-            return await asyncio.create_subprocess_exec(*command, stdout=sink, stderr=sink, env=env)
+            return await asyncio.create_subprocess_exec(
+                *command, stdout=sink, stderr=sink, env=env, pass_fds=[self._lifeline_fd]
+            )
 
     async def _keep(self, instance: Instance) -> None:
         """Run one instance and start it again each time it exits, until stopping or giving up."""
@@ -380,7 +401,7 @@ class Up:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), self.config.grace + _KILL_MARGIN)
+                await asyncio.wait_for(process.wait(), self.config.grace + KILL_MARGIN)
             except TimeoutError:
                 log.warning("%s (pid %d) ignored SIGTERM; killing it", name, process.pid)
                 with contextlib.suppress(ProcessLookupError):

@@ -4,9 +4,10 @@ Part of the edges layer. It runs the target like ``seawall run`` does and, on
 the side, writes its counters to a small JSON status file (``SEAWALL_UP_STATUS``)
 a few times a second, replaced atomically, so the supervising process can show
 them without a second channel to the child. Once the services have subscribed,
-the file says ``"ready": true``. SIGTERM or SIGINT drain the services; a system
-whose own supervisor gave up, or a parent that went away, ends the process
-(non-zero for the first, so ``seawall up`` restarts it).
+the file says ``"ready": true``. SIGTERM or SIGINT drain the services, and so
+does the death of ``seawall up`` itself (:mod:`seawall._up_lifeline`: the
+child holds the pipe named by ``SEAWALL_UP_LIFELINE``); a system whose own
+supervisor gave up ends the process with status 1, so ``seawall up`` restarts it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 from ._cli import load_system
 from ._exceptions import SeawallError
 from ._system import System
-from ._up import InstanceReport, write_report
+from ._up import KILL_MARGIN, InstanceReport, write_report
+from ._up_lifeline import hold
 
 __all__ = ["main", "serve"]
 
@@ -44,12 +46,11 @@ def _report(system: System) -> InstanceReport:
 
 
 async def serve(system: System, status: Path | None) -> int:
-    """Run ``system`` until a signal (0), its supervisor gives up (1) or the parent leaves."""
+    """Run ``system`` until a signal (0) or until its supervisor gives up (1)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    parent = os.getppid()
     code = 0
     async with system:
         while not stop.is_set():
@@ -57,9 +58,6 @@ async def serve(system: System, status: Path | None) -> int:
                 write_report(status, _report(system))
             if not system.healthy:
                 code = 1
-                break
-            if os.getppid() != parent:
-                log.warning("the supervising process %d went away; stopping", parent)
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
@@ -78,13 +76,17 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m seawall._up_child MODULE:ATTR", file=sys.stderr)
         return 2
+    lifeline = os.environ.pop("SEAWALL_UP_LIFELINE", None)  # the fd is not for grandchildren
+    grace = float(os.environ.get("SEAWALL_GRACE", "5"))
+    if lifeline is not None:
+        hold(int(lifeline), backstop=grace + KILL_MARGIN)
     sys.path.insert(0, ".")
     status = os.environ.get("SEAWALL_UP_STATUS")
     try:
         system = load_system(
             argv[0],
             transport=os.environ.get("SEAWALL_TRANSPORT", "memory://"),
-            grace=float(os.environ.get("SEAWALL_GRACE", "5")),
+            grace=grace,
             instance=os.environ.get("SEAWALL_UP_ID"),
         )
         return asyncio.run(serve(system, Path(status) if status else None))

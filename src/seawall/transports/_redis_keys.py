@@ -72,6 +72,14 @@ class Keys:
         keys += [self.members(g) for g in groups]
         return keys
 
+    def expiring(self, lanes: int, group: str) -> list[str]:
+        """The keys an ephemeral channel's owner keeps alive, meta first (partition locks
+        and members keep their own lease)."""
+        keys = [self.meta, self.scheduled]
+        for p in range(lanes):
+            keys += [self.stream(p), self.retry(group, p)]
+        return keys
+
 
 @dataclass(frozen=True, slots=True)
 class RedisChannel:

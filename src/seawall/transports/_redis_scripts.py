@@ -6,7 +6,9 @@
   count and its fields). An entry goes in unless its partition holds its
   bound of unsettled entries; when full (and every 1024 entries) the script
   first trims what every group has settled. Returns per entry its new id or
-  ``-1`` when full; ``0`` alone when an ephemeral channel has gone.
+  ``-1`` when full; ``0`` alone when an ephemeral channel has gone. A stream
+  of an ephemeral channel left without a time to live (one that expired and
+  was made again by this append) takes the ``meta`` hash's.
 * ``schedule``: hold an entry back in the channel's ``scheduled`` sorted set
   (scored by due time; the member is the partition number and the fields,
   each prefixed by its length as 4 bytes big-endian) unless the set holds
@@ -15,7 +17,8 @@
   the set, then every partition stream); returns how many and the next due time.
 * ``give_back``: a nacked or returned entry moves to the ``PARKED`` consumer
   (optionally with its delivery count lowered, for entries never handed to
-  the application) and into the group's retry set, due at a given time.
+  the application) and into the group's retry set, due at a given time. The
+  retry set takes the stream's time to live, if it has one (ephemeral channels).
 * ``take_due``: claim the retry set's due entries for a consumer; returns
   each entry with its delivery count (the attempt), and the next due time.
 * ``reclaim``: claim entries idle longer than a bound from consumers that
@@ -23,6 +26,9 @@
 * ``heartbeat``: renew a member's lease and its partition locks, by the
   server's clock; returns the live members and the locks it lost.
 * ``unlock``: delete a partition lock if this member still holds it.
+* ``expire``: give every key of an ephemeral channel (``KEYS``: the meta hash
+  first) a time to live of ``ARGV[1]`` milliseconds, unless the meta hash has
+  already gone (``0``): its owner renews them while it lives.
 
 Stream ids are compared as (milliseconds, sequence) pairs of numbers.
 """
@@ -87,6 +93,10 @@ while i <= #ARGV do
     out[#out + 1] = -1
   else
     out[#out + 1] = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, last))
+    if ARGV[2] == '1' and redis.call('PTTL', stream) == -1 then
+      local ttl = redis.call('PTTL', meta)
+      if ttl > 0 then redis.call('PEXPIRE', stream, ttl) end
+    end
   end
   i = last + 1
 end
@@ -136,6 +146,8 @@ for i = 4, #ARGV, 2 do
     moved = moved + 1
   end
 end
+local ttl = redis.call('PTTL', stream)
+if moved > 0 and ttl > 0 then redis.call('PEXPIRE', retry, ttl) end
 return moved
 """
 
@@ -194,6 +206,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_EXPIRE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Script:
@@ -218,5 +236,6 @@ SCRIPTS = {
         Script("reclaim", _RECLAIM),
         Script("heartbeat", _HEARTBEAT),
         Script("unlock", _UNLOCK),
+        Script("expire", _EXPIRE),
     )
 }

@@ -70,6 +70,7 @@ class RedisSubscription:
         self._keep_alive_at = math.inf  # when held entries next need their idle time reset
         self._due_at = 0.0  # when to look at the retry sets next
         self._reclaim_at = 0.0
+        self._renew_at = 0.0 if channel.ephemeral else math.inf  # keys' time to live
         self._turn = 0  # which partitions a read too small for all of them starts at
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
         self._acked_at = 0.0  # when the oldest of them was acked
@@ -80,6 +81,7 @@ class RedisSubscription:
             self._owner = Ownership(self, transport.lease, transport.rebalance)
 
     async def start(self) -> None:
+        await self._renew(self.transport.clock.time())  # a key made since is mortal too
         if self._owner is None:
             for lane in range(self.channel.lanes):
                 await self.take(lane)
@@ -145,6 +147,7 @@ class RedisSubscription:
         clock = self.transport.clock
         now = clock.time()
         await self._keep_alive(now)
+        await self._renew(now)
         held = len(self._unsettled) + len(self._ready)
         credit = self.prefetch - held
         if credit <= 0 or not self.owned or (held and credit < self._low):
@@ -153,7 +156,8 @@ class RedisSubscription:
             if acks_due is not None and now >= acks_due:
                 await self._send_acks()
                 acks_due = None
-            await self._sleep(min(filter(None, (self._keep_alive_due(), acks_due)), default=None))
+            wake = (self._keep_alive_due(), acks_due, self._renew_due())
+            await self._sleep(min(filter(None, wake), default=None))
             return
         if now >= self._due_at and await self._take_due(credit, now):
             return
@@ -161,7 +165,8 @@ class RedisSubscription:
             self._reclaim_at = now + self.transport.claim_idle / 4
             if await self._reclaim(credit):
                 return
-        await self._read(credit, max(0.001, min(self.transport.poll, self._due_at - now)))
+        block = min(self.transport.poll, self._due_at - now, self._renew_at - now)
+        await self._read(credit, max(0.001, block))
 
     async def _sleep(self, until: float | None) -> None:
         await wait_until(self.transport.clock, self._wake, until or None)
@@ -300,6 +305,25 @@ class RedisSubscription:
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         with translated(f"{name} on channel {self.channel.name!r}"):
             return await self.transport.script(name, keys, args)
+
+    # -- keeping an ephemeral channel's keys alive ---------------------------------
+    def _renew_due(self) -> float | None:
+        return None if self._renew_at == math.inf else self._renew_at
+
+    async def _renew(self, now: float) -> None:
+        """Renew the keys' time to live every third of it, while this member lives."""
+        if now < self._renew_at:
+            return
+        with translated(f"renewing channel {self.channel.name!r}"):
+            alive = await self.transport.renew(self.channel, self.group)
+        if not alive:
+            await self.transport.forget(self.channel, [self.group])  # subscribing makes it anew
+            raise ConnectionLost(
+                f"the keys of ephemeral channel {self.channel.name!r} expired before this "
+                f"member renewed them (ephemeral_ttl {self.transport.ephemeral_ttl:g} s); "
+                "subscribe again"
+            )
+        self._renew_at = now + self.transport.ephemeral_ttl / 3
 
     # -- keeping held entries fresh ----------------------------------------------
     def _keep_alive_due(self) -> float | None:

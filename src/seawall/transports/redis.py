@@ -50,8 +50,17 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Ephemeral channels** (reply inboxes) → read the same way; their keys
   are deleted when their subscription closes, and a publish to an ephemeral
   channel whose ``meta`` has gone is dropped (its requester has left). A
-  publish to a missing channel named ``_inbox.…`` is dropped too. A process
-  that dies leaves its inbox keys behind.
+  publish to a missing channel named ``_inbox.…`` is dropped too. So that a
+  process that dies without closing (SIGKILL, a lost machine) leaves nothing
+  behind for long, every key of an ephemeral channel lives at most
+  ``ephemeral_ttl`` seconds (default 60; ``?ephemeral_ttl=SECONDS`` in the
+  URL): it is born with that time to live (``meta`` in the pipeline that
+  writes it, the stream with its group) and the living subscriber renews it
+  every third of it from its read loop, idle or not (the ``expire`` script);
+  a stream or retry set made again later takes the time to live of its
+  channel. If the subscriber could not renew in time (a link down longer
+  than ``ephemeral_ttl``) and the keys expired, its subscription ends with
+  :class:`ConnectionLost` and subscribing again makes the channel anew.
 * **Durability** is read from the server when the transport connects: with
   ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before
   it answers a write, :attr:`Durability.LOCAL_FSYNC`; otherwise (no AOF, or
@@ -88,6 +97,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._clock import Clock, SystemClock
 from .._exceptions import (
@@ -126,10 +136,12 @@ from ._redis_scripts import SCRIPTS
 from ._redis_subscription import RedisSubscription
 from ._redis_wire import connection_class, round_trip, translate, translated
 
-__all__ = ["RedisChannel", "RedisSubscription", "RedisTransport"]
+__all__ = ["EPHEMERAL_TTL", "RedisChannel", "RedisSubscription", "RedisTransport"]
 
 log = logging.getLogger("seawall.transports.redis")
 
+EPHEMERAL_TTL = 60.0
+"""Default seconds the keys of an ephemeral channel outlive its owner's last renewal."""
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
@@ -158,8 +170,17 @@ class RedisTransport:
         max_message_bytes: int = 8 << 20,
         connect_timeout: float = 2.0,
         api_timeout: float = 5.0,
+        ephemeral_ttl: float | None = None,
     ) -> None:
+        url, in_url = _ttl_option(url)
         self.url = url
+        ttl = ephemeral_ttl if ephemeral_ttl is not None else in_url
+        self.ephemeral_ttl = EPHEMERAL_TTL if ttl is None else ttl
+        """Seconds the keys of an ephemeral channel outlive its last renewal (see above)."""
+        if self.ephemeral_ttl <= 0:
+            raise ConfigurationError(
+                f"ephemeral_ttl must be a positive number of seconds, got {self.ephemeral_ttl}"
+            )
         self.clock = clock or SystemClock()
         self.prefix = prefix
         self.publish_timeout = publish_timeout
@@ -282,6 +303,8 @@ class RedisTransport:
                     pipe.hsetnx(keys.meta, "max_messages", spec.max_messages)
                     pipe.hsetnx(keys.meta, "ephemeral", int(spec.ephemeral))
                     pipe.hsetnx(keys.meta, "priorities", spec.priorities)
+                    if spec.ephemeral:  # its owner renews it from now on
+                        pipe.pexpire(keys.meta, self._ttl_ms)
                     pipe.hgetall(keys.meta)
                     *_, meta = await pipe.execute()
             else:
@@ -298,6 +321,15 @@ class RedisTransport:
         )
         self._channels[name] = found
         return found
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ephemeral_ttl * 1000))
+
+    async def renew(self, channel: RedisChannel, group: str) -> bool:
+        """Renew the time to live of an ephemeral channel's keys; False if they expired."""
+        keys = channel.keys.expiring(channel.lanes, group)
+        return bool(await self.script("expire", keys, [self._ttl_ms]))
 
     async def forget(self, channel: RedisChannel, groups: list[str]) -> None:
         """Delete an ephemeral channel's keys once its subscriber has left."""
@@ -463,13 +495,14 @@ class RedisTransport:
             f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
         ):
             for p in range(channel.lanes):
-                try:
-                    await client.xgroup_create(
-                        channel.keys.stream(p), channel.keys.group(group), id=at, mkstream=True
-                    )
-                except redis.exceptions.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+                stream = channel.keys.stream(p)
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.xgroup_create(stream, channel.keys.group(group), id=at, mkstream=True)
+                    if channel.ephemeral:  # born mortal: its owner renews it from now on
+                        pipe.pexpire(stream, self._ttl_ms)
+                    created, *_ = await pipe.execute(raise_on_error=False)
+                if isinstance(created, Exception) and "BUSYGROUP" not in str(created):
+                    raise created
 
     def left(self, sub: RedisSubscription) -> None:
         self._subs.discard(sub)
@@ -489,6 +522,23 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
+
+
+def _ttl_option(url: str) -> tuple[str, float | None]:
+    """``url`` without seawall's ``ephemeral_ttl`` query option (redis-py would refuse it),
+    and that option's value."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = [v for k, v in query if k == "ephemeral_ttl"]
+    if not ours:
+        return url, None
+    rest = urlencode([(k, v) for k, v in query if k != "ephemeral_ttl"])
+    try:
+        return urlunsplit(parts._replace(query=rest)), float(ours[-1])
+    except ValueError:
+        raise ConfigurationError(
+            f"ephemeral_ttl in the Redis URL must be a number of seconds, got {ours[-1]!r}"
+        ) from None
 
 
 def _lane(channel: RedisChannel, message: Message, priority: int) -> int:
