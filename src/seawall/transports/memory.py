@@ -281,13 +281,9 @@ class MemorySubscription:
                 continue
             while batch and self._state == "open":
                 partition, offset, attempt, entry = batch.popleft()
-                yield Delivery(
-                    message=decode_message(entry) if isinstance(entry, bytes) else entry,
-                    channel=name,
-                    partition=partition,
-                    attempt=attempt,
-                    token=offset,
-                )
+                message = decode_message(entry) if isinstance(entry, bytes) else entry
+                # positional: message, channel, partition, attempt, token (the offset)
+                yield Delivery(message, name, partition, attempt, offset)
 
     async def _wait(self, now: float) -> None:
         """Sleep until notified, or until the next held-back redelivery falls due."""
