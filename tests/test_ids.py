@@ -1,6 +1,6 @@
 """Tests for ``uuid7``: canonical UUIDv7 text, embedded time and strict ordering.
 
-``uuid7`` keeps its last timestamp and counter in the process, so the tests
+``uuid7`` keeps its last timestamp and count in the process, so the tests
 that pass ``now_ms`` start just after the newest id seen so far; that keeps
 them independent of test order and leaves later callers at most a few
 milliseconds ahead of the wall clock.
@@ -8,7 +8,9 @@ milliseconds ahead of the wall clock.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 import uuid
 from itertools import pairwise
@@ -26,9 +28,14 @@ def _timestamp_ms(text: str) -> int:
     return _as_int(text) >> 80
 
 
-def _counter(text: str) -> int:
-    """The 12-bit ``rand_a`` field, which uuid7 uses as a counter within one millisecond."""
+def _rand_a(text: str) -> int:
+    """The 12-bit ``rand_a`` field: random, the same for every id of one millisecond."""
     return (_as_int(text) >> 64) & 0xFFF
+
+
+def _count(text: str) -> int:
+    """The last 48 bits, which count up by one within a millisecond."""
+    return _as_int(text) & ((1 << 48) - 1)
 
 
 def _next_free_ms() -> int:
@@ -64,9 +71,11 @@ def test_embeds_the_current_time_by_default() -> None:
     assert before <= stamp <= after + 1_000
 
 
-def test_new_millisecond_starts_the_counter_low_enough_to_count_up() -> None:
+def test_a_new_millisecond_starts_its_count_low_enough_to_count_up() -> None:
     start = _next_free_ms()
-    assert all(_counter(uuid7(now_ms=start + step)) <= 0x7FF for step in range(50))
+    firsts = [uuid7(now_ms=start + step) for step in range(50)]
+    assert all(_count(text) < 1 << 47 for text in firsts)
+    assert len({_count(text) for text in firsts}) == len(firsts)  # random, not reset to 0
 
 
 def test_consecutive_ids_strictly_increase_on_the_real_clock() -> None:
@@ -76,22 +85,50 @@ def test_consecutive_ids_strictly_increase_on_the_real_clock() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_ids_in_one_millisecond_increase_and_overflow_borrows_the_next() -> None:
+def test_ids_in_one_millisecond_count_up_by_one_after_a_random_start() -> None:
     start = _next_free_ms()
     ids = [uuid7(now_ms=start) for _ in range(100_000)]
 
+    assert all(_CANONICAL.match(text) for text in ids)
     assert all(a < b for a, b in pairwise(ids))
-    assert len(set(ids)) == len(ids)
-    fields = [(value >> 80, (value >> 64) & 0xFFF) for value in map(_as_int, ids)]
-    assert fields[0][0] == start
-    for (ms_a, count_a), (ms_b, count_b) in pairwise(fields):
-        if ms_a == ms_b:
-            assert count_b == count_a + 1
-        else:
-            # the 12-bit counter ran out: borrow one millisecond, restart at zero
-            assert (ms_b, count_a, count_b) == (ms_a + 1, 0xFFF, 0)
-    # the first millisecond holds 2049..4096 ids, every later one 4096
-    assert fields[-1][0] == start + 24
+    assert {_timestamp_ms(text) for text in ids} == {start}  # nothing borrowed
+    assert len({text[:24] for text in ids}) == 1  # timestamp, rand_a, variant: one text
+    assert len({_rand_a(text) for text in ids}) == 1
+    counts = [_count(text) for text in ids]
+    assert all(b == a + 1 for a, b in pairwise(counts))
+
+
+def _first_id_in_a_child(now_ms: int) -> str:
+    """The first id a forked child of this process makes, at ``now_ms``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, uuid7(now_ms=now_ms).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_a_forked_child_starts_a_millisecond_of_its_own() -> None:
+    start = _next_free_ms()
+    uuid7(now_ms=start)
+    child = _first_id_in_a_child(start)
+    assert _CANONICAL.match(child), child
+    # had it kept the parent's millisecond, it would have handed out the parent's next id
+    assert child != uuid7(now_ms=start)
+
+
+def test_a_forked_child_does_not_share_the_random_pool() -> None:
+    start = _next_free_ms()
+    uuid7(now_ms=start)
+    child = _first_id_in_a_child(start + 1)
+    # with the parent's pool, it would have seeded the next millisecond as the parent does
+    assert child != uuid7(now_ms=start + 1)
 
 
 def test_a_clock_stepping_back_does_not_break_the_order() -> None:
@@ -107,3 +144,20 @@ def test_ids_are_unique_across_milliseconds() -> None:
     ids = [uuid7(now_ms=start + i // 10) for i in range(1_000)]
     assert len(set(ids)) == len(ids)
     assert all(a < b for a, b in pairwise(ids))
+
+
+def test_ids_made_on_several_threads_at_once_are_unique_and_increase_per_thread() -> None:
+    per_thread: list[list[str]] = [[] for _ in range(4)]
+
+    def make(out: list[str]) -> None:
+        for _ in range(20_000):
+            out.append(uuid7())
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in per_thread]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [text for out in per_thread for text in out]
+    assert len(set(every)) == len(every)
+    assert all(a < b for out in per_thread for a, b in pairwise(out))

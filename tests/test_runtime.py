@@ -431,7 +431,7 @@ class _JumpingClock(VirtualClock):
 
     def time(self) -> float:
         now = super().time()
-        if self.jump and sys._getframe(1).f_code.co_name == "_process":
+        if self.jump and sys._getframe(1).f_code.co_name == "_work":
             self.advance(self.jump)
         return now
 

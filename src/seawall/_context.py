@@ -39,7 +39,17 @@ DEFAULT_TIMEOUT = 30.0
 class Reply(Generic[R]):
     """The pending reply to a request; await it now or later."""
 
-    __slots__ = ("_channel", "_deadline", "_future", "_into", "_node", "_request", "_send")
+    __slots__ = (
+        "_channel",
+        "_deadline",
+        "_future",
+        "_into",
+        "_node",
+        "_request",
+        "_send",
+        "_sender",
+        "_timed_out",
+    )
 
     def __init__(
         self,
@@ -58,9 +68,17 @@ class Reply(Generic[R]):
         self._send = send
         self._future = future
         self._deadline = deadline
+        self._sender: asyncio.Task[Any] | None = None
+        """The task publishing the request, while it does."""
+        self._timed_out = False
 
     def _expire(self) -> None:
-        if not self._future.done():
+        """The deadline's timer: interrupt the send if it is still going, else fail the wait."""
+        sender = self._sender
+        if sender is not None:
+            self._timed_out = True
+            sender.cancel()
+        elif not self._future.done():
             self._future.set_exception(TimeoutError())
 
     def _exceeded(self, what: str) -> DeadlineExceeded:
@@ -73,6 +91,13 @@ class Reply(Generic[R]):
             text = f"could not send {request} to {self._channel!r} (the transport did not take it)"
         return DeadlineExceeded(f"{text} within its {budget:.3g} s deadline")
 
+    def _not_sent(self) -> DeadlineExceeded:
+        """Give up a request whose deadline passed before the transport took it."""
+        self._node.replies.forget(self._request.id)
+        if not self._future.done():
+            self._future.cancel()
+        return self._exceeded("sent")
+
     @property
     def request_id(self) -> str:
         return self._request.id
@@ -81,24 +106,34 @@ class Reply(Generic[R]):
         return self._wait().__await__()
 
     async def _wait(self) -> R:
+        # One timer bounds both the send (a publish that waits for a broken link must
+        # not hold the requester past the deadline: the timer cancels the sending task,
+        # as timeout_at would) and the wait for the reply (there it fails the future,
+        # rather than cancelling the task and taking the cancellation back).
         node = self._node
         deadline = self._deadline
+        timer = None
+        if deadline is not None:
+            if deadline <= node.clock.time():
+                raise self._not_sent()
+            timer = node.timers.call_at(deadline, self._expire)
         try:
-            # The deadline bounds the send too: a publish that waits for a broken link
-            # must not hold the requester past it.
-            with timeout_at(node.timers, deadline):
-                await node.sends.send_through(self._send)  # a failed send fails the future
-        except TimeoutError:
-            node.replies.forget(self._request.id)
-            if not self._future.done():
-                self._future.cancel()
-            raise self._exceeded("sent") from None
-        # A timer that fails the future, rather than timeout_at, which would
-        # cancel the waiting task and then take the cancellation back.
-        timer = None if deadline is None else node.timers.call_at(deadline, self._expire)
-        try:
+            if not self._send.taken:
+                task = self._sender = asyncio.current_task()
+                assert task is not None, "a reply is awaited inside a task"
+                baseline = task.cancelling()
+                try:
+                    await node.sends.send_through(self._send)  # a failed send fails the future
+                except asyncio.CancelledError:
+                    if not self._timed_out or task.uncancel() > baseline:
+                        raise
+                    raise self._not_sent() from None
+                finally:
+                    self._sender = None
             replies = await self._future
-        except TimeoutError:
+        except TimeoutError as exc:
+            if isinstance(exc, DeadlineExceeded):
+                raise
             raise self._exceeded("answered") from None
         finally:
             if timer is not None:

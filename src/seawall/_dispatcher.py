@@ -233,60 +233,57 @@ class Dispatcher:
         self._idle.set()
 
     async def _work(self, sub: TransportSubscription) -> None:
+        # The whole path of a message in this one loop on purpose: every message takes
+        # it, and a coroutine split off it would cost a coroutine object per message.
         lanes = self._lanes
         while True:
             item = lanes.take() or await lanes.get()
-            await self._process(sub, item)
-
-    async def _process(self, sub: TransportSubscription, item: _Item) -> None:
-        # One function on purpose: every message takes this path, and each
-        # coroutine split off it costs a coroutine object and an await per message.
-        delivery = item.delivery
-        message = delivery.message
-        deadline = None if message.deadline is None else message.deadline.timestamp()
-        if deadline is not None and self.node.clock.time() >= deadline:
-            await self._expire(sub, item)
-            return
-        try:
-            handler, payload = self._resolve_fast(message)
-        except _Poison as poison:
-            await self._give_up(sub, item, poison.reason, poison.error)
-            return
-        if handler is None:
-            self.stats.skipped += 1
-            await self._settle(sub, item)
-            return
-        try:
-            if deadline is None:  # most events: no timer to arm and cancel
-                result = await self._call(handler, payload, message, deadline)
-            else:
-                # The call is made inside the block: a deadline that has already passed
-                # raises on entry, before a coroutine exists that nobody would await.
-                with timeout_at(self.node.timers, deadline):
+            delivery = item.delivery
+            message = delivery.message
+            deadline = None if message.deadline is None else message.deadline.timestamp()
+            if deadline is not None and self.node.clock.time() >= deadline:
+                await self._expire(sub, item)
+                continue
+            try:
+                handler, payload = self._resolve_fast(message)
+            except _Poison as poison:
+                await self._give_up(sub, item, poison.reason, poison.error)
+                continue
+            if handler is None:
+                self.stats.skipped += 1
+                await self._settle(sub, item)
+                continue
+            try:
+                if deadline is None:  # most events: no timer to arm and cancel
                     result = await self._call(handler, payload, message, deadline)
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and self._past(deadline):
-                await self._expire(sub, item)  # our deadline, not the handler's own timeout
-            else:
-                await self._failed(sub, item, handler, exc)
-            return
-        except asyncio.CancelledError as exc:
-            if being_cancelled():
-                raise  # the worker is being stopped
-            # A handler that lets a CancelledError out without being cancelled (it awaited
-            # a future someone else cancelled) failed like any other; left to propagate it
-            # would end this worker silently with the message still in flight.
-            bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
-            bug.__cause__ = exc
-            await self._failed(sub, item, handler, bug)
-            return
-        if message.replyto is not None:
-            await self._reply(message, result)
-        self.stats.handled += 1
-        try:  # settled inline: this is the path every message takes
-            await sub.ack(delivery)
-        finally:
-            self._finish(item)
+                else:
+                    # The call is made inside the block: a deadline that has already passed
+                    # raises on entry, before a coroutine exists that nobody would await.
+                    with timeout_at(self.node.timers, deadline):
+                        result = await self._call(handler, payload, message, deadline)
+            except Exception as exc:
+                if isinstance(exc, TimeoutError) and self._past(deadline):
+                    await self._expire(sub, item)  # our deadline, not the handler's own timeout
+                else:
+                    await self._failed(sub, item, handler, exc)
+                continue
+            except asyncio.CancelledError as exc:
+                if being_cancelled():
+                    raise  # the worker is being stopped
+                # A handler that lets a CancelledError out without being cancelled (it awaited
+                # a future someone else cancelled) failed like any other; left to propagate it
+                # would end this worker silently with the message still in flight.
+                bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
+                bug.__cause__ = exc
+                await self._failed(sub, item, handler, bug)
+                continue
+            if message.replyto is not None:
+                await self._reply(message, result)
+            self.stats.handled += 1
+            try:  # settled inline: this is the path every message takes
+                await sub.ack(delivery)
+            finally:
+                self._finish(item)
 
     def _call(
         self, handler: Handler, payload: Payload | None, message: Message, deadline: float | None

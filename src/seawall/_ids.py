@@ -1,80 +1,81 @@
 """Time-ordered message ids (UUIDv7, RFC 9562).
 
-Ids generated in one process are strictly increasing: within one millisecond
-the 12-bit ``rand_a`` field is used as a counter seeded at random, and the
-timestamp is borrowed forward if it would overflow, as RFC 9562 section 6.2
-(method 3) allows.
+Ids are unique, and those one thread generates strictly increase (ids from
+threads racing over a millisecond's turn may interleave). Each millisecond gets
+a fresh random start for the 74 bits after the timestamp, and the ids of that
+millisecond count up from it by one: the "monotonic random" method of RFC
+9562, section 6.2 (method 2). The count runs in the last 48 bits and starts
+below 2**47, so it cannot run out within a millisecond.
 
-Every message gets an id, so this is on the hot path, and an id is put
-together from three pieces of ready-made text rather than formatted:
+Every message gets an id, so this is on the hot path. An id is the text made
+once per millisecond (``tttttttt-tttt-7aaa-vbbb-``: timestamp, version,
+``rand_a``, variant and the top of ``rand_b``) followed by the 12 hex digits
+of the count. The count is an :func:`itertools.count`, whose ``next`` is one
+indivisible step, so the common path takes no lock; the lock is held only to
+start a new millisecond. The millisecond's text and its count are swapped in
+together, as one tuple.
 
-* ``tttttttt-tttt-``, the timestamp, made once per millisecond;
-* ``7ccc-``, the version and counter, from a table of all 4,096 counters;
-* ``vrrr-rrrrrrrrrrrr``, the variant and 62 random bits, cut from a pool of
-  such tails that :func:`_tails` builds from one ``os.urandom`` call per 512
-  ids, with bulk slice operations instead of a Python loop per id.
-
-A forked child drops the pool, so parent and child never hand out the same bits.
+The random bits come from a pool filled by one ``os.urandom`` call per 128
+milliseconds. A forked child drops the pool and starts a millisecond of its
+own at its first id, so parent and child never hand out the same id.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 __all__ = ["uuid7"]
 
-_TAILS_PER_POOL = 512
-_TAIL = len("vrrr-rrrrrrrrrrrr")
-_POOL_END = _TAIL * _TAILS_PER_POOL
-_COUNTERS = [f"7{counter:03x}-" for counter in range(0x1000)]
-_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
-"""A random hex digit to the first digit of ``rand_b``: variant bits 10, two random bits."""
+_START_BITS = 47
+"""Random bits of a millisecond's first count: 2**47 ids of headroom below 2**48."""
+_SEED = 10
+"""Random bytes per millisecond: 80 bits, 75 of them used."""
+_POOL = _SEED * 128
 
-_last_ms = 0
-_counter = 0
-_prefix = ""  # "tttttttt-tttt-": the text of _last_ms
-_pool = ""  # _TAILS_PER_POOL tails back to back
-_pos = _POOL_END  # nothing left: the first id fills the pool
 _lock = threading.Lock()
+_last_ms = -1
+_current: tuple[str, Iterator[int]] = ("", itertools.count())
+"""The current millisecond's text and the count of its ids."""
 _time_ns = time.time_ns
+_pool = b""  # random bytes for the next milliseconds, from one os.urandom call per 128
+_pos = _POOL
 
 
-def _tails(count: int) -> str:
-    """``count`` random tails ``vrrr-rrrrrrrrrrrr`` back to back, built column by column."""
-    digits = os.urandom(8 * count).hex().encode()
-    text = bytearray(b"-" * (_TAIL * count))
-    for column in range(16):
-        text[column + (column >= 4) :: _TAIL] = digits[column::16]
-    text[0::_TAIL] = bytes(text[0::_TAIL]).translate(_VARIANT)
-    return text.decode()
-
-
-def _drop_pool() -> None:
+def _seed() -> int:
+    """80 fresh random bits; call with the lock held."""
     global _pool, _pos
-    _pool, _pos = "", _POOL_END
+    if _pos >= _POOL:
+        _pool, _pos = os.urandom(_POOL), 0
+    start = _pos
+    _pos = start + _SEED
+    return int.from_bytes(_pool[start:_pos], "big")
+
+
+def _start_ms(ms: int) -> None:
+    """Make ``ms`` the current millisecond, with fresh random bits; call with the lock held."""
+    global _last_ms, _current
+    bits = _seed()
+    rand_a = bits & 0xFFF
+    variant = 0x8 | ((bits >> 12) & 0x3)  # 10 then two random bits
+    high_b = (bits >> 14) & 0xFFF
+    start = (bits >> 26) & ((1 << _START_BITS) - 1)
+    stamp = f"{ms:012x}"
+    text = f"{stamp[:8]}-{stamp[8:]}-7{rand_a:03x}-{variant:x}{high_b:03x}-"
+    _current = (text, itertools.count(start))
+    _last_ms = ms
+
+
+def _restart() -> None:
+    global _last_ms, _pos
+    _last_ms, _pos = -1, _POOL  # neither the millisecond nor the pool is shared
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_pool)
-
-
-def _next_tail() -> str:
-    """The next random tail; call with ``_lock`` held."""
-    global _pool, _pos
-    if _pos >= _POOL_END:
-        _pool, _pos = _tails(_TAILS_PER_POOL), 0
-    start = _pos
-    _pos = start + _TAIL
-    return _pool[start:_pos]
-
-
-def _start_ms(ms: int, counter: int) -> None:
-    """Make ``ms`` the current millisecond, counting from ``counter``; call with the lock held."""
-    global _last_ms, _counter, _prefix
-    stamp = f"{ms:012x}"
-    _last_ms, _counter, _prefix = ms, counter, f"{stamp[:8]}-{stamp[8:]}-"
+    os.register_at_fork(after_in_child=_restart)
 
 
 def uuid7(now_ms: int | None = None) -> str:
@@ -83,18 +84,10 @@ def uuid7(now_ms: int | None = None) -> str:
     A ``now_ms`` earlier than the last id's timestamp is treated as that
     timestamp, so ids stay increasing when the wall clock steps back.
     """
-    global _counter, _pos
     ms = _time_ns() // 1_000_000 if now_ms is None else now_ms
-    with _lock:
-        if ms > _last_ms:
-            # a fresh random start with room to count up: 11 bits of a tail never handed out
-            _start_ms(ms, int(_next_tail()[1:4], 16) & 0x7FF)
-        elif _counter < 0xFFF:
-            _counter += 1
-        else:
-            _start_ms(_last_ms + 1, 0)
-        start = _pos
-        if start < _POOL_END:  # _next_tail, inlined: this is the path nearly every id takes
-            _pos = start + _TAIL
-            return _prefix + _COUNTERS[_counter] + _pool[start:_pos]
-        return _prefix + _COUNTERS[_counter] + _next_tail()
+    if ms > _last_ms:
+        with _lock:
+            if ms > _last_ms:  # another thread may have started it meanwhile
+                _start_ms(ms)
+    text, count = _current
+    return f"{text}{next(count):012x}"

@@ -68,11 +68,11 @@ class PartitionLog(Generic[T]):
 
     def trim(self, below: int) -> int:
         """Drop entries with offsets below ``below``; returns how many went."""
-        dropped = 0
-        while self.base < below and self.entries:
-            self.entries.popleft()
-            self.base += 1
-            dropped += 1
+        dropped = max(0, min(below - self.base, len(self.entries)))
+        popleft = self.entries.popleft
+        for _ in range(dropped):
+            popleft()
+        self.base += dropped
         return dropped
 
 
@@ -317,11 +317,12 @@ class GroupState(Generic[T]):
         part.next = stop
         self.members[member] -= stop - start
         attempts, inflight, get = part.attempts, part.inflight, log.get
+        new = tuple.__new__  # Taken(...) without the Python-level __new__ of a NamedTuple
         taken = []
         for offset in range(start, stop):
             attempts[offset] = 1
             inflight[offset] = member
-            taken.append(Taken(0, offset, 1, get(offset)))
+            taken.append(new(Taken, (0, offset, 1, get(offset))))
         return taken
 
     def untake(self, member: int, partition: int, offset: int, now: float) -> bool:

@@ -124,10 +124,14 @@ class MemoryTransport:
                 return
             target = self._channel(channel)
         entry = self._entry(channel, message)
-        if target.state.retained() >= target.spec.max_messages:
+        state = target.state
+        if state.retained() >= target.spec.max_messages:
             await self._wait_for_space(target)
         if not_before is not None and not_before > self.clock.time():
             self.clock.call_at(not_before, lambda: self._append(target, message, entry))
+        elif len(state.logs) == 1:  # _append for one partition, where nothing is to choose
+            state.logs[0].entries.append(entry)
+            target.wake()
         else:
             self._append(target, message, entry)
 
@@ -277,13 +281,9 @@ class MemorySubscription:
                 continue
             while batch and self._state == "open":
                 partition, offset, attempt, entry = batch.popleft()
-                yield Delivery(
-                    message=decode_message(entry) if isinstance(entry, bytes) else entry,
-                    channel=name,
-                    partition=partition,
-                    attempt=attempt,
-                    token=offset,
-                )
+                message = decode_message(entry) if isinstance(entry, bytes) else entry
+                # positional: message, channel, partition, attempt, token (the offset)
+                yield Delivery(message, name, partition, attempt, offset)
 
     async def _wait(self, now: float) -> None:
         """Sleep until notified, or until the next held-back redelivery falls due."""
