@@ -18,7 +18,9 @@ anchor measured in the same round as seawall:
 2. **request/reply** p50/p99 of sequential requests: nats-py
    ``request`` to a responding subscription; nats-py with the request stored
    in JetStream as seawall stores it (acked publish, durable pull consumer
-   answering on a core inbox: the like-for-like anchor); FastStream ``broker.request`` to a
+   answering on a core inbox: the like-for-like anchor), and that again with as many
+   headers as seawall's CloudEvents envelope puts on the request and the reply (what
+   carrying them through nats-py costs); FastStream ``broker.request`` to a
    subscriber returning the reply; seawall ``ctx.request`` from one system to a
    service in another system of this process (so the reply crosses the server
    too, as in production).
@@ -250,9 +252,31 @@ async def raw_request(count: int) -> tuple[float, float]:
     return _p(latencies)
 
 
-async def raw_stored_request(count: int) -> tuple[float, float]:
+def _cloudevents_headers(kind: str, type_name: str, source: str) -> dict[str, str]:
+    """Headers like those seawall puts on a message of this benchmark (CloudEvents binary
+    mode), with a fresh id: the header work a client carrying them pays in nats-py."""
+    ident = str(uuid.uuid4())
+    return {
+        "ce-id": ident,
+        "ce-type": type_name,
+        "ce-source": source,
+        "ce-specversion": "1.0",
+        "ce-time": "2026-01-31T12:00:00.123Z",
+        "ce-dataschema": f"{type_name}/1.0.0",
+        "ce-kind": kind,
+        "ce-correlationid": ident,
+        "content-type": "application/json",
+    }
+
+
+async def raw_stored_request(count: int, *, cloudevents: bool = False) -> tuple[float, float]:
     """nats-py with the request stored as seawall stores it: a JetStream publish read by a
-    durable pull consumer, which answers on the requester's core inbox and acks."""
+    durable pull consumer, which answers on the requester's core inbox and acks.
+
+    ``cloudevents`` puts on the request and the reply as many headers as seawall does
+    (CloudEvents attributes, a deadline, ``Nats-Msg-Id``), so the figure shows what
+    carrying them through nats-py costs on its own.
+    """
     client = await nats.connect(URL)
     js = client.jetstream()
     tag = uuid.uuid4().hex[:8]
@@ -276,8 +300,14 @@ async def raw_stored_request(count: int) -> tuple[float, float]:
             for msg in msgs:
                 probe = decode_probe(msg.data)
                 assert msg.headers is not None
+                headers = None
+                if cloudevents:
+                    headers = _cloudevents_headers("document", "bench.ProbeResult", "bench")
+                    headers["ce-causationid"] = msg.headers["ce-id"]
                 await client.publish(
-                    msg.headers["reply"], encode(ProbeResult(seq=probe.seq, accepted=True))
+                    msg.headers["reply"],
+                    encode(ProbeResult(seq=probe.seq, accepted=True)),
+                    headers=headers,
                 )
                 await msg.ack()
 
@@ -291,7 +321,12 @@ async def raw_stored_request(count: int) -> tuple[float, float]:
                 body = encode(msgspec.structs.replace(PROBE, seq=seq))
                 future = waiting[seq] = loop.create_future()
                 begin = time.perf_counter_ns()
-                await js.publish(subject, body, headers={"reply": inbox})
+                headers = {"reply": inbox}
+                if cloudevents:
+                    headers.update(_cloudevents_headers("command", "bench.Probe", "bench-client"))
+                    headers["ce-deadline"] = "2026-01-31T12:00:30.123Z"
+                    headers["Nats-Msg-Id"] = headers["ce-id"]
+                await js.publish(subject, body, headers=headers)
                 reply = await asyncio.wait_for(future, 2.0)
                 end = time.perf_counter_ns()
                 assert reply.seq == seq
@@ -406,7 +441,13 @@ async def main() -> None:
     sections = set(args.sections)
 
     pubsub: dict[str, list[float]] = {"core": [], "js": [], "fs": [], "fsjs": [], "ours": []}
-    rpc: dict[str, list[tuple[float, float]]] = {"raw": [], "stored": [], "fs": [], "ours": []}
+    rpc: dict[str, list[tuple[float, float]]] = {
+        "raw": [],
+        "stored": [],
+        "stored_ce": [],
+        "fs": [],
+        "ours": [],
+    }
     consume: dict[str, list[float]] = {"raw": [], "ours": []}
     fs_count = max(1000, args.count // 4)  # FastStream is ~10x slower: keep its rounds short
     for _ in range(args.rounds):
@@ -419,6 +460,7 @@ async def main() -> None:
         if "2" in sections:
             rpc["raw"].append(await raw_request(args.requests))
             rpc["stored"].append(await raw_stored_request(args.requests))
+            rpc["stored_ce"].append(await raw_stored_request(args.requests, cloudevents=True))
             rpc["fs"].append(await faststream_request(args.requests))
             rpc["ours"].append(await seawall_request(args.requests))
         if "3" in sections:
@@ -457,13 +499,14 @@ def _report_pubsub(pubsub: dict[str, list[float]], count: int, fs_count: int) ->
 
 
 def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> None:
-    raw_p, stored_p, fs_p, our_p = (
+    raw_p, stored_p, ce_p, fs_p, our_p = (
         (_median([r[0] for r in rpc[k]]), _median([r[1] for r in rpc[k]]))
-        for k in ("raw", "stored", "fs", "ours")
+        for k in ("raw", "stored", "stored_ce", "fs", "ours")
     )
     print(f"2. request/reply, {requests} sequential requests: p50 / p99 in us")
     print(f"   raw nats-py request            {raw_p[0]:>7.0f} / {raw_p[1]:>7.0f}")
     print(f"   raw nats-py, request stored    {stored_p[0]:>7.0f} / {stored_p[1]:>7.0f}")
+    print(f"   the same with seawall's headers{ce_p[0]:>7.0f} / {ce_p[1]:>7.0f}")
     print(f"   FastStream broker.request      {fs_p[0]:>7.0f} / {fs_p[1]:>7.0f}")
     print(f"   seawall ctx.request            {our_p[0]:>7.0f} / {our_p[1]:>7.0f}")
     print(
@@ -471,10 +514,19 @@ def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> Non
         f"request stored {our_p[0] / stored_p[0]:.2f}x (same durability), / FastStream "
         f"{our_p[0] / fs_p[0]:.2f}x"
     )
-    # Each round measures both back to back, so the ratio within a round is the steadier
+    # Each round measures them back to back, so the ratio within a round is the steadier
     # figure on a shared machine whose load drifts between rounds.
-    paired = [ours[0] / stored[0] for ours, stored in zip(rpc["ours"], rpc["stored"], strict=True)]
-    print(f"   per round, seawall p50 / raw with the request stored: median {_median(paired):.2f}x")
+    print(
+        f"   per round, seawall p50 / raw with the request stored: median "
+        f"{_paired(rpc, 'stored'):.2f}x; / the same with seawall's headers: median "
+        f"{_paired(rpc, 'stored_ce'):.2f}x"
+    )
+
+
+def _paired(rpc: dict[str, list[tuple[float, float]]], anchor: str) -> float:
+    """The median over rounds of seawall's p50 over ``anchor``'s p50 in the same round."""
+    pairs = zip(rpc["ours"], rpc[anchor], strict=True)
+    return _median([ours[0] / other[0] for ours, other in pairs])
 
 
 def _report_consume(consume: dict[str, list[float]], count: int) -> None:
