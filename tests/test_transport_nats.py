@@ -191,6 +191,48 @@ async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> 
             await transport.close()
 
 
+async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() -> None:
+    # Acks made while the reader waits (as the dispatcher's workers make them) wake it
+    # once they free credit worth a pull request; if they never did, each window of 4
+    # would stall until the open pull request expired (pull_expires + api_timeout = 7 s).
+    transport = await NatsTransport.connect(require(NATS), pull_expires=5.0)
+    channel = f"credit.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            sent = [make_message(i) for i in range(40)]
+            await asyncio.gather(*(transport.publish(channel, m) for m in sent))
+            sub = await transport.subscribe(channel, group="workers", prefetch=4)
+            got: list[str] = []
+            async with Inbox(sub, patience=3.0) as inbox:
+                for _ in range(10):
+                    window = await inbox.collect(4)
+                    assert await inbox.quiet(0.05) == [], "more than prefetch in flight"
+                    for delivery in window:
+                        await sub.ack(delivery)
+                    got.extend(d.message.id for d in window)
+            assert sorted(got) == sorted(m.id for m in sent)
+        finally:
+            await transport.close()
+
+
+async def test_a_publish_to_a_stream_deleted_behind_its_back_makes_it_again() -> None:
+    transport = await NatsTransport.connect(require(NATS), publish_timeout=5.0)
+    channel = f"remade.{uuid.uuid4().hex[:8]}"
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            name = transport._streams[channel].name
+            doomed.add(name)
+            js = await transport.link()
+            await js.delete_stream(name)
+            await transport.publish(channel, make_message(0))  # no stream answers: made again
+            assert (await js.stream_info(name)).state.messages == 1
+        finally:
+            await transport.close()
+
+
 async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await NatsTransport.connect(require(NATS))
     channel = f"deleted.{uuid.uuid4().hex[:8]}"
