@@ -324,23 +324,26 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
 
 
+async def throughputs(url: str, server: int, args: argparse.Namespace) -> None:
+    """Figure 1 and its JetStream anchor, three runs each."""
+    runs = [await throughput(url, server, args.count, args.window, args.prefetch) for _ in range(3)]
+    anchor: list[Run] | str = []
+    for _ in range(3):
+        run = await jetstream_throughput(args.nats, args.count, args.window, args.prefetch)
+        if isinstance(run, str):
+            anchor = run
+            break
+        anchor.append(run)
+    report(runs, anchor)
+
+
 async def main(args: argparse.Namespace) -> None:
     server = spawn("--serve", *(["--data", args.data] if args.data else []))
     print(f"broker server backed by {'embedded:' + args.data if args.data else 'memory'}")
     try:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
-        runs = [
-            await throughput(url, server.pid, args.count, args.window, args.prefetch)
-            for _ in range(3)
-        ]
-        anchor: list[Run] | str = []
-        for _ in range(3):
-            run = await jetstream_throughput(args.nats, args.count, args.window, args.prefetch)
-            if isinstance(run, str):
-                anchor = run
-                break
-            anchor.append(run)
-        report(runs, anchor)
+        if not args.latency_only:
+            await throughputs(url, server.pid, args)
         p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
     finally:
         stop(server)
@@ -362,6 +365,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=1000, help="the consumer's prefetch")
     parser.add_argument("--rounds", type=int, default=2000, help="request/reply round trips")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the anchor")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="skip figure 1: request/reply only"
+    )
     parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
     parser.add_argument("--data", help="serve the durable embedded broker in this directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
