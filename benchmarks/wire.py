@@ -260,10 +260,12 @@ async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[f
     return times
 
 
-async def seawall_request_reply(url: str, rounds: int) -> list[float]:
+async def seawall_request_reply(url: str, server: int, rounds: int) -> list[float]:
+    """Round trip times; prints the CPU each process spent per round trip."""
     responder = spawn("--respond", url)
     try:
         await asyncio.to_thread(line, responder)
+        cpu = time.process_time(), cpu_seconds(server), cpu_seconds(responder.pid)
         transport = await SeawallTransport.connect(url)
         inbox = f"{REPLIES}.{uuid7()}"
         # a reply inbox, as the runtime declares it: nothing to keep on disk
@@ -277,7 +279,12 @@ async def seawall_request_reply(url: str, rounds: int) -> list[float]:
             await sub.ack(reply)
 
         times = await round_trips(rounds, ask)
+        spent = time.process_time(), cpu_seconds(server), cpu_seconds(responder.pid)
         await transport.close()
+        per = 1e6 / (rounds + max(1, rounds // 10))
+        parts = zip(("requester", "server", "responder"), spent, cpu, strict=True)
+        shares = ", ".join(f"{name} {(after - before) * per:.0f}" for name, after, before in parts)
+        print(f"  CPU per round trip (us; /proc, 10 ms ticks): {shares}")
     finally:
         stop(responder)
     return times
@@ -344,7 +351,7 @@ async def main(args: argparse.Namespace) -> None:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
         if not args.latency_only:
             await throughputs(url, server.pid, args)
-        p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
+        p50, p99 = percentiles(await seawall_request_reply(url, server.pid, args.rounds))
     finally:
         stop(server)
     loop = "uvloop" if UVLOOP else "asyncio"
