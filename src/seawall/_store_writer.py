@@ -33,7 +33,11 @@ What an acknowledgement (a resolved future) means under each policy:
     a commit here, so every group lingers for ``window``.
 
 Positions and trims are lazy: they coalesce and ride with the next commit, or
-are committed alone after ``lazy_window`` seconds. A write that fails (disk
+are committed alone after ``lazy_window`` seconds. Queueing one wakes the
+writer thread only if it sleeps without a deadline: for ``lazy_window`` after
+each commit it sleeps with one, so the acks of a request/reply exchange do not
+wake it (each wake-up takes the GIL from the event loop in the middle of a
+round trip) and their positions ride with the next request's commit. A write that fails (disk
 full, I/O error) fails its group's futures and breaks the writer: every later
 call raises :class:`~seawall.StorageError` until the broker restarts, since a
 store that failed an fsync cannot be trusted to hold what it acknowledged.
@@ -99,6 +103,10 @@ class StoreWriter:
         self._batch = WriteBatch()
         self._futures: list[asyncio.Future[None]] = []
         self._since = 0.0
+        self._last = 0.0
+        """When the writer last committed (monotonic)."""
+        self._sleeping = False
+        """Whether the writer waits without a deadline: a lazy write must wake it."""
         self._linger = policy == "none"
         """Whether to wait for company: under ``batch`` while the last group had some."""
         self._closing = False
@@ -280,7 +288,8 @@ class StoreWriter:
                 self._refuse()
             if not self._batch:
                 self._since = time.monotonic()
-                self._cond.notify()
+                if self._sleeping:  # else it wakes by lazy_window after its last commit
+                    self._cond.notify()
             add(self._batch)
 
     def _committed(
@@ -352,14 +361,18 @@ class StoreWriter:
         """Wait until the queued batch is due; take it (None once closing and empty)."""
         with self._cond:
             while (due := self._due()) != 0.0:
+                self._sleeping = due is None
                 self._cond.wait(None if due is None else max(0.0, due - time.monotonic()))
+            self._sleeping = False
+            self._last = time.monotonic()
             batch, futures = self._batch, self._futures
             self._batch, self._futures = WriteBatch(), []
             self._linger = batch.records > 1 or self.acks_before_commit
         return (batch, futures) if batch or not self._closing else None
 
     def _due(self) -> float | None:
-        """When the queued batch should be written: 0.0 now, None when there is nothing."""
+        """When the queued batch should be written: 0.0 now, None when nothing is queued
+        (or when to look again, for ``lazy_window`` after a commit)."""
         batch = self._batch
         if self._closing or batch.records >= self._group_size:
             return 0.0
@@ -369,8 +382,9 @@ class StoreWriter:
             due = self._since + self._window
         elif batch:
             due = self._since + self._lazy_window
-        else:
-            return None
+        else:  # nothing queued: wait with a deadline a while, so lazy writes need not wake us
+            wake = self._last + self._lazy_window
+            return wake if wake > time.monotonic() else None
         return 0.0 if due <= time.monotonic() else due
 
     def _shut(
