@@ -190,6 +190,10 @@ class Link:
         return ConnectionLost(f"the broker at {self.where} closed the connection")
 
     def _answer(self, frame: Ok | Error) -> None:
+        if self.failure is not None:
+            # Closed while this batch was already read: the pipeline was abandoned and
+            # its waiters failed, so the answer is late, not out of step.
+            return
         future, sub = self.pipeline.resolve(frame)
         self._room.set()
         if isinstance(frame, Error):
