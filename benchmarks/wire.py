@@ -8,7 +8,8 @@ transport, a consumer (or a responder), and this process as producer.
    acks every delivery; throughput is messages over the time from the first
    publish to the consumer's last ack.
 2. request/reply round trip: publish a request, a responder process answers
-   on the reply channel, wait for the reply; p50 and p99.
+   on the reply channel, wait for the reply; p50 and p99, and the CPU each
+   process spent per round trip (``--latency-only`` measures only this).
 3. The anchors, against the local NATS server (``--nats``) through nats-py,
    each with the other side in a process of its own: for 1, JetStream with
    file storage, the producer publishing with async acks in the same windows

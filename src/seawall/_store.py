@@ -30,7 +30,9 @@ raw ``sqlite3`` error and never a silent loss.
 
 Checkpoints are explicit (``wal_autocheckpoint=0``): the writer calls
 :meth:`Store.checkpoint_if_due` after it has acknowledged a commit, so copying
-the WAL back into the database never delays an acknowledgement.
+the WAL back into the database never delays an acknowledgement. Opening the
+store writes the WAL file out to :data:`WAL_RESERVE` bytes, so that commits
+overwrite it instead of growing it, which halves the cost of their fsync.
 """
 
 from __future__ import annotations
