@@ -8,7 +8,8 @@ transport, a consumer (or a responder), and this process as producer.
    acks every delivery; throughput is messages over the time from the first
    publish to the consumer's last ack.
 2. request/reply round trip: publish a request, a responder process answers
-   on the reply channel, wait for the reply; p50 and p99.
+   on the reply channel, wait for the reply; p50 and p99, and the CPU each
+   process spent per round trip (``--latency-only`` measures only this).
 3. The anchors, against the local NATS server (``--nats``) through nats-py,
    each with the other side in a process of its own: for 1, JetStream with
    file storage, the producer publishing with async acks in the same windows
@@ -260,10 +261,12 @@ async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[f
     return times
 
 
-async def seawall_request_reply(url: str, rounds: int) -> list[float]:
+async def seawall_request_reply(url: str, server: int, rounds: int) -> list[float]:
+    """Round trip times; prints the CPU each process spent per round trip."""
     responder = spawn("--respond", url)
     try:
         await asyncio.to_thread(line, responder)
+        cpu = time.process_time(), cpu_seconds(server), cpu_seconds(responder.pid)
         transport = await SeawallTransport.connect(url)
         inbox = f"{REPLIES}.{uuid7()}"
         # a reply inbox, as the runtime declares it: nothing to keep on disk
@@ -277,7 +280,12 @@ async def seawall_request_reply(url: str, rounds: int) -> list[float]:
             await sub.ack(reply)
 
         times = await round_trips(rounds, ask)
+        spent = time.process_time(), cpu_seconds(server), cpu_seconds(responder.pid)
         await transport.close()
+        per = 1e6 / (rounds + max(1, rounds // 10))
+        parts = zip(("requester", "server", "responder"), spent, cpu, strict=True)
+        shares = ", ".join(f"{name} {(after - before) * per:.0f}" for name, after, before in parts)
+        print(f"  CPU per round trip (us; /proc, 10 ms ticks): {shares}")
     finally:
         stop(responder)
     return times
@@ -324,24 +332,27 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
 
 
+async def throughputs(url: str, server: int, args: argparse.Namespace) -> None:
+    """Figure 1 and its JetStream anchor, three runs each."""
+    runs = [await throughput(url, server, args.count, args.window, args.prefetch) for _ in range(3)]
+    anchor: list[Run] | str = []
+    for _ in range(3):
+        run = await jetstream_throughput(args.nats, args.count, args.window, args.prefetch)
+        if isinstance(run, str):
+            anchor = run
+            break
+        anchor.append(run)
+    report(runs, anchor)
+
+
 async def main(args: argparse.Namespace) -> None:
     server = spawn("--serve", *(["--data", args.data] if args.data else []))
     print(f"broker server backed by {'embedded:' + args.data if args.data else 'memory'}")
     try:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
-        runs = [
-            await throughput(url, server.pid, args.count, args.window, args.prefetch)
-            for _ in range(3)
-        ]
-        anchor: list[Run] | str = []
-        for _ in range(3):
-            run = await jetstream_throughput(args.nats, args.count, args.window, args.prefetch)
-            if isinstance(run, str):
-                anchor = run
-                break
-            anchor.append(run)
-        report(runs, anchor)
-        p50, p99 = percentiles(await seawall_request_reply(url, args.rounds))
+        if not args.latency_only:
+            await throughputs(url, server.pid, args)
+        p50, p99 = percentiles(await seawall_request_reply(url, server.pid, args.rounds))
     finally:
         stop(server)
     loop = "uvloop" if UVLOOP else "asyncio"
@@ -362,6 +373,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=1000, help="the consumer's prefetch")
     parser.add_argument("--rounds", type=int, default=2000, help="request/reply round trips")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the anchor")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="skip figure 1: request/reply only"
+    )
     parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
     parser.add_argument("--data", help="serve the durable embedded broker in this directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

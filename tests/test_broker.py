@@ -125,3 +125,20 @@ async def test_a_stalled_consumer_keeps_broker_memory_bounded(tmp_path: Path) ->
         assert ids(got) == ids(messages)
         assert broker.held() <= tail + 4 * PAGE
     await transport.close()
+
+
+async def test_a_publisher_that_leaves_before_the_commit_loses_nothing(tmp_path: Path) -> None:
+    # A session cancels its publishes when its client vanishes; the write goes on.
+    # Dropping the staged entry then (as on a failed write) hid it from consumers and
+    # made the next publish to that log refuse to reuse its offset.
+    transport = EmbeddedTransport(tmp_path / "data", sync="always")
+    await transport.declare(ChannelSpec(name="orders"))
+    left, stays = make_message(1), make_message(2)
+    leaving = asyncio.create_task(transport.publish("orders", left))
+    await asyncio.sleep(0)  # staged and queued for the writer, not yet committed
+    leaving.cancel()
+    await transport.publish("orders", stays)
+    sub = await transport.subscribe("orders", group="billing")
+    async with Inbox(sub, patience=2.0) as inbox:
+        assert ids(await inbox.collect(2)) == ids([left, stays])
+    await transport.close()

@@ -13,6 +13,8 @@ from seawall._store import (
     CHECKPOINT_BYTES,
     DB_FILE,
     INSERT_ROWS,
+    PAGE_SIZE,
+    WAL_RESERVE,
     ChannelLayout,
     Entry,
     LogBounds,
@@ -183,6 +185,15 @@ def crash_copy(store: Store, source: Path, target: Path) -> Path:
     return target / (DB_FILE + "-wal")
 
 
+def frames_end(wal: Path) -> int:
+    """Where the WAL's frames end; zeros reserved past them (WAL_RESERVE) follow."""
+    data = wal.read_bytes()
+    salt, end, frame = data[16:24], 32, 24 + PAGE_SIZE
+    while end + frame <= len(data) and data[end + 8 : end + 16] == salt:
+        end += frame
+    return end
+
+
 def test_a_torn_last_commit_is_ignored_and_earlier_commits_kept(
     tmp_path: Path, store: Store
 ) -> None:
@@ -190,9 +201,10 @@ def test_a_torn_last_commit_is_ignored_and_earlier_commits_kept(
         store.write(batch_of("orders", 0, start, 10))
     wal = crash_copy(store, tmp_path / "data", tmp_path / "torn")
     with wal.open("r+b") as file:  # the last commit's final frame never fully reached the disk
-        file.truncate(wal.stat().st_size - 100)
+        file.truncate(frames_end(wal) - 100)
     garbled = crash_copy(store, tmp_path / "data", tmp_path / "garbled")
-    with garbled.open("ab") as file:  # or junk after the last frame
+    with garbled.open("r+b") as file:  # or junk after the last frame
+        file.seek(frames_end(garbled))
         file.write(b"\xde\xad" * 3000)
 
     with Store.open(tmp_path / "torn") as torn:
@@ -243,3 +255,19 @@ def test_checkpoints_keep_the_wal_bounded(tmp_path: Path, store: Store) -> None:
         store.checkpoint_if_due()
     assert wal.stat().st_size < 1.5 * CHECKPOINT_BYTES  # the WAL restarted after checkpoints
     assert store.recover().logs[("orders", 0)].bytes == offset * len(big)
+
+
+def test_the_wal_is_reserved_on_disk_and_lone_commits_reach_a_checkpoint(
+    tmp_path: Path, store: Store
+) -> None:
+    wal = tmp_path / "data" / (DB_FILE + "-wal")
+    assert wal.stat().st_size >= WAL_RESERVE  # commits overwrite it instead of growing it
+    assert wal.stat().st_blocks * 512 >= WAL_RESERVE  # written, not a sparse hole
+    commits = 0
+    while not store.checkpoint_if_due():  # one small entry per commit, as a lone request
+        store.write(batch_of("orders", 0, commits, 1))
+        commits += 1
+    # each writes two pages of WAL: counted, the checkpoint comes before the WAL outgrows
+    # its reserve (counting bodies alone, it came after some 800 MB)
+    assert commits * 2 * PAGE_SIZE < WAL_RESERVE
+    assert wal.stat().st_size < 1.5 * WAL_RESERVE

@@ -118,6 +118,23 @@ async def test_positions_and_trims_are_lazy_but_not_forgotten(tmp_path: Path) ->
     await writer.close()
 
 
+@pytest.mark.parametrize("idle", [False, True], ids=["just-after-a-commit", "idle-writer"])
+async def test_a_lone_lazy_write_is_committed_within_lazy_window(
+    tmp_path: Path, idle: bool
+) -> None:
+    # Just after a commit the writer sleeps with a deadline and is not woken for a
+    # lazy write; idle, it sleeps without one and is. Either way it lands in time.
+    writer = await opened(tmp_path, lazy_window=0.1)
+    await writer.append("orders", 0, 0, 1.0, b"x")
+    if idle:
+        await asyncio.sleep(0.3)  # past lazy_window: the writer now sleeps without a deadline
+    writer.set_position("orders", "billing", 0, 1)
+    assert positions_on_disk(tmp_path) == []  # lazy: not at once …
+    await asyncio.sleep(0.4)  # … but within lazy_window (and a commit)
+    assert positions_on_disk(tmp_path) == [("orders", "billing", 0, 1)]
+    await writer.close()
+
+
 async def test_lazy_writes_ride_with_the_next_commit_and_close_flushes_them(tmp_path: Path) -> None:
     writer = await opened(tmp_path, lazy_window=30.0)
     writer.set_position("orders", "billing", 0, 0)

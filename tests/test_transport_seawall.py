@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,13 +26,18 @@ from seawall import (
     Document,
     Service,
     System,
+    TransportClosed,
     connect,
 )
 from seawall._broker import BrokerLimits
+from seawall._clock import SystemClock
 from seawall._server import BrokerServer
 from seawall._transport import MAX_PRIORITIES, ChannelSpec, Durability, Transport
+from seawall._wire import Frame, Ok, Publish
+from seawall._wire_io import FramedStream
 from seawall.testing import DeliveryConformance
 from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
+from seawall.transports._link import Link
 from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
@@ -228,3 +234,31 @@ async def test_a_system_runs_on_a_seawall_url() -> None:
         reply = await system.context().request("doubler", Ask(n=21), returns=Answer)
         assert reply == Answer(n=42)
     await backing.close()
+
+
+async def test_an_answer_read_as_the_link_closes_is_dropped_not_an_error() -> None:
+    # The Ok of a publish may sit in the batch being read when the transport closes:
+    # the closed link abandoned its pipeline, so the answer is late, not out of step
+    # (it was taken for one, and the client sent the broker an Error on its way out).
+    server_side, client_side = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=client_side)
+    stream = FramedStream(reader, writer, max_frame=1 << 20, heartbeat=5.0, clock=SystemClock())
+    answers = asyncio.Queue[list[Frame]]()
+
+    async def batches() -> AsyncIterator[list[Frame]]:
+        while frames := await answers.get():
+            yield frames
+
+    link = Link(stream, batches(), "test", pipeline=8)
+    waiting = link.request(Publish, "orders", b"m")
+    queued = bytes(stream._out)  # the Publish, not written in this test
+    link.fail(TransportClosed("closing"))
+    answers.put_nowait([Ok(0)])
+    answers.put_nowait([])
+    why = await link._read()
+    assert "closed the connection" in str(why)  # the stream ended, nothing was out of step
+    assert stream._out == queued  # and no Error frame queued for the broker
+    with pytest.raises(TransportClosed):
+        await waiting
+    stream.abort()
+    server_side.close()

@@ -255,30 +255,25 @@ class Broker:
             self._reveal(channel, log_, offset)
             return
         name, now = channel.spec.name, self.clock.time()
+        # Shown to consumers as soon as it is committed: the writer calls this in the
+        # loop callback that learns of the commit, a loop turn before the publisher
+        # resumes, and whether or not the publisher still waits.
+        reveal = functools.partial(self._reveal, channel, log_, offset)
         if scheduled is None:
-            written = storage.append(name, partition, offset, now, body)
+            written = storage.append(name, partition, offset, now, body, reveal)
         else:
-            written = storage.move_due(scheduled, name, partition, offset, now, body)
+            written = storage.move_due(scheduled, name, partition, offset, now, body, reveal)
         if storage.acks_before_commit:
-            # Acknowledged now; consumers see it once written, since the log's
-            # older pages are read back from the store.
-            asyncio.ensure_future(written).add_done_callback(
-                functools.partial(self._revealed, channel, log_, offset)
-            )
+            # Acknowledged now; a failed write breaks the writer, so later writes raise.
+            asyncio.ensure_future(written).add_done_callback(_seen)
             return
         try:
             await written
+        except asyncio.CancelledError:
+            raise  # the publisher left; the write goes on and is revealed when committed
         except BaseException:
             log_.abandon()
             raise
-        self._reveal(channel, log_, offset)
-
-    @classmethod
-    def _revealed(
-        cls, channel: _Channel, log_: PagedLog, offset: int, written: asyncio.Future[None]
-    ) -> None:
-        if not written.cancelled() and written.exception() is None:
-            cls._reveal(channel, log_, offset)
 
     @staticmethod
     def _reveal(channel: _Channel, log_: PagedLog, offset: int) -> None:
@@ -474,6 +469,12 @@ class Broker:
             for channel in self._channels.values()
             for group in channel.groups.values()
         )
+
+
+def _seen(written: asyncio.Future[None]) -> None:
+    """Mark the outcome of a write nobody awaits as retrieved (the writer keeps its error)."""
+    if not written.cancelled():
+        written.exception()
 
 
 class Member:

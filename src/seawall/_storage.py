@@ -7,7 +7,7 @@ and keeps everything in memory when it has no store.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ._store import ChannelLayout, Entry
@@ -33,13 +33,28 @@ class Storage(Protocol):
     def declare(self, name: str, layout: ChannelLayout) -> Awaitable[None]: ...
 
     def append(
-        self, channel: str, partition: int, offset: int, time: float, body: bytes
-    ) -> Awaitable[None]: ...
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None = None,
+    ) -> Awaitable[None]:
+        """Resolves once durable per policy; ``then`` runs as soon as it is committed."""
+        ...
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
 
     def move_due(
-        self, id: str, channel: str, partition: int, offset: int, time: float, body: bytes
+        self,
+        id: str,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None = None,
     ) -> Awaitable[None]: ...
 
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None: ...

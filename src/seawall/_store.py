@@ -30,7 +30,9 @@ raw ``sqlite3`` error and never a silent loss.
 
 Checkpoints are explicit (``wal_autocheckpoint=0``): the writer calls
 :meth:`Store.checkpoint_if_due` after it has acknowledged a commit, so copying
-the WAL back into the database never delays an acknowledgement.
+the WAL back into the database never delays an acknowledgement. Opening the
+store writes the WAL file out to :data:`WAL_RESERVE` bytes, so that commits
+overwrite it instead of growing it, which halves the cost of their fsync.
 """
 
 from __future__ import annotations
@@ -77,6 +79,19 @@ CHECKPOINT_BYTES = 16 << 20
 fsync a checkpoint costs, short enough that recovery replays little."""
 WAL_SIZE_LIMIT = 64 << 20
 """A WAL file left bigger than this after a checkpoint is truncated back."""
+WAL_RESERVE = CHECKPOINT_BYTES + (2 << 20)
+"""Bytes of WAL file written with zeros when the store opens, a checkpoint's worth.
+
+A commit's fsync costs twice as much when it grows the file (ext4: the new
+size and blocks go through the file system's journal) as when it overwrites
+blocks already on disk: fdatasync of 8 KiB measured 220-290 us appended, 90-160
+us overwritten in place, and a lone one-entry commit 260-300 us against
+125-150 us. SQLite writes the WAL from its start again after each completed
+checkpoint, so with the file this long from the start nearly every commit
+overwrites. SQLite ignores the zeros: WAL recovery stops at the first frame
+whose salt does not match the WAL header's."""
+FRAME_BYTES = PAGE_SIZE + 24
+"""A WAL frame: a page and its header."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, layout BLOB NOT NULL);
@@ -456,6 +471,27 @@ class Store:
         if version == 0:
             self._db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         self._load()
+        if self.policy != "none":  # only fsynced commits gain from it
+            self._reserve_wal()
+
+    def _reserve_wal(self) -> None:
+        """Extend the WAL file with zeros to WAL_RESERVE bytes (see there), on disk.
+
+        Only past its end, where SQLite has written nothing: its frames are untouched.
+        """
+        with map_exceptions(self.path, "reserving WAL space"):
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_WRONLY)
+            except FileNotFoundError:  # SQLite creates it with the first transaction
+                return
+            try:
+                end = os.fstat(fd).st_size
+                zeros = bytes(1 << 20)
+                while end < WAL_RESERVE:
+                    end += os.pwrite(fd, zeros[: WAL_RESERVE - end], end)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
 
     def _quick_check(self) -> None:
         problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
@@ -529,6 +565,7 @@ class Store:
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)",
             [(*key, committed) for key, committed in batch.positions.items()],
         )
+        self._wal_bytes += FRAME_BYTES * _pages_touched(batch)
 
     def _append(self, key: LogKey, run: list[tuple[int, float, bytes]]) -> None:
         log_id = self._ids.get(key)
@@ -538,7 +575,7 @@ class Store:
         size = sum(len(body) for _, _, body in run)
         old = self._bounds.get(key, LogBounds(0, 0, 0))
         self._save_bounds(key, LogBounds(old.base, old.end + len(run), old.bytes + size))
-        self._wal_bytes += size + 16 * len(run)
+        self._wal_bytes += size + 16 * len(run)  # the pages they fill; see also _pages_touched
 
     def _create_log(self, key: LogKey) -> int:
         cursor = self._db.execute(
@@ -630,6 +667,19 @@ def insert_entries(
     for start in range(0, whole, INSERT_ROWS):
         db.execute(INSERT_MANY, (prefix, *chain.from_iterable(run[start : start + INSERT_ROWS])))
     db.executemany(INSERT_ONE, [(prefix, *row) for row in run[whole:]])
+
+
+def _pages_touched(batch: WriteBatch) -> int:
+    """Pages a commit rewrites besides those its bodies fill: the WAL gets them all.
+
+    A one-entry commit writes two frames (an entries leaf and the logs row),
+    about 9 KB of WAL for a 300-byte body, so counting bodies alone let the WAL
+    grow 30 times past CHECKPOINT_BYTES between checkpoints.
+    """
+    tables = (
+        bool(batch.declares) + bool(batch.positions) + bool(batch.schedules or batch.unschedules)
+    )
+    return len(batch.runs) * 2 + len(batch.trims) * 2 + tables
 
 
 def open_reader(path: Path) -> StoreReader:

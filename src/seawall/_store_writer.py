@@ -33,7 +33,11 @@ What an acknowledgement (a resolved future) means under each policy:
     a commit here, so every group lingers for ``window``.
 
 Positions and trims are lazy: they coalesce and ride with the next commit, or
-are committed alone after ``lazy_window`` seconds. A write that fails (disk
+are committed alone after ``lazy_window`` seconds. Queueing one wakes the
+writer thread only if it sleeps without a deadline: for ``lazy_window`` after
+each commit it sleeps with one, so the acks of a request/reply exchange do not
+wake it (each wake-up takes the GIL from the event loop in the middle of a
+round trip) and their positions ride with the next request's commit. A write that fails (disk
 full, I/O error) fails its group's futures and breaks the writer: every later
 call raises :class:`~seawall.StorageError` until the broker restarts, since a
 store that failed an fsync cannot be trusted to hold what it acknowledged.
@@ -98,7 +102,13 @@ class StoreWriter:
         self._cond = threading.Condition(self._lock)
         self._batch = WriteBatch()
         self._futures: list[asyncio.Future[None]] = []
+        self._thens: list[Callable[[], None]] = []
+        """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
+        self._last = 0.0
+        """When the writer last committed (monotonic)."""
+        self._sleeping = False
+        """Whether the writer waits without a deadline: a lazy write must wake it."""
         self._linger = policy == "none"
         """Whether to wait for company: under ``batch`` while the last group had some."""
         self._closing = False
@@ -180,9 +190,19 @@ class StoreWriter:
         return self._enqueue(lambda batch: batch.declare(name, layout))
 
     def append(
-        self, channel: str, partition: int, offset: int, time: float, body: bytes
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None = None,
     ) -> asyncio.Future[None]:
-        """Append an entry at ``offset`` (the log's end); resolves once durable per policy."""
+        """Append an entry at ``offset`` (the log's end); resolves once durable per policy.
+
+        ``then`` is called on the loop once the entry is committed, in the callback that
+        learns it (a loop turn before anyone awaiting the future runs); never on failure.
+        """
         # The broker's hot path: _enqueue's steps inlined, one method call each costs.
         if self._blocked:
             self._usable()
@@ -194,6 +214,8 @@ class StoreWriter:
             batch = self._batch
             batch.append(channel, partition, offset, time, body)
             self._futures.append(future)
+            if then is not None:
+                self._thens.append(then)
             if batch.records == 1 or batch.records == self._group_size:
                 self._wake(batch)
         self._pending += 1
@@ -209,13 +231,21 @@ class StoreWriter:
         return self._enqueue(lambda batch: batch.schedule(item))
 
     def move_due(
-        self, id: str, channel: str, partition: int, offset: int, time: float, body: bytes
+        self,
+        id: str,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None = None,
     ) -> asyncio.Future[None]:
-        """Append scheduled message ``id`` at ``offset`` and forget it, atomically."""
+        """Append scheduled message ``id`` at ``offset`` and forget it, atomically
+        (``then`` as for :meth:`append`)."""
         self._usable()
         self._ledger.move_due(id, channel, partition, offset)
         return self._enqueue(
-            lambda batch: batch.move_due(id, channel, partition, offset, time, body)
+            lambda batch: batch.move_due(id, channel, partition, offset, time, body), then
         )
 
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None:
@@ -247,13 +277,17 @@ class StoreWriter:
                 "await StoreWriter.room() before writing"
             )
 
-    def _enqueue(self, add: Callable[[WriteBatch], None]) -> asyncio.Future[None]:
+    def _enqueue(
+        self, add: Callable[[WriteBatch], None], then: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
                 self._refuse()
             add(self._batch)
             self._futures.append(future)
+            if then is not None:
+                self._thens.append(then)
             self._wake(self._batch)
         self._pending += 1
         if self._pending >= self._max_pending:
@@ -280,16 +314,24 @@ class StoreWriter:
                 self._refuse()
             if not self._batch:
                 self._since = time.monotonic()
-                self._cond.notify()
+                if self._sleeping:  # else it wakes by lazy_window after its last commit
+                    self._cond.notify()
             add(self._batch)
 
     def _committed(
-        self, futures: list[asyncio.Future[None]], records: int, error: BaseException | None
+        self,
+        futures: list[asyncio.Future[None]],
+        thens: list[Callable[[], None]],
+        records: int,
+        error: BaseException | None,
     ) -> None:
         """On the loop: a group was committed (or failed with ``error``)."""
         self._pending -= records
         if error is not None:
             self._error = error
+        else:
+            for then in thens:
+                then()
         for future in futures:
             if not future.done():
                 if error is None:
@@ -339,27 +381,33 @@ class StoreWriter:
 
     def _serve(self, loop: asyncio.AbstractEventLoop, store: Store) -> None:
         while (taken := self._take()) is not None:
-            batch, futures = taken
+            batch, futures, thens = taken
             try:
                 store.write(batch)
             except Exception as exc:
-                _call(loop, self._committed, futures, batch.records, exc)
+                _call(loop, self._committed, futures, [], batch.records, exc)
                 raise
-            _call(loop, self._committed, futures, batch.records, None)
+            _call(loop, self._committed, futures, thens, batch.records, None)
             store.checkpoint_if_due()
 
-    def _take(self) -> tuple[WriteBatch, list[asyncio.Future[None]]] | None:
+    def _take(
+        self,
+    ) -> tuple[WriteBatch, list[asyncio.Future[None]], list[Callable[[], None]]] | None:
         """Wait until the queued batch is due; take it (None once closing and empty)."""
         with self._cond:
             while (due := self._due()) != 0.0:
+                self._sleeping = due is None
                 self._cond.wait(None if due is None else max(0.0, due - time.monotonic()))
-            batch, futures = self._batch, self._futures
-            self._batch, self._futures = WriteBatch(), []
+            self._sleeping = False
+            self._last = time.monotonic()
+            batch, futures, thens = self._batch, self._futures, self._thens
+            self._batch, self._futures, self._thens = WriteBatch(), [], []
             self._linger = batch.records > 1 or self.acks_before_commit
-        return (batch, futures) if batch or not self._closing else None
+        return (batch, futures, thens) if batch or not self._closing else None
 
     def _due(self) -> float | None:
-        """When the queued batch should be written: 0.0 now, None when there is nothing."""
+        """When the queued batch should be written: 0.0 now, None when nothing is queued
+        (or when to look again, for ``lazy_window`` after a commit)."""
         batch = self._batch
         if self._closing or batch.records >= self._group_size:
             return 0.0
@@ -369,8 +417,9 @@ class StoreWriter:
             due = self._since + self._window
         elif batch:
             due = self._since + self._lazy_window
-        else:
-            return None
+        else:  # nothing queued: wait with a deadline a while, so lazy writes need not wake us
+            wake = self._last + self._lazy_window
+            return wake if wake > time.monotonic() else None
         return 0.0 if due <= time.monotonic() else due
 
     def _shut(
@@ -382,10 +431,10 @@ class StoreWriter:
         """
         with self._cond:
             self._failure = failure or StorageError(f"store {self.path} is closed")
-            futures, self._futures = self._futures, []
+            futures, self._futures, self._thens = self._futures, [], []
             records, self._batch = self._batch.records, WriteBatch()
         if futures or records:
-            _call(loop, self._committed, futures, records, self._failure)
+            _call(loop, self._committed, futures, [], records, self._failure)
         try:
             store.close()
         except StorageError as exc:

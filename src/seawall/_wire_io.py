@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ._clock import Clock
 from ._wire import MAX_LENGTH, Frame, FrameReader, Ping, Pong, encode_frame_into
@@ -44,6 +44,8 @@ class FramedStream:
         self.heartbeat = Heartbeat(heartbeat, clock.time())
         self.peer_max_frame = MAX_LENGTH
         """The largest frame the peer accepts; known after the handshake."""
+        self.before_write: Callable[[], None] | None = None
+        """Called as queued frames are about to be written: the last moment to add some."""
         self._out = bytearray()
         self._ready = asyncio.Event()
         self._closing = False
@@ -86,6 +88,8 @@ class FramedStream:
 
     async def flush(self) -> None:
         """Write what is queued now and wait until the socket has taken it."""
+        if self.before_write is not None:
+            self.before_write()
         if self._out:
             data, self._out = self._out, bytearray()
             self.writer.write(data)

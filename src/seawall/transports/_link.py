@@ -4,7 +4,8 @@ A :class:`Link` owns the socket and one task that reads and writes it (see
 :class:`~seawall._wire_io.FramedStream`). Reading demultiplexes frames:
 Ok and Error answer the pipelined request they name, Deliver goes to its
 subscription's buffer. Settling a delivery queues Ack or Nack at once and
-grants the credit back in one Credit frame per subscription and loop turn.
+grants the credit back in one Credit frame per subscription and write, in the
+same write as the Acks (one segment: one wake-up of the server, not two).
 
 When the connection breaks, every request still waiting fails and every
 subscription of the link ends with :class:`~seawall.ConnectionLost`; the
@@ -56,6 +57,7 @@ class Link:
         self._credit: dict[int, int] = {}  # credit to grant back, by subscription id
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        stream.before_write = self._grant
 
     @property
     def open(self) -> bool:
@@ -98,16 +100,17 @@ class Link:
         return await self.request(kind, *fields, sub=sub)
 
     def settle(self, frame: Ack | Nack) -> None:
-        """Send an Ack or Nack and grant its credit back (batched per loop turn)."""
+        """Send an Ack or Nack and grant its credit back (batched per write)."""
         if self.failure is not None:
             return
         self.stream.send(frame)
         credit = self._credit
-        if not credit:
-            self._loop.call_soon(self._grant)
         credit[frame.subscription] = credit.get(frame.subscription, 0) + 1
 
     def _grant(self) -> None:
+        """Queue the credit settled since the last write, as that write leaves."""
+        if not self._credit:
+            return
         grants, self._credit = self._credit, {}
         if self.failure is None:
             for sub_id, n in grants.items():
@@ -187,6 +190,10 @@ class Link:
         return ConnectionLost(f"the broker at {self.where} closed the connection")
 
     def _answer(self, frame: Ok | Error) -> None:
+        if self.failure is not None:
+            # Closed while this batch was already read: the pipeline was abandoned and
+            # its waiters failed, so the answer is late, not out of step.
+            return
         future, sub = self.pipeline.resolve(frame)
         self._room.set()
         if isinstance(frame, Error):
