@@ -81,6 +81,9 @@ class RabbitMQSubscription:
         self.counts_returns = True
         """Whether the queues count returns (quorum queues), so a plain requeue keeps
         ``attempt`` right; else a nack republishes with the attempt in a header."""
+        self.unacked = False
+        """Whether RabbitMQ hands messages over without waiting for acks (a reply inbox):
+        ack settles locally, a plain nack puts the message back in front locally."""
         self.wake = asyncio.Event()
         self.held: Counter[int] = Counter()  # partition -> received and not settled
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
@@ -113,7 +116,7 @@ class RabbitMQSubscription:
             async def arrived(msg: aiormq.abc.DeliveredMessage) -> None:
                 self._arrived(msg, source.partition)
 
-            ok = await amqp.basic_consume(source.queue, arrived, no_ack=False)
+            ok = await amqp.basic_consume(source.queue, arrived, no_ack=self.unacked)
         assert ok.consumer_tag is not None
         self._consumers[source.queue] = (amqp, ok.consumer_tag)
         amqp.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
@@ -194,19 +197,25 @@ class RabbitMQSubscription:
     async def ack(self, delivery: Delivery) -> None:
         held = self._settle(delivery)
         if held is not None:
-            with contextlib.suppress(*_IGNORED):
-                await _channel(held).basic_ack(_tag(held))
+            if not self.unacked:
+                with contextlib.suppress(*_IGNORED):
+                    await _channel(held).basic_ack(_tag(held))
             self._settled(held)
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         held = self._settle(delivery)
         if held is None:
             return
+        if self.unacked and delay <= 0:  # RabbitMQ has let it go: it comes again from here
+            self._ready.appendleft(_Held(held.msg, held.partition, held.attempt + 1))
+            self.wake.set()
+            return
         try:
             if delay > 0 or not self.counts_returns:
                 queue = self.queues[held.partition]
                 await self.transport.delay(held.msg, queue, held.attempt + 1, delay)
-                await _channel(held).basic_ack(_tag(held))
+                if not self.unacked:
+                    await _channel(held).basic_ack(_tag(held))
             else:
                 await _channel(held).basic_nack(_tag(held), requeue=True)
         except (*_IGNORED, ConnectionLost) as exc:

@@ -59,7 +59,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   auto-delete queue ``seawall.<token>``, published to through the default
   exchange (no exchange of its own): a reply to an inbox that has gone is
   dropped by the broker at once, and the queue goes when its reader leaves or
-  its connection dies.
+  its connection dies. Its reader takes messages without acks (``no_ack``): a
+  message left unacked could only go back to a queue that goes with that
+  reader (one per inbox), so an ack would buy nothing but a frame per reply.
+  ``ack()`` settles in the process, ``nack()`` puts the message back in front
+  of the subscription (``attempt`` + 1), and ``prefetch`` still bounds the
+  unsettled deliveries (what RabbitMQ sends beyond them waits in the process).
 * **Delayed delivery** (``publish(not_before=…)``) uses the same ladder with
   delay queues of the channel's own (``seawall.<token>.delay.<step>ms``), which
   dead-letter into the channel's exchange under the partition key, so every
@@ -429,6 +434,7 @@ class RabbitMQTransport:
         if self._ephemeral(channel):
             queue = await self.topology.inbox(channel)
             sub = RabbitMQSubscription(self, channel, group, [queue], prefetch)
+            sub.unacked = True  # see "Ephemeral channels" in the module docstring
             self._subs.add(sub)
             await self._start(sub, [Source(queue, 0, prefetch)])
             return sub
