@@ -21,10 +21,13 @@ persistent messages, confirmed publishes (what seawall's transport always does).
 2. **request/reply p50**: one request after another, ``--rounds`` times each, the
    contestants taking turns call by call (so the machine's slow spells hit all): raw
    aio-pika RPC (request on a quorum queue, reply through an exclusive reply
-   queue matched by correlation id), seawall (two ``System`` s, so the reply
-   goes through the broker to the requester's inbox), FastStream
-   ``broker.request``. nameko cannot be installed here; its RPC p50 is quoted
-   from issue 4 (1,660 us, measured on this machine) for the ``<= 0.5x`` target.
+   queue matched by correlation id), seawall's transport alone (two
+   ``RabbitMQTransport`` s, a reader that answers each request into the
+   requester's inbox: what the runtime costs shows as the difference to the
+   next line), seawall (two ``System`` s, so the reply goes through the broker
+   to the requester's inbox), FastStream ``broker.request``. nameko cannot be
+   installed here; its RPC p50 is quoted from issue 4 (1,660 us, measured on
+   this machine) for the ``<= 0.5x`` target.
 
 Each figure is the median of ``--repeats`` rounds. The machine is shared and
 noisy: compare the ratios printed beside each figure, not the absolute values.
@@ -50,6 +53,7 @@ from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from seawall import Command, Document, Service, System
 from seawall._ids import uuid7
 from seawall._message import Message
+from seawall._transport import ChannelSpec
 from seawall.transports.rabbitmq import RabbitMQTransport
 
 from .faststream_payload import ReadingModel
@@ -271,6 +275,58 @@ async def seawall_rpc(url: str) -> AsyncIterator[Call]:
         MADE.update(made(server))
 
 
+@contextlib.asynccontextmanager
+async def transport_rpc(url: str) -> AsyncIterator[Call]:
+    name = f"bench.trpc.{uuid.uuid4().hex[:8]}"
+    inbox = f"_inbox.bench{uuid.uuid4().hex[:8]}"
+    caller, server = [await RabbitMQTransport.connect(url) for _ in range(2)]
+    await caller.declare(ChannelSpec(name=inbox, ephemeral=True))
+    replies = await caller.subscribe(inbox, group=inbox, prefetch=1024)
+    requests = await server.subscribe(name, group="bench", prefetch=64)
+    waiting: dict[str, asyncio.Future[bytes]] = {}
+
+    async def respond() -> None:
+        async for delivery in requests:
+            request = delivery.message
+            answer = Answer(seq=decode_ask(request.data).seq)
+            reply = Message(
+                id=uuid7(),
+                type=Answer.type_name,
+                source="bench",
+                data=msgspec.json.encode(answer),
+                causationid=request.id,
+            )
+            assert request.replyto is not None
+            await server.publish(request.replyto, reply)
+            await requests.ack(delivery)
+
+    async def answered() -> None:
+        async for delivery in replies:
+            future = waiting.pop(delivery.message.causationid or "", None)
+            if future is not None:
+                future.set_result(delivery.message.data)
+            await replies.ack(delivery)
+
+    async def call() -> None:
+        request = Message(
+            id=uuid7(), type=Ask.type_name, source="bench", data=ASK_BODY, replyto=inbox
+        )
+        future = waiting[request.id] = asyncio.get_running_loop().create_future()
+        await caller.publish(name, request)
+        decode_answer(await future)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            readers = [tasks.create_task(respond()), tasks.create_task(answered())]
+            yield call
+            for reader in readers:
+                reader.cancel()
+    finally:
+        MADE.update(caller.topology.made | server.topology.made)
+        await caller.close()
+        await server.close()
+
+
 MADE: set[tuple[str, str]] = set()
 """Queues and exchanges the seawall rounds declared, deleted at the end."""
 
@@ -320,10 +376,12 @@ async def paired_p50(rounds: int, calls: dict[str, Call]) -> dict[str, float]:
 async def rpc_round(conn: aio_pika.abc.AbstractConnection, rounds: int) -> dict[str, float]:
     async with (
         raw_rpc(conn) as raw,
+        transport_rpc(URL) as transport,
         seawall_rpc(URL) as ours,
         faststream_rpc(URL) as fs,
     ):
-        return await paired_p50(rounds, {"raw": raw, "seawall": ours, "fs": fs})
+        calls = {"raw": raw, "transport": transport, "seawall": ours, "fs": fs}
+        return await paired_p50(rounds, calls)
 
 
 async def delete_queues(url: str, *names: str) -> None:
@@ -341,7 +399,7 @@ async def run(args: argparse.Namespace) -> None:
     conn = await aio_pika.connect(URL)
     transport = await RabbitMQTransport.connect(URL)
     pubsub: dict[str, list[float]] = {"raw": [], "transport": [], "runtime": [], "fs": []}
-    rpc: dict[str, list[float]] = {"raw": [], "seawall": [], "fs": []}
+    rpc: dict[str, list[float]] = {"raw": [], "transport": [], "seawall": [], "fs": []}
     try:
         for _ in range(args.repeats):  # interleaved, so drifts of the shared machine hit all
             pubsub["raw"].append(await raw_pubsub(conn, count, window))
@@ -391,6 +449,8 @@ def report(args: argparse.Namespace, pubsub: dict[str, float], rpc: dict[str, li
     base = medians["raw"]
     print(f"request/reply p50 ({args.rounds} sequential round trips per round):")
     print(f"  raw aio-pika RPC      {base:>8.0f} us")
+    transport = medians["transport"]
+    print(f"  seawall transport     {transport:>8.0f} us  {transport / base:.2f}x raw")
     ours = medians["seawall"]
     print(
         f"  seawall               {ours:>8.0f} us  {ours / base:.2f}x raw (target <= 1.3x)  "

@@ -23,7 +23,7 @@ from tests.brokers import RABBITMQ, free_port, require
 from seawall import Command, Document, Event, Service, System
 from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
 from seawall._supervisor import RestartIntensity
-from seawall._transport import ChannelSpec, Durability, Transport
+from seawall._transport import ChannelSpec, Delivery, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
@@ -220,6 +220,51 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
         assert not await late.topology._exists(inbox_queue(inbox)), "a reply recreated it"
     finally:
         await late.close()
+
+
+async def test_a_reply_inbox_takes_messages_without_acks_and_a_nack_brings_one_back() -> None:
+    url = require(RABBITMQ)
+    transport = await RabbitMQTransport.connect(url)
+    inbox = f"_inbox.{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(url)
+    try:
+        await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
+        sub = await transport.subscribe(inbox, group=inbox, prefetch=1)
+        sent = [make_message(i) for i in range(3)]
+        for message in sent:
+            await transport.publish(inbox, message)
+        # RabbitMQ waits for no ack: its queue empties into the process at once,
+        # though prefetch lets one delivery out at a time (the count is the
+        # broker's, with no event to await: polled)
+        channel = await connection.channel()
+        async with asyncio.timeout(5.0):
+            while await _ready_in(channel, inbox_queue(inbox)):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        async with Inbox(sub, patience=5.0) as reader:
+            [first] = await reader.collect(1)
+            await sub.nack(first)
+            [again] = await reader.collect(1)
+            assert (again.message.id, again.attempt) == (sent[0].id, first.attempt + 1)
+            await sub.ack(again)
+            rest = [await _taken(reader, sub) for _ in range(2)]
+        assert [d.message.id for d in rest] == [m.id for m in sent[1:]]
+        await sub.close()
+    finally:
+        await connection.close()
+        await transport.close()
+
+
+async def _ready_in(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    count = declared.declaration_result.message_count
+    assert count is not None
+    return count
+
+
+async def _taken(reader: Inbox, sub: RabbitMQSubscription) -> Delivery:
+    [delivery] = await reader.collect(1)
+    await sub.ack(delivery)
+    return delivery
 
 
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:

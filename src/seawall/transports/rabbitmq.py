@@ -59,7 +59,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   auto-delete queue ``seawall.<token>``, published to through the default
   exchange (no exchange of its own): a reply to an inbox that has gone is
   dropped by the broker at once, and the queue goes when its reader leaves or
-  its connection dies.
+  its connection dies. Its reader takes messages without acks (``no_ack``): a
+  message left unacked could only go back to a queue that goes with that
+  reader (one per inbox), so an ack would buy nothing but a frame per reply.
+  ``ack()`` settles in the process, ``nack()`` puts the message back in front
+  of the subscription (``attempt`` + 1), and ``prefetch`` still bounds the
+  unsettled deliveries (what RabbitMQ sends beyond them waits in the process).
 * **Delayed delivery** (``publish(not_before=…)``) uses the same ladder with
   delay queues of the channel's own (``seawall.<token>.delay.<step>ms``), which
   dead-letter into the channel's exchange under the partition key, so every
@@ -84,8 +89,6 @@ Driver errors are translated at this edge by
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -121,6 +124,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ._rabbitmq_layout import ATTEMPT, INBOX_PREFIX, MAX_DELAY, Layout, delay_step, inbox_queue
+from ._rabbitmq_link import Link
 from ._rabbitmq_members import Membership
 from ._rabbitmq_subscription import CE_PREFIX, RabbitMQSubscription, Source
 from ._rabbitmq_topology import Topology, translated
@@ -154,12 +158,8 @@ class RabbitMQTransport:
         self.lease = lease
         self.name = name
         self.topology = Topology(self)
-        self._connection: aio_pika.abc.AbstractConnection | None = None
-        self._publisher: aiormq.abc.AbstractChannel | None = None
-        self._connecting = asyncio.Lock()
-        self._opening_publisher = asyncio.Lock()
+        self._link = Link(url, name=name, connect_timeout=connect_timeout, broke=self._link_broke)
         self._vanished: set[str] = set()  # channels whose exchange was deleted behind our back
-        self._broke = asyncio.Event()
         self._layouts: dict[str, Layout] = {}
         self._declared: dict[str, ChannelSpec] = {}
         self._subs: set[RabbitMQSubscription] = set()
@@ -194,62 +194,19 @@ class RabbitMQTransport:
     async def connection(self) -> aio_pika.abc.AbstractConnection:
         """The AMQP connection, opened first if there is none."""
         self._check_open()
-        connection = self._connection
-        if connection is None or connection.is_closed:
-            async with self._connecting:
-                if self._connection is None or self._connection.is_closed:
-                    self._connection = await self._open()
-                connection = self._connection
-        return connection
+        return await self._link.connection()
 
-    async def _open(self) -> aio_pika.abc.AbstractConnection:
-        try:
-            connection = await aio_pika.connect(
-                self.url,
-                timeout=self.connect_timeout,
-                client_properties={"connection_name": self.name},
-            )
-        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-            where = self.url.split("@")[-1]  # keep the password out of the message
-            raise ConnectionLost(
-                f"cannot connect to RabbitMQ at {where} ({exc!r}); is rabbitmq-server running "
-                "there, and are the user and password right?"
-            ) from exc
-        self._broke.clear()
+    async def publisher(self) -> aiormq.abc.AbstractChannel:
+        """The AMQP channel publishes go through (publisher confirms on)."""
+        return await self._link.publisher()
 
-        async def closed(_: object, exc: BaseException | None) -> None:
-            await self._link_broke(connection, exc)
-
-        connection.close_callbacks.add(closed)
-        return connection
-
-    async def _link_broke(
-        self, connection: aio_pika.abc.AbstractConnection, exc: BaseException | None
-    ) -> None:
-        if connection is not self._connection:
-            return
-        self._connection = None
-        self._publisher = None
+    async def _link_broke(self, exc: BaseException | None) -> None:
         self.topology.forget()
-        self._broke.set()
         if self._closed:
             return
         log.warning("link to RabbitMQ broke (%r); %d subscription(s) end", exc, len(self._subs))
         for sub in list(self._subs):
             await sub.break_link(f"the link to RabbitMQ broke ({exc!r})")
-
-    async def publisher(self) -> aiormq.abc.AbstractChannel:
-        """The AMQP channel publishes go through (publisher confirms on)."""
-        channel = self._publisher
-        if channel is None or channel.is_closed:
-            async with self._opening_publisher:
-                channel = self._publisher
-                if channel is None or channel.is_closed:
-                    connection = await self.connection()
-                    with translated("opening the publishing channel"):
-                        wrapper = await connection.channel(publisher_confirms=True)
-                        channel = self._publisher = await wrapper.get_underlay_channel()
-        return channel
 
     # -- channels ------------------------------------------------------------------
     def _ephemeral(self, channel: str) -> bool:
@@ -429,6 +386,7 @@ class RabbitMQTransport:
         if self._ephemeral(channel):
             queue = await self.topology.inbox(channel)
             sub = RabbitMQSubscription(self, channel, group, [queue], prefetch)
+            sub.unacked = True  # see "Ephemeral channels" in the module docstring
             self._subs.add(sub)
             await self._start(sub, [Source(queue, 0, prefetch)])
             return sub
@@ -465,16 +423,8 @@ class RabbitMQTransport:
 
     async def drop_connection_for_tests(self) -> None:
         """Cut the TCP connection under aiormq, as a network failure would."""
-        connection = await self.connection()
-        underlay: Any = connection.transport
-        amqp = underlay.connection
-        # aiormq keeps the stream writer only in its writer task's frame
-        frame = getattr(amqp._writer_task.get_coro(), "cr_frame", None)
-        writer = frame.f_locals.get("writer") if frame is not None else None
-        assert writer is not None, "aiormq changed: no socket to cut"
-        writer.transport.abort()
-        async with asyncio.timeout(5.0):
-            await self._broke.wait()
+        self._check_open()
+        await self._link.drop_for_tests()
 
     async def close(self) -> None:
         if self._closed:
@@ -482,8 +432,5 @@ class RabbitMQTransport:
         for sub in list(self._subs):
             await sub.close()
         self._closed = True
-        connection, self._connection = self._connection, None
         await self.topology.close()
-        if connection is not None:
-            with contextlib.suppress(aiormq.exceptions.AMQPError, OSError, asyncio.TimeoutError):
-                await connection.close()
+        await self._link.close()
