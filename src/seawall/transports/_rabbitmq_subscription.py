@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -118,7 +118,6 @@ class RabbitMQSubscription:
 
             ok = await amqp.basic_consume(source.queue, arrived, no_ack=self.unacked)
         assert ok.consumer_tag is not None
-        _take_in_reader(amqp, ok.consumer_tag, lambda msg: self._arrived(msg, source.partition))
         self._consumers[source.queue] = (amqp, ok.consumer_tag)
         amqp.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
         amqp.closing.add_done_callback(lambda _: self._channel_closed(source.queue, amqp))
@@ -265,33 +264,6 @@ class RabbitMQSubscription:
         if self.membership is not None:
             await self.membership.stop()
             await self.membership.leave()
-
-
-def _take_in_reader(
-    amqp: aiormq.abc.AbstractChannel,
-    tag: str,
-    take: Callable[[aiormq.abc.DeliveredMessage], None],
-) -> None:
-    """Have aiormq's channel reader hand the consumer's deliveries to ``take`` itself.
-
-    aiormq runs a consumer callback in a task per delivery, so the reader of the
-    subscription would wake one loop turn after the delivery was read (50-80 us a
-    round trip in ``benchmarks.rabbitmq_compare``). A plain function in its place
-    is called as the delivery is read; aiormq still gets a coroutine to run, one
-    that does nothing. The order holds: a delivery read before the swap is in a
-    task that runs before the channel reader reads another.
-    """
-    if isinstance(amqp, aiormq.Channel) and tag in amqp.consumers:
-
-        def taken(msg: aiormq.abc.DeliveredMessage) -> Coroutine[None, None, None]:
-            take(msg)
-            return _nothing()
-
-        amqp.consumers[tag] = taken
-
-
-async def _nothing() -> None:
-    """The coroutine aiormq runs for a delivery already taken in."""
 
 
 def _channel(held: _Held) -> aiormq.abc.AbstractChannel:
