@@ -361,13 +361,18 @@ async def paired_p50(rounds: int, calls: dict[str, Call]) -> dict[str, float]:
 
     Taking one call of each in turn, instead of all of one then all of the next,
     spreads the shared machine's slow spells (fsync stalls of the other tenants)
-    evenly over the contestants.
+    evenly over the contestants. The order rotates every turn, so each follows
+    each other as often: work a call leaves behind (FastStream's consumes and
+    cancels a reply-to consumer per request) does not always land in the same
+    contestant's next call.
     """
     times: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
     for turn in range(rounds + 20):
-        for name, call in calls.items():
+        shift = turn % len(order)
+        for name in order[shift:] + order[:shift]:
             started = time.perf_counter()
-            await call()
+            await calls[name]()
             if turn >= 20:  # the first ones warm up
                 times[name].append(time.perf_counter() - started)
     return {name: statistics.median(each) * 1e6 for name, each in times.items()}
