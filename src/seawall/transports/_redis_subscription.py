@@ -57,6 +57,7 @@ class RedisSubscription:
         self.prefetch = prefetch
         self.consumer = uuid7()
         self.owned: dict[int, str] = {}  # partition -> stream key
+        self._reading: set[int] = set()  # partitions the read in flight asks for
         self.held: Counter[int] = Counter()  # partition -> read and not settled
         self._group = channel.keys.group(group)
         self._ready: deque[_Held] = deque()
@@ -108,7 +109,8 @@ class RedisSubscription:
     async def release(self, partition: int) -> bool:
         """Stop reading ``partition``; whether none of its entries is held any more."""
         self.owned.pop(partition, None)
-        return self.held[partition] == 0
+        # a read already sent may still bring entries of it: not free before it returns
+        return self.held[partition] == 0 and partition not in self._reading
 
     # -- deliveries ------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -173,9 +175,10 @@ class RedisSubscription:
 
     async def _read(self, credit: int, block: float) -> None:
         streams = list(self.owned.items())
-        client = await self.transport.link()
+        self._reading = set(self.owned)
         self._idle.clear()
         try:
+            client = await self.transport.link()
             with translated(f"reading channel {self.channel.name!r}"):
                 async with asyncio.timeout(block + self.transport.api_timeout):
                     if self.channel.levels > 1:
@@ -196,6 +199,7 @@ class RedisSubscription:
                 return
             self._hold(read)
         finally:
+            self._reading = set()
             self._idle.set()
 
     def _spread(self, streams: list[tuple[int, str]], credit: int, block: float) -> list[Any]:
