@@ -6,12 +6,12 @@ than ``lease``; it owns partition ``p`` through the lock key
 ``…:lock:<group>:<p>`` set with ``NX PX lease`` and renewed with the lease,
 so two members never read one partition at once. Who should own what follows
 :func:`seawall._assignment.wanted` over the live members. A member giving a
-partition up stops reading it, waits until it holds none of its entries and no read it
-sent may still bring one, and
-only then deletes the lock; the new owner, which tries every 20 ms while it
-lacks a partition, takes it then. Every read of a member also counts the
-group's members (``ZCARD``, in the read's pipeline), so a busy member starts a
-round as soon as someone joins or leaves, not at its next heartbeat.
+partition up stops reading it, waits until it holds none of its entries and
+no read it sent may still bring one, and only then deletes the lock; the new
+owner, which tries every 20 ms while it lacks a partition, takes it then.
+Every read of a member also counts the group's members (``ZCARD``, in the
+read's pipeline), so a busy member starts a round as soon as someone joins or
+leaves, not at its next heartbeat.
 """
 
 from __future__ import annotations
