@@ -207,29 +207,39 @@ async def _collect(sub: Subscription, into: list[Message]) -> None:
         await sub.close()
 
 
-async def _dead_letter_counted(up: Up, summary: Summary) -> None:
-    """Wait (bounded) until the malformed message is in the dead-letter channel and the
-    Kitchen that put it there has reported it, before any fault is injected: counters a
-    process has not reported yet die with it when it is killed with SIGKILL."""
+async def _until(holds: Callable[[], bool]) -> None:
+    """Wait until ``holds()`` is true, looking every 50 ms, at most SETTLE_TIMEOUT (the
+    audit then names what did not happen)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
-        counted = sum(i.total("dead_lettered") for i in up.refresh())
-        if summary.dead_letters and counted:
+        if holds():
             return
         await asyncio.sleep(0.05)
+
+
+async def _dead_letter_counted(up: Up, summary: Summary) -> None:
+    """Wait until the malformed message is in the dead-letter channel and the Kitchen that
+    put it there has reported it, before any fault is injected: counters a process has
+    not reported yet die with it when it is killed with SIGKILL."""
+    await _until(
+        lambda: (
+            bool(summary.dead_letters) and sum(i.total("dead_lettered") for i in up.refresh()) > 0
+        )
+    )
 
 
 async def _settle(up: Up, summary: Summary) -> None:
-    """Wait (bounded) for the courier assignments and the restarted Kitchen."""
+    """Wait for the courier assignments and the restarted Kitchen."""
     folder = Path(up.config.env["FTGO_STATE"])
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         approved = {o for o, out in summary.outcomes.items() if out.state == "approved"}
-        jobs = Facts.read_jobs(folder)
-        kitchens_up = all(i.state == "running" for i in up.refresh() if i.service == "kitchen")
-        if approved <= jobs.keys() and kitchens_up:
-            return
-        await asyncio.sleep(0.05)
+        kitchens = [i for i in up.refresh() if i.service == "kitchen"]
+        return approved <= Facts.read_jobs(folder).keys() and all(
+            i.state == "running" for i in kitchens
+        )
+
+    await _until(settled)
 
 
 async def delete_streams(url: str, prefix: str) -> None:
