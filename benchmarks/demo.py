@@ -24,7 +24,7 @@ import sys
 from examples.ftgo.audit import Summary
 from examples.ftgo.demo import run
 
-from seawall._up_config import EMBEDDED
+from seawall._up.config import EMBEDDED
 
 NATS = os.environ.get("SEAWALL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 

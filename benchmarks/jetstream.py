@@ -25,8 +25,8 @@ import uuid
 import msgspec
 import nats
 
-from seawall._ids import uuid7
-from seawall._message import Message, to_headers
+from seawall._messages.envelope import Message, to_headers
+from seawall._messages.ids import uuid7
 from seawall._transport import ChannelSpec
 from seawall.transports.nats import NatsTransport
 

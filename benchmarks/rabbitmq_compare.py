@@ -51,8 +51,8 @@ import msgspec
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
 from seawall import Command, Document, Service, System
-from seawall._ids import uuid7
-from seawall._message import Message
+from seawall._messages.envelope import Message
+from seawall._messages.ids import uuid7
 from seawall._transport import ChannelSpec
 from seawall.transports.rabbitmq import RabbitMQTransport
 

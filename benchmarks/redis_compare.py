@@ -38,8 +38,8 @@ import msgspec
 import redis.asyncio
 
 from seawall import Service, System
-from seawall._ids import uuid7
-from seawall._message import Message
+from seawall._messages.envelope import Message
+from seawall._messages.ids import uuid7
 from seawall.transports.redis import RedisTransport
 
 from .faststream_payload import ReadingModel

@@ -6,7 +6,7 @@ Side by side, 100-byte bodies, records per second (median of ``repeats``):
   transactions into the store's own schema: the engine's limit, the anchor;
 * ``raw multi-row``: the same with the store's multi-row INSERT statements;
 * ``file``: a plain file with one fsync per 1,000 records: the disk's limit;
-* ``writer <policy>``: :class:`~seawall._store_writer.StoreWriter` appends from
+* ``writer <policy>``: :class:`~seawall._broker.store_writer.StoreWriter` appends from
   the event loop, ``window`` of them in flight, every future awaited.
 
 Each measurement stops at ``count`` records or ``time_limit`` seconds. The
@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seawall._store import OFFSET_BITS, SCHEMA, ChannelLayout, SyncPolicy, insert_entries
-from seawall._store_writer import StoreWriter
+from seawall._broker.store import OFFSET_BITS, SCHEMA, ChannelLayout, SyncPolicy, insert_entries
+from seawall._broker.store_writer import StoreWriter
 
 __all__ = ["Figure", "file_fsync", "raw_sqlite", "run", "writer_appends"]
 

@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from seawall import ChannelSpec, Message, uuid7
-from seawall._broker import BrokerLimits
-from seawall._server import BrokerServer
+from seawall._broker.engine import BrokerLimits
+from seawall._server.server import BrokerServer
 from seawall._transport import Transport
 from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport

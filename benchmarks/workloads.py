@@ -167,7 +167,7 @@ async def envelope_only(settings: Settings) -> Sample:
     payload as the dispatcher does. Uses seawall's private modules on purpose:
     it measures exactly those steps.
     """
-    from seawall._message import decode_message, encode_message
+    from seawall._messages.envelope import decode_message, encode_message
 
     async with System(transport=MemoryTransport()) as system:
         node = system.node

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from seawall import ConfigurationError
-from seawall._acl import Client, ServerConfig, load_server_config
+from seawall._server.acl import Client, ServerConfig, load_server_config
 
 TOKEN = "orders-token-0123456789"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall._assignment import Leases, owners, token, wanted
 from seawall._exceptions import ConfigurationError
+from seawall._transport.assignment import Leases, owners, token, wanted
 
 
 def test_token_keeps_plain_names_and_escapes_the_rest() -> None:

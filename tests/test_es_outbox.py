@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from seawall import Event, MemoryTransport, connect
 from seawall._exceptions import ConcurrencyError
-from seawall._message import Message
+from seawall._messages.envelope import Message
 from seawall.es import EventCodec, OutboxRelay, SQLiteEventStore
 from seawall.testing._conformance import Inbox
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from seawall._lanes import Lanes
+from seawall._runtime.lanes import Lanes
 
 
 async def drain(lanes: Lanes[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seawall._log import ChannelState, GroupState, Taken
+from seawall._broker.log import ChannelState, GroupState, Taken
 
 A, B, C = 1, 2, 3  # member ids
 

@@ -6,7 +6,7 @@ test runs both on twin channels and compares.
 
 from __future__ import annotations
 
-from seawall._log import ChannelState, GroupState, Taken
+from seawall._broker.log import ChannelState, GroupState, Taken
 
 A, B = 1, 2  # member ids
 

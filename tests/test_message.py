@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seawall._exceptions import DecodeError, MessageError
-from seawall._message import Message, decode_message, encode_message, from_headers, to_headers
+from seawall._messages.envelope import (
+    Message,
+    decode_message,
+    encode_message,
+    from_headers,
+    to_headers,
+)
 
 PREFIXES = ("ce-", "ce_", "cloudEvents:")
 _RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z$")

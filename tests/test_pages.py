@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seawall._pages import PAGE, PagedLog
+from seawall._broker.pages import PAGE, PagedLog
 
 
 def stored(n: int) -> tuple[list[bytes], list[tuple[int, int]]]:

@@ -10,9 +10,9 @@ import aiormq.abc
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from seawall._message import to_headers
+from seawall._messages.envelope import to_headers
 from seawall.testing._conformance import make_message
-from seawall.transports._rabbitmq_subscription import CE_PREFIX, _attempt, decode
+from seawall.transports.rabbitmq._subscription import CE_PREFIX, _attempt, decode
 
 
 def delivered(

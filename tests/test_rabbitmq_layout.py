@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seawall.transports._rabbitmq_layout import (
+from seawall.transports.rabbitmq._layout import (
     Layout,
     channel_queue_arguments,
     delay_names,
@@ -14,7 +14,7 @@ from seawall.transports._rabbitmq_layout import (
     inbox_queue,
     max_length,
 )
-from seawall.transports._rabbitmq_members import Roster
+from seawall.transports.rabbitmq._members import Roster
 
 
 def test_names_are_broker_safe_distinct_and_prefixed() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seawall import Message
-from seawall._replies import ReplyTable
+from seawall._runtime.replies import ReplyTable
 
 
 def reply_to(request_id: str, n: int) -> Message:

@@ -23,7 +23,7 @@ from seawall import (
     System,
     VirtualClock,
 )
-from seawall._replies import Failure
+from seawall._runtime.replies import Failure
 from seawall.testing import TestSystem
 from seawall.testing._system import RecordingTransport
 from seawall.transports.memory import MemoryTransport

@@ -22,10 +22,10 @@ import pytest
 import pytest_asyncio
 
 from seawall import ConnectionLost, MessageTooLarge, PermissionDenied, ProtocolError
-from seawall._acl import Client, ServerConfig
-from seawall._message import encode_message
-from seawall._server import BrokerServer
-from seawall._wire import (
+from seawall._messages.envelope import encode_message
+from seawall._server.acl import Client, ServerConfig
+from seawall._server.server import BrokerServer
+from seawall._wire.protocol import (
     PROTOCOL_VERSION,
     Deliver,
     Error,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seawall import StorageCorrupted, StorageError
-from seawall._store import (
+from seawall._broker.store import (
     CHECKPOINT_BYTES,
     DB_FILE,
     INSERT_ROWS,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tests.apps.store_appender import CHANNEL, body_for
 
-from seawall._store import Store
+from seawall._broker.store import Store
 
 ROUNDS = 5
 ROOT = Path(__file__).resolve().parent.parent

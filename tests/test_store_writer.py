@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from seawall import StorageError, TransportClosed
-from seawall._store import DB_FILE, ChannelLayout, Entry, Store
-from seawall._store_writer import StoreWriter
+from seawall._broker.store import DB_FILE, ChannelLayout, Entry, Store
+from seawall._broker.store_writer import StoreWriter
 
 LAYOUT = ChannelLayout(partitions=1, max_messages=1000)
 

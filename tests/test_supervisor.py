@@ -17,7 +17,7 @@ from seawall._exceptions import (
     ServiceError,
     SupervisorGaveUp,
 )
-from seawall._supervisor import RestartIntensity, RestartTracker, Supervisor
+from seawall._runtime.supervisor import RestartIntensity, RestartTracker, Supervisor
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seawall._broker import BrokerLimits
+from seawall._broker.engine import BrokerLimits
 from seawall._transport import Transport
 from seawall.testing._conformance import TransportConformance
 from seawall.testing._delivery import DeliveryConformance

@@ -19,7 +19,7 @@ from tests.brokers import NATS, OwnServer, free_port, killed_at_exit, require
 
 from seawall import Event, Service, System
 from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
-from seawall._supervisor import RestartIntensity
+from seawall._runtime.supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.testing._conformance import Inbox, make_message

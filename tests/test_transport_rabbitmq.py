@@ -22,14 +22,14 @@ from tests.brokers import RABBITMQ, free_port, require
 
 from seawall import Command, Document, Event, Service, System
 from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._supervisor import RestartIntensity
+from seawall._runtime.supervisor import RestartIntensity
 from seawall._transport import ChannelSpec, Delivery, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
-from seawall.transports._rabbitmq_layout import inbox_queue
 from seawall.transports.rabbitmq import RabbitMQSubscription, RabbitMQTransport
+from seawall.transports.rabbitmq._layout import inbox_queue
 
 pytestmark = pytest.mark.integration
 

@@ -20,15 +20,15 @@ from tests.brokers import REDIS, OwnServer, free_port, require
 
 from seawall import Command, Document, Event, Service, System
 from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._ids import uuid7
-from seawall._message import Message
+from seawall._messages.envelope import Message
+from seawall._messages.ids import uuid7
 from seawall._transport import ChannelSpec, Durability, Transport
 from seawall.testing import DeliveryConformance, TransportConformance
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
-from seawall.transports._redis_keys import Keys
 from seawall.transports.redis import RedisTransport
+from seawall.transports.redis._keys import Keys
 
 pytestmark = pytest.mark.integration
 REDIS_SERVER = "/usr/bin/redis-server"

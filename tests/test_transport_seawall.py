@@ -29,18 +29,18 @@ from seawall import (
     TransportClosed,
     connect,
 )
-from seawall._broker import BrokerLimits
+from seawall._broker.engine import BrokerLimits
 from seawall._clock import SystemClock
-from seawall._server import BrokerServer
+from seawall._server.server import BrokerServer
 from seawall._transport import MAX_PRIORITIES, ChannelSpec, Durability, Transport
-from seawall._wire import Frame, Ok, Publish
-from seawall._wire_io import FramedStream
+from seawall._wire.protocol import Frame, Ok, Publish
+from seawall._wire.streams import FramedStream
 from seawall.testing import DeliveryConformance
 from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
-from seawall.transports._link import Link
 from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
+from seawall.transports.seawall._link import Link
 
 
 class ServedByBroker:

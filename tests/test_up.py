@@ -21,10 +21,10 @@ from tests.apps.up_app import Ping, Pong, Slow
 from tests.brokers import NATS, require
 
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
-from seawall._up import Instance, InstanceReport, Up
-from seawall._up_config import UpConfig, load_up_config, parse_up_config
-from seawall._up_lifeline import Lifeline
-from seawall._up_status import Rates, handled_by_service, status_table
+from seawall._up.config import UpConfig, load_up_config, parse_up_config
+from seawall._up.lifeline import Lifeline
+from seawall._up.processes import Instance, InstanceReport, Up
+from seawall._up.status import Rates, handled_by_service, status_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -336,7 +336,7 @@ async def test_sigkilled_seawall_up_takes_the_broker_and_every_service_with_it(
 
 LIFELINE_CHILD = """
 import signal, sys, time
-from seawall._up_lifeline import hold
+from seawall._up.lifeline import hold
 drain = lambda *_: sys.exit(0)  # noqa: E731
 signal.signal(signal.SIGTERM, drain if sys.argv[2] == "drains" else signal.SIG_IGN)
 hold(int(sys.argv[1]), backstop=0.5)

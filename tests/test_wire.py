@@ -25,9 +25,9 @@ from seawall._exceptions import (
     ProtocolError,
     TransportError,
 )
-from seawall._message import Message, decode_message, encode_message
+from seawall._messages.envelope import Message, decode_message, encode_message
 from seawall._transport import ChannelSpec
-from seawall._wire import (
+from seawall._wire.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Credit,
@@ -50,7 +50,7 @@ from seawall._wire import (
     encode_frame,
     encode_frame_into,
 )
-from seawall._wire_state import Heartbeat, Pipeline
+from seawall._wire.state import Heartbeat, Pipeline
 
 ENVELOPE = encode_message(Message(id="m-1", type="orders.OrderCreated", source="orders"))
 

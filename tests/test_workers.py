@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from seawall._workers import Workers
+from seawall._server.workers import Workers
 
 
 async def test_a_burst_of_waiting_items_is_handled_concurrently() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from seawall._up_config import EMBEDDED
+from seawall._up.config import EMBEDDED
 
 from .audit import Summary
 from .demo import CONCURRENCY, run

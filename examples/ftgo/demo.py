@@ -33,8 +33,8 @@ from seawall import (
     dead_letter_channel,
     uuid7,
 )
-from seawall._up import Up
-from seawall._up_config import EMBEDDED, load_up_config
+from seawall._up.config import EMBEDDED, load_up_config
+from seawall._up.processes import Up
 
 from .audit import Facts, Summary
 from .messages import CreateOrder, OrderOutcome, ReviseMenu
@@ -247,7 +247,7 @@ async def delete_streams(url: str, prefix: str) -> None:
     processes left behind (a process killed with SIGKILL cannot delete its own)."""
     import nats
 
-    from seawall._assignment import token
+    from seawall._transport.assignment import token
 
     ours = (f"SEAWALL_{token(prefix)}", f"SEAWALL_{token('_inbox.' + prefix)}")
     client = await nats.connect(url)

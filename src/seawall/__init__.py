@@ -8,9 +8,6 @@ from __future__ import annotations
 from importlib.metadata import version as _version
 
 from ._clock import Clock, SystemClock, VirtualClock
-from ._codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
-from ._context import Context, Reply
-from ._dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
 from ._exceptions import (
     ChannelFull,
     ConfigurationError,
@@ -32,13 +29,16 @@ from ._exceptions import (
     TransportError,
     UnknownMessageType,
 )
-from ._ids import uuid7
-from ._message import Message, from_headers, to_headers
-from ._payload import Command, Document, Event, Payload, TypeRegistry
-from ._retry import RetryPolicy
-from ._service import Service
-from ._supervisor import RestartIntensity, Supervisor
-from ._system import System
+from ._messages.codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
+from ._messages.envelope import Message, from_headers, to_headers
+from ._messages.ids import uuid7
+from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
+from ._runtime.context import Context, Reply
+from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
+from ._runtime.retry import RetryPolicy
+from ._runtime.service import Service
+from ._runtime.supervisor import RestartIntensity, Supervisor
+from ._runtime.system import System
 from ._transport import (
     Capabilities,
     ChannelSpec,

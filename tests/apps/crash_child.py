@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from seawall._ids import uuid7
-from seawall._message import Message
+from seawall._messages.envelope import Message
+from seawall._messages.ids import uuid7
 from seawall._transport import ChannelSpec, Transport
 from seawall.transports import connect
 

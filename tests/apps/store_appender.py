@@ -14,8 +14,8 @@ from collections import deque
 from pathlib import Path
 from typing import cast
 
-from seawall._store import ChannelLayout, SyncPolicy
-from seawall._store_writer import StoreWriter
+from seawall._broker.store import ChannelLayout, SyncPolicy
+from seawall._broker.store_writer import StoreWriter
 
 CHANNEL = "crash"
 WINDOW = 256

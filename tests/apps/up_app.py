@@ -1,4 +1,4 @@
-"""Services for the ``seawall up`` tests: run by :mod:`seawall._up_child` in real processes.
+"""Services for the ``seawall up`` tests: run by :mod:`seawall._up.child` in real processes.
 
 ``echo`` (on channel ``UP_TEST_CHANNEL``, default ``echo``) answers :class:`Ping`
 with its pid (so a test sees which process answered) and handles :class:`Slow`

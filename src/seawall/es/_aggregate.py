@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from .._exceptions import AggregateNotFound, ConfigurationError
-from .._payload import Payload
+from .._messages.payload import Payload
 from ._codec import EventCodec
 from ._records import EventStore
 

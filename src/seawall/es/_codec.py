@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 
 from .._exceptions import ConfigurationError, EventLoadError
-from .._ids import uuid7
-from .._payload import Payload
+from .._messages.ids import uuid7
+from .._messages.payload import Payload
 from ._records import NewEvent, RecordedEvent, SnapshotRecord
 
 __all__ = ["EventCodec", "Upcaster"]

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from .._context import Context
 from .._exceptions import ConcurrencyError, RequestError
-from .._ids import uuid7
-from .._payload import Payload
+from .._messages.ids import uuid7
+from .._messages.payload import Payload
+from .._runtime.context import Context
 from ._codec import EventCodec
 from ._records import EventStore
 

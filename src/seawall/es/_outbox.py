@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .._clock import Clock, SystemClock
-from .._message import Message
-from .._payload import _SCHEMA_PREFIX as SCHEMA_PREFIX
+from .._messages.envelope import Message
+from .._messages.payload import _SCHEMA_PREFIX as SCHEMA_PREFIX
 from .._transport import Transport
 from ._records import EventStore, RecordedEvent
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._payload import Payload
+from .._messages.payload import Payload
 from ._codec import EventCodec
 from ._records import EventStore, ProjectionWrite, RecordedEvent
 

@@ -51,8 +51,8 @@ import pytest
 import pytest_asyncio
 
 from .._exceptions import ChannelFull, ConfigurationError, ConnectionLost, MessageTooLarge
-from .._ids import uuid7
-from .._message import Message
+from .._messages.envelope import Message
+from .._messages.ids import uuid7
 from .._transport import (
     Capabilities,
     ChannelSpec,

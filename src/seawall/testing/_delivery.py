@@ -20,13 +20,13 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from .._context import Context
-from .._dispatcher import dead_letter_channel
-from .._message import Message
-from .._payload import Command
-from .._retry import RetryPolicy
-from .._service import Service
-from .._system import System
+from .._messages.envelope import Message
+from .._messages.payload import Command
+from .._runtime.context import Context
+from .._runtime.dispatcher import dead_letter_channel
+from .._runtime.retry import RetryPolicy
+from .._runtime.service import Service
+from .._runtime.system import System
 from .._transport import ChannelSpec, Transport
 
 __all__ = ["DeliveryConformance"]

@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 
 from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError
-from .._payload import Document, Event
+from .._messages.payload import Document, Event
 from ..es import (
     Aggregate,
     EventCodec,

@@ -24,12 +24,12 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .._clock import VirtualClock, timeout_at
-from .._context import Context
-from .._dispatcher import dead_letter_channel
-from .._message import Message
-from .._payload import Payload
-from .._service import Service
-from .._system import System
+from .._messages.envelope import Message
+from .._messages.payload import Payload
+from .._runtime.context import Context
+from .._runtime.dispatcher import dead_letter_channel
+from .._runtime.service import Service
+from .._runtime.system import System
 from .._tasks import TaskScope
 from .._transport import Capabilities, ChannelSpec, Start, Subscription
 from ..transports.memory import MemoryTransport

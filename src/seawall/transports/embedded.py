@@ -1,8 +1,8 @@
 """The embedded transport: the durable broker running inside this process.
 
 ``embedded://./data`` keeps every channel in a SQLite file under ``./data``
-(see :mod:`seawall._store` for the format and :mod:`seawall._store_writer` for
-group commit), with the broker logic of :mod:`seawall._broker`. It needs no
+(see :mod:`seawall._broker.store` for the format and :mod:`seawall._broker.store_writer` for
+group commit), with the broker logic of :mod:`seawall._broker.engine`. It needs no
 server: the default for single-process systems, tests and notebooks. Several
 processes share one broker through the broker server and ``seawall://``
 instead; two processes must never open the same directory (a lock file says
@@ -30,11 +30,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
-from .._broker import Broker, BrokerLimits, Member
+from .._broker.engine import Broker, BrokerLimits, Member
+from .._broker.log import Taken
 from .._clock import Clock, SystemClock
 from .._exceptions import ConnectionLost
-from .._log import Taken
-from .._message import Message, decode_message, encode_message
+from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -106,7 +106,7 @@ class EmbeddedTransport:
             broker = Broker(clock=self.clock, storage=None, limits=self.limits)
             await broker.open()
             return broker
-        from .._store_writer import StoreWriter  # sqlite only when used
+        from .._broker.store_writer import StoreWriter  # sqlite only when used
 
         storage = StoreWriter(self.path, policy=self.sync, window=self.window)
         await storage.__aenter__()

@@ -1,7 +1,7 @@
 """The in-memory transport: the reference implementation of the transport interface.
 
 It keeps every channel in this process, with the full broker semantics of
-:mod:`seawall._log` (groups, partitions, credit, redelivery, bounded
+:mod:`seawall._broker.log` (groups, partitions, credit, redelivery, bounded
 channels), so tests exercise the same behaviour the durable transports give.
 By default messages are stored as encoded frames and decoded on delivery, so a
 message that would not survive a real broker fails here too.
@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._log import ChannelState, GroupState, Taken
-from .._message import Message, decode_message, encode_message
+from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import (
     Capabilities,
     ChannelSpec,

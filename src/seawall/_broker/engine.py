@@ -1,0 +1,532 @@
+"""The embedded broker: channels, consumer groups and credit over a durable store.
+
+The broker decides what each consumer gets with the sans-IO group state of
+:mod:`seawall._broker.log`, holds each partition as a :class:`~seawall._broker.pages.PagedLog`
+(a bounded tail in memory over the store) and writes through a
+:class:`~seawall._broker.storage.Storage` (the SQLite group-commit writer of
+:mod:`seawall._broker.store_writer`), or keeps everything in memory when it has none.
+
+What a publish acknowledgement means is the storage's policy; the broker adds
+one rule on top: a message becomes visible to consumers only once it is as
+durable as its acknowledgement says, so no consumer handles a message that a
+crash could take back. Committed group positions are written lazily (with the
+next write); after a crash a group resumes from its last written position, so
+deliveries that were settled but not yet recorded come again (at-least-once).
+
+This module is asyncio glue only where it must be: waiting for room, waiting
+for durability, and one task that moves delayed messages into their logs when
+they fall due. The embedded transport (``embedded://``) and the broker server
+(``seawall broker``) both sit on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import itertools
+import logging
+from dataclasses import dataclass
+
+from .._clock import Clock, timeout_at, wait_until
+from .._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
+from .._tasks import TaskScope
+from .._transport import ChannelSpec, FromOffsets, Start, StartAt
+from .log import GroupState, Taken
+from .pages import PagedLog, Reader
+from .storage import Storage, layout_of, spec_of
+from .store import Recovered
+
+__all__ = ["Broker", "BrokerLimits", "Member"]
+
+log = logging.getLogger("seawall.broker")
+_members = itertools.count(1)
+_TRIM_EVERY = 64
+"""Settlements between two trims of a channel's log while no publisher waits for room."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerLimits:
+    """Bounds of a broker; every one has a clear error when reached."""
+
+    max_message_bytes: int = 1 << 20
+    publish_timeout: float | None = 30.0
+    """How long a publisher waits for room in a full channel before ChannelFull."""
+    default_partitions: int = 1
+    """Partitions of a channel created by first use rather than declared."""
+    tail: int = 4096
+    """Entries per partition kept in memory for consumers that keep up; entries
+    waiting to be written (at most the store's ``max_pending``) are held too."""
+    retention_interval: float = 5.0
+    """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
+
+
+class _Channel:
+    def __init__(self, spec: ChannelSpec, logs: list[PagedLog], durable: bool) -> None:
+        self.spec = spec
+        self.logs = logs
+        self.durable = durable
+        self.groups: dict[str, GroupState[bytes]] = {}
+        self.members: set[Member] = set()
+        self.space = asyncio.Event()  # set whenever trimming freed room
+        self.waiting = 0  # publishers waiting for room
+        self.untrimmed = 0  # settlements since the last trim
+
+    def retained(self) -> int:
+        return sum(log.retained for log in self.logs)
+
+    def new_group(self, start: StartAt, positions: list[int] | None = None) -> GroupState[bytes]:
+        return GroupState(self.logs, start, positions, levels=self.spec.priorities)
+
+    def wake(self) -> None:
+        for member in self.members:
+            member.wake.set()
+
+
+def _logs(spec: ChannelSpec) -> int:
+    """Logs a channel is stored in: one per partition, or per priority level."""
+    return spec.partitions * spec.priorities
+
+
+class Broker:
+    """Channels and groups of one broker; durable when given a :class:`Storage`."""
+
+    def __init__(
+        self, *, clock: Clock, storage: Storage | None, limits: BrokerLimits | None = None
+    ) -> None:
+        self.clock = clock
+        self.storage = storage
+        self.limits = limits or BrokerLimits()
+        self._channels: dict[str, _Channel] = {}
+        self._gone: set[str] = set()  # ephemeral channels whose subscriber left
+        self._scheduled: list[tuple[float, int, str, str, int, bytes]] = []
+        self._sequence = itertools.count()
+        self._due = asyncio.Event()
+        self._scope = TaskScope()
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------
+    async def open(self, recovered: Recovered | None = None) -> None:
+        """Rebuild the state a store held, then start the delayed-delivery task."""
+        if recovered is not None:
+            self._recover(recovered)
+        self._scope.create_task(self._release_due_forever())
+        if self.storage is not None:
+            self._scope.create_task(self._retain_forever())
+
+    def _recover(self, recovered: Recovered) -> None:
+        for name, layout in recovered.channels.items():
+            spec = spec_of(name, layout)
+            kept = [recovered.logs.get((name, p)) for p in range(_logs(spec))]
+            bounds = [(0, 0) if b is None else (b.base, b.end) for b in kept]
+            self._channels[name] = self._make_channel(spec, bounds)
+        positions: dict[tuple[str, str], list[int]] = {}
+        for (name, group, p), committed in recovered.positions.items():
+            channel = self._channels.get(name)
+            if channel is not None and p < len(channel.logs):
+                starts = positions.setdefault((name, group), [0] * len(channel.logs))
+                starts[p] = committed
+        for (name, group), starts in positions.items():
+            channel = self._channels[name]
+            channel.groups[group] = channel.new_group("earliest", starts)
+        for item in recovered.scheduled:
+            partition, _, _ = item.id.partition(":")
+            entry = (
+                item.due,
+                next(self._sequence),
+                item.id,
+                item.channel,
+                int(partition),
+                item.body,
+            )
+            heapq.heappush(self._scheduled, entry)
+
+    async def close(self) -> None:
+        """Close every member (their deliveries come again) and the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for channel in list(self._channels.values()):
+            for member in list(channel.members):
+                member.leave("closed")
+        await self._scope.__aexit__(None, None, None)
+        if self.storage is not None:
+            await self.storage.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the broker is closed; open it again to use it")
+
+    # -- channels -----------------------------------------------------------
+    def _make_channel(self, spec: ChannelSpec, bounds: list[tuple[int, int]]) -> _Channel:
+        durable = self.storage is not None and not spec.ephemeral
+        logs = [
+            PagedLog(base=base, end=end, read=self._reader(spec.name, p), keep=self.limits.tail)
+            if durable
+            else PagedLog(read=None, keep=0)
+            for p, (base, end) in enumerate(bounds)
+        ]
+        return _Channel(spec, logs, durable)
+
+    def _reader(self, channel: str, partition: int) -> Reader:
+        storage = self.storage
+        assert storage is not None
+        return lambda start, limit: [e.body for e in storage.read(channel, partition, start, limit)]
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        """Create the channel if it does not exist; an existing one is kept as is."""
+        self._check_open()
+        if spec.name in self._channels:
+            return
+        self._gone.discard(spec.name)
+        channel = self._channels[spec.name] = self._make_channel(spec, [(0, 0)] * _logs(spec))
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.declare(spec.name, layout_of(spec))
+
+    async def _channel(self, name: str) -> _Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            await self.declare(ChannelSpec(name=name, partitions=self.limits.default_partitions))
+            channel = self._channels[name]
+        return channel
+
+    def has_channel(self, name: str) -> bool:
+        """Whether the channel exists."""
+        return name in self._channels
+
+    def partitions(self, name: str) -> int:
+        """Partitions of an existing channel, else of one that first use would create."""
+        channel = self._channels.get(name)
+        return channel.spec.partitions if channel else self.limits.default_partitions
+
+    # -- publishing ---------------------------------------------------------
+    async def publish(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        partition: int = 0,
+        priority: int = 0,
+        key: str = "",
+        not_before: float | None = None,
+    ) -> None:
+        """Append ``body``; return once it is as durable as the storage promises.
+
+        ``priority`` picks the level of a channel with priority levels (clamped to
+        its range); ``key`` names a delayed message in the store (its message id).
+        """
+        self._check_open()
+        if name in self._gone:
+            log.debug("dropped a message for %s: its only subscriber has left", name)
+            return
+        self._check_size(name, body)
+        channel = await self._channel(name)
+        if channel.retained() >= channel.spec.max_messages:
+            await self._wait_for_space(channel)
+        levels = channel.spec.priorities
+        if levels > 1:
+            partition = min(max(priority, 0), levels - 1)
+        if not_before is not None and not_before > self.clock.time():
+            await self._schedule(channel, key, partition, not_before, body)
+        else:
+            await self._append(channel, partition, body)
+
+    def _check_size(self, name: str, body: bytes) -> None:
+        limit = self.limits.max_message_bytes
+        if len(body) > limit:
+            raise MessageTooLarge(
+                f"a message of {len(body)} bytes is over the {limit}-byte limit of channel "
+                f"{name!r}; send a reference to the data instead"
+            )
+
+    async def _append(
+        self, channel: _Channel, partition: int, body: bytes, scheduled: str | None = None
+    ) -> None:
+        """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
+        given), and show it to consumers once it is written."""
+        log_ = channel.logs[partition]
+        storage = self.storage if channel.durable else None
+        if storage is not None and storage.full:
+            await storage.room()
+        offset = log_.stage(body)
+        if storage is None:
+            self._reveal(channel, log_, offset)
+            return
+        name, now = channel.spec.name, self.clock.time()
+        # Shown to consumers as soon as it is committed: the writer calls this in the
+        # loop callback that learns of the commit, a loop turn before the publisher
+        # resumes, and whether or not the publisher still waits.
+        reveal = functools.partial(self._reveal, channel, log_, offset)
+        if scheduled is None:
+            written = storage.append(name, partition, offset, now, body, reveal)
+        else:
+            written = storage.move_due(scheduled, name, partition, offset, now, body, reveal)
+        if storage.acks_before_commit:
+            # Acknowledged now; a failed write breaks the writer, so later writes raise.
+            asyncio.ensure_future(written).add_done_callback(_seen)
+            return
+        try:
+            await written
+        except asyncio.CancelledError:
+            raise  # the publisher left; the write goes on and is revealed when committed
+        except BaseException:
+            log_.abandon()
+            raise
+
+    @staticmethod
+    def _reveal(channel: _Channel, log_: PagedLog, offset: int) -> None:
+        if log_.reveal(offset + 1):
+            channel.wake()
+
+    async def _schedule(
+        self, channel: _Channel, key: str, partition: int, due: float, body: bytes
+    ) -> None:
+        name = channel.spec.name
+        key = f"{partition}:{key}"  # the store keeps no partition: the broker's id holds it
+        if channel.durable:
+            assert self.storage is not None
+            if self.storage.full:
+                await self.storage.room()
+            await self.storage.schedule(key, name, due, body)
+        heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, partition, body))
+        self._due.set()
+
+    async def _release_due_forever(self) -> None:
+        """Move delayed messages into their logs as they fall due."""
+        while True:
+            self._due.clear()
+            now = self.clock.time()
+            while self._scheduled and self._scheduled[0][0] <= now:
+                _, _, key, name, partition, body = heapq.heappop(self._scheduled)
+                await self._release(key, name, partition, body)
+            wake = self._scheduled[0][0] if self._scheduled else None
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(self.clock, wake):
+                    await self._due.wait()
+
+    async def _release(self, key: str, name: str, partition: int, body: bytes) -> None:
+        channel = self._channels.get(name)
+        if channel is None:  # an ephemeral inbox that went away meanwhile
+            return
+        await self._append(channel, partition, body, scheduled=key)
+
+    async def _retain_forever(self) -> None:
+        while True:
+            await self.clock.sleep(self.limits.retention_interval)
+            self.apply_retention()
+
+    def apply_retention(self) -> None:
+        """Drop what each durable channel's ``max_age`` / ``max_bytes`` no longer keeps."""
+        storage = self.storage
+        assert storage is not None
+        now = self.clock.time()
+        for channel in self._channels.values():
+            spec = channel.spec
+            if not channel.durable or (spec.max_age is None and spec.max_bytes is None):
+                continue
+            for p, log_ in enumerate(channel.logs):
+                below = log_.base
+                if spec.max_age is not None:
+                    below = max(below, storage.offset_at_time(spec.name, p, now - spec.max_age))
+                if spec.max_bytes is not None:
+                    below = max(below, storage.offset_keeping_bytes(spec.name, p, spec.max_bytes))
+                if below > log_.base:
+                    self._drop(channel, p, below)
+
+    def _drop(self, channel: _Channel, partition: int, below: int) -> None:
+        """Retention: forget a partition's entries below ``below``, read or not."""
+        assert self.storage is not None
+        log.info(
+            "retention dropped offsets %d..%d of %s/%d",
+            channel.logs[partition].base,
+            below - 1,
+            channel.spec.name,
+            partition,
+        )
+        channel.logs[partition].trim(below)
+        for name, group in channel.groups.items():
+            group.skip_to(partition, below)
+            self.storage.set_position(
+                channel.spec.name, name, partition, group.committed(partition)
+            )
+        self.storage.trim(channel.spec.name, partition, below)
+        channel.space.set()
+
+    async def _wait_for_space(self, channel: _Channel) -> None:
+        limit = channel.spec.max_messages
+        self._trim(channel)  # trimming is lazy: settled entries may still be held
+        if channel.retained() < limit:
+            return
+        timeout = self.limits.publish_timeout
+        deadline = None if timeout is None else self.clock.time() + timeout
+        channel.waiting += 1
+        try:
+            async with timeout_at(self.clock, deadline):
+                while channel.retained() >= limit:
+                    channel.space.clear()
+                    await channel.space.wait()
+        except TimeoutError:
+            raise ChannelFull(
+                f"channel {channel.spec.name!r} holds {limit} unsettled messages (its bound) "
+                f"and none was settled within {timeout} s; the consumers are behind: add "
+                "consumers, raise max_messages, or retry later"
+            ) from None
+        finally:
+            channel.waiting -= 1
+
+    # -- consuming ----------------------------------------------------------
+    async def subscribe(
+        self, name: str, *, group: str, prefetch: int, start: Start = "earliest"
+    ) -> Member:
+        """Join ``group`` on channel ``name``; ``start`` applies when the group is new."""
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self._gone.discard(name)
+        channel = await self._channel(name)
+        state = channel.groups.get(group)
+        if state is None:
+            state = channel.groups[group] = self._new_group(channel, start)
+            self._record_positions(channel, group, state)
+        member = Member(self, channel, group, state, prefetch)
+        channel.members.add(member)
+        channel.wake()
+        return member
+
+    def _new_group(self, channel: _Channel, start: Start) -> GroupState[bytes]:
+        if isinstance(start, str):
+            return channel.new_group(start)
+        name = channel.spec.name
+        if isinstance(start, FromOffsets):
+            if len(start.offsets) != len(channel.logs):
+                raise ConfigurationError(
+                    f"channel {name!r} has {len(channel.logs)} logs (partitions x priority "
+                    f"levels) but the start position names {len(start.offsets)} offsets"
+                )
+            return channel.new_group("earliest", list(start.offsets))
+        if not channel.durable:
+            raise ConfigurationError(
+                f"channel {name!r} keeps no times, so a group cannot start at a time; "
+                "use a durable broker (embedded://DIR) or start at an offset"
+            )
+        assert self.storage is not None
+        at = [self.storage.offset_at_time(name, p, start.time) for p in range(len(channel.logs))]
+        return channel.new_group("earliest", at)
+
+    def _record_positions(self, channel: _Channel, group: str, state: GroupState[bytes]) -> None:
+        if channel.durable:
+            assert self.storage is not None
+            for p in range(len(channel.logs)):
+                self.storage.set_position(channel.spec.name, group, p, state.committed(p))
+
+    def _settled(self, member: Member, partition: int, before: int) -> None:
+        channel = member.channel
+        after = member.group.committed(partition)
+        if after != before and channel.durable:
+            assert self.storage is not None
+            self.storage.set_position(channel.spec.name, member.name, partition, after)
+        # Trimming walks every group of the channel, so it is batched unless a
+        # publisher is waiting for the room it frees.
+        channel.untrimmed += 1
+        if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
+            self._trim(channel)
+
+    def _trim(self, channel: _Channel) -> None:
+        channel.untrimmed = 0
+        if not channel.groups:
+            return
+        freed = False
+        for p, log_ in enumerate(channel.logs):
+            below = min(g.committed(p) for g in channel.groups.values())
+            if below > log_.base:
+                log_.trim(below)
+                freed = True
+                if channel.durable:
+                    assert self.storage is not None
+                    self.storage.trim(channel.spec.name, p, below)
+        if freed:
+            channel.space.set()
+
+    def _left(self, member: Member) -> None:
+        channel = member.channel
+        channel.members.discard(member)
+        member.group.leave(member.id, self.clock.time())
+        if channel.spec.ephemeral and not channel.members:
+            del self._channels[channel.spec.name]
+            self._gone.add(channel.spec.name)
+        channel.wake()
+
+    def held(self) -> int:
+        """Message bodies in memory, over every channel (bounded by ``limits.tail``)."""
+        return sum(log.held for channel in self._channels.values() for log in channel.logs)
+
+    def unsettled(self) -> int:
+        """Messages some group has not settled yet, over every channel."""
+        return sum(
+            group.backlog()
+            for channel in self._channels.values()
+            for group in channel.groups.values()
+        )
+
+
+def _seen(written: asyncio.Future[None]) -> None:
+    """Mark the outcome of a write nobody awaits as retrieved (the writer keeps its error)."""
+    if not written.cancelled():
+        written.exception()
+
+
+class Member:
+    """One member of a group: takes deliveries within its credit and settles them."""
+
+    def __init__(
+        self, broker: Broker, channel: _Channel, name: str, group: GroupState[bytes], prefetch: int
+    ) -> None:
+        self.broker = broker
+        self.channel = channel
+        self.name = name
+        self.group = group
+        self.id = next(_members)
+        self.wake = asyncio.Event()
+        self.state = "open"  # open | closed | broken
+        group.join(self.id, prefetch)
+
+    def take(self) -> Taken[bytes] | None:
+        """The next delivery within this member's credit, or None."""
+        return self.group.take(self.id, self.broker.clock.time())
+
+    async def wait(self) -> None:
+        """Sleep until something may be deliverable (woken, or a redelivery falls due)."""
+        self.wake.clear()
+        clock = self.broker.clock
+        due = self.group.next_retry()
+        # A redelivery already due waits for credit, which comes with a wake; one
+        # due later sets a timer. The caller re-checks after waking, so a timer
+        # firing a hair early just loops once more.
+        if due is not None and due <= clock.time():
+            due = None
+        await wait_until(clock, self.wake, due)
+
+    def ack(self, partition: int, offset: int) -> None:
+        """Settle a delivery; ignored if this member no longer holds it."""
+        group = self.group
+        starved = group.credit(self.id) <= 0
+        before = group.committed(partition)
+        if group.ack(self.id, partition, offset):
+            self.broker._settled(self, partition, before)
+            if starved or len(self.channel.logs) > 1:
+                self.channel.wake()
+
+    def nack(self, partition: int, offset: int, delay: float) -> None:
+        """Deliver again not before ``delay`` seconds from now; ignored if not held."""
+        when = self.broker.clock.time() + max(0.0, delay)
+        if self.group.nack(self.id, partition, offset, when):
+            self.channel.wake()
+
+    def leave(self, why: str = "closed") -> None:
+        """Stop taking; unsettled deliveries come again (to any member)."""
+        if self.state == "open":
+            self.state = why
+            self.broker._left(self)
+            self.wake.set()

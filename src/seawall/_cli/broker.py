@@ -1,0 +1,139 @@
+"""``seawall broker``: the embedded durable broker as a server for many processes.
+
+Opens the broker on ``--data`` (see :mod:`seawall.transports.embedded`) and
+serves it with :class:`~seawall._server.server.BrokerServer` on TCP and/or a unix
+socket until SIGTERM or Ctrl-C; clients connect with ``seawall://host:port``
+or ``seawall+unix:///path``. Tokens, channel rights and limits come from
+``--config`` (the TOML format of :func:`~seawall._server.acl.load_server_config`).
+Under ``seawall up`` it also stops when ``seawall up`` dies (the hidden
+``--lifeline`` option, see :mod:`seawall._up.lifeline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from pathlib import Path
+
+import click
+
+from .._broker.engine import BrokerLimits
+from .._exceptions import ConfigurationError
+from .._server.acl import ServerConfig, load_server_config
+from .._server.server import BrokerServer
+from .._up.lifeline import hold
+from ..transports.embedded import EmbeddedTransport, SyncPolicy
+
+__all__ = ["serve_broker", "split_listen", "tls_context"]
+
+log = logging.getLogger("seawall.broker")
+
+LIFELINE_BACKSTOP = 10.0
+"""Seconds a broker started by ``seawall up`` may take to close after ``seawall up`` died."""
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` as a pair, with a clear error for anything else."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigurationError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:4300), got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from a certificate chain and its key, or None for plain TCP."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load the TLS certificate {cert}: {exc}") from exc
+    return context
+
+
+async def serve_broker(
+    data: Path,
+    *,
+    listen: str | None,
+    unix: str | None,
+    config: ServerConfig,
+    sync: SyncPolicy,
+    tls: ssl.SSLContext | None,
+) -> None:
+    """Serve the broker on ``data`` until SIGTERM/SIGINT, then close it cleanly."""
+    host, port = split_listen(listen) if listen else (None, 0)
+    limits = BrokerLimits(max_message_bytes=config.max_message)
+    transport = EmbeddedTransport(data, sync=sync, limits=limits)
+    await transport.broker()  # opens and recovers before the first client arrives
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with BrokerServer(
+            transport, host=host, port=port, path=unix, ssl=tls, config=config
+        ) as server:
+            access = "open to any client" if config.open else f"{len(config.tokens)} clients"
+            click.echo(
+                f"seawall broker: {data} (sync={sync}) listening on "
+                f"{', '.join(server.addresses)}; {access}",
+                err=True,
+            )
+            await stop.wait()
+    finally:
+        await transport.close()
+
+
+@click.command()
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory holding the broker's files (created if missing).",
+)
+@click.option("--listen", default=None, help="HOST:PORT to accept TCP clients on.")
+@click.option("--unix", default=None, help="Unix socket path to accept clients on.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with client tokens, channel rights and limits.",
+)
+@click.option(
+    "--sync",
+    type=click.Choice(["always", "batch", "none"]),
+    default="batch",
+    show_default=True,
+    help="When an acknowledged publish is fsynced.",
+)
+@click.option("--tls-cert", default=None, help="PEM certificate chain for TLS.")
+@click.option("--tls-key", default=None, help="PEM private key for TLS.")
+@click.option("--lifeline", type=int, default=None, hidden=True)  # from seawall up
+def broker(
+    data: Path,
+    listen: str | None,
+    unix: str | None,
+    config_path: str | None,
+    sync: SyncPolicy,
+    tls_cert: str | None,
+    tls_key: str | None,
+    lifeline: int | None,
+) -> None:
+    """Run the embedded durable broker as a server (seawall://) until SIGTERM or Ctrl-C."""
+    if listen is None and unix is None:
+        raise click.UsageError("give --listen HOST:PORT, --unix PATH, or both")
+    if lifeline is not None:
+        hold(lifeline, backstop=LIFELINE_BACKSTOP)
+    try:
+        config = load_server_config(config_path) if config_path else ServerConfig()
+        tls = tls_context(tls_cert, tls_key)
+        asyncio.run(serve_broker(data, listen=listen, unix=unix, config=config, sync=sync, tls=tls))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("seawall broker: stopped cleanly", err=True)

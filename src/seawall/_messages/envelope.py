@@ -1,0 +1,172 @@
+"""The message envelope and its CloudEvents binary-mode header mapping.
+
+A :class:`Message` carries the CloudEvents 1.0 context attributes plus the
+extensions of DESIGN.md (kind, correlation, causation, reply-to, partition
+key, deadline, trace context); ``data`` holds the encoded payload. On the wire
+the attributes travel as headers and the payload as the body ("binary content
+mode"), so any CloudEvents consumer can read a seawall message. Header names
+take a prefix per protocol binding: ``ce-`` for HTTP and NATS, ``ce_`` for
+Kafka-style headers, ``cloudEvents:`` for AMQP. Headers seawall does not know
+are kept in :attr:`Message.headers` and passed on untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import msgspec
+
+from .._exceptions import DecodeError
+from .payload import Kind
+
+__all__ = ["Message", "decode_message", "encode_message", "from_headers", "to_headers"]
+
+_KINDS = frozenset({"command", "event", "document"})
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One message: CloudEvents attributes, seawall extensions and the encoded payload."""
+
+    id: str
+    type: str
+    source: str
+    time: datetime | None = None
+    data: bytes = b""
+    kind: Kind = "event"
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+    dataschema: str | None = None
+    subject: str | None = None
+    correlationid: str | None = None
+    causationid: str | None = None
+    replyto: str | None = None
+    partitionkey: str | None = None
+    deadline: datetime | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Headers seawall does not interpret, by their wire name."""
+
+    def deadline_ts(self) -> float | None:
+        """The deadline as epoch seconds, or None."""
+        return None if self.deadline is None else self.deadline.timestamp()
+
+
+# attribute -> is it a timestamp; the order is the order written to headers
+_OPTIONAL_ATTRS: dict[str, bool] = {
+    "time": True,
+    "dataschema": False,
+    "subject": False,
+    "kind": False,
+    "correlationid": False,
+    "causationid": False,
+    "replyto": False,
+    "partitionkey": False,
+    "deadline": True,
+    "traceparent": False,
+    "tracestate": False,
+}
+_REQUIRED_ATTRS = ("id", "type", "source", "specversion")
+_KNOWN = frozenset(_REQUIRED_ATTRS) | frozenset(_OPTIONAL_ATTRS)
+# HTTP binding 3.1.3.2: printable ASCII except space, '"' and '%' travel as they are
+_HTTP_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+def _format_time(value: datetime) -> str:
+    # naive means UTC, as in _parse_time; astimezone() would read it as local time
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(name: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise DecodeError(
+            f"header {name!r} = {text!r} is not an RFC 3339 timestamp, e.g. '2026-01-31T12:00:00Z'"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _unescape(name: str, value: str) -> str:
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise DecodeError(f"header {name!r} = {value!r} percent-decodes to invalid UTF-8") from None
+
+
+def to_headers(
+    message: Message, prefix: str = "ce-", *, percent_encoded: bool = False
+) -> dict[str, str]:
+    """Message attributes as binary-mode headers (the body is ``message.data``).
+
+    ``percent_encoded`` escapes attribute values as the HTTP binding requires.
+    """
+    attrs = {name: getattr(message, name) for name in _REQUIRED_ATTRS}
+    for name, is_time in _OPTIONAL_ATTRS.items():
+        value = getattr(message, name)
+        if value is not None:
+            attrs[name] = _format_time(value) if is_time else value
+    if percent_encoded:
+        attrs = {name: quote(value, safe=_HTTP_SAFE) for name, value in attrs.items()}
+    headers = {prefix + name: value for name, value in attrs.items()}
+    headers["content-type"] = message.datacontenttype
+    headers.update(message.headers)
+    return headers
+
+
+def from_headers(
+    headers: dict[str, str], body: bytes, prefix: str = "ce-", *, percent_encoded: bool = False
+) -> Message:
+    """Rebuild a message from binary-mode headers and body; header names are case-blind.
+
+    ``percent_encoded`` unescapes attribute values as the HTTP binding requires.
+    """
+    attrs: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    plen = len(prefix)
+    lower_prefix = prefix.lower()
+    for key, value in headers.items():
+        lower = key.lower()
+        name = lower[plen:] if lower.startswith(lower_prefix) else None
+        if name in _KNOWN:
+            attrs[name] = _unescape(key, value) if percent_encoded else value
+        elif lower == "content-type":
+            attrs["datacontenttype"] = value
+        else:
+            extra[key] = value
+    for name in _REQUIRED_ATTRS:
+        if not attrs.get(name):
+            raise DecodeError(
+                f"required CloudEvents header {prefix + name!r} is missing or empty; "
+                f"headers present: {sorted(headers)}"
+            )
+    if attrs["specversion"] != "1.0":
+        raise DecodeError(
+            f"header {prefix}specversion = {attrs['specversion']!r}: only CloudEvents 1.0 is read"
+        )
+    if attrs.get("kind", "event") not in _KINDS:
+        raise DecodeError(f"header {prefix}kind = {attrs['kind']!r} is not one of {sorted(_KINDS)}")
+    for name in ("time", "deadline"):
+        if name in attrs:
+            attrs[name] = _parse_time(prefix + name, attrs[name])
+    return Message(data=body, headers=extra, **attrs)
+
+
+_envelope_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode_message(message: Message) -> bytes:
+    """The whole envelope as one MessagePack frame (storage and in-process wire form)."""
+    return _envelope_encoder.encode(message)
+
+
+def decode_message(frame: bytes) -> Message:
+    """Inverse of :func:`encode_message`; a broken frame raises :class:`DecodeError`."""
+    try:
+        return _envelope_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"message frame of {len(frame)} bytes does not decode: {exc}") from exc

@@ -1,0 +1,316 @@
+"""The context a handler (or a client) uses to talk to other services.
+
+All five interaction styles live here:
+
+* one-way notification: :meth:`Context.send` a command, no reply expected;
+* publish/subscribe: :meth:`Context.publish` an event to every subscribing group;
+* request/response: ``await ctx.request(...)``;
+* asynchronous request/response: ``reply = ctx.request(...)`` sends at once,
+  ``await reply`` later;
+* publish/async responses (scatter-gather): :meth:`Context.gather` collects
+  replies until a count or the deadline and returns what arrived.
+
+Every request carries an absolute deadline. Inside a handler the remaining
+budget of the message being handled caps it, so nested requests inherit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar, overload
+
+from .._clock import timeout_at
+from .._exceptions import DeadlineExceeded, RemoteError
+from .._messages.envelope import Message
+from .._messages.payload import Payload
+from .node import Node, payload_or_none
+from .replies import Failure
+from .sends import PendingSend
+
+__all__ = ["Context", "Reply"]
+
+R = TypeVar("R", bound=Payload)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class Reply(Generic[R]):
+    """The pending reply to a request; await it now or later."""
+
+    __slots__ = (
+        "_channel",
+        "_deadline",
+        "_future",
+        "_into",
+        "_node",
+        "_request",
+        "_send",
+        "_sender",
+        "_timed_out",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        channel: str,
+        request: Message,
+        into: type[R] | None,
+        send: PendingSend,
+        future: asyncio.Future[list[Message]],
+        deadline: float | None,
+    ) -> None:
+        self._node = node
+        self._channel = channel
+        self._request = request
+        self._into = into
+        self._send = send
+        self._future = future
+        self._deadline = deadline
+        self._sender: asyncio.Task[Any] | None = None
+        """The task publishing the request, while it does."""
+        self._timed_out = False
+
+    def _expire(self) -> None:
+        """The deadline's timer: interrupt the send if it is still going, else fail the wait."""
+        sender = self._sender
+        if sender is not None:
+            self._timed_out = True
+            sender.cancel()
+        elif not self._future.done():
+            self._future.set_exception(TimeoutError())
+
+    def _exceeded(self, what: str) -> DeadlineExceeded:
+        sent_at = self._request.time.timestamp() if self._request.time else 0.0
+        budget = (self._deadline or sent_at) - sent_at
+        request = f"{self._request.type} ({self._request.id})"
+        if what == "answered":
+            text = f"no reply from {self._channel!r} to {request}"
+        else:
+            text = f"could not send {request} to {self._channel!r} (the transport did not take it)"
+        return DeadlineExceeded(f"{text} within its {budget:.3g} s deadline")
+
+    def _not_sent(self) -> DeadlineExceeded:
+        """Give up a request whose deadline passed before the transport took it."""
+        self._node.replies.forget(self._request.id)
+        if not self._future.done():
+            self._future.cancel()
+        return self._exceeded("sent")
+
+    @property
+    def request_id(self) -> str:
+        return self._request.id
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> R:
+        # One timer bounds both the send (a publish that waits for a broken link must
+        # not hold the requester past the deadline: the timer cancels the sending task,
+        # as timeout_at would) and the wait for the reply (there it fails the future,
+        # rather than cancelling the task and taking the cancellation back).
+        node = self._node
+        deadline = self._deadline
+        timer = None
+        if deadline is not None:
+            if deadline <= node.clock.time():
+                raise self._not_sent()
+            timer = node.timers.call_at(deadline, self._expire)
+        try:
+            if not self._send.taken:
+                task = self._sender = asyncio.current_task()
+                assert task is not None, "a reply is awaited inside a task"
+                baseline = task.cancelling()
+                try:
+                    await node.sends.send_through(self._send)  # a failed send fails the future
+                except asyncio.CancelledError:
+                    if not self._timed_out or task.uncancel() > baseline:
+                        raise
+                    raise self._not_sent() from None
+                finally:
+                    self._sender = None
+            replies = await self._future
+        except TimeoutError as exc:
+            if isinstance(exc, DeadlineExceeded):
+                raise
+            raise self._exceeded("answered") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            node.replies.forget(self._request.id)
+        result: R = _unwrap(node, replies[0], self._into)
+        return result
+
+
+def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
+    payload = payload_or_none(node, message, into)
+    if isinstance(payload, Failure):
+        if payload.error_type == "DeadlineExceeded":
+            raise DeadlineExceeded(f"{payload.service}: {payload.message}")
+        raise RemoteError(payload.error_type, payload.message, payload.service)
+    return payload
+
+
+class Context:
+    """How a handler, or code outside any handler, sends messages."""
+
+    __slots__ = ("_node", "deadline", "message", "service")
+
+    def __init__(
+        self,
+        node: Node,
+        service: str,
+        message: Message | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self._node = node
+        self.service = service
+        self.message = message
+        """The message being handled, or None outside a handler."""
+        self.deadline = deadline
+        """Absolute deadline (epoch seconds) of the current work, if any."""
+
+    @property
+    def now(self) -> float:
+        """The clock's time, epoch seconds."""
+        return self._node.clock.time()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""
+        await self._node.clock.sleep(seconds)
+
+    def _deadline_for(self, timeout: float | None) -> float:
+        own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
+        return own if self.deadline is None else min(own, self.deadline)
+
+    async def send(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        key: str | None = None,
+        subject: str | None = None,
+        not_before: float | None = None,
+        priority: int = 0,
+    ) -> None:
+        """One-way notification: put ``command`` on ``channel``; no reply is expected.
+
+        ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
+        level on a channel declared with priority levels (higher first).
+        """
+        message = self._node.envelope(
+            command, source=self.service, cause=self.message, key=key, subject=subject
+        )
+        await self._node.transport.publish(
+            channel, message, not_before=not_before, priority=priority
+        )
+
+    async def publish(
+        self,
+        event: Payload,
+        *,
+        channel: str | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        """Publish ``event`` to every group subscribed to ``channel`` (default: own events)."""
+        message = self._node.envelope(
+            event, source=self.service, cause=self.message, key=key, subject=subject
+        )
+        await self._node.transport.publish(channel or f"{self.service}.events", message)
+
+    @overload
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: type[R],
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[R]: ...
+
+    @overload
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: None = None,
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[Any]: ...
+
+    def request(
+        self,
+        channel: str,
+        command: Payload,
+        *,
+        returns: type[R] | None = None,
+        timeout: float | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+    ) -> Reply[Any]:
+        """Send ``command`` now and return its pending reply; ``await`` it at once or later.
+
+        The reply decodes as ``returns`` (or by its type name). A failed handler
+        raises :class:`RemoteError`; no reply in time raises :class:`DeadlineExceeded`.
+        """
+        node = self._node
+        deadline = self._deadline_for(timeout)
+        message = node.envelope(
+            command,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            subject=subject,
+            deadline=deadline,
+            replyto=node.inbox,
+        )
+        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+        send = PendingSend(channel, message, future)
+        node.sends.add(send)
+        return Reply(node, channel, message, returns, send, future, deadline)
+
+    async def gather(
+        self,
+        channel: str,
+        request: Payload,
+        *,
+        returns: type[R],
+        timeout: float,
+        count: int | None = None,
+        key: str | None = None,
+    ) -> list[R]:
+        """Scatter-gather: publish ``request`` and collect replies until ``count`` or the deadline.
+
+        Returns the replies that arrived (possibly none); failed responders are skipped.
+        """
+        node = self._node
+        message = node.envelope(
+            request,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            deadline=self._deadline_for(timeout),
+            replyto=node.inbox,
+        )
+        future = node.replies.expect(message.id, count, message.deadline_ts(), node.clock.time())
+        try:
+            await node.transport.publish(channel, message)
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(node.clock, message.deadline_ts()):
+                    await asyncio.shield(future)
+        finally:
+            arrived = node.replies.forget(message.id)
+        if future.done() and not future.cancelled():
+            arrived = future.result()
+        results: list[R] = []
+        for reply in arrived:
+            payload = payload_or_none(node, reply, returns)
+            if isinstance(payload, returns):
+                results.append(payload)
+        return results

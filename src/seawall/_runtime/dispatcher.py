@@ -1,0 +1,449 @@
+"""The dispatcher: runs one subscription of a service.
+
+It reads deliveries from a transport subscription and hands them to a fixed
+pool of ``concurrency`` workers. The subscription's prefetch bounds how many
+deliveries are held at once (working, queued behind their key, or waiting
+for a retry), so memory stays bounded whatever the backlog.
+
+Order per partition key: deliveries that share a key form a *lane*; only the
+head of a lane is ever being worked on. When the head fails and waits for a
+retry, the lane waits with it, on a timer rather than a worker, so other keys
+keep flowing (see :mod:`seawall._runtime.lanes`). Messages without a key are retried by the broker
+(``nack(delay=…)``), which frees their in-flight slot meanwhile.
+
+A message whose deadline passed is not handled; its requester gets a
+``DeadlineExceeded`` failure. Undecodable messages, and commands of a type no
+handler takes, go to the dead-letter channel at once; after the retry policy
+gives up, so does a failing message (and its requester gets the error). On
+subscriptions, event types nobody here handles are acknowledged and skipped.
+
+This is the one place these rules are written; every transport gets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from .._clock import Timer, timeout_at
+from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
+from .._messages.codec import raw_decoder
+from .._messages.envelope import Message
+from .._messages.payload import Payload
+from .._tasks import being_cancelled
+from .._transport import Delivery
+from .._transport import Subscription as TransportSubscription
+from .context import Context
+from .lanes import Lanes
+from .node import Node
+from .replies import Done
+from .service import Handler, Subscription
+
+__all__ = ["DLQ_HEADERS", "Dispatcher", "FailureHook", "Stats", "dead_letter_channel"]
+
+log = logging.getLogger("seawall.dispatcher")
+
+DLQ_HEADERS = (
+    "seawall-dlq-reason",
+    "seawall-dlq-error",
+    "seawall-dlq-attempt",
+    "seawall-dlq-channel",
+    "seawall-dlq-group",
+    "seawall-dlq-time",
+)
+
+FailureHook = Callable[[str, Message, BaseException, bool], None]
+"""Called as (handler name, message, exception, final) on every handler failure."""
+
+
+def dead_letter_channel(group: str) -> str:
+    """Where a group's dead letters go."""
+    return f"{group}.dlq"
+
+
+@dataclass
+class Stats:
+    """Counters of one dispatcher, read by status displays and summaries."""
+
+    handled: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    expired: int = 0
+    skipped: int = 0
+
+
+class _Poison(Exception):
+    """A message that no attempt can ever handle."""
+
+    def __init__(self, reason: str, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.reason = reason
+        self.error = error
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    delivery: Delivery
+    key: str | None
+    retries: int = 0  # local retries on top of the broker's attempt count
+
+
+class Dispatcher:
+    """Consumes one (channel, group) of a service with ordering, retries and dead letters."""
+
+    def __init__(
+        self,
+        node: Node,
+        service: str,
+        spec: Subscription,
+        *,
+        grace: float = 10.0,
+        on_failure: FailureHook | None = None,
+    ) -> None:
+        self.node = node
+        self.service = service
+        self.spec = spec
+        self.grace = grace
+        self.on_failure = on_failure
+        self.stats = Stats()
+        self.dlq = dead_letter_channel(spec.group)
+        self._stopping = asyncio.Event()
+        self._lanes: Lanes[_Item] = Lanes()
+        self._timers: dict[_Item, Timer] = {}
+        self._decoders: dict[tuple[str, str], tuple[Handler, Callable[[bytes], Payload]]] = {}
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.ready = asyncio.Event()
+        """Set once the dispatcher has subscribed (again after every restart)."""
+        self.stopped = asyncio.Event()
+        """Set once the dispatcher has drained after :meth:`stop`."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}:{self.spec.channel}/{self.spec.group}"
+
+    @property
+    def busy(self) -> bool:
+        """Whether deliveries are being worked on or waiting for a retry."""
+        return self._inflight > 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to drain and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Subscribe and dispatch until stopped; a broken link raises after draining."""
+        try:
+            await self._run()
+        finally:
+            if self._stopping.is_set():
+                self.stopped.set()
+
+    async def _run(self) -> None:
+        if self._stopping.is_set():
+            return
+        transport = self.node.transport
+        sub = await transport.subscribe(
+            self.spec.channel,
+            group=self.spec.group,
+            prefetch=self.spec.prefetch,
+            start=self.spec.start,
+        )
+        self.ready.set()
+        broken: list[TransportError] = []
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                workers = [tasks.create_task(self._work(sub)) for _ in range(self.spec.concurrency)]
+                reader = tasks.create_task(self._read(sub, broken))
+                stopping = tasks.create_task(self._stopping.wait())
+                await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                reader.cancel()
+                stopping.cancel()
+                await self._drain(sub)
+                for worker in workers:
+                    worker.cancel()
+        finally:
+            self._reset()
+            await sub.close()
+        if broken:
+            raise broken[0]
+
+    async def _read(self, sub: TransportSubscription, broken: list[TransportError]) -> None:
+        lanes = self._lanes
+        try:
+            async for delivery in sub:
+                if self._inflight == 0:
+                    self._idle.clear()
+                self._inflight += 1
+                key = delivery.message.partitionkey
+                lanes.add(_Item(delivery, key), key)
+        except TransportError as exc:
+            broken.append(exc)
+
+    def _finish(self, item: _Item) -> None:
+        if item.key is not None:
+            self._lanes.done(item.key)
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    async def _drain(self, sub: TransportSubscription) -> None:
+        """Return what has not started, then give started work the grace period."""
+        await self._return_unstarted(sub)
+        if self._inflight == 0:
+            return
+        try:
+            async with timeout_at(self.node.clock, self.node.clock.time() + self.grace):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "%s: %d messages still in flight after the %.1f s grace period; they are "
+                "returned to the broker and will be delivered again",
+                self.name,
+                self._inflight,
+                self.grace,
+            )
+
+    async def _return_unstarted(self, sub: TransportSubscription) -> None:
+        """Nack deliveries that are queued or waiting for a retry, so others can take them."""
+        unstarted = list(self._timers)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        unstarted.extend(self._lanes.take_unstarted())
+        for item in unstarted:
+            await sub.nack(item.delivery)
+            self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    def _reset(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._lanes.clear()
+        self._inflight = 0
+        self._idle.set()
+
+    async def _work(self, sub: TransportSubscription) -> None:
+        # The whole path of a message in this one loop on purpose: every message takes
+        # it, and a coroutine split off it would cost a coroutine object per message.
+        lanes = self._lanes
+        while True:
+            item = lanes.take() or await lanes.get()
+            delivery = item.delivery
+            message = delivery.message
+            deadline = None if message.deadline is None else message.deadline.timestamp()
+            if deadline is not None and self.node.clock.time() >= deadline:
+                await self._expire(sub, item)
+                continue
+            try:
+                handler, payload = self._resolve_fast(message)
+            except _Poison as poison:
+                await self._give_up(sub, item, poison.reason, poison.error)
+                continue
+            if handler is None:
+                self.stats.skipped += 1
+                await self._settle(sub, item)
+                continue
+            try:
+                if deadline is None:  # most events: no timer to arm and cancel
+                    result = await self._call(handler, payload, message, deadline)
+                else:
+                    # The call is made inside the block: a deadline that has already passed
+                    # raises on entry, before a coroutine exists that nobody would await.
+                    with timeout_at(self.node.timers, deadline):
+                        result = await self._call(handler, payload, message, deadline)
+            except Exception as exc:
+                if isinstance(exc, TimeoutError) and self._past(deadline):
+                    await self._expire(sub, item)  # our deadline, not the handler's own timeout
+                else:
+                    await self._failed(sub, item, handler, exc)
+                continue
+            except asyncio.CancelledError as exc:
+                if being_cancelled():
+                    raise  # the worker is being stopped
+                # A handler that lets a CancelledError out without being cancelled (it awaited
+                # a future someone else cancelled) failed like any other; left to propagate it
+                # would end this worker silently with the message still in flight.
+                bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
+                bug.__cause__ = exc
+                await self._failed(sub, item, handler, bug)
+                continue
+            if message.replyto is not None:
+                await self._reply(message, result)
+            self.stats.handled += 1
+            try:  # settled inline: this is the path every message takes
+                await sub.ack(delivery)
+            finally:
+                self._finish(item)
+
+    def _call(
+        self, handler: Handler, payload: Payload | None, message: Message, deadline: float | None
+    ) -> Awaitable[object]:
+        if handler.wants_context:
+            return handler.fn(payload, Context(self.node, self.service, message, deadline))
+        return handler.fn(payload)
+
+    def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
+        """:meth:`_resolve` with the handler and raw decoder of each message type cached.
+
+        Only handlers of one payload type are cached (a union handler's class
+        depends on the type name and schema); a body that does not decode goes
+        the full way, which says what is wrong with it.
+        """
+        key = (message.type, message.datacontenttype)
+        cached = self._decoders.get(key)
+        if cached is not None:
+            try:
+                return cached[0], cached[1](message.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+        handler, payload = self._resolve(message)
+        if cached is None and handler is not None and len(handler.types) == 1:
+            raw = raw_decoder(message.datacontenttype, handler.types[0])
+            if raw is not None:
+                self._decoders[key] = (handler, raw)
+        return handler, payload
+
+    def _past(self, deadline: float | None) -> bool:
+        return deadline is not None and self.node.clock.time() >= deadline
+
+    def _resolve(self, message: Message) -> tuple[Handler | None, Payload | None]:
+        handler = self.spec.handlers.get(message.type)
+        if handler is None:
+            if not self.spec.is_command_channel:
+                return None, None
+            known = sorted(self.spec.handlers)
+            error = UnknownMessageType(
+                f"no handler for {message.type!r} on command channel {self.spec.channel!r}; "
+                f"{self.service} handles {known}"
+            )
+            raise _Poison("unknown-type", error)
+        into = handler.types[0] if len(handler.types) == 1 else None
+        try:
+            return handler, self.node.decode(message, into)
+        except MessageError as exc:
+            reason = "unknown-type" if isinstance(exc, UnknownMessageType) else "decode-error"
+            raise _Poison(reason, exc) from None
+
+    async def _reply(self, request: Message, result: object) -> None:
+        if isinstance(result, Payload):
+            await self.node.reply(request, result, source=self.service)
+        elif self.spec.is_command_channel:
+            await self.node.reply(request, Done(), source=self.service)
+
+    async def _failed(
+        self, sub: TransportSubscription, item: _Item, handler: Handler, exc: Exception
+    ) -> None:
+        self.stats.failed += 1
+        delivery = item.delivery
+        attempt = delivery.attempt + item.retries
+        policy = self.spec.retry
+        delay = policy.backoff(attempt)
+        deadline = delivery.message.deadline_ts()
+        in_time = deadline is None or self.node.clock.time() + delay < deadline
+        final = not (policy.should_retry(exc, attempt) and in_time)
+        if self.on_failure is not None:
+            self.on_failure(handler.name, delivery.message, exc, final)
+        if final:
+            await self._give_up(sub, item, "handler-error", exc, handler.name)
+            return
+        self.stats.retried += 1
+        log.info(
+            "%s failed attempt %d of %s (%s: %s); retrying in %.3f s",
+            handler.name,
+            attempt,
+            delivery.message.id,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+        if item.key is None and self.node.transport.capabilities.delayed_redelivery:
+            await sub.nack(delivery, delay=delay)
+            self._finish(item)
+        else:
+            item.retries += 1
+            self._timers[item] = self.node.clock.call_at(
+                self.node.clock.time() + delay, lambda: self._retry_now(item)
+            )
+
+    def _retry_now(self, item: _Item) -> None:
+        if self._timers.pop(item, None) is not None:
+            self._lanes.requeue(item)
+
+    async def _expire(self, sub: TransportSubscription, item: _Item) -> None:
+        message = item.delivery.message
+        self.stats.expired += 1
+        log.warning(
+            "%s: %s (%s) not handled: its deadline passed", self.name, message.type, message.id
+        )
+        error = DeadlineExceeded(
+            f"{message.type} ({message.id}) reached {self.service} after its deadline"
+        )
+        await self.node.reply_failure(message, error, service=self.service)
+        await self._settle(sub, item)
+
+    async def _give_up(
+        self,
+        sub: TransportSubscription,
+        item: _Item,
+        reason: str,
+        error: BaseException,
+        handler: str | None = None,
+    ) -> None:
+        delivery = item.delivery
+        message = delivery.message
+        attempt = delivery.attempt + item.retries
+        await self.node.reply_failure(message, error, service=self.service)
+        dead = msgspec.structs.replace(
+            message,
+            headers={**message.headers, **self._dlq_headers(delivery, reason, error, attempt)},
+        )
+        try:
+            await self.node.transport.publish(self.dlq, dead)
+        except TransportError as exc:
+            log.error(
+                "%s: could not dead-letter %s to %s (%s); returned it for redelivery",
+                self.name,
+                message.id,
+                self.dlq,
+                exc,
+            )
+            await sub.nack(delivery, delay=self.spec.retry.max_backoff)
+            self._finish(item)
+            return
+        self.stats.dead_lettered += 1
+        log.warning(
+            "%s %s %s (%s) after %d attempt(s): %s: %s; sent to %s",
+            handler or self.name,
+            "gave up on" if handler else "rejected",
+            message.type,
+            message.id,
+            attempt,
+            reason,
+            error,
+            self.dlq,
+        )
+        await self._settle(sub, item)
+
+    def _dlq_headers(
+        self, delivery: Delivery, reason: str, error: BaseException, attempt: int
+    ) -> dict[str, str]:
+        text = f"{type(error).__name__}: {error}"[:2000]
+        now = datetime.fromtimestamp(self.node.clock.time(), UTC)
+        values = (reason, text, str(attempt), delivery.channel, self.spec.group, now.isoformat())
+        return dict(zip(DLQ_HEADERS, values, strict=True))
+
+    async def _settle(self, sub: TransportSubscription, item: _Item) -> None:
+        try:
+            await sub.ack(item.delivery)
+        finally:
+            self._finish(item)

@@ -1,0 +1,210 @@
+"""A system: services running in one process over one transport.
+
+``async with System(orders, kitchen, transport="memory://") as system:``
+starts a dispatcher per subscription of every service and the process's reply
+inbox, each under one :class:`~seawall._runtime.supervisor.Supervisor`; leaving the
+block drains them: stop intake, finish in-flight work within the grace
+period, settle, close. :meth:`System.serve` runs until SIGTERM or SIGINT and
+then drains the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from types import TracebackType
+from typing import Self
+
+from .._clock import Clock, SystemClock, timeout_at
+from .._messages.codec import JSON, Codec
+from .._messages.ids import uuid7
+from .._messages.payload import TypeRegistry
+from .._tasks import TaskScope
+from .._transport import ChannelSpec, Subscription, Transport
+from ..transports import connect
+from .context import Context
+from .dispatcher import Dispatcher, FailureHook, Stats
+from .node import Node
+from .service import Service
+from .supervisor import RestartIntensity, Supervisor
+
+__all__ = ["System"]
+
+log = logging.getLogger("seawall.system")
+
+
+class System:
+    """Runs services in this process; the unit you start, stop and supervise."""
+
+    def __init__(
+        self,
+        *services: Service,
+        transport: Transport | str = "memory://",
+        clock: Clock | None = None,
+        codec: Codec = JSON,
+        instance: str | None = None,
+        grace: float = 10.0,
+        intensity: RestartIntensity | None = None,
+        on_failure: FailureHook | None = None,
+    ) -> None:
+        self.services = list(services)
+        self.clock = clock or SystemClock()
+        self._owns_transport = isinstance(transport, str)
+        self.transport = (
+            connect(transport, clock=self.clock) if isinstance(transport, str) else transport
+        )
+        self.codec = codec
+        self.instance = instance or uuid7()
+        self.grace = grace
+        self.intensity = intensity or RestartIntensity()
+        self.on_failure = on_failure
+        self.registry = TypeRegistry()
+        for service in self.services:
+            for cls in service.payload_types():
+                self.registry.register(cls)
+        self.dispatchers: list[Dispatcher] = []
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._node: Node | None = None
+        self._supervisor: Supervisor | None = None
+        self._inbox_stop = asyncio.Event()
+        self._inbox_ready = asyncio.Event()
+
+    @property
+    def node(self) -> Node:
+        if self._node is None:
+            raise RuntimeError("the system is not running; use 'async with system:'")
+        return self._node
+
+    @property
+    def healthy(self) -> bool:
+        """False once a supervised part gave up."""
+        return self._supervisor is None or self._supervisor.healthy
+
+    def stats(self) -> dict[str, Stats]:
+        """Counters per dispatcher, by dispatcher name."""
+        return {d.name: d.stats for d in self.dispatchers}
+
+    def context(self, source: str = "client") -> Context:
+        """A context for code outside any handler: a script, a web handler, a test."""
+        return Context(self.node, source)
+
+    async def __aenter__(self) -> Self:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            tasks = await stack.enter_async_context(TaskScope())
+            self._node = Node(
+                transport=self.transport,
+                clock=self.clock,
+                codec=self.codec,
+                registry=self.registry,
+                instance=self.instance,
+                tasks=tasks,
+            )
+            if self._owns_transport:
+                stack.push_async_callback(self.transport.close)
+            await self._declare()
+            self._supervisor = await stack.enter_async_context(
+                Supervisor(clock=self.clock, intensity=self.intensity, name=self.instance)
+            )
+            stack.push_async_callback(self._drain)
+            self._start()
+            await self._wait_ready()
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _declare(self) -> None:
+        await self.transport.declare(ChannelSpec(name=self.node.inbox, ephemeral=True))
+        for service in self.services:
+            await self.transport.declare(
+                ChannelSpec(name=service.name, partitions=service.partitions)
+            )
+
+    def _start(self) -> None:
+        assert self._supervisor is not None
+        self._supervisor.start(f"{self.instance}:inbox", self._run_inbox)
+        for service in self.services:
+            for spec in service.subscriptions.values():
+                dispatcher = Dispatcher(
+                    self.node, service.name, spec, grace=self.grace, on_failure=self.on_failure
+                )
+                self.dispatchers.append(dispatcher)
+                self._supervisor.start(dispatcher.name, dispatcher.run)
+
+    async def _wait_ready(self) -> None:
+        """Return once every dispatcher and the inbox have subscribed."""
+        events = [self._inbox_ready, *(d.ready for d in self.dispatchers)]
+        while not all(e.is_set() for e in events):
+            if not self.healthy:
+                assert self._supervisor is not None
+                assert self._supervisor.failure is not None
+                raise self._supervisor.failure
+            await asyncio.sleep(0.001 if any(e.is_set() for e in events) else 0)
+
+    async def _run_inbox(self) -> None:
+        node = self.node
+        sub = await self.transport.subscribe(node.inbox, group=node.inbox, prefetch=1024)
+        self._inbox_ready.set()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                stop = tasks.create_task(self._inbox_stop.wait())
+                reader = tasks.create_task(self._read_inbox(sub))
+                await asyncio.wait({stop, reader}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                reader.cancel()
+                if reader.done() and not reader.cancelled():
+                    reader.result()  # re-raise a broken link so the supervisor resubscribes
+        finally:
+            await sub.close()
+
+    async def _read_inbox(self, sub: Subscription) -> None:
+        node = self.node
+        async for delivery in sub:
+            if not node.on_inbox(delivery.message):
+                log.debug("late or unknown reply %s dropped", delivery.message.id)
+            await sub.ack(delivery)
+
+    async def _drain(self) -> None:
+        """Stop intake everywhere, let in-flight work finish, then stop the inbox."""
+        for dispatcher in self.dispatchers:
+            dispatcher.stop()
+        supervisor = self._supervisor
+        assert supervisor is not None
+        if supervisor.healthy:
+            with contextlib.suppress(TimeoutError):
+                # the dispatchers bound their own drain by the grace period; this is a backstop
+                async with timeout_at(self.clock, self.clock.time() + self.grace + 5.0):
+                    for dispatcher in self.dispatchers:
+                        await dispatcher.stopped.wait()
+        self._inbox_stop.set()
+        await supervisor.stop()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with self:
+                log.info("system %s running %s", self.instance, [s.name for s in self.services])
+                await stop.wait()
+                log.info("signal received: draining (grace %.1f s)", self.grace)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,248 @@
+"""The transport interface every broker adapter implements.
+
+Five calls: :meth:`Transport.publish`, :meth:`Transport.subscribe` (which
+returns a :class:`Subscription`, an async iterator of :class:`Delivery`),
+settling a delivery with :meth:`Subscription.ack` / :meth:`Subscription.nack`,
+and :meth:`Transport.close`. Channels are declared implicitly on first use
+with :class:`ChannelSpec` defaults, or explicitly with
+:meth:`Transport.declare`.
+
+The model every adapter maps onto its broker:
+
+* A channel is an ordered log split into ``partitions``. A message's
+  partition is ``partition_for(message.partitionkey, partitions)``.
+* Consumers subscribe as a *group*. Every group gets every message
+  (publish-subscribe); members of one group compete (point-to-point).
+* With one partition, members share it and any member may take any message.
+  With several, each partition belongs to one member at a time (rebalanced as
+  members come and go), so messages of one key reach one member in order.
+* A delivery is in flight until acked or nacked; at most ``prefetch`` are in
+  flight per subscription (credit-based back-pressure). A nack, or a closed
+  or broken subscription, makes the message come again, ``attempt`` + 1.
+* ``publish`` returns once the message is as durable as
+  :attr:`Capabilities.durability` declares.
+
+Retries, dead letters and per-key ordering inside a consumer are built once
+above this interface (see ``_dispatcher``), never inside an adapter.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from .._exceptions import ConfigurationError
+from .._messages.envelope import Message
+
+__all__ = [
+    "Capabilities",
+    "ChannelSpec",
+    "Delivery",
+    "Durability",
+    "FromOffsets",
+    "FromTime",
+    "Start",
+    "StartAt",
+    "Subscription",
+    "Transport",
+    "fixed_start",
+    "partition_for",
+]
+
+StartAt = Literal["earliest", "latest"]
+"""Where a new group starts: the oldest message kept, or the next one published."""
+
+
+@dataclass(frozen=True)
+class FromOffsets:
+    """A new group starts at these offsets, one per partition (replay from a position)."""
+
+    offsets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FromTime:
+    """A new group starts at the first message stored at or after ``time`` (epoch seconds)."""
+
+    time: float
+
+
+Start = StartAt | FromOffsets | FromTime
+"""Every way a new group may start; transports with ``Capabilities.replay`` take all."""
+
+
+class Durability(enum.Enum):
+    """What a publish acknowledgement promises."""
+
+    MEMORY = "memory"
+    """Held in a process's memory; lost if that process dies."""
+    WRITTEN = "written"
+    """Handed to one machine's operating system, fsynced later: survives the broker
+    process dying, not the machine losing power."""
+    LOCAL_FSYNC = "local-fsync"
+    """Written and fsynced on one machine's disk."""
+    REPLICATED = "replicated"
+    """Stored on a quorum of machines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a transport declares about itself; the conformance suite checks it."""
+
+    durability: Durability
+    partitions: bool = False
+    """Channels may have more than one partition with per-key order."""
+    delayed_redelivery: bool = False
+    """``nack(delay=…)`` holds the message back for at least ``delay`` seconds."""
+    delayed_delivery: bool = False
+    """``publish(not_before=…)`` holds a new message back until that time."""
+    max_message_bytes: int | None = None
+    """Largest encoded message accepted, or None for no stated limit."""
+    replay: bool = False
+    """``subscribe(start=FromOffsets(...) | FromTime(...))`` starts a new group there."""
+    priorities: int = 1
+    """Priority levels a channel may have (``ChannelSpec.priorities``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSpec:
+    """How a channel is laid out; used when a channel is first created."""
+
+    name: str
+    partitions: int = 1
+    max_messages: int = 100_000
+    """Bound on messages held for the slowest group; publishers wait beyond it."""
+    ephemeral: bool = False
+    """A reply inbox: no durability needed, removed when its subscriber leaves."""
+    max_age: float | None = None
+    """Retention: messages older than this many seconds are dropped, read or not
+    (durable brokers only; None keeps them until every group settled them)."""
+    max_bytes: int | None = None
+    """Retention: the oldest messages are dropped while a partition holds more."""
+    priorities: int = 1
+    """Priority levels of a point-to-point channel (one partition only): a higher
+    level is delivered first, FIFO within a level."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.priorities <= MAX_PRIORITIES:
+            raise ConfigurationError(
+                f"channel {self.name!r}: priorities must be 1 to {MAX_PRIORITIES}, "
+                f"got {self.priorities}"
+            )
+        if self.priorities > 1 and self.partitions != 1:
+            raise ConfigurationError(
+                f"channel {self.name!r}: priority levels need a single partition (got "
+                f"{self.partitions}); per-key order and priorities do not mix"
+            )
+
+
+MAX_PRIORITIES = 10
+"""Most priority levels a channel may have."""
+
+
+def fixed_start(start: Start, transport: str) -> StartAt:
+    """``start`` for a transport that cannot replay: ``earliest`` or ``latest`` only."""
+    if isinstance(start, str):
+        return start
+    raise ConfigurationError(
+        f"the {transport} transport cannot start a group at {start!r} (no replay); start "
+        "at 'earliest' or 'latest', or use a transport with Capabilities.replay "
+        "(embedded:// or seawall://)"
+    )
+
+
+def partition_for(key: str | None, partitions: int) -> int:
+    """The partition for a key: a stable hash (CRC-32) every process agrees on."""
+    if partitions <= 1 or key is None:
+        return 0
+    return zlib.crc32(key.encode()) % partitions
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message handed to a subscriber, waiting to be settled.
+
+    Positional arguments are allowed (in field order) for the memory transport's
+    delivery loop: a call with five keywords costs about twice as much.
+    """
+
+    message: Message
+    channel: str
+    partition: int
+    attempt: int
+    """1 on first delivery, then counted up by every redelivery."""
+    token: object
+    """The transport's handle for settling this delivery."""
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """A group member's stream of deliveries.
+
+    Iterating yields deliveries until :meth:`close`; if the link to the broker
+    breaks, iteration raises :class:`~seawall.ConnectionLost`. The runtime's
+    dispatcher then subscribes again under its supervisor, which is how a
+    consumer resumes by itself; the broken subscription's unsettled deliveries
+    come again, to some member. Settling a delivery of a broken or closed
+    subscription must not raise: it is ignored, since the delivery comes again.
+    """
+
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Done with the delivery: it is not delivered to this group again."""
+        ...
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        """Not done: deliver it again, not before ``delay`` seconds from now."""
+        ...
+
+    async def close(self) -> None:
+        """Stop intake; deliveries not yet settled come again (to any member)."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A connection to a broker."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def declare(self, spec: ChannelSpec) -> None:
+        """Create the channel if it does not exist; an existing one is kept as is."""
+        ...
+
+    async def publish(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
+    ) -> None:
+        """Append ``message`` to ``channel``; return once it is as durable as declared.
+
+        ``priority`` picks the level on a channel with priority levels (clamped to
+        its range; ignored elsewhere and by transports whose
+        :attr:`Capabilities.priorities` is 1).
+        """
+        ...
+
+    async def subscribe(
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+    ) -> Subscription:
+        """Join ``group`` on ``channel``; ``start`` applies when the group is new.
+
+        :class:`FromOffsets` and :class:`FromTime` need :attr:`Capabilities.replay`;
+        other transports refuse them with :class:`~seawall.ConfigurationError`
+        (see :func:`fixed_start`).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Close every subscription (unsettled deliveries come again) and the link."""
+        ...

@@ -1,0 +1,99 @@
+"""One service instance under ``seawall up``: ``python -m seawall._up.child MODULE:ATTR``.
+
+Part of the edges layer. It runs the target like ``seawall run`` does and, on
+the side, writes its counters to a small JSON status file (``SEAWALL_UP_STATUS``)
+a few times a second, replaced atomically, so the supervising process can show
+them without a second channel to the child. Once the services have subscribed,
+the file says ``"ready": true``. SIGTERM or SIGINT drain the services, and so
+does the death of ``seawall up`` itself (:mod:`seawall._up.lifeline`: the
+child holds the pipe named by ``SEAWALL_UP_LIFELINE``); a system whose own
+supervisor gave up ends the process with status 1, so ``seawall up`` restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .._cli import load_system
+from .._exceptions import SeawallError
+from .._runtime.system import System
+from .lifeline import hold
+from .processes import KILL_MARGIN, InstanceReport, write_report
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("seawall.up")
+
+REPORT_INTERVAL = 0.2
+
+
+def _report(system: System) -> InstanceReport:
+    stats = system.stats().values()
+    return InstanceReport(
+        pid=os.getpid(),
+        ready=True,
+        handled=sum(s.handled for s in stats),
+        failed=sum(s.failed for s in stats),
+        retried=sum(s.retried for s in stats),
+        dead_lettered=sum(s.dead_lettered for s in stats),
+    )
+
+
+async def serve(system: System, status: Path | None) -> int:
+    """Run ``system`` until a signal (0) or until its supervisor gives up (1)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    code = 0
+    async with system:
+        while not stop.is_set():
+            if status is not None:
+                write_report(status, _report(system))
+            if not system.healthy:
+                code = 1
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
+    if status is not None and code == 0:
+        write_report(status, _report(system))
+    return code
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``MODULE:ATTR``; settings from the environment ``seawall up`` gives it."""
+    logging.basicConfig(
+        level=os.environ.get("SEAWALL_LOG_LEVEL", "WARNING").upper(),
+        format=f"%(asctime)s {os.environ.get('SEAWALL_UP_INSTANCE', '?')} "
+        "%(levelname)s %(name)s: %(message)s",
+    )
+    if len(argv) != 1:
+        print("usage: python -m seawall._up.child MODULE:ATTR", file=sys.stderr)
+        return 2
+    lifeline = os.environ.pop("SEAWALL_UP_LIFELINE", None)  # the fd is not for grandchildren
+    grace = float(os.environ.get("SEAWALL_GRACE", "5"))
+    if lifeline is not None:
+        hold(int(lifeline), backstop=grace + KILL_MARGIN)
+    sys.path.insert(0, ".")
+    status = os.environ.get("SEAWALL_UP_STATUS")
+    try:
+        system = load_system(
+            argv[0],
+            transport=os.environ.get("SEAWALL_TRANSPORT", "memory://"),
+            grace=grace,
+            instance=os.environ.get("SEAWALL_UP_ID"),
+        )
+        return asyncio.run(serve(system, Path(status) if status else None))
+    except SeawallError as exc:
+        log.error("%s: %s", argv[0], exc)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""``seawall.toml``: the system ``seawall up`` runs, read and checked once.
+
+Part of the edges layer (CLI). The file names the transport, where the run
+keeps its files, the restart policy, extra environment for every service
+process, and each service with its ``MODULE:ATTR`` target and instance count::
+
+    transport = "embedded"        # the broker server seawall up starts; or "nats://host:port"
+    state = ".seawall"            # broker data, logs and status files (relative to this file)
+    grace = 5.0                   # seconds a stopping service may take to drain
+    sync = "batch"                # the embedded broker's fsync policy
+
+    [restart]                     # one-for-one, per instance
+    max_restarts = 5
+    within = 30.0
+
+    [env]                         # extra environment for every service process
+    FTGO_DECLINE_EVERY = "10"
+
+    [services.kitchen]
+    target = "examples.ftgo.kitchen:service"
+    instances = 2
+
+Every mistake is reported as a :class:`~seawall.ConfigurationError` naming the
+file, the key and what to write instead. Only the CLI reads the environment
+(``SEAWALL_TRANSPORT`` overrides ``transport``); this module takes values.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ConfigurationError
+from .._runtime.supervisor import RestartIntensity
+
+__all__ = ["EMBEDDED", "ServiceSpec", "UpConfig", "load_up_config", "parse_up_config"]
+
+EMBEDDED = "embedded"
+"""The ``transport`` value that makes ``seawall up`` start its own broker server."""
+
+_TOP_KEYS = {"transport", "state", "grace", "sync", "restart", "env", "services"}
+_SERVICE_KEYS = {"target", "instances", "env"}
+_RESTART_KEYS = {"max_restarts", "within", "initial_backoff", "max_backoff", "multiplier"}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_SYNC = ("always", "batch", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """One service of the system: what to import and how many processes run it."""
+
+    name: str
+    target: str
+    """``MODULE:ATTR``, as ``seawall run`` takes it."""
+    instances: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpConfig:
+    """A whole system as ``seawall up`` runs it."""
+
+    root: Path
+    """The directory of the file: services are imported from here, relative paths start here."""
+    services: tuple[ServiceSpec, ...]
+    transport: str = EMBEDDED
+    state: Path = Path(".seawall")
+    grace: float = 5.0
+    sync: str = "batch"
+    intensity: RestartIntensity = field(default_factory=RestartIntensity)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """Whether ``seawall up`` serves the broker itself."""
+        return self.transport == EMBEDDED
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state if self.state.is_absolute() else self.root / self.state
+
+
+def load_up_config(path: str | Path) -> UpConfig:
+    """Read and check ``path`` (a ``seawall.toml``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read {path}: {exc.strerror or exc}; give the path of a seawall.toml"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    return parse_up_config(data, where=str(path), root=path.resolve().parent)
+
+
+def parse_up_config(data: Mapping[str, Any], *, where: str, root: Path) -> UpConfig:
+    """Check the parsed TOML ``data`` of the file ``where``."""
+    _no_unknown(data, _TOP_KEYS, where, "")
+    services = _services(data.get("services"), where)
+    transport = _text(data, "transport", where, EMBEDDED)
+    if transport != EMBEDDED and "://" not in transport:
+        raise ConfigurationError(
+            f'{where}: transport = {transport!r} is not a URL; write "embedded" or a URL '
+            'such as "nats://127.0.0.1:4222"'
+        )
+    sync = _text(data, "sync", where, "batch")
+    if sync not in _SYNC:
+        raise ConfigurationError(f"{where}: sync must be one of {', '.join(_SYNC)}; got {sync!r}")
+    grace = _number(data, "grace", where, 5.0)
+    if grace < 0:
+        raise ConfigurationError(f"{where}: grace must be >= 0 seconds; got {grace}")
+    return UpConfig(
+        root=root,
+        services=services,
+        transport=transport,
+        state=Path(_text(data, "state", where, ".seawall")),
+        grace=grace,
+        sync=sync,
+        intensity=_intensity(data.get("restart", {}), where),
+        env=_env(data.get("env", {}), where, "env"),
+    )
+
+
+def _services(table: Any, where: str) -> tuple[ServiceSpec, ...]:
+    if not isinstance(table, dict) or not table:
+        raise ConfigurationError(
+            f"{where}: no [services.NAME] table; add at least one, e.g.\n"
+            '[services.orders]\ntarget = "myapp.orders:service"'
+        )
+    specs = []
+    for name, entry in table.items():
+        key = f"services.{name}"
+        if not _NAME.match(name):
+            raise ConfigurationError(
+                f"{where}: [{key}]: a service name starts with a letter and holds letters, "
+                "digits, '-' and '_' only"
+            )
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{where}: {key} must be a table ([{key}]), not a value")
+        _no_unknown(entry, _SERVICE_KEYS, where, f"{key}.")
+        target = entry.get("target")
+        if not isinstance(target, str) or not _TARGET.match(target):
+            raise ConfigurationError(
+                f'{where}: {key}.target must be MODULE:ATTR (e.g. "shop.orders:service"); '
+                f"got {target!r}"
+            )
+        instances = entry.get("instances", 1)
+        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
+            raise ConfigurationError(
+                f"{where}: {key}.instances must be a whole number >= 1; got {instances!r}"
+            )
+        env = _env(entry.get("env", {}), where, f"{key}.env")
+        specs.append(ServiceSpec(name=name, target=target, instances=instances, env=env))
+    return tuple(specs)
+
+
+def _intensity(table: Any, where: str) -> RestartIntensity:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: restart must be a table ([restart])")
+    _no_unknown(table, _RESTART_KEYS, where, "restart.")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "max_restarts":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigurationError(f"{where}: restart.{key} must be a whole number")
+            values[key] = value
+        else:
+            values[key] = _number(table, key, f"{where}: restart", 0.0)
+    try:
+        return RestartIntensity(**values)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: [restart]: {exc}") from None
+
+
+def _env(table: Any, where: str, key: str) -> dict[str, str]:
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigurationError(
+            f'{where}: {key} must be a table of strings, e.g. [{key}] NAME = "value"'
+        )
+    return dict(table)
+
+
+def _no_unknown(table: Mapping[str, Any], known: set[str], where: str, prefix: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key {prefix}{unknown[0]}; the keys here are "
+            f"{', '.join(prefix + k for k in sorted(known))}"
+        )
+
+
+def _text(table: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where}: {key} must be a string; got {value!r}")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(f"{where}: {key} must be a number; got {value!r}")
+    return float(value)

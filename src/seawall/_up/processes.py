@@ -1,0 +1,418 @@
+"""``seawall up``: a system of OS processes, one per service instance, supervised.
+
+Part of the edges layer. :class:`Up` starts the embedded broker server
+(``seawall broker`` on a unix socket, unless the configuration names another
+transport such as NATS), then every instance of every service as its own
+process (:mod:`seawall._up.child`), all on the same transport. Supervision is
+one-for-one at the OS level: a process that exits on its own is started again
+after the backoff of a :class:`~seawall._runtime.supervisor.RestartTracker` (the same
+sans-IO policy the in-process supervisor uses); an instance that crashes more
+often than the :class:`~seawall.RestartIntensity` allows is given up on, and
+:attr:`Up.gave_up` is set so the owner can stop the system. Leaving
+``async with`` (or :meth:`Up.stop`) stops gracefully: SIGTERM to every service
+process, which drains; SIGKILL to those still running after the grace period;
+the broker last, the same way. The embedded broker is supervised like the
+services: if it dies it is started again on the same data and socket, and the
+services' links reconnect. Every child holds a
+:class:`~seawall._up.lifeline.Lifeline` to the supervisor, so if the supervisor
+dies, even by SIGKILL, the children stop the way SIGTERM stops them instead of
+living on as orphans. Children write their counters to status files (see
+:mod:`seawall._up.child`) that :meth:`Up.instances` reads back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+import msgspec
+
+from .._clock import Clock, SystemClock
+from .._exceptions import ServiceError, SupervisorGaveUp
+from .._messages.ids import uuid7
+from .._runtime.supervisor import RestartTracker
+from .config import ServiceSpec, UpConfig
+from .lifeline import Lifeline
+
+__all__ = ["KILL_MARGIN", "Instance", "InstanceReport", "Up", "write_report"]
+
+log = logging.getLogger("seawall.up")
+
+State = Literal["starting", "running", "restarting", "stopping", "stopped", "failed"]
+
+_COUNTERS = ("handled", "failed", "retried", "dead_lettered")
+_READY_TIMEOUT = 30.0
+KILL_MARGIN = 3.0
+"""Seconds past the grace period before a process that ignores SIGTERM gets SIGKILL."""
+
+
+class InstanceReport(msgspec.Struct, frozen=True):
+    """What one instance tells its supervisor through its status file."""
+
+    pid: int
+    ready: bool = False
+    handled: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+def write_report(path: Path, report: InstanceReport) -> None:
+    """Replace ``path`` with ``report`` in one step (readers never see half a file)."""
+    partial = path.with_suffix(".tmp")
+    partial.write_bytes(msgspec.json.encode(report))
+    partial.replace(path)
+
+
+@dataclass(eq=False)
+class Instance:
+    """One OS process of a service, as the supervisor sees it."""
+
+    service: str
+    index: int
+    state: State = "starting"
+    restarts: int = 0
+    pid: int | None = None
+    exit_codes: list[int] = field(default_factory=list)
+    report: InstanceReport | None = None
+    """The running process's last report (its counters start at zero with each process)."""
+    earlier: Counter[str] = field(default_factory=Counter)
+    """Counters of this instance's earlier processes, as they last reported them."""
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.index}"
+
+    def total(self, counter: str) -> int:
+        """``counter`` (handled, failed, retried, dead_lettered) over every process so far."""
+        now = getattr(self.report, counter) if self.report is not None else 0
+        return self.earlier[counter] + int(now)
+
+    def _carry(self) -> None:
+        if self.report is not None:
+            for counter in _COUNTERS:
+                self.earlier[counter] += getattr(self.report, counter)
+        self.report = None
+
+
+class Up:
+    """Runs the broker (when embedded) and every service instance as supervised processes."""
+
+    def __init__(
+        self,
+        config: UpConfig,
+        *,
+        clock: Clock | None = None,
+        log_level: str = "WARNING",
+        python: str = sys.executable,
+        id_prefix: str = "",
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.log_level = log_level
+        self.python = python
+        self.id_prefix = id_prefix
+        """Starts every process's instance id (and so its reply inbox's name)."""
+        self.instances: list[Instance] = [
+            Instance(spec.name, n + 1) for spec in config.services for n in range(spec.instances)
+        ]
+        self.gave_up = asyncio.Event()
+        """Set once an instance crashed past the restart intensity."""
+        self.failure: SupervisorGaveUp | None = None
+        self.transport_url = config.transport
+        self._specs = {spec.name: spec for spec in config.services}
+        self._broker: asyncio.subprocess.Process | None = None
+        self._sockdir: str | None = None
+        self._socket = ""
+        self.broker_restarts = 0
+        """How often the embedded broker was started again after it died."""
+        self._group: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._lifeline: Lifeline | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.config.state_dir / "logs"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.config.state_dir / "status"
+
+    async def __aenter__(self) -> Self:
+        if self._started:
+            raise ServiceError("an Up runs once; create a new one")
+        self._started = True
+        for folder in (self.logs, self.status_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.status_dir.glob("*.json"):
+            stale.unlink()
+        self._lifeline = Lifeline()
+        if self.config.embedded:
+            try:
+                await self._start_broker()
+            except BaseException:
+                self._lifeline.close()
+                raise
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        if self._broker is not None:
+            self._group.create_task(self._keep_broker(), name="up/broker")
+        for instance in self.instances:
+            self._group.create_task(self._keep(instance), name=f"up/{instance.name}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.stop()
+        finally:
+            await self._stop_broker()  # after the services, which drain through it
+            assert self._group is not None
+            await self._group.__aexit__(exc_type, exc, tb)
+            assert self._lifeline is not None
+            self._lifeline.close()
+        if self.failure is not None and exc is None:
+            raise self.failure
+
+    # -- the broker -------------------------------------------------------------------------
+
+    async def _start_broker(self) -> None:
+        self._sockdir = tempfile.mkdtemp(prefix="seawall-up-")  # short: unix paths are limited
+        self._socket = os.path.join(self._sockdir, "broker.sock")
+        self.transport_url = f"seawall+unix://{self._socket}"
+        await self._spawn_broker()
+
+    async def _spawn_broker(self) -> None:
+        data = self.config.state_dir / "broker"
+        command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
+        command += ["--unix", self._socket, "--sync", self.config.sync]
+        command += ["--lifeline", str(self._lifeline_fd)]
+        with (self.logs / "broker.log").open("ab") as sink:
+            self._broker = await asyncio.create_subprocess_exec(
+                *command, stdout=sink, stderr=sink, env=self._env({}), pass_fds=[self._lifeline_fd]
+            )
+        await self._wait_for_socket(self._socket)
+        log.info("broker %d serving %s on %s", self._broker.pid, data, self._socket)
+
+    async def _keep_broker(self) -> None:
+        """Start the broker again when it dies (its data survives on disk), like a service."""
+        tracker = RestartTracker(self.config.intensity)
+        while True:
+            assert self._broker is not None
+            code = await self._broker.wait()
+            if self._stopping.is_set():
+                return
+            delay = tracker.record_crash(self.clock.time())
+            if delay is None:
+                self._fail(
+                    f"seawall up gave up on the broker: it exited "
+                    f"{self.config.intensity.max_restarts + 1} times within "
+                    f"{self.config.intensity.within:g} s (last status {code}); see "
+                    f"{self.logs / 'broker.log'}"
+                )
+                return
+            log.warning(
+                "the broker (pid %d) exited with status %d; restart #%d in %.3g s",
+                self._broker.pid,
+                code,
+                self.broker_restarts + 1,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            await self._spawn_broker()
+            self.broker_restarts += 1
+
+    async def _wait_for_socket(self, path: str) -> None:
+        assert self._broker is not None
+        deadline = self.clock.time() + _READY_TIMEOUT
+        while self.clock.time() < deadline:
+            if self._broker.returncode is not None:
+                raise ServiceError(
+                    f"the broker exited with status {self._broker.returncode} before serving; "
+                    f"see {self.logs / 'broker.log'}"
+                )
+            if _accepts(path):
+                return
+            await asyncio.sleep(0.02)
+        raise ServiceError(f"the broker did not listen on {path} within {_READY_TIMEOUT:g} s")
+
+    async def _stop_broker(self) -> None:
+        if self._broker is not None:
+            await self._terminate(self._broker, "broker")
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+
+    # -- service processes ------------------------------------------------------------------
+
+    @property
+    def _lifeline_fd(self) -> int:
+        assert self._lifeline is not None
+        return self._lifeline.fd
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
+        # services import from where seawall up was started, as with seawall run, and
+        # from the configuration file's directory
+        pythonpath = [os.getcwd(), str(self.config.root), os.environ.get("PYTHONPATH", "")]
+        return {
+            **os.environ,
+            **self.config.env,
+            **extra,
+            "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
+            "SEAWALL_LOG_LEVEL": self.log_level,
+            "SEAWALL_UP_STATE": str(self.config.state_dir),
+        }
+
+    def status_file(self, instance: Instance) -> Path:
+        return self.status_dir / f"{instance.name}.json"
+
+    async def _spawn(self, instance: Instance, spec: ServiceSpec) -> asyncio.subprocess.Process:
+        status = self.status_file(instance)
+        status.unlink(missing_ok=True)
+        env = self._env(
+            {
+                **spec.env,
+                "SEAWALL_TRANSPORT": self.transport_url,
+                "SEAWALL_GRACE": str(self.config.grace),
+                "SEAWALL_UP_STATUS": str(status),
+                "SEAWALL_UP_INSTANCE": instance.name,
+                "SEAWALL_UP_ID": f"{self.id_prefix}{instance.name}-{uuid7()}",
+                "SEAWALL_UP_LIFELINE": str(self._lifeline_fd),
+            }
+        )
+        command = [self.python, "-m", "seawall._up.child", spec.target]
+        with (self.logs / f"{instance.name}.log").open("ab") as sink:
+            return await asyncio.create_subprocess_exec(
+                *command, stdout=sink, stderr=sink, env=env, pass_fds=[self._lifeline_fd]
+            )
+
+    async def _keep(self, instance: Instance) -> None:
+        """Run one instance and start it again each time it exits, until stopping or giving up."""
+        spec = self._specs[instance.service]
+        tracker = RestartTracker(self.config.intensity)
+        while not self._stopping.is_set():
+            instance.state = "starting"
+            process = instance.process = await self._spawn(instance, spec)
+            instance.pid = process.pid
+            if self._stopping.is_set():  # stop() came while it was being started
+                await self._terminate(process, instance.name)
+            code = await process.wait()
+            self._read_report(instance)  # its last words, then no more reading of that file
+            instance._carry()
+            self.status_file(instance).unlink(missing_ok=True)
+            instance.exit_codes.append(code)
+            if self._stopping.is_set():
+                break
+            delay = tracker.record_crash(self.clock.time())
+            if delay is None:
+                self._give_up(instance, code)
+                return
+            instance.state = "restarting"
+            log.warning(
+                "%s (pid %d) exited with status %d; restart #%d in %.3g s (log: %s)",
+                instance.name,
+                process.pid,
+                code,
+                instance.restarts + 1,
+                delay,
+                self.logs / f"{instance.name}.log",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if not self._stopping.is_set():
+                instance.restarts += 1
+        instance.state = "stopped"
+
+    def _give_up(self, instance: Instance, code: int) -> None:
+        spec = self.config.intensity
+        instance.state = "failed"
+        self._fail(
+            f"seawall up gave up on {instance.name}: it exited {spec.max_restarts + 1} times "
+            f"within {spec.within:g} s (last status {code}); see "
+            f"{self.logs / f'{instance.name}.log'}"
+        )
+
+    def _fail(self, text: str) -> None:
+        failure = SupervisorGaveUp(f"{text}, or allow more in [restart] of seawall.toml")
+        self.failure = self.failure or failure
+        log.critical("%s", failure)
+        self.gave_up.set()
+
+    def refresh(self) -> list[Instance]:
+        """Read every instance's status file; a running instance that reported is 'running'."""
+        for instance in self.instances:
+            self._read_report(instance)
+        return self.instances
+
+    def _read_report(self, instance: Instance) -> None:
+        try:
+            raw = self.status_file(instance).read_bytes()
+            report = msgspec.json.decode(raw, type=InstanceReport)
+        except (OSError, msgspec.DecodeError):
+            return
+        if report.pid == instance.pid and instance.process is not None:
+            instance.report = report
+            if instance.state == "starting" and report.ready:
+                instance.state = "running"
+
+    async def wait_ready(self, timeout: float = _READY_TIMEOUT) -> None:
+        """Return once every instance has subscribed; raise if one gives up or time runs out."""
+        deadline = self.clock.time() + timeout
+        while not all(i.state == "running" for i in self.refresh()):
+            if self.failure is not None:
+                raise self.failure
+            if self.clock.time() > deadline:
+                late = [i.name for i in self.instances if i.state != "running"]
+                raise ServiceError(f"instances {late} not ready within {timeout:g} s")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Stop every service process (SIGTERM, then SIGKILL past the grace period)."""
+        self._stopping.set()
+        running = [i for i in self.instances if i.process and i.process.returncode is None]
+        for instance in running:
+            instance.state = "stopping"
+        await asyncio.gather(
+            *(self._terminate(i.process, i.name) for i in running if i.process is not None)
+        )
+
+    async def _terminate(self, process: asyncio.subprocess.Process, name: str) -> None:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self.config.grace + KILL_MARGIN)
+            except TimeoutError:
+                log.warning("%s (pid %d) ignored SIGTERM; killing it", name, process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+def _accepts(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True

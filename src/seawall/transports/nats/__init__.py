@@ -1,0 +1,630 @@
+"""The NATS JetStream transport (``nats://host:port``), over nats-py.
+
+How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
+
+* **Channel** → one stream per channel, named ``SEAWALL_<token>``, with one
+  subject per partition, ``seawall.<token>.<partition>``; ``<token>`` is the
+  channel name made name-safe by :func:`seawall._transport.assignment.token` (``orders``
+  stays ``orders``, ``orders.events`` becomes ``orders_2eevents``). File
+  storage, limits retention, ``max_msgs = ChannelSpec.max_messages`` with
+  ``discard=new``: a full stream refuses a publish, never drops a stored
+  message. Limits retention keeps settled messages, so a publisher that meets
+  a full stream purges, per partition subject, what every group has acked (the
+  lowest ack floor of the stream's consumers; nothing while no group exists)
+  and tries again, waiting up to ``publish_timeout`` before :class:`ChannelFull`.
+  A new channel has the partitions it was declared with; its partition count
+  is read back from the stream's subjects by every process.
+* **Message** → CloudEvents binary mode: attributes in ``ce-`` headers,
+  ``content-type``, extra headers as they are, the payload as the body, so a
+  plain NATS client reads it. ``Nats-Msg-Id`` is the message id: a publish
+  retried after a lost acknowledgement is stored once (2-minute window).
+* **Group** → one durable pull consumer per partition (``<group token>``, or
+  ``<group token>_p<n>`` with several partitions): explicit ack, ``AckWait`` =
+  ``ack_wait``, ``MaxDeliver`` unlimited (the dead-letter decision is the
+  dispatcher's), ``MaxAckPending`` = ``max_ack_pending`` for the whole group as
+  a backstop. Each subscription bounds its own deliveries by pull credit: it
+  asks for at most ``prefetch`` messages, minus those it holds, in pull
+  requests that expire after ``pull_expires`` and are renewed. ``attempt`` is
+  JetStream's delivery count; ``nack(delay)`` is a NAK with that delay. A
+  delivery held longer than ``ack_wait / 2`` is kept alive with an in-progress
+  ack, so slow handlers and queued deliveries are not redelivered behind
+  their back.
+* **Close / broken link** → unsettled and received-but-unread deliveries are
+  NAKed, so they come again soon, not after AckWait: on a close at once (after
+  unsubscribing the pull inboxes on the same connection); on a broken link once
+  the old connection's pull requests have expired (at most ``pull_expires`` +
+  ``api_timeout``), since the server may still hold that connection and hand
+  redeliveries to its requests; a new subscription of this transport waits for
+  that too. If this process dies instead, they come again after ``ack_wait``. nats-py
+  reconnects by itself (forever, every ``reconnect_wait``); open
+  subscriptions end with :class:`ConnectionLost` and the dispatcher subscribes
+  again, which waits for the link. Publishing waits for the link up to
+  ``publish_timeout``, then raises :class:`ConnectionLost`.
+* **Partitions** → each partition of a group is owned by one member at a
+  time. Members hold a lease in the KV bucket ``seawall_leases``
+  (``<stream>.<group>.m.<member>``, renewed every third of the bucket's TTL,
+  ``lease`` when this transport creates it) and own partition ``p`` through a
+  lock key ``<stream>.<group>.p.<p>`` created with compare-and-set, so two
+  members never pull one partition at once. Who should own what follows
+  :func:`seawall._transport.assignment.wanted`; a member that should give a partition
+  up stops pulling it, waits until it holds none of its messages, and only
+  then deletes the lock. A member that dies loses its locks when their TTL
+  runs out; its unsettled messages come again after ``ack_wait``, possibly
+  after later messages of their keys that the new owner took meanwhile.
+* **Reply inboxes** (channels named ``_inbox.<instance>``, which the runtime
+  declares ephemeral) → core NATS, no stream: a reply is a plain NATS message
+  on ``seawall.<token>.0`` read by a plain subscription (see
+  :mod:`seawall.transports.nats._core`), one hop instead of a stored publish
+  and a pull. A reply to a requester that has gone, or sent while a link is
+  down, is lost, as the ephemeral contract allows; the request itself was
+  stored durably. Other **ephemeral channels** → a memory-storage stream (one
+  replica) read like any other, deleted when its subscription closes.
+* **Delayed delivery** (``publish(not_before=…)``) has no JetStream equivalent
+  in the servers this supports, so ``delayed_delivery`` is False; delayed
+  redelivery (``nack(delay=…)``) is native.
+* **Durability**: JetStream acknowledges a publish once the stream leader
+  (and, with ``replicas`` ≥ 3, a quorum) has written it, and fsyncs later
+  unless the server runs with ``sync_interval: always``:
+  :attr:`Durability.WRITTEN`, or :attr:`Durability.REPLICATED` with
+  ``replicas`` ≥ 3.
+
+Driver errors are translated at this edge by
+:func:`seawall.transports.nats._subscription.translated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import replace
+from typing import Any, Literal
+
+import msgspec
+
+from ..._clock import Clock, SystemClock
+from ..._exceptions import (
+    ChannelFull,
+    ConfigurationError,
+    ConnectionLost,
+    MessageTooLarge,
+    TransportClosed,
+    TransportError,
+)
+from ..._messages.envelope import Message, to_headers
+from ..._transport import (
+    Capabilities,
+    ChannelSpec,
+    Durability,
+    Start,
+    StartAt,
+    fixed_start,
+    partition_for,
+)
+from ..._transport.assignment import token
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import api
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ConfigurationError(
+        "the NATS transport needs the nats-py client: pip install 'seawall[nats]'"
+    ) from exc
+
+from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
+from ._subscription import (
+    LEASE_BUCKET,
+    MSG_ID,
+    STREAM_PREFIX,
+    NatsSubscription,
+    Stream,
+    translated,
+)
+
+__all__ = ["NatsSubscription", "NatsTransport"]
+
+log = logging.getLogger("seawall.transports.nats")
+
+_MAX_MESSAGES_EXCEEDED = 10077  # JetStream error code of a full discard=new stream
+_HEADER_OVERHEAD = len(b"NATS/1.0\r\n\r\n")
+_DEFAULT_MAX_PAYLOAD = 1 << 20  # the server default, until its INFO tells
+
+
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish: where it stored the message, or why it did not."""
+
+    stream: str = ""
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+def _read_ack(data: bytes) -> _PubAck:
+    try:
+        return _ack_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise TransportError(f"NATS JetStream answered a publish with {data[:200]!r}") from exc
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+class NatsTransport:
+    """A connection to a NATS server with JetStream; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        clock: Clock | None = None,
+        publish_timeout: float | None = 30.0,
+        ack_wait: float = 30.0,
+        pull_expires: float = 5.0,
+        lease: float = 3.0,
+        replicas: int = 1,
+        max_ack_pending: int = 20_000,
+        api_timeout: float = 2.0,
+        reconnect_wait: float = 0.25,
+        connect_timeout: float = 2.0,
+        name: str = "seawall",
+    ) -> None:
+        self.url = url
+        self.clock = clock or SystemClock()
+        self.publish_timeout = publish_timeout
+        self.ack_wait = ack_wait
+        self.pull_expires = pull_expires
+        self.lease = lease
+        self.replicas = replicas
+        self.max_ack_pending = max_ack_pending
+        self.api_timeout = api_timeout
+        self._options = {
+            "name": name,
+            "reconnect_time_wait": reconnect_wait,
+            "connect_timeout": connect_timeout,
+        }
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._connecting = asyncio.Lock()
+        self._broke = asyncio.Event()  # set when nats-py reports a lost link
+        self._streams: dict[str, Stream] = {}
+        self._declared: dict[str, ChannelSpec] = {}
+        self._subs: set[NatsSubscription] = set()
+        self._core_subs: set[CoreSubscription] = set()
+        # Deliveries a broken link left behind, each with the time by which the pull
+        # requests of its old connection have expired: NAKed once that has passed.
+        self._parked: list[tuple[float, Msg]] = []
+        self._kv: KeyValue | None = None
+        self._closed = False
+        durable = Durability.REPLICATED if replicas >= 3 else Durability.WRITTEN
+        self._capabilities = Capabilities(
+            durability=durable,
+            partitions=True,
+            delayed_redelivery=True,
+            delayed_delivery=False,
+            max_message_bytes=_DEFAULT_MAX_PAYLOAD,
+        )
+
+    @classmethod
+    async def connect(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NatsTransport:
+        """A transport connected to ``url``; ``options`` are those of the constructor.
+
+        The constructor alone connects on first use, as ``seawall.transports.connect`` does.
+        """
+        transport = cls(url, **options)
+        await transport.link()
+        return transport
+
+    async def link(self) -> JetStreamContext:
+        """The JetStream context, connecting first if this transport has not yet."""
+        self._check_open()
+        if self._js is None:
+            async with self._connecting:
+                if self._js is None:
+                    self._client = await self._open()
+                    self._capabilities = replace(
+                        self._capabilities, max_message_bytes=self._client.max_payload
+                    )
+                    self._js = self._client.jetstream(timeout=self.api_timeout)
+        return self._js
+
+    @property
+    def client(self) -> Client:
+        """The nats-py client (once connected)."""
+        assert self._client is not None, "the NATS transport has not connected yet"
+        return self._client
+
+    async def _open(self) -> Client:
+        async def disconnected() -> None:
+            await self._link_broke()
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats-py reported %r", exc)
+
+        try:
+            client = await nats.connect(
+                self.url.split(","),
+                max_reconnect_attempts=2,  # the first connection: fail soon, with a clear error
+                disconnected_cb=disconnected,
+                error_cb=error,
+                **self._options,
+            )
+        except (OSError, nats.errors.Error) as exc:
+            raise ConnectionLost(
+                f"cannot connect to NATS at {self.url} ({exc!r}); is nats-server running there "
+                "with JetStream enabled (-js)?"
+            ) from exc
+        client.options["max_reconnect_attempts"] = -1  # once linked, reconnect for ever
+        return client
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the NATS transport is closed; connect a new one")
+
+    # -- channels ------------------------------------------------------------
+    async def declare(self, spec: ChannelSpec) -> None:
+        self._check_open()
+        self._declared.setdefault(spec.name, spec)
+        if rides_core(spec.name):
+            await self.link()  # nothing to create on the server
+            return
+        await self._stream(spec.name)
+
+    async def _stream(self, channel: str, *, create: bool = True) -> Stream | None:
+        stream = self._streams.get(channel)
+        if stream is None:
+            spec = self._declared.get(channel) or ChannelSpec(name=channel)
+            stream = await self._ensure(spec, create=create)
+            if stream is not None:
+                self._streams[channel] = stream
+        return stream
+
+    async def _ensure(self, spec: ChannelSpec, *, create: bool = True) -> Stream | None:
+        """The channel's stream, created with ``spec`` if missing (and ``create``)."""
+        name = STREAM_PREFIX + token(spec.name)
+        js = await self.link()
+        with translated(f"declaring channel {spec.name!r} (stream {name})"):
+            try:
+                info = await js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                if not create:
+                    return None
+                info = await js.add_stream(self._stream_config(spec, name))
+        config = info.config
+        return Stream(
+            channel=spec.name,
+            name=name,
+            partitions=len(config.subjects or ()),
+            ephemeral=config.storage == api.StorageType.MEMORY,
+        )
+
+    def _stream_config(self, spec: ChannelSpec, name: str) -> api.StreamConfig:
+        if spec.partitions < 1:
+            raise ConfigurationError(
+                f"channel {spec.name!r} needs at least one partition, got {spec.partitions}"
+            )
+        tok = name.removeprefix(STREAM_PREFIX)
+        return api.StreamConfig(
+            name=name,
+            description=f"seawall channel {spec.name}",
+            subjects=[f"seawall.{tok}.{p}" for p in range(spec.partitions)],
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.NEW,
+            max_msgs=spec.max_messages,
+            storage=api.StorageType.MEMORY if spec.ephemeral else api.StorageType.FILE,
+            num_replicas=1 if spec.ephemeral else self.replicas,
+        )
+
+    async def _forget(self, stream: Stream) -> None:
+        """Delete an ephemeral channel's stream once its subscriber has left."""
+        self._streams.pop(stream.channel, None)
+        js = await self.link()
+        with (
+            contextlib.suppress(TransportError),
+            translated(f"deleting reply inbox {stream.channel!r}"),
+        ):
+            await js.delete_stream(stream.name)
+
+    # -- publishing ------------------------------------------------------------
+    async def publish(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        not_before: float | None = None,
+        priority: int = 0,
+    ) -> None:
+        self._check_open()
+        if not_before is not None and not_before > self.clock.time():
+            raise ConfigurationError(
+                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a "
+                "given time: NATS JetStream has no delayed delivery (capabilities."
+                "delayed_delivery is False); schedule it before publishing"
+            )
+        headers = to_headers(message)
+        if rides_core(channel):
+            self._check_size(channel, message, headers)
+            await self._send_core(channel, message, headers)
+            return
+        headers[MSG_ID] = message.id
+        self._check_size(channel, message, headers)
+        await self._send(channel, message, headers)
+
+    async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
+        """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
+        await self.link()
+        client = self.client
+        with translated(f"replying with {message.id} to {channel!r}"):
+            await client.publish(_core_subject(channel), message.data, headers=headers)
+
+    async def _target(self, channel: str) -> Stream | None:
+        """The channel's stream, created on first use."""
+        return await self._stream(channel)
+
+    def _check_size(self, channel: str, message: Message, headers: dict[str, str]) -> None:
+        limit = self._capabilities.max_message_bytes
+        if limit is None:
+            return
+        size = _HEADER_OVERHEAD + len(message.data) + 4 * len(headers)
+        # UTF-8 takes at most 4 bytes a character: only a message that might be near the
+        # limit is measured to the byte, so the common small one costs two sums of lengths.
+        chars = sum(map(len, headers)) + sum(map(len, headers.values()))
+        if size + 4 * chars <= limit:
+            return
+        size += sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+        if size > limit:
+            raise MessageTooLarge(
+                f"message {message.id} ({message.type}) is {size} bytes with its headers, over "
+                f"the NATS server's {limit}-byte max_payload, for channel {channel!r}; send a "
+                "reference to the data instead"
+            )
+
+    async def _send(self, channel: str, message: Message, headers: dict[str, str]) -> None:
+        """Publish until JetStream acknowledges, waiting for room and for the link."""
+        clock = self.clock
+        deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
+        pause = 0.005
+        full: ChannelFull | None = None  # the channel was found full during this publish
+        while True:
+            failure: TransportError
+            left = None if deadline is None else max(0.001, deadline - clock.time())
+            try:
+                stream = self._streams.get(channel) or await self._target(channel)
+                if stream is None:
+                    return
+                outcome = await self._publish_once(stream, message, headers, left)
+                if outcome == "stored":
+                    return
+                if outcome == "gone":  # deleted behind our back: look it up again
+                    self._streams.pop(channel, None)
+                    continue
+                failure = full = self._full(stream)
+                if await self._trim(stream):
+                    continue
+            except ConnectionLost as exc:
+                # A last try cut short by our own deadline says nothing about the link:
+                # the reason to report is still the full channel.
+                cut_short = left is not None and left < self.api_timeout
+                failure = full if full is not None and cut_short else exc
+            if deadline is not None:
+                if clock.time() >= deadline:
+                    raise failure
+                pause = min(pause, deadline - clock.time())
+            await clock.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    async def _publish_once(
+        self, stream: Stream, message: Message, headers: dict[str, str], left: float | None
+    ) -> Literal["stored", "full", "gone"]:
+        """One try, within ``left`` seconds."""
+        await self.link()
+        wait = self.api_timeout if left is None else min(left, self.api_timeout)
+        subject = stream.subject(partition_for(message.partitionkey, stream.partitions))
+        # What JetStreamContext.publish does, with the acknowledgement read by msgspec
+        # instead of json.loads into nats-py's PubAck dataclass: a few microseconds a
+        # publish, on the path of every request.
+        with translated(f"publishing {message.id} to {stream.channel!r}"):
+            try:
+                reply = await self.client.request(subject, message.data, wait, headers=headers)
+            except nats.errors.NoRespondersError:
+                return "gone"  # no stream takes the subject any more
+            error = _read_ack(reply.data).error
+            if error is not None:
+                if error.get("err_code") == _MAX_MESSAGES_EXCEEDED:
+                    return "full"
+                nats.js.errors.APIError.from_error(error)  # raises the matching APIError
+        return "stored"
+
+    def _full(self, stream: Stream) -> ChannelFull:
+        spec = self._declared.get(stream.channel)
+        bound = f"{spec.max_messages} " if spec else ""
+        return ChannelFull(
+            f"channel {stream.channel!r} (stream {stream.name}) holds its bound of {bound}"
+            f"messages not yet settled by every group, and none was settled within "
+            f"{self.publish_timeout} s; the consumers are behind: add consumers, raise "
+            "max_messages, or retry later"
+        )
+
+    async def _trim(self, stream: Stream) -> int:
+        """Purge, per partition subject, what every group has acked; how many went."""
+        js = await self.link()
+        with translated(f"trimming channel {stream.channel!r}"):
+            consumers = await js.consumers_info(stream.name)
+            floors: dict[str, int] = {}
+            for info in consumers:
+                subject = info.config.filter_subject or stream.subject(0)
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                floors[subject] = min(floors.get(subject, floor), floor)
+            if not any(floors.values()):
+                return 0
+            before = (await js.stream_info(stream.name)).state.messages
+            for subject, floor in floors.items():
+                if floor > 0:
+                    await js.purge_stream(stream.name, seq=floor + 1, subject=subject)
+            after = (await js.stream_info(stream.name)).state.messages
+        return int(before - after)
+
+    # -- subscribing -----------------------------------------------------------
+    async def subscribe(
+        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+    ) -> NatsSubscription | CoreSubscription:
+        self._check_open()
+        at = fixed_start(start, "NATS")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        if rides_core(channel):
+            return await self._subscribe_core(channel, prefetch)
+        stream = await self._stream(channel)
+        assert stream is not None
+        consumers = [await self._consumer(stream, group, p, at) for p in range(stream.partitions)]
+        await self._return_parked()
+        kv = await self._lease_bucket() if stream.partitions > 1 else None
+        sub = NatsSubscription(self, stream, group, consumers, prefetch, kv)
+        self._subs.add(sub)
+        try:
+            await sub.start()
+        except BaseException:
+            await sub.close()
+            raise
+        return sub
+
+    async def _consumer(self, stream: Stream, group: str, partition: int, start: StartAt) -> str:
+        name = token(group)
+        if stream.partitions > 1:
+            name = f"{name}_p{partition}"
+        config = api.ConsumerConfig(
+            durable_name=name,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=stream.subject(partition),
+            deliver_policy=api.DeliverPolicy.NEW if start == "latest" else api.DeliverPolicy.ALL,
+        )
+        js = await self.link()
+        with translated(f"joining group {group!r} on channel {stream.channel!r}"):
+            try:
+                await js.consumer_info(stream.name, name)
+            except nats.js.errors.NotFoundError:
+                await js.add_consumer(stream.name, config)
+        return name
+
+    async def _lease_bucket(self) -> KeyValue:
+        if self._kv is None:
+            js = await self.link()
+            with translated(f"opening the lease bucket {LEASE_BUCKET}"):
+                try:
+                    self._kv = await js.key_value(LEASE_BUCKET)
+                except nats.js.errors.BucketNotFoundError:
+                    self._kv = await js.create_key_value(
+                        bucket=LEASE_BUCKET, history=1, ttl=self.lease
+                    )
+        return self._kv
+
+    async def _subscribe_core(self, channel: str, prefetch: int) -> CoreSubscription:
+        await self.link()
+        sub = CoreSubscription(self, channel, _core_subject(channel), prefetch)
+        self._core_subs.add(sub)
+        try:
+            with translated(f"subscribing to reply inbox {channel!r}"):
+                await sub.start()
+        except BaseException:
+            await sub.close()
+            raise
+        return sub
+
+    def _left(self, sub: NatsSubscription) -> None:
+        self._subs.discard(sub)
+
+    def _left_core(self, sub: CoreSubscription) -> None:
+        self._core_subs.discard(sub)
+
+    # -- giving back what a broken link left behind ---------------------------
+    def _park(self, msgs: list[Msg], until: float) -> None:
+        """Keep deliveries of a broken link until its pull requests have expired."""
+        self._parked.extend((until, msg) for msg in msgs)
+
+    async def _return_parked(self, patience: float | None = None) -> None:
+        """NAK what broken links left behind, once no old pull request can take it.
+
+        After a link breaks, the server keeps the old connection's pull requests
+        until they expire, and may keep the connection itself for a while (until it
+        notices, or on a half-open link until its pings fail). A message handed to
+        such a request goes into the dead link and comes back only after AckWait;
+        and with nats-server 2.9.10 we saw NAKs sent while the old connection
+        lingered make the consumer skip one redelivery and deliver a later message
+        twice (the flake of ``test_resubscribe_after_broken_link``, reproduced by
+        ``test_a_lingering_old_connection_takes_no_redelivery``). So a new
+        subscription and these NAKs wait until every old request has expired;
+        ``patience`` caps the wait (on close), after which the NAKs go out anyway.
+        A caller cancelled while waiting leaves the deliveries for the next one.
+        """
+        clock = self.clock
+        cap = None if patience is None else clock.time() + patience
+        while self._parked:
+            until = max(due for due, _ in self._parked)
+            if cap is not None:
+                until = min(until, cap)
+            if (wait := until - clock.time()) > 0:
+                log.debug("waiting %.2f s for the broken link's pull requests to expire", wait)
+                await clock.sleep(wait)
+            last = cap is not None and until >= cap
+            for item in [item for item in self._parked if last or item[0] <= until]:
+                if item in self._parked:  # not taken by a concurrent caller meanwhile
+                    self._parked.remove(item)
+                    with contextlib.suppress(nats.errors.Error):
+                        await item[1].nak()
+            if last:
+                return
+
+    async def _link_broke(self) -> None:
+        self._broke.set()
+        if self._closed:
+            return
+        log.warning("link to NATS broke; %d subscription(s) end", len(self._subs))
+        for sub in list(self._subs):
+            await sub.break_link()
+        for core in list(self._core_subs):
+            await core.break_link()
+
+    async def drop_connection_for_tests(self) -> None:
+        """Cut the TCP connection under nats-py, as a network failure would."""
+        transport = getattr(self.client, "_transport", None)
+        writer = getattr(transport, "_io_writer", None)
+        assert writer is not None, "nats-py changed: no socket to cut"
+        self._broke.clear()
+        writer.transport.abort()
+        async with asyncio.timeout(5.0):
+            await self._broke.wait()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for sub in list(self._subs):
+            await sub.close()
+        for core in list(self._core_subs):
+            await core.close()
+        if self._parked and self._client is not None and self._client.is_connected:
+            await self._return_parked(patience=self.api_timeout)
+        self._closed = True
+        if self._client is None:
+            return  # never connected
+        with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
+            await self.client.flush(timeout=int(self.api_timeout) or 1)
+        await self.client.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _core_subject(channel: str) -> str:
+    """The plain NATS subject of a reply inbox (cached: a server answers the same few
+    requesters over and over, and :func:`token` reads the name character by character)."""
+    return f"seawall.{token(channel)}.0"

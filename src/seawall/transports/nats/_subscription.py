@@ -1,0 +1,582 @@
+"""Reading a JetStream channel: pull requests, credit, settling and partition ownership.
+
+The consuming half of :mod:`seawall.transports.nats` (whose docstring gives
+the design); kept apart so each module stays small. nats-py is imported
+through that module, which says how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscriptionHandle
+from nats.js import api
+from nats.js.kv import KeyValue
+
+from ..._clock import TimerHeap, wait_until
+from ..._exceptions import ConnectionLost, DecodeError, TransportClosed, TransportError
+from ..._messages.envelope import Message, from_headers
+from ..._messages.ids import uuid7
+from ..._transport import Delivery
+from ..._transport.assignment import Leases, token, wanted
+
+if TYPE_CHECKING:
+    from . import NatsTransport
+
+__all__ = ["LEASE_BUCKET", "MSG_ID", "STREAM_PREFIX", "NatsSubscription", "Stream", "translated"]
+
+log = logging.getLogger("seawall.transports.nats")
+
+LEASE_BUCKET = "seawall_leases"
+STREAM_PREFIX = "SEAWALL_"
+MSG_ID = "Nats-Msg-Id"
+_STATUS = "Status"
+_PENDING = "Nats-Pending-Messages"
+_DESCRIPTION = api.Header.DESCRIPTION  # nats-py keys it by the enum, whose hash is not the text's
+
+
+_UNANSWERED = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+class translated:  # lower case: it reads as the function it replaced, ``with translated(…):``
+    """Raise nats-py errors met while doing ``what`` as seawall errors.
+
+    A class, not a generator made into a context manager: it wraps every
+    publish and reply, and entering and leaving it costs a tenth as much.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, nats.errors.Error):
+            raise _translation(self.what, exc) from exc
+
+
+def _translation(what: str, exc: nats.errors.Error) -> TransportError:
+    if isinstance(exc, nats.errors.ConnectionClosedError):
+        return TransportClosed(f"{what}: the NATS connection is closed; connect a new transport")
+    if isinstance(exc, _UNANSWERED):
+        return ConnectionLost(
+            f"{what}: NATS JetStream did not answer ({type(exc).__name__}); the server is down, "
+            "unreachable or electing a leader: retry once it is back"
+        )
+    if isinstance(exc, nats.js.errors.APIError):
+        return TransportError(f"{what}: NATS JetStream refused: {exc}")
+    return TransportError(f"{what}: NATS client error: {exc!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A channel's JetStream stream, as every process reads it back from the server."""
+
+    channel: str
+    name: str
+    partitions: int
+    ephemeral: bool
+
+    def subject(self, partition: int) -> str:
+        """The subject of one partition: ``seawall.<channel token>.<partition>``."""
+        return f"seawall.{self.name.removeprefix(STREAM_PREFIX)}.{partition}"
+
+
+@dataclass(slots=True)
+class _Held:
+    msg: Msg
+    partition: int
+    touched: float
+
+
+class _Puller:
+    """Pull requests for one partition's consumer, and the messages they bring.
+
+    Messages arrive under their stream subject, so they cannot be told apart by
+    request; ``outstanding`` counts what was asked for and has not come, and a
+    request's end (status 408 or 409) says how many of it never will.
+    """
+
+    def __init__(self, sub: NatsSubscription, partition: int, consumer: str) -> None:
+        self.sub = sub
+        self.partition = partition
+        self.inbox = sub.transport.client.new_inbox()
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{sub.stream.name}.{consumer}"
+        self.outstanding = 0
+        self.requests: dict[str, float] = {}  # reply subject -> when the server must be done
+        self.handle: NatsSubscriptionHandle | None = None
+        self.paused_until = 0.0  # after a refusal, ask again no sooner than this
+        self._count = 0
+
+    async def start(self) -> None:
+        client = self.sub.transport.client
+        self.handle = await client.subscribe(f"{self.inbox}.*", cb=self._arrived)
+
+    async def request(self, count: int, now: float) -> None:
+        transport = self.sub.transport
+        self._count += 1
+        reply = f"{self.inbox}.{self._count}"
+        expires = transport.pull_expires
+        self.requests[reply] = now + expires + transport.api_timeout
+        self.outstanding += count
+        body = json.dumps({"batch": count, "expires": int(expires * 1e9)}).encode()
+        await transport.client.publish(self.next_subject, body, reply=reply)
+
+    def last_due(self) -> float | None:
+        """When the server is done with every pull request still open (None if none is)."""
+        return max(self.requests.values(), default=None)
+
+    def sweep(self, now: float) -> float | None:
+        """Forget requests past their deadline (the server lost them); the next deadline."""
+        for reply in [r for r, due in self.requests.items() if due <= now]:
+            del self.requests[reply]
+        if not self.requests:
+            self.outstanding = 0
+        return min(self.requests.values(), default=None)
+
+    async def _arrived(self, msg: Msg) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:
+            self.outstanding = max(0, self.outstanding - 1)
+            await self.sub.arrived(msg, self.partition)
+        elif status != "100":  # 100 is a heartbeat; every other status ends the request
+            assert msg.headers is not None
+            if self.requests.pop(msg.subject, None) is not None:
+                pending = int(msg.headers.get(_PENDING, "0") or 0)
+                self.outstanding = 0 if not self.requests else max(0, self.outstanding - pending)
+            if status != "408":  # not just expired: refused (409, 503), so do not hammer
+                self._refused(status, str(msg.headers.get(_DESCRIPTION, "")))
+            self.sub.wake.set()
+
+    def _refused(self, status: str, description: str) -> None:
+        self.paused_until = self.sub.transport.clock.time() + 0.25
+        log.debug("pull from %s refused: %s %s", self.next_subject, status, description)
+        if "deleted" in description.lower():
+            self.sub.lost(f"its consumer was deleted ({status} {description})")
+
+    async def stop(self) -> None:
+        """Stop pulling; messages already on their way still arrive before this returns."""
+        handle, self.handle = self.handle, None
+        self.requests.clear()
+        self.outstanding = 0
+        if handle is not None:
+            with contextlib.suppress(nats.errors.Error):
+                if self.sub.transport.client.is_connected:
+                    await handle.drain()  # type: ignore[no-untyped-call]
+                else:
+                    await handle.unsubscribe()
+
+
+class NatsSubscription:
+    """One member of a group on a JetStream channel."""
+
+    def __init__(
+        self,
+        transport: NatsTransport,
+        stream: Stream,
+        group: str,
+        consumers: list[str],
+        prefetch: int,
+        kv: KeyValue | None,
+    ) -> None:
+        self.transport = transport
+        self.stream = stream
+        self.group = group
+        self.prefetch = prefetch
+        self.consumers = consumers
+        self.member = uuid7()
+        self.wake = asyncio.Event()
+        self.pullers: dict[int, _Puller] = {}
+        self.held: Counter[int] = Counter()  # partition -> received and not settled
+        self._ready: deque[_Held] = deque()
+        self._unsettled: dict[str, _Held] = {}  # by ack subject
+        self._state = "open"  # open | closed | broken
+        self._owner = _Ownership(self, kv) if kv is not None else None
+        self._task: asyncio.Task[None] | None = None
+        self._lost: str | None = None  # why the subscription must end, found in a callback
+        self._expiry = 0.0  # after a broken link: when its open pull requests have expired
+        # The reader arms a timer at every wait (for the next pull request or keepalive
+        # due, seconds away) and nearly always cancels it: on a heap of our own that is
+        # a push and a cleared field, not a loop timer handle made and dropped per message.
+        self._timers = TimerHeap(transport.clock)
+
+    async def start(self) -> None:
+        if self._owner is None:
+            await self.take(0)
+        else:
+            await self._owner.join()
+            self._task = asyncio.get_running_loop().create_task(self._own(self._owner))
+
+    async def _own(self, owner: _Ownership) -> None:
+        """Keep the partition ownership going; if it fails, the subscription breaks."""
+        try:
+            await owner.run()
+        except Exception as exc:
+            log.warning("partition ownership of %s failed (%r); subscription ends", owner.me, exc)
+            await self._end("broken")
+
+    # -- partitions ----------------------------------------------------------
+    async def take(self, partition: int) -> None:
+        if self._state != "open":
+            return
+        puller = _Puller(self, partition, self.consumers[partition])
+        self.pullers[partition] = puller
+        with translated(f"pulling from channel {self.stream.channel!r}"):
+            await puller.start()
+        self.wake.set()
+
+    async def release(self, partition: int) -> bool:
+        """Stop pulling ``partition``; whether none of its messages is held any more."""
+        puller = self.pullers.pop(partition, None)
+        if puller is not None:
+            await puller.stop()
+        return self.held[partition] == 0
+
+    # -- deliveries ------------------------------------------------------------
+    async def arrived(self, msg: Msg, partition: int) -> None:
+        if self._state != "open":  # came after close or a broken link: give it back
+            await self._give_back([msg])
+            return
+        self.held[partition] += 1
+        self._ready.append(_Held(msg, partition, self.transport.clock.time()))
+        self.wake.set()
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._deliveries()
+
+    def lost(self, reason: str) -> None:
+        """End the subscription as broken, from a callback that cannot do it itself."""
+        self._lost = reason
+        self.wake.set()
+
+    async def _deliveries(self) -> AsyncIterator[Delivery]:
+        while True:
+            if self._lost is not None and self._state == "open":
+                await self._end("broken")
+            if self._state == "broken":
+                why = self._lost or "the link to NATS broke"
+                raise ConnectionLost(
+                    f"stopped reading channel {self.stream.channel!r} as group {self.group!r}: "
+                    f"{why}; subscribe again"
+                )
+            if self._state == "closed":
+                return
+            if self._ready and len(self._unsettled) < self.prefetch:
+                held = self._ready.popleft()
+                held.touched = self.transport.clock.time()
+                self._unsettled[held.msg.reply] = held
+                yield self._delivery(held)
+                continue
+            self.wake.clear()
+            await self._refill()
+            await self._wait()
+
+    def _delivery(self, held: _Held) -> Delivery:
+        msg = held.msg
+        return Delivery(
+            message=_decode(msg),
+            channel=self.stream.channel,
+            partition=held.partition,
+            attempt=_attempt(msg),
+            token=msg.reply,
+        )
+
+    async def _refill(self) -> None:
+        """Ask each owned partition for as many messages as its share of credit allows."""
+        if self._state != "open" or not self.pullers:
+            return
+        now = self.transport.clock.time()
+        for puller in list(self.pullers.values()):
+            if want := self._want(puller, now):
+                with translated(f"pulling from channel {self.stream.channel!r}"):
+                    await puller.request(want, now)
+
+    def _want(self, puller: _Puller, now: float) -> int:
+        """How many messages to ask ``puller``'s partition for now (0: none yet).
+
+        Credit is topped up in steps of a quarter share, so a steady flow costs
+        one pull request per quarter share rather than one per message.
+        """
+        if puller.paused_until > now:
+            return 0
+        share = max(1, self.prefetch // len(self.pullers))
+        want = share - self.held[puller.partition] - puller.outstanding
+        if want > 0 and (not puller.requests or want >= max(1, share // 4)):
+            return want
+        return 0
+
+    async def _wait(self) -> None:
+        """Sleep until woken, a pull request is overdue or a held delivery needs a keepalive."""
+        clock = self.transport.clock
+        now = clock.time()
+        dues = [due for p in self.pullers.values() if (due := p.sweep(now)) is not None]
+        dues += [p.paused_until for p in self.pullers.values() if p.paused_until > now]
+        keepalive = self.transport.ack_wait / 2
+        if self._unsettled:
+            oldest = min(h.touched for h in self._unsettled.values())
+            if now - oldest >= keepalive:
+                await self._keep_alive(now - keepalive)
+                return
+            dues.append(oldest + keepalive)
+        await wait_until(self._timers, self.wake, min(dues) if dues else None)
+
+    async def _keep_alive(self, older_than: float) -> None:
+        now = self.transport.clock.time()
+        for held in list(self._unsettled.values()):
+            if held.touched <= older_than:
+                held.touched = now
+                with contextlib.suppress(nats.errors.Error):
+                    await held.msg.in_progress()
+
+    async def ack(self, delivery: Delivery) -> None:
+        held = self._settle(delivery)
+        if held is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await held.msg.ack()
+            await self._settled(held)
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        held = self._settle(delivery)
+        if held is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await held.msg.nak(delay=delay if delay > 0 else None)
+            await self._settled(held)
+
+    def _settle(self, delivery: Delivery) -> _Held | None:
+        assert isinstance(delivery.token, str)
+        return self._unsettled.pop(delivery.token, None)
+
+    async def _settled(self, held: _Held) -> None:
+        self.held[held.partition] -= 1
+        puller = self.pullers.get(held.partition)
+        if puller is None:
+            if self._owner is not None:
+                self._owner.changed.set()  # a partition being handed over may now be free
+        elif not self._ready and not self._want(puller, self.transport.clock.time()):
+            # The reader has nothing this settle unblocks: no delivery waits for credit
+            # and no pull request is due. Not waking it saves a trip round its loop
+            # (a refill check, a timer armed and cancelled) on every message.
+            return
+        self.wake.set()
+
+    async def _return_all(self) -> None:
+        """Give everything held back, so it comes again to some member.
+
+        While the link is up the NAKs go out at once: the pull requests were
+        unsubscribed on this same connection first, so the server cannot hand the
+        messages to them. On a broken link the server may still hold the old
+        connection and its pull requests; a NAK processed then would send the
+        message into that dead link (back only after AckWait), so the transport
+        sends the NAKs once the server has let go of the old inboxes (see
+        ``NatsTransport._return_parked``).
+        """
+        held = [*self._unsettled.values(), *self._ready]
+        self._unsettled.clear()
+        self._ready.clear()
+        self.held.clear()
+        await self._give_back([item.msg for item in held])
+
+    async def _give_back(self, msgs: list[Msg]) -> None:
+        if not self.transport.client.is_connected:
+            self.transport._park(msgs, self._expiry)
+            return
+        for msg in msgs:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
+
+    async def _end(self, state: str) -> None:
+        self._state = state
+        self.wake.set()
+        self.transport._left(self)
+        dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        self._expiry = max(dues, default=0.0)
+        for partition in list(self.pullers):
+            await self.release(partition)
+        await self._return_all()
+        if self._owner is not None:
+            self._owner.stop()
+
+    async def break_link(self) -> None:
+        if self._state == "open":
+            await self._end("broken")
+
+    async def close(self) -> None:
+        if self._state == "open":
+            await self._end("closed")
+        if self._task is not None:
+            # It stops by itself within a round trip; cancelling is the fallback, not
+            # the way, since Python 3.11's wait_for (inside nats-py) can swallow a
+            # cancellation that meets a reply, and a TaskGroup passes it on only once.
+            await asyncio.wait({self._task}, timeout=2 * self.transport.api_timeout)
+            self._task.cancel()
+            self._task = None
+        if self._owner is not None and self._owner.joined:
+            await self._owner.leave()
+        if self.stream.ephemeral:
+            await self.transport._forget(self.stream)
+
+
+def _attempt(msg: Msg) -> int:
+    """JetStream's delivery count, read off the ack subject without building all its metadata."""
+    assert msg.reply is not None
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS":  # $JS.ACK.<stream>.<consumer>.<delivered>.…
+        return int(tokens[4])
+    return msg.metadata.num_delivered  # the domain-qualified form: nats-py reads it
+
+
+def _decode(msg: Msg) -> Message:
+    headers = dict(msg.headers or {})
+    headers.pop(MSG_ID, None)
+    try:
+        return from_headers(headers, msg.data)
+    except DecodeError as exc:
+        # Not a seawall message (no CloudEvents headers): handed on under a type no
+        # handler has, so the dispatcher dead-letters it with the reason instead of losing it.
+        meta = msg.metadata
+        return Message(
+            id=f"nats-{meta.stream}-{meta.sequence.stream}",
+            type="seawall.nats.Undecodable",
+            source=f"nats:{msg.subject}",
+            data=msg.data,
+            headers={**headers, "seawall-decode-error": str(exc)},
+        )
+
+
+class _Ownership:
+    """Which partitions of a channel this member pulls, agreed through KV leases and locks."""
+
+    def __init__(self, sub: NatsSubscription, kv: KeyValue) -> None:
+        self.sub = sub
+        self.kv = kv
+        self.prefix = f"{sub.stream.name}.{token(sub.group)}"
+        self.me = sub.member
+        self.leases = Leases(sub.transport.lease)
+        self.locks: dict[int, int] = {}  # partition -> revision of our lock
+        self.changed = asyncio.Event()
+        self.stopped = False
+        self.joined = False
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    def _lock(self, partition: int) -> str:
+        return f"{self.prefix}.p.{partition}"
+
+    async def join(self) -> None:
+        with translated(f"reading the lease bucket {LEASE_BUCKET}"):
+            status = await self.kv.status()
+        if status.ttl:
+            self.leases = Leases(status.ttl)
+        self.joined = True
+        await self._renew()
+        await self._rebalance()  # a member alone owns every partition before subscribe returns
+
+    async def run(self) -> None:
+        """Follow leases and locks until :meth:`stop`."""
+        watcher = self._watcher = await self.kv.watch(f"{self.prefix}.>")
+        if self.stopped:
+            return
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._listen(watcher))
+                tasks.create_task(self._steer())
+        finally:
+            await self._unwatch()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end; it does within a quarter second or one broker round trip."""
+        self.stopped = True
+        self.changed.set()
+
+    async def _unwatch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _listen(self, watcher: KeyValue.KeyWatcher) -> None:
+        while not self.stopped:
+            try:
+                entry = await watcher.updates(timeout=0.25)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                continue
+            if entry is None:
+                continue
+            kind, _, who = entry.key.removeprefix(f"{self.prefix}.").partition(".")
+            if kind == "m" and entry.operation is None:
+                self.leases.heard(who, self.sub.transport.clock.time())
+            elif kind == "m":
+                self.leases.left(who)
+            self.changed.set()
+
+    async def _steer(self) -> None:
+        clock = self.sub.transport.clock
+        every = self.leases.ttl / 3
+        renew_at = clock.time() + every
+        while not self.stopped:
+            self.changed.clear()
+            if clock.time() >= renew_at:
+                await self._renew()
+                renew_at = clock.time() + every
+            await self._rebalance()
+            await wait_until(clock, self.changed, renew_at)
+
+    async def _renew(self) -> None:
+        with translated(f"renewing the lease of {self.me}"):
+            await self.kv.put(f"{self.prefix}.m.{self.me}", b"")
+            self.leases.heard(self.me, self.sub.transport.clock.time())
+            for partition, revision in list(self.locks.items()):
+                try:
+                    self.locks[partition] = await self.kv.update(
+                        self._lock(partition), self.me.encode(), last=revision
+                    )
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    log.warning("%s lost partition %d: its lock ran out", self.me, partition)
+                    del self.locks[partition]
+                    await self.sub.release(partition)
+
+    async def _rebalance(self) -> None:
+        live = self.leases.live(self.sub.transport.clock.time())
+        mine = wanted(self.me, live, self.sub.stream.partitions)
+        for partition in sorted(set(self.locks) - mine):
+            if await self.sub.release(partition):
+                with translated(f"handing partition {partition} over"):
+                    await self.kv.delete(self._lock(partition), last=self.locks.pop(partition))
+        for partition in sorted(mine - set(self.locks)):
+            try:
+                self.locks[partition] = await self.kv.create(
+                    self._lock(partition), self.me.encode()
+                )
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue  # still held by its previous owner, who is draining it
+            await self.sub.take(partition)
+
+    async def leave(self) -> None:
+        """Give up every lock and the lease, so others take over at once (best effort)."""
+        with contextlib.suppress(TransportError), translated(f"leaving as {self.me}"):
+            for partition, revision in list(self.locks.items()):
+                await self.kv.delete(self._lock(partition), last=revision)
+            self.locks.clear()
+            await self.kv.delete(f"{self.prefix}.m.{self.me}")

@@ -1,0 +1,240 @@
+"""Declaring the exchanges and queues of a seawall channel on RabbitMQ.
+
+The declaring half of :mod:`seawall.transports.rabbitmq` (whose docstring
+gives the design). Declarations go through one "admin" AMQP channel that is
+opened again whenever the broker closes it, since a refused passive
+declaration (404) closes the AMQP channel it was sent on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import aio_pika
+import aio_pika.exceptions
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, ExchangeType
+
+from ..._exceptions import ConfigurationError, ConnectionLost, TransportClosed, TransportError
+from ..._transport import ChannelSpec
+from ._layout import (
+    Layout,
+    channel_queue_arguments,
+    delay_names,
+    delay_queue_arguments,
+    group_queue_arguments,
+    inbox_queue,
+)
+
+if TYPE_CHECKING:
+    from . import RabbitMQTransport
+
+__all__ = ["Topology", "translated"]
+
+_ONE_RECORD = {"x-max-length": 1, "x-overflow": "reject-publish"}
+_NOT_FOUND = (aio_pika.exceptions.ChannelNotFoundEntity,)
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise aio-pika / aiormq errors met while doing ``what`` as seawall errors."""
+    try:
+        yield
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise TransportError(
+            f"{what}: RabbitMQ refused a declaration that differs from the existing one "
+            f"({exc}); delete the old object or use another channel name"
+        ) from exc
+    except (
+        TimeoutError,
+        aiormq.exceptions.ConnectionClosed,
+        aiormq.exceptions.ChannelInvalidStateError,
+        aiormq.exceptions.AMQPConnectionError,
+        ConnectionError,
+    ) as exc:
+        raise ConnectionLost(
+            f"{what}: the link to RabbitMQ broke or it did not answer ({exc!r}); "
+            "retry once it is back"
+        ) from exc
+    except aiormq.exceptions.AMQPError as exc:
+        raise TransportError(f"{what}: RabbitMQ refused: {exc!r}") from exc
+
+
+class Topology:
+    """Declares and looks up channel layouts, group queues and delay queues."""
+
+    def __init__(self, transport: RabbitMQTransport) -> None:
+        self.transport = transport
+        self._channel: AbstractChannel | None = None
+        self._delays: set[str] = set()  # delay exchanges known to exist
+        self.made: set[tuple[str, str]] = set()
+        """("queue" | "exchange", name) of every channel object declared (for cleanup)."""
+
+    async def admin(self) -> AbstractChannel:
+        """The admin AMQP channel (with publisher confirms), opened again if closed."""
+        if self._channel is None or self._channel.is_closed:
+            connection = await self.transport.connection()
+            with translated("opening an AMQP channel"):
+                self._channel = await connection.channel(publisher_confirms=True)
+        return self._channel
+
+    def forget(self) -> None:
+        """The link broke: the admin channel went with it."""
+        self._channel = None
+        self._delays.clear()
+
+    async def _exists(self, queue: str) -> bool:
+        """Whether ``queue`` exists; asked on a channel of its own, since a 404 closes it."""
+        connection = await self.transport.connection()
+        with translated(f"looking up queue {queue!r}"):
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                await channel.declare_queue(queue, passive=True)
+            except _NOT_FOUND:
+                return False
+            await channel.close()
+        return True
+
+    # -- durable channels ------------------------------------------------------
+    async def layout(
+        self, spec: ChannelSpec, *, create: bool = True, repair: bool = False
+    ) -> Layout | None:
+        """The channel's layout as recorded on the broker; created from ``spec`` if missing.
+
+        ``repair`` declares every object again (declarations are idempotent), for a
+        channel part of which was deleted behind this process's back.
+        """
+        wanted = Layout(spec.name, spec.partitions, spec.priorities)
+        if spec.partitions < 1:
+            raise ConfigurationError(
+                f"channel {spec.name!r} needs at least one partition, got {spec.partitions}"
+            )
+        if repair or not await self._exists(wanted.meta):
+            if not create:
+                return None
+            await self._create(wanted, spec)
+        return await self._read(wanted, spec)
+
+    async def _create(self, layout: Layout, spec: ChannelSpec) -> None:
+        channel = await self.admin()
+        with translated(f"declaring channel {spec.name!r}"):
+            unclaimed = await channel.declare_exchange(
+                layout.unclaimed, ExchangeType.FANOUT, durable=True
+            )
+            queue = await channel.declare_queue(
+                layout.unclaimed,
+                durable=True,
+                arguments=channel_queue_arguments(spec.max_messages, layout.priorities),
+            )
+            await queue.bind(unclaimed)
+            await channel.declare_exchange(
+                layout.exchange,
+                ExchangeType.DIRECT,
+                durable=True,
+                arguments={"alternate-exchange": layout.unclaimed},
+            )
+            await channel.declare_queue(
+                layout.meta,
+                durable=True,
+                arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+            )
+        self.made.update({("queue", layout.unclaimed), ("queue", layout.meta)})
+        self.made.update({("exchange", layout.unclaimed), ("exchange", layout.exchange)})
+        await self._record(layout, spec)
+
+    async def _record(self, layout: Layout, spec: ChannelSpec) -> None:
+        """Store the layout message; the first one stored wins (the queue holds one)."""
+        channel = await self.admin()
+        record = {"partitions": layout.partitions, "priorities": layout.priorities}
+        body = json.dumps({**record, "max_messages": spec.max_messages})
+        message = aio_pika.Message(body.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        with (
+            translated(f"recording the layout of channel {spec.name!r}"),
+            contextlib.suppress(aio_pika.exceptions.DeliveryError),
+        ):
+            await channel.default_exchange.publish(message, layout.meta, mandatory=False)
+
+    async def _read(self, wanted: Layout, spec: ChannelSpec) -> Layout:
+        """Read the layout message (and put it back); record ours if a creator died early."""
+        for attempt in range(200):
+            channel = await self.admin()
+            with translated(f"reading the layout of channel {spec.name!r}"):
+                queue = await channel.get_queue(wanted.meta, ensure=False)
+                got = await queue.get(no_ack=False, fail=False)
+                if got is not None:
+                    await got.reject(requeue=True)
+                    record = json.loads(got.body)
+                    levels = int(record.get("priorities", 1))
+                    return Layout(spec.name, int(record["partitions"]), levels)
+            if attempt == 20:  # nobody holds it for long: its creator died before recording
+                await self._record(wanted, spec)
+            await asyncio.sleep(0.005)
+        raise TransportError(
+            f"channel {spec.name!r}: its layout record {wanted.meta!r} stayed unreadable; "
+            "delete that queue to let the channel be declared again"
+        )
+
+    async def group(self, layout: Layout, group: str, max_messages: int) -> list[str]:
+        """The group's partition queues, declared if the group is new, and bound.
+
+        Binding again is a no-op for a healthy channel and mends one whose exchange
+        was deleted and declared anew.
+        """
+        queues = [layout.queue(group, p) for p in range(layout.partitions)]
+        new = not await self._exists(queues[-1])
+        channel = await self.admin()
+        arguments = group_queue_arguments(
+            max_messages, partitioned=layout.partitions > 1, priorities=layout.priorities
+        )
+        with translated(f"joining group {group!r} on channel {layout.channel!r}"):
+            amqp = await channel.get_underlay_channel()
+            for partition, name in enumerate(queues):
+                if new:
+                    await channel.declare_queue(name, durable=True, arguments=arguments)
+                    self.made.add(("queue", name))
+                await amqp.queue_bind(name, layout.exchange, routing_key=str(partition))
+        return queues
+
+    # -- ephemeral channels and delays -------------------------------------------
+    async def inbox(self, channel_name: str) -> str:
+        """An ephemeral channel's queue: not durable, gone when its last consumer leaves."""
+        name = inbox_queue(channel_name)
+        channel = await self.admin()
+        with translated(f"declaring reply inbox {channel_name!r}"):
+            await channel.declare_queue(name, durable=False, auto_delete=True)
+        return name
+
+    async def delay(self, step_ms: int) -> str:
+        """The fanout exchange in front of the delay queue for ``step_ms`` (declared once)."""
+        name = delay_names(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, "")
+        return name
+
+    async def scheduled(self, layout: Layout, step_ms: int) -> str:
+        """The fanout exchange holding messages for ``layout``'s channel ``step_ms``."""
+        name = layout.scheduled(step_ms)
+        if name not in self._delays:
+            await self._delay_queue(name, step_ms, layout.exchange)
+            self.made.update({("queue", name), ("exchange", name)})
+        return name
+
+    async def _delay_queue(self, name: str, step_ms: int, target: str) -> None:
+        channel = await self.admin()
+        with translated(f"declaring delay queue {name!r}"):
+            exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=delay_queue_arguments(step_ms, target)
+            )
+            await queue.bind(exchange)
+        self._delays.add(name)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, TransportClosed, OSError):
+                await channel.close()

@@ -1,0 +1,493 @@
+"""Reading a Redis channel: credit-bounded reads, settling, retries and reclaiming.
+
+The consuming half of :mod:`seawall.transports.redis` (whose docstring gives
+the design); kept apart so each module stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..._clock import wait_until
+from ..._exceptions import ConnectionLost, TransportError
+from ..._messages.envelope import Message
+from ..._messages.ids import uuid7
+from ..._transport import Delivery
+from ._entry import decode
+from ._keys import PARKED, RedisChannel
+from ._ownership import Ownership
+from ._wire import command, round_trip, translated
+
+if TYPE_CHECKING:
+    from . import RedisTransport
+
+__all__ = ["RedisSubscription"]
+
+log = logging.getLogger("seawall.transports.redis")
+
+_Token = tuple[int, bytes]  # (partition, entry id)
+_ACK_LINGER = 0.01  # seconds an ack may wait for a read to ride with
+
+
+@dataclass(slots=True)
+class _Held:
+    partition: int
+    entry: bytes
+    message: Message
+    attempt: int
+    touched: float
+
+
+class RedisSubscription:
+    """One member of a group on a Redis channel: a consumer of its own."""
+
+    def __init__(
+        self, transport: RedisTransport, channel: RedisChannel, group: str, prefetch: int
+    ) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.group = group
+        self.prefetch = prefetch
+        self.consumer = uuid7()
+        self.owned: dict[int, str] = {}  # partition -> stream key
+        self._reading: set[int] = set()  # partitions the read in flight asks for
+        self.held: Counter[int] = Counter()  # partition -> read and not settled
+        self._group = channel.keys.group(group)
+        self._ready: deque[_Held] = deque()
+        self._unsettled: dict[_Token, _Held] = {}
+        self._state = "open"  # open | closed | broken
+        self._why = "the link to Redis broke"
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # no read under way
+        self._idle.set()
+        self._low = max(1, prefetch // 4)  # the least room worth a read while holding some
+        self._keep_alive_at = math.inf  # when held entries next need their idle time reset
+        self._due_at = 0.0  # when to look at the retry sets next
+        self._reclaim_at = 0.0
+        self._renew_at = 0.0 if channel.ephemeral else math.inf  # keys' time to live
+        self._turn = 0  # which partitions a read too small for all of them starts at
+        self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
+        self._acked_at = 0.0  # when the oldest of them was acked
+        self._flushing = False  # acks are being sent beside a blocking read
+        self._owner: Ownership | None = None
+        self._task: asyncio.Task[None] | None = None
+        if channel.partitions > 1:
+            self._owner = Ownership(self, transport.lease, transport.rebalance)
+
+    async def start(self) -> None:
+        await self._renew(self.transport.clock.time())  # a key made since is mortal too
+        if self._owner is None:
+            for lane in range(self.channel.lanes):
+                await self.take(lane)
+        else:
+            await self._owner.join()
+            self._task = asyncio.get_running_loop().create_task(self._own(self._owner))
+
+    async def _own(self, owner: Ownership) -> None:
+        """Keep the partition ownership going; if it fails, the subscription breaks."""
+        try:
+            await owner.run()
+        except TransportError as exc:
+            log.warning("partition ownership of %s failed (%s); subscription ends", owner.me, exc)
+            self._why = f"partition ownership failed ({exc})"
+            await self._end("broken")
+
+    # -- partitions ------------------------------------------------------------
+    async def take(self, partition: int) -> None:
+        if self._state == "open":
+            self.owned[partition] = self.channel.keys.stream(partition)
+            self._due_at = self._reclaim_at = 0.0  # look for its retries and orphans now
+            self._wake.set()
+
+    async def release(self, partition: int) -> bool:
+        """Stop reading ``partition``; whether none of its entries is held any more."""
+        self.owned.pop(partition, None)
+        # a read already sent may still bring entries of it: not free before it returns
+        return self.held[partition] == 0 and partition not in self._reading
+
+    # -- deliveries ------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._deliveries()
+
+    async def _deliveries(self) -> AsyncIterator[Delivery]:
+        while True:
+            if self._state == "broken":
+                raise ConnectionLost(
+                    f"stopped reading channel {self.channel.name!r} as group {self.group!r}: "
+                    f"{self._why}; subscribe again"
+                )
+            if self._state == "closed":
+                return
+            if self._ready and len(self._unsettled) < self.prefetch:
+                held = self._ready.popleft()
+                self._unsettled[(held.partition, held.entry)] = held
+                yield Delivery(
+                    message=held.message,
+                    channel=self.channel.name,
+                    partition=held.partition if self.channel.levels == 1 else 0,
+                    attempt=held.attempt,
+                    token=(held.partition, held.entry),
+                )
+                continue
+            self._wake.clear()
+            try:
+                await self._refill()
+            except ConnectionLost as exc:
+                if self._state == "open":
+                    self._why = str(exc)
+                    await self._end("broken")
+
+    async def _refill(self) -> None:
+        """Claim due retries and orphans, or read new entries, as far as credit allows."""
+        clock = self.transport.clock
+        now = clock.time()
+        await self._keep_alive(now)
+        await self._renew(now)
+        held = len(self._unsettled) + len(self._ready)
+        credit = self.prefetch - held
+        if credit <= 0 or not self.owned or (held and credit < self._low):
+            # too little room for a read worth its round trip: wait for more settling
+            acks_due = self._acked_at + _ACK_LINGER if self._acked else None
+            if acks_due is not None and now >= acks_due:
+                await self._send_acks()
+                acks_due = None
+            wake = (self._keep_alive_due(), acks_due, self._renew_due())
+            await self._sleep(min(filter(None, wake), default=None))
+            return
+        if now >= self._due_at and await self._take_due(credit, now):
+            return
+        if now >= self._reclaim_at:
+            self._reclaim_at = now + self.transport.claim_idle / 4
+            if await self._reclaim(credit):
+                return
+        block = min(self.transport.poll, self._due_at - now, self._renew_at - now)
+        await self._read(credit, max(0.001, block))
+
+    async def _sleep(self, until: float | None) -> None:
+        await wait_until(self.transport.clock, self._wake, until or None)
+
+    async def _read(self, credit: int, block: float) -> None:
+        streams = list(self.owned.items())
+        self._reading = set(self.owned)
+        self._idle.clear()
+        try:
+            client = await self.transport.link()
+            with translated(f"reading channel {self.channel.name!r}"):
+                async with asyncio.timeout(block + self.transport.api_timeout):
+                    if self.channel.levels > 1:
+                        answer = await self._read_by_level(client, streams, credit, block)
+                    else:
+                        answer = await self._read_round_trip(
+                            client, self._spread(streams, credit, block)
+                        )
+            partition_of = {key.encode(): p for p, key in streams}
+            now = self.transport.clock.time()
+            read = [
+                self._held(partition_of[_bytes(key)], entry, fields, 1, now)
+                for key, entries in answer or ()
+                for entry, fields in entries
+            ]
+            if self._state != "open":  # closed meanwhile: never handed out, so not an attempt
+                await self._give_back(read, 0.0, handed_out=False)
+                return
+            self._hold(read)
+        finally:
+            self._reading = set()
+            self._idle.set()
+
+    def _spread(self, streams: list[tuple[int, str]], credit: int, block: float) -> list[Any]:
+        """One read over the streams, credit shared among them."""
+        if credit < len(streams):  # too little credit for one from each: take turns
+            self._turn = (self._turn + 1) % len(streams)
+            streams = (streams[self._turn :] + streams[: self._turn])[:credit]
+        return self._args(streams, max(1, credit // len(streams)), block)
+
+    def _args(self, streams: list[tuple[int, str]], count: int, block: float | None) -> list[Any]:
+        args: list[Any] = ["XREADGROUP", "GROUP", self._group, self.consumer, "COUNT", count]
+        if block is not None:
+            args += ["BLOCK", max(1, int(block * 1000))]
+        return [*args, "STREAMS", *(key for _, key in streams), *[">"] * len(streams)]
+
+    async def _read_by_level(
+        self, client: Any, streams: list[tuple[int, str]], credit: int, block: float
+    ) -> list[Any]:
+        """Entries of the highest levels first; if none has any, wait on the highest ones
+        that credit allows (a lower level's entry then waits at most one ``block``)."""
+        got: list[Any] = []
+        for lane in sorted(streams, reverse=True):
+            left = credit - sum(len(entries) for _, entries in got)
+            if left <= 0:
+                break
+            got += await self._read_round_trip(client, self._args([lane], left, None)) or []
+        if got:
+            return got
+        watched = sorted(streams, reverse=True)[:credit]
+        return await self._read_round_trip(client, self._args(watched, 1, block)) or []
+
+    async def _read_round_trip(self, client: Any, args: list[Any]) -> Any:
+        """The ``XREADGROUP``, with the acks waiting to go and, when this member takes part
+        in partition ownership, the count of the group's members."""
+        if not self._acked and self._owner is None:
+            return await command(client, *args)
+        async with client.pipeline(transaction=False) as pipe:
+            self._queue_acks(pipe)
+            if self._owner is not None:
+                pipe.zcard(self.channel.keys.members(self.group))
+            pipe.execute_command(*args)
+            *_, members, answer = await pipe.execute()
+        if self._owner is not None:
+            self._owner.heard(members)
+        return answer
+
+    def _held(self, partition: int, entry: Any, fields: Any, attempt: int, now: float) -> _Held:
+        if isinstance(fields, list):  # from a script: flat [name, value, ...]
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        entry = _bytes(entry)
+        message = decode(fields, self.channel.name, entry)
+        return _Held(partition, entry, message, int(attempt), now)
+
+    def _hold(self, read: list[_Held]) -> None:
+        for held in read:
+            self.held[held.partition] += 1
+            self._ready.append(held)
+        if read and self._keep_alive_at == math.inf:
+            self._keep_alive_at = read[0].touched + self.transport.claim_idle / 3
+
+    async def _take_due(self, credit: int, now: float) -> bool:
+        """Move due scheduled entries to their streams, and claim entries of the retry
+        sets that are due; whether any came (moved ones come by the next read)."""
+        keys = self.channel.keys
+        next_due = now + self.transport.poll
+        streams = [keys.stream(p) for p in range(self.channel.lanes)]
+        release = [int(now * 1000), 100]
+        _, due = await self._script("release", [keys.scheduled, *streams], release)
+        if due:
+            next_due = min(next_due, float(due) / 1000)
+        took: list[_Held] = []
+        for p in list(self.owned):
+            args = [self._group, self.consumer, int(now * 1000), credit - len(took)]
+            entries, due = await self._script(
+                "take_due", [keys.retry(self.group, p), keys.stream(p)], args
+            )
+            took += [self._held(p, e, f, count, now) for e, f, count in entries]
+            if due:
+                next_due = min(next_due, float(due) / 1000)
+            if len(took) >= credit:
+                next_due = now
+                break
+        self._due_at = next_due
+        self._hold(took)
+        return bool(took)
+
+    async def _reclaim(self, credit: int) -> bool:
+        """Claim entries left idle by members that are gone; whether any came."""
+        idle = int(self.transport.claim_idle * 1000)
+        now = self.transport.clock.time()
+        took: list[_Held] = []
+        for p, stream in list(self.owned.items()):
+            args = [self._group, self.consumer, idle, credit - len(took), PARKED]
+            entries = await self._script("reclaim", [stream], args)
+            took += [self._held(p, e, f, count, now) for e, f, count in entries]
+            if len(took) >= credit:
+                break
+        if took:
+            log.info(
+                "claimed %d entries of %r left by a member that is gone",
+                len(took),
+                self.channel.name,
+            )
+        self._hold(took)
+        return bool(took)
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        with translated(f"{name} on channel {self.channel.name!r}"):
+            return await self.transport.script(name, keys, args)
+
+    # -- keeping an ephemeral channel's keys alive ---------------------------------
+    def _renew_due(self) -> float | None:
+        return None if self._renew_at == math.inf else self._renew_at
+
+    async def _renew(self, now: float) -> None:
+        """Renew the keys' time to live every third of it, while this member lives."""
+        if now < self._renew_at:
+            return
+        with translated(f"renewing channel {self.channel.name!r}"):
+            alive = await self.transport.renew(self.channel, self.group)
+        if not alive:
+            await self.transport.forget(self.channel, [self.group])  # subscribing makes it anew
+            raise ConnectionLost(
+                f"the keys of ephemeral channel {self.channel.name!r} expired before this "
+                f"member renewed them (ephemeral_ttl {self.transport.ephemeral_ttl:g} s); "
+                "subscribe again"
+            )
+        self._renew_at = now + self.transport.ephemeral_ttl / 3
+
+    # -- keeping held entries fresh ----------------------------------------------
+    def _keep_alive_due(self) -> float | None:
+        return None if self._keep_alive_at == math.inf else self._keep_alive_at
+
+    def _all_held(self) -> Iterable[_Held]:
+        yield from self._unsettled.values()
+        yield from self._ready
+
+    async def _keep_alive(self, now: float) -> None:
+        """Reset the idle time of entries held long, so no member reclaims them."""
+        if now < self._keep_alive_at:
+            return
+        every = self.transport.claim_idle / 3
+        stale = [h for h in self._all_held() if h.touched + every <= now]
+        client = await self.transport.link()
+        async with round_trip(
+            f"keeping deliveries of {self.channel.name!r}", self.transport.api_timeout
+        ):
+            for p in {h.partition for h in stale}:
+                ids = [h.entry for h in stale if h.partition == p]
+                stream = self.channel.keys.stream(p)
+                await client.xclaim(stream, self._group, self.consumer, 0, list(ids), justid=True)
+        for held in stale:
+            held.touched = now
+        oldest = min((h.touched for h in self._all_held()), default=None)
+        self._keep_alive_at = math.inf if oldest is None else oldest + every
+
+    # -- settling ----------------------------------------------------------------
+    async def ack(self, delivery: Delivery) -> None:
+        """Settled: the ``XACK`` goes with the subscription's next read (within 10 ms), at
+        once if a read is blocked waiting for entries, or at close.
+
+        Like a NATS ack, it returns before the server has it; if this process
+        dies first, the entry comes again (at least once).
+        """
+        held = self._settle(delivery)
+        if held is not None:
+            if not self._acked:
+                self._acked_at = self.transport.clock.time()
+                self._wake.set()  # a reader asleep sets its alarm for sending it
+            self._acked.setdefault(held.partition, []).append(held.entry)
+            if not self._idle.is_set() and not self._flushing:
+                await self._flush_beside_read()
+
+    async def _flush_beside_read(self) -> None:
+        """A blocking read is under way and will not carry the acks soon: send them now."""
+        self._flushing = True
+        try:
+            while self._acked and not self._idle.is_set():
+                with contextlib.suppress(TransportError):  # not acked: it comes again
+                    await self._send_acks()
+        finally:
+            self._flushing = False
+
+    def _queue_acks(self, pipe: Any) -> None:
+        """Put the acks waiting to be sent into ``pipe``."""
+        acked, self._acked = self._acked, {}
+        for p, entries in acked.items():
+            pipe.xack(self.channel.keys.stream(p), self._group, *entries)
+
+    async def _send_acks(self) -> None:
+        if self._acked:
+            client = await self.transport.link()
+            async with (
+                round_trip(f"acknowledging on {self.channel.name!r}", self.transport.api_timeout),
+                client.pipeline(transaction=False) as pipe,
+            ):
+                self._queue_acks(pipe)
+                await pipe.execute()
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        held = self._settle(delivery)
+        if held is not None:
+            with contextlib.suppress(TransportError):  # not given back: reclaimed later
+                await self._give_back([held], delay, handed_out=True)
+            self._due_at = min(self._due_at, self.transport.clock.time() + delay)
+
+    def _settle(self, delivery: Delivery) -> _Held | None:
+        token = delivery.token
+        assert isinstance(token, tuple)
+        held = self._unsettled.pop(token, None)
+        if held is not None:
+            self.held[held.partition] -= 1
+            if self._owner is not None and held.partition not in self.owned:
+                self._owner.changed.set()  # a partition being handed over may now be free
+            if self.prefetch - len(self._unsettled) - len(self._ready) >= self._low:
+                self._wake.set()  # room for a read worth its round trip
+        return held
+
+    async def _give_back(self, items: list[_Held], delay: float, *, handed_out: bool) -> None:
+        """Park ``items`` in their retry sets, due after ``delay``.
+
+        Entries never handed out get their delivery count lowered by one, so
+        their next delivery is the same attempt.
+        """
+        due = int((self.transport.clock.time() + delay) * 1000)
+        keys = self.channel.keys
+        for p in sorted({h.partition for h in items}):
+            args: list[Any] = [self._group, due, PARKED]
+            for held in (h for h in items if h.partition == p):
+                args += (held.entry, "" if handed_out else max(0, held.attempt - 1))
+            await self._script("give_back", [keys.retry(self.group, p), keys.stream(p)], args)
+
+    async def _return_all(self) -> None:
+        """Send the acks, and give every held entry back, due now, so it comes again at
+        once to some member."""
+        with contextlib.suppress(TransportError):  # not acked: it comes again
+            await self._send_acks()
+        handed, unread = list(self._unsettled.values()), list(self._ready)
+        self._unsettled.clear()
+        self._ready.clear()
+        self.held.clear()
+        with contextlib.suppress(TransportError):  # the link is down: reclaimed after claim_idle
+            await self._give_back(handed, 0.0, handed_out=True)
+            await self._give_back(unread, 0.0, handed_out=False)
+
+    async def _end(self, state: str) -> None:
+        self._state = state
+        self._wake.set()
+        self.transport.left(self)
+        await self._return_all()
+        self.owned.clear()
+        if self._owner is not None:
+            self._owner.stop()
+
+    async def break_link(self) -> None:
+        if self._state == "open":
+            self._why = "the link to Redis was cut"
+            await self._end("broken")
+
+    async def close(self) -> None:
+        if self._state == "open":
+            await self._end("closed")
+        with contextlib.suppress(TimeoutError):  # a read under way gives back what it got
+            async with asyncio.timeout(self.transport.poll + 2.0):
+                await self._idle.wait()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=2.0)
+            self._task.cancel()
+            self._task = None
+        if self._owner is not None:
+            await self._owner.leave()
+        await self._forget_consumer()
+        if self.channel.ephemeral:
+            await self.transport.forget(self.channel, [self.group])
+
+    async def _forget_consumer(self) -> None:
+        """Remove this consumer from the group if it holds nothing (best effort)."""
+        with contextlib.suppress(TransportError):
+            async with round_trip("leaving the group", self.transport.api_timeout):
+                client = await self.transport.link()
+                for p in range(self.channel.lanes):
+                    stream = self.channel.keys.stream(p)
+                    pending = await client.xpending_range(
+                        stream, self._group, "-", "+", 1, consumername=self.consumer
+                    )
+                    if not pending:
+                        await client.xgroup_delconsumer(stream, self._group, self.consumer)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
