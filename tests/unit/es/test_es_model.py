@@ -25,7 +25,7 @@ from seawall.es import (
     open_store,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Noted(Event, frozen=True):

@@ -24,7 +24,7 @@ import pytest
 from tests.broker_process import start_broker, stop
 from tests.brokers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 4
 
 

@@ -26,7 +26,7 @@ from seawall._up.lifeline import Lifeline
 from seawall._up.processes import Instance, InstanceReport, Up
 from seawall._up.status import Rates, handled_by_service, status_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.integration
 

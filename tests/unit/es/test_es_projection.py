@@ -30,7 +30,7 @@ from seawall.es import (
 )
 from seawall.testing._delivery import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Other(Event, frozen=True):

@@ -16,7 +16,7 @@ from tests.apps.store_appender import CHANNEL, body_for
 from seawall._broker.store import Store
 
 ROUNDS = 5
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_and_kill(path: Path, policy: str, rng: random.Random) -> list[int]:

@@ -12,7 +12,7 @@ from examples.bank.domain import Account, make_codec
 
 from seawall.es import NewEvent, Repository, SQLiteEventStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_bank_example_keeps_its_books(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from seawall.es import EventStore, SQLiteEventStore
 from seawall.testing import EventStoreConformance
 from seawall.testing._event_store import new_events
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestSQLiteEventStore(EventStoreConformance):
