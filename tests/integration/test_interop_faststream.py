@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from tests.brokers import NATS, require
-from tests.test_transport_nats import cleanup_streams
+from tests.conformance.test_transport_nats import cleanup_streams
 
 from seawall import Event, Service, System
 from seawall.testing._delivery import wait_until
