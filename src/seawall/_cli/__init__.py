@@ -15,52 +15,19 @@ reads the environment.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 import click
 
 from .. import __version__
-from .._exceptions import ConfigurationError, SeawallError
-from .._runtime.service import Service
-from .._runtime.system import System
+from .._exceptions import SeawallError
+from .._runtime.target import load_system
 from .._up.command import up
 from .broker import broker
 from .projections import projections
 
-__all__ = ["load_system", "main"]
-
-
-def load_system(
-    target: str, *, transport: str, grace: float, instance: str | None = None
-) -> System:
-    """Import ``module:attr`` and make a :class:`System` of it (named ``instance`` if given)."""
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"expected MODULE:ATTR (e.g. 'shop.app:system'), got {target!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import module {module_name!r}: {exc}") from exc
-    try:
-        obj: Any = getattr(module, attr)
-    except AttributeError:
-        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if callable(obj) and not isinstance(obj, Service | System):
-        obj = obj()
-    if isinstance(obj, System):
-        return obj
-    if isinstance(obj, Service):
-        obj = [obj]
-    if isinstance(obj, Sequence) and obj and all(isinstance(s, Service) for s in obj):
-        return System(*obj, transport=transport, grace=grace, instance=instance)
-    raise ConfigurationError(
-        f"{target} is a {type(obj).__name__}; expected a System, a Service, a list of "
-        "services, or a function returning one of those"
-    )
+__all__ = ["main"]
 
 
 @click.group()

@@ -20,9 +20,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .._cli import load_system
 from .._exceptions import SeawallError
 from .._runtime.system import System
+from .._runtime.target import load_system
 from .lifeline import hold
 from .processes import KILL_MARGIN, InstanceReport, write_report
 
