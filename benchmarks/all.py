@@ -54,6 +54,12 @@ SECTIONS = (
         ("--no-save", "--scale", "0.2", "--repeats", "3"),
     ),
     Section(
+        "layout",
+        "In-process figures beside main before the layout change (issue 12), same run",
+        "benchmarks.ab",
+        quick=("--rounds", "3", "--scale", "0.2"),
+    ),
+    Section(
         "storage",
         "Embedded broker storage (issue 3, figure 1) beside raw SQLite and a plain file",
         "benchmarks.storage",

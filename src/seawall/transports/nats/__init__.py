@@ -103,6 +103,7 @@ from ..._transport import (
     partition_for,
 )
 from ..._transport.assignment import token
+from ..._transport.publishing import until_stored
 
 try:
     import nats
@@ -390,37 +391,20 @@ class NatsTransport:
 
     async def _send(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         """Publish until JetStream acknowledges, waiting for room and for the link."""
-        clock = self.clock
-        deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
-        pause = 0.005
-        full: ChannelFull | None = None  # the channel was found full during this publish
-        while True:
-            failure: TransportError
-            left = None if deadline is None else max(0.001, deadline - clock.time())
-            try:
-                stream = self._streams.get(channel) or await self._target(channel)
-                if stream is None:
-                    return
+
+        async def attempt(left: float | None) -> bool | ChannelFull:
+            stream = self._streams.get(channel) or await self._target(channel)
+            if stream is None:
+                return True  # no stream to store it in (see _target)
+            outcome = await self._publish_once(stream, message, headers, left)
+            if outcome == "full" and await self._trim(stream):
                 outcome = await self._publish_once(stream, message, headers, left)
-                if outcome == "stored":
-                    return
-                if outcome == "gone":  # deleted behind our back: look it up again
-                    self._streams.pop(channel, None)
-                    continue
-                failure = full = self._full(stream)
-                if await self._trim(stream):
-                    continue
-            except ConnectionLost as exc:
-                # A last try cut short by our own deadline says nothing about the link:
-                # the reason to report is still the full channel.
-                cut_short = left is not None and left < self.api_timeout
-                failure = full if full is not None and cut_short else exc
-            if deadline is not None:
-                if clock.time() >= deadline:
-                    raise failure
-                pause = min(pause, deadline - clock.time())
-            await clock.sleep(pause)
-            pause = min(pause * 2, 0.2)
+            if outcome == "gone":  # deleted behind our back: look it up again
+                self._streams.pop(channel, None)
+                return False
+            return outcome == "stored" or self._full(stream)
+
+        await until_stored(self.clock, self.publish_timeout, attempt, answer=self.api_timeout)
 
     async def _publish_once(
         self, stream: Stream, message: Message, headers: dict[str, str], left: float | None

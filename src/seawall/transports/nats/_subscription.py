@@ -14,7 +14,6 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import nats
@@ -26,11 +25,12 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..._clock import TimerHeap, wait_until
-from ..._exceptions import ConnectionLost, DecodeError, TransportClosed, TransportError
+from ..._exceptions import ConnectionLost, DecodeError, TransportError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.assignment import Leases, token, wanted
+from ..._transport.errors import ErrorMap, closed, lost, refused
 
 if TYPE_CHECKING:
     from . import NatsTransport
@@ -56,39 +56,16 @@ _UNANSWERED = (
 )
 
 
-class translated:  # lower case: it reads as the function it replaced, ``with translated(…):``
-    """Raise nats-py errors met while doing ``what`` as seawall errors.
-
-    A class, not a generator made into a context manager: it wraps every
-    publish and reply, and entering and leaving it costs a tenth as much.
-    """
-
-    __slots__ = ("what",)
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if isinstance(exc, nats.errors.Error):
-            raise _translation(self.what, exc) from exc
-
-
-def _translation(what: str, exc: nats.errors.Error) -> TransportError:
-    if isinstance(exc, nats.errors.ConnectionClosedError):
-        return TransportClosed(f"{what}: the NATS connection is closed; connect a new transport")
-    if isinstance(exc, _UNANSWERED):
-        return ConnectionLost(
-            f"{what}: NATS JetStream did not answer ({type(exc).__name__}); the server is down, "
-            "unreachable or electing a leader: retry once it is back"
-        )
-    if isinstance(exc, nats.js.errors.APIError):
-        return TransportError(f"{what}: NATS JetStream refused: {exc}")
-    return TransportError(f"{what}: NATS client error: {exc!r}")
+translated = ErrorMap(
+    "NATS",
+    (nats.errors.Error,),
+    [
+        (nats.errors.ConnectionClosedError, closed("NATS")),
+        (_UNANSWERED, lost("NATS JetStream", "it did not answer")),
+        (nats.js.errors.APIError, refused("NATS JetStream")),
+    ],
+)
+"""``with translated(what):`` raises nats-py errors met while doing ``what`` as seawall errors."""
 
 
 @dataclass(frozen=True, slots=True)

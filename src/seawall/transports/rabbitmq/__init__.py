@@ -110,6 +110,7 @@ from ..._transport import (
     fixed_start,
     partition_for,
 )
+from ..._transport.publishing import until_stored
 
 try:
     import aio_pika
@@ -287,24 +288,12 @@ class RabbitMQTransport:
         wait: float,
     ) -> None:
         """Publish until RabbitMQ confirms, waiting for room and for the link."""
-        clock = self.clock
-        deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
-        pause = 0.005
-        while True:
-            failure: Exception
-            try:
-                sent = self._publish_once(channel, message, properties, ephemeral, wait)
-                if await sent:
-                    return
-                failure = self._full(channel)
-            except ConnectionLost as exc:
-                failure = exc
-            if deadline is not None:
-                if clock.time() >= deadline:
-                    raise failure
-                pause = min(pause, max(0.001, deadline - clock.time()))
-            await clock.sleep(pause)
-            pause = min(pause * 2, 0.2)
+
+        async def attempt(left: float | None) -> bool | ChannelFull:
+            sent = self._publish_once(channel, message, properties, ephemeral, wait)
+            return await sent or self._full(channel)
+
+        await until_stored(self.clock, self.publish_timeout, attempt)
 
     async def _publish_once(
         self,

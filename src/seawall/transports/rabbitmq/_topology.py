@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import aio_pika
@@ -19,8 +18,9 @@ import aio_pika.exceptions
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, ExchangeType
 
-from ..._exceptions import ConfigurationError, ConnectionLost, TransportClosed, TransportError
+from ..._exceptions import ConfigurationError, TransportClosed, TransportError
 from ..._transport import ChannelSpec
+from ..._transport.errors import ErrorMap, lost
 from ._layout import (
     Layout,
     channel_queue_arguments,
@@ -39,29 +39,32 @@ _ONE_RECORD = {"x-max-length": 1, "x-overflow": "reject-publish"}
 _NOT_FOUND = (aio_pika.exceptions.ChannelNotFoundEntity,)
 
 
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Raise aio-pika / aiormq errors met while doing ``what`` as seawall errors."""
-    try:
-        yield
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TransportError(
-            f"{what}: RabbitMQ refused a declaration that differs from the existing one "
-            f"({exc}); delete the old object or use another channel name"
-        ) from exc
-    except (
-        TimeoutError,
-        aiormq.exceptions.ConnectionClosed,
-        aiormq.exceptions.ChannelInvalidStateError,
-        aiormq.exceptions.AMQPConnectionError,
-        ConnectionError,
-    ) as exc:
-        raise ConnectionLost(
-            f"{what}: the link to RabbitMQ broke or it did not answer ({exc!r}); "
-            "retry once it is back"
-        ) from exc
-    except aiormq.exceptions.AMQPError as exc:
-        raise TransportError(f"{what}: RabbitMQ refused: {exc!r}") from exc
+def _differs(what: str, exc: BaseException) -> TransportError:
+    return TransportError(
+        f"{what}: RabbitMQ refused a declaration that differs from the existing one "
+        f"({exc}); delete the old object or use another channel name"
+    )
+
+
+translated = ErrorMap(
+    "RabbitMQ",
+    (TimeoutError, ConnectionError, aiormq.exceptions.AMQPError),
+    [
+        (aiormq.exceptions.ChannelPreconditionFailed, _differs),
+        (
+            (
+                TimeoutError,
+                aiormq.exceptions.ConnectionClosed,
+                aiormq.exceptions.ChannelInvalidStateError,
+                aiormq.exceptions.AMQPConnectionError,
+                ConnectionError,
+            ),
+            lost("RabbitMQ"),
+        ),
+    ],
+)
+"""``with translated(what):`` raises aio-pika / aiormq errors met while doing ``what`` as
+seawall errors."""
 
 
 class Topology:

@@ -118,6 +118,7 @@ from ..._transport import (
     fixed_start,
     partition_for,
 )
+from ..._transport.publishing import until_stored
 
 try:
     import redis.asyncio
@@ -360,20 +361,17 @@ class RedisTransport:
         self, name: str, message: Message, fields: list[str | bytes], due: float, priority: int
     ) -> None:
         """Hold the entry in the channel's scheduled set until ``due``, waiting for room."""
-        deadline = (
-            None if self.publish_timeout is None else self.clock.time() + self.publish_timeout
-        )
-        while True:
+
+        async def attempt(left: float | None) -> bool | ChannelFull:
             channel = await self.channel(name)
             assert channel is not None
             packed = pack([str(_lane(channel, message, priority)), *fields])
             args = [channel.max_messages, int(due * 1000), packed]
             async with round_trip(f"scheduling {message.id} on {name!r}", self.api_timeout):
-                if await self.script("schedule", [channel.keys.scheduled], args) != -1:
-                    return
-            if deadline is not None and self.clock.time() >= deadline:
-                raise self._full(channel)
-            await self.clock.sleep(0.05)
+                held = await self.script("schedule", [channel.keys.scheduled], args) != -1
+            return held or self._full(channel)
+
+        await until_stored(self.clock, self.publish_timeout, attempt)
 
     def _check_size(self, channel: str, message: Message, fields: list[str | bytes]) -> None:
         limit = self._capabilities.max_message_bytes
@@ -391,35 +389,21 @@ class RedisTransport:
         self, name: str, message: Message, fields: list[str | bytes], priority: int = 0
     ) -> None:
         """Append until Redis stores it, waiting for room and for the link."""
-        clock = self.clock
-        deadline = None if self.publish_timeout is None else clock.time() + self.publish_timeout
-        pause = 0.005
-        while True:
-            failure: TransportError
-            try:
-                channel = self._channels.get(name) or await self.channel(
-                    name, create=not name.startswith(_GONE_WHEN_MISSING)
-                )
-                if channel is None:
-                    log.debug("dropped a message for %s: that reply inbox has gone", name)
-                    return
+
+        async def attempt(left: float | None) -> bool | ChannelFull:
+            channel = self._channels.get(name) or await self.channel(
+                name, create=not name.startswith(_GONE_WHEN_MISSING)
+            )
+            if channel is not None:
                 lane = _lane(channel, message, priority)
                 outcome = await self._appends.submit(_Append(channel, lane, fields))
-                if outcome == 0:  # an ephemeral channel that has gone
-                    self._channels.pop(name, None)
-                    log.debug("dropped a message for %s: that reply inbox has gone", name)
-                    return
-                if outcome != -1:
-                    return
-                failure = self._full(channel)
-            except ConnectionLost as exc:
-                failure = exc
-            if deadline is not None:
-                if clock.time() >= deadline:
-                    raise failure
-                pause = min(pause, deadline - clock.time())
-            await clock.sleep(pause)
-            pause = min(pause * 2, 0.2)
+                if outcome != 0:
+                    return outcome != -1 or self._full(channel)
+                self._channels.pop(name, None)  # an ephemeral channel that has gone
+            log.debug("dropped a message for %s: that reply inbox has gone", name)
+            return True
+
+        await until_stored(self.clock, self.publish_timeout, attempt)
 
     async def _append_batch(self, appends: list[_Append]) -> list[bytes | int | Exception]:
         """One publish script per channel, all in one pipeline; the script loaded if missing."""

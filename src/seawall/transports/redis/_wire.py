@@ -1,4 +1,4 @@
-"""The Redis transport's edge with redis-py: error translation and command packing.
+"""The Redis transport's edge with redis-py: its error table and command packing.
 
 redis-py packs commands in Python; a publish is one script call with a score
 of arguments (the CloudEvents fields), so packing took more time than the
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
-from ..._exceptions import ConnectionLost, PermissionDenied, TransportError
+from ..._exceptions import ConnectionLost, TransportError
+from ..._transport.errors import ErrorMap, denied, lost, refused
 
 try:
     import hiredis
@@ -27,13 +28,36 @@ except ImportError:  # pragma: no cover - hiredis is part of the redis extra
 __all__ = ["command", "connection_class", "round_trip", "translate", "translated"]
 
 
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Raise redis-py errors met while doing ``what`` as seawall errors."""
-    try:
-        yield
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise translate(what, exc) from exc
+def _response(what: str, exc: BaseException) -> TransportError:
+    if str(exc).startswith("NOGROUP"):  # deleted behind our back: subscribing recreates it
+        return ConnectionLost(
+            f"{what}: the stream or its consumer group was deleted ({exc}); subscribe again"
+        )
+    return refused("Redis")(what, exc)
+
+
+translated = ErrorMap(
+    "Redis",
+    (redis.exceptions.RedisError, OSError),
+    [
+        (
+            (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError),
+            denied("Redis"),
+        ),
+        (
+            (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.BusyLoadingError,
+                OSError,
+            ),
+            lost("Redis"),
+        ),
+        (redis.exceptions.ResponseError, _response),
+    ],
+)
+"""``with translated(what):`` raises redis-py errors met while doing ``what`` as ours."""
+translate = translated.translate
 
 
 @contextlib.asynccontextmanager
@@ -43,28 +67,6 @@ async def round_trip(what: str, seconds: float) -> AsyncIterator[None]:
     with translated(what):
         async with asyncio.timeout(seconds):
             yield
-
-
-def translate(what: str, exc: Exception) -> TransportError:
-    """The seawall error for a redis-py error met while doing ``what``."""
-    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError):
-        return PermissionDenied(f"{what}: Redis refused this client: {exc}")
-    if isinstance(
-        exc,
-        redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | redis.exceptions.BusyLoadingError
-        | OSError,
-    ):
-        return ConnectionLost(
-            f"{what}: lost the link to Redis ({type(exc).__name__}: {exc}); retry once the "
-            "server is back"
-        )
-    if str(exc).startswith("NOGROUP"):  # deleted behind our back: subscribing recreates it
-        return ConnectionLost(
-            f"{what}: the stream or its consumer group was deleted ({exc}); subscribe again"
-        )
-    return TransportError(f"{what}: Redis refused: {exc}")
 
 
 async def command(client: redis.asyncio.Redis, *args: Any) -> Any:
