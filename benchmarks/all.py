@@ -60,6 +60,12 @@ SECTIONS = (
         quick=("--rounds", "3", "--scale", "0.2"),
     ),
     Section(
+        "log-models",
+        "memory:// beside the engine's log model without a file (issue 12, item 6)",
+        "benchmarks.log_models",
+        quick=("--count", "20000", "--rounds", "3"),
+    ),
+    Section(
         "storage",
         "Embedded broker storage (issue 3, figure 1) beside raw SQLite and a plain file",
         "benchmarks.storage",
