@@ -16,6 +16,7 @@ import itertools
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
@@ -155,13 +156,14 @@ class VirtualClock:
     async def run_autojump(self, idle_rounds: int = 3) -> None:
         """Jump to the next timer whenever the loop has been idle ``idle_rounds`` times."""
         loop = asyncio.get_running_loop()
+        with _executor_work_counted(loop):
+            await self._autojump(loop, idle_rounds)
+
+    async def _autojump(self, loop: asyncio.AbstractEventLoop, idle_rounds: int) -> None:
         idle = 0
         while True:
             await asyncio.sleep(0)
-            # CPython keeps runnable callbacks in loop._ready; empty means every
-            # other task is blocked, so only a timer of ours can move things on.
-            ready = getattr(loop, "_ready", ())
-            if len(ready) == 0 and not self._outside and not _real_timer_due_soon(loop):
+            if self._idle(loop):
                 idle += 1
             else:
                 idle = 0
@@ -172,6 +174,14 @@ class VirtualClock:
                     await asyncio.sleep(0.001)  # nothing scheduled: let real I/O move
                 else:
                     self.advance_to(due)
+
+    def _idle(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether nothing but a timer of ours can move things on: no runnable callback
+        (CPython keeps them in ``loop._ready``), no work awaited from a thread or a
+        server, no real timer about to fire."""
+        if len(getattr(loop, "_ready", ())) or self._outside or _waiting_elsewhere(loop):
+            return False
+        return not _real_timer_due_soon(loop)
 
 
 async def wait_until(clock: Clock, event: asyncio.Event, when: float | None) -> None:
@@ -187,20 +197,52 @@ async def wait_until(clock: Clock, event: asyncio.Event, when: float | None) -> 
             timer.cancel()
 
 
+_OFF_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+"""Per event loop: awaits under way on work done elsewhere (threads, the network)."""
+
+
 @contextlib.contextmanager
-def outside_the_loop(clock: Clock) -> Iterator[None]:
-    """Wrap an await on work done by a thread or another process.
+def outside_the_loop() -> Iterator[None]:
+    """Wrap an await on work done by another thread, process or server.
 
     While such work runs the event loop looks idle, and a :class:`VirtualClock`
     on autojump would leap to its next timer (a request's deadline, say) before
-    the work could finish. Under this block it waits instead; on any other
-    clock this does nothing.
+    the work could finish. Under this block it waits instead, whichever clock
+    the code awaiting uses; without autojump this costs two dictionary updates.
+    Work run through ``loop.run_in_executor`` (``asyncio.to_thread`` included)
+    is counted by autojump itself and needs no wrapping.
     """
-    if isinstance(clock, VirtualClock):
-        with clock.hold():
-            yield
-    else:
+    loop = asyncio.get_running_loop()
+    _OFF_LOOP[loop] = _OFF_LOOP.get(loop, 0) + 1
+    try:
         yield
+    finally:
+        _OFF_LOOP[loop] -= 1
+
+
+def _waiting_elsewhere(loop: asyncio.AbstractEventLoop) -> bool:
+    return _OFF_LOOP.get(loop, 0) > 0
+
+
+@contextlib.contextmanager
+def _executor_work_counted(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Count every ``run_in_executor`` future of ``loop`` as work outside it until done."""
+    if "run_in_executor" in vars(loop):  # an outer autojump counts already
+        yield
+        return
+    original = loop.run_in_executor
+
+    def run_in_executor(executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        future = original(executor, func, *args)
+        _OFF_LOOP[loop] = _OFF_LOOP.get(loop, 0) + 1
+        future.add_done_callback(lambda _: _OFF_LOOP.__setitem__(loop, _OFF_LOOP[loop] - 1))
+        return future
+
+    loop.run_in_executor = run_in_executor  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        del loop.run_in_executor
 
 
 def _real_timer_due_soon(loop: asyncio.AbstractEventLoop) -> bool:

@@ -50,7 +50,7 @@ from collections.abc import AsyncGenerator, Sequence
 from itertools import groupby
 from typing import Any
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
@@ -215,14 +215,13 @@ class PostgresEventStore:
         if self._pool.is_closing():
             raise EventStoreError(f"event store {self.prefix}events is closed")
         try:
-            rows: list[Any] = await self._pool.fetch(sql, *args)
+            with outside_the_loop():  # a virtual clock waits for the server
+                rows: list[Any] = await self._pool.fetch(sql, *args)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
         return rows
 
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
-        import asyncpg
-
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
         args = (
@@ -236,6 +235,16 @@ class PostgresEventStore:
         )
         if self._pool.is_closing():
             raise EventStoreError(f"event store {self.prefix}events is closed")
+        with outside_the_loop():  # a virtual clock waits for the server
+            result = await self._append(stream, expected_version, args)
+        if result < 0:
+            raise ConcurrencyError(stream, expected_version, -1 - result)
+        self._signal.fire()
+        return result
+
+    async def _append(self, stream: str, expected_version: int, args: tuple[Any, ...]) -> int:
+        import asyncpg
+
         async with self._pool.acquire() as conn:
             try:
                 result: int = await conn.fetchval(self._sql_append, *args)
@@ -256,9 +265,6 @@ class PostgresEventStore:
             except BaseException:
                 conn.terminate()  # cancelled mid-append: the server frees its lock with it
                 raise
-        if result < 0:
-            raise ConcurrencyError(stream, expected_version, -1 - result)
-        self._signal.fire()
         return result
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
@@ -338,26 +344,27 @@ class PostgresEventStore:
         if self._pool.is_closing():
             raise EventStoreError(f"event store {p}events is closed")
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    f"INSERT INTO {p}checkpoints (name, position) VALUES ($1, 0) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    name,
-                )
-                actual = await conn.fetchval(
-                    f"SELECT position FROM {p}checkpoints WHERE name = $1 FOR UPDATE", name
-                )
-                if actual != expected:
-                    raise ConcurrencyError(f"projection {name}", expected, actual)
-                for sql, group in groupby(writes, key=lambda w: w.sql):
-                    params = [w.params for w in group]
-                    if params == [()]:
-                        await conn.execute(sql)
-                    else:
-                        await conn.executemany(sql, params)
-                await conn.execute(
-                    f"UPDATE {p}checkpoints SET position = $2 WHERE name = $1", name, position
-                )
+            with outside_the_loop():  # a virtual clock waits for the server
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        f"INSERT INTO {p}checkpoints (name, position) VALUES ($1, 0) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        name,
+                    )
+                    actual = await conn.fetchval(
+                        f"SELECT position FROM {p}checkpoints WHERE name = $1 FOR UPDATE", name
+                    )
+                    if actual != expected:
+                        raise ConcurrencyError(f"projection {name}", expected, actual)
+                    for sql, group in groupby(writes, key=lambda w: w.sql):
+                        params = [w.params for w in group]
+                        if params == [()]:
+                            await conn.execute(sql)
+                        else:
+                            await conn.executemany(sql, params)
+                    await conn.execute(
+                        f"UPDATE {p}checkpoints SET position = $2 WHERE name = $1", name, position
+                    )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"projection {name!r} could not commit: {exc}") from exc
 

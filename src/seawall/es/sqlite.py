@@ -26,7 +26,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
-from .._clock import Clock, SystemClock, outside_the_loop
+from .._clock import Clock, SystemClock
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
@@ -150,8 +150,7 @@ class SQLiteEventStore:
             raise EventStoreError(f"event store {self.path!r} is closed")
         loop = asyncio.get_running_loop()
         try:
-            with outside_the_loop(self._clock):
-                return await loop.run_in_executor(self._writer_thread, fn, *args)
+            return await loop.run_in_executor(self._writer_thread, fn, *args)
         except sqlite3.Error as exc:
             raise EventStoreError(f"event store {self.path!r}: {exc}") from exc
 
@@ -193,8 +192,7 @@ class SQLiteEventStore:
             done = loop.run_in_executor(self._writer_thread, self._commit_appends, batch)
             while True:
                 try:
-                    with outside_the_loop(self._clock):
-                        results = await asyncio.shield(done)
+                    results = await asyncio.shield(done)
                     break
                 except asyncio.CancelledError:
                     if done.cancelled():

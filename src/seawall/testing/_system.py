@@ -146,14 +146,29 @@ class TestSystem:
     async def settle(self, timeout: float = 300.0) -> None:
         """Wait (in virtual time) until every message published so far is settled."""
         clock = self.clock
-        async with timeout_at(clock, clock.time() + timeout):
-            while self._busy():
-                for _ in range(5):  # let runnable work go first
-                    await asyncio.sleep(0)
-                if self._busy():
-                    # sleep on the virtual clock up to its next timer, so autojump can move on
-                    due = clock.next_deadline()
-                    await clock.sleep(0.001 if due is None else max(due - clock.time(), 0.0))
+        try:
+            async with timeout_at(clock, clock.time() + timeout):
+                while self._busy():
+                    for _ in range(5):  # let runnable work go first
+                        await asyncio.sleep(0)
+                    if self._busy():
+                        # sleep on the virtual clock up to its next timer, so autojump moves on
+                        due = clock.next_deadline()
+                        await clock.sleep(0.001 if due is None else max(due - clock.time(), 0.0))
+        except TimeoutError:
+            raise TimeoutError(
+                f"settle(): the system was still busy after {timeout:g} s of virtual time "
+                f"({self._busy_report()}); a handler may wait on something that never "
+                "comes, or a retry loop never ends: raise the timeout or look at those handlers"
+            ) from None
+
+    def _busy_report(self) -> str:
+        busy = [d.name for d in self.system.dispatchers if d.busy]
+        return (
+            f"{self.memory.unsettled()} messages unsettled, {len(self.system.node.tasks)} "
+            f"background tasks, {len(self.system.node.sends)} sends waiting; busy consumers: "
+            f"{', '.join(busy) or 'none'}"
+        )
 
     def _busy(self) -> bool:
         return bool(

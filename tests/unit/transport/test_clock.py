@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import threading
 import time
 
 import pytest
@@ -188,17 +190,36 @@ async def test_timeout_at_also_works_as_a_plain_with_inside_a_task() -> None:
 
 
 async def test_autojump_waits_for_work_outside_the_loop() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pong() -> None:  # a slow server in another thread: this loop sees none of its work
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4)
+            time.sleep(0.2)
+            conn.sendall(b"pong")
+
+    server = threading.Thread(target=pong, daemon=True)
+    server.start()
     clock = VirtualClock()
     jumper = asyncio.create_task(clock.run_autojump())
+    await asyncio.sleep(0)  # autojump counts executor work from its start on
     try:
         timer_fired = asyncio.Event()
         clock.call_at(clock.time() + 30, timer_fired.set)
         loop = asyncio.get_running_loop()
-        with outside_the_loop(clock):
-            await loop.run_in_executor(None, time.sleep, 0.05)  # the loop looks idle meanwhile
+        await loop.run_in_executor(None, time.sleep, 0.05)  # the loop looks idle meanwhile
         assert not timer_fired.is_set()  # time stood still while the thread worked
+        reader, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        with outside_the_loop():  # waiting on a server, which autojump cannot see
+            writer.write(b"ping")
+            assert await reader.read(4) == b"pong"  # answered after 200 ms of real time
+        writer.close()
+        assert not timer_fired.is_set()
         await asyncio.wait_for(timer_fired.wait(), 1.0)  # and jumps again afterwards
     finally:
+        server.join(5.0)
+        listener.close()
         jumper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await jumper
