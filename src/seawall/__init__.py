@@ -27,6 +27,7 @@ from ._exceptions import (
     SupervisorGaveUp,
     TransportClosed,
     TransportError,
+    UnexpectedReply,
     UnknownMessageType,
 )
 from ._messages.codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
@@ -104,6 +105,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "TypeRegistry",
+    "UnexpectedReply",
     "UnknownMessageType",
     "VirtualClock",
     "__version__",

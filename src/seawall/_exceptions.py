@@ -21,7 +21,8 @@ where the meaning matches a stdlib type, that type is a base too, so
     │       └── StorageCorrupted             a data file is damaged; names the file
     ├── RequestError                         a request got no usable reply
     │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
-    │   └── RemoteError                      the remote handler raised
+    │   ├── RemoteError                      the remote handler raised
+    │   └── UnexpectedReply (TypeError)      the reply is not of the type asked for
     ├── ServiceError                         a service cannot run
     │   └── SupervisorGaveUp                 too many restarts in the window
     └── EventStoreError                      the event store failed or was misused
@@ -55,6 +56,7 @@ __all__ = [
     "SupervisorGaveUp",
     "TransportClosed",
     "TransportError",
+    "UnexpectedReply",
     "UnknownMessageType",
 ]
 
@@ -143,6 +145,10 @@ class RemoteError(RequestError):
         self.error_type = error_type
         self.error_message = message
         self.service = service
+
+
+class UnexpectedReply(RequestError, TypeError):
+    """The reply is not of the type the requester asked for (``returns=``)."""
 
 
 class ServiceError(SeawallError):

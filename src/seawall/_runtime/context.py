@@ -22,11 +22,11 @@ from collections.abc import Generator
 from typing import Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
-from .._exceptions import DeadlineExceeded, RemoteError
+from .._exceptions import DeadlineExceeded, RemoteError, UnexpectedReply
 from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .node import Node, payload_or_none
-from .replies import Failure
+from .replies import Done, Failure
 from .sends import PendingSend
 
 __all__ = ["Context", "Reply"]
@@ -144,6 +144,13 @@ class Reply(Generic[R]):
 
 
 def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
+    if into is not None and message.type not in (into.type_name, Failure.type_name):
+        got = "no payload (the handler returned None)" if message.type == Done.type_name else None
+        raise UnexpectedReply(
+            f"the reply {message.id} from {message.source!r} to request {message.causationid} "
+            f"is {got or message.type}, not the {into.type_name} asked for with returns=; make "
+            f"the handler return a {into.__name__}, or ask for what it returns"
+        )
     payload = payload_or_none(node, message, into)
     if isinstance(payload, Failure):
         if payload.error_type == "DeadlineExceeded":

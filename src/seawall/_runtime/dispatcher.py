@@ -337,6 +337,13 @@ class Dispatcher:
     async def _reply(self, request: Message, result: object) -> None:
         if isinstance(result, Payload):
             await self.node.reply(request, result, source=self.service)
+        elif result is not None:
+            error = TypeError(
+                f"{self.name}: the handler of {request.type} returned a {type(result).__name__}; "
+                "return a Command, Event or Document (or None) for the requester"
+            )
+            log.error("%s", error)
+            await self.node.reply_failure(request, error, service=self.service)
         elif self.spec.is_command_channel:
             await self.node.reply(request, Done(), source=self.service)
 

@@ -201,8 +201,17 @@ def _inspect_handler(fn: Callable[..., Awaitable[Any]], name: str) -> Handler:
             f"class (or a union of them); found {first!r}"
         )
     ret = hints.get("return")
+    if isinstance(ret, type) and not issubclass(ret, Payload) and ret not in _ANY_RETURN:
+        raise ConfigurationError(
+            f"handler {name} is annotated to return {ret.__name__}; a handler returns a "
+            "Command, Event or Document (sent back to a requester) or None"
+        )
     returns = ret if isinstance(ret, type) and issubclass(ret, Payload) else None
     return Handler(name, fn, payload_types, len(params) == 2, returns)
+
+
+_ANY_RETURN: tuple[object, ...] = (type(None), object, Any)
+"""Return annotations that say nothing against a payload."""
 
 
 def _payload_types(annotation: Any) -> tuple[type[Payload], ...]:
