@@ -21,7 +21,25 @@ import msgspec
 from .._exceptions import DecodeError
 from .payload import Kind
 
-__all__ = ["Message", "decode_message", "encode_message", "from_headers", "to_headers"]
+__all__ = [
+    "DLQ_HEADERS",
+    "Message",
+    "decode_message",
+    "encode_message",
+    "from_headers",
+    "to_headers",
+]
+
+DLQ_HEADERS = (
+    "seawall-dlq-reason",
+    "seawall-dlq-error",
+    "seawall-dlq-attempt",
+    "seawall-dlq-channel",
+    "seawall-dlq-group",
+    "seawall-dlq-time",
+)
+"""The headers a dead letter carries: why, the error, its attempts, where it came from, when.
+Part of the message model because brokers and tools read them too, not only the runtime."""
 
 _KINDS = frozenset({"command", "event", "document"})
 

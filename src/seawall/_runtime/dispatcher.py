@@ -33,7 +33,7 @@ import msgspec
 from .._clock import Timer, timeout_at
 from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from .._messages.codec import raw_decoder
-from .._messages.envelope import Message
+from .._messages.envelope import DLQ_HEADERS, Message
 from .._messages.payload import Payload
 from .._tasks import being_cancelled
 from .._transport import Delivery
@@ -47,15 +47,6 @@ from .service import Handler, Subscription
 __all__ = ["DLQ_HEADERS", "Dispatcher", "FailureHook", "Stats", "dead_letter_channel"]
 
 log = logging.getLogger("seawall.dispatcher")
-
-DLQ_HEADERS = (
-    "seawall-dlq-reason",
-    "seawall-dlq-error",
-    "seawall-dlq-attempt",
-    "seawall-dlq-channel",
-    "seawall-dlq-group",
-    "seawall-dlq-time",
-)
 
 FailureHook = Callable[[str, Message, BaseException, bool], None]
 """Called as (handler name, message, exception, final) on every handler failure."""

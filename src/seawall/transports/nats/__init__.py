@@ -77,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 from dataclasses import replace
 from typing import Any, Literal
@@ -92,7 +93,7 @@ from ..._exceptions import (
     TransportClosed,
     TransportError,
 )
-from ..._messages.envelope import Message, to_headers
+from ..._messages.envelope import DLQ_HEADERS, Message, to_headers
 from ..._transport import (
     Capabilities,
     ChannelSpec,
@@ -356,7 +357,7 @@ class NatsTransport:
             self._check_size(channel, message, headers)
             await self._send_core(channel, message, headers)
             return
-        headers[MSG_ID] = message.id
+        headers[MSG_ID] = _dedupe_key(message)
         self._check_size(channel, message, headers)
         await self._send(channel, message, headers)
 
@@ -605,6 +606,20 @@ class NatsTransport:
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
+
+
+def _dedupe_key(message: Message) -> str:
+    """The ``Nats-Msg-Id`` of a publish: the message id, which makes a publish retried
+    after a lost acknowledgement a duplicate JetStream drops. A dead letter is a new
+    publish of a message that already had its id, and distinct messages may share an id
+    (any producer can pick one), so its key also covers its body and dead-letter headers:
+    the same dead letter retried is still dropped, another one is not."""
+    if DLQ_HEADERS[0] not in message.headers:
+        return message.id
+    digest = hashlib.blake2b(message.data, digest_size=12)
+    for name in sorted(message.headers):
+        digest.update(f"\0{name}\0{message.headers[name]}".encode())
+    return f"{message.id}.dlq.{digest.hexdigest()}"
 
 
 @functools.lru_cache(maxsize=1024)
