@@ -43,6 +43,7 @@ from .._clock import Clock, SystemClock
 from .._exceptions import ServiceError, SupervisorGaveUp
 from .._messages.ids import uuid7
 from .._runtime.supervisor import RestartTracker
+from .._transport.options import option_text
 from .config import ServiceSpec, UpConfig
 from .lifeline import Lifeline
 
@@ -203,7 +204,11 @@ class Up:
     async def _spawn_broker(self) -> None:
         data = self.config.state_dir / "broker"
         command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
-        command += ["--unix", self._socket, "--sync", self.config.sync]
+        broker = self.config.broker
+        command += ["--unix", self._socket, "--sync", broker.sync]
+        for name, value in broker.changes().items():
+            if name != "sync":
+                command += ["--option", f"{name}={option_text(value)}"]
         command += ["--lifeline", str(self._lifeline_fd)]
         with (self.logs / "broker.log").open("ab") as sink:
             self._broker = await asyncio.create_subprocess_exec(
