@@ -45,11 +45,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Literal, NamedTuple, Self
+from typing import NamedTuple, Self
 
 import msgspec
 
 from .._exceptions import StorageCorrupted, StorageError
+from .._fsync import SyncPolicy
 
 __all__ = [
     "ChannelLayout",
@@ -63,8 +64,6 @@ __all__ = [
     "SyncPolicy",
     "WriteBatch",
 ]
-
-SyncPolicy = Literal["always", "batch", "none"]
 
 DB_FILE = "store.db"
 LOCK_FILE = "store.lock"

@@ -57,7 +57,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
-from .._exceptions import ConfigurationError, StorageError, TransportClosed
+from .._exceptions import StorageError, TransportClosed
+from .._fsync import SyncPolicy, parse_sync
 from .store import (
     ChannelLayout,
     Entry,
@@ -66,7 +67,6 @@ from .store import (
     Scheduled,
     Store,
     StoreReader,
-    SyncPolicy,
     WriteBatch,
     open_reader,
 )
@@ -87,12 +87,8 @@ class StoreWriter:
         max_pending: int = 65_536,
         lazy_window: float = 0.05,
     ) -> None:
-        if policy not in ("always", "batch", "none"):
-            raise ConfigurationError(
-                f"store sync policy must be 'always', 'batch' or 'none', not {policy!r}"
-            )
         self.path = path
-        self.policy: SyncPolicy = policy
+        self.policy: SyncPolicy = parse_sync(policy, where=f"the broker store at {path}")
         self._window = window if policy != "always" else 0.0
         self._group_size = group_size
         self._max_pending = max_pending

@@ -4,7 +4,10 @@ Opens the broker on ``--data`` (see :mod:`seawall.transports.embedded`) and
 serves it with :class:`~seawall._server.server.BrokerServer` on TCP and/or a unix
 socket until SIGTERM or Ctrl-C; clients connect with ``seawall://host:port``
 or ``seawall+unix:///path``. Tokens, channel rights and limits come from
-``--config`` (the TOML format of :func:`~seawall._server.acl.load_server_config`).
+``--config`` (the TOML format of :func:`~seawall._server.acl.load_server_config`);
+``--sync`` and ``--option NAME=VALUE`` (repeatable) set the broker's
+:class:`~seawall.transports.EmbeddedOptions` (``--option window=0.005``), except
+its message size, which is ``max_message`` of ``--config``.
 Under ``seawall up`` it also stops when ``seawall up`` dies (the hidden
 ``--lifeline`` option, see :mod:`seawall._up.lifeline`).
 """
@@ -19,14 +22,14 @@ from pathlib import Path
 
 import click
 
-from .._broker.engine import BrokerLimits
 from .._exceptions import ConfigurationError
+from .._fsync import SYNC_POLICIES, SyncPolicy
 from .._server.acl import ServerConfig, load_server_config
 from .._server.server import BrokerServer
 from .._up.lifeline import hold
-from ..transports.embedded import EmbeddedTransport, SyncPolicy
+from ..transports.embedded import EmbeddedOptions, EmbeddedTransport
 
-__all__ = ["serve_broker", "split_listen", "tls_context"]
+__all__ = ["broker_options", "serve_broker", "split_listen", "tls_context"]
 
 log = logging.getLogger("seawall.broker")
 
@@ -56,19 +59,36 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
+def broker_options(pairs: tuple[str, ...], sync: SyncPolicy | None) -> EmbeddedOptions:
+    """The broker's options from ``--option NAME=VALUE`` pairs, ``--sync`` over them."""
+    where = "seawall broker --option"
+    table: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(f"{where} takes NAME=VALUE (e.g. window=0.005), got {pair!r}")
+        table[name.strip()] = value.strip()
+    if "max_message_bytes" in table:
+        raise ConfigurationError(
+            f"{where}: the broker's message size is max_message in the --config file"
+        )
+    if sync is not None:
+        table["sync"] = sync
+    return EmbeddedOptions.from_mapping(table, where=where)
+
+
 async def serve_broker(
     data: Path,
     *,
     listen: str | None,
     unix: str | None,
     config: ServerConfig,
-    sync: SyncPolicy,
+    options: EmbeddedOptions,
     tls: ssl.SSLContext | None,
 ) -> None:
     """Serve the broker on ``data`` until SIGTERM/SIGINT, then close it cleanly."""
     host, port = split_listen(listen) if listen else (None, 0)
-    limits = BrokerLimits(max_message_bytes=config.max_message)
-    transport = EmbeddedTransport(data, sync=sync, limits=limits)
+    transport = EmbeddedTransport(data, options=options, max_message_bytes=config.max_message)
     await transport.broker()  # opens and recovers before the first client arrives
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +100,7 @@ async def serve_broker(
         ) as server:
             access = "open to any client" if config.open else f"{len(config.tokens)} clients"
             click.echo(
-                f"seawall broker: {data} (sync={sync}) listening on "
+                f"seawall broker: {data} (sync={options.sync}) listening on "
                 f"{', '.join(server.addresses)}; {access}",
                 err=True,
             )
@@ -107,10 +127,17 @@ async def serve_broker(
 )
 @click.option(
     "--sync",
-    type=click.Choice(["always", "batch", "none"]),
-    default="batch",
-    show_default=True,
-    help="When an acknowledged publish is fsynced.",
+    type=click.Choice(SYNC_POLICIES),
+    default=None,
+    help="When an acknowledged publish is fsynced  [default: batch]",
+)
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An option of the embedded broker (EmbeddedOptions), e.g. window=0.005; repeatable.",
 )
 @click.option("--tls-cert", default=None, help="PEM certificate chain for TLS.")
 @click.option("--tls-key", default=None, help="PEM private key for TLS.")
@@ -120,7 +147,8 @@ def broker(
     listen: str | None,
     unix: str | None,
     config_path: str | None,
-    sync: SyncPolicy,
+    sync: SyncPolicy | None,
+    options: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
     lifeline: int | None,
@@ -133,7 +161,10 @@ def broker(
     try:
         config = load_server_config(config_path) if config_path else ServerConfig()
         tls = tls_context(tls_cert, tls_key)
-        asyncio.run(serve_broker(data, listen=listen, unix=unix, config=config, sync=sync, tls=tls))
+        chosen = broker_options(options, sync)
+        asyncio.run(
+            serve_broker(data, listen=listen, unix=unix, config=config, options=chosen, tls=tls)
+        )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("seawall broker: stopped cleanly", err=True)

@@ -23,7 +23,7 @@ from .._messages.ids import uuid7
 from .._messages.payload import TypeRegistry
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
-from ..transports import connect
+from .._transport.schemes import connect
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
 from .node import Node

@@ -7,7 +7,6 @@ process, and each service with its ``MODULE:ATTR`` target and instance count::
     transport = "embedded"        # the broker server seawall up starts; or "nats://host:port"
     state = ".seawall"            # broker data, logs and status files (relative to this file)
     grace = 5.0                   # seconds a stopping service may take to drain
-    sync = "batch"                # the embedded broker's fsync policy
 
     [restart]                     # one-for-one, per instance
     max_restarts = 5
@@ -20,9 +19,26 @@ process, and each service with its ``MODULE:ATTR`` target and instance count::
     target = "examples.ftgo.kitchen:service"
     instances = 2
 
+The transport may instead be a table, whose ``options`` are the adapter's
+options (:mod:`seawall.transports`: ``NatsOptions`` for ``nats://``,
+``EmbeddedOptions`` for the broker ``seawall up`` starts, …), checked here::
+
+    [transport]
+    url = "nats://127.0.0.1:4222"  # or "embedded" (the default)
+    [transport.options]
+    replicas = 3
+    ack_wait = 60.0
+
+Options in the URL's query win over the table. For a URL, the table's options
+are added to the URL's query, which is how every service process gets them;
+for ``embedded`` they go to ``seawall broker`` (``--sync``, ``--option``),
+all but ``max_message_bytes``. The top-level ``sync`` of earlier files is the
+same as ``[transport.options] sync``.
+
 Every mistake is reported as a :class:`~seawall.ConfigurationError` naming the
-file, the key and what to write instead. Only the CLI reads the environment
-(``SEAWALL_TRANSPORT`` overrides ``transport``); this module takes values.
+file, the key and what to write instead. Only the CLI reads the environment:
+``SEAWALL_TRANSPORT`` replaces the transport, options included (a URL carries
+its own in its query); this module takes values.
 """
 
 from __future__ import annotations
@@ -35,7 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from .._fsync import parse_sync
 from .._runtime.supervisor import RestartIntensity
+from .._transport.options import with_options
+from .._transport.schemes import options_type
+from ..transports._options import EmbeddedOptions
 
 __all__ = ["EMBEDDED", "ServiceSpec", "UpConfig", "load_up_config", "parse_up_config"]
 
@@ -47,7 +67,7 @@ _SERVICE_KEYS = {"target", "instances", "env"}
 _RESTART_KEYS = {"max_restarts", "within", "initial_backoff", "max_backoff", "multiplier"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_SYNC = ("always", "batch", "none")
+_TRANSPORT_KEYS = {"url", "options"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +89,11 @@ class UpConfig:
     """The directory of the file: services are imported from here, relative paths start here."""
     services: tuple[ServiceSpec, ...]
     transport: str = EMBEDDED
+    """``embedded``, or the URL every service connects to (its options in the query)."""
     state: Path = Path(".seawall")
     grace: float = 5.0
-    sync: str = "batch"
+    broker: EmbeddedOptions = field(default_factory=EmbeddedOptions)
+    """The options of the broker ``seawall up`` starts when the transport is ``embedded``."""
     intensity: RestartIntensity = field(default_factory=RestartIntensity)
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -105,15 +127,10 @@ def parse_up_config(data: Mapping[str, Any], *, where: str, root: Path) -> UpCon
     """Check the parsed TOML ``data`` of the file ``where``."""
     _no_unknown(data, _TOP_KEYS, where, "")
     services = _services(data.get("services"), where)
-    transport = _text(data, "transport", where, EMBEDDED)
-    if transport != EMBEDDED and "://" not in transport:
-        raise ConfigurationError(
-            f'{where}: transport = {transport!r} is not a URL; write "embedded" or a URL '
-            'such as "nats://127.0.0.1:4222"'
-        )
-    sync = _text(data, "sync", where, "batch")
-    if sync not in _SYNC:
-        raise ConfigurationError(f"{where}: sync must be one of {', '.join(_SYNC)}; got {sync!r}")
+    transport, options = _transport(data.get("transport", EMBEDDED), where)
+    broker = _broker(options if transport == EMBEDDED else {}, data, where)
+    if transport != EMBEDDED and options:
+        transport = _with_options(transport, options, where)
     grace = _number(data, "grace", where, 5.0)
     if grace < 0:
         raise ConfigurationError(f"{where}: grace must be >= 0 seconds; got {grace}")
@@ -123,10 +140,61 @@ def parse_up_config(data: Mapping[str, Any], *, where: str, root: Path) -> UpCon
         transport=transport,
         state=Path(_text(data, "state", where, ".seawall")),
         grace=grace,
-        sync=sync,
+        broker=broker,
         intensity=_intensity(data.get("restart", {}), where),
         env=_env(data.get("env", {}), where, "env"),
     )
+
+
+def _transport(value: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """The transport (``embedded`` or a URL) and the options its table gives."""
+    options: Any = {}
+    if isinstance(value, dict):
+        _no_unknown(value, _TRANSPORT_KEYS, where, "transport.")
+        url = _text(value, "url", where, EMBEDDED, key_name="transport.url")
+        options = value.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigurationError(
+                f"{where}: transport.options must be a table ([transport.options]) of the "
+                "adapter's options, e.g. replicas = 3"
+            )
+    else:
+        url = _text({"transport": value}, "transport", where, EMBEDDED)
+    if url != EMBEDDED and "://" not in url:
+        raise ConfigurationError(
+            f'{where}: transport = {url!r} is not a URL; write "embedded" or a URL '
+            'such as "nats://127.0.0.1:4222"'
+        )
+    return url, options
+
+
+def _broker(options: dict[str, Any], data: Mapping[str, Any], where: str) -> EmbeddedOptions:
+    """The options of the broker seawall up starts; ``sync`` may be a top-level key."""
+    place = f"{where}: [transport.options]"
+    if "max_message_bytes" in options:
+        raise ConfigurationError(
+            f"{place}: max_message_bytes cannot be set for the broker seawall up starts "
+            "(it takes the broker server's max_message, 1 MiB)"
+        )
+    broker = EmbeddedOptions.from_mapping(options, where=place)
+    if "sync" in data:
+        if "sync" in options:
+            raise ConfigurationError(f"{where}: sync is given twice; keep [transport.options] sync")
+        sync = parse_sync(data["sync"], where=where)
+        broker = broker.merged({"sync": sync}, where=where)
+    return broker
+
+
+def _with_options(url: str, options: dict[str, Any], where: str) -> str:
+    """``url`` with ``options`` in its query, checked when the adapter's options are known."""
+    try:
+        kind = options_type(url)
+        if kind is not None:
+            checked = kind.from_mapping(options, where="[transport.options]")
+            kind.resolve(checked, url=url)  # the URL's own query too
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    return with_options(url, options)
 
 
 def _services(table: Any, where: str) -> tuple[ServiceSpec, ...]:
@@ -197,10 +265,12 @@ def _no_unknown(table: Mapping[str, Any], known: set[str], where: str, prefix: s
         )
 
 
-def _text(table: Mapping[str, Any], key: str, where: str, default: str) -> str:
+def _text(
+    table: Mapping[str, Any], key: str, where: str, default: str, *, key_name: str = ""
+) -> str:
     value = table.get(key, default)
     if not isinstance(value, str):
-        raise ConfigurationError(f"{where}: {key} must be a string; got {value!r}")
+        raise ConfigurationError(f"{where}: {key_name or key} must be a string; got {value!r}")
     return value
 
 

@@ -43,6 +43,7 @@ from .._clock import Clock, SystemClock
 from .._exceptions import ServiceError, SupervisorGaveUp
 from .._messages.ids import uuid7
 from .._runtime.supervisor import RestartTracker
+from .._transport.options import option_text
 from .config import ServiceSpec, UpConfig
 from .lifeline import Lifeline
 
@@ -200,10 +201,19 @@ class Up:
         self.transport_url = f"seawall+unix://{self._socket}"
         await self._spawn_broker()
 
+    def broker_command(self, data: Path, unix: str) -> list[str]:
+        """``seawall broker`` on ``data`` and the socket ``unix``, with the file's options."""
+        broker = self.config.broker
+        command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
+        command += ["--unix", unix, "--sync", broker.sync]
+        for name, value in broker.changes().items():
+            if name != "sync":
+                command += ["--option", f"{name}={option_text(value)}"]
+        return command
+
     async def _spawn_broker(self) -> None:
         data = self.config.state_dir / "broker"
-        command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
-        command += ["--unix", self._socket, "--sync", self.config.sync]
+        command = self.broker_command(data, self._socket)
         command += ["--lifeline", str(self._lifeline_fd)]
         with (self.logs / "broker.log").open("ab") as sink:
             self._broker = await asyncio.create_subprocess_exec(

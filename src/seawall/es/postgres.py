@@ -41,6 +41,12 @@ database-wide lock at commit, which would line the commits up again.
 
 Every table name takes an optional prefix, so several stores (or tests) can
 share one database.
+
+``sync`` is the fsync policy of :mod:`seawall._fsync`, set on the store's
+connections as PostgreSQL's ``synchronous_commit``: ``"always"`` (the default)
+and ``"batch"`` are ``on`` (a commit returns once its WAL is flushed, which
+PostgreSQL shares among concurrent commits); ``"none"`` is ``off`` (a server
+crash may lose the last commits, never damage the database).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from typing import Any
 
 from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from .._fsync import SyncPolicy, parse_sync
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
@@ -179,8 +186,11 @@ class PostgresEventStore:
         clock: Clock | None = None,
         poll: float = 0.1,
         max_connections: int = 10,
+        sync: SyncPolicy = "always",
     ) -> PostgresEventStore:
         """Connect to ``dsn`` and create the tables (named ``{prefix}events`` ...) if missing."""
+        policy = parse_sync(sync, where="PostgresEventStore.open")
+        commit = "off" if policy == "none" else "on"
         if not _PREFIX.match(prefix):
             raise ConfigurationError(
                 f"table prefix {prefix!r} must be lower-case letters, digits and '_'"
@@ -193,7 +203,11 @@ class PostgresEventStore:
             ) from None
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=max_connections, reset=_keep_session
+                dsn,
+                min_size=1,
+                max_size=max_connections,
+                reset=_keep_session,
+                server_settings={"synchronous_commit": commit},
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise EventStoreError(f"cannot open the event store at {dsn!r}: {exc}") from exc

@@ -10,8 +10,11 @@ only its own append. Reads are short indexed queries and run on the event
 loop's thread with a second connection (WAL lets it read while the writer
 writes), which costs less than a hop to a thread and back.
 
-``sync="full"`` (the default) fsyncs every commit; ``"normal"`` fsyncs only at
-WAL checkpoints, so a power loss (not a process crash) may lose the last commits.
+``sync`` is the fsync policy of :mod:`seawall._fsync`: ``"always"`` (the
+default) and ``"batch"`` fsync every commit before its appends return (a group
+commit shares one fsync either way); ``"none"`` fsyncs only at WAL checkpoints,
+so a power loss (not a process crash) may lose the last commits. The older
+spellings ``"full"`` and ``"normal"`` still mean ``"always"`` and ``"none"``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Literal
 
 from .._clock import Clock, SystemClock
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from .._fsync import SyncPolicy, parse_sync
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
@@ -83,7 +87,7 @@ class SQLiteEventStore:
         path: str | Path,
         *,
         prefix: str = "",
-        sync: Literal["full", "normal"] = "full",
+        sync: SyncPolicy | Literal["full", "normal"] = "always",
         clock: Clock | None = None,
         poll: float = 0.2,
     ) -> None:
@@ -91,11 +95,9 @@ class SQLiteEventStore:
             raise ConfigurationError(
                 f"table prefix {prefix!r} must be letters, digits and '_' (not first a digit)"
             )
-        if sync not in ("full", "normal"):
-            raise ConfigurationError(f"sync must be 'full' or 'normal', got {sync!r}")
+        self.sync = parse_sync(sync, where=f"SQLiteEventStore({str(path)!r})", old_spellings=True)
         self.path = str(path)
         self.prefix = prefix
-        self._sync = sync
         self._clock = clock or SystemClock()
         self._poll = poll
         self._signal = AppendSignal()
@@ -135,7 +137,7 @@ class SQLiteEventStore:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if self.sync == 'none' else 'FULL'}")
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot open the event store {self.path!r}: {exc}") from exc
         return conn

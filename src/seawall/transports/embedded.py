@@ -19,6 +19,10 @@ What a publish acknowledgement means follows the ``sync`` policy:
     acknowledged on receipt, written within ``window``: a crash of this process
     loses what was acknowledged in that window.
 
+Its options are :class:`~seawall.transports.EmbeddedOptions` (the policy,
+the window and the broker's bounds), from code or from the URL's query:
+``embedded://./data?sync=always&window=0.005`` (:func:`from_url`).
+
 The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
 flushes what is pending and closes the store.
 """
@@ -26,14 +30,17 @@ flushes what is pending and closes the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Unpack
+from urllib.parse import urlsplit
 
 from .._broker.engine import Broker, BrokerLimits, Member
 from .._broker.log import Taken
 from .._clock import Clock, SystemClock
-from .._exceptions import ConnectionLost
+from .._exceptions import ConfigurationError, ConnectionLost
+from .._fsync import SyncPolicy
 from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import (
     MAX_PRIORITIES,
@@ -45,10 +52,15 @@ from .._transport import (
     fixed_start,
     partition_for,
 )
+from ._options import EmbeddedOptions, EmbeddedSettings
 
-__all__ = ["EmbeddedSubscription", "EmbeddedTransport", "SyncPolicy"]
-
-SyncPolicy = Literal["always", "batch", "none"]
+__all__ = [
+    "EmbeddedOptions",
+    "EmbeddedSubscription",
+    "EmbeddedTransport",
+    "SyncPolicy",
+    "from_url",
+]
 
 _DURABILITY: dict[SyncPolicy | None, Durability] = {
     "always": Durability.LOCAL_FSYNC,
@@ -65,21 +77,27 @@ class EmbeddedTransport:
         self,
         path: str | Path | None,
         *,
-        sync: SyncPolicy = "batch",
-        window: float = 0.002,
         clock: Clock | None = None,
         limits: BrokerLimits | None = None,
+        options: EmbeddedOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[EmbeddedSettings],
     ) -> None:
+        given = EmbeddedOptions.coerce(options, where="options")
+        if limits is not None:  # the bounds as one object, as before options
+            given = given.merged(asdict(limits), where="limits")
+        chosen, _ = EmbeddedOptions.resolve(given, settings=settings)
+        self.options = chosen
+        """What this broker runs with (keyword arguments over ``options``)."""
         self.path = None if path is None else Path(path)
-        self.sync = sync
-        self.window = window
+        self.sync: SyncPolicy = chosen.sync
+        self.window = chosen.window
         self.clock = clock or SystemClock()
-        self.limits = limits or BrokerLimits()
+        self.limits = chosen.limits()
         self._broker: Broker | None = None
         self._opening = asyncio.Lock()
         self._subscriptions: set[EmbeddedSubscription] = set()
         self._capabilities = Capabilities(
-            durability=_DURABILITY[None if path is None else sync],
+            durability=_DURABILITY[None if path is None else chosen.sync],
             partitions=True,
             delayed_redelivery=True,
             delayed_delivery=True,
@@ -165,6 +183,23 @@ class EmbeddedTransport:
         self._subscriptions.clear()
         if self._broker is not None:
             await self._broker.close()
+
+
+def from_url(
+    url: str,
+    *,
+    clock: Clock | None = None,
+    options: EmbeddedOptions | Mapping[str, Any] | None = None,
+) -> EmbeddedTransport:
+    """``embedded://DIR?OPTION=VALUE…`` (the scheme table's factory); see EmbeddedOptions."""
+    chosen, rest = EmbeddedOptions.resolve(options, url=url)
+    parts = urlsplit(rest)
+    path = parts.netloc + parts.path
+    if not path:
+        raise ConfigurationError(
+            f"{rest!r} names no directory; write embedded://./data or embedded:///abs/path"
+        )
+    return EmbeddedTransport(path, clock=clock, options=chosen)
 
 
 class EmbeddedSubscription:

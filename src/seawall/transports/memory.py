@@ -9,6 +9,9 @@ message that would not survive a real broker fails here too.
 :meth:`MemoryTransport.disconnect` simulates a broken link: every open
 subscription raises :class:`~seawall.ConnectionLost` and its unsettled
 deliveries come again, as they would after a network failure.
+
+``memory://`` builds one (:func:`from_url`); its options are
+:class:`~seawall.transports.MemoryOptions` (``memory://?default_partitions=4``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Unpack
 
 from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
@@ -33,8 +36,9 @@ from .._transport import (
     fixed_start,
     partition_for,
 )
+from ._options import MemoryOptions, MemorySettings
 
-__all__ = ["MemoryTransport", "MemorySubscription"]
+__all__ = ["MemoryOptions", "MemorySubscription", "MemoryTransport", "from_url"]
 
 log = logging.getLogger("seawall.transports.memory")
 _members = itertools.count(1)
@@ -66,15 +70,16 @@ class MemoryTransport:
         self,
         *,
         clock: Clock | None = None,
-        serialize: bool = True,
-        max_message_bytes: int = 1 << 20,
-        publish_timeout: float | None = 30.0,
-        default_partitions: int = 1,
+        options: MemoryOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[MemorySettings],
     ) -> None:
+        chosen, _ = MemoryOptions.resolve(options, settings=settings)
+        self.options = chosen
+        """What this transport runs with (keyword arguments over ``options``)."""
         self.clock = clock or SystemClock()
-        self._serialize = serialize
-        self._publish_timeout = publish_timeout
-        self._default_partitions = default_partitions
+        self._serialize = chosen.serialize
+        self._publish_timeout = chosen.publish_timeout
+        self._default_partitions = chosen.default_partitions
         self._channels: dict[str, _Channel] = {}
         self._gone: set[str] = set()  # ephemeral channels whose subscriber left
         self._closed = False
@@ -83,7 +88,7 @@ class MemoryTransport:
             partitions=True,
             delayed_redelivery=True,
             delayed_delivery=True,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=chosen.max_message_bytes,
         )
 
     @property
@@ -341,3 +346,14 @@ class MemorySubscription:
             self._give_back()
             self.transport._leave(self)
             self.notify()
+
+
+def from_url(
+    url: str = "memory://",
+    *,
+    clock: Clock | None = None,
+    options: MemoryOptions | Mapping[str, Any] | None = None,
+) -> MemoryTransport:
+    """``memory://?OPTION=VALUE…``: a new memory transport (the scheme table's factory)."""
+    chosen, _ = MemoryOptions.resolve(options, url=url)
+    return MemoryTransport(clock=clock, options=chosen)

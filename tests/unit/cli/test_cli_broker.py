@@ -13,9 +13,10 @@ import pytest
 from tests.broker_process import ROOT, start_broker, stop
 from tests.brokers import free_port
 
-from seawall._exceptions import PermissionDenied
+from seawall._cli.broker import broker_options
+from seawall._exceptions import ConfigurationError, PermissionDenied
 from seawall.testing._conformance import Inbox, ids, make_message
-from seawall.transports import connect
+from seawall.transports import EmbeddedOptions, connect
 
 TOKEN = "orders-secret-token-0123456789"
 
@@ -83,3 +84,36 @@ def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "--listen takes HOST:PORT" in out.stderr
+
+
+def test_broker_options_come_from_option_pairs_with_sync_over_them() -> None:
+    options = broker_options(("window=0.01", "tail = 64", "sync=none"), "always")
+    assert options == EmbeddedOptions(window=0.01, tail=64, sync="always")
+    assert broker_options((), None) == EmbeddedOptions()
+    with pytest.raises(ConfigurationError, match="takes NAME=VALUE"):
+        broker_options(("window",), None)
+    with pytest.raises(ConfigurationError, match="unknown option 'windw' in seawall broker"):
+        broker_options(("windw=1",), None)
+    with pytest.raises(ConfigurationError, match="max_message in the --config file"):
+        broker_options(("max_message_bytes=10",), None)
+
+
+async def test_the_broker_runs_with_its_options(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_broker(tmp_path / "data", port, "--sync", "none", "--option", "window=0.01")
+    try:
+        client = connect(f"seawall://127.0.0.1:{port}")
+        await client.publish("jobs", make_message(1))
+        await client.close()
+    finally:
+        err = stop(proc, signal.SIGTERM)
+    assert "stopped cleanly" in err
+
+
+def test_a_bad_broker_option_is_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "seawall", "broker", "--data", str(tmp_path)]
+    command += ["--listen", "127.0.0.1:0", "--option", "window=soon"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "window in seawall broker --option must be a number of seconds" in out.stderr

@@ -68,6 +68,10 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   :attr:`Durability.WRITTEN`, or :attr:`Durability.REPLICATED` with
   ``replicas`` ≥ 3.
 
+The tunables named above are :class:`~seawall.transports.NatsOptions`, given
+in code or in the URL's query: ``nats://127.0.0.1:4222?replicas=3&ack_wait=60``
+(a comma-separated list of servers takes one query, at its end).
+
 Driver errors are translated at this edge by
 :func:`seawall.transports.nats._subscription.translated`.
 """
@@ -79,8 +83,9 @@ import contextlib
 import functools
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import msgspec
 
@@ -105,6 +110,7 @@ from ..._transport import (
 )
 from ..._transport.assignment import token
 from ..._transport.publishing import until_stored
+from .._options import NatsOptions, NatsSettings
 
 try:
     import nats
@@ -130,7 +136,7 @@ from ._subscription import (
     translated,
 )
 
-__all__ = ["NatsSubscription", "NatsTransport"]
+__all__ = ["NatsOptions", "NatsSubscription", "NatsTransport"]
 
 log = logging.getLogger("seawall.transports.nats")
 
@@ -165,30 +171,24 @@ class NatsTransport:
         url: str = "nats://127.0.0.1:4222",
         *,
         clock: Clock | None = None,
-        publish_timeout: float | None = 30.0,
-        ack_wait: float = 30.0,
-        pull_expires: float = 5.0,
-        lease: float = 3.0,
-        replicas: int = 1,
-        max_ack_pending: int = 20_000,
-        api_timeout: float = 2.0,
-        reconnect_wait: float = 0.25,
-        connect_timeout: float = 2.0,
-        name: str = "seawall",
+        options: NatsOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[NatsSettings],
     ) -> None:
-        self.url = url
+        chosen, self.url = NatsOptions.resolve(options, url=url, settings=settings)
+        self.options = chosen
+        """What this transport runs with: ``options``, then the URL's query, then keywords."""
         self.clock = clock or SystemClock()
-        self.publish_timeout = publish_timeout
-        self.ack_wait = ack_wait
-        self.pull_expires = pull_expires
-        self.lease = lease
-        self.replicas = replicas
-        self.max_ack_pending = max_ack_pending
-        self.api_timeout = api_timeout
+        self.publish_timeout = chosen.publish_timeout
+        self.ack_wait = chosen.ack_wait
+        self.pull_expires = chosen.pull_expires
+        self.lease = chosen.lease
+        self.replicas = replicas = chosen.replicas
+        self.max_ack_pending = chosen.max_ack_pending
+        self.api_timeout = chosen.api_timeout
         self._options = {
-            "name": name,
-            "reconnect_time_wait": reconnect_wait,
-            "connect_timeout": connect_timeout,
+            "name": chosen.name,
+            "reconnect_time_wait": chosen.reconnect_wait,
+            "connect_timeout": chosen.connect_timeout,
         }
         self._client: Client | None = None
         self._js: JetStreamContext | None = None

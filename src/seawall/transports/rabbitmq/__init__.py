@@ -83,6 +83,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   same way; a publish that finds the channel's exchange deleted declares the
   channel again.
 
+The tunables named above are :class:`~seawall.transports.RabbitMQOptions`,
+given in code or in the URL's query
+(``amqp://guest:guest@127.0.0.1:5672/?publish_timeout=5&name=orders``); the
+query keys aio-pika reads itself (``heartbeat``, ``cafile``, …) are left for it.
+
 Driver errors are translated at this edge by
 :func:`seawall.transports.rabbitmq._topology.translated`.
 """
@@ -90,7 +95,8 @@ Driver errors are translated at this edge by
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 from ..._clock import Clock, SystemClock
 from ..._exceptions import (
@@ -124,13 +130,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the RabbitMQ transport needs the aio-pika client: pip install 'seawall[rabbitmq]'"
     ) from exc
 
+from .._options import RabbitMQOptions, RabbitMQSettings
 from ._layout import ATTEMPT, INBOX_PREFIX, MAX_DELAY, Layout, delay_step, inbox_queue
 from ._link import Link
 from ._members import Membership
 from ._subscription import CE_PREFIX, RabbitMQSubscription, Source
 from ._topology import Topology, translated
 
-__all__ = ["RabbitMQSubscription", "RabbitMQTransport"]
+__all__ = ["RabbitMQOptions", "RabbitMQSubscription", "RabbitMQTransport"]
 
 log = logging.getLogger("seawall.transports.rabbitmq")
 
@@ -146,18 +153,18 @@ class RabbitMQTransport:
         url: str = "amqp://guest:guest@127.0.0.1:5672/",
         *,
         clock: Clock | None = None,
-        publish_timeout: float | None = 30.0,
-        connect_timeout: float = 2.0,
-        lease: float = 3.0,
-        max_message_bytes: int = 16 << 20,
-        name: str = "seawall",
+        options: RabbitMQOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[RabbitMQSettings],
     ) -> None:
+        chosen, url = RabbitMQOptions.resolve(options, url=url, settings=settings)
+        self.options = chosen
+        """What this transport runs with: ``options``, then the URL's query, then keywords."""
         self.url = url
         self.clock = clock or SystemClock()
-        self.publish_timeout = publish_timeout
-        self.connect_timeout = connect_timeout
-        self.lease = lease
-        self.name = name
+        self.publish_timeout = chosen.publish_timeout
+        self.connect_timeout = connect_timeout = chosen.connect_timeout
+        self.lease = chosen.lease
+        self.name = name = chosen.name
         self.topology = Topology(self)
         self._link = Link(url, name=name, connect_timeout=connect_timeout, broke=self._link_broke)
         self._vanished: set[str] = set()  # channels whose exchange was deleted behind our back
@@ -170,7 +177,7 @@ class RabbitMQTransport:
             partitions=True,
             delayed_redelivery=True,
             delayed_delivery=True,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=chosen.max_message_bytes,
             priorities=MAX_PRIORITIES,
         )
 

@@ -84,6 +84,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   retry sets, so it arrives within ``poll`` seconds of its time, once some
   member of some group reads the channel.
 
+The tunables named above are :class:`~seawall.transports.RedisOptions`, given
+in code or in the URL's query (``redis://127.0.0.1:6379/0?prefix=shop&claim_idle=10``);
+the query keys redis-py reads itself (``socket_timeout``, ``ssl_cert_reqs``, …)
+are left for it.
+
 Driver errors are translated at this edge by
 :func:`seawall.transports.redis._wire.translated`.
 """
@@ -94,10 +99,9 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Unpack
 
 from ..._clock import Clock, SystemClock
 from ..._exceptions import (
@@ -130,6 +134,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the Redis transport needs redis-py: pip install 'seawall[redis]'"
     ) from exc
 
+from .._options import RedisOptions, RedisSettings
 from ._batch import Batcher
 from ._entry import encode
 from ._keys import Keys, RedisChannel
@@ -137,11 +142,11 @@ from ._scripts import SCRIPTS
 from ._subscription import RedisSubscription
 from ._wire import connection_class, round_trip, translate, translated
 
-__all__ = ["EPHEMERAL_TTL", "RedisChannel", "RedisSubscription", "RedisTransport"]
+__all__ = ["EPHEMERAL_TTL", "RedisChannel", "RedisOptions", "RedisSubscription", "RedisTransport"]
 
 log = logging.getLogger("seawall.transports.redis")
 
-EPHEMERAL_TTL = 60.0
+EPHEMERAL_TTL = RedisOptions.ephemeral_ttl
 """Default seconds the keys of an ephemeral channel outlive its owner's last renewal."""
 _GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
@@ -162,35 +167,25 @@ class RedisTransport:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         clock: Clock | None = None,
-        prefix: str = "seawall",
-        publish_timeout: float | None = 30.0,
-        claim_idle: float = 30.0,
-        lease: float = 3.0,
-        rebalance: float = 0.1,
-        poll: float = 0.25,
-        max_message_bytes: int = 8 << 20,
-        connect_timeout: float = 2.0,
-        api_timeout: float = 5.0,
-        ephemeral_ttl: float | None = None,
+        options: RedisOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[RedisSettings],
     ) -> None:
-        url, in_url = _ttl_option(url)
-        self.url = url
-        ttl = ephemeral_ttl if ephemeral_ttl is not None else in_url
-        self.ephemeral_ttl = EPHEMERAL_TTL if ttl is None else ttl
+        if "ephemeral_ttl" in settings and settings["ephemeral_ttl"] is None:
+            del settings["ephemeral_ttl"]  # the old default: the URL's, or EPHEMERAL_TTL
+        chosen, self.url = RedisOptions.resolve(options, url=url, settings=settings)
+        self.options = chosen
+        """What this transport runs with: ``options``, then the URL's query, then keywords."""
+        self.ephemeral_ttl = chosen.ephemeral_ttl
         """Seconds the keys of an ephemeral channel outlive its last renewal (see above)."""
-        if self.ephemeral_ttl <= 0:
-            raise ConfigurationError(
-                f"ephemeral_ttl must be a positive number of seconds, got {self.ephemeral_ttl}"
-            )
         self.clock = clock or SystemClock()
-        self.prefix = prefix
-        self.publish_timeout = publish_timeout
-        self.claim_idle = claim_idle
-        self.lease = lease
-        self.rebalance = rebalance
-        self.poll = poll
-        self.connect_timeout = connect_timeout
-        self.api_timeout = api_timeout
+        self.prefix = chosen.prefix
+        self.publish_timeout = chosen.publish_timeout
+        self.claim_idle = chosen.claim_idle
+        self.lease = chosen.lease
+        self.rebalance = chosen.rebalance
+        self.poll = chosen.poll
+        self.connect_timeout = chosen.connect_timeout
+        self.api_timeout = chosen.api_timeout
         """Longest wait for Redis to answer one round trip before the link counts as lost."""
         self._client: redis.asyncio.Redis | None = None
         self._channels: dict[str, RedisChannel] = {}
@@ -204,7 +199,7 @@ class RedisTransport:
             delayed_redelivery=True,
             delayed_delivery=True,
             priorities=MAX_PRIORITIES,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=chosen.max_message_bytes,
         )
 
     @classmethod
@@ -506,23 +501,6 @@ class RedisTransport:
         self._closed = True
         if self._client is not None:
             await self._client.aclose()
-
-
-def _ttl_option(url: str) -> tuple[str, float | None]:
-    """``url`` without seawall's ``ephemeral_ttl`` query option (redis-py would refuse it),
-    and that option's value."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = [v for k, v in query if k == "ephemeral_ttl"]
-    if not ours:
-        return url, None
-    rest = urlencode([(k, v) for k, v in query if k != "ephemeral_ttl"])
-    try:
-        return urlunsplit(parts._replace(query=rest)), float(ours[-1])
-    except ValueError:
-        raise ConfigurationError(
-            f"ephemeral_ttl in the Redis URL must be a number of seconds, got {ours[-1]!r}"
-        ) from None
 
 
 def _lane(channel: RedisChannel, message: Message, priority: int) -> int:

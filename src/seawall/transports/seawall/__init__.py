@@ -10,6 +10,8 @@ URLs::
 The token, if the broker requires one, is the ``token`` argument or the URL's
 user part (``seawall://TOKEN@host:port``); it never appears in a repr or a log.
 An ``ssl`` context passed with a plain ``seawall://`` URL turns TLS on too.
+The other settings are :class:`~seawall.transports.SeawallOptions`, given in
+code or in the URL's query (``seawall://host:4300?heartbeat=5&pipeline=256``).
 
 The connection is opened by :meth:`SeawallTransport.connect`, or lazily by
 the first call when the transport was built from a URL by
@@ -32,9 +34,9 @@ import asyncio
 import os
 import socket
 import ssl as _ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import unquote, urlsplit
 
 from ..._clock import Clock, SystemClock
@@ -42,7 +44,6 @@ from ..._exceptions import ConfigurationError, ConnectionLost, MessageTooLarge, 
 from ..._messages.envelope import Message, encode_message
 from ..._transport import Capabilities, ChannelSpec, Durability, Start
 from ..._wire.protocol import (
-    DEFAULT_HEARTBEAT,
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Declare,
@@ -55,9 +56,10 @@ from ..._wire.protocol import (
 )
 from ..._wire.state import Heartbeat
 from ..._wire.streams import FramedStream
+from .._options import SeawallOptions, SeawallSettings
 from ._link import Link, SeawallSubscription
 
-__all__ = ["SCHEMES", "SeawallSubscription", "SeawallTransport"]
+__all__ = ["SCHEMES", "SeawallOptions", "SeawallSubscription", "SeawallTransport"]
 
 SCHEMES = ("seawall", "seawalls", "seawall+unix", "seawalls+unix")
 
@@ -72,11 +74,12 @@ class SeawallTransport:
         token: str | None = None,
         ssl: _ssl.SSLContext | None = None,
         clock: Clock | None = None,
-        name: str | None = None,
-        heartbeat: float = DEFAULT_HEARTBEAT,
-        connect_timeout: float = 5.0,
-        pipeline: int = 1024,
+        options: SeawallOptions | Mapping[str, Any] | None = None,
+        **settings: Unpack[SeawallSettings],
     ) -> None:
+        chosen, url = SeawallOptions.resolve(options, url=url, settings=settings)
+        self.options = chosen
+        """What this client runs with: ``options``, then the URL's query, then keywords."""
         parts = urlsplit(url)
         if parts.scheme not in SCHEMES:
             raise ConfigurationError(
@@ -91,10 +94,10 @@ class SeawallTransport:
             ssl = _ssl.create_default_context()
         self._ssl = ssl
         self.clock = clock or SystemClock()
-        self.name = (name or f"{socket.gethostname()}/{os.getpid()}")[:255]
-        self._heartbeat = heartbeat
-        self._connect_timeout = connect_timeout
-        self._pipeline = pipeline
+        self.name = (chosen.name or f"{socket.gethostname()}/{os.getpid()}")[:255]
+        self._heartbeat = chosen.heartbeat
+        self._connect_timeout = chosen.connect_timeout
+        self._pipeline = chosen.pipeline
         self._link: Link | None = None
         self._lock = asyncio.Lock()
         self._closed = False
