@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from seawall._exceptions import ConnectionLost, TransportClosed
-from seawall._transport import ChannelSpec
+from seawall import ChannelSpec, ConnectionLost, TransportClosed
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.memory import MemoryTransport
 

@@ -17,10 +17,17 @@ import pytest
 from nats.js.api import ConsumerConfig
 from tests.brokers import NATS, OwnServer, cleanup_streams, free_port, killed_at_exit, require
 
-from seawall import Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
-from seawall._runtime.supervisor import RestartIntensity
-from seawall._transport import ChannelSpec, Durability
+from seawall import (
+    ChannelSpec,
+    ConnectionLost,
+    Durability,
+    Event,
+    RestartIntensity,
+    Service,
+    System,
+    TransportClosed,
+    TransportError,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports.nats import NatsTransport

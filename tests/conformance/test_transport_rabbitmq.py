@@ -20,10 +20,20 @@ import aio_pika.abc
 import pytest
 from tests.brokers import RABBITMQ, cleanup_rabbitmq, free_port, require
 
-from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._runtime.supervisor import RestartIntensity
-from seawall._transport import ChannelSpec, Delivery, Durability
+from seawall import (
+    ChannelSpec,
+    Command,
+    ConfigurationError,
+    ConnectionLost,
+    Delivery,
+    Document,
+    Durability,
+    Event,
+    RestartIntensity,
+    Service,
+    System,
+    TransportClosed,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect

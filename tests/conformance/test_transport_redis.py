@@ -17,11 +17,20 @@ import pytest
 import redis.asyncio
 from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix
 
-from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._messages.envelope import Message
-from seawall._messages.ids import uuid7
-from seawall._transport import ChannelSpec, Durability
+from seawall import (
+    ChannelSpec,
+    Command,
+    ConfigurationError,
+    ConnectionLost,
+    Document,
+    Durability,
+    Event,
+    Message,
+    Service,
+    System,
+    TransportClosed,
+    uuid7,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect

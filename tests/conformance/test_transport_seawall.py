@@ -16,18 +16,20 @@ from pathlib import Path
 import pytest
 
 from seawall import (
+    ChannelSpec,
     Command,
     ConfigurationError,
     ConnectionLost,
     Document,
+    Durability,
     Service,
     System,
+    SystemClock,
     TransportClosed,
     connect,
 )
-from seawall._clock import SystemClock
 from seawall._server.server import BrokerServer
-from seawall._transport import MAX_PRIORITIES, ChannelSpec, Durability
+from seawall._transport import MAX_PRIORITIES
 from seawall._wire.protocol import Frame, Ok, Publish
 from seawall._wire.streams import FramedStream
 from seawall.testing._conformance import Inbox, ids, make_message

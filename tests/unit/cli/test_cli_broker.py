@@ -13,7 +13,7 @@ import pytest
 from tests.broker_process import ROOT, start_broker, stop
 from tests.brokers import free_port
 
-from seawall._exceptions import PermissionDenied
+from seawall import PermissionDenied
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports import connect
 
