@@ -5,6 +5,10 @@ Each server's URL comes from an environment variable with a local default.
 the test fails when ``CI=true`` (CI must never pass by skipping) and is
 skipped otherwise, with a message naming the server and the command that
 starts it (the same commands ``.ci/services`` runs).
+
+Tests on the shared servers delete what they make: :func:`cleanup_streams`
+(NATS), :func:`cleanup_rabbitmq` and :func:`scratch_prefix` (Redis). Each
+imports its driver when used, so a test that needs none loads none.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -29,9 +34,12 @@ __all__ = [
     "REDIS",
     "OwnServer",
     "Server",
+    "cleanup_rabbitmq",
+    "cleanup_streams",
     "free_port",
     "killed_at_exit",
     "require",
+    "scratch_prefix",
 ]
 
 
@@ -157,3 +165,58 @@ def killed_at_exit(*servers: OwnServer) -> Iterator[None]:
     finally:
         for server in servers:
             server.kill()
+
+
+@contextlib.asynccontextmanager
+async def cleanup_streams() -> AsyncIterator[set[str]]:
+    """Collect NATS JetStream stream names in the yielded set; they are deleted on exit."""
+    import nats
+
+    doomed: set[str] = set()
+    try:
+        yield doomed
+    finally:
+        client = await nats.connect(require(NATS))
+        js = client.jetstream()
+        for name in doomed:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def cleanup_rabbitmq() -> AsyncIterator[set[tuple[str, str]]]:
+    """Collect RabbitMQ ("queue" | "exchange", name) pairs in the yielded set; deleted on exit."""
+    import aio_pika
+
+    doomed: set[tuple[str, str]] = set()
+    try:
+        yield doomed
+    finally:
+        connection = await aio_pika.connect(require(RABBITMQ))
+        async with connection:
+            for kind, name in sorted(doomed, reverse=True):  # queues before exchanges
+                channel = await connection.channel()
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    if kind == "queue":
+                        await channel.queue_delete(name)
+                    else:
+                        await channel.exchange_delete(name)
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    await channel.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix no other run uses; every key under it is deleted on exit."""
+    import redis.asyncio
+
+    prefix = f"seawall-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.asyncio.Redis.from_url(require(REDIS))
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -9,11 +9,15 @@ from importlib.metadata import version as _version
 
 from ._clock import Clock, SystemClock, VirtualClock
 from ._exceptions import (
+    AggregateNotFound,
     ChannelFull,
+    ConcurrencyError,
     ConfigurationError,
     ConnectionLost,
     DeadlineExceeded,
     DecodeError,
+    EventLoadError,
+    EventStoreError,
     MessageError,
     MessageTooLarge,
     PermissionDenied,
@@ -56,12 +60,14 @@ from .transports import MemoryTransport, connect
 __version__ = _version("seawall")
 
 __all__ = [
+    "AggregateNotFound",
     "Capabilities",
     "ChannelFull",
     "ChannelSpec",
     "Clock",
     "Codec",
     "Command",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConnectionLost",
     "Context",
@@ -72,6 +78,8 @@ __all__ = [
     "Document",
     "Durability",
     "Event",
+    "EventLoadError",
+    "EventStoreError",
     "FromOffsets",
     "FromTime",
     "JSON",

@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from seawall._messages.envelope import Message
-from seawall._messages.ids import uuid7
-from seawall._transport import ChannelSpec, Transport
+from seawall import ChannelSpec, Message, Transport, uuid7
 from seawall.transports import connect
 
 CHANNEL = "crash.stream"

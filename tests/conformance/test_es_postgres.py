@@ -13,7 +13,7 @@ import pytest_asyncio
 from tests.apps.es_projection_child import Tick
 from tests.brokers import POSTGRES, free_port, require
 
-from seawall._exceptions import ConfigurationError, EventStoreError
+from seawall import ConfigurationError, EventStoreError
 from seawall.es import Batch, EventCodec, EventStore, Projection, ProjectionRunner, RecordedEvent
 from seawall.es.postgres import PostgresEventStore
 from seawall.testing import EventStoreConformance

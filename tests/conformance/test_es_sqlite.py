@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seawall._exceptions import ConfigurationError, EventStoreError
+from seawall import ConfigurationError, EventStoreError
 from seawall.es import EventStore, SQLiteEventStore
 from seawall.testing import EventStoreConformance
 from seawall.testing._event_store import new_events

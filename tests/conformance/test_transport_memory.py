@@ -1,4 +1,4 @@
-"""The memory transport: the shared conformance suite, plus what only it does."""
+"""The memory transport: what only it does (the shared suites run from ``test_matrix.py``)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,9 @@ import uuid
 
 import pytest
 
-from seawall._exceptions import ConnectionLost, TransportClosed
-from seawall._transport import ChannelSpec, Transport
-from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
+from seawall import ChannelSpec, ConnectionLost, TransportClosed
+from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.memory import MemoryTransport
-
-
-class TestMemoryTransport(TransportConformance):
-    """Messages stored as encoded frames, as a real broker would hold them."""
-
-    serialize = True
-    quiet_period = 0.05  # deliveries are immediate in-process: a short watch suffices
-    nack_delay = 0.1
-    publish_timeout = 0.1
-
-    async def make_transport(self) -> MemoryTransport:
-        return MemoryTransport(serialize=self.serialize)
-
-    async def break_link(self, transport: Transport) -> None:
-        assert isinstance(transport, MemoryTransport)
-        transport.disconnect()
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> MemoryTransport:
-        return MemoryTransport(serialize=self.serialize, publish_timeout=seconds)
-
-
-class TestMemoryTransportUnserialized(TestMemoryTransport):
-    """Messages kept as objects (``serialize=False``): the same contract holds."""
-
-    serialize = False
 
 
 async def test_ephemeral_channel_goes_when_its_last_subscriber_leaves() -> None:

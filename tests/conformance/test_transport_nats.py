@@ -1,6 +1,7 @@
-"""The NATS JetStream transport against real servers: both conformance suites,
-partition hand-over, interoperability with a plain nats-py client, and faults
-(a server killed and restarted mid-stream, a cluster losing its stream leader)."""
+"""The NATS JetStream transport against real servers, what only it does: partition
+hand-over, interoperability with a plain nats-py client, and faults (a server killed
+and restarted mid-stream, a cluster losing its stream leader). The shared suites run
+from ``test_matrix.py``."""
 
 from __future__ import annotations
 
@@ -9,77 +10,30 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import ConsumerConfig
-from tests.brokers import NATS, OwnServer, free_port, killed_at_exit, require
+from tests.brokers import NATS, OwnServer, cleanup_streams, free_port, killed_at_exit, require
 
-from seawall import Event, Service, System
-from seawall._exceptions import ConnectionLost, TransportClosed, TransportError
-from seawall._runtime.supervisor import RestartIntensity
-from seawall._transport import ChannelSpec, Durability, Transport
-from seawall.testing import DeliveryConformance, TransportConformance
+from seawall import (
+    ChannelSpec,
+    ConnectionLost,
+    Durability,
+    Event,
+    RestartIntensity,
+    Service,
+    System,
+    TransportClosed,
+    TransportError,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports.nats import NatsTransport
 
 pytestmark = pytest.mark.integration
 NATS_SERVER = "/usr/sbin/nats-server"
-
-
-class NatsSuite:
-    """Transports on the shared server; every stream a test makes is deleted after it."""
-
-    timeout = 10.0
-    quiet_period = 0.3
-    publish_timeout = 0.3
-
-    async def make_transport(self) -> NatsTransport:
-        return self._made(await NatsTransport.connect(require(NATS), pull_expires=2.0))
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> NatsTransport:
-        return self._made(await NatsTransport.connect(require(NATS), publish_timeout=seconds))
-
-    def _made(self, transport: NatsTransport) -> NatsTransport:
-        self.__dict__.setdefault("made", []).append(transport)
-        return transport
-
-    async def break_link(self, transport: Transport) -> None:
-        assert isinstance(transport, NatsTransport)
-        await transport.drop_connection_for_tests()
-
-    @pytest.fixture(autouse=True)
-    async def _delete_streams(self) -> AsyncIterator[None]:
-        yield
-        made: list[NatsTransport] = self.__dict__.get("made", [])
-        async with cleanup_streams() as doomed:
-            doomed.update(s.name for t in made for s in t._streams.values())
-
-
-class TestNatsTransport(NatsSuite, TransportConformance):
-    pass
-
-
-class TestNatsDelivery(NatsSuite, DeliveryConformance):
-    pass
-
-
-@contextlib.asynccontextmanager
-async def cleanup_streams() -> AsyncIterator[set[str]]:
-    """Collect stream names in the yielded set; they are deleted on exit."""
-    doomed: set[str] = set()
-    try:
-        yield doomed
-    finally:
-        client = await nats.connect(require(NATS))
-        js = client.jetstream()
-        for name in doomed:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(name)
-        await client.close()
 
 
 # -- interoperability with a client seawall did not write -----------------------

@@ -1,6 +1,7 @@
-"""The RabbitMQ transport against a real server: both conformance suites,
-partition hand-over, interoperability with a plain aio-pika client, and a
-fault (a private RabbitMQ node stopped and started again mid-stream)."""
+"""The RabbitMQ transport against a real server, what only it does: partition
+hand-over, interoperability with a plain aio-pika client, and a fault (a private
+RabbitMQ node stopped and started again mid-stream). The shared suites run from
+``test_matrix.py``."""
 
 from __future__ import annotations
 
@@ -12,19 +13,27 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
 import aio_pika.abc
 import pytest
-from tests.brokers import RABBITMQ, free_port, require
+from tests.brokers import RABBITMQ, cleanup_rabbitmq, free_port, require
 
-from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._runtime.supervisor import RestartIntensity
-from seawall._transport import ChannelSpec, Delivery, Durability, Transport
-from seawall.testing import DeliveryConformance, TransportConformance
+from seawall import (
+    ChannelSpec,
+    Command,
+    ConfigurationError,
+    ConnectionLost,
+    Delivery,
+    Document,
+    Durability,
+    Event,
+    RestartIntensity,
+    Service,
+    System,
+    TransportClosed,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
@@ -32,66 +41,6 @@ from seawall.transports.rabbitmq import RabbitMQSubscription, RabbitMQTransport
 from seawall.transports.rabbitmq._layout import inbox_queue
 
 pytestmark = pytest.mark.integration
-
-
-class RabbitSuite:
-    """Transports on the shared server; every queue and exchange a test makes is deleted."""
-
-    timeout = 10.0
-    quiet_period = 0.3
-    publish_timeout = 0.3
-
-    async def make_transport(self) -> RabbitMQTransport:
-        return self._made(await RabbitMQTransport.connect(require(RABBITMQ)))
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> RabbitMQTransport:
-        return self._made(
-            await RabbitMQTransport.connect(require(RABBITMQ), publish_timeout=seconds)
-        )
-
-    def _made(self, transport: RabbitMQTransport) -> RabbitMQTransport:
-        self.__dict__.setdefault("made", []).append(transport)
-        return transport
-
-    async def break_link(self, transport: Transport) -> None:
-        assert isinstance(transport, RabbitMQTransport)
-        await transport.drop_connection_for_tests()
-
-    @pytest.fixture(autouse=True)
-    async def _delete_objects(self) -> AsyncIterator[None]:
-        yield
-        made: list[RabbitMQTransport] = self.__dict__.get("made", [])
-        async with cleanup() as doomed:
-            for transport in made:
-                doomed.update(transport.topology.made)
-
-
-class TestRabbitMQTransport(RabbitSuite, TransportConformance):
-    pass
-
-
-class TestRabbitMQDelivery(RabbitSuite, DeliveryConformance):
-    pass
-
-
-@contextlib.asynccontextmanager
-async def cleanup() -> AsyncIterator[set[tuple[str, str]]]:
-    """Collect ("queue" | "exchange", name) pairs in the yielded set; deleted on exit."""
-    doomed: set[tuple[str, str]] = set()
-    try:
-        yield doomed
-    finally:
-        connection = await aio_pika.connect(require(RABBITMQ))
-        async with connection:
-            for kind, name in sorted(doomed, reverse=True):  # queues before exchanges
-                channel = await connection.channel()
-                with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                    if kind == "queue":
-                        await channel.queue_delete(name)
-                    else:
-                        await channel.exchange_delete(name)
-                with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                    await channel.close()
 
 
 # -- interoperability with a client seawall did not write ---------------------------
@@ -121,7 +70,7 @@ async def test_plain_aio_pika_client_reads_a_seawall_event_and_seawall_reads_its
         received.append(event)
 
     plain = await aio_pika.connect(url)
-    async with cleanup() as doomed, plain, System(svc, transport=url) as system:
+    async with cleanup_rabbitmq() as doomed, plain, System(svc, transport=url) as system:
         transport = system.transport
         assert isinstance(transport, RabbitMQTransport)
         channel = await plain.channel()
@@ -197,7 +146,7 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
         return Price(cents=len(cmd.item) * 100)
 
     async with (
-        cleanup() as doomed,
+        cleanup_rabbitmq() as doomed,
         System(svc, transport=url) as server,
         System(transport=url) as caller,
     ):
@@ -271,7 +220,7 @@ async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
     url = require(RABBITMQ)
     first, second = [await RabbitMQTransport.connect(url, lease=1.0) for _ in range(2)]
     channel = f"handover.{uuid.uuid4().hex[:8]}"
-    async with cleanup() as doomed:
+    async with cleanup_rabbitmq() as doomed:
         try:
             await first.declare(ChannelSpec(name=channel, partitions=4))
             a = await first.subscribe(channel, group="workers")
@@ -453,7 +402,7 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_mes
 async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await RabbitMQTransport.connect(require(RABBITMQ))
     channel = f"deleted.{uuid.uuid4().hex[:8]}"
-    async with cleanup() as doomed:
+    async with cleanup_rabbitmq() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
             sub = await transport.subscribe(channel, group="workers", start="latest")
@@ -477,7 +426,7 @@ async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it(
 async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> None:
     transport = await RabbitMQTransport.connect(require(RABBITMQ), publish_timeout=5.0)
     channel = f"vanished.{uuid.uuid4().hex[:8]}"
-    async with cleanup() as doomed:
+    async with cleanup_rabbitmq() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
             await transport.publish(channel, make_message(0))

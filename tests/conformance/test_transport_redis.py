@@ -1,29 +1,36 @@
-"""The Redis Streams transport against real servers: both conformance suites,
-partition hand-over, interoperability with plain redis-py, and a fault test
-(a server of the test's own, with AOF always, killed and restarted mid-stream)."""
+"""The Redis Streams transport against real servers, what only it does: partition
+hand-over, interoperability with plain redis-py, and a fault test (a server of the
+test's own, with AOF always, killed and restarted mid-stream). The shared suites run
+from ``test_matrix.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import pytest
 import redis.asyncio
-from tests.brokers import REDIS, OwnServer, free_port, require
+from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix
 
-from seawall import Command, Document, Event, Service, System
-from seawall._exceptions import ConfigurationError, ConnectionLost, TransportClosed
-from seawall._messages.envelope import Message
-from seawall._messages.ids import uuid7
-from seawall._transport import ChannelSpec, Durability, Transport
-from seawall.testing import DeliveryConformance, TransportConformance
+from seawall import (
+    ChannelSpec,
+    Command,
+    ConfigurationError,
+    ConnectionLost,
+    Document,
+    Durability,
+    Event,
+    Message,
+    Service,
+    System,
+    TransportClosed,
+    uuid7,
+)
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
@@ -33,54 +40,6 @@ from seawall.transports.redis._keys import Keys
 pytestmark = pytest.mark.integration
 REDIS_SERVER = "/usr/bin/redis-server"
 encode = msgspec.json.encode
-
-
-@contextlib.asynccontextmanager
-async def scratch_prefix() -> AsyncIterator[str]:
-    """A key prefix no other run uses; every key under it is deleted on exit."""
-    prefix = f"seawall-test-{uuid.uuid4().hex[:10]}"
-    try:
-        yield prefix
-    finally:
-        client = redis.asyncio.Redis.from_url(require(REDIS))
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-class RedisSuite:
-    """Transports on the shared server under one scratch prefix per test."""
-
-    timeout = 10.0
-    quiet_period = 0.3
-    publish_timeout = 0.3
-
-    async def make_transport(self) -> RedisTransport:
-        return await RedisTransport.connect(require(REDIS), prefix=self.prefix)
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> RedisTransport:
-        return await RedisTransport.connect(
-            require(REDIS), prefix=self.prefix, publish_timeout=seconds
-        )
-
-    async def break_link(self, transport: Transport) -> None:
-        assert isinstance(transport, RedisTransport)
-        await transport.drop_connection_for_tests()
-
-    @pytest.fixture(autouse=True)
-    async def _scratch(self) -> AsyncIterator[None]:
-        async with scratch_prefix() as prefix:
-            self.prefix = prefix
-            yield
-
-
-class TestRedisTransport(RedisSuite, TransportConformance):
-    pass
-
-
-class TestRedisDelivery(RedisSuite, DeliveryConformance):
-    pass
 
 
 # -- interoperability with a client seawall did not write -----------------------

@@ -1,133 +1,55 @@
-"""The seawall:// transport against a real broker server on a real socket.
+"""The seawall:// transport against a real broker server on a real socket: what only it does.
 
-The server is backed by the memory transport; both conformance suites run
-through it over TCP, the transport suite over a unix socket too, and once
-more over TCP with the durable embedded broker behind the server, as
-``seawall broker`` serves it (replay and priority levels reach the client). Breaking the
-link really drops the client's socket.
+The shared suites run over TCP (memory or durable embedded broker behind the
+server) and over a unix socket from ``test_matrix.py``; here are reconnection,
+URLs, pipelining, what the client learns of the broker behind the server, and
+the link's own edge cases.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from seawall import (
+    ChannelSpec,
     Command,
     ConfigurationError,
     ConnectionLost,
     Document,
+    Durability,
     Service,
     System,
+    SystemClock,
     TransportClosed,
     connect,
 )
-from seawall._broker.engine import BrokerLimits
-from seawall._clock import SystemClock
 from seawall._server.server import BrokerServer
-from seawall._transport import MAX_PRIORITIES, ChannelSpec, Durability, Transport
+from seawall._transport import MAX_PRIORITIES
 from seawall._wire.protocol import Frame, Ok, Publish
 from seawall._wire.streams import FramedStream
-from seawall.testing import DeliveryConformance
-from seawall.testing._conformance import Inbox, TransportConformance, ids, make_message
+from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 from seawall.transports.seawall._link import Link
 
 
-class ServedByBroker:
-    """Runs a broker server backed by a memory transport for each test, over TCP."""
-
-    quiet_period = 0.1
-    nack_delay = 0.15
-    publish_timeout = 0.2
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def broker(self) -> AsyncIterator[BrokerServer]:
-        async with contextlib.AsyncExitStack() as stack:
-            self.stack = stack
-            self.server = await self.serve(MemoryTransport())
-            yield self.server
-
-    async def serve(self, backing: Transport) -> BrokerServer:
-        """A server for ``backing``, stopped (and ``backing`` closed) after the test."""
-        self.stack.push_async_callback(backing.close)
-        return await self.stack.enter_async_context(BrokerServer(backing, host="127.0.0.1"))
-
-    def url(self, server: BrokerServer) -> str:
-        return f"seawall://127.0.0.1:{server.port}"
-
-    async def make_transport(self) -> Transport:
-        return await SeawallTransport.connect(self.url(self.server))
-
-    async def break_link(self, transport: Transport) -> None:
-        assert isinstance(transport, SeawallTransport)
-        transport.disconnect()
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> Transport:
-        server = await self.serve(MemoryTransport(publish_timeout=seconds))
-        return await SeawallTransport.connect(self.url(server))
-
-
-class TestSeawallTransport(ServedByBroker, TransportConformance, DeliveryConformance):
-    """Both suites over TCP."""
-
-
-class TestSeawallTransportDurable(ServedByBroker, TransportConformance):
-    """The transport suite over TCP, served from the durable embedded broker."""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def broker(self, tmp_path: Path) -> AsyncIterator[BrokerServer]:
-        self.data = tmp_path
-        async with contextlib.AsyncExitStack() as stack:
-            self.stack = stack
-            self.server = await self.serve(EmbeddedTransport(tmp_path / "data"))
-            yield self.server
-
-    async def make_transport_with_publish_timeout(self, seconds: float) -> Transport:
-        limits = BrokerLimits(publish_timeout=seconds)
-        server = await self.serve(EmbeddedTransport(self.data / "timeout", limits=limits))
-        return await SeawallTransport.connect(self.url(server))
-
-    async def test_the_client_learns_what_the_durable_broker_can_do(
-        self, transport: Transport
-    ) -> None:
-        await transport.declare(ChannelSpec(name=self.channel_name("probe")))
+async def test_the_client_learns_what_the_durable_broker_can_do(tmp_path: Path) -> None:
+    backing = EmbeddedTransport(tmp_path / "data")
+    async with BrokerServer(backing, host="127.0.0.1") as server:
+        transport = await SeawallTransport.connect(f"seawall://127.0.0.1:{server.port}")
+        await transport.declare(ChannelSpec(name="probe"))
         capabilities = transport.capabilities
         assert capabilities.durability is Durability.LOCAL_FSYNC
         assert capabilities.replay
         assert capabilities.priorities == MAX_PRIORITIES
-
-
-class TestSeawallTransportUnix(ServedByBroker, TransportConformance):
-    """The transport suite over unix sockets."""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def broker(self) -> AsyncIterator[BrokerServer]:
-        # a short folder: socket paths are limited to about 100 characters
-        with tempfile.TemporaryDirectory(prefix="sw") as folder:
-            self.folder = Path(folder)
-            async with contextlib.AsyncExitStack() as stack:
-                self.stack = stack
-                self.server = await self.serve(MemoryTransport())
-                yield self.server
-            assert list(self.folder.iterdir()) == [], "the server left its socket file behind"
-
-    async def serve(self, backing: MemoryTransport) -> BrokerServer:
-        self.stack.push_async_callback(backing.close)
-        path = self.folder / f"broker{len(list(self.folder.iterdir()))}.sock"
-        return await self.stack.enter_async_context(BrokerServer(backing, path=path))
-
-    def url(self, server: BrokerServer) -> str:
-        return f"seawall+unix://{server.path}"
+        await transport.close()
+    await backing.close()
 
 
 async def test_a_restarted_broker_is_picked_up_by_the_next_publish() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import seawall
+import seawall.es
 import seawall.testing
+
+CURATED = (seawall, seawall.es, seawall.testing)
 
 
 def test_all_is_sorted_and_complete() -> None:
-    for module in (seawall, seawall.testing):
+    for module in CURATED:
         names = module.__all__
         assert names == sorted(names), f"{module.__name__}.__all__ is not sorted"
         for name in names:
@@ -20,10 +25,33 @@ def test_public_objects_say_they_come_from_seawall() -> None:
     assert all(obj.__module__.startswith("seawall") for obj in classes)
 
 
-def test_everything_public_has_a_docstring() -> None:
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    # type aliases (Upcaster, Progress) are documented in the source, where __doc__ cannot reach
     missing = [
-        n
-        for n in seawall.__all__
-        if callable(getattr(seawall, n)) and not (getattr(seawall, n).__doc__ or "").strip()
+        f"{module.__name__}.{name}"
+        for module in CURATED
+        for name, obj in ((n, getattr(module, n)) for n in module.__all__)
+        if (inspect.isclass(obj) or inspect.isroutine(obj)) and not (obj.__doc__ or "").strip()
     ]
     assert missing == []
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls}.union(*(_subclasses(sub) for sub in cls.__subclasses__()))
+
+
+def test_the_whole_exception_tree_is_exported() -> None:
+    tree = {
+        c.__name__
+        for c in _subclasses(seawall.SeawallError)
+        if c.__module__ == "seawall._exceptions"
+    }
+    assert tree - set(seawall.__all__) == set()
+
+
+def test_the_event_store_errors_are_importable_where_event_sourcing_is() -> None:
+    errors = ("EventStoreError", "ConcurrencyError", "AggregateNotFound", "EventLoadError")
+    for name in errors:
+        assert getattr(seawall.es, name) is getattr(seawall, name)
+        assert name in seawall.es.__all__
+    assert issubclass(seawall.es.ConcurrencyError, seawall.es.EventStoreError)

@@ -13,8 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.brokers import NATS, require
-from tests.conformance.test_transport_nats import cleanup_streams
+from tests.brokers import NATS, cleanup_streams, require
 
 from seawall import Event, Service, System
 from seawall.testing._delivery import wait_until

@@ -8,8 +8,7 @@ import uuid
 
 import nats
 import pytest
-from tests.brokers import NATS, require
-from tests.conformance.test_transport_nats import cleanup_streams
+from tests.brokers import NATS, cleanup_streams, require
 
 from seawall import Command, Service, System
 from seawall.testing._conformance import Inbox

@@ -7,6 +7,8 @@ from typing import Any, assert_type
 from seawall import Event
 from seawall.es import (
     Aggregate,
+    AggregateNotFound,
+    ConcurrencyError,
     EventCodec,
     EventStore,
     ProjectionRunner,
@@ -44,3 +46,15 @@ async def usage(runner: ProjectionRunner) -> None:
     async for event in sqlite.subscribe(after=0):
         assert_type(event, RecordedEvent)
     await repo.load(Account)  # type: ignore[call-arg]
+
+
+async def save_or_say_why(repo: Repository, id: str) -> str:
+    """The event store's errors are caught by their public names."""
+    try:
+        await repo.save(await repo.load(Account, id))
+    except ConcurrencyError:
+        return "someone saved first: load again and retry"
+    except AggregateNotFound as exc:
+        assert_type(exc, AggregateNotFound)
+        return str(exc)
+    return "saved"

@@ -17,7 +17,9 @@ handler takes, go to the dead-letter channel at once; after the retry policy
 gives up, so does a failing message (and its requester gets the error). On
 subscriptions, event types nobody here handles are acknowledged and skipped.
 
-This is the one place these rules are written; every transport gets them.
+The rules for a failed message (retry when, park it or hand it back, dead-letter
+why) are the pure function :func:`seawall._runtime.failure.decide`; this module
+carries its decisions out, once for every transport.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
 from .context import Context
+from .failure import Attempt, DeadLetter, Expire, Park, Redeliver, Stage, decide
 from .lanes import Lanes
 from .node import Node
 from .replies import Done
@@ -67,15 +70,6 @@ class Stats:
     dead_lettered: int = 0
     expired: int = 0
     skipped: int = 0
-
-
-class _Poison(Exception):
-    """A message that no attempt can ever handle."""
-
-    def __init__(self, reason: str, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.reason = reason
-        self.error = error
 
 
 @dataclass(slots=True, eq=False)
@@ -237,8 +231,8 @@ class Dispatcher:
                 continue
             try:
                 handler, payload = self._resolve_fast(message)
-            except _Poison as poison:
-                await self._give_up(sub, item, poison.reason, poison.error)
+            except MessageError as exc:  # no attempt can ever take it
+                await self._failed(sub, item, exc, "decode")
                 continue
             if handler is None:
                 self.stats.skipped += 1
@@ -253,10 +247,7 @@ class Dispatcher:
                     with timeout_at(self.node.timers, deadline):
                         result = await self._call(handler, payload, message, deadline)
             except Exception as exc:
-                if isinstance(exc, TimeoutError) and self._past(deadline):
-                    await self._expire(sub, item)  # our deadline, not the handler's own timeout
-                else:
-                    await self._failed(sub, item, handler, exc)
+                await self._failed(sub, item, exc, "handler", handler)
                 continue
             except asyncio.CancelledError as exc:
                 if being_cancelled():
@@ -266,7 +257,7 @@ class Dispatcher:
                 # would end this worker silently with the message still in flight.
                 bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
                 bug.__cause__ = exc
-                await self._failed(sub, item, handler, bug)
+                await self._failed(sub, item, bug, "handler", handler)
                 continue
             if message.replyto is not None:
                 await self._reply(message, result)
@@ -304,9 +295,6 @@ class Dispatcher:
                 self._decoders[key] = (handler, raw)
         return handler, payload
 
-    def _past(self, deadline: float | None) -> bool:
-        return deadline is not None and self.node.clock.time() >= deadline
-
     def _resolve(self, message: Message) -> tuple[Handler | None, Payload | None]:
         handler = self.spec.handlers.get(message.type)
         if handler is None:
@@ -317,13 +305,9 @@ class Dispatcher:
                 f"no handler for {message.type!r} on command channel {self.spec.channel!r}; "
                 f"{self.service} handles {known}"
             )
-            raise _Poison("unknown-type", error)
+            raise error
         into = handler.types[0] if len(handler.types) == 1 else None
-        try:
-            return handler, self.node.decode(message, into)
-        except MessageError as exc:
-            reason = "unknown-type" if isinstance(exc, UnknownMessageType) else "decode-error"
-            raise _Poison(reason, exc) from None
+        return handler, self.node.decode(message, into)
 
     async def _reply(self, request: Message, result: object) -> None:
         if isinstance(result, Payload):
@@ -339,38 +323,66 @@ class Dispatcher:
             await self.node.reply(request, Done(), source=self.service)
 
     async def _failed(
-        self, sub: TransportSubscription, item: _Item, handler: Handler, exc: Exception
+        self,
+        sub: TransportSubscription,
+        item: _Item,
+        error: Exception,
+        stage: Stage,
+        handler: Handler | None = None,
     ) -> None:
-        self.stats.failed += 1
-        delivery = item.delivery
-        attempt = delivery.attempt + item.retries
-        policy = self.spec.retry
-        delay = policy.backoff(attempt)
-        deadline = delivery.message.deadline_ts()
-        in_time = deadline is None or self.node.clock.time() + delay < deadline
-        final = not (policy.should_retry(exc, attempt) and in_time)
-        if self.on_failure is not None:
-            self.on_failure(handler.name, delivery.message, exc, final)
-        if final:
-            await self._give_up(sub, item, "handler-error", exc, handler.name)
+        """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
+        attempt = self._attempt(item, error, stage)
+        broker_delays = self.node.transport.capabilities.delayed_redelivery
+        decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
+        if isinstance(decision, Expire):
+            await self._expire(sub, item)
             return
+        if handler is not None:
+            self.stats.failed += 1
+            if self.on_failure is not None:
+                final = isinstance(decision, DeadLetter)
+                self.on_failure(handler.name, item.delivery.message, error, final)
+        if isinstance(decision, DeadLetter):
+            await self._give_up(sub, item, decision, error, handler)
+        else:
+            await self._retry(sub, item, decision, attempt, handler)
+
+    def _attempt(self, item: _Item, error: Exception, stage: Stage) -> Attempt:
+        message = item.delivery.message
+        return Attempt(
+            error=error,
+            stage=stage,
+            number=item.delivery.attempt + item.retries,
+            key=item.key,
+            now=self.node.clock.time(),
+            deadline=message.deadline_ts(),
+        )
+
+    async def _retry(
+        self,
+        sub: TransportSubscription,
+        item: _Item,
+        decision: Redeliver | Park,
+        attempt: Attempt,
+        handler: Handler | None,
+    ) -> None:
         self.stats.retried += 1
         log.info(
             "%s failed attempt %d of %s (%s: %s); retrying in %.3f s",
-            handler.name,
-            attempt,
-            delivery.message.id,
-            type(exc).__name__,
-            exc,
-            delay,
+            handler.name if handler else self.name,
+            attempt.number,
+            item.delivery.message.id,
+            type(attempt.error).__name__,
+            attempt.error,
+            decision.delay,
         )
-        if item.key is None and self.node.transport.capabilities.delayed_redelivery:
-            await sub.nack(delivery, delay=delay)
+        if isinstance(decision, Redeliver):
+            await sub.nack(item.delivery, delay=decision.delay)
             self._finish(item)
-        else:
+        else:  # parked: the item stays its lane's head, so the key's later messages wait
             item.retries += 1
             self._timers[item] = self.node.clock.call_at(
-                self.node.clock.time() + delay, lambda: self._retry_now(item)
+                self.node.clock.time() + decision.delay, lambda: self._retry_now(item)
             )
 
     def _retry_now(self, item: _Item) -> None:
@@ -393,18 +405,16 @@ class Dispatcher:
         self,
         sub: TransportSubscription,
         item: _Item,
-        reason: str,
+        decision: DeadLetter,
         error: BaseException,
-        handler: str | None = None,
+        handler: Handler | None,
     ) -> None:
         delivery = item.delivery
         message = delivery.message
         attempt = delivery.attempt + item.retries
         await self.node.reply_failure(message, error, service=self.service)
-        dead = msgspec.structs.replace(
-            message,
-            headers={**message.headers, **self._dlq_headers(delivery, reason, error, attempt)},
-        )
+        headers = self._dlq_headers(delivery, decision.reason, error, attempt)
+        dead = msgspec.structs.replace(message, headers={**message.headers, **headers})
         try:
             await self.node.transport.publish(self.dlq, dead)
         except TransportError as exc:
@@ -420,13 +430,14 @@ class Dispatcher:
             return
         self.stats.dead_lettered += 1
         log.warning(
-            "%s %s %s (%s) after %d attempt(s): %s: %s; sent to %s",
-            handler or self.name,
+            "%s %s %s (%s) after %d attempt(s), %s: %s: %s; sent to %s",
+            handler.name if handler else self.name,
             "gave up on" if handler else "rejected",
             message.type,
             message.id,
             attempt,
-            reason,
+            decision.why,
+            decision.reason,
             error,
             self.dlq,
         )

@@ -63,8 +63,12 @@ class SendQueue:
             self._tasks.create_task(self.send_through(self._queue[-1]))
 
     async def send_through(self, last: PendingSend) -> None:
-        """Publish the queued sends up to ``last``, in order; at once if already taken."""
-        while not last.taken:
+        """Publish the queued sends up to ``last``, in order; at once if already taken.
+
+        Also returns once the queue is empty: ``last`` may have been withdrawn
+        meanwhile (its requester left, see :meth:`_interrupted`).
+        """
+        while not last.taken and self._queue:
             send = self._queue.popleft()
             send.taken = True
             try:

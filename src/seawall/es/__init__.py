@@ -6,10 +6,15 @@ by default, :class:`~seawall.es.postgres.PostgresEventStore` for a shared
 database), rebuilds it by replay through a :class:`Repository`, feeds read
 models with :class:`Projection` s, and publishes its events to other services
 with an :class:`OutboxRelay`. See ``docs/event-sourcing.md``.
+
+Its errors (:class:`EventStoreError` and below it :class:`ConcurrencyError`,
+:class:`AggregateNotFound`, :class:`EventLoadError`) belong to the one exception
+tree of :mod:`seawall._exceptions`; they are importable from here and from ``seawall``.
 """
 
 from __future__ import annotations
 
+from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError, EventStoreError
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
 from ._commands import CommandLog, ReplaySink, SideEffect
@@ -21,10 +26,14 @@ from .sqlite import SQLiteEventStore
 
 __all__ = [
     "Aggregate",
+    "AggregateNotFound",
     "Batch",
     "CommandLog",
+    "ConcurrencyError",
     "EventCodec",
+    "EventLoadError",
     "EventStore",
+    "EventStoreError",
     "NewEvent",
     "OutboxRelay",
     "Progress",

@@ -1,16 +1,15 @@
 """The transport conformance suite: the delivery contract every transport must pass.
 
-Every transport (the memory transport, the embedded broker, NATS JetStream,
-RabbitMQ, Redis Streams) subclasses :class:`TransportConformance` in its own
-test module and supplies only a factory and a way to break the link. The
-tests run on real time with bounded waits, so the same suite runs against a
-real broker server; every test uses fresh channel names, so runs against a
-shared server do not collide::
+A transport's tests subclass :class:`TransportConformance` and supply only a
+factory and a way to break the link (seawall's own transports do so from one
+table, ``tests/conformance/test_matrix.py``). The tests run on real time with
+bounded waits, so the same suite runs against a real broker server; every test
+uses fresh channel names, so runs against a shared server do not collide::
 
     import pytest
 
-    from seawall._transport import Transport
-    from seawall.testing._conformance import TransportConformance
+    from seawall import Transport
+    from seawall.testing import TransportConformance
     from seawall.transports.nats import NatsTransport  # the transport under test
 
 

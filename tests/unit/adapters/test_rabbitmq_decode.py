@@ -10,7 +10,7 @@ import aiormq.abc
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from seawall._messages.envelope import to_headers
+from seawall import to_headers
 from seawall.testing._conformance import make_message
 from seawall.transports.rabbitmq._subscription import CE_PREFIX, _attempt, decode
 

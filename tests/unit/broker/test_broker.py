@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from seawall import ChannelSpec, ConfigurationError, FromOffsets, FromTime
 from seawall._broker.engine import BrokerLimits
 from seawall._broker.pages import PAGE
-from seawall._exceptions import ConfigurationError
-from seawall._transport import ChannelSpec, FromOffsets, FromTime
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.embedded import EmbeddedTransport
 

@@ -13,8 +13,8 @@ import pytest
 from tests.broker_process import ROOT, start_broker, stop
 from tests.brokers import free_port
 
+from seawall import ConfigurationError, PermissionDenied
 from seawall._cli.broker import broker_options
-from seawall._exceptions import ConfigurationError, PermissionDenied
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports import EmbeddedOptions, connect
 

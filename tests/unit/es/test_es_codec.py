@@ -16,8 +16,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from seawall import Document, Event
-from seawall._exceptions import ConfigurationError, EventLoadError
+from seawall import ConfigurationError, Document, Event, EventLoadError
 from seawall.es import (
     Aggregate,
     EventCodec,

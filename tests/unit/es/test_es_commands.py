@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from seawall import Command, Context, Document, Event, Service, VirtualClock
-from seawall._exceptions import RequestError
+from seawall import Command, Context, Document, Event, RequestError, Service, VirtualClock
 from seawall.es import (
     Aggregate,
     CommandLog,

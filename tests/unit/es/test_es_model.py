@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from seawall import Event
-from seawall._exceptions import ConfigurationError
+from seawall import ConfigurationError, Event
 from seawall.es import (
     Aggregate,
     EventCodec,

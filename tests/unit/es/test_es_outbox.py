@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from seawall import Event, MemoryTransport, connect
-from seawall._exceptions import ConcurrencyError
-from seawall._messages.envelope import Message
+from seawall import ConcurrencyError, Event, MemoryTransport, Message, connect
 from seawall.es import EventCodec, OutboxRelay, SQLiteEventStore
 from seawall.testing._conformance import Inbox
 

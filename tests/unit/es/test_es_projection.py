@@ -17,8 +17,7 @@ import pytest
 import pytest_asyncio
 from tests.apps.es_projection_child import Applied, Tick
 
-from seawall import Event
-from seawall._exceptions import ConcurrencyError, EventLoadError
+from seawall import ConcurrencyError, Event, EventLoadError
 from seawall.es import (
     Batch,
     EventCodec,

@@ -15,7 +15,7 @@ import time
 import uuid
 from itertools import pairwise
 
-from seawall._messages.ids import uuid7
+from seawall import uuid7
 
 _CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

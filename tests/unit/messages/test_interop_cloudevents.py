@@ -20,10 +20,9 @@ from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._messages.codec import JSON, codec_for
-from seawall._messages.envelope import Message, from_headers, to_headers
-from seawall._messages.ids import uuid7
-from seawall._messages.payload import Command, TypeRegistry, schema_uri
+from seawall import JSON, Command, Message, TypeRegistry, from_headers, to_headers, uuid7
+from seawall._messages.codec import codec_for
+from seawall._messages.payload import schema_uri
 
 
 class CreateOrder(Command):

@@ -17,14 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._exceptions import DecodeError, MessageError
-from seawall._messages.envelope import (
-    Message,
-    decode_message,
-    encode_message,
-    from_headers,
-    to_headers,
-)
+from seawall import DecodeError, Message, MessageError, from_headers, to_headers
+from seawall._messages.envelope import decode_message, encode_message
 
 PREFIXES = ("ce-", "ce_", "cloudEvents:")
 _RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z$")

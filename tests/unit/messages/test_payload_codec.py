@@ -10,9 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._exceptions import ConfigurationError, DecodeError, UnknownMessageType
-from seawall._messages.codec import JSON, MSGPACK, Codec, codec_for
-from seawall._messages.payload import Command, Document, Event, Payload, TypeRegistry, schema_uri
+from seawall import (
+    JSON,
+    MSGPACK,
+    Codec,
+    Command,
+    ConfigurationError,
+    DecodeError,
+    Document,
+    Event,
+    Payload,
+    TypeRegistry,
+    UnknownMessageType,
+)
+from seawall._messages.codec import codec_for
+from seawall._messages.payload import schema_uri
 
 
 class CreateOrder(Command):

@@ -24,8 +24,7 @@ from seawall import (
     VirtualClock,
 )
 from seawall._runtime.replies import Failure
-from seawall.testing import TestSystem
-from seawall.testing._system import RecordingTransport
+from seawall.testing import RecordingTransport, TestSystem
 from seawall.transports.memory import MemoryTransport
 
 

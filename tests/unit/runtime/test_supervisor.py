@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from seawall._clock import VirtualClock
-from seawall._exceptions import (
+from seawall import (
     ConfigurationError,
     ConnectionLost,
+    RestartIntensity,
     ServiceError,
+    Supervisor,
     SupervisorGaveUp,
+    VirtualClock,
 )
-from seawall._runtime.supervisor import RestartIntensity, RestartTracker, Supervisor
+from seawall._runtime.supervisor import RestartTracker
 
 
 @contextlib.asynccontextmanager

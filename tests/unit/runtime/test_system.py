@@ -15,11 +15,12 @@ from seawall import (
     MemoryTransport,
     RestartIntensity,
     Service,
+    Subscription,
     SupervisorGaveUp,
     System,
     Transport,
 )
-from seawall._transport import StartAt, Subscription
+from seawall._transport import StartAt
 from seawall.testing import TestSystem
 from seawall.testing._delivery import wait_until
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall._exceptions import ConfigurationError
+from seawall import ConfigurationError
 from seawall._transport.assignment import Leases, owners, token, wanted
 
 

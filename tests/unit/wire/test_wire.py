@@ -18,15 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall._exceptions import (
+from seawall import (
     ChannelFull,
+    ChannelSpec,
+    Message,
     MessageTooLarge,
     PermissionDenied,
     ProtocolError,
     TransportError,
 )
-from seawall._messages.envelope import Message, decode_message, encode_message
-from seawall._transport import ChannelSpec
+from seawall._messages.envelope import decode_message, encode_message
 from seawall._wire.protocol import (
     PROTOCOL_VERSION,
     Ack,

@@ -1,0 +1,129 @@
+"""What the dispatcher does with a message it could not handle: the rule, without the I/O.
+
+Sans-IO: :func:`decide` is fed one failed attempt (the error, where it
+happened, the attempt number, the message's key and deadline, and ``now``)
+and returns what to do, as a frozen value; the dispatcher
+(:mod:`seawall._runtime.dispatcher`) carries it out on the transport. The
+rules:
+
+- a message that cannot be taken (its body does not decode, or no handler
+  takes its type on a command channel) is dead-lettered at once: no attempt
+  can ever succeed;
+- a handler that times out once the message's deadline has passed is not
+  retried: the message expired (the requester is told, nothing is
+  dead-lettered);
+- otherwise the retry policy decides: another attempt after its backoff, unless
+  the attempts are used up, the error is not worth retrying, or the deadline
+  comes before the next attempt would start; then the message is dead-lettered;
+- a retry of a message without a key goes back to the broker when the
+  transport can delay a redelivery (its in-flight slot is freed meanwhile);
+  a keyed message is parked here instead, so the later messages of its key
+  wait behind it and per-key order holds across retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .._exceptions import UnknownMessageType
+from .retry import RetryPolicy
+
+__all__ = [
+    "Attempt",
+    "DeadLetter",
+    "Decision",
+    "Expire",
+    "Park",
+    "Reason",
+    "Redeliver",
+    "Stage",
+    "decide",
+]
+
+Reason = Literal["decode-error", "unknown-type", "handler-error"]
+"""The ``seawall-dlq-reason`` header of a dead letter."""
+
+Stage = Literal["decode", "handler"]
+"""Where an attempt failed: taking the message (before any handler ran), or in the handler."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One failed attempt at a message, as the dispatcher saw it."""
+
+    error: BaseException
+    stage: Stage
+    number: int
+    """1-based: the broker's delivery count plus the retries parked here."""
+    key: str | None
+    """The message's partition key."""
+    now: float
+    deadline: float | None
+    """The message's deadline as a timestamp on the dispatcher's clock, if it has one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Hand the message back to the broker, to be delivered again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Keep the message here for ``delay`` seconds, then try again; its key's lane waits."""
+
+    delay: float
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Give up: send the message to the dead-letter channel and tell its requester."""
+
+    reason: Reason
+    why: str
+    """Why no further attempt, in a few words for the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Its deadline passed: tell the requester, settle it, dead-letter nothing."""
+
+
+Decision = Redeliver | Park | DeadLetter | Expire
+
+
+def _past(now: float, deadline: float | None) -> bool:
+    """Whether a deadline is set and reached."""
+    return deadline is not None and now >= deadline
+
+
+def decide(attempt: Attempt, policy: RetryPolicy, *, broker_delays: bool) -> Decision:
+    """What to do after ``attempt`` failed; ``broker_delays``: the transport delays redeliveries."""
+    if attempt.stage == "decode":
+        return _rejected(attempt.error)
+    if isinstance(attempt.error, TimeoutError) and _past(attempt.now, attempt.deadline):
+        return Expire()  # the deadline's timeout, not one of the handler's own
+    return _retry_or_give_up(attempt, policy, broker_delays)
+
+
+def _rejected(error: BaseException) -> DeadLetter:
+    if isinstance(error, UnknownMessageType):
+        return DeadLetter("unknown-type", "no handler takes its type")
+    return DeadLetter("decode-error", "it does not decode")
+
+
+def _retry_or_give_up(attempt: Attempt, policy: RetryPolicy, broker_delays: bool) -> Decision:
+    number = attempt.number
+    delay = policy.backoff(number)
+    if not policy.should_retry(attempt.error, number):
+        exhausted = number >= policy.max_attempts
+        why = f"attempt {number} of {policy.max_attempts}" if exhausted else "not retryable"
+        return DeadLetter("handler-error", why)
+    if attempt.deadline is not None and attempt.now + delay >= attempt.deadline:
+        return DeadLetter("handler-error", "its deadline comes before the next attempt")
+    if attempt.key is None and broker_delays:
+        return Redeliver(delay)
+    return Park(delay, attempt.key)
