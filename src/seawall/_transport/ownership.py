@@ -184,11 +184,6 @@ class Ownership:
         self._tried: set[int] = set()  # partitions asked for this round and found held
 
     # -- what the caller reads ---------------------------------------------------
-    @property
-    def members(self) -> frozenset[str]:
-        """The live members as last heard, this one included."""
-        return self._members
-
     def phase(self, partition: int) -> Phase | None:
         """Where ``partition`` stands, or None if this member has no stake in it."""
         claim = self.claims.get(partition)

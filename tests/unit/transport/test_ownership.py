@@ -37,6 +37,7 @@ live members renewing in time (see :mod:`seawall._transport.ownership`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from collections.abc import Coroutine, Mapping
@@ -48,6 +49,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from seawall import VirtualClock
+from seawall._exceptions import ConnectionLost
 from seawall._transport.assignment import owners
 from seawall._transport.membership import Heartbeat, Member
 from seawall._transport.ownership import (
@@ -539,6 +542,68 @@ OwnershipProtocol.TestCase.settings = settings(
     max_examples=1000, stateful_step_count=20, deadline=None
 )
 test_ownership_protocol = OwnershipProtocol.TestCase
+
+
+# -- the driver's loop, on a virtual clock ----------------------------------------------
+class Feed(Leases):
+    """The in-memory store, telling its member of changes and able to fail."""
+
+    def __init__(self, board: Board, me: str) -> None:
+        super().__init__(board, me)
+        self.news = asyncio.Event()
+        self.failing = False
+
+    async def renew(self, held: Mapping[int, int]) -> Heartbeat:
+        if self.failing:
+            raise ConnectionLost("the store went away")
+        return await super().renew(held)
+
+    async def changed(self) -> bool:
+        await self.news.wait()
+        self.news.clear()
+        return True
+
+
+async def _run_for(clock: VirtualClock, board: Board, seconds: float) -> None:
+    for _ in range(int(seconds * 100)):
+        clock.advance(0.01)
+        board.now = clock.time()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+async def test_the_loop_renews_in_time_wakes_on_news_and_breaks_when_the_store_fails() -> None:
+    clock, board = VirtualClock(start=1000.0), Board()
+    feeds = {me: Feed(board, me) for me in ("a", "b")}
+    reads = {me: Reads(board, me) for me in ("a", "b")}
+    members = {
+        me: Member(Ownership(me, PARTITIONS, ttl=TTL), feeds[me], reads[me], clock)
+        for me in ("a", "b")
+    }
+    broken: list[Exception] = []
+
+    async def broke(exc: Exception) -> None:
+        broken.append(exc)
+
+    await members["a"].join()
+    assert reads["a"].reading == {0, 1, 2, 3}, "alone: every partition before join returns"
+    await members["a"].start(broke)
+    await _run_for(clock, board, 2 * TTL + EVERY / 2)  # halfway between two renewals
+    assert board.members["a"] > board.now, "renewed every third of the lease"
+    await members["b"].join()  # finds every partition held
+    await members["b"].start(broke)
+    feeds["a"].news.set()  # a watching store tells a at once
+    await _run_for(clock, board, 0.1)
+    assert reads["a"].reading == {0, 2}, "a handed its second share over at once"
+    await _run_for(clock, board, EVERY)
+    assert reads["b"].reading == {1, 3}, "b took it on its next try"
+    feeds["b"].failing = True
+    await _run_for(clock, board, EVERY)
+    assert [str(e) for e in broken] == ["the store went away"]
+    await members["b"].stopped()
+    await members["a"].leave()
+    assert board.live() == {"b"}, "a left at once; b's lease runs on until it runs out"
+    assert board.holder(0) is None, "leaving gives every lease up at once"
 
 
 def test_actions_cover_every_decision() -> None:

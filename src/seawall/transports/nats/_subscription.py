@@ -1,7 +1,9 @@
-"""Reading a JetStream channel: pull requests, credit, settling and partition ownership.
+"""Reading a JetStream channel: pull requests, credit, settling, and partitions read as owned.
 
 The consuming half of :mod:`seawall.transports.nats` (whose docstring gives
-the design); kept apart so each module stays small. nats-py is imported
+the design); kept apart so each module stays small. Which partitions a member
+reads is partition ownership's call (:mod:`._ownership`): the subscription is
+its reader (``start_reading``, ``stop_reading``, ``busy``). nats-py is imported
 through that module, which says how to install it when it is missing.
 """
 
