@@ -27,17 +27,19 @@ The model:
 
 Each partition this member cares about is in one :class:`Phase`:
 
-===========  ==========================================================
-``WANTED``   should be ours; its lease is held by another or not asked for yet
-``TAKING``   the store was asked for the lease
-``OWNED``    the lease is ours (epoch ``e``): read it
-``RELEASING``  the lease is ours, reading has stopped: give it up once quiet
-``FENCED``   the lease was lost while reading: stop reading at once
-===========  ==========================================================
+=============  ===================================================================
+``WANTED``     should be ours; its lease is held by another, or not asked for yet
+``TAKING``     the store was asked for the lease
+``OWNED``      the lease is ours (epoch ``e``): read it
+``RELEASING``  the lease is ours, reading has stopped: give it up once not busy
+``FENCED``     the lease was lost while reading: stop reading at once
+=============  ===================================================================
 
-:meth:`Ownership.next` returns the next action (the caller performs it before
-asking again; an action's effect is assumed once asked for, except a take,
-whose answer comes back through :meth:`Ownership.taken`):
+:meth:`Ownership.next` returns the next action. The caller carries it out
+before asking again (so ``busy`` is only asked once the :class:`Stop` of a
+partition is done, and counts every read that stop could not call back); an
+action's effect is assumed once asked for, except a take's, whose answer comes
+back through :meth:`Ownership.taken`:
 
 * a round starts with :class:`Renew` when the renewal is due, else with
   :class:`Refresh` (who is live); their answers come back through
