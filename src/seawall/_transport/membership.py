@@ -143,8 +143,8 @@ class Member:
         self._scope = contextlib.AsyncExitStack()
         scope = await self._scope.enter_async_context(TaskScope())
         self._tasks = [
-            scope.create_task(self._guarded(self._loop(), broke)),
-            scope.create_task(self._guarded(self._follow(), broke)),
+            scope.create_task(self._guarded(self._loop, broke)),
+            scope.create_task(self._guarded(self._follow, broke)),
         ]
         return self._tasks[0]
 
@@ -190,9 +190,11 @@ class Member:
             if await self.store.changed():
                 self.wake()
 
-    async def _guarded(self, work: Awaitable[None], broke: Broke) -> None:
+    async def _guarded(self, work: Callable[[], Awaitable[None]], broke: Broke) -> None:
+        # ``work`` is called here, not by the caller: a task cancelled before it starts
+        # then leaves no coroutine behind that was never awaited
         try:
-            await work
+            await work()
         except Exception as exc:
             if not self._stopped:
                 log.warning(

@@ -38,6 +38,7 @@ live members renewing in time (see :mod:`seawall._transport.ownership`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 from collections import Counter
 from collections.abc import Coroutine, Mapping
@@ -604,6 +605,22 @@ async def test_the_loop_renews_in_time_wakes_on_news_and_breaks_when_the_store_f
     await members["a"].leave()
     assert board.live() == {"b"}, "a left at once; b's lease runs on until it runs out"
     assert board.holder(0) is None, "leaving gives every lease up at once"
+
+
+async def test_a_member_stopped_before_its_loop_ran_leaves_nothing_behind() -> None:
+    async def broke(exc: Exception) -> None:
+        raise AssertionError(exc)
+
+    async def join_and_leave_at_once(board: Board) -> None:
+        member = Member(Ownership("a", 2, ttl=TTL), Feed(board, "a"), Reads(board, "a"), board)
+        await member.join()
+        await member.start(broke)
+        await member.leave()  # before either task ran
+
+    board = Board()
+    await join_and_leave_at_once(board)
+    gc.collect()  # a coroutine never awaited would warn here (an error under pytest)
+    assert board.locks == {}
 
 
 def test_actions_cover_every_decision() -> None:
