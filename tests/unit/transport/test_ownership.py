@@ -33,6 +33,7 @@ crashed, and ``BOUND`` after a member joined or left.
 
 Time is advanced freely except past a live member's lease: safety rests on
 live members renewing in time (see :mod:`seawall._transport.ownership`).
+Hypothesis runs 1,000 examples of up to 20 rules each, in about 5 s.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ from seawall._exceptions import ConnectionLost
 from seawall._transport.assignment import owners
 from seawall._transport.membership import Heartbeat, Member
 from seawall._transport.ownership import (
-    Action,
     GiveUp,
     Ownership,
     Phase,
@@ -627,4 +627,3 @@ def test_actions_cover_every_decision() -> None:
     # one of each kind appears in the table above; a new kind needs a scenario
     kinds = {type(a) for script in SCENARIOS.values() for a in script}
     assert {Renew, Refresh, Take, Read, Stop, GiveUp, Wait} <= kinds
-    _: Action = Wait(0.0)
