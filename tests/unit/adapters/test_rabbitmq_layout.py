@@ -62,21 +62,31 @@ def test_quorum_max_length_allows_for_the_one_extra_message_they_take() -> None:
     assert max_length(0) == 0
 
 
-def test_roster_hands_partitions_out_by_id_and_waits_for_their_holders() -> None:
-    roster = Roster("m-b", partitions=4, lease=3.0)
-    assert roster.mine(now=0.0) == {0, 1, 2, 3}, "alone: every partition"
-    roster.heard("m-a", "alive", frozenset({0, 1, 2, 3}), now=0.0)
-    assert roster.mine(now=1.0) == {1, 3}, "p mod 2, members ordered by id"
+def test_roster_knows_the_live_members_and_who_holds_what() -> None:
+    roster = Roster("m-b", lease=3.0)
+    assert roster.live(now=0.0) == {"m-b"}, "alone"
+    roster.heard("m-a", "alive", {0: 1, 1: 1, 2: 1, 3: 1}, now=0.0, epochs={})
+    assert roster.live(now=1.0) == {"m-a", "m-b"}
     assert not roster.free(1, now=1.0), "m-a still announces partition 1"
-    roster.heard("m-a", "alive", frozenset({0, 2}), now=1.5)
+    roster.heard("m-a", "alive", {0: 1, 2: 1}, now=1.5, epochs={1: 1, 3: 1})
     assert roster.free(1, now=1.6)
     assert not roster.free(0, now=1.6)
-    assert roster.mine(now=5.0) == {0, 1, 2, 3}, "m-a silent for a lease: it is gone"
+    assert roster.take(1) == 2, "one more than the highest epoch heard of"
+    assert roster.live(now=5.0) == {"m-b"}, "m-a silent for a lease: it is gone"
     assert roster.free(0, now=5.0), "a dead member's announcement counts no more"
-    roster.heard("m-a", "alive", frozenset({0, 2}), now=5.0)
-    roster.heard("m-a", "left", frozenset(), now=5.1)
-    assert roster.mine(now=5.2) == {0, 1, 2, 3}, "left: gone at once"
+    roster.heard("m-a", "alive", {0: 1, 2: 1}, now=5.0, epochs={})
+    roster.heard("m-a", "left", {}, now=5.1, epochs={})
+    assert roster.live(now=5.2) == {"m-b"}, "left: gone at once"
     assert roster.free(0, now=5.2), "left: its partitions are free at once"
+
+
+def test_roster_finds_the_older_of_two_claims_lost() -> None:
+    roster = Roster("m-b", lease=3.0)
+    roster.heard("m-a", "alive", {0: 4}, now=0.0, epochs={})
+    roster.heard("m-c", "alive", {1: 4}, now=0.0, epochs={2: 9})
+    held = {0: 4, 1: 4, 2: 8, 3: 1}
+    assert roster.lost(held, now=1.0) == {0, 2}, "m-a's id is lower; epoch 9 of 2 is newer"
+    assert roster.lost(held, now=4.0) == {2}, "m-a's claim ran out with its lease"
 
 
 def test_priority_channels_use_classic_priority_queues_bounded_exactly() -> None:

@@ -73,7 +73,7 @@ in code or in the URL's query: ``nats://127.0.0.1:4222?replicas=3&ack_wait=60``
 (a comma-separated list of servers takes one query, at its end).
 
 Driver errors are translated at this edge by
-:func:`seawall.transports.nats._subscription.translated`.
+:data:`seawall.transports.nats._wire.translated`.
 """
 
 from __future__ import annotations
@@ -127,14 +127,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
-from ._subscription import (
-    LEASE_BUCKET,
-    MSG_ID,
-    STREAM_PREFIX,
-    NatsSubscription,
-    Stream,
-    translated,
-)
+from ._subscription import NatsSubscription, Stream
+from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
 
 __all__ = ["NatsOptions", "NatsSubscription", "NatsTransport"]
 

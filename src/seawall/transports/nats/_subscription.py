@@ -1,7 +1,9 @@
-"""Reading a JetStream channel: pull requests, credit, settling and partition ownership.
+"""Reading a JetStream channel: pull requests, credit, settling, and partitions read as owned.
 
 The consuming half of :mod:`seawall.transports.nats` (whose docstring gives
-the design); kept apart so each module stays small. nats-py is imported
+the design); kept apart so each module stays small. Which partitions a member
+reads is partition ownership's call (:mod:`._ownership`): the subscription is
+its reader (``start_reading``, ``stop_reading``, ``busy``). nats-py is imported
 through that module, which says how to install it when it is missing.
 """
 
@@ -25,47 +27,24 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..._clock import TimerHeap, wait_until
-from ..._exceptions import ConnectionLost, DecodeError, TransportError
+from ..._exceptions import ConnectionLost, DecodeError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
-from ..._transport.assignment import Leases, token, wanted
-from ..._transport.errors import ErrorMap, closed, lost, refused
+from ..._transport.membership import Member
+from ._ownership import member
+from ._wire import MSG_ID, STREAM_PREFIX, translated
 
 if TYPE_CHECKING:
     from . import NatsTransport
 
-__all__ = ["LEASE_BUCKET", "MSG_ID", "STREAM_PREFIX", "NatsSubscription", "Stream", "translated"]
+__all__ = ["NatsSubscription", "Stream"]
 
 log = logging.getLogger("seawall.transports.nats")
 
-LEASE_BUCKET = "seawall_leases"
-STREAM_PREFIX = "SEAWALL_"
-MSG_ID = "Nats-Msg-Id"
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 _DESCRIPTION = api.Header.DESCRIPTION  # nats-py keys it by the enum, whose hash is not the text's
-
-
-_UNANSWERED = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.OutboundBufferLimitError,
-    nats.js.errors.NoStreamResponseError,
-    nats.js.errors.ServiceUnavailableError,
-)
-
-
-translated = ErrorMap(
-    "NATS",
-    (nats.errors.Error,),
-    [
-        (nats.errors.ConnectionClosedError, closed("NATS")),
-        (_UNANSWERED, lost("NATS JetStream", "it did not answer")),
-        (nats.js.errors.APIError, refused("NATS JetStream")),
-    ],
-)
-"""``with translated(what):`` raises nats-py errors met while doing ``what`` as seawall errors."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +170,8 @@ class NatsSubscription:
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[str, _Held] = {}  # by ack subject
         self._state = "open"  # open | closed | broken
-        self._owner = _Ownership(self, kv) if kv is not None else None
-        self._task: asyncio.Task[None] | None = None
+        self._kv = kv
+        self._owner: Member | None = None
         self._lost: str | None = None  # why the subscription must end, found in a callback
         self._expiry = 0.0  # after a broken link: when its open pull requests have expired
         # The reader arms a timer at every wait (for the next pull request or keepalive
@@ -201,22 +180,19 @@ class NatsSubscription:
         self._timers = TimerHeap(transport.clock)
 
     async def start(self) -> None:
-        if self._owner is None:
-            await self.take(0)
-        else:
-            await self._owner.join()
-            self._task = asyncio.get_running_loop().create_task(self._own(self._owner))
+        if self._kv is None:
+            await self.start_reading(0, 0)
+            return
+        self._owner = await member(self, self._kv)
+        await self._owner.join()
+        await self._owner.start(self._broke)
 
-    async def _own(self, owner: _Ownership) -> None:
-        """Keep the partition ownership going; if it fails, the subscription breaks."""
-        try:
-            await owner.run()
-        except Exception as exc:
-            log.warning("partition ownership of %s failed (%r); subscription ends", owner.me, exc)
-            await self._end("broken")
+    async def _broke(self, exc: Exception) -> None:
+        """The partition ownership failed: the subscription breaks."""
+        await self._end("broken")
 
-    # -- partitions ----------------------------------------------------------
-    async def take(self, partition: int) -> None:
+    # -- partitions (the reader's part in partition ownership) ---------------
+    async def start_reading(self, partition: int, epoch: int) -> None:
         if self._state != "open":
             return
         puller = _Puller(self, partition, self.consumers[partition])
@@ -225,12 +201,15 @@ class NatsSubscription:
             await puller.start()
         self.wake.set()
 
-    async def release(self, partition: int) -> bool:
-        """Stop pulling ``partition``; whether none of its messages is held any more."""
+    async def stop_reading(self, partition: int) -> None:
+        """Stop pulling ``partition``; messages already on their way arrive before this
+        returns (the server hands a pull request nothing once its inbox has no interest)."""
         puller = self.pullers.pop(partition, None)
         if puller is not None:
             await puller.stop()
-        return self.held[partition] == 0
+
+    def busy(self, partition: int) -> bool:
+        return self.held[partition] > 0
 
     # -- deliveries ------------------------------------------------------------
     async def arrived(self, msg: Msg, partition: int) -> None:
@@ -351,7 +330,7 @@ class NatsSubscription:
         puller = self.pullers.get(held.partition)
         if puller is None:
             if self._owner is not None:
-                self._owner.changed.set()  # a partition being handed over may now be free
+                self._owner.wake()  # a partition being handed over may now be free
         elif not self._ready and not self._want(puller, self.transport.clock.time()):
             # The reader has nothing this settle unblocks: no delivery waits for credit
             # and no pull request is due. Not waking it saves a trip round its loop
@@ -391,7 +370,7 @@ class NatsSubscription:
         dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
         self._expiry = max(dues, default=0.0)
         for partition in list(self.pullers):
-            await self.release(partition)
+            await self.stop_reading(partition)
         await self._return_all()
         if self._owner is not None:
             self._owner.stop()
@@ -403,14 +382,10 @@ class NatsSubscription:
     async def close(self) -> None:
         if self._state == "open":
             await self._end("closed")
-        if self._task is not None:
+        if self._owner is not None:
             # It stops by itself within a round trip; cancelling is the fallback, not
             # the way, since Python 3.11's wait_for (inside nats-py) can swallow a
-            # cancellation that meets a reply, and a TaskGroup passes it on only once.
-            await asyncio.wait({self._task}, timeout=2 * self.transport.api_timeout)
-            self._task.cancel()
-            self._task = None
-        if self._owner is not None and self._owner.joined:
+            # cancellation that meets a reply (see Member.stopped).
             await self._owner.leave()
         if self.stream.ephemeral:
             await self.transport._forget(self.stream)
@@ -441,119 +416,3 @@ def _decode(msg: Msg) -> Message:
             data=msg.data,
             headers={**headers, "seawall-decode-error": str(exc)},
         )
-
-
-class _Ownership:
-    """Which partitions of a channel this member pulls, agreed through KV leases and locks."""
-
-    def __init__(self, sub: NatsSubscription, kv: KeyValue) -> None:
-        self.sub = sub
-        self.kv = kv
-        self.prefix = f"{sub.stream.name}.{token(sub.group)}"
-        self.me = sub.member
-        self.leases = Leases(sub.transport.lease)
-        self.locks: dict[int, int] = {}  # partition -> revision of our lock
-        self.changed = asyncio.Event()
-        self.stopped = False
-        self.joined = False
-        self._watcher: KeyValue.KeyWatcher | None = None
-
-    def _lock(self, partition: int) -> str:
-        return f"{self.prefix}.p.{partition}"
-
-    async def join(self) -> None:
-        with translated(f"reading the lease bucket {LEASE_BUCKET}"):
-            status = await self.kv.status()
-        if status.ttl:
-            self.leases = Leases(status.ttl)
-        self.joined = True
-        await self._renew()
-        await self._rebalance()  # a member alone owns every partition before subscribe returns
-
-    async def run(self) -> None:
-        """Follow leases and locks until :meth:`stop`."""
-        watcher = self._watcher = await self.kv.watch(f"{self.prefix}.>")
-        if self.stopped:
-            return
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._listen(watcher))
-                tasks.create_task(self._steer())
-        finally:
-            await self._unwatch()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to end; it does within a quarter second or one broker round trip."""
-        self.stopped = True
-        self.changed.set()
-
-    async def _unwatch(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def _listen(self, watcher: KeyValue.KeyWatcher) -> None:
-        while not self.stopped:
-            try:
-                entry = await watcher.updates(timeout=0.25)  # type: ignore[no-untyped-call]
-            except nats.errors.TimeoutError:
-                continue
-            if entry is None:
-                continue
-            kind, _, who = entry.key.removeprefix(f"{self.prefix}.").partition(".")
-            if kind == "m" and entry.operation is None:
-                self.leases.heard(who, self.sub.transport.clock.time())
-            elif kind == "m":
-                self.leases.left(who)
-            self.changed.set()
-
-    async def _steer(self) -> None:
-        clock = self.sub.transport.clock
-        every = self.leases.ttl / 3
-        renew_at = clock.time() + every
-        while not self.stopped:
-            self.changed.clear()
-            if clock.time() >= renew_at:
-                await self._renew()
-                renew_at = clock.time() + every
-            await self._rebalance()
-            await wait_until(clock, self.changed, renew_at)
-
-    async def _renew(self) -> None:
-        with translated(f"renewing the lease of {self.me}"):
-            await self.kv.put(f"{self.prefix}.m.{self.me}", b"")
-            self.leases.heard(self.me, self.sub.transport.clock.time())
-            for partition, revision in list(self.locks.items()):
-                try:
-                    self.locks[partition] = await self.kv.update(
-                        self._lock(partition), self.me.encode(), last=revision
-                    )
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    log.warning("%s lost partition %d: its lock ran out", self.me, partition)
-                    del self.locks[partition]
-                    await self.sub.release(partition)
-
-    async def _rebalance(self) -> None:
-        live = self.leases.live(self.sub.transport.clock.time())
-        mine = wanted(self.me, live, self.sub.stream.partitions)
-        for partition in sorted(set(self.locks) - mine):
-            if await self.sub.release(partition):
-                with translated(f"handing partition {partition} over"):
-                    await self.kv.delete(self._lock(partition), last=self.locks.pop(partition))
-        for partition in sorted(mine - set(self.locks)):
-            try:
-                self.locks[partition] = await self.kv.create(
-                    self._lock(partition), self.me.encode()
-                )
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue  # still held by its previous owner, who is draining it
-            await self.sub.take(partition)
-
-    async def leave(self) -> None:
-        """Give up every lock and the lease, so others take over at once (best effort)."""
-        with contextlib.suppress(TransportError), translated(f"leaving as {self.me}"):
-            for partition, revision in list(self.locks.items()):
-                await self.kv.delete(self._lock(partition), last=revision)
-            self.locks.clear()
-            await self.kv.delete(f"{self.prefix}.m.{self.me}")

@@ -53,7 +53,7 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
 * **Partitions** → each group partition queue has ``x-single-active-consumer``,
   so two members never read one partition at once, and members agree who reads
   what (:func:`seawall._transport.assignment.wanted`) through heartbeats on a fanout
-  exchange per group (:mod:`._rabbitmq_members`). A member hands a partition
+  exchange per group (:mod:`._members`). A member hands a partition
   over only when it holds none of its messages.
 * **Ephemeral channels** (reply inboxes) → one classic, non-durable,
   auto-delete queue ``seawall.<token>``, published to through the default

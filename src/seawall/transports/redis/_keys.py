@@ -11,7 +11,8 @@ and channel ``orders.events``::
     seawall:{orders_2eevents}:scheduled        zset: entries published with not_before
     seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
-    seawall:{orders_2eevents}:lock:<g>:<p>     string: the member that owns partition p
+    seawall:{orders_2eevents}:lock:<g>:<p>     string: <member>:<epoch> that owns partition p
+    seawall:{orders_2eevents}:epochs:<g>       hash: partition -> last fencing epoch handed out
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class Keys:
     def lock(self, group: str, partition: int) -> str:
         return f"{self.base}:lock:{token(group)}:{partition}"
 
+    def epochs(self, group: str) -> str:
+        return f"{self.base}:epochs:{token(group)}"
+
     def group(self, group: str) -> str:
         """The consumer group name on the streams (the group's token)."""
         return token(group)
@@ -70,6 +74,7 @@ class Keys:
             keys += [self.retry(g, p) for g in groups]
             keys += [self.lock(g, p) for g in groups]
         keys += [self.members(g) for g in groups]
+        keys += [self.epochs(g) for g in groups]
         return keys
 
     def expiring(self, lanes: int, group: str) -> list[str]:

@@ -1,122 +1,125 @@
-"""Which partitions of a Redis channel a group member reads: leases and locks.
+"""Partition leases of a Redis group: the Redis lease store of partition ownership.
 
-Each member renews a lease (its score in the group's ``members`` sorted set,
-by the server's clock) every ``rebalance`` seconds and prunes leases older
-than ``lease``; it owns partition ``p`` through the lock key
-``…:lock:<group>:<p>`` set with ``NX PX lease`` and renewed with the lease,
-so two members never read one partition at once. Who should own what follows
-:func:`seawall._transport.assignment.wanted` over the live members. A member giving a
-partition up stops reading it, waits until it holds none of its entries and
-no read it sent may still bring one, and only then deletes the lock; the new
-owner, which tries every 20 ms while it lacks a partition, takes it then.
-Every read of a member also counts the group's members (``ZCARD``, in the
-read's pipeline), so a busy member starts a round as soon as someone joins or
-leaves, not at its next heartbeat.
+Who reads which partition, and how a partition is handed over, is decided
+once for every broker by :mod:`seawall._transport.ownership` and driven by
+:class:`seawall._transport.membership.Member`; this module keeps the leases
+in keys of the channel (see :mod:`._keys`), each step one script (see
+:mod:`._scripts`):
+
+* a member's lease is its score in the group's ``members`` sorted set, by
+  the server's clock, renewed every ``rebalance`` seconds (at most a third of
+  ``lease``); scores older than ``lease`` are pruned;
+* partition ``p``'s lease is the lock key ``…:lock:<group>:<p>``, set only
+  when absent to ``<member>:<epoch>`` with a time to live of ``lease``,
+  renewed with the member's lease (a lock that no longer holds that value is
+  lost) and deleted only by its holder. The fencing epoch is counted up in
+  the group's ``epochs`` hash, which never expires, so it only grows.
+
+Redis tells no one when members come and go, so every read of a member also
+counts the group's members (``ZCARD``, in the read's pipeline) and
+:meth:`RedisLeases.heard` wakes the member when the count changes; a member
+lacking a partition whose lock is held asks again every 20 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..._clock import wait_until
-from ..._exceptions import TransportError
-from ..._transport.assignment import wanted
-from ._wire import round_trip, translated
+from ..._transport.membership import Heartbeat, Member
+from ..._transport.ownership import Ownership
+from ._wire import round_trip
 
 if TYPE_CHECKING:
     from ._subscription import RedisSubscription
 
-__all__ = ["Ownership"]
+__all__ = ["RedisLeases", "member"]
 
-log = logging.getLogger("seawall.transports.redis")
-
-_WANTING = 0.02  # seconds between rounds while a partition this member should own is locked
+_WANTING = 0.02  # seconds between tries at a partition this member should own and is locked
 
 
-class Ownership:
-    """The partitions one member of a group owns, agreed through Redis leases and locks."""
+class RedisLeases:
+    """One member's leases on one Redis channel and group."""
 
-    def __init__(self, sub: RedisSubscription, lease: float, every: float) -> None:
-        self.sub = sub
+    def __init__(self, sub: RedisSubscription) -> None:
+        self.transport = sub.transport
         self.me = sub.consumer
-        self.lease_ms = max(1, int(lease * 1000))
-        self.every = min(every, lease / 3)
-        self.locks: set[int] = set()
-        self.missing = False  # whether a partition this member should own is still locked
-        self.members = 0  # live members at the last round
-        self.changed = asyncio.Event()
-        self.stopped = False
+        self.lease_ms = max(1, int(self.transport.lease * 1000))
         keys = sub.channel.keys
         self._members = keys.members(sub.group)
-        self._lock = {p: keys.lock(sub.group, p) for p in range(sub.channel.partitions)}
+        self._epochs = keys.epochs(sub.group)
+        self._locks = [keys.lock(sub.group, p) for p in range(sub.channel.partitions)]
+        self._count = 0  # live members at the last look
+        self._changed = asyncio.Event()
 
-    async def join(self) -> None:
-        """Take part: a member alone owns every partition before subscribe returns."""
-        await self.round()
+    def _value(self, epoch: int) -> str:
+        return f"{self.me}:{epoch}"
 
-    async def run(self) -> None:
-        """Renew and rebalance every ``every`` seconds (or when woken) until :meth:`stop`."""
-        clock = self.sub.transport.clock
-        while not self.stopped:
-            self.changed.clear()
-            every = _WANTING if self.missing else self.every
-            await wait_until(clock, self.changed, clock.time() + every)
-            if not self.stopped:
-                await self.round()
+    async def _script(self, what: str, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        async with round_trip(what, self.transport.api_timeout):
+            return await self.transport.script(name, keys, args)
 
-    def stop(self) -> None:
-        self.stopped = True
-        self.changed.set()
+    async def renew(self, held: Mapping[int, int]) -> Heartbeat:
+        order = sorted(held)
+        values = [self._value(held[p]) for p in order]
+        keys = [self._members, *(self._locks[p] for p in order)]
+        members, lost = await self._script(
+            f"renewing the lease of {self.me}", "heartbeat", keys, [self.me, self.lease_ms, *values]
+        )
+        gone = {key.decode() if isinstance(key, bytes) else key for key in lost}
+        return Heartbeat(self._seen(members), frozenset(p for p in order if self._locks[p] in gone))
 
-    async def round(self) -> None:
-        """One heartbeat: renew the lease and locks, then give and take partitions."""
-        held = sorted(self.locks)
-        with translated(f"renewing the lease of {self.me}"):
-            members, lost = await self.sub.transport.script(
-                "heartbeat",
-                [self._members, *(self._lock[p] for p in held)],
-                [self.me, self.lease_ms],
-            )
-        for key in lost:
-            partition = next(p for p, k in self._lock.items() if k.encode() == key)
-            log.warning("%s lost partition %d: its lock ran out", self.me, partition)
-            self.locks.discard(partition)
-            await self.sub.release(partition)
-        live = {m.decode() for m in members}
-        self.members = len(live)
-        mine = wanted(self.me, live, self.sub.channel.partitions)
-        for partition in sorted(self.locks - mine):
-            if await self.sub.release(partition):
-                await self._unlock(partition)
-        for partition in sorted(mine - self.locks):
-            client = await self.sub.transport.link()
-            async with round_trip(f"taking partition {partition}", self.sub.transport.api_timeout):
-                got = await client.set(self._lock[partition], self.me, nx=True, px=self.lease_ms)
-            if got:
-                self.locks.add(partition)
-                await self.sub.take(partition)
-        self.missing = bool(mine - self.locks)
+    async def members(self) -> frozenset[str]:
+        members = await self._script(
+            "reading the members", "members", [self._members], [self.lease_ms]
+        )
+        return self._seen(members)
+
+    def _seen(self, members: list[bytes]) -> frozenset[str]:
+        self._count = len(members)
+        return frozenset(m.decode() for m in members)
+
+    async def acquire(self, partition: int) -> int | None:
+        keys = [self._locks[partition], self._epochs]
+        epoch = await self._script(
+            f"taking partition {partition}", "take", keys, [self.me, self.lease_ms, partition]
+        )
+        return int(epoch) or None
+
+    async def release(self, partition: int, epoch: int) -> None:
+        lock = [self._locks[partition]]
+        await self._script(
+            f"handing partition {partition} over", "unlock", lock, [self._value(epoch)]
+        )
+
+    async def leave(self, held: Mapping[int, int]) -> None:
+        for partition, epoch in sorted(held.items()):
+            await self.release(partition, epoch)
+        client = await self.transport.link()
+        async with round_trip(f"leaving as {self.me}", self.transport.api_timeout):
+            await client.zrem(self._members, self.me)
+
+    async def changed(self) -> bool:
+        await self._changed.wait()
+        self._changed.clear()
+        return True
 
     def heard(self, members: int) -> None:
-        """The member count a read saw: a change (a member came or went) starts a round."""
-        if members != self.members:
-            self.changed.set()
+        """The member count a read saw: a change (a member came or went) wakes the member."""
+        if members != self._count:
+            self._count = members
+            self._changed.set()
 
-    async def _unlock(self, partition: int) -> None:
-        self.locks.discard(partition)
-        async with round_trip(
-            f"handing partition {partition} over", self.sub.transport.api_timeout
-        ):
-            await self.sub.transport.script("unlock", [self._lock[partition]], [self.me])
 
-    async def leave(self) -> None:
-        """Give up every lock and the lease, so others take over at once (best effort)."""
-        with contextlib.suppress(TransportError):
-            for partition in sorted(self.locks):
-                await self._unlock(partition)
-            client = await self.sub.transport.link()
-            async with round_trip(f"leaving as {self.me}", self.sub.transport.api_timeout):
-                await client.zrem(self._members, self.me)
+def member(sub: RedisSubscription, leases: RedisLeases) -> Member:
+    """``sub``'s part in its group's partition ownership, over ``leases``."""
+    transport = sub.transport
+    ownership = Ownership(
+        sub.consumer,
+        sub.channel.partitions,
+        ttl=transport.lease,
+        every=transport.rebalance,
+        retry=_WANTING,
+    )
+    return Member(ownership, leases, sub, transport.clock)

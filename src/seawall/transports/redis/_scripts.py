@@ -23,9 +23,17 @@
   each entry with its delivery count (the attempt), and the next due time.
 * ``reclaim``: claim entries idle longer than a bound from consumers that
   are gone (a process died), never parked ones; counts as an attempt.
-* ``heartbeat``: renew a member's lease and its partition locks, by the
-  server's clock; returns the live members and the locks it lost.
-* ``unlock``: delete a partition lock if this member still holds it.
+* ``heartbeat``: renew a member's lease and its partition locks (``KEYS``:
+  the members set, then the locks; ``ARGV``: the member, the lease in
+  milliseconds, then the value each lock should hold), by the server's
+  clock; returns the live members and the locks it lost.
+* ``members``: the live members (``KEYS``: the members set; ``ARGV``: the
+  lease), pruning those whose lease ran out, by the server's clock.
+* ``take``: set a partition lock if absent (``KEYS``: the lock, the epochs
+  hash; ``ARGV``: the member, the lease, the partition) to
+  ``<member>:<epoch>``, the epoch counted up in the hash; returns the epoch,
+  or ``0`` when the lock is held.
+* ``unlock``: delete a partition lock if it still holds the given value.
 * ``expire``: give every key of an ephemeral channel (``KEYS``: the meta hash
   first) a time to live of ``ARGV[1]`` milliseconds, unless the meta hash has
   already gone (``0``): its owner renews them while it lives.
@@ -192,13 +200,27 @@ redis.call('ZREMRANGEBYSCORE', members, '-inf', now - lease)
 redis.call('PEXPIRE', members, lease * 10)
 local lost = {}
 for i = 2, #KEYS do
-  if redis.call('GET', KEYS[i]) == me then
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
     redis.call('PEXPIRE', KEYS[i], lease)
   else
     lost[#lost + 1] = KEYS[i]
   end
 end
 return {redis.call('ZRANGE', members, 0, -1), lost}
+"""
+
+_MEMBERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+return epoch
 """
 
 _UNLOCK = """
@@ -235,6 +257,8 @@ SCRIPTS = {
         Script("take_due", _TAKE_DUE),
         Script("reclaim", _RECLAIM),
         Script("heartbeat", _HEARTBEAT),
+        Script("members", _MEMBERS),
+        Script("take", _TAKE),
         Script("unlock", _UNLOCK),
         Script("expire", _EXPIRE),
     )

@@ -20,9 +20,10 @@ from ..._exceptions import ConnectionLost, TransportError
 from ..._messages.envelope import Message
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
+from ..._transport.membership import Member
 from ._entry import decode
 from ._keys import PARKED, RedisChannel
-from ._ownership import Ownership
+from ._ownership import RedisLeases, member
 from ._wire import command, round_trip, translated
 
 if TYPE_CHECKING:
@@ -76,41 +77,40 @@ class RedisSubscription:
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
         self._acked_at = 0.0  # when the oldest of them was acked
         self._flushing = False  # acks are being sent beside a blocking read
-        self._owner: Ownership | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._leases: RedisLeases | None = None
+        self._owner: Member | None = None
+        self._task: asyncio.Task[None] | None = None  # the ownership loop's
         if channel.partitions > 1:
-            self._owner = Ownership(self, transport.lease, transport.rebalance)
+            self._leases = RedisLeases(self)
+            self._owner = member(self, self._leases)
 
     async def start(self) -> None:
         await self._renew(self.transport.clock.time())  # a key made since is mortal too
         if self._owner is None:
             for lane in range(self.channel.lanes):
-                await self.take(lane)
+                await self.start_reading(lane, 0)
         else:
             await self._owner.join()
-            self._task = asyncio.get_running_loop().create_task(self._own(self._owner))
+            self._task = await self._owner.start(self._broke)
 
-    async def _own(self, owner: Ownership) -> None:
-        """Keep the partition ownership going; if it fails, the subscription breaks."""
-        try:
-            await owner.run()
-        except TransportError as exc:
-            log.warning("partition ownership of %s failed (%s); subscription ends", owner.me, exc)
-            self._why = f"partition ownership failed ({exc})"
-            await self._end("broken")
+    async def _broke(self, exc: Exception) -> None:
+        """The partition ownership failed: the subscription breaks."""
+        self._why = f"partition ownership failed ({exc})"
+        await self._end("broken")
 
-    # -- partitions ------------------------------------------------------------
-    async def take(self, partition: int) -> None:
+    # -- partitions (the reader's part in partition ownership) -----------------
+    async def start_reading(self, partition: int, epoch: int) -> None:
         if self._state == "open":
             self.owned[partition] = self.channel.keys.stream(partition)
             self._due_at = self._reclaim_at = 0.0  # look for its retries and orphans now
             self._wake.set()
 
-    async def release(self, partition: int) -> bool:
-        """Stop reading ``partition``; whether none of its entries is held any more."""
+    async def stop_reading(self, partition: int) -> None:
         self.owned.pop(partition, None)
+
+    def busy(self, partition: int) -> bool:
         # a read already sent may still bring entries of it: not free before it returns
-        return self.held[partition] == 0 and partition not in self._reading
+        return self.held[partition] > 0 or partition in self._reading
 
     # -- deliveries ------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -199,8 +199,10 @@ class RedisSubscription:
                 return
             self._hold(read)
         finally:
-            self._reading = set()
+            asked, self._reading = self._reading, set()
             self._idle.set()
+            if self._owner is not None and not asked <= self.owned.keys():
+                self._owner.wake()  # a partition being handed over may now be free
 
     def _spread(self, streams: list[tuple[int, str]], credit: int, block: float) -> list[Any]:
         """One read over the streams, credit shared among them."""
@@ -234,16 +236,16 @@ class RedisSubscription:
     async def _read_round_trip(self, client: Any, args: list[Any]) -> Any:
         """The ``XREADGROUP``, with the acks waiting to go and, when this member takes part
         in partition ownership, the count of the group's members."""
-        if not self._acked and self._owner is None:
+        if not self._acked and self._leases is None:
             return await command(client, *args)
         async with client.pipeline(transaction=False) as pipe:
             self._queue_acks(pipe)
-            if self._owner is not None:
+            if self._leases is not None:
                 pipe.zcard(self.channel.keys.members(self.group))
             pipe.execute_command(*args)
             *_, members, answer = await pipe.execute()
-        if self._owner is not None:
-            self._owner.heard(members)
+        if self._leases is not None:
+            self._leases.heard(members)
         return answer
 
     def _held(self, partition: int, entry: Any, fields: Any, attempt: int, now: float) -> _Held:
@@ -413,7 +415,7 @@ class RedisSubscription:
         if held is not None:
             self.held[held.partition] -= 1
             if self._owner is not None and held.partition not in self.owned:
-                self._owner.changed.set()  # a partition being handed over may now be free
+                self._owner.wake()  # a partition being handed over may now be free
             if self.prefetch - len(self._unsettled) - len(self._ready) >= self._low:
                 self._wake.set()  # room for a read worth its round trip
         return held
@@ -465,12 +467,9 @@ class RedisSubscription:
         with contextlib.suppress(TimeoutError):  # a read under way gives back what it got
             async with asyncio.timeout(self.transport.poll + 2.0):
                 await self._idle.wait()
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=2.0)
-            self._task.cancel()
-            self._task = None
         if self._owner is not None:
             await self._owner.leave()
+            self._task = None
         await self._forget_consumer()
         if self.channel.ephemeral:
             await self.transport.forget(self.channel, [self.group])
