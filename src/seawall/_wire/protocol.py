@@ -35,9 +35,9 @@ Handshake
     body is read, and so does anything but Hello (``bad-request``). A client
     sends nothing more until Welcome arrives; bytes it sent anyway are read
     as frames after Welcome. The server gives a new connection a few seconds
-    (its ``hello_timeout``) to finish the TLS handshake, if any, and again to
-    send Hello; then it closes it without a word. A server at its limit of
-    connections (all of them, or this client's) answers
+    (its ``hello_timeout``, from the accept) to finish the TLS handshake, if
+    any, and send Hello; then it closes it without a word. A server at its
+    limit of connections (all of them, or this client's) answers
     ``Error(None, "unavailable")`` and closes: try again later.
 
 Pipelining
