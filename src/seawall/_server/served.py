@@ -27,7 +27,8 @@ class ServerStatistics:
     """Counters of one broker server, for tests, logs and metrics."""
 
     connections: int = 0
-    """Connections open now, whether past Welcome or not."""
+    """Connections open now, whether past Welcome or not (the server counts them when
+    :meth:`~seawall._server.server.BrokerServer.statistics` takes a snapshot)."""
     accepted: int = 0
     """Connections taken since the server started."""
     refused: int = 0
