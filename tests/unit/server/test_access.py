@@ -93,6 +93,18 @@ async def test_another_client_s_reply_inbox_cannot_be_read_or_written(
     await round_trip(snoop, "a.mine")
 
 
+async def test_an_inbox_stays_its_owner_s_across_a_reconnect(
+    connect: dict[str, SeawallTransport],
+) -> None:
+    shop, snoop = connect["shop"], connect["snoop"]
+    await shop.subscribe(INBOX, group=INBOX)
+    shop.disconnect()  # the connection breaks; the server ends its subscription
+    with pytest.raises(PermissionDenied, match="belongs to another client"):
+        await snoop.subscribe(INBOX, group="snoop")
+    again = await shop.subscribe(INBOX, group=INBOX)  # from its new connection
+    await again.close()
+
+
 async def test_a_reply_may_go_to_the_inbox_of_a_request_delivered_until_its_deadline(
     connect: dict[str, SeawallTransport],
 ) -> None:
