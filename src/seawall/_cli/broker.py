@@ -9,13 +9,16 @@ or ``seawall+unix:///path``. Tokens, channel rights and limits come from
 :class:`~seawall.transports.EmbeddedOptions` (``--option window=0.005``), except
 its message size, which is ``max_message`` of ``--config``.
 Under ``seawall up`` it also stops when ``seawall up`` dies (the hidden
-``--lifeline`` option, see :mod:`seawall._up.lifeline`).
+``--lifeline`` option, see :mod:`seawall._up.lifeline`). The process's limit on
+open files is raised, as far as the hard limit allows, to hold the config's
+``max_connections`` with room to spare; a warning says so when it cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import ssl
 from pathlib import Path
@@ -29,12 +32,34 @@ from .._server.server import BrokerServer
 from .._up.lifeline import hold
 from ..transports.embedded import EmbeddedOptions, EmbeddedTransport
 
-__all__ = ["broker_options", "serve_broker", "split_listen", "tls_context"]
+__all__ = ["broker_options", "make_room_for", "serve_broker", "split_listen", "tls_context"]
 
 log = logging.getLogger("seawall.broker")
 
 LIFELINE_BACKSTOP = 10.0
 """Seconds a broker started by ``seawall up`` may take to close after ``seawall up`` died."""
+SPARE_FILES = 64
+"""Open files the broker needs beyond its connections: listening sockets, its store, logs."""
+
+
+def make_room_for(connections: int) -> str | None:
+    """Raise the soft limit on open files to fit ``connections``; a warning if it cannot.
+
+    Past the limit, accepting fails and asyncio stops accepting for a while: every client
+    would be turned away, not only the ones over ``max_connections``.
+    """
+    needed = connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = raised
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        return (
+            f"max_connections is {connections} but this process may open only {soft} files; "
+            f"raise the limit (ulimit -n {needed}) or lower max_connections in the config"
+        )
+    return None
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -88,6 +113,7 @@ async def serve_broker(
 ) -> None:
     """Serve the broker on ``data`` until SIGTERM/SIGINT, then close it cleanly."""
     host, port = split_listen(listen) if listen else (None, 0)
+    warning = make_room_for(config.max_connections)
     transport = EmbeddedTransport(data, options=options, max_message_bytes=config.max_message)
     await transport.broker()  # opens and recovers before the first client arrives
     stop = asyncio.Event()
@@ -101,9 +127,12 @@ async def serve_broker(
             access = "open to any client" if config.open else f"{len(config.tokens)} clients"
             click.echo(
                 f"seawall broker: {data} (sync={options.sync}) listening on "
-                f"{', '.join(server.addresses)}; {access}",
+                f"{', '.join(server.addresses)}; {access}, at most "
+                f"{config.max_connections} connections",
                 err=True,
             )
+            if warning is not None:  # after the line that says it listens, which tools wait for
+                click.echo(f"seawall broker: warning: {warning}", err=True)
             await stop.wait()
     finally:
         await transport.close()

@@ -12,6 +12,15 @@ that transport: whoever made it does. Usage::
     async with BrokerServer(transport, host="127.0.0.1", port=4300) as server:
         await server.serve_forever()
 
+Every connection counts against the config's ``max_connections`` from the
+moment it is accepted, before its TLS handshake (done by the session, under
+the Hello timeout, so a socket that never finishes it is dropped like one that
+never says Hello). A connection over the limit is answered
+``Error(None, "unavailable")`` (plain TCP; a TLS one is just closed) and
+closed at once; a warning says so, at most every :data:`REFUSAL_LOG_INTERVAL`
+seconds with the count refused since. :meth:`BrokerServer.statistics` tells
+the counts.
+
 Closing the server stops accepting, lets every session finish the requests it
 has read, says Goodbye and closes its subscriptions (unsettled deliveries
 come again).
@@ -24,6 +33,7 @@ import contextlib
 import logging
 import os
 import ssl as _ssl
+from dataclasses import replace
 from importlib.metadata import version
 from types import TracebackType
 from typing import Self
@@ -32,13 +42,18 @@ from .._clock import Clock, SystemClock
 from .._exceptions import ConfigurationError
 from .._tasks import TaskScope
 from .._transport import Transport
+from .._wire.protocol import MAX_HELLO, Error, encode_frame
 from .._wire.streams import FramedStream
 from .acl import ServerConfig
-from .session import Served, Session
+from .served import Served, ServerStatistics
+from .session import Session
 
-__all__ = ["BrokerServer"]
+__all__ = ["BrokerServer", "ServerStatistics"]
 
 log = logging.getLogger("seawall.server")
+
+REFUSAL_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about connections refused at max_connections."""
 
 
 class BrokerServer:
@@ -77,6 +92,7 @@ class BrokerServer:
         self._sessions: dict[Session, asyncio.Task[None]] = {}
         self._scope = TaskScope()
         self._closed = asyncio.Event()
+        self._refusals_logged = (float("-inf"), 0)  # when, and the refused count then
 
     @property
     def addresses(self) -> list[str]:
@@ -104,16 +120,13 @@ class BrokerServer:
         """Start listening; on return clients can connect."""
         await self._scope.__aenter__()
         try:
+            # no ssl= here: each session does its TLS handshake under the Hello timeout
             if self.host is not None:
-                server = await asyncio.start_server(
-                    self._accept, self.host, self.port, ssl=self.ssl
-                )
+                server = await asyncio.start_server(self._accept, self.host, self.port)
                 self._servers.append(server)
                 self.port = server.sockets[0].getsockname()[1]
             if self.path is not None:
-                self._servers.append(
-                    await asyncio.start_unix_server(self._accept, self.path, ssl=self.ssl)
-                )
+                self._servers.append(await asyncio.start_unix_server(self._accept, self.path))
                 self._bound_path = True  # the socket file is ours to remove
         except OSError as exc:
             await self.close()
@@ -127,22 +140,61 @@ class BrokerServer:
         tls = "TLS" if self.ssl else "no TLS"
         log.info("broker server listening on %s, %s, %s", ", ".join(self.addresses), tls, access)
 
+    def statistics(self) -> ServerStatistics:
+        """A snapshot of the server's counters."""
+        return replace(self.broker.stats, connections=len(self._sessions))
+
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._scope.closed or self._closed.is_set():
             writer.transport.abort()
             return
-        peer = writer.get_extra_info("peername") or self.path or "?"
+        if self.ssl is not None:  # not a byte read before the TLS handshake takes the socket
+            transport = writer.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()
+        peer = _peer_name(writer.get_extra_info("peername") or self.path or "?")
+        if len(self._sessions) >= self.broker.config.max_connections:
+            self._refuse(writer, peer)
+            return
+        self.broker.stats.accepted += 1
         stream = FramedStream(
             reader,
             writer,
-            max_frame=self.broker.config.max_frame,
+            max_frame=MAX_HELLO,  # raised to max_frame once the client is welcome
             heartbeat=self.broker.config.heartbeat,
             clock=self.broker.clock,
         )
-        session = Session(self.broker, stream, _peer_name(peer))
+        accepted = self.broker.clock.time()
+        session = Session(self.broker, stream, peer, tls=self.ssl, accepted=accepted)
         task = self._scope.create_task(session.run())
         self._sessions[session] = task
         task.add_done_callback(lambda _: self._sessions.pop(session, None))
+
+    def _refuse(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        """Turn away a connection over max_connections, at once and with a word if plain."""
+        stats, limit = self.broker.stats, self.broker.config.max_connections
+        stats.refused += 1
+        if self.ssl is None:
+            why = (
+                f"this broker already serves {limit} connections, its max_connections; "
+                "try again later"
+            )
+            writer.write(encode_frame(Error(None, "unavailable", why)))
+            writer.close()  # after the frame
+        else:
+            writer.transport.abort()
+        now = self.broker.clock.time()
+        when, count = self._refusals_logged
+        if now - when >= REFUSAL_LOG_INTERVAL:
+            self._refusals_logged = (now, stats.refused)
+            log.warning(
+                "broker server refused %s: %d connections are open, its max_connections "
+                "(%d refused since the last warning); raise max_connections in the config, "
+                "or find who opens so many",
+                peer,
+                limit,
+                stats.refused - count,
+            )
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (from another task) or this is cancelled."""

@@ -4,15 +4,17 @@ A :class:`Session` speaks the protocol of :mod:`seawall._wire.protocol` for one
 client over a :class:`~seawall._wire.streams.FramedStream`, on behalf of the
 :class:`~seawall._server.server.BrokerServer` that accepted it:
 
-* Hello is checked against the server's :class:`~seawall._server.acl.ServerConfig`
-  (token, then the rights of every later request).
+* The connection is opened by :func:`~seawall._server.handshake.handshake` (TLS,
+  Hello within the Hello timeout, token, admission, Welcome); every later request
+  is checked against the connection's :class:`~seawall._server.rights.Rights`.
 * Requests (Declare, Publish, Subscribe, Unsubscribe) go to a pool of
   :class:`~seawall._server.workers.Workers`, so a publish waiting for a full
   channel or for its disk commit holds up neither the other requests nor
   acks, while a publish that completes at once costs no task of its own.
   Each request is answered as soon as its transport call returned.
 * Each subscription has a pump task moving deliveries from the transport's
-  subscription to the client while the client's credit lasts.
+  subscription to the client while the client's credit lasts; each delivery
+  tells the rights that the connection may reply to the inbox it names.
 * Ack, Nack and Credit are handled in the reading task itself, in order.
 
 Every task of a session lives in its TaskGroup; when the connection ends,
@@ -25,22 +27,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+import ssl
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-import msgspec
-
-from .._clock import Clock, timeout_at
-from .._exceptions import (
-    ConnectionLost,
-    MessageTooLarge,
-    PermissionDenied,
-    ProtocolError,
-)
+from .._clock import timeout_at
+from .._exceptions import ConnectionLost, MessageTooLarge, ProtocolError
 from .._messages.envelope import decode_message, encode_message
-from .._transport import Delivery, Subscription, Transport
+from .._transport import Delivery, Subscription
 from .._wire.protocol import (
-    PROTOCOL_VERSION,
     Ack,
     Credit,
     Declare,
@@ -48,21 +43,20 @@ from .._wire.protocol import (
     Error,
     Frame,
     Goodbye,
-    Hello,
     Nack,
     Ok,
     Publish,
     Request,
     Subscribe,
     Unsubscribe,
-    Welcome,
 )
-from .._wire.state import Heartbeat
 from .._wire.streams import FramedStream
-from .acl import Client, ServerConfig
+from .handshake import Refused, handshake
+from .rights import Rights
+from .served import Served
 from .workers import Workers
 
-__all__ = ["Served", "Session"]
+__all__ = ["Session"]
 
 log = logging.getLogger("seawall.server")
 
@@ -75,35 +69,6 @@ BACKLOG = 4096
 """Requests of one client waiting for a worker before the server stops reading."""
 MAX_SUBSCRIPTIONS = 1024
 """Open subscriptions per connection (each has a pump task and up to prefetch deliveries)."""
-
-
-class Served:
-    """What every session of one server shares: the transport, the rules, the terms."""
-
-    def __init__(self, transport: Transport, config: ServerConfig, clock: Clock, name: str) -> None:
-        self.transport = transport
-        self.config = config
-        self.clock = clock
-        capabilities = transport.capabilities
-        limit = capabilities.max_message_bytes
-        max_message = config.max_message if limit is None else min(limit, config.max_message)
-        self.welcome = Welcome(
-            PROTOCOL_VERSION,
-            name,
-            max_frame=config.max_frame,
-            max_message=max_message,
-            heartbeat=config.heartbeat,
-            durability=capabilities.durability.value,
-            partitions=capabilities.partitions,
-            delayed_redelivery=capabilities.delayed_redelivery,
-            delayed_delivery=capabilities.delayed_delivery,
-            replay=capabilities.replay,
-            priorities=capabilities.priorities,
-        )
-
-    def has_channel(self, name: str) -> bool:
-        """Whether the transport has ``name``; only asked when ``auto_create`` is off."""
-        return bool(self.transport.has_channel(name))  # type: ignore[attr-defined]
 
 
 class _Subscription:
@@ -132,18 +97,26 @@ class _Ended(Exception):
 class Session:
     """Serves one connected client until it leaves, fails, falls silent or the server stops."""
 
-    def __init__(self, broker: Served, stream: FramedStream, peer: str) -> None:
+    def __init__(
+        self,
+        broker: Served,
+        stream: FramedStream,
+        peer: str,
+        *,
+        tls: ssl.SSLContext | None = None,
+        accepted: float,
+    ) -> None:
         self.broker = broker
         self.stream = stream
         self.name = peer
         """Who this is, for logs: the peer address, then the client's name too."""
-        self.client: Client | None = None
+        self.tls = tls
+        self.accepted = accepted
+        """When the connection was accepted: the Hello timeout counts from here."""
+        self.rights = Rights(None, broker.owners, broker.clock)
         self._subs: dict[int, _Subscription] = {}
         self._ids = itertools.count(1)
         self._handles = itertools.count()
-        self._requests: Workers[Request] = Workers(
-            self._answer, self._spawn, limit=WORKERS, backlog=BACKLOG
-        )
         self._stopping = asyncio.Event()
         self._farewell: Frame = Goodbye("the broker server is shutting down")
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -152,85 +125,51 @@ class Session:
     def stop(self) -> None:
         """Ask the session to finish its requests, say Goodbye and close."""
         self._stopping.set()
+        if self._group is None:  # still opening: nothing to finish, drop the connection
+            self.stream.abort()
 
     async def run(self) -> None:
         """Serve the connection to its end; never raises."""
         last: Frame | None = None
+        opened = None
         try:
-            batches = self.stream.batches()
-            first = await self._handshake(batches)
-            await self._serve(first, batches)
-        except _Ended as ended:
+            opened = await handshake(self.broker, self.stream, self.name, self.tls, self.accepted)
+            self.name = opened.name
+            self.rights = Rights(opened.client, self.broker.owners, self.broker.clock)
+            await self._serve(self.stream.batches())
+        except (_Ended, Refused) as ended:
             last = ended.last
         except Exception:
             log.exception("broker server: the session of %s failed; closing it", self.name)
             last = Error(None, "internal", "the broker failed serving this connection; reconnect")
         finally:
             await self._close_subscriptions()
+            if opened is not None and opened.client is not None:
+                self.broker.leave(opened.client)
             await self.stream.close(last)
 
-    # -- handshake --------------------------------------------------------------
-    async def _handshake(self, batches: AsyncIterator[list[Frame]]) -> list[Frame]:
-        """Check Hello, answer Welcome; the frames that came with Hello."""
-        clock, config = self.broker.clock, self.broker.config
-        try:
-            async with timeout_at(clock, clock.time() + 3 * config.heartbeat):
-                hello, *rest = await anext(batches)
-        except (StopAsyncIteration, OSError, TimeoutError):
-            raise _Ended(None) from None
-        except ProtocolError as exc:
-            raise _Ended(Error.of(None, exc)) from None
-        if not isinstance(hello, Hello):
-            raise _Ended(
-                Error(
-                    None,
-                    "bad-request",
-                    f"the first frame must be Hello, not {type(hello).__name__}",
-                )
-            )
-        self._authenticate(hello)
-        interval = min(hello.heartbeat, config.heartbeat)
-        self.stream.heartbeat = Heartbeat(interval, clock.time())
-        version = min(hello.version, PROTOCOL_VERSION)
-        self.stream.peer_max_frame = config.max_frame
-        welcome = self.broker.welcome
-        self.stream.send(msgspec.structs.replace(welcome, version=version, heartbeat=interval))
-        return rest
-
-    def _authenticate(self, hello: Hello) -> None:
-        self.name = f"client {hello.client!r} at {self.name}"
-        config = self.broker.config
-        if config.open:
-            return
-        self.client = config.authenticate(hello.token)
-        if self.client is None:
-            log.warning("broker server refused %s: no valid token", self.name)
-            raise _Ended(
-                Error(
-                    None,
-                    "permission-denied",
-                    "this broker requires a token and the one given (if any) is not valid; "
-                    "pass the token configured for this client",
-                )
-            )
-        self.name = f"client {self.client.name!r} at {self.name.rsplit(' at ', 1)[1]}"
-
     # -- serving ------------------------------------------------------------------
-    async def _serve(self, first: list[Frame], batches: AsyncIterator[list[Frame]]) -> None:
+    async def _serve(self, batches: AsyncIterator[list[Frame]]) -> None:
+        # The pool is no attribute: it refers back to the session, and a cycle would keep
+        # the connection's buffers until the garbage collector's next full pass.
+        requests = Workers(self._answer, self._spawn, limit=WORKERS, backlog=BACKLOG)
         async with asyncio.TaskGroup() as group:
             self._group = group
             self._spawn(self.stream.write_loop())
-            reading = self._spawn(self._read(first, batches))
+            reading = self._spawn(self._read(batches, requests))
             silent = self._spawn(self.stream.keep_alive())
             stopping = self._spawn(self._stopping.wait())
             await asyncio.wait({reading, silent, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            last = await self._ending(reading, silent)
+            last = await self._ending(reading, silent, requests)
             for task in self._tasks:
                 task.cancel()
         raise _Ended(last)
 
     async def _ending(
-        self, reading: asyncio.Task[Frame | None], silent: asyncio.Task[None]
+        self,
+        reading: asyncio.Task[Frame | None],
+        silent: asyncio.Task[None],
+        requests: Workers[Request],
     ) -> Frame | None:
         """Why the connection ends, and the last frame to send."""
         if reading.done():
@@ -243,15 +182,15 @@ class Session:
                 self.stream.heartbeat.misses * self.stream.heartbeat.interval,
             )
             return None
-        await self._finish_requests()
+        await self._finish(requests)
         return self._farewell
 
-    async def _finish_requests(self) -> None:
+    async def _finish(self, requests: Workers[Request]) -> None:
         """Let requests already read complete (bounded), so their answers go out."""
         clock = self.broker.clock
         try:
             async with timeout_at(clock, clock.time() + self.broker.config.heartbeat):
-                await self._requests.quiet()
+                await requests.quiet()
         except TimeoutError:
             log.warning("broker server: %s still had requests running at shutdown", self.name)
 
@@ -263,15 +202,15 @@ class Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _read(self, first: list[Frame], batches: AsyncIterator[list[Frame]]) -> Frame | None:
+    async def _read(
+        self, batches: AsyncIterator[list[Frame]], requests: Workers[Request]
+    ) -> Frame | None:
         """Handle incoming frames until the client leaves; the last frame to send it."""
         try:
-            if await self._handle_all(first):
-                return None
             async for batch in batches:
-                if await self._handle_all(batch):
+                if await self._handle_all(batch, requests):
                     return None
-                await self._requests.room()
+                await requests.room()
         except ProtocolError as exc:
             log.warning("broker server: closing %s: %s", self.name, exc)
             return Error.of(None, exc)
@@ -279,11 +218,11 @@ class Session:
             log.info("broker server: lost %s: %s", self.name, exc)
         return None
 
-    async def _handle_all(self, frames: list[Frame]) -> bool:
-        """Handle ``frames`` in order; whether the client said Goodbye."""
+    async def _handle_all(self, frames: list[Frame], requests: Workers[Request]) -> bool:
+        """Handle ``frames`` in order, requests to ``requests``; whether the client said Goodbye."""
         for frame in frames:
             if isinstance(frame, _REQUESTS):
-                self._requests.put(frame)
+                requests.put(frame)
             elif isinstance(frame, Ack):
                 await self._ack(frame)
             elif isinstance(frame, Credit):
@@ -328,6 +267,7 @@ class Session:
                 state.credit -= 1
                 handle = next(self._handles)
                 state.unsettled[handle] = delivery
+                self.rights.delivered(delivery.message)  # before the client can answer it
                 data = encode_message(delivery.message)
                 send(Deliver(state.id, delivery.partition, handle, delivery.attempt, data))
         except ConnectionLost as exc:
@@ -381,27 +321,37 @@ class Session:
                 f"a message of {len(request.message)} bytes for channel {request.channel!r} "
                 f"is over this broker's max_message of {limit} bytes; send a reference instead"
             )
-        self._check(request.channel, "publish to", Client.may_publish)
+        self.rights.check_publish(request.channel)
+        self._exists(request.channel)
         message = decode_message(request.message)
         await self.broker.transport.publish(
             request.channel, message, not_before=request.not_before, priority=request.priority
         )
 
     async def _declare(self, request: Declare) -> None:
-        self._check(request.channel, "declare", Client.may_declare)
+        self.rights.check_declare(request.channel)
+        self._exists(request.channel)
         await self.broker.transport.declare(request.spec())
 
     async def _subscribe(self, request: Subscribe) -> int:
-        self._check(request.channel, "subscribe to", Client.may_subscribe)
         if len(self._subs) >= MAX_SUBSCRIPTIONS:
             raise ProtocolError(
                 "bad-request",
                 f"this connection already has {MAX_SUBSCRIPTIONS} subscriptions, the most one "
                 "may hold; close some, or open another connection",
             )
-        sub = await self.broker.transport.subscribe(
-            request.channel, group=request.group, prefetch=request.prefetch, start=request.begin()
-        )
+        self.rights.subscribing(request.channel, request.group)
+        try:
+            self._exists(request.channel)
+            sub = await self.broker.transport.subscribe(
+                request.channel,
+                group=request.group,
+                prefetch=request.prefetch,
+                start=request.begin(),
+            )
+        except BaseException:
+            self.rights.unsubscribed(request.channel)
+            raise
         state = _Subscription(next(self._ids), request.channel, sub, request.prefetch)
         self._subs[state.id] = state
         state.pump = self._spawn(self._pump(state))
@@ -410,16 +360,10 @@ class Session:
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         state = self._subs.pop(request.subscription, None)
         if state is not None:
-            await _close(state)
+            await self._close(state)
 
-    def _check(self, channel: str, action: str, may: Callable[[Client, str], bool]) -> None:
-        """Refuse ``action`` on ``channel`` unless this client ``may``, and the channel exists."""
-        client = self.client
-        if client is not None and not may(client, channel):
-            raise PermissionDenied(
-                f"client {client.name!r} may not {action} channel {channel!r}; its rights "
-                "are the publish / subscribe patterns in the broker's config"
-            )
+    def _exists(self, channel: str) -> None:
+        """Refuse a channel the broker does not have, unless it creates channels on first use."""
         if not self.broker.config.auto_create and not self.broker.has_channel(channel):
             raise ProtocolError(
                 "unknown-channel",
@@ -430,15 +374,18 @@ class Session:
     async def _close_subscriptions(self) -> None:
         subs, self._subs = list(self._subs.values()), {}
         for state in subs:
-            await _close(state)
+            await self._close(state)
 
-
-async def _close(state: _Subscription) -> None:
-    """Stop the pump and close the transport's subscription: unsettled ones come again."""
-    if state.pump is not None:
-        state.pump.cancel()
-    state.unsettled.clear()
-    await state.sub.close()
+    async def _close(self, state: _Subscription) -> None:
+        """Stop the pump and close the transport's subscription: unsettled ones come again."""
+        if state.pump is not None:
+            state.pump.cancel()
+            state.pump = None  # its frame refers to state: no cycle through its CancelledError
+        state.unsettled.clear()
+        try:
+            await state.sub.close()
+        finally:
+            self.rights.unsubscribed(state.channel)
 
 
 _REQUESTS = (Publish, Declare, Subscribe, Unsubscribe)

@@ -29,6 +29,17 @@ Handshake
     server's own. The Welcome's ``max_frame`` bounds frames both ways: the
     client accepts frames that long too.
 
+    Until it has sent Welcome the server trusts nothing: it reads exactly one
+    frame, which must be a Hello of at most :data:`MAX_HELLO` bytes; a longer
+    announced length ends the connection (``too-large``) before any of the
+    body is read, and so does anything but Hello (``bad-request``). A client
+    sends nothing more until Welcome arrives; bytes it sent anyway are read
+    as frames after Welcome. The server gives a new connection a few seconds
+    (its ``hello_timeout``, from the accept) to finish the TLS handshake, if
+    any, and send Hello; then it closes it without a word. A server at its
+    limit of connections (all of them, or this client's) answers
+    ``Error(None, "unavailable")`` and closes: try again later.
+
 Pipelining
     Declare, Publish, Subscribe and Unsubscribe are requests. Each carries a
     ``seq`` the client picks, unique among its unanswered requests, and the
@@ -76,14 +87,18 @@ Error codes
     ``malformed``: a body that does not decode, or a field out of range.
     ``too-large``: a frame over ``max_frame`` (ends the connection) or a
     published message over ``max_message`` (fails that request).
-    ``permission-denied``: the token grants no right to this channel or group.
+    ``permission-denied``: the token grants no right to this channel or group,
+    or the channel is another client's reply inbox (see the broker server's
+    :mod:`seawall._server.rights`).
     ``unknown-channel``: the channel does not exist and this request may not
     create it. ``channel-full``: the channel stayed at its bound for the
     broker's whole publish timeout; the message was not stored, retry later.
     ``bad-request``: a well-formed frame that makes no sense here, such as a
     second Hello, a request before Welcome, a server-only frame, or a ``seq``
     already waiting. ``unsupported-version``: the server speaks no
-    version the client offered. ``internal``: the broker failed; try again.
+    version the client offered. ``unavailable``: the server takes no more
+    connections now (at its ``max_connections``, or the client's); try again
+    later. ``internal``: the broker failed; try again.
 """
 
 from __future__ import annotations
@@ -96,6 +111,7 @@ import msgspec
 from .._exceptions import (
     ChannelFull,
     ConfigurationError,
+    ConnectionLost,
     DecodeError,
     MessageTooLarge,
     PermissionDenied,
@@ -108,6 +124,8 @@ from .._transport import MAX_PRIORITIES, ChannelSpec, FromOffsets, FromTime, Sta
 __all__ = [
     "DEFAULT_HEARTBEAT",
     "DEFAULT_MAX_FRAME",
+    "MAX_HELLO",
+    "MAX_TOKEN",
     "PROTOCOL_VERSION",
     "Ack",
     "Control",
@@ -140,6 +158,11 @@ DEFAULT_MAX_FRAME = 4 * 1024 * 1024
 DEFAULT_HEARTBEAT = 10.0
 MAX_LENGTH = 2**32 - 1
 """The largest length the 4-byte prefix can state."""
+MAX_TOKEN = 1024
+"""The longest token (UTF-8 bytes) a Hello carries."""
+MAX_HELLO = 4096
+"""The largest frame a server reads before Welcome: room for a Hello with a 255-character
+client name and a token of :data:`MAX_TOKEN` bytes."""
 
 ErrorCode = Literal[
     "malformed",
@@ -150,6 +173,7 @@ ErrorCode = Literal[
     "bad-request",
     "invalid",
     "unsupported-version",
+    "unavailable",
     "internal",
 ]
 
@@ -364,6 +388,8 @@ class Error(_Frame, frozen=True, tag="error"):
             return ChannelFull(self.message)
         if self.code == "invalid":
             return ConfigurationError(self.message)
+        if self.code == "unavailable":
+            return ConnectionLost(self.message)
         return ProtocolError(self.code, self.message)
 
 
@@ -450,6 +476,17 @@ class FrameReader:
         """Bytes held of a frame not yet complete."""
         return len(self._pending)
 
+    def wanted(self) -> int:
+        """Bytes still missing from the frame in progress, its length prefix first.
+
+        Feeding exactly this many, again and again, reads one frame and not a
+        byte past it: how a server reads Hello before it trusts the peer.
+        """
+        pending = self._pending
+        if len(pending) < _HEADER.size:
+            return _HEADER.size - len(pending)
+        return _HEADER.size + self._length_at(pending, 0) - len(pending)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """The frames completed by ``data``, in stream order.
 
@@ -470,7 +507,9 @@ class FrameReader:
                 with view[used:] as rest:
                     self._pending += rest
         except ProtocolError as exc:
-            self._error = exc
+            # a copy: the raised one's traceback refers to this reader, and a cycle would
+            # keep the connection's buffers until the garbage collector's next full pass
+            self._error = ProtocolError(exc.code, str(exc))
             self._pending = bytearray()
             raise
         return frames

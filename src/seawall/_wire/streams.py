@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 from .._clock import Clock
@@ -54,6 +55,43 @@ class FramedStream:
         """Queue ``frame``; it leaves with the next write (this loop turn or the next)."""
         encode_frame_into(frame, self._out, max_frame=self.peer_max_frame)
         self._ready.set()
+
+    async def read_frame(self) -> Frame | None:
+        """Exactly one frame and not a byte more; None if the peer closed first.
+
+        For the handshake, before the peer is trusted: a length over
+        ``frames.max_frame`` raises :class:`~seawall.ProtocolError` as soon as
+        its prefix is in, before any of the body is read, and what the peer
+        sent after the frame stays unread for :meth:`batches`.
+        """
+        frames = self.frames
+        while True:
+            try:
+                data = await self.reader.readexactly(frames.wanted())
+            except asyncio.IncompleteReadError:
+                return None
+            self.heartbeat.received(self.clock.time())
+            if got := frames.feed(data):
+                return got[0]
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade the connection to TLS, as its server side.
+
+        The socket must not have read anything yet (its transport paused since
+        it was accepted), or the start of the peer's TLS handshake is lost. A
+        peer gone before the upgrade completed raises ``ConnectionResetError``.
+        """
+        plain = self.writer.transport
+        try:
+            await self.writer.start_tls(context)
+        except AttributeError:
+            # CPython 3.11 hands the writer no transport when the peer left right after the
+            # handshake, and fails on it; give the writer its (closed) plain one back, or
+            # its __del__ fails too
+            if self.writer.transport is not None:
+                raise
+            self.writer._transport = plain
+            raise ConnectionResetError("the peer left right after the TLS handshake") from None
 
     async def batches(self) -> AsyncIterator[list[Frame]]:
         """The frames of each chunk read, until the peer closes; every chunk counts as life.

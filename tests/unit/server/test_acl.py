@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from seawall import ConfigurationError
 from seawall._server.acl import Client, ServerConfig, load_server_config
 
 TOKEN = "orders-token-0123456789"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_rights_are_glob_patterns_and_declare_needs_either() -> None:
@@ -40,11 +42,30 @@ def test_authenticate_finds_the_holder_of_a_token_only() -> None:
     assert ServerConfig().open
 
 
+def test_groups_default_to_the_client_s_own_name() -> None:
+    client = Client(name="orders", token=TOKEN)
+    assert client.group_patterns == ("orders",)
+    assert client.may_join("orders")
+    assert not client.may_join("orders-eu")
+    assert not client.may_join("billing")
+    assert not Client(name="orders", token=TOKEN, groups=()).may_join("orders")
+
+
+def test_groups_are_glob_patterns() -> None:
+    client = Client(name="orders", token=TOKEN, groups=("orders", "orders-*"))
+    assert client.may_join("orders-eu")
+    assert not client.may_join("Orders-eu")
+    assert not client.may_join("billing")
+
+
 @pytest.mark.parametrize(
     ("settings", "complaint"),
     [
         ({"max_message": 4096, "max_frame": 4096}, "leave 1024 bytes"),
         ({"heartbeat": 0.0}, "heartbeat must be"),
+        ({"hello_timeout": 0.0}, "hello_timeout must be"),
+        ({"hello_timeout": 301.0}, "hello_timeout must be"),
+        ({"max_connections": 0}, "max_connections must be at least 1"),
         (
             {"tokens": (Client(name="a", token=TOKEN), Client(name="a", token=TOKEN + "x"))},
             "unique",
@@ -66,6 +87,39 @@ def test_short_tokens_are_refused_without_showing_them() -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_tokens_a_hello_cannot_carry_are_refused_without_showing_them() -> None:
+    token = "x" * 1025
+    with pytest.raises(ConfigurationError, match="longer than 1024 bytes") as info:
+        Client(name="ci", token=token)
+    assert token not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"groups": ("orders", "")}, "empty or non-text pattern"),
+        ({"max_connections": 0}, "'ci': max_connections must be at least 1"),
+    ],
+)
+def test_client_entries_that_cannot_work_are_refused(
+    settings: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        Client(name="ci", token=TOKEN, **settings)  # type: ignore[arg-type]
+
+
+def test_the_readme_s_example_config_loads(tmp_path: Path) -> None:
+    section = README.read_text().split("### The broker server", 1)[1]
+    [example] = re.findall(r"```toml\n(.*?)```", section.split("\n### ", 1)[0], flags=re.S)
+    path = tmp_path / "broker.toml"
+    path.write_text(example)
+    config = load_server_config(path)
+    [orders] = config.tokens
+    assert orders.may_publish("_inbox.0190c4d2")
+    assert orders.may_subscribe("_inbox.0190c4d2")
+    assert orders.may_join("orders")
+
+
 def test_the_toml_file_gives_limits_and_clients(tmp_path: Path) -> None:
     path = tmp_path / "broker.toml"
     path.write_text(
@@ -74,12 +128,16 @@ max_frame = 65536
 max_message = 32768
 heartbeat = 2
 auto_create = false
+hello_timeout = 2.5
+max_connections = 50
 
 [[client]]
 name = "orders"
 token = "{TOKEN}"
 publish = ["orders", "orders.*"]
 subscribe = ["inbox.*"]
+groups = ["orders", "orders-*"]
+max_connections = 4
 
 [[client]]
 name = "billing"
@@ -89,11 +147,18 @@ token = "billing-token-0123456789"
     config = load_server_config(path)
     assert (config.max_frame, config.max_message, config.heartbeat) == (65536, 32768, 2)
     assert config.auto_create is False
+    assert (config.hello_timeout, config.max_connections) == (2.5, 50)
     orders, billing = config.tokens
     assert orders == Client(
-        name="orders", token=TOKEN, publish=("orders", "orders.*"), subscribe=("inbox.*",)
+        name="orders",
+        token=TOKEN,
+        publish=("orders", "orders.*"),
+        subscribe=("inbox.*",),
+        groups=("orders", "orders-*"),
+        max_connections=4,
     )
     assert (billing.name, billing.publish, billing.subscribe) == ("billing", (), ())
+    assert (billing.groups, billing.max_connections) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +166,13 @@ token = "billing-token-0123456789"
     [
         ("max_frames = 10", r"unknown keys \['max_frames'\]"),
         ("heartbeat = 'soon'", "heartbeat must be a number"),
+        ("max_connections = true", "max_connections must be a whole number"),
+        ("hello_timeout = '5s'", "hello_timeout must be a number"),
+        (f"[[client]]\nname = 'x'\ntoken = '{TOKEN}'\ngroups = 'x'", "groups must be a list"),
+        (
+            f"[[client]]\nname = 'x'\ntoken = '{TOKEN}'\nmax_connections = 1.5",
+            "max_connections must be a whole number",
+        ),
         ("[[client]]\nname = 'x'", "needs a text 'token'"),
         (f"[[client]]\nname = 'x'\ntoken = '{TOKEN}'\npublish = 'orders'", "list of glob"),
         (f"[[client]]\nname = 'x'\ntoken = '{TOKEN}'\nsubscibe = []", "unknown keys"),

@@ -13,13 +13,13 @@ import os
 import signal
 import ssl
 import struct
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from tests.unit.server.raw import RawClient, round_trip
 
 from seawall import ConnectionLost, MessageTooLarge, PermissionDenied, ProtocolError
 from seawall._messages.envelope import encode_message
@@ -29,8 +29,6 @@ from seawall._wire.protocol import (
     PROTOCOL_VERSION,
     Deliver,
     Error,
-    Frame,
-    FrameReader,
     Hello,
     Ok,
     Ping,
@@ -44,72 +42,20 @@ from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 
 ORDERS = Client(
-    name="orders", token="orders-token-0123456789", publish=("orders.*",), subscribe=("orders.*",)
+    name="orders",
+    token="orders-token-0123456789",
+    publish=("orders.*",),
+    subscribe=("orders.*",),
+    groups=("orders", "check-*"),
 )
 AUDIT = Client(name="audit", token="audit-token-0123456789", subscribe=("*",))
 SECURED = ServerConfig(tokens=(ORDERS, AUDIT))
-
-
-class RawClient:
-    """A client writing frames (or any bytes) by hand."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.frames = FrameReader()
-        self.received: list[Frame] = []
-
-    @classmethod
-    async def open(cls, port: int, hello: Hello | None = None) -> RawClient:
-        client = cls(*await asyncio.open_connection("127.0.0.1", port))
-        if hello is not None:
-            client.send(hello)
-            assert isinstance(await client.next(), Welcome)
-        return client
-
-    def send(self, frame: Frame) -> None:
-        self.writer.write(encode_frame(frame))
-
-    async def next(self, timeout: float = 5.0) -> Frame:
-        async with asyncio.timeout(timeout):
-            while not self.received:
-                data = await self.reader.read(65536)
-                assert data, "the server closed the connection"
-                self.received += self.frames.feed(data)
-        return self.received.pop(0)
-
-    async def closed(self, timeout: float = 5.0) -> list[Frame]:
-        """The frames that came before the server closed the connection."""
-        got, self.received = self.received, []
-        async with asyncio.timeout(timeout):
-            while data := await self.reader.read(65536):
-                got += self.frames.feed(data)
-        self.writer.close()
-        return got
-
-
-@pytest_asyncio.fixture
-async def backing() -> AsyncIterator[MemoryTransport]:
-    transport = MemoryTransport()
-    yield transport
-    await transport.close()
 
 
 @pytest_asyncio.fixture
 async def server(backing: MemoryTransport) -> AsyncIterator[BrokerServer]:
     async with BrokerServer(backing, host="127.0.0.1") as server:
         yield server
-
-
-async def round_trip(transport: SeawallTransport, channel: str) -> None:
-    """Publish one message and receive it: the connection works."""
-    sent = make_message(7)
-    sub = await transport.subscribe(channel, group=f"check-{sent.id}", start="latest")
-    await transport.publish(channel, sent)
-    async with Inbox(sub, patience=5.0) as inbox:
-        [got] = await inbox.collect(1)
-        assert got.message == sent
-        await sub.ack(got)
-    await sub.close()
 
 
 # -- access ---------------------------------------------------------------------------
@@ -285,24 +231,6 @@ async def test_a_silent_broker_makes_the_client_give_up() -> None:
 
 
 # -- TLS --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 async def test_tls_carries_the_protocol_and_plain_clients_are_turned_away(

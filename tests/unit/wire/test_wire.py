@@ -8,9 +8,11 @@ more than one frame's worth of bytes. Time is plain floats: nothing sleeps.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import struct
+import weakref
 from typing import get_args
 
 import msgspec
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from seawall import (
     ChannelFull,
     ChannelSpec,
+    ConnectionLost,
     Message,
     MessageTooLarge,
     PermissionDenied,
@@ -29,6 +32,8 @@ from seawall import (
 )
 from seawall._messages.envelope import decode_message, encode_message
 from seawall._wire.protocol import (
+    MAX_HELLO,
+    MAX_TOKEN,
     PROTOCOL_VERSION,
     Ack,
     Credit,
@@ -279,6 +284,45 @@ def test_reader_is_poisoned_after_an_error() -> None:
         assert info.value.code == "malformed"
 
 
+def test_a_poisoned_reader_is_freed_without_the_garbage_collector() -> None:
+    """Its error is kept without a traceback: one would refer back to the reader (a cycle),
+    and a broken connection's buffers would wait for the collector's next full pass."""
+    reader = FrameReader()
+    gone = weakref.ref(reader)
+    gc.disable()
+    try:
+        with pytest.raises(ProtocolError):
+            reader.feed(framed(b"\xc1"))
+        del reader
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+def test_wanted_reads_one_frame_and_not_a_byte_more() -> None:
+    stream = encode_frame(Hello(PROTOCOL_VERSION, "orders-1")) + encode_frame(Ping())
+    reader, pos, got = FrameReader(max_frame=MAX_HELLO), 0, []
+    while not got:
+        wanted = reader.wanted()
+        got = reader.feed(stream[pos : pos + wanted])
+        pos += wanted
+    assert got == [Hello(PROTOCOL_VERSION, "orders-1")]
+    assert stream[pos:] == encode_frame(Ping())  # left for whoever reads next
+    assert reader.wanted() == 4
+
+
+def test_wanted_refuses_a_long_announcement_before_its_body() -> None:
+    reader = FrameReader(max_frame=MAX_HELLO)
+    with pytest.raises(ProtocolError, match=f"announces {MAX_HELLO + 1} bytes") as info:
+        reader.feed(struct.pack(">I", MAX_HELLO + 1))
+    assert info.value.code == "too-large"
+
+
+def test_the_largest_hello_fits_the_limit_before_welcome() -> None:
+    hello = Hello(PROTOCOL_VERSION, "\U0001f600" * 255, 3600.0, "\u00e9" * (MAX_TOKEN // 2))
+    assert len(encode_frame(hello)) - 4 <= MAX_HELLO
+
+
 def test_protocol_error_is_a_transport_error_with_a_code() -> None:
     error = ProtocolError("bad-request", "no")
     assert isinstance(error, TransportError)
@@ -438,6 +482,7 @@ def test_error_frames_become_the_matching_exception() -> None:
     assert isinstance(frame_level, ProtocolError)
     assert frame_level.code == "too-large"
     assert isinstance(Error(1, "channel-full", "full").exception(), ChannelFull)
+    assert isinstance(Error(None, "unavailable", "full").exception(), ConnectionLost)
     other = Error(1, "unknown-channel", "no channel 'x'").exception()
     assert isinstance(other, ProtocolError)
     assert (other.code, str(other)) == ("unknown-channel", "no channel 'x'")
