@@ -24,7 +24,7 @@ pytest.register_assert_rewrite(
 from ._conformance import TransportConformance  # noqa: E402
 from ._delivery import DeliveryConformance  # noqa: E402
 from ._event_store import EventStoreConformance  # noqa: E402
-from ._plugin import TestSystemFactory  # noqa: E402
+from ._plugin import StartTestSystem  # noqa: E402
 from ._system import HandlerFailure, RecordingTransport, TestSystem  # noqa: E402
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "EventStoreConformance",
     "HandlerFailure",
     "RecordingTransport",
+    "StartTestSystem",
     "TestSystem",
-    "TestSystemFactory",
     "TransportConformance",
 ]

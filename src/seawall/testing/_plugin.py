@@ -34,21 +34,19 @@ import pytest_asyncio
 from .._runtime.service import Service
 from ._system import TestSystem
 
-__all__ = ["TestSystemFactory", "seawall_broker_dir", "seawall_system"]
+__all__ = ["StartTestSystem", "seawall_broker_dir", "seawall_system"]
 
 _OTHER_RUNNERS = ("asyncio", "anyio", "trio")
 
 
-class TestSystemFactory(Protocol):
+class StartTestSystem(Protocol):
     """The ``seawall_system`` fixture: starts a :class:`TestSystem` of the services given."""
-
-    __test__ = False  # not a pytest test class
 
     def __call__(self, *services: Service, **options: Any) -> Awaitable[TestSystem]: ...
 
 
 @pytest_asyncio.fixture
-async def seawall_system() -> AsyncIterator[TestSystemFactory]:
+async def seawall_system() -> AsyncIterator[StartTestSystem]:
     """Start test systems during the test; each stops (and re-raises handler errors) after it."""
     async with contextlib.AsyncExitStack() as stack:
 

@@ -33,10 +33,10 @@ async def test_request() -> None:
 FIXTURES = """
 from pathlib import Path
 from seawall import System
-from seawall.testing import TestSystemFactory
+from seawall.testing import StartTestSystem
 from plugin_app import Ping, Pong, echo
 
-async def test_factory(seawall_system: TestSystemFactory) -> None:
+async def test_factory(seawall_system: StartTestSystem) -> None:
     system = await seawall_system(echo)
     assert await system.context().request("echo", Ping(n=2), returns=Pong) == Pong(n=2)
 
