@@ -92,7 +92,7 @@ def _count(n: int, thing: str) -> str:
 
 
 def _title(system: Up) -> str:
-    return f"seawall up: {system.config.root} on {system.transport_url} (logs: {system.logs})"
+    return f"seawall up: {system.config.file or system.config.root}"  # where: said at start
 
 
 async def _live(system: Up, console: Console, stop: asyncio.Event) -> None:

@@ -1,14 +1,21 @@
 """``seawall up``: a system of OS processes, one per service instance, supervised.
 
 Part of the edges layer. :class:`Up` starts the embedded broker server
-(``seawall broker`` on a unix socket, unless the configuration names another
-transport such as NATS), then every instance of every service as its own
-process (:mod:`seawall._up.child`), all on the same transport. Supervision is
+(``seawall broker`` on a unix socket, and on the file's ``listen`` address for
+clients outside the system, unless the configuration names another transport
+such as NATS), then every instance of every service as its own process
+(:mod:`seawall._up.child`), all on the same transport. Each child runs in a
+process group of its own, so a Ctrl-C on the terminal reaches ``seawall up``
+alone, which stops the children in order (the broker last). Supervision is
 one-for-one at the OS level: a process that exits on its own is started again
 after the backoff of a :class:`~seawall._runtime.supervisor.RestartTracker` (the same
-sans-IO policy the in-process supervisor uses); an instance that crashes more
-often than the :class:`~seawall.RestartIntensity` allows is given up on, and
-:attr:`Up.gave_up` is set so the owner can stop the system. Leaving
+sans-IO policy the in-process supervisor uses), and :attr:`Up.notify` is told,
+with the last lines of its log (:mod:`seawall._up.exits`); an instance that
+crashes more often than the :class:`~seawall.RestartIntensity` allows is given
+up on, and one whose target does not load stops the system at once (restarts
+cannot help); either way :attr:`Up.gave_up` is set so the owner can stop the
+system, and :attr:`Up.failure` says why. :meth:`Up.kill` ends everything at
+once (a second Ctrl-C). Leaving
 ``async with`` (or :meth:`Up.stop`) stops gracefully: SIGTERM to every service
 process, which drains; SIGKILL to those still running after the grace period;
 the broker last, the same way. The embedded broker is supervised like the
