@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,8 +62,8 @@ class Command:
             reader.start()
         self._children: set[int] = set()
 
-    def _read(self, stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(self, stream: IO[str], into: list[str]) -> None:
+        for line in stream:
             into.append(line.rstrip("\n"))
 
     def __enter__(self) -> Self:

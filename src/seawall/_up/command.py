@@ -78,13 +78,18 @@ def where_lines(system: Up) -> list[str]:
     else:
         where = (
             f"seawall up: broker at {system.transport_url}, for this run only; "
-            f"{FIXED_ADDRESS} in seawall.toml gives it a fixed address for clients outside"
+            f"{FIXED_ADDRESS} in {_file_name(config)} gives it a fixed address for clients "
+            "outside"
         )
     return [
         where,
         f"seawall up: {processes}, logs in {system.logs}; Ctrl-C stops them gracefully, "
         "a second Ctrl-C kills them",
     ]
+
+
+def _file_name(config: UpConfig) -> str:
+    return "seawall.toml" if config.file is None else config.file.name
 
 
 def _count(n: int, thing: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import re
 import signal
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -135,8 +136,6 @@ def test_off_a_terminal_status_lines_come_as_it_runs_and_each_crash_with_its_las
     ],
 )
 def test_listen_mistakes_are_named(tmp_path: Path, top: str, error: str) -> None:
-    import tomllib
-
     data = tomllib.loads(f'{top}\n[services.a]\ntarget = "m:a"\n')
     with pytest.raises(ConfigurationError, match=re.escape(error)) as caught:
         parse_up_config(data, where="up.toml", root=tmp_path)
