@@ -75,6 +75,8 @@ def where_lines(system: Up) -> list[str]:
             f"seawall up: broker at {system.listen_url} for clients outside the system "
             f"(SEAWALL_TRANSPORT={system.listen_url}); its services use {system.transport_url}"
         )
+        if not _loopback(config.listen or ""):
+            where += "; it takes any client that reaches it (no tokens): keep it on a trusted net"
     else:
         where = (
             f"seawall up: broker at {system.transport_url}, for this run only; "
@@ -86,6 +88,11 @@ def where_lines(system: Up) -> list[str]:
         f"seawall up: {processes}, logs in {system.logs}; Ctrl-C stops them gracefully, "
         "a second Ctrl-C kills them",
     ]
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _file_name(config: UpConfig) -> str:
