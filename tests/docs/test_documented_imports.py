@@ -148,6 +148,6 @@ def test_the_pages_are_read() -> None:
     # guards the regular expressions: if they stopped matching, the tests above would
     # quietly shrink to nothing
     imports = {p.values[0] for p in _imports()}
-    assert {"seawall.System", "seawall.testing.TestSystem", "seawall.es.Aggregate"} <= imports
+    assert {"seawall.Service", "seawall.testing.TestSystem", "seawall.es.Aggregate"} <= imports
     names = {p.values[0] for p in _documented_names()}
     assert {"ConcurrencyError", "EventLoadError", "RetryPolicy", "SQLiteEventStore"} <= names

@@ -1,16 +1,47 @@
-"""The README's code runs as shown."""
+"""The README's code runs as shown: its first examples are the files of examples/quickstart/."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+QUICKSTART = ROOT / "examples" / "quickstart"
 
 
 def _blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _statements(code: str) -> list[str]:
+    return [ast.dump(node) for node in ast.parse(code).body]
+
+
+def _bodies(code: str) -> list[list[str]]:
+    """Every statement list of ``code``: the module's and each function's."""
+    tree = ast.parse(code)
+    bodies = [tree.body]
+    bodies += [
+        n.body for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)
+    ]
+    return [[ast.dump(node) for node in body] for body in bodies]
+
+
+def _contains(body: list[str], part: list[str]) -> bool:
+    return any(body[i : i + len(part)] == part for i in range(len(body) - len(part) + 1))
+
+
+@pytest.fixture
+def quickstart(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
+    """The quickstart's modules, imported as their directory's own (``from shop import …``)."""
+    monkeypatch.syspath_prepend(str(QUICKSTART))
+    return {name: importlib.import_module(name) for name in ("shop", "client", "test_shop")}
 
 
 def test_first_screen_shows_the_two_commands_then_a_short_service() -> None:
@@ -22,14 +53,16 @@ def test_first_screen_shows_the_two_commands_then_a_short_service() -> None:
     assert len(service.strip().splitlines()) <= 20
 
 
-async def test_readme_service_request_and_test_example_run() -> None:
-    service, usage, test = _blocks()[:3]
-    namespace: dict[str, Any] = {}
-    exec(service, namespace)
-    body = "async def _usage():\n" + "".join(f"    {line}\n" for line in usage.splitlines())
-    body += "    return receipt\n"
-    exec(body, namespace)
-    receipt = await namespace["_usage"]()
-    assert receipt == namespace["Receipt"](order_id="o-1")
-    exec(test, namespace)
-    await namespace["test_place_order"]()
+@pytest.mark.parametrize(("block", "file"), [(0, "shop.py"), (1, "client.py"), (2, "test_shop.py")])
+def test_the_readme_examples_are_the_quickstart_files(block: int, file: str) -> None:
+    shown = _statements(_blocks()[block])
+    bodies = _bodies((QUICKSTART / file).read_text())
+    assert any(_contains(body, shown) for body in bodies), f"README block {block} is not {file}"
+
+
+async def test_the_quickstart_client_and_test_run(
+    quickstart: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    await quickstart["client"].main()
+    assert capsys.readouterr().out == "receipt for order o-1\n"
+    await quickstart["test_shop"].test_place_order()

@@ -19,7 +19,7 @@ from seawall import (
     Service,
     System,
 )
-from seawall.testing import TestSystem
+from seawall.testing import StartTestSystem, TestSystem
 
 
 class Quote(Command, frozen=True):
@@ -80,3 +80,9 @@ async def systems() -> None:
         assert_type(ctx, Context)
     async with TestSystem(shop) as test:
         assert_type(test.sent(Sold), list[Sold])
+
+
+async def test_with_the_fixture(seawall_system: StartTestSystem) -> None:
+    system = await seawall_system(shop, raise_handler_errors=False)
+    assert_type(system, TestSystem)
+    await seawall_system("not a service")  # type: ignore[arg-type]

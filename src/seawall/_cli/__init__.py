@@ -6,10 +6,11 @@ processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
 :mod:`seawall._cli.projections`). ``seawall run module:attr`` imports ``attr``
 from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
-drains gracefully. ``attr`` may be a :class:`System`, a :class:`Service`, a
-list of services, or a function returning one of those. Settings come from
-options or ``SEAWALL_*`` environment variables; this is the only place seawall
-reads the environment.
+drains gracefully (a second Ctrl-C exits at once). Its start line names the
+transport, and warns on ``memory://`` (see :mod:`seawall._cli.run`). ``attr``
+may be a :class:`System`, a :class:`Service`, a list of services, or a function
+returning one of those. Settings come from options or ``SEAWALL_*`` environment
+variables; this is the only place seawall reads the environment.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import logging
 import sys
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
 from .._exceptions import SeawallError
+from .._runtime.system import System
 from .._runtime.target import load_system
 from .._up.command import up
 from .broker import broker
 from .projections import projections
+from .run import memory_warning, start_line
 
 __all__ = ["main"]
 
@@ -59,12 +63,20 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     sys.path.insert(0, ".")
+    source = click.get_current_context().get_parameter_source("transport")
     try:
         system = load_system(target, transport=transport, grace=grace)
-        asyncio.run(system.serve())
+        asyncio.run(system.serve(ready=lambda: _announce(target, system, source)))
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seawall: {target} stopped cleanly", err=True)
+
+
+def _announce(target: str, system: System, source: ParameterSource | None) -> None:
+    click.echo(start_line(target, system), err=True)
+    warning = memory_warning(system, defaulted=source is ParameterSource.DEFAULT)
+    if warning is not None:
+        click.secho(warning, fg="yellow", err=True)
 
 
 main.add_command(broker)

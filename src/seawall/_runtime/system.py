@@ -5,7 +5,7 @@ starts a dispatcher per subscription of every service and the process's reply
 inbox, each under one :class:`~seawall._runtime.supervisor.Supervisor`; leaving the
 block drains them: stop intake, finish in-flight work within the grace
 period, settle, close. :meth:`System.serve` runs until SIGTERM or SIGINT and
-then drains the same way.
+then drains the same way; a second Ctrl-C (SIGINT) ends the process at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -26,6 +26,7 @@ from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
+from .interrupts import interrupts
 from .node import Node
 from .service import Service
 from .supervisor import RestartIntensity, Supervisor
@@ -50,6 +51,8 @@ class System:
         on_failure: FailureHook | None = None,
     ) -> None:
         self.services = list(services)
+        self.transport_url = transport if isinstance(transport, str) else None
+        """The URL the transport was made from; None when a transport object was given."""
         self.clock = clock or SystemClock()
         self._owns_transport = isinstance(transport, str)
         self.transport = (
@@ -194,17 +197,22 @@ class System:
         self._inbox_stop.set()
         await supervisor.stop()
 
-    async def serve(self) -> None:
-        """Run until SIGTERM or SIGINT, then drain gracefully."""
-        loop = asyncio.get_running_loop()
+    async def serve(self, *, ready: Callable[[], object] | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then drain gracefully; a second Ctrl-C exits at once.
+
+        ``ready`` is called once every consumer has subscribed. The second Ctrl-C
+        ends the process (status 130) without draining, even after this returned
+        (see :mod:`seawall._runtime.interrupts`).
+        """
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
+        second = f"seawall: a second Ctrl-C: system {self.instance} exits now, without draining"
+        with interrupts(stop.set, second=second):
             async with self:
                 log.info("system %s running %s", self.instance, [s.name for s in self.services])
+                if ready is not None:
+                    ready()
                 await stop.wait()
-                log.info("signal received: draining (grace %.1f s)", self.grace)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+                log.info(
+                    "signal received: draining (grace %.1f s); a second Ctrl-C exits at once",
+                    self.grace,
+                )

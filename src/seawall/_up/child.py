@@ -7,7 +7,10 @@ them without a second channel to the child. Once the services have subscribed,
 the file says ``"ready": true``. SIGTERM or SIGINT drain the services, and so
 does the death of ``seawall up`` itself (:mod:`seawall._up.lifeline`: the
 child holds the pipe named by ``SEAWALL_UP_LIFELINE``); a system whose own
-supervisor gave up ends the process with status 1, so ``seawall up`` restarts it.
+supervisor gave up ends the process with status 1, so ``seawall up`` restarts it;
+a target that does not load ends it with status 78 (``EXIT_UNLOADABLE``), the
+error alone on stderr, so that ``seawall up`` shows it and restarts nothing. A
+second Ctrl-C (SIGINT) ends the process at once (:mod:`seawall._runtime.interrupts`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
-from .._exceptions import SeawallError
+from .._exceptions import ConfigurationError, SeawallError
+from .._runtime.interrupts import interrupts
 from .._runtime.system import System
 from .._runtime.target import load_system
+from .exits import EXIT_UNLOADABLE
 from .lifeline import hold
 from .processes import KILL_MARGIN, InstanceReport, write_report
 
@@ -47,20 +51,19 @@ def _report(system: System) -> InstanceReport:
 
 async def serve(system: System, status: Path | None) -> int:
     """Run ``system`` until a signal (0) or until its supervisor gives up (1)."""
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     code = 0
-    async with system:
-        while not stop.is_set():
-            if status is not None:
-                write_report(status, _report(system))
-            if not system.healthy:
-                code = 1
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
+    second = f"{system.instance}: a second Ctrl-C: exiting now, without draining"
+    with interrupts(stop.set, second=second):
+        async with system:
+            while not stop.is_set():
+                if status is not None:
+                    write_report(status, _report(system))
+                if not system.healthy:
+                    code = 1
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
     if status is not None and code == 0:
         write_report(status, _report(system))
     return code
@@ -89,6 +92,10 @@ def main(argv: list[str]) -> int:
             grace=grace,
             instance=os.environ.get("SEAWALL_UP_ID"),
         )
+    except ConfigurationError as exc:
+        print(exc, file=sys.stderr, flush=True)  # seawall up shows it on its terminal
+        return EXIT_UNLOADABLE
+    try:
         return asyncio.run(serve(system, Path(status) if status else None))
     except SeawallError as exc:
         log.error("%s: %s", argv[0], exc)

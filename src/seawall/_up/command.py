@@ -2,9 +2,15 @@
 
 Part of the edges layer: reads the file (:mod:`seawall._up.config`), lets
 ``SEAWALL_TRANSPORT`` override its transport, runs :class:`~seawall._up.processes.Up`
-and shows the live status table (:mod:`seawall._up.status`) until SIGTERM or
-Ctrl-C, then stops every process gracefully. Exits 1 if an instance was given
-up on.
+and says at once where the broker is (its unix socket for the services, and the
+file's ``listen`` address for clients outside the system). Then it shows how the
+services do until SIGTERM or Ctrl-C: on a terminal a live table
+(:mod:`seawall._up.status`), elsewhere (a pipe, a log file, CI) plain status
+lines every ``--status-every`` seconds. A process that exits on its own is told
+of on the spot, with its last log lines. The first signal stops every process
+gracefully; a second kills them all at once (:mod:`seawall._runtime.interrupts`).
+Exits 1 if the system stopped on its own: an instance was given up on, or a
+target does not load.
 """
 
 from __future__ import annotations
@@ -13,44 +19,155 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
+import os
 import time
+from collections.abc import Callable
 
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from .._exceptions import SeawallError
+from .._runtime.interrupts import interrupts
+from .._transport.options import redact
 from .config import UpConfig, load_up_config
 from .processes import Up
-from .status import Rates, handled_by_service, status_table
+from .status import Rates, handled_by_service, status_lines, status_table
 
-__all__ = ["up"]
+__all__ = ["run_up", "up", "where_lines"]
 
 REFRESH = 0.5
+STATUS_EVERY = 5.0
+FIXED_ADDRESS = 'listen = "127.0.0.1:7400"'
+SECOND_SIGNAL = (
+    "seawall up: a second Ctrl-C: killed the broker and every service process, draining "
+    "nothing (what they had not settled is delivered again when the system next starts)"
+)
 
 
-async def run_up(config: UpConfig, console: Console, log_level: str) -> None:
-    """Run ``config`` with a live table until a signal or a give-up."""
-    loop = asyncio.get_running_loop()
+async def run_up(
+    config: UpConfig, console: Console, log_level: str, *, status_every: float = STATUS_EVERY
+) -> None:
+    """Run ``config``, showing its state, until a signal or until it stops on its own."""
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    system = Up(config, log_level=log_level, notify=lambda text: _notice(console, text))
+    with interrupts(stop.set, second=SECOND_SIGNAL, force=lambda: _kill(system, console)):
+        async with system:
+            for line in where_lines(system):
+                _say(console, line)
+            if console.is_terminal:
+                await _live(system, console, stop)
+            else:
+                await _plain(system, console, stop, status_every)
+
+
+def where_lines(system: Up) -> list[str]:
+    """Where the broker is, for the services and for clients outside the system."""
+    config = system.config
+    processes = f"{_count(len(system.instances), 'process')} of " + _count(
+        len(config.services), "service"
+    )
+    if not config.embedded:
+        where = f"seawall up: services on {redact(system.transport_url)} (no broker started)"
+    elif system.listen_url is not None:
+        where = (
+            f"seawall up: broker at {system.listen_url} for clients outside the system "
+            f"(SEAWALL_TRANSPORT={system.listen_url}); its services use {system.transport_url}"
+        )
+        if not _loopback(config.listen or ""):
+            where += "; it takes any client that reaches it (no tokens): keep it on a trusted net"
+    else:
+        where = (
+            f"seawall up: broker at {system.transport_url}, for this run only; "
+            f"{FIXED_ADDRESS} in {_file_name(config)} gives it a fixed address for clients "
+            "outside"
+        )
+    return [
+        where,
+        f"seawall up: {processes}, logs in {system.logs}; Ctrl-C stops them gracefully, "
+        "a second Ctrl-C kills them",
+    ]
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _file_name(config: UpConfig) -> str:
+    return "seawall.toml" if config.file is None else config.file.name
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}{'es' if thing.endswith('s') else 's'}"
+
+
+def _title(system: Up) -> str:
+    return f"seawall up: {system.config.file or system.config.root}"  # where: said at start
+
+
+async def _live(system: Up, console: Console, stop: asyncio.Event) -> None:
+    """The live table, redrawn twice a second; its last frame stays."""
     rates = Rates()
-    async with Up(config, log_level=log_level) as system:
-        title = f"seawall up: {config.root} on {system.transport_url} (logs: {system.logs})"
-        with Live(console=console, auto_refresh=False, transient=False) as live:
-            while not (stop.is_set() or system.gave_up.is_set()):
-                instances = system.refresh()
-                rates.update(time.monotonic(), handled_by_service(instances))
-                live.update(status_table(instances, rates.rates, title), refresh=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), REFRESH)
-            console.print("seawall up: stopping (draining every service)")
-            await system.stop()
-            live.update(status_table(system.refresh(), {}, title), refresh=True)
-        if not console.is_terminal:
-            console.line()  # off a terminal, the last frame ends without one
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+
+        def draw() -> None:
+            instances = system.refresh()
+            rates.update(time.monotonic(), handled_by_service(instances))
+            live.update(status_table(instances, rates.rates, _title(system)), refresh=True)
+
+        await _until_stopped(system, stop, draw)
+        await _stop(system, console)
+        live.update(status_table(system.refresh(), {}, _title(system)), refresh=True)
+
+
+async def _plain(system: Up, console: Console, stop: asyncio.Event, every: float) -> None:
+    """Plain status lines every ``every`` seconds, and the table once stopped."""
+    rates = Rates()
+    start = last = time.monotonic()
+
+    def tick() -> None:
+        nonlocal last
+        now = time.monotonic()
+        instances = system.refresh()
+        rates.update(now, handled_by_service(instances))
+        if now - last >= every:
+            last = now
+            for line in status_lines(instances, rates.rates, now - start):
+                _say(console, line)
+
+    await _until_stopped(system, stop, tick)
+    await _stop(system, console)
+    console.print(status_table(system.refresh(), {}, _title(system)))
+
+
+async def _until_stopped(system: Up, stop: asyncio.Event, tick: Callable[[], None]) -> None:
+    while not (stop.is_set() or system.gave_up.is_set()):
+        tick()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), REFRESH)
+
+
+async def _stop(system: Up, console: Console) -> None:
+    if system.failure is None:
+        _say(console, "seawall up: stopping (draining every service; Ctrl-C again kills them)")
+    await system.stop()
+
+
+def _notice(console: Console, text: str) -> None:
+    _say(console, f"seawall up: {text}", style="yellow")
+
+
+def _say(console: Console, line: str, style: str = "") -> None:
+    """One line as it is: no markup read into it, not wrapped at the console's width."""
+    console.print(Text(line, style=style), soft_wrap=True)
+
+
+def _kill(system: Up, console: Console) -> None:
+    system.kill()
+    if console.is_terminal:
+        os.write(1, b"\x1b[?25h\n")  # the live table hid the cursor; exiting now, show it
 
 
 @click.command()
@@ -62,14 +179,21 @@ async def run_up(config: UpConfig, console: Console, log_level: str) -> None:
     help='Override the file\'s transport ("embedded" or a URL such as nats://127.0.0.1:4222).',
 )
 @click.option("--log-level", envvar="SEAWALL_LOG_LEVEL", default="WARNING", show_default=True)
-def up(config_file: str, transport: str | None, log_level: str) -> None:
+@click.option(
+    "--status-every",
+    type=click.FloatRange(min=0.1),
+    default=STATUS_EVERY,
+    show_default=True,
+    help="Seconds between status lines when the output is not a terminal.",
+)
+def up(config_file: str, transport: str | None, log_level: str, status_every: float) -> None:
     """Start the broker and every service of CONFIG_FILE as supervised processes."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_up_config(config_file)
         if transport:
             config = dataclasses.replace(config, transport=transport)
-        asyncio.run(run_up(config, Console(), log_level))
+        asyncio.run(run_up(config, Console(), log_level, status_every=status_every))
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("seawall up: stopped cleanly", err=True)

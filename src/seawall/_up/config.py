@@ -7,6 +7,7 @@ process, and each service with its ``MODULE:ATTR`` target and instance count::
     transport = "embedded"        # the broker server seawall up starts; or "nats://host:port"
     state = ".seawall"            # broker data, logs and status files (relative to this file)
     grace = 5.0                   # seconds a stopping service may take to drain
+    listen = "127.0.0.1:7400"     # also serve the broker on TCP: seawall://127.0.0.1:7400
 
     [restart]                     # one-for-one, per instance
     max_restarts = 5
@@ -33,7 +34,9 @@ Options in the URL's query win over the table. For a URL, the table's options
 are added to the URL's query, which is how every service process gets them;
 for ``embedded`` they go to ``seawall broker`` (``--sync``, ``--option``),
 all but ``max_message_bytes``. The top-level ``sync`` of earlier files is the
-same as ``[transport.options] sync``.
+same as ``[transport.options] sync``. ``listen`` (``HOST:PORT``, embedded only)
+gives that broker a fixed TCP address beside the unix socket its services use,
+so that code outside the system can reach it (``seawall://HOST:PORT``).
 
 Every mistake is reported as a :class:`~seawall.ConfigurationError` naming the
 file, the key and what to write instead. Only the CLI reads the environment:
@@ -46,14 +49,14 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._fsync import parse_sync
 from .._runtime.supervisor import RestartIntensity
-from .._transport.options import with_options
+from .._transport.options import redact, with_options
 from .._transport.schemes import options_type
 from ..transports._options import EmbeddedOptions
 
@@ -62,7 +65,7 @@ __all__ = ["EMBEDDED", "ServiceSpec", "UpConfig", "load_up_config", "parse_up_co
 EMBEDDED = "embedded"
 """The ``transport`` value that makes ``seawall up`` start its own broker server."""
 
-_TOP_KEYS = {"transport", "state", "grace", "sync", "restart", "env", "services"}
+_TOP_KEYS = {"transport", "state", "grace", "sync", "listen", "restart", "env", "services"}
 _SERVICE_KEYS = {"target", "instances", "env"}
 _RESTART_KEYS = {"max_restarts", "within", "initial_backoff", "max_backoff", "multiplier"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -96,6 +99,10 @@ class UpConfig:
     """The options of the broker ``seawall up`` starts when the transport is ``embedded``."""
     intensity: RestartIntensity = field(default_factory=RestartIntensity)
     env: Mapping[str, str] = field(default_factory=dict)
+    listen: str | None = None
+    """``HOST:PORT`` where the broker ``seawall up`` starts also accepts TCP clients."""
+    file: Path | None = None
+    """The file read, to name it in messages."""
 
     @property
     def embedded(self) -> bool:
@@ -120,7 +127,8 @@ def load_up_config(path: str | Path) -> UpConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_up_config(data, where=str(path), root=path.resolve().parent)
+    config = parse_up_config(data, where=str(path), root=path.resolve().parent)
+    return replace(config, file=path)
 
 
 def parse_up_config(data: Mapping[str, Any], *, where: str, root: Path) -> UpConfig:
@@ -143,7 +151,26 @@ def parse_up_config(data: Mapping[str, Any], *, where: str, root: Path) -> UpCon
         broker=broker,
         intensity=_intensity(data.get("restart", {}), where),
         env=_env(data.get("env", {}), where, "env"),
+        listen=_listen(data, transport, where),
     )
+
+
+def _listen(data: Mapping[str, Any], transport: str, where: str) -> str | None:
+    """The broker's TCP address, ``HOST:PORT``; only for the broker seawall up starts."""
+    if "listen" not in data:
+        return None
+    listen = _text(data, "listen", where, "")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigurationError(
+            f'{where}: listen must be HOST:PORT, e.g. "127.0.0.1:7400"; got {listen!r}'
+        )
+    if transport != EMBEDDED:
+        raise ConfigurationError(
+            f"{where}: listen is the address of the broker seawall up starts, and with "
+            f"transport = {redact(transport)!r} it starts none; remove listen"
+        )
+    return listen
 
 
 def _transport(value: Any, where: str) -> tuple[str, dict[str, Any]]:

@@ -1,14 +1,21 @@
 """``seawall up``: a system of OS processes, one per service instance, supervised.
 
 Part of the edges layer. :class:`Up` starts the embedded broker server
-(``seawall broker`` on a unix socket, unless the configuration names another
-transport such as NATS), then every instance of every service as its own
-process (:mod:`seawall._up.child`), all on the same transport. Supervision is
+(``seawall broker`` on a unix socket, and on the file's ``listen`` address for
+clients outside the system, unless the configuration names another transport
+such as NATS), then every instance of every service as its own process
+(:mod:`seawall._up.child`), all on the same transport. Each child runs in a
+process group of its own, so a Ctrl-C on the terminal reaches ``seawall up``
+alone, which stops the children in order (the broker last). Supervision is
 one-for-one at the OS level: a process that exits on its own is started again
 after the backoff of a :class:`~seawall._runtime.supervisor.RestartTracker` (the same
-sans-IO policy the in-process supervisor uses); an instance that crashes more
-often than the :class:`~seawall.RestartIntensity` allows is given up on, and
-:attr:`Up.gave_up` is set so the owner can stop the system. Leaving
+sans-IO policy the in-process supervisor uses), and :attr:`Up.notify` is told,
+with the last lines of its log (:mod:`seawall._up.exits`); an instance that
+crashes more often than the :class:`~seawall.RestartIntensity` allows is given
+up on, and one whose target does not load stops the system at once (restarts
+cannot help); either way :attr:`Up.gave_up` is set so the owner can stop the
+system, and :attr:`Up.failure` says why. :meth:`Up.kill` ends everything at
+once (a second Ctrl-C). Leaving
 ``async with`` (or :meth:`Up.stop`) stops gracefully: SIGTERM to every service
 process, which drains; SIGKILL to those still running after the grace period;
 the broker last, the same way. The embedded broker is supervised like the
@@ -32,6 +39,7 @@ import socket
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +53,7 @@ from .._messages.ids import uuid7
 from .._runtime.supervisor import RestartTracker
 from .._transport.options import option_text
 from .config import ServiceSpec, UpConfig
+from .exits import EXIT_UNLOADABLE, describe_status, log_tail, quoted
 from .lifeline import Lifeline
 
 __all__ = ["KILL_MARGIN", "Instance", "InstanceReport", "Up", "write_report"]
@@ -92,6 +101,10 @@ class Instance:
     earlier: Counter[str] = field(default_factory=Counter)
     """Counters of this instance's earlier processes, as they last reported them."""
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    log_start: int = 0
+    """Where the running process's lines start in its log file (which earlier ones share)."""
+    last_words: list[str] = field(default_factory=list, repr=False)
+    """The last log lines of the previous process, told of when it exited."""
 
     @property
     def name(self) -> str:
@@ -120,6 +133,7 @@ class Up:
         log_level: str = "WARNING",
         python: str = sys.executable,
         id_prefix: str = "",
+        notify: Callable[[str], object] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -127,17 +141,26 @@ class Up:
         self.python = python
         self.id_prefix = id_prefix
         """Starts every process's instance id (and so its reply inbox's name)."""
+        self.notify = notify or _log_notice
+        """Told, in a sentence, of each process that exits on its own (with its last log lines)."""
         self.instances: list[Instance] = [
             Instance(spec.name, n + 1) for spec in config.services for n in range(spec.instances)
         ]
         self.gave_up = asyncio.Event()
-        """Set once an instance crashed past the restart intensity."""
-        self.failure: SupervisorGaveUp | None = None
+        """Set once an instance crashed past the restart intensity or its target did not load."""
+        self.failure: ServiceError | None = None
+        """Why the system stops on its own: a target that does not load, or a give-up."""
         self.transport_url = config.transport
+        """The URL the services use: the broker's unix socket, when seawall up starts one."""
+        self.listen_url = (
+            f"seawall://{config.listen}" if config.embedded and config.listen else None
+        )
+        """Where code outside the system reaches the broker, when the file gives ``listen``."""
         self._specs = {spec.name: spec for spec in config.services}
         self._broker: asyncio.subprocess.Process | None = None
         self._sockdir: str | None = None
         self._socket = ""
+        self._broker_log_start = 0
         self.broker_restarts = 0
         """How often the embedded broker was started again after it died."""
         self._group: asyncio.TaskGroup | None = None
@@ -190,8 +213,10 @@ class Up:
             await self._group.__aexit__(exc_type, exc, tb)
             assert self._lifeline is not None
             self._lifeline.close()
-        if self.failure is not None and exc is None:
-            raise self.failure
+        if self.failure is not None:
+            if exc is None:
+                raise self.failure
+            log.error("%s", self.failure)  # not lost behind the exception that left the block
 
     # -- the broker -------------------------------------------------------------------------
 
@@ -206,6 +231,8 @@ class Up:
         broker = self.config.broker
         command = [self.python, "-m", "seawall", "broker", "--data", str(data)]
         command += ["--unix", unix, "--sync", broker.sync]
+        if self.config.listen is not None:
+            command += ["--listen", self.config.listen]
         for name, value in broker.changes().items():
             if name != "sync":
                 command += ["--option", f"{name}={option_text(value)}"]
@@ -216,8 +243,14 @@ class Up:
         command = self.broker_command(data, self._socket)
         command += ["--lifeline", str(self._lifeline_fd)]
         with (self.logs / "broker.log").open("ab") as sink:
+            self._broker_log_start = sink.tell()
             self._broker = await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, env=self._env({}), pass_fds=[self._lifeline_fd]
+                *command,
+                stdout=sink,
+                stderr=sink,
+                env=self._env({}),
+                pass_fds=[self._lifeline_fd],
+                process_group=0,  # Ctrl-C is for seawall up, which stops the broker last
             )
         await self._wait_for_socket(self._socket)
         log.info("broker %d serving %s on %s", self._broker.pid, data, self._socket)
@@ -231,20 +264,19 @@ class Up:
             if self._stopping.is_set():
                 return
             delay = tracker.record_crash(self.clock.time())
+            broker_log = self.logs / "broker.log"
+            said = quoted(log_tail(broker_log, self._broker_log_start))
             if delay is None:
                 self._fail(
                     f"seawall up gave up on the broker: it exited "
                     f"{self.config.intensity.max_restarts + 1} times within "
-                    f"{self.config.intensity.within:g} s (last status {code}); see "
-                    f"{self.logs / 'broker.log'}"
+                    f"{self.config.intensity.within:g} s (last {describe_status(code)}); the end "
+                    f"of {broker_log}:{said}\nfix the cause"
                 )
                 return
-            log.warning(
-                "the broker (pid %d) exited with status %d; restart #%d in %.3g s",
-                self._broker.pid,
-                code,
-                self.broker_restarts + 1,
-                delay,
+            self.notify(
+                f"the broker (pid {self._broker.pid}) exited with {describe_status(code)}; "
+                f"restart #{self.broker_restarts + 1} in {delay:.3g} s (log: {broker_log}){said}"
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -258,9 +290,11 @@ class Up:
         deadline = self.clock.time() + _READY_TIMEOUT
         while self.clock.time() < deadline:
             if self._broker.returncode is not None:
+                broker_log = self.logs / "broker.log"
                 raise ServiceError(
-                    f"the broker exited with status {self._broker.returncode} before serving; "
-                    f"see {self.logs / 'broker.log'}"
+                    f"the broker exited with {describe_status(self._broker.returncode)} before "
+                    f"serving; the end of {broker_log}:"
+                    f"{quoted(log_tail(broker_log, self._broker_log_start))}"
                 )
             if _accepts(path):
                 return
@@ -296,6 +330,9 @@ class Up:
     def status_file(self, instance: Instance) -> Path:
         return self.status_dir / f"{instance.name}.json"
 
+    def log_file(self, instance: Instance) -> Path:
+        return self.logs / f"{instance.name}.log"
+
     async def _spawn(self, instance: Instance, spec: ServiceSpec) -> asyncio.subprocess.Process:
         status = self.status_file(instance)
         status.unlink(missing_ok=True)
@@ -311,9 +348,15 @@ class Up:
             }
         )
         command = [self.python, "-m", "seawall._up.child", spec.target]
-        with (self.logs / f"{instance.name}.log").open("ab") as sink:
+        with self.log_file(instance).open("ab") as sink:
+            instance.log_start = sink.tell()
             return await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, env=env, pass_fds=[self._lifeline_fd]
+                *command,
+                stdout=sink,
+                stderr=sink,
+                env=env,
+                pass_fds=[self._lifeline_fd],
+                process_group=0,  # Ctrl-C is for seawall up, which stops every child once
             )
 
     async def _keep(self, instance: Instance) -> None:
@@ -333,19 +376,16 @@ class Up:
             instance.exit_codes.append(code)
             if self._stopping.is_set():
                 break
+            if code == EXIT_UNLOADABLE:
+                self._unloadable(instance, spec)
+                return
             delay = tracker.record_crash(self.clock.time())
             if delay is None:
                 self._give_up(instance, code)
                 return
             instance.state = "restarting"
-            log.warning(
-                "%s (pid %d) exited with status %d; restart #%d in %.3g s (log: %s)",
-                instance.name,
-                process.pid,
-                code,
-                instance.restarts + 1,
-                delay,
-                self.logs / f"{instance.name}.log",
+            self._tell_exit(
+                instance, process.pid, code, f"restart #{instance.restarts + 1} in {delay:.3g} s"
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -353,19 +393,47 @@ class Up:
                 instance.restarts += 1
         instance.state = "stopped"
 
+    def _tell_exit(self, instance: Instance, pid: int, code: int, then: str) -> None:
+        """Tell of an exit of the process's own, with the last lines it wrote to its log."""
+        log_file = self.log_file(instance)
+        tail = log_tail(log_file, instance.log_start)
+        said = f"; its last lines ({log_file}):{quoted(tail)}" if tail else f" (log: {log_file})"
+        if tail and tail == instance.last_words:
+            said = f"; its last lines are those of the time before ({log_file})"
+        instance.last_words = tail
+        self.notify(
+            f"{instance.name} (pid {pid}) exited with {describe_status(code)}; {then}{said}"
+        )
+
+    def _unloadable(self, instance: Instance, spec: ServiceSpec) -> None:
+        """A target that does not load fails the system at once: restarts would not help."""
+        instance.state = "failed"
+        tail = log_tail(self.log_file(instance), instance.log_start)
+        where = f" of {self.config.file}" if self.config.file is not None else ""
+        self._stop_with(
+            ServiceError(
+                f"{instance.name} cannot start: its target {spec.target} does not "
+                f"load:{quoted(tail)}\nfix target in [services.{spec.name}]{where}"
+            )
+        )
+
     def _give_up(self, instance: Instance, code: int) -> None:
         spec = self.config.intensity
         instance.state = "failed"
+        log_file = self.log_file(instance)
+        tail = log_tail(log_file, instance.log_start)
         self._fail(
             f"seawall up gave up on {instance.name}: it exited {spec.max_restarts + 1} times "
-            f"within {spec.within:g} s (last status {code}); see "
-            f"{self.logs / f'{instance.name}.log'}"
+            f"within {spec.within:g} s (last {describe_status(code)}); the end of "
+            f"{log_file}:{quoted(tail)}\nfix the cause"
         )
 
     def _fail(self, text: str) -> None:
-        failure = SupervisorGaveUp(f"{text}, or allow more in [restart] of seawall.toml")
+        self._stop_with(SupervisorGaveUp(f"{text}, or allow more in [restart] of seawall.toml"))
+
+    def _stop_with(self, failure: ServiceError) -> None:
         self.failure = self.failure or failure
-        log.critical("%s", failure)
+        log.debug("stopping the system: %s", failure)  # raised when the system is left
         self.gave_up.set()
 
     def refresh(self) -> list[Instance]:
@@ -406,6 +474,16 @@ class Up:
             *(self._terminate(i.process, i.name) for i in running if i.process is not None)
         )
 
+    def kill(self) -> None:
+        """SIGKILL every process at once, the broker too, draining nothing (a second Ctrl-C)."""
+        processes = [i.process for i in self.instances] + [self._broker]
+        for process in processes:
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+
     async def _terminate(self, process: asyncio.subprocess.Process, name: str) -> None:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -417,6 +495,10 @@ class Up:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+
+
+def _log_notice(text: str) -> None:
+    log.warning("%s", text)
 
 
 def _accepts(path: str) -> bool:
