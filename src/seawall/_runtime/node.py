@@ -19,7 +19,7 @@ from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._messages.payload import Kind, Payload, TypeRegistry, schema_uri
 from .._tasks import TaskScope
-from .._transport import Transport
+from .._transport import Transport, reply_inbox
 from .replies import Done, Failure, ReplyTable
 from .sends import SendQueue
 
@@ -46,7 +46,7 @@ class Node:
         self.codec = codec
         self.registry = registry
         self.instance = instance
-        self.inbox = f"_inbox.{instance}"
+        self.inbox = reply_inbox(instance)
         self.replies = ReplyTable()
         self.tasks = tasks
         self.timers = TimerHeap(clock)

@@ -23,17 +23,13 @@ from __future__ import annotations
 __all__ = [
     "CLOCK_SLACK",
     "HOLD",
-    "INBOX_PREFIX",
     "MAX_GRANTS",
     "MAX_HELD",
     "NO_DEADLINE",
     "InboxOwners",
     "ReplyGrants",
-    "is_inbox",
 ]
 
-INBOX_PREFIX = "_inbox."
-"""Channels named so are reply inboxes (the runtime's ``Node.inbox``)."""
 HOLD = 300.0
 """Seconds an inbox stays its owner's after the owner's last subscription to it ended."""
 MAX_HELD = 16_384
@@ -44,11 +40,6 @@ NO_DEADLINE = 60.0
 """Seconds a reply grant lasts when the request has no deadline."""
 MAX_GRANTS = 1024
 """Inboxes one connection may reply to at once; past this the least recently granted go."""
-
-
-def is_inbox(channel: str) -> bool:
-    """Whether ``channel`` is a reply inbox."""
-    return channel.startswith(INBOX_PREFIX)
 
 
 class InboxOwners:

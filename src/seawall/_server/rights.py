@@ -24,8 +24,9 @@ from __future__ import annotations
 from .._clock import Clock
 from .._exceptions import PermissionDenied
 from .._messages.envelope import Message
+from .._transport import is_reply_inbox
 from .acl import Client
-from .inboxes import InboxOwners, ReplyGrants, is_inbox
+from .inboxes import InboxOwners, ReplyGrants
 
 __all__ = ["Rights"]
 
@@ -46,7 +47,7 @@ class Rights:
             return
         if not client.may_publish(channel):
             raise self._no_pattern("publish to", channel)
-        if is_inbox(channel) and not self._may_reply(client, channel):
+        if is_reply_inbox(channel) and not self._may_reply(client, channel):
             raise PermissionDenied(
                 f"client {client.name!r} may not publish to reply inbox {channel!r}: it is not "
                 "this client's, and no message delivered on this connection names it as "
@@ -61,7 +62,7 @@ class Rights:
             return
         if not client.may_declare(channel):
             raise self._no_pattern("declare", channel)
-        if is_inbox(channel) and self._owners.owner(channel, self._clock.time()) not in (
+        if is_reply_inbox(channel) and self._owners.owner(channel, self._clock.time()) not in (
             None,
             client.name,
         ):
@@ -75,7 +76,7 @@ class Rights:
             return
         if not client.may_subscribe(channel):
             raise self._no_pattern("subscribe to", channel)
-        if is_inbox(channel):  # the group of a private inbox is nobody else's business
+        if is_reply_inbox(channel):  # the group of a private inbox is nobody else's business
             if not self._owners.claim(channel, client.name, self._clock.time()):
                 raise self._taken(client, channel)
         elif not client.may_join(group):
@@ -87,13 +88,13 @@ class Rights:
 
     def unsubscribed(self, channel: str) -> None:
         """A subscription to ``channel`` allowed by :meth:`subscribing` ended."""
-        if self.client is not None and is_inbox(channel):
+        if self.client is not None and is_reply_inbox(channel):
             self._owners.release(channel, self.client.name, self._clock.time())
 
     def delivered(self, message: Message) -> None:
         """``message`` went to this connection: it may reply to the inbox it names."""
         replyto = message.replyto
-        if self.client is not None and replyto is not None and is_inbox(replyto):
+        if self.client is not None and replyto is not None and is_reply_inbox(replyto):
             self._grants.grant(replyto, message.deadline_ts(), self._clock.time())
 
     def _may_reply(self, client: Client, inbox: str) -> bool:

@@ -49,7 +49,9 @@ __all__ = [
     "Subscription",
     "Transport",
     "fixed_start",
+    "is_reply_inbox",
     "partition_for",
+    "reply_inbox",
 ]
 
 StartAt = Literal["earliest", "latest"]
@@ -152,6 +154,22 @@ def fixed_start(start: Start, transport: str) -> StartAt:
         "at 'earliest' or 'latest', or use a transport with Capabilities.replay "
         "(embedded:// or seawall://)"
     )
+
+
+REPLY_INBOX_PREFIX = "_inbox."
+"""Channels named so are reply inboxes: one per process instance, declared ephemeral,
+never created by a publish. Brokers carry them their own way (core NATS, a plain queue),
+and the broker server keeps each private to the client that reads it."""
+
+
+def reply_inbox(instance: str) -> str:
+    """The reply inbox of a process instance."""
+    return REPLY_INBOX_PREFIX + instance
+
+
+def is_reply_inbox(channel: str) -> bool:
+    """Whether ``channel`` is a reply inbox."""
+    return channel.startswith(REPLY_INBOX_PREFIX)
 
 
 def partition_for(key: str | None, partitions: int) -> int:

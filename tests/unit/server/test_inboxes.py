@@ -7,16 +7,16 @@ from seawall._server.inboxes import (
     NO_DEADLINE,
     InboxOwners,
     ReplyGrants,
-    is_inbox,
 )
+from seawall._transport import is_reply_inbox, reply_inbox
 
 T = 1_000.0
 
 
 def test_inboxes_are_the_runtime_s_channel_names() -> None:
-    assert is_inbox("_inbox.0190c4d2-7e61-78c8-b55e-1a37d4774dfc")
-    assert not is_inbox("inbox.a")
-    assert not is_inbox("orders._inbox.a")
+    assert is_reply_inbox(reply_inbox("0190c4d2-7e61-78c8-b55e-1a37d4774dfc"))
+    assert not is_reply_inbox("inbox.a")
+    assert not is_reply_inbox("orders._inbox.a")
 
 
 def test_the_first_subscriber_owns_an_inbox_and_others_are_refused() -> None:

@@ -27,22 +27,21 @@ from nats.aio.subscription import Subscription as NatsSubscriptionHandle
 from ..._exceptions import ConnectionLost, DecodeError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
-from ..._transport import Delivery
+from ..._transport import Delivery, is_reply_inbox
 
 if TYPE_CHECKING:
     from . import NatsTransport
 
-__all__ = ["INBOX_PREFIX", "CoreSubscription", "rides_core"]
+__all__ = ["CoreSubscription", "rides_core"]
 
 log = logging.getLogger("seawall.transports.nats")
 
-INBOX_PREFIX = "_inbox."
 _MAX_WAITING = 65_536  # replies received and not yet read: beyond, a reply is dropped
 
 
 def rides_core(channel: str) -> bool:
     """Whether ``channel`` is a reply inbox, carried by core NATS rather than JetStream."""
-    return channel.startswith(INBOX_PREFIX)
+    return is_reply_inbox(channel)
 
 
 class CoreSubscription:

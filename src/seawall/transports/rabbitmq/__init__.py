@@ -114,6 +114,7 @@ from ..._transport import (
     Durability,
     Start,
     fixed_start,
+    is_reply_inbox,
     partition_for,
 )
 from ..._transport.publishing import until_stored
@@ -131,7 +132,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from .._options import RabbitMQOptions, RabbitMQSettings
-from ._layout import ATTEMPT, INBOX_PREFIX, MAX_DELAY, Layout, delay_step, inbox_queue
+from ._layout import ATTEMPT, MAX_DELAY, Layout, delay_step, inbox_queue
 from ._link import Link
 from ._members import Membership
 from ._subscription import CE_PREFIX, RabbitMQSubscription, Source
@@ -219,7 +220,7 @@ class RabbitMQTransport:
     # -- channels ------------------------------------------------------------------
     def _ephemeral(self, channel: str) -> bool:
         spec = self._declared.get(channel)
-        return channel.startswith(INBOX_PREFIX) or (spec is not None and spec.ephemeral)
+        return is_reply_inbox(channel) or (spec is not None and spec.ephemeral)
 
     async def declare(self, spec: ChannelSpec) -> None:
         self._check_open()

@@ -18,7 +18,6 @@ from ..._transport.assignment import token
 __all__ = [
     "ATTEMPT",
     "BROKER_HEADERS",
-    "INBOX_PREFIX",
     "MAX_DELAY",
     "PREFIX",
     "Layout",
@@ -32,8 +31,6 @@ __all__ = [
 ]
 
 PREFIX = "seawall."
-INBOX_PREFIX = "_inbox."
-"""Channels named so are reply inboxes: ephemeral, never created by a publish."""
 ATTEMPT = "seawall-attempt"
 """Header: the attempt number a republished (delayed) message starts from."""
 BROKER_HEADERS = frozenset(

@@ -120,6 +120,7 @@ from ..._transport import (
     Durability,
     Start,
     fixed_start,
+    is_reply_inbox,
     partition_for,
 )
 from ..._transport.publishing import until_stored
@@ -148,7 +149,6 @@ log = logging.getLogger("seawall.transports.redis")
 
 EPHEMERAL_TTL = RedisOptions.ephemeral_ttl
 """Default seconds the keys of an ephemeral channel outlive its owner's last renewal."""
-_GONE_WHEN_MISSING = "_inbox."  # reply inboxes: never created by a publish
 _ATTRIBUTES_BELOW = 64 << 10  # attributes and headers of a message are taken to be smaller
 
 
@@ -387,7 +387,7 @@ class RedisTransport:
 
         async def attempt(left: float | None) -> bool | ChannelFull:
             channel = self._channels.get(name) or await self.channel(
-                name, create=not name.startswith(_GONE_WHEN_MISSING)
+                name, create=not is_reply_inbox(name)
             )
             if channel is not None:
                 lane = _lane(channel, message, priority)
