@@ -33,11 +33,13 @@ from ._exceptions import (
     TransportError,
     UnexpectedReply,
     UnknownMessageType,
+    UnknownVersion,
 )
 from ._messages.codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
 from ._messages.envelope import Message, from_headers, to_headers
 from ._messages.ids import uuid7
 from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
+from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
 from ._runtime.retry import RetryPolicy
@@ -115,6 +117,9 @@ __all__ = [
     "TypeRegistry",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnknownVersion",
+    "Upcaster",
+    "Upcasters",
     "VirtualClock",
     "__version__",
     "connect",
