@@ -12,10 +12,16 @@ keep flowing (see :mod:`seawall._runtime.lanes`). Messages without a key are ret
 (``nack(delay=…)``), which frees their in-flight slot meanwhile.
 
 A message whose deadline passed is not handled; its requester gets a
-``DeadlineExceeded`` failure. Undecodable messages, and commands of a type no
-handler takes, go to the dead-letter channel at once; after the retry policy
+``DeadlineExceeded`` failure. Undecodable messages, commands of a type no
+handler takes, and messages of a major version no handler takes and no
+upcaster lifts go to the dead-letter channel at once; after the retry policy
 gives up, so does a failing message (and its requester gets the error). On
 subscriptions, event types nobody here handles are acknowledged and skipped.
+
+Each message is read in the major version its ``dataschema`` names, by the
+handler of that major (see :mod:`seawall._runtime.service`). The decoder for a
+(type, content type, schema) is cached, so the common path costs one dict
+lookup; messages that need an upcaster take the full path every time.
 
 The rules for a failed message (retry when, park it or hand it back, dead-letter
 why) are the pure function :func:`seawall._runtime.failure.decide`; this module
@@ -36,7 +42,8 @@ from .._clock import Timer, timeout_at
 from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from .._messages.codec import raw_decoder
 from .._messages.envelope import DLQ_HEADERS, Message
-from .._messages.payload import Payload
+from .._messages.payload import Payload, schema_version
+from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
@@ -72,6 +79,13 @@ class Stats:
     skipped: int = 0
 
 
+_Schema = tuple[str, str, str | None]
+"""A message's type, content type and dataschema: what decides how it is read."""
+
+_CACHED_SCHEMAS = 1024
+"""At most this many decoders are cached: the schema strings come from the senders."""
+
+
 @dataclass(slots=True, eq=False)
 class _Item:
     delivery: Delivery
@@ -101,7 +115,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
-        self._decoders: dict[tuple[str, str], tuple[Handler, Callable[[bytes], Payload]]] = {}
+        self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -275,39 +289,42 @@ class Dispatcher:
         return handler.fn(payload)
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
-        """:meth:`_resolve` with the handler and raw decoder of each message type cached.
+        """:meth:`_route` and the decode, with the handler and raw decoder of each schema cached.
 
-        Only handlers of one payload type are cached (a union handler's class
-        depends on the type name and schema); a body that does not decode goes
-        the full way, which says what is wrong with it.
+        A body that does not decode goes the full way, which says what is wrong with it.
         """
-        key = (message.type, message.datacontenttype)
+        key = (message.type, message.datacontenttype, message.dataschema)
         cached = self._decoders.get(key)
         if cached is not None:
             try:
                 return cached[0], cached[1](message.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 pass
-        handler, payload = self._resolve(message)
-        if cached is None and handler is not None and len(handler.types) == 1:
-            raw = raw_decoder(message.datacontenttype, handler.types[0])
+        route = self._route(message)
+        if route is None:
+            return None, None
+        handler, cls, steps = route
+        if cached is None and not steps and len(self._decoders) < _CACHED_SCHEMAS:
+            raw = raw_decoder(message.datacontenttype, cls)
             if raw is not None:
                 self._decoders[key] = (handler, raw)
-        return handler, payload
+        return handler, self.node.read(message, cls, steps)
 
-    def _resolve(self, message: Message) -> tuple[Handler | None, Payload | None]:
-        handler = self.spec.handlers.get(message.type)
-        if handler is None:
+    def _route(
+        self, message: Message
+    ) -> tuple[Handler, type[Payload], tuple[Upcaster, ...]] | None:
+        """The handler, class and upcasters for ``message``; None: nobody here wants it."""
+        classes = self.spec.versions.get(message.type)
+        if classes is None:
             if not self.spec.is_command_channel:
-                return None, None
-            known = sorted(self.spec.handlers)
-            error = UnknownMessageType(
+                return None
+            raise UnknownMessageType(
                 f"no handler for {message.type!r} on command channel {self.spec.channel!r}; "
-                f"{self.service} handles {known}"
+                f"{self.service} handles {sorted(self.spec.versions)}"
             )
-            raise error
-        into = handler.types[0] if len(handler.types) == 1 else None
-        return handler, self.node.decode(message, into)
+        version = schema_version(message.dataschema)
+        cls, steps = plan(message.type, version, classes, self.node.upcasters, reader=self.name)
+        return self.spec.handlers[cls], cls, steps
 
     async def _reply(self, request: Message, result: object) -> None:
         if isinstance(result, Payload):

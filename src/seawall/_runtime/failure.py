@@ -6,9 +6,9 @@ and returns what to do, as a frozen value; the dispatcher
 (:mod:`seawall._runtime.dispatcher`) carries it out on the transport. The
 rules:
 
-- a message that cannot be taken (its body does not decode, or no handler
-  takes its type on a command channel) is dead-lettered at once: no attempt
-  can ever succeed;
+- a message that cannot be taken (its body does not decode, no handler takes
+  its type on a command channel, or none takes its major version and no
+  upcaster lifts it) is dead-lettered at once: no attempt can ever succeed;
 - a handler that times out once the message's deadline has passed is not
   retried: the message expired (the requester is told, nothing is
   dead-lettered);
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._exceptions import UnknownMessageType
+from .._exceptions import UnknownMessageType, UnknownVersion
 from .retry import RetryPolicy
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "decide",
 ]
 
-Reason = Literal["decode-error", "unknown-type", "handler-error"]
+Reason = Literal["decode-error", "unknown-type", "unknown-version", "handler-error"]
 """The ``seawall-dlq-reason`` header of a dead letter."""
 
 Stage = Literal["decode", "handler"]
@@ -110,6 +110,8 @@ def decide(attempt: Attempt, policy: RetryPolicy, *, broker_delays: bool) -> Dec
 
 
 def _rejected(error: BaseException) -> DeadLetter:
+    if isinstance(error, UnknownVersion):
+        return DeadLetter("unknown-version", "no handler takes its version")
     if isinstance(error, UnknownMessageType):
         return DeadLetter("unknown-type", "no handler takes its type")
     return DeadLetter("decode-error", "it does not decode")

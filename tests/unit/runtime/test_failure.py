@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from seawall import DeadlineExceeded, DecodeError, RemoteError, RetryPolicy, UnknownMessageType
+from seawall import (
+    DeadlineExceeded,
+    DecodeError,
+    RemoteError,
+    RetryPolicy,
+    UnknownMessageType,
+    UnknownVersion,
+)
 from seawall._runtime.failure import (
     Attempt,
     DeadLetter,
@@ -69,6 +76,7 @@ NOT_RETRYABLE = DeadLetter("handler-error", "not retryable")
 TOO_LATE = DeadLetter("handler-error", "its deadline comes before the next attempt")
 UNDECODABLE = DeadLetter("decode-error", "it does not decode")
 UNKNOWN = DeadLetter("unknown-type", "no handler takes its type")
+UNKNOWN_VERSION = DeadLetter("unknown-version", "no handler takes its version")
 
 TABLE = [
     # -- a message no attempt can take is dead-lettered at once, whatever else holds
@@ -77,6 +85,8 @@ TABLE = [
     row("undecodable, keyed", rejected(DecodeError("b"), key="k"), UNDECODABLE),
     row("undecodable, past deadline", rejected(DecodeError("b"), deadline=NOW - 1), UNDECODABLE),
     row("unknown type, 9th delivery", rejected(UnknownMessageType("x"), number=9), UNKNOWN),
+    row("no handler takes its major", rejected(UnknownVersion("v9")), UNKNOWN_VERSION),
+    row("unknown major, keyed", rejected(UnknownVersion("v9"), key="k"), UNKNOWN_VERSION),
     # -- retried: unkeyed by the broker when it can delay, else parked here
     row("unkeyed: back to the broker", failed(ValueError()), Redeliver(0.1)),
     row("second attempt backs off more", failed(ValueError(), number=2), Redeliver(0.2)),
