@@ -43,7 +43,7 @@ from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
 from ._runtime.retry import RetryPolicy
-from ._runtime.service import Service
+from ._runtime.service import Expired, Service
 from ._runtime.supervisor import RestartIntensity, Supervisor
 from ._runtime.system import System
 from ._transport import (
@@ -82,6 +82,7 @@ __all__ = [
     "Event",
     "EventLoadError",
     "EventStoreError",
+    "Expired",
     "FromOffsets",
     "FromTime",
     "JSON",

@@ -224,14 +224,22 @@ class Context:
         subject: str | None = None,
         not_before: float | None = None,
         priority: int = 0,
+        deadline: float | None = None,
     ) -> None:
         """One-way notification: put ``command`` on ``channel``; no reply is expected.
 
         ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
-        level on a channel declared with priority levels (higher first).
+        level on a channel declared with priority levels (higher first); past
+        ``deadline`` (epoch seconds) the command is not handled: it is dead-lettered
+        with reason ``expired`` (or dropped, as the receiving service chooses).
         """
         message = self._node.envelope(
-            command, source=self.service, cause=self.message, key=key, subject=subject
+            command,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            subject=subject,
+            deadline=deadline,
         )
         await self._node.transport.publish(
             channel, message, not_before=not_before, priority=priority

@@ -12,11 +12,13 @@ keep flowing (see :mod:`seawall._runtime.lanes`). Messages without a key are ret
 (``nack(delay=…)``), which frees their in-flight slot meanwhile.
 
 A message whose deadline passed is not handled; its requester gets a
-``DeadlineExceeded`` failure. Undecodable messages, commands of a type no
-handler takes, and messages of a major version no handler takes and no
-upcaster lifts go to the dead-letter channel at once; after the retry policy
-gives up, so does a failing message (and its requester gets the error). On
-subscriptions, event types nobody here handles are acknowledged and skipped.
+``DeadlineExceeded`` failure, and the message goes to the dead-letter channel
+(reason ``expired``) unless the service drops expired messages. Undecodable
+messages, commands of a type no handler takes, and messages of a major version
+no handler takes and no upcaster lifts go to the dead-letter channel at once;
+after the retry policy gives up, so does a failing message (and its requester
+gets the error). On subscriptions, event types nobody here handles are
+acknowledged and skipped.
 
 Each message is read in the major version its ``dataschema`` names, by the
 handler of that major (see :mod:`seawall._runtime.service`). The decoder for a
@@ -48,7 +50,7 @@ from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
 from .context import Context
-from .failure import Attempt, DeadLetter, Expire, Park, Redeliver, Stage, decide
+from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .lanes import Lanes
 from .node import Node
 from .replies import Done
@@ -76,6 +78,8 @@ class Stats:
     retried: int = 0
     dead_lettered: int = 0
     expired: int = 0
+    """Messages whose deadline passed before they were handled: dead-lettered as well
+    (also counted in ``dead_lettered``), or only counted here (``expired="drop"``)."""
     skipped: int = 0
 
 
@@ -84,6 +88,10 @@ _Schema = tuple[str, str, str | None]
 
 _CACHED_SCHEMAS = 1024
 """At most this many decoders are cached: the schema strings come from the senders."""
+
+
+_VERBS = {"expired": "did not start"}
+"""How the log says a message was dead-lettered before any handler ran, by reason."""
 
 
 @dataclass(slots=True, eq=False)
@@ -241,7 +249,7 @@ class Dispatcher:
             message = delivery.message
             deadline = None if message.deadline is None else message.deadline.timestamp()
             if deadline is not None and self.node.clock.time() >= deadline:
-                await self._expire(sub, item)
+                await self._failed(sub, item, self._too_late(message), "deadline")
                 continue
             try:
                 handler, payload = self._resolve_fast(message)
@@ -350,9 +358,13 @@ class Dispatcher:
         """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
         attempt = self._attempt(item, error, stage)
         broker_delays = self.node.transport.capabilities.delayed_redelivery
-        decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
-        if isinstance(decision, Expire):
-            await self._expire(sub, item)
+        decision = decide(
+            attempt, self.spec.retry, broker_delays=broker_delays, expired=self.spec.expired
+        )
+        if isinstance(decision, Expire) or (
+            isinstance(decision, DeadLetter) and decision.reason == "expired"
+        ):
+            await self._expire(sub, item, decision, handler)
             return
         if handler is not None:
             self.stats.failed += 1
@@ -406,14 +418,27 @@ class Dispatcher:
         if self._timers.pop(item, None) is not None:
             self._lanes.requeue(item)
 
-    async def _expire(self, sub: TransportSubscription, item: _Item) -> None:
+    def _too_late(self, message: Message, handler: Handler | None = None) -> DeadlineExceeded:
+        what = f"{message.type} ({message.id})"
+        if handler is None:
+            return DeadlineExceeded(f"{what} reached {self.service} after its deadline")
+        return DeadlineExceeded(f"{handler.name} did not finish {what} by its deadline")
+
+    async def _expire(
+        self, sub: TransportSubscription, item: _Item, decision: Decision, handler: Handler | None
+    ) -> None:
+        """Dead-letter an expired message, or drop it if the service says so; tell its requester."""
         message = item.delivery.message
         self.stats.expired += 1
+        error = self._too_late(message, handler)
+        if isinstance(decision, DeadLetter):
+            await self._give_up(sub, item, decision, error, handler)
+            return
         log.warning(
-            "%s: %s (%s) not handled: its deadline passed", self.name, message.type, message.id
-        )
-        error = DeadlineExceeded(
-            f"{message.type} ({message.id}) reached {self.service} after its deadline"
+            "%s: %s (%s) not handled: its deadline passed; dropped (expired='drop')",
+            self.name,
+            message.type,
+            message.id,
         )
         await self.node.reply_failure(message, error, service=self.service)
         await self._settle(sub, item)
@@ -449,7 +474,7 @@ class Dispatcher:
         log.warning(
             "%s %s %s (%s) after %d attempt(s), %s: %s: %s; sent to %s",
             handler.name if handler else self.name,
-            "gave up on" if handler else "rejected",
+            "gave up on" if handler else _VERBS.get(decision.reason, "rejected"),
             message.type,
             message.id,
             attempt,

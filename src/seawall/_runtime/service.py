@@ -24,6 +24,13 @@ of its major (its ``dataschema``). A major no handler takes is lifted by the
 service's upcasters (:meth:`Service.upcaster`, the same chains the event store
 reads old events with) to one a handler takes, or else dead-lettered as
 ``unknown-version``.
+
+Expiry: a message whose deadline passed before it was handled (or while it
+was) is not worked on; by default it is dead-lettered with reason ``expired``,
+so something records that it existed; ``Service(..., expired="drop")`` drops
+it instead, counted only in the dispatcher's ``Stats.expired``. Requests and
+one-way commands alike: the requester, if it still waits, gets
+``DeadlineExceeded`` either way.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, get_args, overload
 
 from .._exceptions import ConfigurationError
 from .._messages.payload import Payload, major
@@ -41,12 +48,15 @@ from .._messages.upcast import Upcaster, Upcasters
 from .._transport import Start
 from .retry import RetryPolicy
 
-__all__ = ["Handler", "Service", "Subscription"]
+__all__ = ["Expired", "Handler", "Service", "Subscription"]
 
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 U = TypeVar("U", bound=Upcaster)
 Old = TypeVar("Old", bound=Payload)
 New = TypeVar("New", bound=Payload)
+
+Expired = Literal["dead-letter", "drop"]
+"""What a service does with a message whose deadline passed before it was handled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,8 @@ class Subscription:
     start: Start = "earliest"
     """Where the group starts the first time it subscribes (replay needs a transport
     with ``Capabilities.replay``)."""
+    expired: Expired = "dead-letter"
+    """What becomes of a message whose deadline passed before it was handled."""
     handlers: dict[type[Payload], Handler] = field(default_factory=dict)
     """Handler by payload class."""
     versions: dict[str, dict[str, type[Payload]]] = field(default_factory=dict)
@@ -109,8 +121,9 @@ class Service:
         retry: RetryPolicy | None = None,
         partitions: int = 1,
         upcasters: Upcasters | None = None,
+        expired: Expired = "dead-letter",
     ) -> None:
-        """``upcasters``: chains to share, e.g. an event codec's."""
+        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module."""
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
                 f"service name {name!r} must be non-empty, without spaces, ':' or '/', and not "
@@ -126,6 +139,12 @@ class Service:
         self.prefetch = prefetch or 4 * concurrency
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
+        if expired not in get_args(Expired):
+            raise ConfigurationError(
+                f"service {name}: expired={expired!r}; say 'dead-letter' (the default: the "
+                "message is kept in the dead-letter channel) or 'drop'"
+            )
+        self.expired: Expired = expired
         self.upcasters = Upcasters() if upcasters is None else upcasters
         """The chains that lift old major versions of the messages this service reads."""
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -210,6 +229,7 @@ class Service:
                 prefetch=4 * concurrency if concurrency else self.prefetch,
                 retry=retry or self.retry,
                 start=start,
+                expired=self.expired,
             )
         elif start != sub.start:
             raise ConfigurationError(
