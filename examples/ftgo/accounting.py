@@ -29,7 +29,7 @@ def declined(order_id: str, percent: int) -> bool:
 
 
 def service() -> Service:
-    accounting = Service(channel("accounting"))
+    accounting = Service(channel("accounting"), expired="drop")  # the saga asks again
     store = Store("accounting", SCHEMA)
     percent = int(os.environ.get("FTGO_DECLINE_PERCENT", "10"))
 

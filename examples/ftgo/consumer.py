@@ -12,7 +12,7 @@ BLOCKED = frozenset({"c-13"})
 
 
 def service() -> Service:
-    consumer = Service(channel("consumer"))
+    consumer = Service(channel("consumer"), expired="drop")  # the saga asks again
 
     @consumer.command
     async def validate(cmd: ValidateConsumer) -> ConsumerVerified:

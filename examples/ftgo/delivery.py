@@ -67,7 +67,7 @@ def service() -> Service:
 def courier() -> Service:
     number = os.environ.get("SEAWALL_UP_INSTANCE", "courier-1").rsplit("-", 1)[-1]
     name = f"courier-{number}"
-    courier = Service(channel(name))
+    courier = Service(channel(name), expired="drop")  # an offer after the window is worthless
     store = Store(name, COURIER_SCHEMA)
 
     @courier.subscribe(channel("delivery.offers"), group=channel(name))

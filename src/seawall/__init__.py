@@ -33,15 +33,17 @@ from ._exceptions import (
     TransportError,
     UnexpectedReply,
     UnknownMessageType,
+    UnknownVersion,
 )
 from ._messages.codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
 from ._messages.envelope import Message, from_headers, to_headers
 from ._messages.ids import uuid7
 from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
+from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
 from ._runtime.retry import RetryPolicy
-from ._runtime.service import Service
+from ._runtime.service import Expired, Service
 from ._runtime.supervisor import RestartIntensity, Supervisor
 from ._runtime.system import System
 from ._transport import (
@@ -80,6 +82,7 @@ __all__ = [
     "Event",
     "EventLoadError",
     "EventStoreError",
+    "Expired",
     "FromOffsets",
     "FromTime",
     "JSON",
@@ -115,6 +118,9 @@ __all__ = [
     "TypeRegistry",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnknownVersion",
+    "Upcaster",
+    "Upcasters",
     "VirtualClock",
     "__version__",
     "connect",

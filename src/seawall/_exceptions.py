@@ -10,6 +10,7 @@ where the meaning matches a stdlib type, that type is a base too, so
     ├── MessageError                         a message that cannot be used
     │   ├── DecodeError (ValueError)         bytes or headers that do not decode
     │   ├── UnknownMessageType (LookupError) no payload class for a type name
+    │   │   └── UnknownVersion               none for its major version, no upcaster
     │   └── MessageTooLarge (ValueError)     over the transport's size limit
     ├── TransportError                       the broker or the link to it failed
     │   ├── TransportClosed                  used after close()
@@ -58,6 +59,7 @@ __all__ = [
     "TransportError",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnknownVersion",
 ]
 
 
@@ -79,6 +81,14 @@ class DecodeError(MessageError, ValueError):
 
 class UnknownMessageType(MessageError, LookupError):
     """No payload class is registered for a message type name."""
+
+
+class UnknownVersion(UnknownMessageType):
+    """The type is known, but not in the major version the message was written in.
+
+    A major version is a breaking schema change: the reader needs a class of that
+    major, or an upcaster that lifts it to one it has.
+    """
 
 
 class MessageTooLarge(MessageError, ValueError):

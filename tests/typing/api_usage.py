@@ -13,11 +13,13 @@ from seawall import (
     Context,
     Document,
     Event,
+    Expired,
     MemoryTransport,
     Reply,
     RetryPolicy,
     Service,
     System,
+    Upcasters,
 )
 from seawall.testing import StartTestSystem, TestSystem
 
@@ -86,3 +88,35 @@ async def test_with_the_fixture(seawall_system: StartTestSystem) -> None:
     system = await seawall_system(shop, raise_handler_errors=False)
     assert_type(system, TestSystem)
     await seawall_system("not a service")  # type: ignore[arg-type]
+
+
+class QuoteV2(Command, frozen=True):
+    type_name = "shop.Quote"
+    type_version = "2.0.0"
+    item: str
+    qty: int
+
+
+@shop.upcaster
+def quote_v2(old: Quote) -> QuoteV2:
+    return QuoteV2(item=old.item, qty=1)
+
+
+def versions_and_expiry() -> None:
+    """Both forms of upcaster keep the function's type; the expiry policy is a literal."""
+    assert_type(quote_v2(Quote(item="x")), QuoteV2)
+    chain = Upcasters()
+
+    @chain.upcaster("shop.Quote", "1.0.0", "2.0.0")
+    def on_fields(fields: dict[str, Any]) -> dict[str, Any]:
+        return {**fields, "qty": 1}
+
+    assert_type(on_fields({}), dict[str, Any])
+    chain.upcaster("shop.Quote", "1.0.0")  # type: ignore[call-overload]
+    policy: Expired = "drop"
+    Service("quotes", upcasters=chain, expired=policy)
+    Service("quotes", expired="keep")  # type: ignore[arg-type]
+
+
+async def one_way_with_a_deadline(ctx: Context) -> None:
+    await ctx.send("shop", Quote(item="a"), deadline=ctx.now + 5.0)

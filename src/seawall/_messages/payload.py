@@ -12,21 +12,39 @@ semver version of its schema::
 ``type_name`` defaults to the class name and ``type_version`` to ``1.0.0``.
 Payloads are frozen at run time whatever the subclass says; writing
 ``frozen=True`` lets the type checker know it too (mypy insists on it).
-A :class:`TypeRegistry` finds the class for a type name when a message
-arrives; payloads of another *major* version are refused, because a major
-version means a breaking schema change (upcasting belongs to the state layer).
+A message names the schema it was written in (``dataschema``, see
+:func:`schema_uri`). Within a major version a schema only grows (new fields
+have defaults), so a reader of any version of that major reads it; another
+major is a breaking change. A :class:`TypeRegistry` therefore keeps one class
+per type name *and major version*, so two majors of one type may live side by
+side, and finds the class a message was written for; a message of a major it
+has no class for is refused (:class:`~seawall.UnknownVersion`) unless an
+upcaster lifts it (:mod:`.upcast`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
-from .._exceptions import ConfigurationError, UnknownMessageType
+from .._exceptions import ConfigurationError, UnknownMessageType, UnknownVersion
 
-__all__ = ["Command", "Document", "Event", "Kind", "Payload", "TypeRegistry", "schema_uri"]
+__all__ = [
+    "Command",
+    "Document",
+    "Event",
+    "Kind",
+    "Payload",
+    "TypeRegistry",
+    "choose",
+    "major",
+    "schema_uri",
+    "schema_version",
+    "takes",
+]
 
 Kind = Literal["command", "event", "document"]
 
@@ -82,44 +100,82 @@ def schema_uri(cls: type[Payload]) -> str:
     return f"{_SCHEMA_PREFIX}{cls.type_name}:{cls.type_version}"
 
 
-def _major(version: str) -> str:
+def schema_version(dataschema: str | None) -> str | None:
+    """The version a ``dataschema`` names; None if it names none (or is not seawall's form)."""
+    if not dataschema or not dataschema.startswith(_SCHEMA_PREFIX):
+        return None
+    return dataschema.rsplit(":", 1)[-1]
+
+
+def major(version: str) -> str:
+    """The major part of a semver version: ``"2"`` for ``"2.1.0"``."""
     return version.split(".", 1)[0]
 
 
+P = TypeVar("P", bound="Payload")
+
+
+def _newest(classes: Mapping[str, type[P]]) -> type[P]:
+    return max(classes.values(), key=lambda cls: int(major(cls.type_version)))
+
+
+def takes(classes: Mapping[str, type[Payload]]) -> str:
+    """What ``classes`` read, for error messages: ``ItemV1 (1.2.0), Item (2.0.0)``."""
+    ordered = sorted(classes.values(), key=lambda cls: int(major(cls.type_version)))
+    return ", ".join(f"{cls.__qualname__} ({cls.type_version})" for cls in ordered)
+
+
+def choose(version: str | None, classes: Mapping[str, type[P]]) -> type[P] | None:
+    """The class of ``classes`` (by major) that reads ``version``; None if none does.
+
+    A message that names no version is read as the newest major known.
+    """
+    if version is None:
+        return _newest(classes)
+    return classes.get(major(version))
+
+
 class TypeRegistry:
-    """Maps message type names to payload classes."""
+    """Maps message type names, and their major versions, to payload classes."""
 
     def __init__(self) -> None:
-        self._types: dict[str, type[Payload]] = {}
+        self._types: dict[str, dict[str, type[Payload]]] = {}
 
     def register(self, cls: type[Payload]) -> None:
-        """Add ``cls``; a second, different class for the same name is refused."""
-        known = self._types.get(cls.type_name)
+        """Add ``cls``; a second, different class for the same name and major is refused."""
+        majors = self._types.setdefault(cls.type_name, {})
+        known = majors.get(major(cls.type_version))
         if known is not None and known is not cls:
             raise ConfigurationError(
-                f"message type {cls.type_name!r} is declared twice, by "
-                f"{known.__module__}.{known.__qualname__} and {cls.__module__}.{cls.__qualname__}; "
-                "give one of them another type_name"
+                f"message type {cls.type_name!r} version {major(cls.type_version)}.x is declared "
+                f"twice, by {known.__module__}.{known.__qualname__} and "
+                f"{cls.__module__}.{cls.__qualname__}; give one of them another type_name or "
+                "major version"
             )
-        self._types[cls.type_name] = cls
+        majors[major(cls.type_version)] = cls
 
     def __contains__(self, type_name: object) -> bool:
         return type_name in self._types
 
-    def resolve(self, type_name: str, dataschema: str | None = None) -> type[Payload]:
-        """The class for ``type_name``; checks the major version named by ``dataschema``."""
-        cls = self._types.get(type_name)
-        if cls is None:
+    def versions(self, type_name: str) -> Mapping[str, type[Payload]]:
+        """The classes registered for ``type_name``, by major version."""
+        classes = self._types.get(type_name)
+        if classes is None:
             raise UnknownMessageType(
                 f"no payload class is registered for message type {type_name!r}; "
                 f"known types: {sorted(self._types) or 'none'}"
             )
-        if dataschema and dataschema.startswith(_SCHEMA_PREFIX):
-            version = dataschema.rsplit(":", 1)[-1]
-            if _major(version) != _major(cls.type_version):
-                raise UnknownMessageType(
-                    f"message type {type_name!r} arrived in schema version {version}, but "
-                    f"{cls.__qualname__} is version {cls.type_version}; a different major "
-                    "version is a breaking change: deploy a class for it or an upcaster"
-                )
+        return classes
+
+    def resolve(self, type_name: str, dataschema: str | None = None) -> type[Payload]:
+        """The class for ``type_name`` in the major version ``dataschema`` names."""
+        classes = self.versions(type_name)
+        version = schema_version(dataschema)
+        cls = choose(version, classes)
+        if cls is None:
+            raise UnknownVersion(
+                f"message type {type_name!r} arrived in schema version {version}, but the "
+                f"classes for it are {takes(classes)}; a different major version is a "
+                "breaking change: deploy a class for it or an upcaster"
+            )
         return cls

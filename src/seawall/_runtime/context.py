@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
-from .._exceptions import DeadlineExceeded, RemoteError, UnexpectedReply
+from .._exceptions import (
+    DeadlineExceeded,
+    MessageError,
+    RemoteError,
+    UnexpectedReply,
+    UnknownVersion,
+)
 from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .node import Node, payload_or_none
@@ -32,6 +39,8 @@ from .sends import PendingSend
 __all__ = ["Context", "Reply"]
 
 R = TypeVar("R", bound=Payload)
+
+log = logging.getLogger("seawall.context")
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -151,12 +160,27 @@ def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
             f"is {got or message.type}, not the {into.type_name} asked for with returns=; make "
             f"the handler return a {into.__name__}, or ask for what it returns"
         )
-    payload = payload_or_none(node, message, into)
+    try:
+        payload = payload_or_none(node, message, into)
+    except UnknownVersion as exc:
+        raise UnexpectedReply(
+            f"the reply {message.id} from {message.source!r} to request {message.causationid} "
+            f"cannot be read: {exc}"
+        ) from None
     if isinstance(payload, Failure):
         if payload.error_type == "DeadlineExceeded":
             raise DeadlineExceeded(f"{payload.service}: {payload.message}")
         raise RemoteError(payload.error_type, payload.message, payload.service)
     return payload
+
+
+def _read(node: Node, reply: Message, into: type[Payload]) -> Any:
+    """A gathered reply's payload; None (skipped) for one that cannot be read here."""
+    try:
+        return payload_or_none(node, reply, into)
+    except MessageError as exc:
+        log.warning("reply %s from %r skipped: %s", reply.id, reply.source, exc)
+        return None
 
 
 class Context:
@@ -200,14 +224,22 @@ class Context:
         subject: str | None = None,
         not_before: float | None = None,
         priority: int = 0,
+        deadline: float | None = None,
     ) -> None:
         """One-way notification: put ``command`` on ``channel``; no reply is expected.
 
         ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
-        level on a channel declared with priority levels (higher first).
+        level on a channel declared with priority levels (higher first); past
+        ``deadline`` (epoch seconds) the command is not handled: it is dead-lettered
+        with reason ``expired`` (or dropped, as the receiving service chooses).
         """
         message = self._node.envelope(
-            command, source=self.service, cause=self.message, key=key, subject=subject
+            command,
+            source=self.service,
+            cause=self.message,
+            key=key,
+            subject=subject,
+            deadline=deadline,
         )
         await self._node.transport.publish(
             channel, message, not_before=not_before, priority=priority
@@ -315,9 +347,8 @@ class Context:
             arrived = node.replies.forget(message.id)
         if future.done() and not future.cancelled():
             arrived = future.result()
-        results: list[R] = []
-        for reply in arrived:
-            payload = payload_or_none(node, reply, returns)
-            if isinstance(payload, returns):
-                results.append(payload)
-        return results
+        return [
+            payload
+            for reply in arrived
+            if isinstance(payload := _read(node, reply, returns), returns)
+        ]

@@ -12,10 +12,18 @@ keep flowing (see :mod:`seawall._runtime.lanes`). Messages without a key are ret
 (``nack(delay=…)``), which frees their in-flight slot meanwhile.
 
 A message whose deadline passed is not handled; its requester gets a
-``DeadlineExceeded`` failure. Undecodable messages, and commands of a type no
-handler takes, go to the dead-letter channel at once; after the retry policy
-gives up, so does a failing message (and its requester gets the error). On
-subscriptions, event types nobody here handles are acknowledged and skipped.
+``DeadlineExceeded`` failure, and the message goes to the dead-letter channel
+(reason ``expired``) unless the service drops expired messages. Undecodable
+messages, commands of a type no handler takes, and messages of a major version
+no handler takes and no upcaster lifts go to the dead-letter channel at once;
+after the retry policy gives up, so does a failing message (and its requester
+gets the error). On subscriptions, event types nobody here handles are
+acknowledged and skipped.
+
+Each message is read in the major version its ``dataschema`` names, by the
+handler of that major (see :mod:`seawall._runtime.service`). The decoder for a
+(type, content type, schema) is cached, so the common path costs one dict
+lookup; messages that need an upcaster take the full path every time.
 
 The rules for a failed message (retry when, park it or hand it back, dead-letter
 why) are the pure function :func:`seawall._runtime.failure.decide`; this module
@@ -36,12 +44,13 @@ from .._clock import Timer, timeout_at
 from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from .._messages.codec import raw_decoder
 from .._messages.envelope import DLQ_HEADERS, Message
-from .._messages.payload import Payload
+from .._messages.payload import Payload, schema_version
+from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
 from .context import Context
-from .failure import Attempt, DeadLetter, Expire, Park, Redeliver, Stage, decide
+from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .lanes import Lanes
 from .node import Node
 from .replies import Done
@@ -69,7 +78,20 @@ class Stats:
     retried: int = 0
     dead_lettered: int = 0
     expired: int = 0
+    """Messages whose deadline passed before they were handled: dead-lettered as well
+    (also counted in ``dead_lettered``), or only counted here (``expired="drop"``)."""
     skipped: int = 0
+
+
+_Schema = tuple[str, str, str | None]
+"""A message's type, content type and dataschema: what decides how it is read."""
+
+_CACHED_SCHEMAS = 1024
+"""At most this many decoders are cached: the schema strings come from the senders."""
+
+
+_VERBS = {"expired": "did not start"}
+"""How the log says a message was dead-lettered before any handler ran, by reason."""
 
 
 @dataclass(slots=True, eq=False)
@@ -101,7 +123,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
-        self._decoders: dict[tuple[str, str], tuple[Handler, Callable[[bytes], Payload]]] = {}
+        self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -227,7 +249,7 @@ class Dispatcher:
             message = delivery.message
             deadline = None if message.deadline is None else message.deadline.timestamp()
             if deadline is not None and self.node.clock.time() >= deadline:
-                await self._expire(sub, item)
+                await self._failed(sub, item, self._too_late(message), "deadline")
                 continue
             try:
                 handler, payload = self._resolve_fast(message)
@@ -275,39 +297,42 @@ class Dispatcher:
         return handler.fn(payload)
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
-        """:meth:`_resolve` with the handler and raw decoder of each message type cached.
+        """:meth:`_route` and the decode, with the handler and raw decoder of each schema cached.
 
-        Only handlers of one payload type are cached (a union handler's class
-        depends on the type name and schema); a body that does not decode goes
-        the full way, which says what is wrong with it.
+        A body that does not decode goes the full way, which says what is wrong with it.
         """
-        key = (message.type, message.datacontenttype)
+        key = (message.type, message.datacontenttype, message.dataschema)
         cached = self._decoders.get(key)
         if cached is not None:
             try:
                 return cached[0], cached[1](message.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 pass
-        handler, payload = self._resolve(message)
-        if cached is None and handler is not None and len(handler.types) == 1:
-            raw = raw_decoder(message.datacontenttype, handler.types[0])
+        route = self._route(message)
+        if route is None:
+            return None, None
+        handler, cls, steps = route
+        if cached is None and not steps and len(self._decoders) < _CACHED_SCHEMAS:
+            raw = raw_decoder(message.datacontenttype, cls)
             if raw is not None:
                 self._decoders[key] = (handler, raw)
-        return handler, payload
+        return handler, self.node.read(message, cls, steps)
 
-    def _resolve(self, message: Message) -> tuple[Handler | None, Payload | None]:
-        handler = self.spec.handlers.get(message.type)
-        if handler is None:
+    def _route(
+        self, message: Message
+    ) -> tuple[Handler, type[Payload], tuple[Upcaster, ...]] | None:
+        """The handler, class and upcasters for ``message``; None: nobody here wants it."""
+        classes = self.spec.versions.get(message.type)
+        if classes is None:
             if not self.spec.is_command_channel:
-                return None, None
-            known = sorted(self.spec.handlers)
-            error = UnknownMessageType(
+                return None
+            raise UnknownMessageType(
                 f"no handler for {message.type!r} on command channel {self.spec.channel!r}; "
-                f"{self.service} handles {known}"
+                f"{self.service} handles {sorted(self.spec.versions)}"
             )
-            raise error
-        into = handler.types[0] if len(handler.types) == 1 else None
-        return handler, self.node.decode(message, into)
+        version = schema_version(message.dataschema)
+        cls, steps = plan(message.type, version, classes, self.node.upcasters, reader=self.name)
+        return self.spec.handlers[cls], cls, steps
 
     async def _reply(self, request: Message, result: object) -> None:
         if isinstance(result, Payload):
@@ -333,9 +358,13 @@ class Dispatcher:
         """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
         attempt = self._attempt(item, error, stage)
         broker_delays = self.node.transport.capabilities.delayed_redelivery
-        decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
-        if isinstance(decision, Expire):
-            await self._expire(sub, item)
+        decision = decide(
+            attempt, self.spec.retry, broker_delays=broker_delays, expired=self.spec.expired
+        )
+        if isinstance(decision, Expire) or (
+            isinstance(decision, DeadLetter) and decision.reason == "expired"
+        ):
+            await self._expire(sub, item, decision, handler)
             return
         if handler is not None:
             self.stats.failed += 1
@@ -389,14 +418,27 @@ class Dispatcher:
         if self._timers.pop(item, None) is not None:
             self._lanes.requeue(item)
 
-    async def _expire(self, sub: TransportSubscription, item: _Item) -> None:
+    def _too_late(self, message: Message, handler: Handler | None = None) -> DeadlineExceeded:
+        what = f"{message.type} ({message.id})"
+        if handler is None:
+            return DeadlineExceeded(f"{what} reached {self.service} after its deadline")
+        return DeadlineExceeded(f"{handler.name} did not finish {what} by its deadline")
+
+    async def _expire(
+        self, sub: TransportSubscription, item: _Item, decision: Decision, handler: Handler | None
+    ) -> None:
+        """Dead-letter an expired message, or drop it if the service says so; tell its requester."""
         message = item.delivery.message
         self.stats.expired += 1
+        error = self._too_late(message, handler)
+        if isinstance(decision, DeadLetter):
+            await self._give_up(sub, item, decision, error, handler)
+            return
         log.warning(
-            "%s: %s (%s) not handled: its deadline passed", self.name, message.type, message.id
-        )
-        error = DeadlineExceeded(
-            f"{message.type} ({message.id}) reached {self.service} after its deadline"
+            "%s: %s (%s) not handled: its deadline passed; dropped (expired='drop')",
+            self.name,
+            message.type,
+            message.id,
         )
         await self.node.reply_failure(message, error, service=self.service)
         await self._settle(sub, item)
@@ -432,7 +474,7 @@ class Dispatcher:
         log.warning(
             "%s %s %s (%s) after %d attempt(s), %s: %s: %s; sent to %s",
             handler.name if handler else self.name,
-            "gave up on" if handler else "rejected",
+            "gave up on" if handler else _VERBS.get(decision.reason, "rejected"),
             message.type,
             message.id,
             attempt,

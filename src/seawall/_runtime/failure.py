@@ -2,16 +2,17 @@
 
 Sans-IO: :func:`decide` is fed one failed attempt (the error, where it
 happened, the attempt number, the message's key and deadline, and ``now``)
-and returns what to do, as a frozen value; the dispatcher
-(:mod:`seawall._runtime.dispatcher`) carries it out on the transport. The
-rules:
+and the service's policies, and returns what to do, as a frozen value; the
+dispatcher (:mod:`seawall._runtime.dispatcher`) carries it out on the
+transport. The rules:
 
-- a message that cannot be taken (its body does not decode, or no handler
-  takes its type on a command channel) is dead-lettered at once: no attempt
-  can ever succeed;
-- a handler that times out once the message's deadline has passed is not
-  retried: the message expired (the requester is told, nothing is
-  dead-lettered);
+- a message that expired (its deadline passed before a handler started, or a
+  handler timed out once it had passed) is not retried: it is dead-lettered
+  with reason ``expired``, or dropped if the service says ``expired="drop"``;
+  either way its requester is told;
+- a message that cannot be taken (its body does not decode, no handler takes
+  its type on a command channel, or none takes its major version and no
+  upcaster lifts it) is dead-lettered at once: no attempt can ever succeed;
 - otherwise the retry policy decides: another attempt after its backoff, unless
   the attempts are used up, the error is not worth retrying, or the deadline
   comes before the next attempt would start; then the message is dead-lettered;
@@ -26,8 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._exceptions import UnknownMessageType
+from .._exceptions import UnknownMessageType, UnknownVersion
 from .retry import RetryPolicy
+from .service import Expired
 
 __all__ = [
     "Attempt",
@@ -41,11 +43,12 @@ __all__ = [
     "decide",
 ]
 
-Reason = Literal["decode-error", "unknown-type", "handler-error"]
+Reason = Literal["decode-error", "unknown-type", "unknown-version", "handler-error", "expired"]
 """The ``seawall-dlq-reason`` header of a dead letter."""
 
-Stage = Literal["decode", "handler"]
-"""Where an attempt failed: taking the message (before any handler ran), or in the handler."""
+Stage = Literal["deadline", "decode", "handler"]
+"""Where an attempt failed: its deadline had passed before it began, taking the message
+(before any handler ran), or in the handler."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +92,8 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Expire:
-    """Its deadline passed: tell the requester, settle it, dead-letter nothing."""
+    """Its deadline passed and the service drops expired messages: tell the requester,
+    settle it, count it, dead-letter nothing."""
 
 
 Decision = Redeliver | Park | DeadLetter | Expire
@@ -100,16 +104,30 @@ def _past(now: float, deadline: float | None) -> bool:
     return deadline is not None and now >= deadline
 
 
-def decide(attempt: Attempt, policy: RetryPolicy, *, broker_delays: bool) -> Decision:
-    """What to do after ``attempt`` failed; ``broker_delays``: the transport delays redeliveries."""
+_EXPIRED = DeadLetter("expired", "its deadline passed")
+
+
+def decide(
+    attempt: Attempt, policy: RetryPolicy, *, broker_delays: bool, expired: Expired = "dead-letter"
+) -> Decision:
+    """What to do after ``attempt`` failed.
+
+    ``broker_delays``: the transport delays redeliveries; ``expired``: the service's
+    choice for expired messages.
+    """
     if attempt.stage == "decode":
         return _rejected(attempt.error)
-    if isinstance(attempt.error, TimeoutError) and _past(attempt.now, attempt.deadline):
-        return Expire()  # the deadline's timeout, not one of the handler's own
+    if attempt.stage == "deadline" or (
+        # the deadline's own timeout, not one the handler set itself
+        isinstance(attempt.error, TimeoutError) and _past(attempt.now, attempt.deadline)
+    ):
+        return _EXPIRED if expired == "dead-letter" else Expire()
     return _retry_or_give_up(attempt, policy, broker_delays)
 
 
 def _rejected(error: BaseException) -> DeadLetter:
+    if isinstance(error, UnknownVersion):
+        return DeadLetter("unknown-version", "no handler takes its version")
     if isinstance(error, UnknownMessageType):
         return DeadLetter("unknown-type", "no handler takes its type")
     return DeadLetter("decode-error", "it does not decode")

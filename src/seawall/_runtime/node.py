@@ -1,8 +1,10 @@
 """The per-process core every context and consumer shares.
 
-A :class:`Node` holds one process's transport, clock, codec, type registry,
-its reply inbox and the reply table, and builds envelopes: ids, timestamps,
-correlation, causation and deadline inheritance all happen here, once.
+A :class:`Node` holds one process's transport, clock, codec, type registry
+and upcaster chains, its reply inbox and the reply table, and builds
+envelopes: ids, timestamps, correlation, causation and deadline inheritance all
+happen here, once. It also reads payloads back, each in the major version it
+was written in or lifted by an upcaster to one this process has a class for.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .._exceptions import ConfigurationError, DecodeError
 from .._messages.codec import Codec, codec_for
 from .._messages.envelope import Message
 from .._messages.ids import uuid7
-from .._messages.payload import Kind, Payload, TypeRegistry, schema_uri
+from .._messages.payload import Kind, Payload, TypeRegistry, major, schema_uri, schema_version
+from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
 from .replies import Done, Failure, ReplyTable
@@ -40,11 +43,14 @@ class Node:
         registry: TypeRegistry,
         instance: str,
         tasks: TaskScope,
+        upcasters: Upcasters | None = None,
     ) -> None:
         self.transport = transport
         self.clock = clock
         self.codec = codec
         self.registry = registry
+        self.upcasters = Upcasters() if upcasters is None else upcasters
+        """Every service's upcasters in this process, as one set of chains."""
         self.instance = instance
         self.inbox = reply_inbox(instance)
         self.replies = ReplyTable()
@@ -105,10 +111,37 @@ class Node:
         return schema
 
     def decode(self, message: Message, into: type[Payload] | None = None) -> Payload:
-        """The payload of ``message``; by its type name unless ``into`` is given."""
-        cls = into or self.registry.resolve(message.type, message.dataschema)
+        """The payload of ``message``, as ``into`` or else the class of its type name.
+
+        Either way in the major version it names, lifted by the upcasters if need be;
+        :class:`~seawall.UnknownVersion` if it cannot be.
+        """
+        schemas = self._schemas
+        if into is not None and message.dataschema == (schemas.get(into) or self._schema_of(into)):
+            return self.read(message, into, ())  # the common case: written in this very version
+        classes = self.registry.versions(message.type) if into is None else _by_major(into)
+        cls, steps = plan(
+            message.type,
+            schema_version(message.dataschema),
+            classes,
+            self.upcasters,
+            reader=f"this process ({self.instance})" if into is None else into.__qualname__,
+        )
+        return self.read(message, cls, steps)
+
+    def _schema_of(self, cls: type[Payload]) -> str:
+        schema = self._schemas.get(cls)
+        if schema is None:
+            schema = self._schemas[cls] = schema_uri(cls)
+        return schema
+
+    def read(self, message: Message, cls: type[Payload], steps: tuple[Upcaster, ...]) -> Payload:
+        """The payload of ``message`` as ``cls``, through the upcasters ``steps`` first."""
         try:
-            return codec_for(message.datacontenttype).decode(message.data, cls)
+            codec = codec_for(message.datacontenttype)
+            if not steps:
+                return codec.decode(message.data, cls)
+            return _lifted(codec, message.data, cls, steps)
         except DecodeError as exc:
             raise DecodeError(f"message {message.id} ({message.type}): {exc}") from None
 
@@ -141,6 +174,28 @@ class Node:
     def on_inbox(self, message: Message) -> bool:
         """A reply arrived in this node's inbox; False if nobody waits for it."""
         return self.replies.deliver(message)
+
+
+def _by_major(cls: type[Payload]) -> dict[str, type[Payload]]:
+    return {major(cls.type_version): cls}
+
+
+def _lifted(codec: Codec, data: bytes, into: type[Payload], steps: tuple[Upcaster, ...]) -> Payload:
+    """``data`` decoded as plain fields, upcast, and read as ``into``."""
+    fields = codec.decode(data, dict[str, Any])
+    try:
+        return lift(fields, steps, into)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"upcast to {into.__qualname__}, it does not fit: {exc}") from exc
+    except Exception as exc:  # the upcaster is the user's code: any error means "unreadable"
+        raise DecodeError(
+            f"an upcaster to {into.__qualname__} ({', '.join(map(_name, steps))}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _with_extensions(

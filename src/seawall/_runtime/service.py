@@ -16,6 +16,21 @@ service); what they return is the reply document. Subscriptions read any
 channel as a consumer group (the service name unless given). The payload
 type comes from the first parameter's annotation (a union means several
 types); a second parameter, if present, receives the :class:`Context`.
+
+Versions: a group takes each payload class it handles in that class's major
+version. Two classes of one type name in two majors (``ItemV1`` at 1.2.0,
+``Item`` at 2.0.0) may each have a handler, and each message goes to the one
+of its major (its ``dataschema``). A major no handler takes is lifted by the
+service's upcasters (:meth:`Service.upcaster`, the same chains the event store
+reads old events with) to one a handler takes, or else dead-lettered as
+``unknown-version``.
+
+Expiry: a message whose deadline passed before it was handled (or while it
+was) is not worked on; by default it is dead-lettered with reason ``expired``,
+so something records that it existed; ``Service(..., expired="drop")`` drops
+it instead, counted only in the dispatcher's ``Stats.expired``. Requests and
+one-way commands alike: the requester, if it still waits, gets
+``DeadlineExceeded`` either way.
 """
 
 from __future__ import annotations
@@ -25,16 +40,23 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, overload
 
 from .._exceptions import ConfigurationError
-from .._messages.payload import Payload
+from .._messages.payload import Payload, major
+from .._messages.upcast import Upcaster, Upcasters
 from .._transport import Start
 from .retry import RetryPolicy
 
-__all__ = ["Handler", "Service", "Subscription"]
+__all__ = ["Expired", "Handler", "Service", "Subscription"]
 
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+U = TypeVar("U", bound=Upcaster)
+Old = TypeVar("Old", bound=Payload)
+New = TypeVar("New", bound=Payload)
+
+Expired = Literal["dead-letter", "drop"]
+"""What a service does with a message whose deadline passed before it was handled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +87,26 @@ class Subscription:
     start: Start = "earliest"
     """Where the group starts the first time it subscribes (replay needs a transport
     with ``Capabilities.replay``)."""
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    """Handler by message type name."""
+    expired: Expired = "dead-letter"
+    """What becomes of a message whose deadline passed before it was handled."""
+    handlers: dict[type[Payload], Handler] = field(default_factory=dict)
+    """Handler by payload class."""
+    versions: dict[str, dict[str, type[Payload]]] = field(default_factory=dict)
+    """The payload classes the group takes, by type name and major version."""
 
     def add(self, handler: Handler) -> None:
         for cls in handler.types:
-            known = self.handlers.get(cls.type_name)
+            majors = self.versions.setdefault(cls.type_name, {})
+            known = majors.get(major(cls.type_version))
             if known is not None:
                 raise ConfigurationError(
-                    f"{handler.name} and {known.name} both handle {cls.type_name!r} on channel "
-                    f"{self.channel!r} (group {self.group!r}); one handler per type per group"
+                    f"{handler.name} and {self.handlers[known].name} both handle "
+                    f"{cls.type_name!r} version {major(cls.type_version)}.x on channel "
+                    f"{self.channel!r} (group {self.group!r}); one handler per type and major "
+                    "version per group"
                 )
-            self.handlers[cls.type_name] = handler
+            majors[major(cls.type_version)] = cls
+            self.handlers[cls] = handler
 
 
 class Service:
@@ -90,7 +120,10 @@ class Service:
         prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         partitions: int = 1,
+        upcasters: Upcasters | None = None,
+        expired: Expired = "dead-letter",
     ) -> None:
+        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module."""
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
                 f"service name {name!r} must be non-empty, without spaces, ':' or '/', and not "
@@ -106,6 +139,14 @@ class Service:
         self.prefetch = prefetch or 4 * concurrency
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
+        if expired not in get_args(Expired):
+            raise ConfigurationError(
+                f"service {name}: expired={expired!r}; say 'dead-letter' (the default: the "
+                "message is kept in the dead-letter channel) or 'drop'"
+            )
+        self.expired: Expired = expired
+        self.upcasters = Upcasters() if upcasters is None else upcasters
+        """The chains that lift old major versions of the messages this service reads."""
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
 
     @property
@@ -117,6 +158,33 @@ class Service:
         """Register a command handler on this service's command channel."""
         self._register(fn, self.name, self.name, True, None, None, "earliest")
         return fn
+
+    @overload
+    def upcaster(self, fn: Callable[[Old], New], /) -> Callable[[Old], New]: ...
+
+    @overload
+    def upcaster(
+        self, type_name: str, from_version: str, to_version: str, /
+    ) -> Callable[[U], U]: ...
+
+    def upcaster(self, *args: Any) -> Any:
+        """Register an upcaster, so this service reads an older major version of a message.
+
+        Typed, while the old class is still around::
+
+            @shop.upcaster
+            def item_v2(old: ItemV1) -> Item:
+                return Item(sku=old.sku, cents=round(old.price * 100))
+
+        or on the fields (a ``dict``), naming the type and versions::
+
+            @shop.upcaster("shop.Item", "1.0.0", "2.0.0")
+            def item_v2(fields: dict[str, Any]) -> dict[str, Any]: ...
+
+        A step climbs at least one major version; chains are followed step by step
+        until a handler's major is reached (see :class:`~seawall.Upcasters`).
+        """
+        return self.upcasters.upcaster(*args)
 
     def subscribe(
         self,
@@ -161,6 +229,7 @@ class Service:
                 prefetch=4 * concurrency if concurrency else self.prefetch,
                 retry=retry or self.retry,
                 start=start,
+                expired=self.expired,
             )
         elif start != sub.start:
             raise ConfigurationError(

@@ -6,6 +6,11 @@ inbox, each under one :class:`~seawall._runtime.supervisor.Supervisor`; leaving 
 block drains them: stop intake, finish in-flight work within the grace
 period, settle, close. :meth:`System.serve` runs until SIGTERM or SIGINT and
 then drains the same way; a second Ctrl-C (SIGINT) ends the process at once.
+
+The services of one system share one type registry and one set of upcaster
+chains (each service's :meth:`~seawall.Service.upcaster` steps, merged): a
+second class for one type name and major version, or two different steps from
+one version, is refused when the system is built.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .._clock import Clock, SystemClock, timeout_at
 from .._messages.codec import JSON, Codec
 from .._messages.ids import uuid7
 from .._messages.payload import TypeRegistry
+from .._messages.upcast import Upcasters
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
@@ -64,9 +70,12 @@ class System:
         self.intensity = intensity or RestartIntensity()
         self.on_failure = on_failure
         self.registry = TypeRegistry()
+        self.upcasters = Upcasters()
+        """Every service's upcasters, as one set of chains: a clash between two is refused."""
         for service in self.services:
             for cls in service.payload_types():
                 self.registry.register(cls)
+            self.upcasters.include(service.upcasters)
         self.dispatchers: list[Dispatcher] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._node: Node | None = None
@@ -105,6 +114,7 @@ class System:
                 registry=self.registry,
                 instance=self.instance,
                 tasks=tasks,
+                upcasters=self.upcasters,
             )
             if self._owns_transport:
                 stack.push_async_callback(self.transport.close)

@@ -2,10 +2,14 @@
 
 Events are :class:`seawall.Event` structs with a ``type_name`` and a semver
 ``type_version``. Stored data is never rewritten: when an event class moves
-to a new version, register an upcaster from each old version; on read, a
+to a new major version, register an upcaster from each old major; on read, a
 stored v1 event goes through v1 -> v2 -> v3 as plain data before it is turned
-into the current class. Snapshots are payload structs too and take upcasters
-the same way, so a snapshot type may change without throwing snapshots away.
+into the current class. The chains are :class:`~seawall.Upcasters`, the same
+mechanism a service reads old messages with, so one chain may serve a codec and
+a service (``Service(..., upcasters=codec.upcasters)``): events a relay publishes
+from the log keep their stored version. Snapshots are payload structs too and
+take upcasters the same way, so a snapshot type may change without throwing
+snapshots away.
 msgspec encodes the payloads (JSON), so dates, decimals, UUIDs, enums and
 nested structs round-trip with their types.
 """
@@ -13,36 +17,35 @@ nested structs round-trip with their types.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import msgspec
 
 from .._exceptions import ConfigurationError, EventLoadError
 from .._messages.ids import uuid7
-from .._messages.payload import Payload
+from .._messages.payload import Payload, major
+from .._messages.upcast import Upcaster, Upcasters, lift
 from ._records import NewEvent, RecordedEvent, SnapshotRecord
 
 __all__ = ["EventCodec", "Upcaster"]
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-"""Turns the fields of one stored version into the fields of the next."""
+U = TypeVar("U", bound=Upcaster)
+Old = TypeVar("Old", bound=Payload)
+New = TypeVar("New", bound=Payload)
 
 _encoder = msgspec.json.Encoder()
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def _major(version: str) -> str:
-    return version.split(".", 1)[0]
-
-
 class EventCodec:
     """Encodes events and snapshots, and decodes stored ones into their current class."""
 
-    def __init__(self, *types: type[Payload]) -> None:
+    def __init__(self, *types: type[Payload], upcasters: Upcasters | None = None) -> None:
         self._types: dict[str, type[Payload]] = {}
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {}
         self._current: dict[str, tuple[str, Callable[[bytes], Any]]] = {}
-        self._upcasters: dict[tuple[str, str], tuple[str, Upcaster]] = {}
+        self.upcasters = Upcasters() if upcasters is None else upcasters
+        """The upcaster chains this codec reads old versions through; may be shared."""
         for cls in types:
             self.register(cls)
 
@@ -58,21 +61,17 @@ class EventCodec:
         self._decoders[cls.type_name] = decoder = msgspec.json.Decoder(cls)
         self._current[cls.type_name] = (cls.type_version, decoder.decode)
 
+    @overload
+    def upcaster(self, fn: Callable[[Old], New], /) -> Callable[[Old], New]: ...
+
+    @overload
     def upcaster(
-        self, type_name: str, from_version: str, to_version: str
-    ) -> Callable[[Upcaster], Upcaster]:
-        """Register the function that turns ``type_name`` data from one version into the next."""
+        self, type_name: str, from_version: str, to_version: str, /
+    ) -> Callable[[U], U]: ...
 
-        def register(fn: Upcaster) -> Upcaster:
-            key = (type_name, from_version)
-            if key in self._upcasters:
-                raise ConfigurationError(
-                    f"{type_name!r} already has an upcaster from version {from_version}"
-                )
-            self._upcasters[key] = (to_version, fn)
-            return fn
-
-        return register
+    def upcaster(self, *args: Any) -> Any:
+        """Register an upcaster from an old major (see :meth:`seawall.Upcasters.upcaster`)."""
+        return self.upcasters.upcaster(*args)
 
     def encode(self, event: Payload, *, id: str | None = None) -> NewEvent:
         """``event`` as a record to append, with a new time-ordered id unless given."""
@@ -117,10 +116,11 @@ class EventCodec:
                 position=at,
             )
         try:
-            if version == cls.type_version:
+            if major(version) == major(cls.type_version):  # compatible: new fields have defaults
                 result: Payload = self._decoders[type_name].decode(data)
                 return result
-            return self._upcast(cls, version, data)
+            _, steps = self.upcasters.path(type_name, version, {major(cls.type_version)})
+            return lift(_raw_decoder.decode(data), steps, cls)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise EventLoadError(
                 f"the stored payload does not decode into {cls.__qualname__}: {exc}",
@@ -137,21 +137,3 @@ class EventCodec:
                 stream=stream,
                 position=at,
             ) from None
-
-    def _upcast(self, cls: type[Payload], version: str, data: bytes) -> Payload:
-        fields = _raw_decoder.decode(data)
-        start = version
-        while version != cls.type_version:
-            step = self._upcasters.get((cls.type_name, version))
-            if step is None:
-                if _major(version) == _major(cls.type_version):
-                    break  # a minor or patch change: new fields have defaults
-                raise LookupError(
-                    f"no upcaster leads from version {version} to {cls.type_version} "
-                    f"(chain started at {start}); register one with codec.upcaster("
-                    f"{cls.type_name!r}, {version!r}, ...)"
-                )
-            version, fn = step
-            fields = fn(fields)
-        result: Payload = self._decoders[cls.type_name].decode(_encoder.encode(fields))
-        return result

@@ -1,8 +1,10 @@
 """Delivery conformance: what the runtime guarantees on top of any transport.
 
-Retries, dead letters, per-key order and resubscription are written once
-above the transport interface; this suite checks that they hold on a given
-transport, in real time, with the real :class:`~seawall.System`. Subclass it
+Retries, dead letters, per-key order, resubscription, routing by schema
+version and the expiry of late messages are written once above the transport
+interface; this suite checks that they hold on a given transport (which must
+carry the ``dataschema`` and ``deadline`` attributes for them to), in real
+time, with the real :class:`~seawall.System`. Subclass it
 next to :class:`TransportConformance` and supply the same two hooks::
 
     class TestMyBroker(TransportConformance, DeliveryConformance):
@@ -38,6 +40,23 @@ class Job(Command, frozen=True):
     type_name = "seawall.conformance.Job"
     n: int
     key: str = ""
+
+
+class JobV2(Command, frozen=True):
+    """The work item in its next major version, handled beside the first."""
+
+    type_name = "seawall.conformance.Job"
+    type_version = "2.0.0"
+    n: int
+    label: str
+
+
+class JobV9(Command, frozen=True):
+    """A major version no handler of the suite takes."""
+
+    type_name = "seawall.conformance.Job"
+    type_version = "9.0.0"
+    n: int
 
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05, jitter=0.0)
@@ -175,6 +194,50 @@ class DeliveryConformance:
             "nobody.Knows"
             in next(m for m in dead if m.id == "bad-type").headers["seawall-dlq-error"]
         )
+
+    async def test_each_major_version_reaches_its_handler_and_an_unknown_one_is_dead_lettered(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name)
+        seen: list[Job | JobV2] = []
+
+        @svc.command
+        async def work_v1(job: Job) -> None:
+            seen.append(job)
+
+        @svc.command
+        async def work_v2(job: JobV2) -> None:
+            seen.append(job)
+
+        async with System(svc, transport=link) as system:
+            ctx = system.context()
+            for job in (JobV2(n=2, label="two"), JobV9(n=9), Job(n=1)):
+                await ctx.send(name, job)
+            [dead] = await self._dead_letters(link, name, 1)
+            await wait_until(lambda: len(seen) == 2, self.timeout, "both majors handled")
+        assert set(seen) == {Job(n=1), JobV2(n=2, label="two")}
+        assert dead.dataschema == "urn:seawall:seawall.conformance.Job:9.0.0"
+        assert dead.headers["seawall-dlq-reason"] == "unknown-version"
+
+    async def test_an_expired_command_is_dead_lettered_not_lost(
+        self, link: Transport, name: str
+    ) -> None:
+        svc = Service(name)
+        done: list[int] = []
+
+        @svc.command
+        async def work(job: Job) -> None:
+            done.append(job.n)
+
+        async with System(svc, transport=link) as system:
+            ctx = system.context()
+            await ctx.send(name, Job(n=1), deadline=system.clock.time() - 1)
+            await ctx.send(name, Job(n=2))
+            [dead] = await self._dead_letters(link, name, 1)
+            await wait_until(lambda: done == [2], self.timeout, "the job in time")
+        assert dead.headers["seawall-dlq-reason"] == "expired"
+        assert dead.headers["seawall-dlq-channel"] == name
+        assert dead.deadline is not None
 
     async def test_consumer_resubscribes_after_a_broken_link(
         self, link: Transport, name: str

@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar
 
 from .._clock import VirtualClock, timeout_at
 from .._messages.envelope import Message
-from .._messages.payload import Payload
+from .._messages.payload import Payload, major, schema_version
 from .._runtime.context import Context
 from .._runtime.dispatcher import dead_letter_channel
 from .._runtime.service import Service
@@ -48,6 +48,14 @@ class HandlerFailure:
     error: BaseException
     final: bool
     """True when no retry followed: the message was dead-lettered or answered with a failure."""
+
+
+def _is_a(message: Message, cls: type[Payload]) -> bool:
+    """Whether ``message`` carries a ``cls`` in ``cls``'s major version (or names none)."""
+    if message.type != cls.type_name:
+        return False
+    version = schema_version(message.dataschema)
+    return version is None or major(version) == major(cls.type_version)
 
 
 class RecordingTransport:
@@ -181,15 +189,19 @@ class TestSystem:
     def messages(
         self, channel: str | None = None, type: type[Payload] | None = None
     ) -> list[Message]:
-        """Messages published so far, optionally only to ``channel`` or of ``type``."""
+        """Messages published so far, optionally only to ``channel`` or of ``type``.
+
+        ``type`` matches its type name and its major version (a message that names
+        no version matches any).
+        """
         return [
             m
             for c, m in self.transport.records
-            if (channel is None or c == channel) and (type is None or m.type == type.type_name)
+            if (channel is None or c == channel) and (type is None or _is_a(m, type))
         ]
 
     def sent(self, type: type[P], channel: str | None = None) -> list[P]:
-        """Decoded payloads of ``type`` that were sent or published."""
+        """Decoded payloads of ``type`` (in its major version) that were sent or published."""
         node = self.system.node
         return [node.decode(m, type) for m in self.messages(channel, type)]  # type: ignore[misc]
 

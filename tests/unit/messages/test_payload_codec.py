@@ -175,7 +175,7 @@ def test_a_second_class_for_one_type_name_is_refused(registry: TypeRegistry) -> 
         registry.register(Impostor)
 
     text = str(caught.value)
-    assert "'orders.CreateOrder' is declared twice" in text
+    assert "'orders.CreateOrder' version 1.x is declared twice" in text
     assert f"{__name__}.CreateOrder" in text
     assert "Impostor" in text
     assert "another type_name" in text
@@ -204,7 +204,7 @@ def test_another_major_version_is_refused(registry: TypeRegistry, version: str) 
 
     text = str(caught.value)
     assert f"schema version {version}" in text
-    assert "CreateOrder is version 1.4.0" in text
+    assert "the classes for it are CreateOrder (1.4.0)" in text
     assert "upcaster" in text
 
 

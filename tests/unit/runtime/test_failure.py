@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from seawall import DeadlineExceeded, DecodeError, RemoteError, RetryPolicy, UnknownMessageType
+from seawall import (
+    DeadlineExceeded,
+    DecodeError,
+    RemoteError,
+    RetryPolicy,
+    UnknownMessageType,
+    UnknownVersion,
+)
 from seawall._runtime.failure import (
     Attempt,
     DeadLetter,
@@ -17,6 +24,7 @@ from seawall._runtime.failure import (
     Stage,
     decide,
 )
+from seawall._runtime.service import Expired
 
 NOW = 1000.0
 
@@ -50,6 +58,11 @@ def rejected(error: BaseException, **attempt: Any) -> Attempt:
     return failed(error, stage="decode", **attempt)
 
 
+def late(**attempt: Any) -> Attempt:
+    """A message whose deadline had passed before any handler started."""
+    return failed(DeadlineExceeded("late"), stage="deadline", deadline=NOW - 1, **attempt)
+
+
 def row(
     name: str,
     attempt: Attempt,
@@ -57,8 +70,9 @@ def row(
     *,
     policy: RetryPolicy = POLICY,
     broker_delays: bool = True,
+    expired: Expired = "dead-letter",
 ) -> Any:
-    return pytest.param(attempt, policy, broker_delays, expected, id=name)
+    return pytest.param(attempt, policy, broker_delays, expired, expected, id=name)
 
 
 def exhausted(number: int, of: int = 3) -> DeadLetter:
@@ -69,6 +83,8 @@ NOT_RETRYABLE = DeadLetter("handler-error", "not retryable")
 TOO_LATE = DeadLetter("handler-error", "its deadline comes before the next attempt")
 UNDECODABLE = DeadLetter("decode-error", "it does not decode")
 UNKNOWN = DeadLetter("unknown-type", "no handler takes its type")
+UNKNOWN_VERSION = DeadLetter("unknown-version", "no handler takes its version")
+EXPIRED = DeadLetter("expired", "its deadline passed")
 
 TABLE = [
     # -- a message no attempt can take is dead-lettered at once, whatever else holds
@@ -77,6 +93,14 @@ TABLE = [
     row("undecodable, keyed", rejected(DecodeError("b"), key="k"), UNDECODABLE),
     row("undecodable, past deadline", rejected(DecodeError("b"), deadline=NOW - 1), UNDECODABLE),
     row("unknown type, 9th delivery", rejected(UnknownMessageType("x"), number=9), UNKNOWN),
+    row("no handler takes its major", rejected(UnknownVersion("v9")), UNKNOWN_VERSION),
+    row("unknown major, keyed", rejected(UnknownVersion("v9"), key="k"), UNKNOWN_VERSION),
+    row(
+        "undecodable and past the deadline, drop chosen",
+        rejected(DecodeError("b"), deadline=NOW - 1),
+        UNDECODABLE,
+        expired="drop",
+    ),
     # -- retried: unkeyed by the broker when it can delay, else parked here
     row("unkeyed: back to the broker", failed(ValueError()), Redeliver(0.1)),
     row("second attempt backs off more", failed(ValueError(), number=2), Redeliver(0.2)),
@@ -102,16 +126,45 @@ TABLE = [
         failed(DeadlineExceeded(), deadline=NOW + 9),
         NOT_RETRYABLE,
     ),
-    row("downstream deadline, ours passed", failed(DeadlineExceeded(), deadline=NOW), Expire()),
-    # -- deadlines
-    row("timeout once the deadline passed", failed(TimeoutError(), deadline=NOW - 0.5), Expire()),
-    row("timeout exactly at the deadline", failed(TimeoutError(), deadline=NOW), Expire()),
-    row("keyed timeout past the deadline", failed(TimeoutError(), key="k", deadline=NOW), Expire()),
+    row("downstream deadline, ours passed", failed(DeadlineExceeded(), deadline=NOW), EXPIRED),
+    # -- expired: dead-lettered (a record that it existed), unless the service drops it
+    row("expired before it started", late(), EXPIRED),
+    row("expired before it started, keyed", late(key="k"), EXPIRED),
+    row("expired on its 5th delivery", late(number=5), EXPIRED),
+    row("expired, dropped by choice", late(), Expire(), expired="drop"),
+    row("expired keyed, dropped by choice", late(key="k"), Expire(), expired="drop"),
+    row("timeout once the deadline passed", failed(TimeoutError(), deadline=NOW - 0.5), EXPIRED),
+    row("timeout exactly at the deadline", failed(TimeoutError(), deadline=NOW), EXPIRED),
+    row("keyed timeout past the deadline", failed(TimeoutError(), key="k", deadline=NOW), EXPIRED),
+    row(
+        "timeout past the deadline, dropped",
+        failed(TimeoutError(), deadline=NOW),
+        Expire(),
+        expired="drop",
+    ),
+    row(
+        "downstream deadline, ours passed, dropped",
+        failed(DeadlineExceeded(), deadline=NOW),
+        Expire(),
+        expired="drop",
+    ),
+    row(
+        "expiry beats the last attempt",
+        failed(TimeoutError(), number=3, deadline=NOW),
+        EXPIRED,
+    ),
+    # -- deadlines that leave the retry policy in charge
     row(
         "handler's own timeout, time left", failed(TimeoutError(), deadline=NOW + 5), Redeliver(0.1)
     ),
     row("handler's own timeout, no deadline", failed(TimeoutError()), Redeliver(0.1)),
     row("other error past the deadline", failed(ValueError(), deadline=NOW - 1), TOO_LATE),
+    row(
+        "other error past it, drop chosen",
+        failed(ValueError(), deadline=NOW - 1),
+        TOO_LATE,
+        expired="drop",
+    ),
     row("next attempt exactly at deadline", failed(ValueError(), deadline=NOW + 0.1), TOO_LATE),
     row("next attempt just in time", failed(ValueError(), deadline=NOW + 0.11), Redeliver(0.1)),
     row("keyed, just in time", failed(ValueError(), key="k", deadline=NOW + 0.11), Park(0.1, "k")),
@@ -132,11 +185,15 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("attempt", "policy", "broker_delays", "expected"), TABLE)
+@pytest.mark.parametrize(("attempt", "policy", "broker_delays", "expired", "expected"), TABLE)
 def test_decision(
-    attempt: Attempt, policy: RetryPolicy, broker_delays: bool, expected: Decision
+    attempt: Attempt,
+    policy: RetryPolicy,
+    broker_delays: bool,
+    expired: Expired,
+    expected: Decision,
 ) -> None:
-    assert decide(attempt, policy, broker_delays=broker_delays) == expected
+    assert decide(attempt, policy, broker_delays=broker_delays, expired=expired) == expected
 
 
 def test_a_rejected_message_never_reaches_the_retry_policy() -> None:

@@ -34,9 +34,10 @@ def test_command_handler_is_registered_by_its_annotation() -> None:
 
     sub = svc.subscriptions[("s", "s")]
     assert sub.is_command_channel
-    assert sub.handlers["A"].fn is handle
-    assert sub.handlers["A"].returns is R
-    assert sub.handlers["A"].wants_context
+    assert sub.handlers[A].fn is handle
+    assert sub.handlers[A].returns is R
+    assert sub.handlers[A].wants_context
+    assert sub.versions == {"A": {"1": A}}
     assert svc.payload_types() == {A, R}
 
 
@@ -47,9 +48,10 @@ def test_union_annotation_subscribes_to_several_types() -> None:
     async def on_event(event: B | C) -> None: ...
 
     sub = svc.subscriptions[("other.events", "g")]
-    assert set(sub.handlers) == {"B", "C"}
+    assert set(sub.handlers) == {B, C}
+    assert sub.versions == {"B": {"1": B}, "C": {"1": C}}
     assert (sub.concurrency, sub.prefetch, sub.is_command_channel) == (3, 12, False)
-    assert not sub.handlers["B"].wants_context
+    assert not sub.handlers[B].wants_context
 
 
 @pytest.mark.parametrize(
