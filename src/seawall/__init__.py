@@ -40,6 +40,17 @@ from ._messages.ids import uuid7
 from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
+from ._runtime.health import Health
+from ._runtime.middleware import (
+    AroundHandle,
+    AroundSend,
+    Handling,
+    Middleware,
+    NextHandle,
+    NextSend,
+    Outcome,
+    Outgoing,
+)
 from ._runtime.retry import RetryPolicy
 from ._runtime.service import Service
 from ._runtime.supervisor import RestartIntensity, Supervisor
@@ -61,6 +72,8 @@ __version__ = _version("seawall")
 
 __all__ = [
     "AggregateNotFound",
+    "AroundHandle",
+    "AroundSend",
     "Capabilities",
     "ChannelFull",
     "ChannelSpec",
@@ -82,6 +95,8 @@ __all__ = [
     "EventStoreError",
     "FromOffsets",
     "FromTime",
+    "Handling",
+    "Health",
     "JSON",
     "JsonCodec",
     "MSGPACK",
@@ -89,7 +104,12 @@ __all__ = [
     "Message",
     "MessageError",
     "MessageTooLarge",
+    "Middleware",
     "MsgPackCodec",
+    "NextHandle",
+    "NextSend",
+    "Outcome",
+    "Outgoing",
     "Payload",
     "PermissionDenied",
     "ProtocolError",

@@ -12,19 +12,25 @@ All five interaction styles live here:
 
 Every request carries an absolute deadline. Inside a handler the remaining
 budget of the message being handled caps it, so nested requests inherit it.
+
+Every send goes through the around-send middleware when there is any
+(:mod:`.middleware`), and :meth:`Context.resource` reaches what a lifespan
+opened (:mod:`.lifespan`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
 from .._exceptions import DeadlineExceeded, RemoteError, UnexpectedReply
 from .._messages.envelope import Message
 from .._messages.payload import Payload
+from .middleware import Outgoing
 from .node import Node, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
@@ -32,6 +38,7 @@ from .sends import PendingSend
 __all__ = ["Context", "Reply"]
 
 R = TypeVar("R", bound=Payload)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -187,6 +194,16 @@ class Context:
         """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""
         await self._node.clock.sleep(seconds)
 
+    @overload
+    def resource(self, lifespan: Callable[..., AsyncIterator[T]]) -> T: ...
+
+    @overload
+    def resource(self, lifespan: Callable[..., AbstractAsyncContextManager[T]]) -> T: ...
+
+    def resource(self, lifespan: Callable[..., Any]) -> Any:
+        """What ``lifespan`` (a lifespan of this system or a service of it) yielded."""
+        return self._node.resources.get(lifespan)
+
     def _deadline_for(self, timeout: float | None) -> float:
         own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
         return own if self.deadline is None else min(own, self.deadline)
@@ -206,12 +223,22 @@ class Context:
         ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
         level on a channel declared with priority levels (higher first).
         """
-        message = self._node.envelope(
+        node = self._node
+        message = node.envelope(
             command, source=self.service, cause=self.message, key=key, subject=subject
         )
-        await self._node.transport.publish(
-            channel, message, not_before=not_before, priority=priority
-        )
+        if node.send_chains is None:
+            await node.transport.publish(channel, message, not_before=not_before, priority=priority)
+        else:
+            out = Outgoing(
+                channel=channel,
+                message=message,
+                kind="send",
+                service=self.service,
+                not_before=not_before,
+                priority=priority,
+            )
+            await node.send(out)
 
     async def publish(
         self,
@@ -222,10 +249,17 @@ class Context:
         subject: str | None = None,
     ) -> None:
         """Publish ``event`` to every group subscribed to ``channel`` (default: own events)."""
-        message = self._node.envelope(
+        node = self._node
+        message = node.envelope(
             event, source=self.service, cause=self.message, key=key, subject=subject
         )
-        await self._node.transport.publish(channel or f"{self.service}.events", message)
+        channel = channel or f"{self.service}.events"
+        if node.send_chains is None:
+            await node.transport.publish(channel, message)
+        else:
+            await node.send(
+                Outgoing(channel=channel, message=message, kind="publish", service=self.service)
+            )
 
     @overload
     def request(
@@ -307,7 +341,13 @@ class Context:
         )
         future = node.replies.expect(message.id, count, message.deadline_ts(), node.clock.time())
         try:
-            await node.transport.publish(channel, message)
+            if node.send_chains is None:
+                await node.transport.publish(channel, message)
+            else:
+                out = Outgoing(
+                    channel=channel, message=message, kind="gather", service=self.service
+                )
+                await node.send(out)
             with contextlib.suppress(TimeoutError):
                 async with timeout_at(node.clock, message.deadline_ts()):
                     await asyncio.shield(future)

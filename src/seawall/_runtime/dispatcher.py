@@ -20,13 +20,17 @@ subscriptions, event types nobody here handles are acknowledged and skipped.
 The rules for a failed message (retry when, park it or hand it back, dead-letter
 why) are the pure function :func:`seawall._runtime.failure.decide`; this module
 carries its decisions out, once for every transport.
+
+Around-handle middleware (:mod:`seawall._runtime.middleware`), when there is
+any, wraps each handler call; a failed attempt's fate is decided inside the
+chain, before the error unwinds through it, so the middleware can see it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,8 +45,9 @@ from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
 from .context import Context
-from .failure import Attempt, DeadLetter, Expire, Park, Redeliver, Stage, decide
+from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .lanes import Lanes
+from .middleware import AroundHandle, Handling, NextHandle, Outcome, compose_handle
 from .node import Node
 from .replies import Done
 from .service import Handler, Subscription
@@ -77,6 +82,7 @@ class _Item:
     delivery: Delivery
     key: str | None
     retries: int = 0  # local retries on top of the broker's attempt count
+    decision: Decision | None = None  # decided inside the middleware chain, carried out after
 
 
 class Dispatcher:
@@ -90,6 +96,7 @@ class Dispatcher:
         *,
         grace: float = 10.0,
         on_failure: FailureHook | None = None,
+        around: Sequence[AroundHandle] = (),
     ) -> None:
         self.node = node
         self.service = service
@@ -109,6 +116,9 @@ class Dispatcher:
         """Set once the dispatcher has subscribed (again after every restart)."""
         self.stopped = asyncio.Event()
         """Set once the dispatcher has drained after :meth:`stop`."""
+        self._around: NextHandle | None = (
+            compose_handle(around, self._innermost) if around else None
+        )
 
     @property
     def name(self) -> str:
@@ -119,6 +129,11 @@ class Dispatcher:
         """Whether deliveries are being worked on or waiting for a retry."""
         return self._inflight > 0
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries held: being handled, queued behind their key, or waiting for a retry."""
+        return self._inflight
+
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
         self._stopping.set()
@@ -128,6 +143,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
+            self.ready.clear()  # not subscribed until the supervisor runs it again
             if self._stopping.is_set():
                 self.stopped.set()
 
@@ -240,12 +256,12 @@ class Dispatcher:
                 continue
             try:
                 if deadline is None:  # most events: no timer to arm and cancel
-                    result = await self._call(handler, payload, message, deadline)
+                    result = await self._call(handler, payload, message, deadline, item)
                 else:
                     # The call is made inside the block: a deadline that has already passed
                     # raises on entry, before a coroutine exists that nobody would await.
                     with timeout_at(self.node.timers, deadline):
-                        result = await self._call(handler, payload, message, deadline)
+                        result = await self._call(handler, payload, message, deadline, item)
             except Exception as exc:
                 await self._failed(sub, item, exc, "handler", handler)
                 continue
@@ -268,11 +284,50 @@ class Dispatcher:
                 self._finish(item)
 
     def _call(
-        self, handler: Handler, payload: Payload | None, message: Message, deadline: float | None
+        self,
+        handler: Handler,
+        payload: Payload | None,
+        message: Message,
+        deadline: float | None,
+        item: _Item,
     ) -> Awaitable[object]:
+        if self._around is not None:
+            return self._around(self._handling(handler, payload, item, deadline))
         if handler.wants_context:
             return handler.fn(payload, Context(self.node, self.service, message, deadline))
         return handler.fn(payload)
+
+    def _handling(
+        self, handler: Handler, payload: Payload | None, item: _Item, deadline: float | None
+    ) -> Handling:
+        message = item.delivery.message
+        return Handling(
+            service=self.service,
+            channel=item.delivery.channel,
+            group=self.spec.group,
+            handler=handler.name,
+            message=message,
+            payload=payload,
+            attempt=item.delivery.attempt + item.retries,
+            context=Context(self.node, self.service, message, deadline),
+            target=handler,
+            token=item,
+        )
+
+    async def _innermost(self, call: Handling) -> object:
+        """The end of the middleware chain: the handler; a failure is decided here."""
+        handler: Handler = call._target
+        try:
+            if handler.wants_context:
+                return await handler.fn(call.payload, call.context)
+            return await handler.fn(call.payload)
+        except Exception as exc:
+            item: _Item = call._token
+            attempt = self._attempt(item, exc, "handler")
+            broker_delays = self.node.transport.capabilities.delayed_redelivery
+            item.decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
+            call.outcome = _outcome(item.decision, self.dlq)
+            raise
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
         """:meth:`_resolve` with the handler and raw decoder of each message type cached.
@@ -332,8 +387,10 @@ class Dispatcher:
     ) -> None:
         """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
         attempt = self._attempt(item, error, stage)
-        broker_delays = self.node.transport.capabilities.delayed_redelivery
-        decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
+        decision, item.decision = item.decision, None
+        if decision is None:
+            broker_delays = self.node.transport.capabilities.delayed_redelivery
+            decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
         if isinstance(decision, Expire):
             await self._expire(sub, item)
             return
@@ -456,3 +513,12 @@ class Dispatcher:
             await sub.ack(item.delivery)
         finally:
             self._finish(item)
+
+
+def _outcome(decision: Decision, dlq: str) -> Outcome:
+    """The public view of a decision, for the middleware."""
+    if isinstance(decision, DeadLetter):
+        return Outcome("dead-letter", reason=decision.reason, why=decision.why, channel=dlq)
+    if isinstance(decision, Expire):
+        return Outcome("expire", why="its deadline passed")
+    return Outcome("retry", delay=decision.delay)

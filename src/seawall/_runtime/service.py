@@ -16,6 +16,12 @@ service); what they return is the reply document. Subscriptions read any
 channel as a consumer group (the service name unless given). The payload
 type comes from the first parameter's annotation (a union means several
 types); a second parameter, if present, receives the :class:`Context`.
+
+A service may also carry middleware (:mod:`.middleware`: ``@orders.around_handle``,
+``@orders.around_send``, ``orders.use(Middleware())``), which wraps its own
+handlers and sends inside the system's, and lifespans (:mod:`.lifespan`:
+``@orders.lifespan``), resources opened once per process before its handlers
+run.
 """
 
 from __future__ import annotations
@@ -30,11 +36,16 @@ from typing import Any, TypeVar
 from .._exceptions import ConfigurationError
 from .._messages.payload import Payload
 from .._transport import Start
+from .lifespan import LifespanFunction, check_lifespan
+from .middleware import AroundHandle, AroundSend, Middleware
 from .retry import RetryPolicy
 
 __all__ = ["Handler", "Service", "Subscription"]
 
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+AH = TypeVar("AH", bound=AroundHandle)
+AS = TypeVar("AS", bound=AroundSend)
+L = TypeVar("L", bound=LifespanFunction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,36 @@ class Service:
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self.handle_layers: list[AroundHandle] = []
+        """Around-handle middleware of this service's handlers, outermost first."""
+        self.send_layers: list[AroundSend] = []
+        """Around-send middleware of what this service's handlers send, outermost first."""
+        self.lifespans: list[LifespanFunction] = []
+
+    def around_handle(self, fn: AH) -> AH:
+        """Register middleware around each of this service's handler calls (decorator)."""
+        self.handle_layers.append(fn)
+        return fn
+
+    def around_send(self, fn: AS) -> AS:
+        """Register middleware around each send this service's handlers make (decorator)."""
+        self.send_layers.append(fn)
+        return fn
+
+    def use(self, *middleware: Middleware) -> None:
+        """Add :class:`Middleware` objects, after the layers already registered."""
+        for each in middleware:
+            handle, send = each.layers()
+            if handle is not None:
+                self.handle_layers.append(handle)
+            if send is not None:
+                self.send_layers.append(send)
+
+    def lifespan(self, fn: L) -> L:
+        """Register a lifespan whose resource handlers reach with ``ctx.resource(fn)``."""
+        check_lifespan(fn, f"service {self.name}")
+        self.lifespans.append(fn)
+        return fn
 
     @property
     def events_channel(self) -> str:

@@ -1,0 +1,211 @@
+"""Middleware: code that wraps every handler call and every send, in order.
+
+Part of the runtime layer, and its public extension point: tracing and metrics
+(:mod:`seawall.observability`) are built on it, like anything a user adds.
+
+An *around-handle* layer is an async callable ``(call, call_next)``: it gets a
+:class:`Handling` (the message, its decoded payload, the handler's
+:class:`~seawall.Context`, the attempt number) and hands it on with
+``await call_next(call)``, which returns what the handler returned. An
+*around-send* layer gets an :class:`Outgoing` (channel, message, kind of send)
+and passes it, or a changed copy (:meth:`Outgoing.replace`), to
+``await call_next(out)``, which publishes it. Layers run in the order they were
+added: the first is outermost. A system's layers wrap a service's.
+
+When an attempt fails, the dispatcher decides its fate (retry, dead letter,
+expiry: :mod:`seawall._runtime.failure`) *before* the error reaches the
+layers, and puts it in :attr:`Handling.outcome`, so a layer that catches the
+error knows whether it was the last attempt and why.
+
+With no layer installed the hot path pays one ``is None`` check per handler
+call and per send; a :class:`Middleware` subclass contributes only the hooks
+it overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .._messages.envelope import Message
+from .._messages.payload import Payload
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = [
+    "AroundHandle",
+    "AroundSend",
+    "Handling",
+    "Middleware",
+    "NextHandle",
+    "NextSend",
+    "Outcome",
+    "Outgoing",
+    "SendKind",
+    "compose_handle",
+    "compose_send",
+]
+
+SendKind = Literal["send", "publish", "request", "gather", "reply"]
+"""Which :class:`~seawall.Context` call made a message (``reply``: a handler's answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What becomes of a failed attempt, decided before the error reaches the middleware."""
+
+    action: Literal["retry", "dead-letter", "expire"]
+    reason: str = ""
+    """For a dead letter, its ``seawall-dlq-reason`` (``handler-error``, …)."""
+    why: str = ""
+    """In a few words, why no further attempt (dead letter) or nothing at all."""
+    delay: float = 0.0
+    """For a retry, seconds until the next attempt."""
+    channel: str | None = None
+    """For a dead letter, the dead-letter channel."""
+
+
+class Handling:
+    """One attempt at handling one message, as the around-handle layers see it."""
+
+    __slots__ = (
+        "_target",
+        "_token",
+        "attempt",
+        "channel",
+        "context",
+        "group",
+        "handler",
+        "message",
+        "outcome",
+        "payload",
+        "service",
+    )
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        channel: str,
+        group: str,
+        handler: str,
+        message: Message,
+        payload: Payload | None,
+        attempt: int,
+        context: Context,
+        target: Any = None,
+        token: Any = None,
+    ) -> None:
+        self.service = service
+        self.channel = channel
+        """Where the message was delivered from."""
+        self.group = group
+        """The consumer group handling it."""
+        self.handler = handler
+        """The handler's name (``service.function``)."""
+        self.message = message
+        self.payload = payload
+        self.attempt = attempt
+        """1 on the first delivery, counting redeliveries and local retries."""
+        self.context = context
+        """The context the handler receives (its ``ctx``)."""
+        self.outcome: Outcome | None = None
+        """Set when the attempt failed: what the dispatcher will do about it."""
+        self._target = target  # the dispatcher's handler, called at the end of the chain
+        self._token = token  # the dispatcher's bookkeeping for this attempt
+
+    def __repr__(self) -> str:
+        return (
+            f"Handling({self.handler}, {self.message.type} {self.message.id}, "
+            f"attempt {self.attempt}, {self.channel}/{self.group})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """One message on its way to the transport, as the around-send layers see it."""
+
+    channel: str
+    message: Message
+    kind: SendKind
+    service: str
+    """The sending service (or a client's source name)."""
+    not_before: float | None = None
+    priority: int = 0
+
+    def replace(self, **changes: Any) -> Outgoing:
+        """A copy with ``changes`` (e.g. ``message=``), to hand to ``call_next``."""
+        return dataclasses.replace(self, **changes)
+
+
+NextHandle = Callable[[Handling], Awaitable[object]]
+"""The rest of the chain after an around-handle layer; returns the handler's result."""
+
+NextSend = Callable[[Outgoing], Awaitable[None]]
+"""The rest of the chain after an around-send layer; publishes the message."""
+
+
+class AroundHandle(Protocol):
+    """An around-handle layer: ``async def layer(call, call_next) -> object``."""
+
+    def __call__(self, call: Handling, call_next: NextHandle, /) -> Awaitable[object]: ...
+
+
+class AroundSend(Protocol):
+    """An around-send layer: ``async def layer(out, call_next) -> None``."""
+
+    def __call__(self, out: Outgoing, call_next: NextSend, /) -> Awaitable[None]: ...
+
+
+class Middleware:
+    """Both kinds of layer in one object; override :meth:`handle`, :meth:`send`, or both.
+
+    Only the methods a subclass overrides are put in the chains, so a
+    send-only middleware costs nothing around handlers and vice versa.
+    """
+
+    async def handle(self, call: Handling, call_next: NextHandle) -> object:
+        """Around each handler call; the default passes it on."""
+        return await call_next(call)
+
+    async def send(self, out: Outgoing, call_next: NextSend) -> None:
+        """Around each send; the default passes it on."""
+        await call_next(out)
+
+    def layers(self) -> tuple[AroundHandle | None, AroundSend | None]:
+        """The overridden hooks, as layers (None for a hook left as it is)."""
+        cls = type(self)
+        handle = self.handle if cls.handle is not Middleware.handle else None
+        send = self.send if cls.send is not Middleware.send else None
+        return handle, send
+
+
+def compose_handle(layers: Sequence[AroundHandle], inner: NextHandle) -> NextHandle:
+    """``inner`` wrapped in ``layers``, the first outermost."""
+    for layer in reversed(layers):
+        inner = _bind_handle(layer, inner)
+    return inner
+
+
+def compose_send(layers: Sequence[AroundSend], inner: NextSend) -> NextSend:
+    """``inner`` wrapped in ``layers``, the first outermost."""
+    for layer in reversed(layers):
+        inner = _bind_send(layer, inner)
+    return inner
+
+
+def _bind_handle(layer: AroundHandle, call_next: NextHandle) -> NextHandle:
+    def call(handling: Handling) -> Awaitable[object]:
+        return layer(handling, call_next)
+
+    return call
+
+
+def _bind_send(layer: AroundSend, call_next: NextSend) -> NextSend:
+    def call(out: Outgoing) -> Awaitable[None]:
+        return layer(out, call_next)
+
+    return call
