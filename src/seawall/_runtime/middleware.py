@@ -34,6 +34,7 @@ from .._messages.payload import Payload
 
 if TYPE_CHECKING:
     from .context import Context
+    from .system import System
 
 __all__ = [
     "AroundHandle",
@@ -174,6 +175,12 @@ class Middleware:
     async def send(self, out: Outgoing, call_next: NextSend) -> None:
         """Around each send; the default passes it on."""
         await call_next(out)
+
+    def attach(self, system: System) -> None:
+        """Called once when added to ``system`` (:meth:`System.use`); the default does nothing.
+
+        Middleware that needs the system (its transport, its statistics) takes it here.
+        """
 
     def layers(self) -> tuple[AroundHandle | None, AroundSend | None]:
         """The overridden hooks, as layers (None for a hook left as it is)."""

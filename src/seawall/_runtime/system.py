@@ -98,6 +98,7 @@ class System:
     def use(self, *middleware: Middleware) -> None:
         """Add :class:`Middleware` objects (before the system starts), after those already added."""
         for each in middleware:
+            each.attach(self)
             handle, send = each.layers()
             if handle is not None:
                 self.handle_layers.append(handle)
