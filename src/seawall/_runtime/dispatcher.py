@@ -22,8 +22,9 @@ why) are the pure function :func:`seawall._runtime.failure.decide`; this module
 carries its decisions out, once for every transport.
 
 Around-handle middleware (:mod:`seawall._runtime.middleware`), when there is
-any, wraps each handler call; a failed attempt's fate is decided inside the
-chain, before the error unwinds through it, so the middleware can see it.
+any, wraps each handler call; a layer that asks about a failed attempt's fate
+(:meth:`~seawall.Handling.outcome`) gets it decided then, and the dispatcher
+later carries out that same decision.
 """
 
 from __future__ import annotations
@@ -300,34 +301,22 @@ class Dispatcher:
     def _handling(
         self, handler: Handler, payload: Payload | None, item: _Item, deadline: float | None
     ) -> Handling:
-        message = item.delivery.message
-        return Handling(
-            service=self.service,
-            channel=item.delivery.channel,
-            group=self.spec.group,
-            handler=handler.name,
-            message=message,
-            payload=payload,
-            attempt=item.delivery.attempt + item.retries,
-            context=Context(self.node, self.service, message, deadline),
-            target=handler,
-            token=item,
-        )
+        return Handling(self, handler, item, payload, deadline)
 
-    async def _innermost(self, call: Handling) -> object:
-        """The end of the middleware chain: the handler; a failure is decided here."""
+    def _innermost(self, call: Handling) -> Awaitable[object]:
+        """The end of the middleware chain: the handler."""
         handler: Handler = call._target
-        try:
-            if handler.wants_context:
-                return await handler.fn(call.payload, call.context)
-            return await handler.fn(call.payload)
-        except Exception as exc:
-            item: _Item = call._token
-            attempt = self._attempt(item, exc, "handler")
+        if handler.wants_context:
+            return handler.fn(call.payload, call.context)
+        return handler.fn(call.payload)
+
+    def outcome_of(self, item: _Item, error: Exception) -> Outcome:
+        """Decide now what becomes of ``item`` after ``error`` (for the middleware), and keep it."""
+        if item.decision is None:
+            attempt = self._attempt(item, error, "handler")
             broker_delays = self.node.transport.capabilities.delayed_redelivery
             item.decision = decide(attempt, self.spec.retry, broker_delays=broker_delays)
-            call.outcome = _outcome(item.decision, self.dlq)
-            raise
+        return _outcome(item.decision, self.dlq)
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
         """:meth:`_resolve` with the handler and raw decoder of each message type cached.

@@ -8,7 +8,7 @@ correlation, causation and deadline inheritance all happen here, once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,21 +79,21 @@ class Node:
         self.send_chains = chains
         self.sends.publish = self._publish_request
 
-    async def send(self, out: Outgoing) -> None:
+    def send(self, out: Outgoing) -> Awaitable[None]:
         """Publish ``out`` through the middleware of its service (only with middleware)."""
-        assert self.send_chains is not None
-        chain = self.send_chains.get(out.service) or self.send_chains[""]
-        await chain(out)
+        chains = self.send_chains
+        assert chains is not None
+        return (chains.get(out.service) or chains[""])(out)
 
-    async def _publish(self, out: Outgoing) -> None:
-        await self.transport.publish(
+    def _publish(self, out: Outgoing) -> Awaitable[None]:
+        """The end of every send chain: the transport."""
+        return self.transport.publish(
             out.channel, out.message, not_before=out.not_before, priority=out.priority
         )
 
-    async def _publish_request(self, channel: str, message: Message) -> None:
-        await self.send(
-            Outgoing(channel=channel, message=message, kind="request", service=message.source)
-        )
+    def _publish_request(self, channel: str, message: Message) -> Awaitable[None]:
+        out = Outgoing(channel=channel, message=message, kind="request", service=message.source)
+        return self.send(out)
 
     def envelope(
         self,

@@ -26,6 +26,13 @@ Spans follow the OpenTelemetry messaging semantic conventions:
 - a request, its handling and its reply share one trace (the reply's producer
   span continues the request's trace), and so do scatter-gather's responders.
 
+When the tracer's sampler can never sample a trace's first span
+(``ALWAYS_OFF``, or parent-based with an ``ALWAYS_OFF`` root, as
+``OTEL_TRACES_SAMPLER=parentbased_always_off`` configures), a send outside any
+trace and the handling of a message that carries no trace context make no span
+at all: none could be recorded, and there is no trace to carry on. Messages
+that arrive with a trace context still get their spans.
+
 Attribute names: ``messaging.system`` (``nats``, ``rabbitmq``, ``redis``, or
 ``seawall`` for memory, embedded and ``seawall://``), ``messaging.destination.name``,
 ``messaging.consumer.group.name``, ``messaging.message.id``,
@@ -37,6 +44,7 @@ Attribute names: ``messaging.system`` (``nats``, ``rabbitmq``, ``redis``, or
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -86,6 +94,7 @@ class Tracing(Middleware):
         )
         self.system = messaging_system or "seawall"
         self._fixed_system = messaging_system is not None
+        self._drops_roots = _drops_roots(self._tracer)
         self._earlier: OrderedDict[tuple[str, str], SpanContext] = OrderedDict()
         """The span of each message's last failed attempt, by (message id, group): for links."""
         self._remember = remember
@@ -97,8 +106,14 @@ class Tracing(Middleware):
 
     # -- producer ---------------------------------------------------------------------------
 
-    async def send(self, out: Outgoing, call_next: NextSend) -> None:
+    def send(self, out: Outgoing, call_next: NextSend) -> Awaitable[None]:
         """A producer span around the send; its context rides in the message."""
+        # Not a coroutine itself: a send that makes no span costs no extra frame.
+        if out.message.traceparent is None and self._drops_roots and not _in_a_span():
+            return call_next(out)  # it would start a new trace, which the sampler drops
+        return self._produce(out, call_next)
+
+    async def _produce(self, out: Outgoing, call_next: NextSend) -> None:
         message = out.message
         parent = None
         if not trace.get_current_span().get_span_context().is_valid:
@@ -111,7 +126,7 @@ class Tracing(Middleware):
             attributes=self._send_attributes(out, temporary),
         )
         try:
-            await call_next(out.replace(message=_carrying(message, span.get_span_context())))
+            await call_next(out.with_message(_carrying(message, span.get_span_context())))
         except BaseException as exc:
             _failed(span, exc)
             raise
@@ -138,15 +153,21 @@ class Tracing(Middleware):
 
     # -- consumer ---------------------------------------------------------------------------
 
-    async def handle(self, call: Handling, call_next: NextHandle) -> object:
+    def handle(self, call: Handling, call_next: NextHandle) -> Awaitable[object]:
         """A consumer span around the handler call, a child of the producer's span."""
+        if call.message.traceparent is None and self._drops_roots:
+            return call_next(call)  # no trace to carry on, and no new one to sample
+        return self._process(call, call_next)
+
+    async def _process(self, call: Handling, call_next: NextHandle) -> object:
         message = call.message
+        parent = _remote_context(message)
         key = (message.id, call.group)
         earlier = self._earlier.pop(key, None)
         links = None if earlier is None else [Link(earlier, {"seawall.attempt": call.attempt - 1})]
         span = self._tracer.start_span(
             f"process {call.channel}",
-            context=_remote_context(message),
+            context=parent,
             kind=SpanKind.CONSUMER,
             attributes=self._handle_attributes(call),
             links=links,
@@ -156,7 +177,7 @@ class Tracing(Middleware):
             return await call_next(call)
         except BaseException as exc:
             _failed(span, exc)
-            self._fate(span, call, key)
+            self._fate(span, call, key, exc)
             raise
         finally:
             otel_context.detach(token)
@@ -181,9 +202,9 @@ class Tracing(Middleware):
             attributes["messaging.message.conversation_id"] = message.correlationid
         return attributes
 
-    def _fate(self, span: Span, call: Handling, key: tuple[str, str]) -> None:
+    def _fate(self, span: Span, call: Handling, key: tuple[str, str], error: BaseException) -> None:
         """The outcome of a failed attempt, as an event; a retry is remembered for its link."""
-        outcome = call.outcome
+        outcome = call.outcome(error)
         if outcome is None:
             return
         span.add_event(*_event(outcome, call.attempt))
@@ -191,6 +212,23 @@ class Tracing(Middleware):
             self._earlier[key] = span.get_span_context()
             while len(self._earlier) > self._remember:
                 self._earlier.popitem(last=False)
+
+
+def _in_a_span() -> bool:
+    """Whether a span is current (cheap when no OpenTelemetry context is set at all)."""
+    return bool(otel_context.get_current()) and trace.get_current_span().get_span_context().is_valid
+
+
+def _drops_roots(tracer: object) -> bool:
+    """Whether ``tracer``'s sampler never samples a root span (read from its description)."""
+    sampler = getattr(tracer, "sampler", None)
+    describe = getattr(sampler, "get_description", None)
+    if describe is None:
+        return False
+    description = str(describe())
+    return description == "AlwaysOffSampler" or description.startswith(
+        "ParentBased{root:AlwaysOffSampler,"
+    )
 
 
 def _event(outcome: Outcome, attempt: int) -> tuple[str, dict[str, str | float | int]]:
@@ -224,7 +262,9 @@ def _remote_context(message: Message) -> OtelContext | None:
 
 
 def _carrying(message: Message, context: SpanContext) -> Message:
-    """``message`` with ``context`` as its trace context."""
+    """``message`` with ``context`` as its trace context (unchanged if it is not valid)."""
+    if not context.is_valid:
+        return message  # no SDK: the API's no-op span
     state = context.trace_state.to_header() if context.trace_state else ""
     traceparent = format_traceparent(context.trace_id, context.span_id, context.trace_flags)
     return msgspec.structs.replace(message, traceparent=traceparent, tracestate=state or None)

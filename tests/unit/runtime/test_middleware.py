@@ -62,8 +62,8 @@ class Recorder(Middleware):
         self.log.append(f"{self.name} in {call.handler} attempt {call.attempt}")
         try:
             return await call_next(call)
-        except Exception:
-            outcome = call.outcome
+        except Exception as exc:
+            outcome = call.outcome(exc)
             assert outcome is not None
             self.log.append(f"{self.name} failed: {outcome.action} {outcome.reason}".rstrip())
             raise
