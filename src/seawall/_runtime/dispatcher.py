@@ -310,6 +310,10 @@ class Dispatcher:
             return handler.fn(call.payload, call.context)
         return handler.fn(call.payload)
 
+    def context_of(self, call: Handling) -> Context:
+        """The context a handler gets, for a :class:`Handling` that is asked for it."""
+        return Context(self.node, self.service, call.message, call.deadline)
+
     def outcome_of(self, item: _Item, error: Exception) -> Outcome:
         """Decide now what becomes of ``item`` after ``error`` (for the middleware), and keep it."""
         if item.decision is None:
@@ -421,6 +425,7 @@ class Dispatcher:
             type(attempt.error).__name__,
             attempt.error,
             decision.delay,
+            extra=self._log_fields(item, attempt.number, handler),
         )
         if isinstance(decision, Redeliver):
             await sub.nack(item.delivery, delay=decision.delay)
@@ -486,8 +491,23 @@ class Dispatcher:
             decision.reason,
             error,
             self.dlq,
+            extra=self._log_fields(item, attempt, handler),
         )
         await self._settle(sub, item)
+
+    def _log_fields(self, item: _Item, attempt: int, handler: Handler | None) -> dict[str, object]:
+        """The structured fields of a log line about ``item`` (for ``--log-format json``)."""
+        message = item.delivery.message
+        return {
+            "message_id": message.id,
+            "message_type": message.type,
+            "channel": item.delivery.channel,
+            "group": self.spec.group,
+            "attempt": attempt,
+            "service": self.service,
+            "handler": None if handler is None else handler.name,
+            "traceparent": message.traceparent,
+        }
 
     def _dlq_headers(
         self, delivery: Delivery, reason: str, error: BaseException, attempt: int

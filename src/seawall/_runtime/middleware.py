@@ -131,9 +131,8 @@ class Handling:
     def context(self) -> Context:
         """The context the handler receives (its ``ctx``), made when first asked for."""
         if self._context is None:
-            from .context import Context
-
-            self._context = Context(self._owner.node, self.service, self.message, self.deadline)
+            self._context = self._owner.context_of(self)
+        assert self._context is not None
         return self._context
 
     def outcome(self, error: BaseException) -> Outcome | None:

@@ -44,6 +44,7 @@ from .._exceptions import ServiceError, SupervisorGaveUp
 from .._messages.ids import uuid7
 from .._runtime.supervisor import RestartTracker
 from .._transport.options import option_text
+from ..observability.metrics import Endpoint, ended, merge
 from .config import ServiceSpec, UpConfig
 from .lifeline import Lifeline
 
@@ -68,6 +69,8 @@ class InstanceReport(msgspec.Struct, frozen=True):
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    endpoints: list[Endpoint] = msgspec.field(default_factory=list)
+    """Per endpoint (service, channel, group): its counters, and timings with ``--metrics``."""
 
 
 def write_report(path: Path, report: InstanceReport) -> None:
@@ -91,6 +94,8 @@ class Instance:
     """The running process's last report (its counters start at zero with each process)."""
     earlier: Counter[str] = field(default_factory=Counter)
     """Counters of this instance's earlier processes, as they last reported them."""
+    earlier_endpoints: list[Endpoint] = field(default_factory=list)
+    """Endpoints of this instance's earlier processes, summed, gauges at zero."""
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     @property
@@ -102,10 +107,17 @@ class Instance:
         now = getattr(self.report, counter) if self.report is not None else 0
         return self.earlier[counter] + int(now)
 
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint of this instance over every process so far (gauges: the running one)."""
+        now = self.report.endpoints if self.report is not None else []
+        return merge([*self.earlier_endpoints, *now])
+
     def _carry(self) -> None:
         if self.report is not None:
             for counter in _COUNTERS:
                 self.earlier[counter] += getattr(self.report, counter)
+            ended_now = [ended(e) for e in self.report.endpoints]
+            self.earlier_endpoints = merge([*self.earlier_endpoints, *ended_now])
         self.report = None
 
 
@@ -120,6 +132,8 @@ class Up:
         log_level: str = "WARNING",
         python: str = sys.executable,
         id_prefix: str = "",
+        log_format: str = "text",
+        metrics: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -127,6 +141,9 @@ class Up:
         self.python = python
         self.id_prefix = id_prefix
         """Starts every process's instance id (and so its reply inbox's name)."""
+        self.log_format = log_format
+        self.metrics = metrics
+        """Whether the services time their handlers for ``seawall up --metrics``."""
         self.instances: list[Instance] = [
             Instance(spec.name, n + 1) for spec in config.services for n in range(spec.instances)
         ]
@@ -290,6 +307,8 @@ class Up:
             **extra,
             "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
             "SEAWALL_LOG_LEVEL": self.log_level,
+            "SEAWALL_LOG_FORMAT": self.log_format,
+            "SEAWALL_UP_METRICS": "1" if self.metrics else "",
             "SEAWALL_UP_STATE": str(self.config.state_dir),
         }
 
