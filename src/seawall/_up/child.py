@@ -60,6 +60,7 @@ async def serve(system: System, status: Path | None, metrics: Metrics | None = N
         loop.add_signal_handler(signum, stop.set)
     code = 0
     async with system:
+        log.info("%s subscribed: %s", system.instance, ", ".join(system.stats()))
         while not stop.is_set():
             if status is not None:
                 write_report(status, _report(system, metrics))
