@@ -20,15 +20,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .http import Probes
+from .logs import JsonFormatter, LogContext
+from .metrics import Metrics
+from .serving import SystemSource, serve_observed
+
 if TYPE_CHECKING:
     from .tracing import Tracing
 
-__all__ = ["Tracing"]
+__all__ = [
+    "JsonFormatter",
+    "LogContext",
+    "Metrics",
+    "Probes",
+    "SystemSource",
+    "Tracing",
+    "serve_observed",
+]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Tracing":
-        from .tracing import Tracing
-
+        try:
+            from .tracing import Tracing
+        except ImportError as exc:
+            raise ImportError(
+                f"seawall.observability.Tracing needs the OpenTelemetry API ({exc}): "
+                "pip install 'seawall[otel]'"
+            ) from exc
         return Tracing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
