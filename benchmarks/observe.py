@@ -111,6 +111,7 @@ def main() -> int:
     parser.add_argument("--against", default="0b96da0", help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=7, help="rounds, each variant once (7)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the message count")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a condition is missed")
     args = parser.parse_args()
     count = max(1, round(COUNT * args.scale))
     with tempfile.TemporaryDirectory(prefix="seawall-observe-") as tmp:
@@ -124,10 +125,10 @@ def main() -> int:
             rates = compare(ref, args.rounds, count)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(ref)], cwd=ROOT)
-    text, _ = table(rates, args.against)
+    text, passed = table(rates, args.against)
     print(f"medians of {args.rounds} rounds, {count:,} messages per run, one fresh process each\n")
     print(text)
-    return 0
+    return 0 if passed or not args.check else 1
 
 
 if __name__ == "__main__":
