@@ -293,15 +293,10 @@ class Dispatcher:
         item: _Item,
     ) -> Awaitable[object]:
         if self._around is not None:
-            return self._around(self._handling(handler, payload, item, deadline))
+            return self._around(Handling(self, handler, item, payload, deadline))
         if handler.wants_context:
             return handler.fn(payload, Context(self.node, self.service, message, deadline))
         return handler.fn(payload)
-
-    def _handling(
-        self, handler: Handler, payload: Payload | None, item: _Item, deadline: float | None
-    ) -> Handling:
-        return Handling(self, handler, item, payload, deadline)
 
     def _innermost(self, call: Handling) -> Awaitable[object]:
         """The end of the middleware chain: the handler."""

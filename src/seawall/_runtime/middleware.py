@@ -216,7 +216,8 @@ class Middleware:
         return call_next(out)
 
     def attach(self, system: System) -> None:
-        """Called once when added to ``system`` (:meth:`System.use`); the default does nothing.
+        """Called with each system it serves (:meth:`System.use`, or a service's :meth:`Service.use`
+        when the service joins a system); the default does nothing.
 
         Middleware that needs the system (its transport, its statistics) takes it here.
         """

@@ -123,6 +123,8 @@ class Service:
         self.send_layers: list[AroundSend] = []
         """Around-send middleware of what this service's handlers send, outermost first."""
         self.lifespans: list[LifespanFunction] = []
+        self.middleware: list[Middleware] = []
+        """The :class:`Middleware` objects given to :meth:`use` (attached to each system)."""
 
     def around_handle(self, fn: AH) -> AH:
         """Register middleware around each of this service's handler calls (decorator)."""
@@ -137,6 +139,7 @@ class Service:
     def use(self, *middleware: Middleware) -> None:
         """Add :class:`Middleware` objects, after the layers already registered."""
         for each in middleware:
+            self.middleware.append(each)
             handle, send = each.layers()
             if handle is not None:
                 self.handle_layers.append(handle)

@@ -92,6 +92,9 @@ class System:
         """Around-send middleware of every send, outside each service's own."""
         self.lifespans: list[LifespanFunction] = []
         self.use(*middleware)
+        for service in self.services:
+            for each in service.middleware:
+                each.attach(self)
         for fn in lifespan:
             self.lifespan(fn)
 

@@ -94,3 +94,7 @@ def test_messaging_system_names_the_broker() -> None:
     assert Tracing(messaging_system="kafka").system == "kafka"
     System(transport=MemoryTransport(), middleware=[tracing := Tracing()])
     assert tracing.system == "seawall"
+    svc = Service("traced")
+    svc.use(own := Tracing())  # a service's middleware learns the system it joins
+    System(svc, transport=NatsTransport.__new__(NatsTransport))
+    assert own.system == "nats"
