@@ -57,7 +57,7 @@ SendKind = Literal["send", "publish", "request", "gather", "reply"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What becomes of a failed attempt, decided before the error reaches the middleware."""
+    """What becomes of a failed attempt (:meth:`Handling.outcome`), before the dispatcher acts."""
 
     action: Literal["retry", "dead-letter", "expire"]
     reason: str = ""
@@ -216,10 +216,11 @@ class Middleware:
         return call_next(out)
 
     def attach(self, system: System) -> None:
-        """Called with each system it serves (:meth:`System.use`, or a service's :meth:`Service.use`
-        when the service joins a system); the default does nothing.
+        """Called with each system it serves; the default does nothing.
 
-        Middleware that needs the system (its transport, its statistics) takes it here.
+        :meth:`System.use` calls it, and so does a system joined by a service
+        whose :meth:`Service.use` took it. Middleware that needs the system (its
+        transport, its statistics) takes it here.
         """
 
     def layers(self) -> tuple[AroundHandle | None, AroundSend | None]:
