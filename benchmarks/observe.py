@@ -102,7 +102,8 @@ def table(rates: dict[str, list[float]], ref: str) -> tuple[str, bool]:
         condition = "" if limit is None else f"≥ {limit:.2f} ({verdict})"
         passed = passed and verdict != "MISSED"
         shown = label.replace("REF", ref)
-        lines.append(f"| {shown} | {median:,.0f} | {ratio:.3f} | {condition} |")
+        spread = f"{min(rates[variant]):,.0f} - {max(rates[variant]):,.0f}"
+        lines.append(f"| {shown} | {median:,.0f} | {spread} | {ratio:.3f} | {condition} |")
     return "\n".join(lines), passed
 
 
