@@ -97,8 +97,8 @@ def compare(ref: Path, rounds: int, count: int) -> dict[str, list[float]]:
 def table(rates: dict[str, list[float]], ref: str) -> tuple[str, bool]:
     base = statistics.median(rates["ref"])
     lines = [
-        "| publish → handler, memory:// | median msgs/s | / REF | condition |",
-        "|---|---:|---:|---|",
+        "| publish → handler, memory:// | msgs per CPU-s, median | min - max | / REF | condition |",
+        "|---|---:|---:|---:|---|",
     ]
     passed = True
     for variant, label in LABELS.items():
