@@ -14,16 +14,19 @@ from seawall import (
     Event,
     Handling,
     Health,
+    MemoryTransport,
     Middleware,
     NextHandle,
     NextSend,
     Outgoing,
+    RestartIntensity,
     RetryPolicy,
     Service,
     ServiceError,
     System,
 )
 from seawall.testing import TestSystem
+from seawall.testing._delivery import wait_until
 
 
 class Ping(Command, frozen=True):
@@ -225,3 +228,15 @@ async def test_health_follows_the_system() -> None:
         health = system.health()
         assert health == Health(live=True, ready=True)
     assert system.health().ready is False
+
+
+async def test_a_lost_link_is_not_ready_until_the_consumers_subscribed_again() -> None:
+    broker = MemoryTransport()
+    intensity = RestartIntensity(max_restarts=5, initial_backoff=0.3)
+    async with System(pinger([]), transport=broker, intensity=intensity) as system:
+        broker.disconnect()
+        await wait_until(lambda: not system.health().ready, 5.0, "not ready")
+        health = system.health()
+        assert health.live
+        assert "pinger:pinger/pinger is not subscribed" in health.reasons
+        await wait_until(lambda: system.health().ready, 5.0, "ready again")
