@@ -64,7 +64,7 @@ SECTIONS = (
         "Tracing's cost on publish → handler (issue 15): OpenTelemetry not installed, and "
         "Tracing() with sampling off, beside the commit before it, same run",
         "benchmarks.observe",
-        quick=("--rounds", "3", "--scale", "0.3"),
+        quick=("--rounds", "5", "--scale", "0.5"),
     ),
     Section(
         "log-models",

@@ -117,7 +117,7 @@ def table(rates: dict[str, list[float]], ref: str) -> tuple[str, bool]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observe", description=__doc__)
     parser.add_argument("--against", default="0b96da0", help="the commit to compare with")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds, each variant once (7)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds, each variant once (15)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the message count")
     parser.add_argument("--check", action="store_true", help="exit 1 when a condition is missed")
     args = parser.parse_args()
