@@ -16,8 +16,8 @@ Spans follow the OpenTelemetry messaging semantic conventions:
   inherited from the message that caused it;
 - a **consumer** span (``process orders``, kind ``CONSUMER``,
   ``messaging.operation.type = process``) around every handler call, a child of
-  the producer span read back from ``traceparent``; the attempt number is
-  ``messaging.message.delivery_count``… as ``seawall.attempt``;
+  the producer span read back from ``traceparent``, with the attempt number
+  as ``seawall.attempt`` (the conventions have no broker-neutral name for it);
 - a retry's consumer span **links** to the span of the attempt before it (kept
   here, bounded, so only when that attempt ran in this process), a failed
   attempt records its exception, and its fate is a span event:
@@ -25,6 +25,11 @@ Spans follow the OpenTelemetry messaging semantic conventions:
   channel) or ``seawall.expired``;
 - a request, its handling and its reply share one trace (the reply's producer
   span continues the request's trace), and so do scatter-gather's responders.
+
+A message dead-lettered before any handler runs (its body does not decode, no
+handler takes its type) or expired before it was handled has no consumer span:
+middleware wraps handler calls. Its dead letter keeps its ``traceparent``, so
+whoever replays it continues its trace.
 
 When the tracer's sampler can never sample a trace's first span
 (``ALWAYS_OFF``, or parent-based with an ``ALWAYS_OFF`` root, as
