@@ -60,6 +60,13 @@ SECTIONS = (
         quick=("--rounds", "3", "--scale", "0.2"),
     ),
     Section(
+        "observe",
+        "Tracing's cost on publish → handler (issue 15): OpenTelemetry not installed, and "
+        "Tracing() with sampling off, beside the commit before it, same run",
+        "benchmarks.observe",
+        quick=("--rounds", "5", "--scale", "0.5"),
+    ),
+    Section(
         "log-models",
         "memory:// beside the engine's log model without a file (issue 12, item 6)",
         "benchmarks.log_models",

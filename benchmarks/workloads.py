@@ -101,6 +101,8 @@ class Settings:
     """Handlers the benchmark service runs at once (``Service(concurrency=…)``)."""
     warmup: int = 1000
     """Untimed operations at the start of each seawall run."""
+    middleware: tuple[Any, ...] = ()
+    """Middleware of the publish → handler system (the observability benchmark's tracing)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,7 +220,8 @@ async def publish_to_handler(settings: Settings) -> Sample:
     async def on_reading(reading: Reading) -> None:
         tally.hit()
 
-    async with System(service, transport=MemoryTransport()) as system:
+    system = System(service, transport=MemoryTransport(), middleware=settings.middleware)
+    async with system:
         ctx = system.context("bench-producer")
         await _produce(ctx, tally, settings.warmup, settings.window, math.inf)
         start = time.perf_counter()

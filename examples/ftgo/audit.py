@@ -102,6 +102,8 @@ class Summary:
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    scraped: dict[str, int] = field(default_factory=dict)
+    """``seawall_messages_total`` by outcome, as scraped from ``/metrics`` at the end."""
     facts: Facts = field(default_factory=Facts)
 
     def by_state(self, state: str) -> set[str]:
@@ -119,6 +121,10 @@ class Summary:
     def problems(self) -> list[str]:
         """Broken invariants, in words; empty when every promise was kept."""
         facts, found = self.facts, []
+        reported = {"handled": self.handled, "retried": self.retried}
+        reported["dead_lettered"] = self.dead_lettered
+        if any(self.scraped.get(outcome) != count for outcome, count in reported.items()):
+            found.append(f"/metrics says {self.scraped}, the services reported {reported}")
         if self.errors or len(self.outcomes) != self.orders:
             found.append(
                 f"{self.orders - len(self.outcomes)} orders got no outcome: {self.errors[:3]}"

@@ -8,7 +8,9 @@ a Kitchen process is killed with SIGKILL a third of the way through (the
 supervisor starts it again), a menu is revised mid-run, and Accounting
 declines a share of the cards. Then it waits for the asynchronous follow-ups (courier
 assignments), and audits the facts the services recorded in their own files
-(:mod:`examples.ftgo.audit`).
+(:mod:`examples.ftgo.audit`). As ``seawall up --metrics`` does, it serves one
+``/metrics`` for all nine processes; at the end it scrapes it over HTTP, and
+the audit checks that the counts there equal what the services reported.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import signal
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +37,9 @@ from seawall import (
     uuid7,
 )
 from seawall._up.config import EMBEDDED, load_up_config
+from seawall._up.metrics import UpSource
 from seawall._up.processes import Up
+from seawall.observability.http import Probes
 
 from .audit import Facts, Summary
 from .messages import CreateOrder, OrderOutcome, ReviseMenu
@@ -110,9 +115,11 @@ async def run(
         summary = Summary(orders=orders, transport=transport, prefix=prefix)
         try:
             log_level = os.environ.get("SEAWALL_LOG_LEVEL", "WARNING")
-            async with Up(config, id_prefix=prefix, log_level=log_level) as up:
+            up = Up(config, id_prefix=prefix, log_level=log_level, metrics=True)
+            async with Probes(UpSource(up)) as probes, up:
                 await up.wait_ready()
                 await _drive_system(up, summary, concurrency, tick)
+                summary.scraped = await scrape(f"{probes.url}/metrics")  # reads the reports
                 summary.restarts = {i.name: i.restarts for i in up.instances}
                 summary.handled = sum(i.total("handled") for i in up.instances)
                 summary.retried = sum(i.total("retried") for i in up.instances)
@@ -122,6 +129,24 @@ async def run(
                 await delete_streams(transport, prefix)
         summary.facts = Facts.read(state / "ftgo")
         return summary
+
+
+async def scrape(url: str) -> dict[str, int]:
+    """``seawall_messages_total`` by outcome, over every process, from a real HTTP scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    totals: dict[str, int] = {}
+    for family in text_string_to_metric_families(await asyncio.to_thread(get)):
+        for sample in family.samples:
+            if sample.name == "seawall_messages_total":
+                outcome = sample.labels["outcome"]
+                totals[outcome] = totals.get(outcome, 0) + int(sample.value)
+    return totals
 
 
 async def _drive_system(

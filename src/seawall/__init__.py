@@ -42,6 +42,17 @@ from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
 from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
+from ._runtime.health import Health
+from ._runtime.middleware import (
+    AroundHandle,
+    AroundSend,
+    Handling,
+    Middleware,
+    NextHandle,
+    NextSend,
+    Outcome,
+    Outgoing,
+)
 from ._runtime.retry import RetryPolicy
 from ._runtime.service import Expired, Service
 from ._runtime.supervisor import RestartIntensity, Supervisor
@@ -63,6 +74,8 @@ __version__ = _version("seawall")
 
 __all__ = [
     "AggregateNotFound",
+    "AroundHandle",
+    "AroundSend",
     "Capabilities",
     "ChannelFull",
     "ChannelSpec",
@@ -85,6 +98,8 @@ __all__ = [
     "Expired",
     "FromOffsets",
     "FromTime",
+    "Handling",
+    "Health",
     "JSON",
     "JsonCodec",
     "MSGPACK",
@@ -92,7 +107,12 @@ __all__ = [
     "Message",
     "MessageError",
     "MessageTooLarge",
+    "Middleware",
     "MsgPackCodec",
+    "NextHandle",
+    "NextSend",
+    "Outcome",
+    "Outgoing",
     "Payload",
     "PermissionDenied",
     "ProtocolError",

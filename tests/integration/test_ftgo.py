@@ -62,6 +62,9 @@ async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: 
     summary = await run(150, concurrency=20, state=tmp_path)
     check(summary, 150)
     assert summary.handled > 150 * 6  # every order is several messages handled by services
+    # one /metrics for all nine processes, scraped over HTTP: the counts the services reported
+    assert summary.scraped["handled"] == summary.handled
+    assert summary.scraped["dead_lettered"] == summary.dead_lettered == 1
 
 
 async def test_short_run_on_nats_keeps_every_invariant(tmp_path: Path) -> None:
@@ -90,6 +93,7 @@ def test_the_audit_finds_broken_promises() -> None:
     assert "rejected orders keep an active ticket: ['b']" in problems
     assert "rejected for a card that was approved: ['b']" in problems
     assert "malformed message" in problems
+    assert "/metrics says {}, the services reported" in problems
 
 
 def test_declines_are_a_stable_share_of_the_orders() -> None:

@@ -16,7 +16,6 @@ variables; this is the only place seawall reads the environment.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 import click
@@ -27,7 +26,15 @@ from .._exceptions import SeawallError
 from .._runtime.system import System
 from .._runtime.target import load_system
 from .._up.command import up
+from ..observability.logs import LogFormat, configure_logging
+from ..observability.options import (
+    log_format_option,
+    log_level_option,
+    metrics_option,
+    require_prometheus,
+)
 from .broker import broker
+from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
 
@@ -56,17 +63,27 @@ def main() -> None:
     show_default=True,
     help="Seconds in-flight work may take to finish on shutdown.",
 )
-@click.option("--log-level", envvar="SEAWALL_LOG_LEVEL", default="INFO", show_default=True)
-def run(target: str, transport: str, grace: float, log_level: str) -> None:
+@log_level_option("INFO")
+@log_format_option("")
+@metrics_option("")
+def run(
+    target: str,
+    transport: str,
+    grace: float,
+    log_level: str,
+    log_format: LogFormat,
+    metrics: tuple[str, int] | None,
+) -> None:
     """Run the services of TARGET (MODULE:ATTR) in this process until SIGTERM or Ctrl-C."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if metrics is not None:
+        require_prometheus()
+    configure_logging(log_level, log_format)
     sys.path.insert(0, ".")
     source = click.get_current_context().get_parameter_source("transport")
     try:
         system = load_system(target, transport=transport, grace=grace)
-        asyncio.run(system.serve(ready=lambda: _announce(target, system, source)))
+        announce = lambda: _announce(target, system, source)  # noqa: E731
+        asyncio.run(serve(system, log_format=log_format, metrics=metrics, ready=announce))
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seawall: {target} stopped cleanly", err=True)

@@ -12,6 +12,10 @@ All five interaction styles live here:
 
 Every request carries an absolute deadline. Inside a handler the remaining
 budget of the message being handled caps it, so nested requests inherit it.
+
+Every send goes through the around-send middleware when there is any
+(:mod:`.middleware`), and :meth:`Context.resource` reaches what a lifespan
+opened (:mod:`.lifespan`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
@@ -32,6 +37,7 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
+from .middleware import Outgoing
 from .node import Node, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
@@ -39,6 +45,7 @@ from .sends import PendingSend
 __all__ = ["Context", "Reply"]
 
 R = TypeVar("R", bound=Payload)
+T = TypeVar("T")
 
 log = logging.getLogger("seawall.context")
 
@@ -211,6 +218,16 @@ class Context:
         """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""
         await self._node.clock.sleep(seconds)
 
+    @overload
+    def resource(self, lifespan: Callable[..., AsyncIterator[T]]) -> T: ...
+
+    @overload
+    def resource(self, lifespan: Callable[..., AbstractAsyncContextManager[T]]) -> T: ...
+
+    def resource(self, lifespan: Callable[..., Any]) -> Any:
+        """What ``lifespan`` (a lifespan of this system or a service of it) yielded."""
+        return self._node.resources.get(lifespan)
+
     def _deadline_for(self, timeout: float | None) -> float:
         own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
         return own if self.deadline is None else min(own, self.deadline)
@@ -233,7 +250,8 @@ class Context:
         ``deadline`` (epoch seconds) the command is not handled: it is dead-lettered
         with reason ``expired`` (or dropped, as the receiving service chooses).
         """
-        message = self._node.envelope(
+        node = self._node
+        message = node.envelope(
             command,
             source=self.service,
             cause=self.message,
@@ -241,9 +259,18 @@ class Context:
             subject=subject,
             deadline=deadline,
         )
-        await self._node.transport.publish(
-            channel, message, not_before=not_before, priority=priority
-        )
+        if node.send_chains is None:
+            await node.transport.publish(channel, message, not_before=not_before, priority=priority)
+        else:
+            out = Outgoing(
+                channel=channel,
+                message=message,
+                kind="send",
+                service=self.service,
+                not_before=not_before,
+                priority=priority,
+            )
+            await node.send(out)
 
     async def publish(
         self,
@@ -254,10 +281,17 @@ class Context:
         subject: str | None = None,
     ) -> None:
         """Publish ``event`` to every group subscribed to ``channel`` (default: own events)."""
-        message = self._node.envelope(
+        node = self._node
+        message = node.envelope(
             event, source=self.service, cause=self.message, key=key, subject=subject
         )
-        await self._node.transport.publish(channel or f"{self.service}.events", message)
+        channel = channel or f"{self.service}.events"
+        if node.send_chains is None:
+            await node.transport.publish(channel, message)
+        else:
+            await node.send(
+                Outgoing(channel=channel, message=message, kind="publish", service=self.service)
+            )
 
     @overload
     def request(
@@ -339,7 +373,13 @@ class Context:
         )
         future = node.replies.expect(message.id, count, message.deadline_ts(), node.clock.time())
         try:
-            await node.transport.publish(channel, message)
+            if node.send_chains is None:
+                await node.transport.publish(channel, message)
+            else:
+                out = Outgoing(
+                    channel=channel, message=message, kind="gather", service=self.service
+                )
+                await node.send(out)
             with contextlib.suppress(TimeoutError):
                 async with timeout_at(node.clock, message.deadline_ts()):
                     await asyncio.shield(future)

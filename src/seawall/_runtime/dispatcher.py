@@ -28,13 +28,18 @@ lookup; messages that need an upcaster take the full path every time.
 The rules for a failed message (retry when, park it or hand it back, dead-letter
 why) are the pure function :func:`seawall._runtime.failure.decide`; this module
 carries its decisions out, once for every transport.
+
+Around-handle middleware (:mod:`seawall._runtime.middleware`), when there is
+any, wraps each handler call; a layer that asks about a failed attempt's fate
+(:meth:`~seawall.Handling.outcome`) gets it decided then, and the dispatcher
+later carries out that same decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,6 +57,7 @@ from .._transport import Subscription as TransportSubscription
 from .context import Context
 from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .lanes import Lanes
+from .middleware import AroundHandle, Handling, NextHandle, Outcome, compose_handle
 from .node import Node
 from .replies import Done
 from .service import Handler, Subscription
@@ -99,6 +105,7 @@ class _Item:
     delivery: Delivery
     key: str | None
     retries: int = 0  # local retries on top of the broker's attempt count
+    decision: Decision | None = None  # decided inside the middleware chain, carried out after
 
 
 class Dispatcher:
@@ -112,6 +119,7 @@ class Dispatcher:
         *,
         grace: float = 10.0,
         on_failure: FailureHook | None = None,
+        around: Sequence[AroundHandle] = (),
     ) -> None:
         self.node = node
         self.service = service
@@ -131,6 +139,9 @@ class Dispatcher:
         """Set once the dispatcher has subscribed (again after every restart)."""
         self.stopped = asyncio.Event()
         """Set once the dispatcher has drained after :meth:`stop`."""
+        self._around: NextHandle | None = (
+            compose_handle(around, self._innermost) if around else None
+        )
 
     @property
     def name(self) -> str:
@@ -141,6 +152,11 @@ class Dispatcher:
         """Whether deliveries are being worked on or waiting for a retry."""
         return self._inflight > 0
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries held: being handled, queued behind their key, or waiting for a retry."""
+        return self._inflight
+
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
         self._stopping.set()
@@ -150,6 +166,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
+            self.ready.clear()  # not subscribed until the supervisor runs it again
             if self._stopping.is_set():
                 self.stopped.set()
 
@@ -262,12 +279,12 @@ class Dispatcher:
                 continue
             try:
                 if deadline is None:  # most events: no timer to arm and cancel
-                    result = await self._call(handler, payload, message, deadline)
+                    result = await self._call(handler, payload, message, deadline, item)
                 else:
                     # The call is made inside the block: a deadline that has already passed
                     # raises on entry, before a coroutine exists that nobody would await.
                     with timeout_at(self.node.timers, deadline):
-                        result = await self._call(handler, payload, message, deadline)
+                        result = await self._call(handler, payload, message, deadline, item)
             except Exception as exc:
                 await self._failed(sub, item, exc, "handler", handler)
                 continue
@@ -290,11 +307,43 @@ class Dispatcher:
                 self._finish(item)
 
     def _call(
-        self, handler: Handler, payload: Payload | None, message: Message, deadline: float | None
+        self,
+        handler: Handler,
+        payload: Payload | None,
+        message: Message,
+        deadline: float | None,
+        item: _Item,
     ) -> Awaitable[object]:
+        if self._around is not None:
+            return self._around(Handling(self, handler, item, payload, deadline))
         if handler.wants_context:
             return handler.fn(payload, Context(self.node, self.service, message, deadline))
         return handler.fn(payload)
+
+    def _innermost(self, call: Handling) -> Awaitable[object]:
+        """The end of the middleware chain: the handler."""
+        handler: Handler = call._target
+        if handler.wants_context:
+            return handler.fn(call.payload, call.context)
+        return handler.fn(call.payload)
+
+    def context_of(self, call: Handling) -> Context:
+        """The context a handler gets, for a :class:`Handling` that is asked for it."""
+        return Context(self.node, self.service, call.message, call.deadline)
+
+    def outcome_of(self, item: _Item, error: Exception) -> Outcome:
+        """Decide now what becomes of ``item`` after ``error`` (for the middleware), and keep it."""
+        return _outcome(self._decide(item, self._attempt(item, error, "handler")), self.dlq)
+
+    def _decide(self, item: _Item, attempt: Attempt) -> Decision:
+        """What becomes of ``item`` after a failed ``attempt``: decided once, so the middleware
+        that asked first and the dispatcher that carries it out see the same decision."""
+        if item.decision is None:
+            broker_delays = self.node.transport.capabilities.delayed_redelivery
+            item.decision = decide(
+                attempt, self.spec.retry, broker_delays=broker_delays, expired=self.spec.expired
+            )
+        return item.decision
 
     def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
         """:meth:`_route` and the decode, with the handler and raw decoder of each schema cached.
@@ -357,10 +406,7 @@ class Dispatcher:
     ) -> None:
         """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
         attempt = self._attempt(item, error, stage)
-        broker_delays = self.node.transport.capabilities.delayed_redelivery
-        decision = decide(
-            attempt, self.spec.retry, broker_delays=broker_delays, expired=self.spec.expired
-        )
+        decision, item.decision = self._decide(item, attempt), None
         if isinstance(decision, Expire) or (
             isinstance(decision, DeadLetter) and decision.reason == "expired"
         ):
@@ -404,6 +450,7 @@ class Dispatcher:
             type(attempt.error).__name__,
             attempt.error,
             decision.delay,
+            extra=self._log_fields(item, attempt.number, handler),
         )
         if isinstance(decision, Redeliver):
             await sub.nack(item.delivery, delay=decision.delay)
@@ -482,8 +529,23 @@ class Dispatcher:
             decision.reason,
             error,
             self.dlq,
+            extra=self._log_fields(item, attempt, handler),
         )
         await self._settle(sub, item)
+
+    def _log_fields(self, item: _Item, attempt: int, handler: Handler | None) -> dict[str, object]:
+        """The structured fields of a log line about ``item`` (for ``--log-format json``)."""
+        message = item.delivery.message
+        return {
+            "message_id": message.id,
+            "message_type": message.type,
+            "channel": item.delivery.channel,
+            "group": self.spec.group,
+            "attempt": attempt,
+            "service": self.service,
+            "handler": None if handler is None else handler.name,
+            "traceparent": message.traceparent,
+        }
 
     def _dlq_headers(
         self, delivery: Delivery, reason: str, error: BaseException, attempt: int
@@ -498,3 +560,12 @@ class Dispatcher:
             await sub.ack(item.delivery)
         finally:
             self._finish(item)
+
+
+def _outcome(decision: Decision, dlq: str) -> Outcome:
+    """The public view of a decision, for the middleware."""
+    if isinstance(decision, DeadLetter):
+        return Outcome("dead-letter", reason=decision.reason, why=decision.why, channel=dlq)
+    if isinstance(decision, Expire):
+        return Outcome("expire", why="its deadline passed")
+    return Outcome("retry", delay=decision.delay)

@@ -1,14 +1,16 @@
 """The per-process core every context and consumer shares.
 
 A :class:`Node` holds one process's transport, clock, codec, type registry
-and upcaster chains, its reply inbox and the reply table, and builds
-envelopes: ids, timestamps, correlation, causation and deadline inheritance all
-happen here, once. It also reads payloads back, each in the major version it
-was written in or lifted by an upcaster to one this process has a class for.
+and upcaster chains, its reply inbox and the reply table, the resources its
+lifespans opened and the around-send middleware chains, and builds envelopes:
+ids, timestamps, correlation, causation and deadline inheritance all happen
+here, once. It also reads payloads back, each in the major version it was
+written in or lifted by an upcaster to one this process has a class for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,8 @@ from .._messages.payload import Kind, Payload, TypeRegistry, major, schema_uri, 
 from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
+from .lifespan import Resources
+from .middleware import AroundSend, NextSend, Outgoing, compose_send
 from .replies import Done, Failure, ReplyTable
 from .sends import SendQueue
 
@@ -58,11 +62,44 @@ class Node:
         self.timers = TimerHeap(clock)
         """For per-message deadlines: cheaper to arm and cancel than the clock's own timers."""
         self.sends = SendQueue(transport, tasks)
+        self.resources = Resources()
+        """What the lifespans yielded, for ``ctx.resource(fn)``."""
+        self.send_chains: dict[str, NextSend] | None = None
+        """Around-send chains by sending service (``""``: everyone else); None: no middleware."""
         self._schemas: dict[type[Payload], str] = {}
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)
         registry.register(Failure)
         registry.register(Done)
+
+    def use_send_layers(
+        self, layers: Sequence[AroundSend], by_service: Mapping[str, Sequence[AroundSend]]
+    ) -> None:
+        """Send through ``layers`` (everyone's, outermost) and each service's own inside them."""
+        if not layers and not any(by_service.values()):
+            return
+        chains = {
+            name: compose_send([*layers, *own], self._publish) for name, own in by_service.items()
+        }
+        chains[""] = compose_send(layers, self._publish)
+        self.send_chains = chains
+        self.sends.publish = self._publish_request
+
+    def send(self, out: Outgoing) -> Awaitable[None]:
+        """Publish ``out`` through the middleware of its service (only with middleware)."""
+        chains = self.send_chains
+        assert chains is not None
+        return (chains.get(out.service) or chains[""])(out)
+
+    def _publish(self, out: Outgoing) -> Awaitable[None]:
+        """The end of every send chain: the transport."""
+        return self.transport.publish(
+            out.channel, out.message, not_before=out.not_before, priority=out.priority
+        )
+
+    def _publish_request(self, channel: str, message: Message) -> Awaitable[None]:
+        out = Outgoing(channel=channel, message=message, kind="request", service=message.source)
+        return self.send(out)
 
     def envelope(
         self,
@@ -160,8 +197,12 @@ class Node:
         message = self.envelope(payload, source=source, cause=request, kind="document")
         if replyto == self.inbox:
             self.on_inbox(message)
-        else:
+        elif self.send_chains is None:
             await self.transport.publish(replyto, message)
+        else:
+            await self.send(
+                Outgoing(channel=replyto, message=message, kind="reply", service=source)
+            )
 
     async def reply_failure(self, request: Message, exc: BaseException, *, service: str) -> None:
         """Tell the requester that its request failed, with the error's type and text."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._messages.envelope import Message
@@ -39,7 +40,8 @@ class SendQueue:
     """Pending sends of one process, published in order by whoever needs them first."""
 
     def __init__(self, transport: Transport, tasks: TaskScope) -> None:
-        self._transport = transport
+        self.publish: Callable[[str, Message], Awaitable[None]] = transport.publish
+        """How a send goes out: the transport's publish, or the around-send middleware."""
         self._tasks = tasks
         self._queue: deque[PendingSend] = deque()
         self._scheduled = False
@@ -72,7 +74,7 @@ class SendQueue:
             send = self._queue.popleft()
             send.taken = True
             try:
-                await self._transport.publish(send.channel, send.message)
+                await self.publish(send.channel, send.message)
             except asyncio.CancelledError:
                 self._interrupted(send, last)
                 raise

@@ -31,6 +31,12 @@ so something records that it existed; ``Service(..., expired="drop")`` drops
 it instead, counted only in the dispatcher's ``Stats.expired``. Requests and
 one-way commands alike: the requester, if it still waits, gets
 ``DeadlineExceeded`` either way.
+
+A service may also carry middleware (:mod:`.middleware`: ``@orders.around_handle``,
+``@orders.around_send``, ``orders.use(Middleware())``), which wraps its own
+handlers and sends inside the system's, and lifespans (:mod:`.lifespan`:
+``@orders.lifespan``), resources opened once per process before its handlers
+run.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from .._exceptions import ConfigurationError
 from .._messages.payload import Payload, major
 from .._messages.upcast import Upcaster, Upcasters
 from .._transport import Start
+from .lifespan import LifespanFunction, check_lifespan
+from .middleware import AroundHandle, AroundSend, Middleware
 from .retry import RetryPolicy
 
 __all__ = ["Expired", "Handler", "Service", "Subscription"]
@@ -57,6 +65,10 @@ New = TypeVar("New", bound=Payload)
 
 Expired = Literal["dead-letter", "drop"]
 """What a service does with a message whose deadline passed before it was handled."""
+
+AH = TypeVar("AH", bound=AroundHandle)
+AS = TypeVar("AS", bound=AroundSend)
+L = TypeVar("L", bound=LifespanFunction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,39 @@ class Service:
         self.upcasters = Upcasters() if upcasters is None else upcasters
         """The chains that lift old major versions of the messages this service reads."""
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self.handle_layers: list[AroundHandle] = []
+        """Around-handle middleware of this service's handlers, outermost first."""
+        self.send_layers: list[AroundSend] = []
+        """Around-send middleware of what this service's handlers send, outermost first."""
+        self.lifespans: list[LifespanFunction] = []
+        self.middleware: list[Middleware] = []
+        """The :class:`Middleware` objects given to :meth:`use` (attached to each system)."""
+
+    def around_handle(self, fn: AH) -> AH:
+        """Register middleware around each of this service's handler calls (decorator)."""
+        self.handle_layers.append(fn)
+        return fn
+
+    def around_send(self, fn: AS) -> AS:
+        """Register middleware around each send this service's handlers make (decorator)."""
+        self.send_layers.append(fn)
+        return fn
+
+    def use(self, *middleware: Middleware) -> None:
+        """Add :class:`Middleware` objects, after the layers already registered."""
+        for each in middleware:
+            self.middleware.append(each)
+            handle, send = each.layers()
+            if handle is not None:
+                self.handle_layers.append(handle)
+            if send is not None:
+                self.send_layers.append(send)
+
+    def lifespan(self, fn: L) -> L:
+        """Register a lifespan whose resource handlers reach with ``ctx.resource(fn)``."""
+        check_lifespan(fn, f"service {self.name}")
+        self.lifespans.append(fn)
+        return fn
 
     @property
     def events_channel(self) -> str:

@@ -11,6 +11,11 @@ The services of one system share one type registry and one set of upcaster
 chains (each service's :meth:`~seawall.Service.upcaster` steps, merged): a
 second class for one type name and major version, or two different steps from
 one version, is refused when the system is built.
+
+Middleware (:mod:`.middleware`) given to the system wraps every service's own;
+its lifespans (:mod:`.lifespan`), then its services', are opened once the
+transport is ready and before any consumer starts, and closed after they all
+drained. :meth:`System.health` says whether it is live and ready (:mod:`.health`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from .._clock import Clock, SystemClock, timeout_at
 from .._messages.codec import JSON, Codec
@@ -32,7 +37,10 @@ from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
+from .health import Health, Phase, assess
 from .interrupts import interrupts
+from .lifespan import LifespanFunction, check_lifespan
+from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
 from .service import Service
 from .supervisor import RestartIntensity, Supervisor
@@ -40,6 +48,10 @@ from .supervisor import RestartIntensity, Supervisor
 __all__ = ["System"]
 
 log = logging.getLogger("seawall.system")
+
+AH = TypeVar("AH", bound=AroundHandle)
+AS = TypeVar("AS", bound=AroundSend)
+L = TypeVar("L", bound=LifespanFunction)
 
 
 class System:
@@ -55,6 +67,8 @@ class System:
         grace: float = 10.0,
         intensity: RestartIntensity | None = None,
         on_failure: FailureHook | None = None,
+        middleware: Sequence[Middleware] = (),
+        lifespan: Sequence[LifespanFunction] = (),
     ) -> None:
         self.services = list(services)
         self.transport_url = transport if isinstance(transport, str) else None
@@ -82,6 +96,44 @@ class System:
         self._supervisor: Supervisor | None = None
         self._inbox_stop = asyncio.Event()
         self._inbox_ready = asyncio.Event()
+        self._phase: Phase = "stopped"
+        self.handle_layers: list[AroundHandle] = []
+        """Around-handle middleware of every handler, outside each service's own."""
+        self.send_layers: list[AroundSend] = []
+        """Around-send middleware of every send, outside each service's own."""
+        self.lifespans: list[LifespanFunction] = []
+        self.use(*middleware)
+        for service in self.services:
+            for each in service.middleware:
+                each.attach(self)
+        for fn in lifespan:
+            self.lifespan(fn)
+
+    def use(self, *middleware: Middleware) -> None:
+        """Add :class:`Middleware` objects (before the system starts), after those already added."""
+        for each in middleware:
+            each.attach(self)
+            handle, send = each.layers()
+            if handle is not None:
+                self.handle_layers.append(handle)
+            if send is not None:
+                self.send_layers.append(send)
+
+    def around_handle(self, fn: AH) -> AH:
+        """Register middleware around every handler call (decorator; before the system starts)."""
+        self.handle_layers.append(fn)
+        return fn
+
+    def around_send(self, fn: AS) -> AS:
+        """Register middleware around every send (decorator; before the system starts)."""
+        self.send_layers.append(fn)
+        return fn
+
+    def lifespan(self, fn: L) -> L:
+        """Register a lifespan of the whole system; handlers reach it with ``ctx.resource(fn)``."""
+        check_lifespan(fn, f"system {self.instance}")
+        self.lifespans.append(fn)
+        return fn
 
     @property
     def node(self) -> Node:
@@ -94,6 +146,17 @@ class System:
         """False once a supervised part gave up."""
         return self._supervisor is None or self._supervisor.healthy
 
+    def health(self) -> Health:
+        """Live (no supervisor gave up) and ready (running, every consumer subscribed), with why."""
+        supervisor = self._supervisor
+        gave_up = (
+            None if supervisor is None or supervisor.failure is None else str(supervisor.failure)
+        )
+        unsubscribed = [d.name for d in self.dispatchers if not d.ready.is_set()]
+        if self._phase == "running" and not self._inbox_ready.is_set():
+            unsubscribed.append(f"{self.instance}:inbox")
+        return assess(self._phase, gave_up, unsubscribed, f"system {self.instance}")
+
     def stats(self) -> dict[str, Stats]:
         """Counters per dispatcher, by dispatcher name."""
         return {d.name: d.stats for d in self.dispatchers}
@@ -105,6 +168,8 @@ class System:
     async def __aenter__(self) -> Self:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
+        self._phase = "starting"
+        stack.callback(setattr, self, "_phase", "stopped")
         try:
             tasks = await stack.enter_async_context(TaskScope())
             self._node = Node(
@@ -118,7 +183,11 @@ class System:
             )
             if self._owns_transport:
                 stack.push_async_callback(self.transport.close)
+            self._node.use_send_layers(
+                self.send_layers, {s.name: s.send_layers for s in self.services}
+            )
             await self._declare()
+            await self._open_lifespans(stack)
             self._supervisor = await stack.enter_async_context(
                 Supervisor(clock=self.clock, intensity=self.intensity, name=self.instance)
             )
@@ -129,7 +198,16 @@ class System:
             await stack.aclose()
             raise
         self._stack = stack
+        self._phase = "running"
         return self
+
+    async def _open_lifespans(self, stack: contextlib.AsyncExitStack) -> None:
+        resources = self.node.resources
+        for fn in self.lifespans:
+            await resources.open(stack, fn, Context(self.node, "system"))
+        for service in self.services:
+            for fn in service.lifespans:
+                await resources.open(stack, fn, Context(self.node, service.name))
 
     async def __aexit__(
         self,
@@ -154,7 +232,12 @@ class System:
         for service in self.services:
             for spec in service.subscriptions.values():
                 dispatcher = Dispatcher(
-                    self.node, service.name, spec, grace=self.grace, on_failure=self.on_failure
+                    self.node,
+                    service.name,
+                    spec,
+                    grace=self.grace,
+                    on_failure=self.on_failure,
+                    around=[*self.handle_layers, *service.handle_layers],
                 )
                 self.dispatchers.append(dispatcher)
                 self._supervisor.start(dispatcher.name, dispatcher.run)
@@ -183,6 +266,7 @@ class System:
                 if reader.done() and not reader.cancelled():
                     reader.result()  # re-raise a broken link so the supervisor resubscribes
         finally:
+            self._inbox_ready.clear()
             await sub.close()
 
     async def _read_inbox(self, sub: Subscription) -> None:
@@ -194,6 +278,7 @@ class System:
 
     async def _drain(self) -> None:
         """Stop intake everywhere, let in-flight work finish, then stop the inbox."""
+        self._phase = "draining"
         for dispatcher in self.dispatchers:
             dispatcher.stop()
         supervisor = self._supervisor

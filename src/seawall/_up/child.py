@@ -4,7 +4,11 @@ Part of the edges layer. It runs the target like ``seawall run`` does and, on
 the side, writes its counters to a small JSON status file (``SEAWALL_UP_STATUS``)
 a few times a second, replaced atomically, so the supervising process can show
 them without a second channel to the child. Once the services have subscribed,
-the file says ``"ready": true``. SIGTERM or SIGINT drain the services, and so
+the file says ``"ready": true``. The file also holds each endpoint's snapshot
+(:mod:`seawall.observability.metrics`), with handler timings when ``seawall up
+--metrics`` asked for them (``SEAWALL_UP_METRICS``), so the supervisor serves one
+``/metrics`` for every child; ``SEAWALL_LOG_FORMAT=json`` makes its log lines
+JSON. SIGTERM or SIGINT drain the services, and so
 does the death of ``seawall up`` itself (:mod:`seawall._up.lifeline`: the
 child holds the pipe named by ``SEAWALL_UP_LIFELINE``); a system whose own
 supervisor gave up ends the process with status 1, so ``seawall up`` restarts it;
@@ -26,6 +30,8 @@ from .._exceptions import ConfigurationError, SeawallError
 from .._runtime.interrupts import interrupts
 from .._runtime.system import System
 from .._runtime.target import load_system
+from ..observability.logs import LEVELS, LogContext, configure_logging
+from ..observability.metrics import Metrics, snapshot
 from .exits import EXIT_UNLOADABLE
 from .lifeline import hold
 from .processes import KILL_MARGIN, InstanceReport, write_report
@@ -37,7 +43,7 @@ log = logging.getLogger("seawall.up")
 REPORT_INTERVAL = 0.2
 
 
-def _report(system: System) -> InstanceReport:
+def _report(system: System, metrics: Metrics | None = None) -> InstanceReport:
     stats = system.stats().values()
     return InstanceReport(
         pid=os.getpid(),
@@ -46,35 +52,38 @@ def _report(system: System) -> InstanceReport:
         failed=sum(s.failed for s in stats),
         retried=sum(s.retried for s in stats),
         dead_lettered=sum(s.dead_lettered for s in stats),
+        endpoints=snapshot(system, metrics),
     )
 
 
-async def serve(system: System, status: Path | None) -> int:
+async def serve(system: System, status: Path | None, metrics: Metrics | None = None) -> int:
     """Run ``system`` until a signal (0) or until its supervisor gives up (1)."""
     stop = asyncio.Event()
     code = 0
     second = f"{system.instance}: a second Ctrl-C: exiting now, without draining"
     with interrupts(stop.set, second=second):
         async with system:
+            log.info("%s subscribed: %s", system.instance, ", ".join(system.stats()))
             while not stop.is_set():
                 if status is not None:
-                    write_report(status, _report(system))
+                    write_report(status, _report(system, metrics))
                 if not system.healthy:
                     code = 1
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), REPORT_INTERVAL)
     if status is not None and code == 0:
-        write_report(status, _report(system))
+        write_report(status, _report(system, metrics))
     return code
 
 
 def main(argv: list[str]) -> int:
     """Entry point: ``MODULE:ATTR``; settings from the environment ``seawall up`` gives it."""
-    logging.basicConfig(
-        level=os.environ.get("SEAWALL_LOG_LEVEL", "WARNING").upper(),
-        format=f"%(asctime)s {os.environ.get('SEAWALL_UP_INSTANCE', '?')} "
-        "%(levelname)s %(name)s: %(message)s",
+    level = os.environ.get("SEAWALL_LOG_LEVEL", "WARNING").upper()
+    json_logs = os.environ.get("SEAWALL_LOG_FORMAT") == "json"
+    prefix = f"{os.environ.get('SEAWALL_UP_INSTANCE', '?')} "
+    configure_logging(
+        level if level in LEVELS else "WARNING", "json" if json_logs else "text", prefix=prefix
     )
     if len(argv) != 1:
         print("usage: python -m seawall._up.child MODULE:ATTR", file=sys.stderr)
@@ -96,7 +105,12 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr, flush=True)  # seawall up shows it on its terminal
         return EXIT_UNLOADABLE
     try:
-        return asyncio.run(serve(system, Path(status) if status else None))
+        metrics = Metrics() if os.environ.get("SEAWALL_UP_METRICS") else None
+        if metrics is not None:
+            system.use(metrics)
+        if json_logs:
+            system.use(LogContext())
+        return asyncio.run(serve(system, Path(status) if status else None, metrics))
     except SeawallError as exc:
         log.error("%s: %s", argv[0], exc)
         return 1

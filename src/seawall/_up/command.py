@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import click
 from rich.console import Console
@@ -31,7 +30,16 @@ from rich.text import Text
 from .._exceptions import SeawallError
 from .._runtime.interrupts import interrupts
 from .._transport.options import redact
+from ..observability.http import Probes
+from ..observability.logs import LogFormat, configure_logging
+from ..observability.options import (
+    log_format_option,
+    log_level_option,
+    metrics_option,
+    require_prometheus,
+)
 from .config import UpConfig, load_up_config
+from .metrics import UpSource
 from .processes import Up
 from .status import Rates, handled_by_service, status_lines, status_table
 
@@ -47,13 +55,25 @@ SECOND_SIGNAL = (
 
 
 async def run_up(
-    config: UpConfig, console: Console, log_level: str, *, status_every: float = STATUS_EVERY
+    config: UpConfig,
+    console: Console,
+    log_level: str,
+    log_format: LogFormat = "text",
+    metrics: tuple[str, int] | None = None,
+    *,
+    status_every: float = STATUS_EVERY,
 ) -> None:
     """Run ``config``, showing its state, until a signal or until it stops on its own."""
     stop = asyncio.Event()
-    system = Up(config, log_level=log_level, notify=lambda text: _notice(console, text))
+    system = Up(
+        config,
+        log_level=log_level,
+        log_format=log_format,
+        metrics=metrics is not None,
+        notify=lambda text: _notice(console, text),
+    )
     with interrupts(stop.set, second=SECOND_SIGNAL, force=lambda: _kill(system, console)):
-        async with system:
+        async with _probes(system, metrics, console), system:
             for line in where_lines(system):
                 _say(console, line)
             if console.is_terminal:
@@ -170,6 +190,17 @@ def _kill(system: Up, console: Console) -> None:
         os.write(1, b"\x1b[?25h\n")  # the live table hid the cursor; exiting now, show it
 
 
+@contextlib.asynccontextmanager
+async def _probes(up: Up, metrics: tuple[str, int] | None, console: Console) -> AsyncIterator[None]:
+    """``/metrics``, ``/healthz`` and ``/readyz`` for every child, with ``--metrics``."""
+    if metrics is None:
+        yield
+        return
+    async with Probes(UpSource(up), *metrics) as probes:
+        _say(console, f"seawall up: metrics on {probes.url}/metrics (/healthz, /readyz)")
+        yield
+
+
 @click.command()
 @click.argument("config_file", default="seawall.toml", type=click.Path(dir_okay=False))
 @click.option(
@@ -178,7 +209,9 @@ def _kill(system: Up, console: Console) -> None:
     default=None,
     help='Override the file\'s transport ("embedded" or a URL such as nats://127.0.0.1:4222).',
 )
-@click.option("--log-level", envvar="SEAWALL_LOG_LEVEL", default="WARNING", show_default=True)
+@log_level_option("WARNING")
+@log_format_option(" (this process and every service process)")
+@metrics_option(" for every service process at once")
 @click.option(
     "--status-every",
     type=click.FloatRange(min=0.1),
@@ -186,14 +219,25 @@ def _kill(system: Up, console: Console) -> None:
     show_default=True,
     help="Seconds between status lines when the output is not a terminal.",
 )
-def up(config_file: str, transport: str | None, log_level: str, status_every: float) -> None:
+def up(
+    config_file: str,
+    transport: str | None,
+    log_level: str,
+    log_format: LogFormat,
+    metrics: tuple[str, int] | None,
+    status_every: float,
+) -> None:
     """Start the broker and every service of CONFIG_FILE as supervised processes."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if metrics is not None:
+        require_prometheus()
+    configure_logging(log_level, log_format)
     try:
         config = load_up_config(config_file)
         if transport:
             config = dataclasses.replace(config, transport=transport)
-        asyncio.run(run_up(config, Console(), log_level, status_every=status_every))
+        asyncio.run(
+            run_up(config, Console(), log_level, log_format, metrics, status_every=status_every)
+        )
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("seawall up: stopped cleanly", err=True)

@@ -52,6 +52,7 @@ from .._exceptions import ServiceError, SupervisorGaveUp
 from .._messages.ids import uuid7
 from .._runtime.supervisor import RestartTracker
 from .._transport.options import option_text
+from ..observability.metrics import Endpoint, ended, merge
 from .config import ServiceSpec, UpConfig
 from .exits import EXIT_UNLOADABLE, describe_status, log_tail, quoted
 from .lifeline import Lifeline
@@ -77,6 +78,8 @@ class InstanceReport(msgspec.Struct, frozen=True):
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    endpoints: list[Endpoint] = msgspec.field(default_factory=list)
+    """Per endpoint (service, channel, group): its counters, and timings with ``--metrics``."""
 
 
 def write_report(path: Path, report: InstanceReport) -> None:
@@ -100,6 +103,8 @@ class Instance:
     """The running process's last report (its counters start at zero with each process)."""
     earlier: Counter[str] = field(default_factory=Counter)
     """Counters of this instance's earlier processes, as they last reported them."""
+    earlier_endpoints: list[Endpoint] = field(default_factory=list)
+    """Endpoints of this instance's earlier processes, summed, gauges at zero."""
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     log_start: int = 0
     """Where the running process's lines start in its log file (which earlier ones share)."""
@@ -115,10 +120,17 @@ class Instance:
         now = getattr(self.report, counter) if self.report is not None else 0
         return self.earlier[counter] + int(now)
 
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint of this instance over every process so far (gauges: the running one)."""
+        now = self.report.endpoints if self.report is not None else []
+        return merge([*self.earlier_endpoints, *now])
+
     def _carry(self) -> None:
         if self.report is not None:
             for counter in _COUNTERS:
                 self.earlier[counter] += getattr(self.report, counter)
+            ended_now = [ended(e) for e in self.report.endpoints]
+            self.earlier_endpoints = merge([*self.earlier_endpoints, *ended_now])
         self.report = None
 
 
@@ -134,6 +146,8 @@ class Up:
         python: str = sys.executable,
         id_prefix: str = "",
         notify: Callable[[str], object] | None = None,
+        log_format: str = "text",
+        metrics: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -143,6 +157,9 @@ class Up:
         """Starts every process's instance id (and so its reply inbox's name)."""
         self.notify = notify or _log_notice
         """Told, in a sentence, of each process that exits on its own (with its last log lines)."""
+        self.log_format = log_format
+        self.metrics = metrics
+        """Whether the services time their handlers for ``seawall up --metrics``."""
         self.instances: list[Instance] = [
             Instance(spec.name, n + 1) for spec in config.services for n in range(spec.instances)
         ]
@@ -324,6 +341,8 @@ class Up:
             **extra,
             "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
             "SEAWALL_LOG_LEVEL": self.log_level,
+            "SEAWALL_LOG_FORMAT": self.log_format,
+            "SEAWALL_UP_METRICS": "1" if self.metrics else "",
             "SEAWALL_UP_STATE": str(self.config.state_dir),
         }
 
