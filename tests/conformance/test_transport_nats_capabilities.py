@@ -17,7 +17,7 @@ import pytest
 from nats.js import api
 from tests.brokers import NATS, cleanup_streams, require
 
-from seawall import ChannelSpec, FromOffsets, FromTime
+from seawall import ChannelSpec, FromOffsets, FromTime, partition_for
 from seawall.testing._conformance import Inbox, make_message
 from seawall.transports.nats import NatsTransport
 
@@ -176,7 +176,8 @@ async def test_offsets_are_stream_sequences_shared_by_the_partitions(doomed: set
     channel = fresh("replay")
     try:
         await transport.declare(ChannelSpec(name=channel, partitions=2))
-        keys = ["k0", "k1"]  # one key per partition (partition_for: k0 -> 1, k1 -> 0)
+        keys = ["bob", "alice"]  # one key per partition
+        assert [partition_for(k, 2) for k in keys] == [0, 1]
         before = [make_message(i, key=keys[i % 2]) for i in range(6)]  # sequences 1..6
         for message in before:
             await transport.publish(channel, message)
@@ -190,7 +191,7 @@ async def test_offsets_are_stream_sequences_shared_by_the_partitions(doomed: set
         at_offset = await transport.subscribe(channel, group="o", start=FromOffsets((3, 3)))
         at_time = await transport.subscribe(channel, group="t", start=FromTime(cut))
         beyond = await transport.subscribe(channel, group="b", start=FromOffsets((99, 99)))
-        last = make_message(8, key="k0")
+        last = make_message(8, key="bob")
         await transport.publish(channel, last)
         expected = sorted(m.id for m in [*before[3:], *after, last])
         async with Inbox(at_offset, patience=10.0) as inbox:
