@@ -131,6 +131,34 @@ async def test_a_stream_made_before_delayed_delivery_gets_its_schedule_subject(
         await transport.close()
 
 
+async def test_a_delayed_message_moves_to_its_priority_level(doomed: set[str]) -> None:
+    transport = await connect()
+    channel = fresh("dlevel")
+    try:
+        await transport.declare(ChannelSpec(name=channel, priorities=3))
+        sub = await transport.subscribe(channel, group="workers", prefetch=1)
+        urgent = make_message(2)
+        await transport.publish(channel, urgent, not_before=time.time() + 0.2, priority=2)
+        lows = [make_message(i) for i in range(3)]
+        for message in lows:
+            await transport.publish(channel, message, priority=0)
+        async with Inbox(sub, patience=10.0) as inbox:
+            [first] = await inbox.collect(1)  # a low one: the urgent one is not due
+            await asyncio.sleep(0.5)  # due and moved meanwhile, while this member is busy
+            await sub.ack(first)
+            [second] = await inbox.collect(1)
+            assert second.message == urgent, "the moved message lost its level"
+            await sub.ack(second)
+        js = await transport.link()
+        stream = transport._streams[channel]
+        kept = await js.get_last_msg(stream.name, stream.subject(2))
+        assert kept.headers is not None
+        assert "Seawall-Not-Before" not in kept.headers
+    finally:
+        made(doomed, transport)
+        await transport.close()
+
+
 # -- priority levels -------------------------------------------------------------
 async def test_idle_members_watch_every_level_and_compete_for_them(doomed: set[str]) -> None:
     url = require(NATS)
