@@ -443,33 +443,33 @@ class NatsTransport:
         due: float | None = None,
     ) -> Literal["stored", "full", "gone"]:
         """One try, within ``left`` seconds."""
+        await self.link()
         wait = self.api_timeout if left is None else min(left, self.api_timeout)
         log_index = stream.log_for(message.partitionkey, priority)
-        subject = stream.subject(log_index)
+        subject = stream.subjects[log_index]
         if due is not None:
             subject, headers = stream.schedule, scheduled_headers(headers, due, log_index)
-        what = f"publishing {message.id} to {stream.channel!r}"
-        return await self._store(subject, message.data, headers, wait, what)
-
-    async def _store(
-        self, subject: str, data: bytes, headers: dict[str, str], wait: float, what: str
-    ) -> Literal["stored", "full", "gone"]:
-        """Publish to a stream's subject and read JetStream's answer, within ``wait``."""
-        await self.link()
         # What JetStreamContext.publish does, with the acknowledgement read by msgspec
         # instead of json.loads into nats-py's PubAck dataclass: a few microseconds a
         # publish, on the path of every request.
-        with translated(what):
+        with translated(f"publishing {message.id} to {stream.channel!r}"):
             try:
-                reply = await self.client.request(subject, data, wait, headers=headers)
+                reply = await self.client.request(subject, message.data, wait, headers=headers)
             except nats.errors.NoRespondersError:
                 return "gone"  # no stream takes the subject any more
-            error = _read_ack(reply.data).error
-            if error is not None:
-                if error.get("err_code") == _MAX_MESSAGES_EXCEEDED:
-                    return "full"
-                nats.js.errors.APIError.from_error(error)  # raises the matching APIError
-        return "stored"
+            return _outcome(reply.data)
+
+    async def _store(
+        self, subject: str, data: bytes, headers: dict[str, str], what: str
+    ) -> Literal["stored", "full", "gone"]:
+        """Publish raw data to a stream's subject, as :meth:`_publish_once` publishes."""
+        await self.link()
+        with translated(what):
+            try:
+                reply = await self.client.request(subject, data, self.api_timeout, headers=headers)
+            except nats.errors.NoRespondersError:
+                return "gone"
+            return _outcome(reply.data)
 
     def _full(self, stream: Stream) -> ChannelFull:
         spec = self._declared.get(stream.channel)
@@ -664,6 +664,17 @@ class NatsTransport:
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
+
+
+def _outcome(ack: bytes) -> Literal["stored", "full"]:
+    """What JetStream's answer to a publish says; an error other than full is raised."""
+    error = _read_ack(ack).error
+    if error is None:
+        return "stored"
+    if error.get("err_code") == _MAX_MESSAGES_EXCEEDED:
+        return "full"
+    nats.js.errors.APIError.from_error(error)  # raises the matching APIError
+    raise AssertionError("unreachable: from_error raises")  # pragma: no cover
 
 
 def _dedupe_key(message: Message) -> str:

@@ -194,12 +194,11 @@ class Mover:
         transport, stream = self.transport, self.stream
         subject = stream.subject(min(max(index, 0), stream.logs - 1))
         headers = moved_headers(headers)
-        wait = transport.api_timeout
         what = f"moving a due message to channel {stream.channel!r}"
         try:
-            outcome = await transport._store(subject, msg.data, headers, wait, what)
+            outcome = await transport._store(subject, msg.data, headers, what)
             if outcome == "full" and await transport._trim(stream):
-                outcome = await transport._store(subject, msg.data, headers, wait, what)
+                outcome = await transport._store(subject, msg.data, headers, what)
         except TransportError as exc:
             log.warning("%s failed (%s); trying again in %.0f s", what, exc, _FULL_RETRY)
             return False
