@@ -387,7 +387,7 @@ class ChannelState(Generic[T]):
             if len(start.offsets) != len(self.logs):
                 raise ConfigurationError(
                     f"the channel has {len(self.logs)} logs (partitions x priority levels) "
-                    f"but the start position names {len(start.offsets)} offsets"
+                    f"but the start position names {len(start.offsets)} offsets; give one per log"
                 )
             at = list(start.offsets)
         else:

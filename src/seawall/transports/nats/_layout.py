@@ -146,7 +146,8 @@ def deliver_policy(
     if len(start.offsets) != stream.logs:
         raise ConfigurationError(
             f"channel {stream.channel!r} has {stream.logs} logs (partitions x priority "
-            f"levels) on NATS but the start position names {len(start.offsets)} offsets"
+            f"levels) on NATS but the start position names {len(start.offsets)} offsets; give "
+            "one per log"
         )
     sequence = min(max(start.offsets[log], 0) + 1, last_seq + 1)
     return api.DeliverPolicy.BY_START_SEQUENCE, sequence, None

@@ -488,7 +488,8 @@ class RedisTransport:
         if isinstance(start, FromOffsets) and len(start.offsets) != lanes:
             raise ConfigurationError(
                 f"channel {channel.name!r} has {lanes} logs (partitions x priority levels) "
-                f"on Redis but the start position names {len(start.offsets)} offsets"
+                f"on Redis but the start position names {len(start.offsets)} offsets; give one "
+                "per log"
             )
         streams = [channel.keys.stream(p) for p in range(lanes)]
         async with round_trip(f"finding where to start on {channel.name!r}", self.api_timeout):
