@@ -13,6 +13,10 @@ crash could take back. Committed group positions are written lazily (with the
 next write); after a crash a group resumes from its last written position, so
 deliveries that were settled but not yet recorded come again (at-least-once).
 
+A new group may start at offsets or at a time (replay of what is still kept):
+a durable channel looks times up in the store, one kept in memory keeps each
+entry's store time beside its log.
+
 This module is asyncio glue only where it must be: waiting for room, waiting
 for durability, and one task that moves delayed messages into their logs when
 they fall due. The embedded transport (``embedded://``) and the broker server
@@ -22,11 +26,13 @@ they fall due. The embedded transport (``embedded://``) and the broker server
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import heapq
 import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from .._clock import Clock, timeout_at, wait_until
@@ -67,6 +73,9 @@ class _Channel:
         self.spec = spec
         self.logs = logs
         self.durable = durable
+        # Store times of a channel kept in memory, per log from its base (the store
+        # keeps them for a durable one): a group may start at a time on either.
+        self.times: list[deque[float]] = [] if durable else [deque() for _ in logs]
         self.groups: dict[str, GroupState[bytes]] = {}
         self.members: set[Member] = set()
         self.space = asyncio.Event()  # set whenever trimming freed room
@@ -252,6 +261,7 @@ class Broker:
             await storage.room()
         offset = log_.stage(body)
         if storage is None:
+            channel.times[partition].append(self.clock.time())
             self._reveal(channel, log_, offset)
             return
         name, now = channel.spec.name, self.clock.time()
@@ -407,10 +417,11 @@ class Broker:
                 )
             return channel.new_group("earliest", list(start.offsets))
         if not channel.durable:
-            raise ConfigurationError(
-                f"channel {name!r} keeps no times, so a group cannot start at a time; "
-                "use a durable broker (embedded://DIR) or start at an offset"
-            )
+            at = [
+                log_.base + bisect.bisect_left(times, start.time)
+                for log_, times in zip(channel.logs, channel.times, strict=True)
+            ]
+            return channel.new_group("earliest", at)
         assert self.storage is not None
         at = [self.storage.offset_at_time(name, p, start.time) for p in range(len(channel.logs))]
         return channel.new_group("earliest", at)
@@ -441,11 +452,15 @@ class Broker:
         for p, log_ in enumerate(channel.logs):
             below = min(g.committed(p) for g in channel.groups.values())
             if below > log_.base:
+                base = log_.base
                 log_.trim(below)
                 freed = True
                 if channel.durable:
                     assert self.storage is not None
                     self.storage.trim(channel.spec.name, p, below)
+                else:
+                    for _ in range(log_.base - base):
+                        channel.times[p].popleft()
         if freed:
             channel.space.set()
 

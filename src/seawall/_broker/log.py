@@ -2,7 +2,9 @@
 
 This is the broker logic shared by the memory transport and the embedded
 broker: plain objects fed ``now`` and returning what to deliver, with no
-asyncio and no clock of their own.
+asyncio and no clock of their own. :class:`GroupState` is shared;
+:class:`ChannelState` and :class:`PartitionLog` are the memory transport's
+log model (the embedded broker keeps its logs as ``pages.PagedLog``).
 
 Per group and partition it keeps a delivery cursor (``next``), the committed
 position (every offset below it is settled), the in-flight offsets with the
@@ -15,17 +17,29 @@ Partition ownership: with one partition every member of a group takes from
 it; with several, partition ``p`` goes to the ``p mod n``-th member in join
 order. A partition changes hands only once its previous owner has nothing of
 it in flight, so per-key order survives rebalancing.
+
+Priority levels: a channel with ``levels`` > 1 (one partition) keeps a log per
+level, lowest first, which every member reads highest level first.
+
+Replay: a :class:`PartitionLog` keeps each entry's store time beside it, so a
+new group may start at a position (:class:`~seawall._transport.FromOffsets`,
+one offset per log) or at a time (:class:`~seawall._transport.FromTime`, the
+first entry stored at or after it). Either reaches only what is still kept:
+entries every group has settled are trimmed, and a start below the oldest
+kept entry starts there; one past the end starts at the next entry published.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from .._transport import StartAt
+from .._exceptions import ConfigurationError
+from .._transport import FromOffsets, Start, StartAt
 
 __all__ = ["ChannelState", "GroupState", "LogView", "Taken"]
 
@@ -46,22 +60,29 @@ class LogView(Protocol[T_co]):
 
 
 class PartitionLog(Generic[T]):
-    """An append-only sequence of entries with absolute offsets; trimmed at the front."""
+    """An append-only sequence of entries with absolute offsets and store times;
+    trimmed at the front. ``times[i]`` is when ``entries[i]`` was appended."""
 
-    __slots__ = ("base", "entries")
+    __slots__ = ("base", "entries", "times")
 
     def __init__(self) -> None:
         self.base = 0
         self.entries: deque[T] = deque()
+        self.times: deque[float] = deque()
 
     @property
     def end(self) -> int:
         """Offset the next append gets."""
         return self.base + len(self.entries)
 
-    def append(self, entry: T) -> int:
+    def append(self, entry: T, now: float) -> int:
         self.entries.append(entry)
+        self.times.append(now)
         return self.end - 1
+
+    def offset_at(self, time: float) -> int:
+        """The offset of the first entry stored at or after ``time`` (``end`` if none)."""
+        return self.base + bisect.bisect_left(self.times, time)
 
     def get(self, offset: int) -> T:
         return self.entries[offset - self.base]
@@ -69,9 +90,10 @@ class PartitionLog(Generic[T]):
     def trim(self, below: int) -> int:
         """Drop entries with offsets below ``below``; returns how many went."""
         dropped = max(0, min(below - self.base, len(self.entries)))
-        popleft = self.entries.popleft
+        popleft, popleft_time = self.entries.popleft, self.times.popleft
         for _ in range(dropped):
             popleft()
+            popleft_time()
         self.base += dropped
         return dropped
 
@@ -344,21 +366,36 @@ class GroupState(Generic[T]):
 
 
 class ChannelState(Generic[T]):
-    """A channel's partitions and the groups reading it."""
+    """A channel's logs (one per partition, or per priority level) and the groups reading it."""
 
-    def __init__(self, partitions: int) -> None:
-        self.logs: list[PartitionLog[T]] = [PartitionLog() for _ in range(partitions)]
+    def __init__(self, partitions: int, levels: int = 1) -> None:
+        self.levels = levels
+        self.logs: list[PartitionLog[T]] = [PartitionLog() for _ in range(partitions * levels)]
         self.groups: dict[str, GroupState[T]] = {}
 
-    def group(self, name: str, start: StartAt) -> GroupState[T]:
-        """The named group, created at ``start`` if new."""
+    def group(self, name: str, start: Start) -> GroupState[T]:
+        """The named group, created at ``start`` if new (see the module docstring)."""
         group = self.groups.get(name)
         if group is None:
-            group = self.groups[name] = GroupState(self.logs, start)
+            group = self.groups[name] = self._new_group(start)
         return group
 
-    def append(self, partition: int, entry: T) -> int:
-        return self.logs[partition].append(entry)
+    def _new_group(self, start: Start) -> GroupState[T]:
+        if isinstance(start, str):
+            return GroupState(self.logs, start, levels=self.levels)
+        if isinstance(start, FromOffsets):
+            if len(start.offsets) != len(self.logs):
+                raise ConfigurationError(
+                    f"the channel has {len(self.logs)} logs (partitions x priority levels) "
+                    f"but the start position names {len(start.offsets)} offsets; give one per log"
+                )
+            at = list(start.offsets)
+        else:
+            at = [log.offset_at(start.time) for log in self.logs]
+        return GroupState(self.logs, "earliest", at, levels=self.levels)
+
+    def append(self, partition: int, entry: T, now: float) -> int:
+        return self.logs[partition].append(entry, now)
 
     def retained(self) -> int:
         """Entries held, over all partitions."""

@@ -60,7 +60,15 @@ StartAt = Literal["earliest", "latest"]
 
 @dataclass(frozen=True)
 class FromOffsets:
-    """A new group starts at these offsets, one per partition (replay from a position)."""
+    """A new group starts at these offsets, one per log (replay from a position).
+
+    A channel has a log per partition, or per priority level. An offset is a
+    message's position in its log, counted from 0, as the transport numbers
+    them: consecutive on memory, embedded and Redis; on NATS, where the logs of
+    a channel share one stream, the stream sequence minus one. On a channel
+    with a single log every transport numbers the same way. A start below the
+    oldest message kept starts there; one past the newest, at the next one.
+    """
 
     offsets: tuple[int, ...]
 
@@ -104,7 +112,8 @@ class Capabilities:
     max_message_bytes: int | None = None
     """Largest encoded message accepted, or None for no stated limit."""
     replay: bool = False
-    """``subscribe(start=FromOffsets(...) | FromTime(...))`` starts a new group there."""
+    """``subscribe(start=FromOffsets(...) | FromTime(...))`` starts a new group there
+    (in what the channel still keeps: entries every group settled may be gone)."""
     priorities: int = 1
     """Priority levels a channel may have (``ChannelSpec.priorities``)."""
 
@@ -145,14 +154,19 @@ MAX_PRIORITIES = 10
 """Most priority levels a channel may have."""
 
 
-def fixed_start(start: Start, transport: str) -> StartAt:
-    """``start`` for a transport that cannot replay: ``earliest`` or ``latest`` only."""
+def fixed_start(start: Start, transport: str, why: str) -> StartAt:
+    """``start`` for a transport that cannot replay: ``earliest`` or ``latest`` only.
+
+    Anything else raises :class:`~seawall.ConfigurationError` naming the
+    capability, the broker, ``why`` it cannot, and the transports that can.
+    """
     if isinstance(start, str):
         return start
     raise ConfigurationError(
-        f"the {transport} transport cannot start a group at {start!r} (no replay); start "
-        "at 'earliest' or 'latest', or use a transport with Capabilities.replay "
-        "(embedded:// or seawall://)"
+        f"the {transport} transport has no replay (Capabilities.replay is False), so a "
+        f"group cannot start at {start!r}: {why}; start at 'earliest' or 'latest', or "
+        "use a transport that replays: nats://, redis://, embedded://DIR, seawall:// "
+        "(a broker server) or memory://"
     )
 
 

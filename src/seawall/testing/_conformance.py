@@ -365,6 +365,33 @@ class TransportConformance:
             assert await offset_inbox.quiet(self.quiet_period) == [], "offset replay: too many"
             assert await time_inbox.quiet(0) == [], "time replay: too many"
 
+    async def test_replay_reads_every_partition_from_its_start(self, transport: Transport) -> None:
+        partitions = 2 if transport.capabilities.partitions else 1
+        channel = await self.declare(transport, "replay-partitions", partitions=partitions)
+        if not transport.capabilities.replay:
+            with pytest.raises(ConfigurationError, match="replay"):
+                await transport.subscribe(channel, group="g", start=FromOffsets((0,) * partitions))
+            return
+        keys = ["bob", "alice"]  # partitions 0 and 1 of two
+        before = [make_message(i, key=keys[i % 2]) for i in range(6)]
+        after = [make_message(i, key=keys[i % 2]) for i in range(6, 10)]
+        await self.publish_all(transport, channel, before)
+        await asyncio.sleep(0.05)  # store times on either side of the cut differ
+        cut = time.time()
+        await asyncio.sleep(0.05)
+        await self.publish_all(transport, channel, after)
+        every = await transport.subscribe(
+            channel, group="all", start=FromOffsets((0,) * partitions)
+        )
+        at_time = await transport.subscribe(channel, group="from-cut", start=FromTime(cut))
+        async with self.inbox(every) as every_inbox, self.inbox(at_time) as time_inbox:
+            got = await every_inbox.collect(10)
+            assert sorted(ids(got)) == sorted(ids(before + after)), "FromOffsets((0, 0))"
+            assert {d.partition for d in got} == set(range(partitions)), "a partition missed"
+            assert sorted(ids(await time_inbox.collect(4))) == sorted(ids(after)), "FromTime"
+            assert await time_inbox.quiet(self.quiet_period) == [], "time replay: too many"
+            assert await every_inbox.quiet(0) == [], "offset replay: too many"
+
     async def test_priority_levels_deliver_higher_levels_first(self, transport: Transport) -> None:
         if transport.capabilities.priorities < 3:
             pytest.skip("transport has no priority levels")

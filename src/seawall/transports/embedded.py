@@ -49,7 +49,6 @@ from .._transport import (
     Delivery,
     Durability,
     Start,
-    fixed_start,
     partition_for,
 )
 from ._options import EmbeddedOptions, EmbeddedSettings
@@ -102,7 +101,7 @@ class EmbeddedTransport:
             delayed_redelivery=True,
             delayed_delivery=True,
             max_message_bytes=self.limits.max_message_bytes,
-            replay=path is not None,
+            replay=True,
             priorities=MAX_PRIORITIES,
         )
 
@@ -157,8 +156,6 @@ class EmbeddedTransport:
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> EmbeddedSubscription:
-        if not self._capabilities.replay:  # in memory, settled messages are gone
-            start = fixed_start(start, "in-memory embedded")
         broker = await self.broker()
         member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
         sub = EmbeddedSubscription(self, member)

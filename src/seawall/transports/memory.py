@@ -2,7 +2,8 @@
 
 It keeps every channel in this process, with the full broker semantics of
 :mod:`seawall._broker.log` (groups, partitions, credit, redelivery, bounded
-channels), so tests exercise the same behaviour the durable transports give.
+channels, priority levels, replay of what is still kept from an offset or a
+store time), so tests exercise the same behaviour the durable transports give.
 By default messages are stored as encoded frames and decoded on delivery, so a
 message that would not survive a real broker fails here too.
 
@@ -28,12 +29,12 @@ from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
 from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import (
+    MAX_PRIORITIES,
     Capabilities,
     ChannelSpec,
     Delivery,
     Durability,
     Start,
-    fixed_start,
     partition_for,
 )
 from ._options import MemoryOptions, MemorySettings
@@ -51,7 +52,7 @@ _BATCH = 64
 class _Channel:
     def __init__(self, spec: ChannelSpec) -> None:
         self.spec = spec
-        self.state: ChannelState[Any] = ChannelState(spec.partitions)
+        self.state: ChannelState[Any] = ChannelState(spec.partitions, spec.priorities)
         self.subs: set[MemorySubscription] = set()
         self.space = asyncio.Event()  # set whenever trimming freed room
         self.waiting = 0  # publishers waiting for room
@@ -89,6 +90,8 @@ class MemoryTransport:
             delayed_redelivery=True,
             delayed_delivery=True,
             max_message_bytes=chosen.max_message_bytes,
+            replay=True,
+            priorities=MAX_PRIORITIES,
         )
 
     @property
@@ -132,13 +135,16 @@ class MemoryTransport:
         state = target.state
         if state.retained() >= target.spec.max_messages:
             await self._wait_for_space(target)
-        if not_before is not None and not_before > self.clock.time():
-            self.clock.call_at(not_before, lambda: self._append(target, message, entry))
+        now = self.clock.time()
+        if not_before is not None and not_before > now:
+            self.clock.call_at(not_before, lambda: self._append(target, message, entry, priority))
         elif len(state.logs) == 1:  # _append for one partition, where nothing is to choose
-            state.logs[0].entries.append(entry)
+            log0 = state.logs[0]
+            log0.entries.append(entry)
+            log0.times.append(now)
             target.wake()
         else:
-            self._append(target, message, entry)
+            self._append(target, message, entry, priority)
 
     def _entry(self, channel: str, message: Message) -> Any:
         # Encoded even when kept as an object: the declared size limit holds either way.
@@ -151,10 +157,13 @@ class MemoryTransport:
             )
         return frame if self._serialize else message
 
-    def _append(self, channel: _Channel, message: Message, entry: Any) -> None:
-        partitions = channel.spec.partitions
-        partition = 0 if partitions == 1 else partition_for(message.partitionkey, partitions)
-        channel.state.append(partition, entry)
+    def _append(self, channel: _Channel, message: Message, entry: Any, priority: int) -> None:
+        spec = channel.spec
+        if spec.priorities > 1:  # one log per level, the priority clamped to them
+            log = min(max(priority, 0), spec.priorities - 1)
+        else:
+            log = partition_for(message.partitionkey, spec.partitions)
+        channel.state.append(log, entry, self.clock.time())
         channel.wake()
 
     async def _wait_for_space(self, channel: _Channel) -> None:
@@ -187,12 +196,11 @@ class MemoryTransport:
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> MemorySubscription:
         self._check_open()
-        at = fixed_start(start, "memory")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self._gone.discard(channel)
         target = self._channel(channel)
-        sub = MemorySubscription(self, target, target.state.group(group, at), prefetch)
+        sub = MemorySubscription(self, target, target.state.group(group, start), prefetch)
         target.subs.add(sub)
         target.wake()
         return sub
@@ -255,6 +263,7 @@ class MemorySubscription:
         self.waiter: asyncio.Future[None] | None = None
         """Set while the delivery loop waits for something to take."""
         self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
+        self._levels = channel.spec.priorities > 1
         self._state = "open"  # open | closed | broken
         group.join(self.member, prefetch)
 
@@ -287,6 +296,9 @@ class MemorySubscription:
             while batch and self._state == "open":
                 partition, offset, attempt, entry = batch.popleft()
                 message = decode_message(entry) if isinstance(entry, bytes) else entry
+                if self._levels:  # one partition; the token names the level's log too
+                    yield Delivery(message, name, 0, attempt, (partition, offset))
+                    continue
                 # positional: message, channel, partition, attempt, token (the offset)
                 yield Delivery(message, name, partition, attempt, offset)
 
@@ -304,14 +316,22 @@ class MemorySubscription:
         finally:
             timer.cancel()
 
+    def _log_and_offset(self, delivery: Delivery) -> tuple[int, int]:
+        """The log (partition, or priority level) and offset a delivery came from."""
+        token = delivery.token
+        if self._levels:
+            assert isinstance(token, tuple)
+            return token
+        assert isinstance(token, int)
+        return delivery.partition, token
+
     async def ack(self, delivery: Delivery) -> None:
-        offset = delivery.token
-        assert isinstance(offset, int)
+        log, offset = self._log_and_offset(delivery)
         # The returned credit matters to this member only if it had none left;
         # with several partitions the ack may also hand a partition over.
         group, channel = self.group, self.channel
         starved = group.credit(self.member) <= 0
-        if group.ack(self.member, delivery.partition, offset):
+        if group.ack(self.member, log, offset):
             channel.untrimmed += 1
             if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
                 self.transport._trim(channel)
@@ -319,11 +339,10 @@ class MemorySubscription:
                 channel.wake()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
-        offset = delivery.token
-        assert isinstance(offset, int)
+        log, offset = self._log_and_offset(delivery)
         clock = self.transport.clock
         when = clock.time() + max(0.0, delay)
-        if self.group.nack(self.member, delivery.partition, offset, when):
+        if self.group.nack(self.member, log, offset, when):
             self.channel.wake()
 
     def _give_back(self) -> None:

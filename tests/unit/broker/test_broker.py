@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seawall import ChannelSpec, ConfigurationError, FromOffsets, FromTime
+from seawall import ChannelSpec, ConfigurationError, FromOffsets, FromTime, VirtualClock
 from seawall._broker.engine import BrokerLimits
 from seawall._broker.pages import PAGE
 from seawall.testing._conformance import Inbox, ids, make_message
@@ -80,10 +80,34 @@ async def test_a_new_group_replays_from_given_offsets(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="names 1 offsets"):
         await transport.subscribe("events", group="other", start=FromOffsets((0,)))
     await transport.close()
-    in_memory = EmbeddedTransport(None)  # settled messages are gone: nothing to replay
-    with pytest.raises(ConfigurationError, match="no replay"):
-        await in_memory.subscribe("events", group="timed", start=FromTime(0.0))
-    await in_memory.close()
+    await transport.close()
+
+
+async def test_a_broker_in_memory_replays_what_it_keeps_from_a_time() -> None:
+    clock = VirtualClock()
+    transport = EmbeddedTransport(None, clock=clock)
+    before, after = [make_message(i) for i in range(70)], [make_message(i) for i in range(70, 72)]
+    for message in before:
+        await transport.publish("events", message)
+    clock.advance(1.0)
+    cut = clock.time()
+    for message in after:
+        await transport.publish("events", message)
+    timed = await transport.subscribe("events", group="timed", start=FromTime(cut))
+    first = await transport.subscribe("events", group="first", start=FromTime(0.0))
+    async with Inbox(timed, patience=2.0) as inbox, Inbox(first, patience=2.0) as everything:
+        assert ids(await inbox.collect(2)) == ids(after)
+        for _ in range(9):  # the 64th ack trims what both groups settled
+            for delivery in await everything.collect(8):
+                await first.ack(delivery)
+    # what is left: offsets 64 on, with their times still beside them
+    late = await transport.subscribe("events", group="late", start=FromTime(cut))
+    early = await transport.subscribe("events", group="early", start=FromTime(0.0))
+    async with Inbox(late, patience=2.0) as inbox, Inbox(early, patience=2.0) as kept:
+        assert ids(await inbox.collect(2)) == ids(after)
+        assert ids(await kept.collect(8)) == ids(before[64:] + after)
+        assert await kept.quiet(0.05) == []
+    await transport.close()
 
 
 def _partition(key: str | None) -> int:

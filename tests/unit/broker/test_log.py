@@ -12,7 +12,7 @@ def channel(entries: int = 0, partitions: int = 1) -> ChannelState[str]:
     state: ChannelState[str] = ChannelState(partitions)
     for p in range(partitions):
         for offset in range(entries):
-            state.append(p, f"p{p}-{offset}")
+            state.append(p, f"p{p}-{offset}", 0.0)
     return state
 
 
@@ -84,7 +84,7 @@ def test_trim_keeps_what_the_slowest_group_has_not_settled() -> None:
     assert state.trim() == 3
     assert state.retained() == 0
     # a group created now starts at what is left, not at the trimmed entries
-    state.append(0, "p0-5")
+    state.append(0, "p0-5", 0.0)
     late = state.group("late", "earliest")
     late.join(C, prefetch=10)
     assert [t.entry for t in take_all(late, C)] == ["p0-5"]
@@ -243,7 +243,7 @@ def test_start_latest_skips_existing_entries() -> None:
     early.join(B, prefetch=10)
     assert late.take(A, 0.0) is None
     assert late.backlog() == 0
-    state.append(0, "p0-3")
+    state.append(0, "p0-3", 0.0)
     assert [t.entry for t in take_all(late, A)] == ["p0-3"]
     assert [t.entry for t in take_all(early, B)] == ["p0-0", "p0-1", "p0-2", "p0-3"]
     # the start applies to a new group only: a second member joins where the group is

@@ -18,7 +18,7 @@ def twins(entries: int, partitions: int = 1, prefetch: int = 10) -> list[GroupSt
         state: ChannelState[str] = ChannelState(partitions)
         for p in range(partitions):
             for offset in range(entries):
-                state.append(p, f"p{p}-{offset}")
+                state.append(p, f"p{p}-{offset}", 0.0)
         group = state.group("g", "earliest")
         group.join(A, prefetch)
         groups.append(group)

@@ -3,7 +3,9 @@
 How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
 
 * **Channel** → one stream per channel, named ``SEAWALL_<token>``, with one
-  subject per partition, ``seawall.<token>.<partition>``; ``<token>`` is the
+  subject per partition, ``seawall.<token>.<partition>``, or per priority
+  level, and one where delayed messages wait (the subjects, consumer names and
+  offsets are spelled out in :mod:`._layout`); ``<token>`` is the
   channel name made name-safe by :func:`seawall._transport.assignment.token` (``orders``
   stays ``orders``, ``orders.events`` becomes ``orders_2eevents``). File
   storage, limits retention, ``max_msgs = ChannelSpec.max_messages`` with
@@ -12,15 +14,20 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   a full stream purges, per partition subject, what every group has acked (the
   lowest ack floor of the stream's consumers; nothing while no group exists)
   and tries again, waiting up to ``publish_timeout`` before :class:`ChannelFull`.
-  A new channel has the partitions it was declared with; its partition count
-  is read back from the stream's subjects by every process.
+  A new channel has the partitions (or levels) it was declared with; its
+  layout is read back from the stream's subjects by every process, and a
+  stream made before delayed delivery gets the schedule subject added.
 * **Message** → CloudEvents binary mode: attributes in ``ce-`` headers,
   ``content-type``, extra headers as they are, the payload as the body, so a
   plain NATS client reads it. ``Nats-Msg-Id`` is the message id: a publish
   retried after a lost acknowledgement is stored once (2-minute window).
-* **Group** → one durable pull consumer per partition (``<group token>``, or
-  ``<group token>_p<n>`` with several partitions): explicit ack, ``AckWait`` =
-  ``ack_wait``, ``MaxDeliver`` unlimited (the dead-letter decision is the
+* **Group** → one durable pull consumer per partition or level (``<group
+  token>``, ``<group token>_p<n>`` with several partitions, ``<group
+  token>_l<n>`` with levels), starting where the group starts: at the first
+  message kept, at the next one, at an offset (``FromOffsets``: deliver by
+  start sequence; a NATS offset is the stream sequence minus one) or at a time
+  (``FromTime``: deliver by start time, the server's store time): explicit
+  ack, ``AckWait`` = ``ack_wait``, ``MaxDeliver`` unlimited (the dead-letter decision is the
   dispatcher's), ``MaxAckPending`` = ``max_ack_pending`` for the whole group as
   a backstop. Each subscription bounds its own deliveries by pull credit: it
   asks for at most ``prefetch`` messages, minus those it holds, in pull
@@ -59,9 +66,16 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   down, is lost, as the ephemeral contract allows; the request itself was
   stored durably. Other **ephemeral channels** → a memory-storage stream (one
   replica) read like any other, deleted when its subscription closes.
-* **Delayed delivery** (``publish(not_before=…)``) has no JetStream equivalent
-  in the servers this supports, so ``delayed_delivery`` is False; delayed
-  redelivery (``nack(delay=…)``) is native.
+* **Priority levels** (``ChannelSpec.priorities`` > 1, one partition) → a
+  subject and a consumer per level; a member probes the levels highest first
+  within its credit and watches them all when they are empty
+  (:mod:`._levels`). FIFO within a level.
+* **Delayed delivery** (``publish(not_before=…)``) → nats-server 2.9 has no
+  per-message delay, so the message waits under the channel's schedule
+  subject, stored like the others, and every subscription's mover NAKs it
+  until due and then publishes it to its log, once (:mod:`._schedule`).
+  Delayed redelivery (``nack(delay=…)``) is native. A reply inbox takes no
+  delayed message (it keeps nothing).
 * **Durability**: JetStream acknowledges a publish once the stream leader
   (and, with ``replicas`` ≥ 3, a quorum) has written it, and fsyncs later
   unless the server runs with ``sync_interval: always``:
@@ -85,6 +99,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Literal, Unpack
 
 import msgspec
@@ -100,13 +115,11 @@ from ..._exceptions import (
 )
 from ..._messages.envelope import DLQ_HEADERS, Message, to_headers
 from ..._transport import (
+    MAX_PRIORITIES,
     Capabilities,
     ChannelSpec,
     Durability,
     Start,
-    StartAt,
-    fixed_start,
-    partition_for,
 )
 from ..._transport.assignment import token
 from ..._transport.publishing import until_stored
@@ -127,7 +140,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
-from ._subscription import NatsSubscription, Stream
+from ._layout import Stream, deliver_policy, stream_subjects
+from ._schedule import scheduled_headers
+from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
 
 __all__ = ["NatsOptions", "NatsSubscription", "NatsTransport"]
@@ -202,8 +217,10 @@ class NatsTransport:
             durability=durable,
             partitions=True,
             delayed_redelivery=True,
-            delayed_delivery=False,
+            delayed_delivery=True,
             max_message_bytes=_DEFAULT_MAX_PAYLOAD,
+            replay=True,
+            priorities=MAX_PRIORITIES,
         )
 
     @classmethod
@@ -295,13 +312,18 @@ class NatsTransport:
                 if not create:
                     return None
                 info = await js.add_stream(self._stream_config(spec, name))
-        config = info.config
-        return Stream(
-            channel=spec.name,
-            name=name,
-            partitions=len(config.subjects or ()),
-            ephemeral=config.storage == api.StorageType.MEMORY,
-        )
+            stream = self._read_back(spec.name, info.config)
+            if not stream.scheduled:  # made before delayed delivery: give it the subject
+                config = info.config
+                config.subjects = [*(config.subjects or ()), stream.schedule]
+                stream = self._read_back(spec.name, (await js.update_stream(config)).config)
+        return stream
+
+    @staticmethod
+    def _read_back(channel: str, config: api.StreamConfig) -> Stream:
+        ephemeral = config.storage == api.StorageType.MEMORY
+        assert config.name is not None
+        return Stream.read_back(channel, config.name, config.subjects or (), ephemeral=ephemeral)
 
     def _stream_config(self, spec: ChannelSpec, name: str) -> api.StreamConfig:
         if spec.partitions < 1:
@@ -312,7 +334,7 @@ class NatsTransport:
         return api.StreamConfig(
             name=name,
             description=f"seawall channel {spec.name}",
-            subjects=[f"seawall.{tok}.{p}" for p in range(spec.partitions)],
+            subjects=stream_subjects(tok, spec.partitions, spec.priorities),
             retention=api.RetentionPolicy.LIMITS,
             discard=api.DiscardPolicy.NEW,
             max_msgs=spec.max_messages,
@@ -340,20 +362,22 @@ class NatsTransport:
         priority: int = 0,
     ) -> None:
         self._check_open()
-        if not_before is not None and not_before > self.clock.time():
-            raise ConfigurationError(
-                f"cannot hold {message.type} ({message.id}) for {channel!r} back until a "
-                "given time: NATS JetStream has no delayed delivery (capabilities."
-                "delayed_delivery is False); schedule it before publishing"
-            )
+        if not_before is not None and not_before <= self.clock.time():
+            not_before = None  # due already: published as any other
         headers = to_headers(message)
         if rides_core(channel):
+            if not_before is not None:
+                raise ConfigurationError(
+                    f"cannot hold {message.type} ({message.id}) back until a given time: "
+                    f"{channel!r} is a reply inbox, which rides core NATS and keeps nothing; "
+                    "send the reply when it is due"
+                )
             self._check_size(channel, message, headers)
             await self._send_core(channel, message, headers)
             return
         headers[MSG_ID] = _dedupe_key(message)
         self._check_size(channel, message, headers)
-        await self._send(channel, message, headers)
+        await self._send(channel, message, headers, priority, not_before)
 
     async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
@@ -384,16 +408,24 @@ class NatsTransport:
                 "reference to the data instead"
             )
 
-    async def _send(self, channel: str, message: Message, headers: dict[str, str]) -> None:
-        """Publish until JetStream acknowledges, waiting for room and for the link."""
+    async def _send(
+        self,
+        channel: str,
+        message: Message,
+        headers: dict[str, str],
+        priority: int = 0,
+        due: float | None = None,
+    ) -> None:
+        """Publish until JetStream acknowledges, waiting for room and for the link;
+        with ``due``, to the channel's schedule (see :mod:`._schedule`)."""
 
         async def attempt(left: float | None) -> bool | ChannelFull:
             stream = self._streams.get(channel) or await self._target(channel)
             if stream is None:
                 return True  # no stream to store it in (see _target)
-            outcome = await self._publish_once(stream, message, headers, left)
+            outcome = await self._publish_once(stream, message, headers, left, priority, due)
             if outcome == "full" and await self._trim(stream):
-                outcome = await self._publish_once(stream, message, headers, left)
+                outcome = await self._publish_once(stream, message, headers, left, priority, due)
             if outcome == "gone":  # deleted behind our back: look it up again
                 self._streams.pop(channel, None)
                 return False
@@ -402,12 +434,21 @@ class NatsTransport:
         await until_stored(self.clock, self.publish_timeout, attempt, answer=self.api_timeout)
 
     async def _publish_once(
-        self, stream: Stream, message: Message, headers: dict[str, str], left: float | None
+        self,
+        stream: Stream,
+        message: Message,
+        headers: dict[str, str],
+        left: float | None,
+        priority: int = 0,
+        due: float | None = None,
     ) -> Literal["stored", "full", "gone"]:
         """One try, within ``left`` seconds."""
         await self.link()
         wait = self.api_timeout if left is None else min(left, self.api_timeout)
-        subject = stream.subject(partition_for(message.partitionkey, stream.partitions))
+        log_index = stream.log_for(message.partitionkey, priority)
+        subject = stream.subjects[log_index]
+        if due is not None:
+            subject, headers = stream.schedule, scheduled_headers(headers, due, log_index)
         # What JetStreamContext.publish does, with the acknowledgement read by msgspec
         # instead of json.loads into nats-py's PubAck dataclass: a few microseconds a
         # publish, on the path of every request.
@@ -416,12 +457,19 @@ class NatsTransport:
                 reply = await self.client.request(subject, message.data, wait, headers=headers)
             except nats.errors.NoRespondersError:
                 return "gone"  # no stream takes the subject any more
-            error = _read_ack(reply.data).error
-            if error is not None:
-                if error.get("err_code") == _MAX_MESSAGES_EXCEEDED:
-                    return "full"
-                nats.js.errors.APIError.from_error(error)  # raises the matching APIError
-        return "stored"
+            return _outcome(reply.data)
+
+    async def _store(
+        self, subject: str, data: bytes, headers: dict[str, str], what: str
+    ) -> Literal["stored", "full", "gone"]:
+        """Publish raw data to a stream's subject, as :meth:`_publish_once` publishes."""
+        await self.link()
+        with translated(what):
+            try:
+                reply = await self.client.request(subject, data, self.api_timeout, headers=headers)
+            except nats.errors.NoRespondersError:
+                return "gone"
+            return _outcome(reply.data)
 
     def _full(self, stream: Stream) -> ChannelFull:
         spec = self._declared.get(stream.channel)
@@ -457,14 +505,17 @@ class NatsTransport:
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> NatsSubscription | CoreSubscription:
         self._check_open()
-        at = fixed_start(start, "NATS")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         if rides_core(channel):
             return await self._subscribe_core(channel, prefetch)
         stream = await self._stream(channel)
         assert stream is not None
-        consumers = [await self._consumer(stream, group, p, at) for p in range(stream.partitions)]
+        last = await self._last_sequence(stream) if not isinstance(start, str) else 0
+        consumers = [
+            await self._consumer(stream, group, log, deliver_policy(stream, start, log, last))
+            for log in range(stream.logs)
+        ]
         await self._return_parked()
         kv = await self._lease_bucket() if stream.partitions > 1 else None
         sub = NatsSubscription(self, stream, group, consumers, prefetch, kv)
@@ -476,18 +527,31 @@ class NatsTransport:
             raise
         return sub
 
-    async def _consumer(self, stream: Stream, group: str, partition: int, start: StartAt) -> str:
-        name = token(group)
-        if stream.partitions > 1:
-            name = f"{name}_p{partition}"
+    async def _last_sequence(self, stream: Stream) -> int:
+        js = await self.link()
+        with translated(f"reading channel {stream.channel!r}"):
+            return int((await js.stream_info(stream.name)).state.last_seq)
+
+    async def _consumer(
+        self,
+        stream: Stream,
+        group: str,
+        log_index: int,
+        start: tuple[api.DeliverPolicy, int | None, datetime | None],
+    ) -> str:
+        """The group's durable consumer of one log, made to ``start`` if new."""
+        name = stream.consumer(token(group), log_index)
+        policy, sequence, since = start
         config = api.ConsumerConfig(
             durable_name=name,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=-1,
             max_ack_pending=self.max_ack_pending,
-            filter_subject=stream.subject(partition),
-            deliver_policy=api.DeliverPolicy.NEW if start == "latest" else api.DeliverPolicy.ALL,
+            filter_subject=stream.subject(log_index),
+            deliver_policy=policy,
+            opt_start_seq=sequence,
+            opt_start_time=since,
         )
         js = await self.link()
         with translated(f"joining group {group!r} on channel {stream.channel!r}"):
@@ -600,6 +664,17 @@ class NatsTransport:
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
+
+
+def _outcome(ack: bytes) -> Literal["stored", "full"]:
+    """What JetStream's answer to a publish says; an error other than full is raised."""
+    error = _read_ack(ack).error
+    if error is None:
+        return "stored"
+    if error.get("err_code") == _MAX_MESSAGES_EXCEEDED:
+        return "full"
+    nats.js.errors.APIError.from_error(error)  # raises the matching APIError
+    raise AssertionError("unreachable: from_error raises")  # pragma: no cover
 
 
 def _dedupe_key(message: Message) -> str:

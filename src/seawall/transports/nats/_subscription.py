@@ -3,8 +3,11 @@
 The consuming half of :mod:`seawall.transports.nats` (whose docstring gives
 the design); kept apart so each module stays small. Which partitions a member
 reads is partition ownership's call (:mod:`._ownership`): the subscription is
-its reader (``start_reading``, ``stop_reading``, ``busy``). nats-py is imported
-through that module, which says how to install it when it is missing.
+its reader (``start_reading``, ``stop_reading``, ``busy``). On a channel with
+priority levels it reads every level, and :mod:`._levels` decides what to pull;
+every subscription also runs a :class:`~._schedule.Mover` for its channel's
+delayed messages. nats-py is imported through the package, which says how to
+install it when it is missing.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
+from ._layout import Stream
+from ._levels import LevelReader, by_level
 from ._ownership import member
-from ._wire import MSG_ID, STREAM_PREFIX, translated
+from ._schedule import Mover
+from ._wire import MSG_ID, translated
 
 if TYPE_CHECKING:
     from . import NatsTransport
@@ -45,20 +51,6 @@ log = logging.getLogger("seawall.transports.nats")
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 _DESCRIPTION = api.Header.DESCRIPTION  # nats-py keys it by the enum, whose hash is not the text's
-
-
-@dataclass(frozen=True, slots=True)
-class Stream:
-    """A channel's JetStream stream, as every process reads it back from the server."""
-
-    channel: str
-    name: str
-    partitions: int
-    ephemeral: bool
-
-    def subject(self, partition: int) -> str:
-        """The subject of one partition: ``seawall.<channel token>.<partition>``."""
-        return f"seawall.{self.name.removeprefix(STREAM_PREFIX)}.{partition}"
 
 
 @dataclass(slots=True)
@@ -178,10 +170,17 @@ class NatsSubscription:
         # due, seconds away) and nearly always cancels it: on a heap of our own that is
         # a push and a cleared field, not a loop timer handle made and dropped per message.
         self._timers = TimerHeap(transport.clock)
+        self._levels = LevelReader(self) if stream.levels > 1 else None
+        self._mover = Mover(transport, stream)
 
     async def start(self) -> None:
+        await self._mover.start()
+        if self._levels is not None:
+            with translated(f"pulling from channel {self.stream.channel!r}"):
+                await self._levels.start()
         if self._kv is None:
-            await self.start_reading(0, 0)
+            for log in range(self.stream.logs):
+                await self.start_reading(log, 0)
             return
         self._owner = await member(self, self._kv)
         await self._owner.join()
@@ -211,13 +210,28 @@ class NatsSubscription:
     def busy(self, partition: int) -> bool:
         return self.held[partition] > 0
 
+    # -- priority levels (what :class:`LevelReader` asks of its reader) ----------
+    def holding(self) -> int:
+        """Messages received and not settled, over every level."""
+        return sum(self.held.values())
+
+    def level_pullers(self) -> list[_Puller]:
+        return list(self.pullers.values())
+
+    def woken(self) -> None:
+        self.wake.set()
+
     # -- deliveries ------------------------------------------------------------
     async def arrived(self, msg: Msg, partition: int) -> None:
         if self._state != "open":  # came after close or a broken link: give it back
             await self._give_back([msg])
             return
         self.held[partition] += 1
-        self._ready.append(_Held(msg, partition, self.transport.clock.time()))
+        held = _Held(msg, partition, self.transport.clock.time())
+        if self._levels is None:
+            self._ready.append(held)
+        else:
+            by_level(self._ready, held)
         self.wake.set()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -255,7 +269,7 @@ class NatsSubscription:
         return Delivery(
             message=_decode(msg),
             channel=self.stream.channel,
-            partition=held.partition,
+            partition=held.partition if self._levels is None else 0,
             attempt=_attempt(msg),
             token=msg.reply,
         )
@@ -265,6 +279,9 @@ class NatsSubscription:
         if self._state != "open" or not self.pullers:
             return
         now = self.transport.clock.time()
+        if self._levels is not None:
+            await self._levels.refill(now)
+            return
         for puller in list(self.pullers.values()):
             if want := self._want(puller, now):
                 with translated(f"pulling from channel {self.stream.channel!r}"):
@@ -290,6 +307,8 @@ class NatsSubscription:
         now = clock.time()
         dues = [due for p in self.pullers.values() if (due := p.sweep(now)) is not None]
         dues += [p.paused_until for p in self.pullers.values() if p.paused_until > now]
+        if self._levels is not None and self._levels.probing is not None:
+            dues.append(self._levels.due)
         keepalive = self.transport.ack_wait / 2
         if self._unsettled:
             oldest = min(h.touched for h in self._unsettled.values())
@@ -331,12 +350,18 @@ class NatsSubscription:
         if puller is None:
             if self._owner is not None:
                 self._owner.wake()  # a partition being handed over may now be free
-        elif not self._ready and not self._want(puller, self.transport.clock.time()):
+        elif not self._ready and not self._wants_more(puller):
             # The reader has nothing this settle unblocks: no delivery waits for credit
             # and no pull request is due. Not waking it saves a trip round its loop
             # (a refill check, a timer armed and cancelled) on every message.
             return
         self.wake.set()
+
+    def _wants_more(self, puller: _Puller) -> bool:
+        """Whether settling frees credit the reader would ask for now."""
+        if self._levels is not None:
+            return self._levels.wants()
+        return self._want(puller, self.transport.clock.time()) > 0
 
     async def _return_all(self) -> None:
         """Give everything held back, so it comes again to some member.
@@ -368,9 +393,13 @@ class NatsSubscription:
         self.wake.set()
         self.transport._left(self)
         dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        if self._levels is not None:
+            dues.append(self._levels.due)
+            await self._levels.stop()
         self._expiry = max(dues, default=0.0)
         for partition in list(self.pullers):
             await self.stop_reading(partition)
+        await self._mover.stop()
         await self._return_all()
         if self._owner is not None:
             self._owner.stop()

@@ -15,9 +15,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   message; members of a group compete for its queues. A new group that starts
   at ``"earliest"`` also reads the unclaimed queue, so what was published
   before any group existed reaches the first groups that read it (once, to one
-  of them: RabbitMQ keeps messages per queue, not per channel, so there is no
-  replay and ``Capabilities.replay`` is False). Messages taken from the
-  unclaimed queue may interleave with newer ones of their key.
+  of them: RabbitMQ keeps messages per queue, not per channel). Messages taken
+  from the unclaimed queue may interleave with newer ones of their key.
 * **Message** → CloudEvents AMQP binding, binary mode: attributes in
   ``cloudEvents:<name>`` headers, ``content_type`` and ``message_id``
   properties, extra headers as they are, the payload as the body, so a plain
@@ -70,6 +69,19 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   dead-letter into the channel's exchange under the partition key, so every
   group gets the message once it is due (rounded up to the next step). No
   plugin is assumed on the server. Reply inboxes take no delayed delivery.
+* **Replay** (``FromOffsets``, ``FromTime``) is refused with
+  :class:`~seawall.ConfigurationError`, and ``Capabilities.replay`` is False:
+  a group's queue holds a message only from the moment the group exists and
+  drops it once acked, so there is no log to start in. RabbitMQ 3.9+ has
+  stream queues, readable over AMQP from an offset or a time
+  (``x-stream-offset``), but a stream consumer cannot nack or requeue, gets
+  no delivery count and does not compete with other consumers, and a group
+  that read the stream up to a point and its queue after it could not find
+  that point without a race (exchanges route to queues independently, so two
+  queues may order concurrent publishes differently). Replay would need
+  another model of this adapter (each channel a stream, groups keeping their
+  offsets and redeliveries in seawall), not an addition to this one; the
+  transports that replay are named in the error.
 * **Durability** → quorum queues write and fsync a message before RabbitMQ
   confirms the publish: :attr:`Durability.LOCAL_FSYNC` on one node (a cluster
   of three nodes would replicate it; this adapter declares what one node
@@ -144,6 +156,13 @@ log = logging.getLogger("seawall.transports.rabbitmq")
 
 _PERSISTENT = 2
 _FRAME_OVERHEAD = 512  # method and content-header frames around the headers table
+
+
+_NO_REPLAY = (
+    "a RabbitMQ group's queue holds messages only from when the group was made, and not "
+    "once acked, so there is no log to start in (see 'Replay' in "
+    "seawall.transports.rabbitmq)"
+)
 
 
 class RabbitMQTransport:
@@ -377,7 +396,7 @@ class RabbitMQTransport:
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> RabbitMQSubscription:
         self._check_open()
-        at = fixed_start(start, "RabbitMQ")
+        at = fixed_start(start, "RabbitMQ", _NO_REPLAY)
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         if self._ephemeral(channel):

@@ -71,7 +71,18 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Link** → publishing retries a lost link with backoff up to
   ``publish_timeout``, then raises :class:`ConnectionLost`; a subscription
   whose read fails ends with :class:`ConnectionLost` and the dispatcher
-  subscribes again. There is no replay.
+  subscribes again.
+* **Replay** → a durable channel's entries have ids ``<ms>-<n>``: the
+  server's clock in milliseconds and the entry's number in its stream, from 1
+  (:mod:`seawall.transports.redis._scripts`), so an entry's *offset* is
+  ``n - 1``, its position in its partition or level. A new group starts at
+  ``FromOffsets`` by being created just before the first entry numbered
+  ``offset + 1`` or later (the ``seek`` script), and at ``FromTime`` just
+  after the last entry stored before that millisecond (``XREVRANGE``), on
+  every stream of the channel; it then reads on with ``XREADGROUP`` as any
+  group. A start below the oldest entry kept starts there; one past the
+  newest starts at the next entry appended. Store times are the Redis
+  server's clock, to the millisecond.
 * **Priority levels** (``ChannelSpec.priorities``, one partition) → one
   stream per level; a member reads the highest levels first (one
   non-blocking read per level until its credit is used) and, when all are
@@ -98,6 +109,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -118,8 +130,8 @@ from ..._transport import (
     Capabilities,
     ChannelSpec,
     Durability,
+    FromOffsets,
     Start,
-    fixed_start,
     is_reply_inbox,
     partition_for,
 )
@@ -200,6 +212,7 @@ class RedisTransport:
             delayed_delivery=True,
             priorities=MAX_PRIORITIES,
             max_message_bytes=chosen.max_message_bytes,
+            replay=True,
         )
 
     @classmethod
@@ -435,7 +448,7 @@ class RedisTransport:
         channel = appends[0].channel
         partitions = sorted({a.partition for a in appends})
         index = {p: n for n, p in enumerate(partitions)}
-        keys = [channel.keys.meta, *(channel.keys.stream(p) for p in partitions)]
+        keys = [channel.keys.meta, channel.keys.added, *map(channel.keys.stream, partitions)]
         args: list[Any] = [channel.max_messages, int(channel.ephemeral)]
         for a in appends:
             args += (index[a.partition], len(a.fields), *a.fields)
@@ -453,12 +466,11 @@ class RedisTransport:
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
     ) -> RedisSubscription:
         self._check_open()
-        at = fixed_start(start, "Redis")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         found = await self.channel(channel)
         assert found is not None
-        await self._join(found, group, "$" if at == "latest" else "0")
+        await self._join(found, group, await self._start_ids(found, start))
         sub = RedisSubscription(self, found, group, prefetch)
         self._subs.add(sub)
         try:
@@ -468,15 +480,37 @@ class RedisTransport:
             raise
         return sub
 
-    async def _join(self, channel: RedisChannel, group: str, at: str) -> None:
+    async def _start_ids(self, channel: RedisChannel, start: Start) -> list[str]:
+        """Per stream, the id a new group is created at: it reads the entries after it."""
+        lanes = channel.lanes
+        if isinstance(start, str):
+            return ["$" if start == "latest" else "0"] * lanes
+        if isinstance(start, FromOffsets) and len(start.offsets) != lanes:
+            raise ConfigurationError(
+                f"channel {channel.name!r} has {lanes} logs (partitions x priority levels) "
+                f"on Redis but the start position names {len(start.offsets)} offsets; give one "
+                "per log"
+            )
+        streams = [channel.keys.stream(p) for p in range(lanes)]
+        async with round_trip(f"finding where to start on {channel.name!r}", self.api_timeout):
+            if isinstance(start, FromOffsets):  # entry n has offset n - 1 (see _scripts)
+                pairs = zip(streams, start.offsets, strict=True)
+                return [_text(await self.script("seek", [s], [max(o, 0) + 1])) for s, o in pairs]
+            client = await self.link()
+            before = f"({math.floor(start.time * 1000)}-0"  # ids are store times in ms
+            found = [await client.xrevrange(s, max=before, min="-", count=1) for s in streams]
+            return [_text(last[0][0]) if last else "0-0" for last in found]
+
+    async def _join(self, channel: RedisChannel, group: str, at: list[str]) -> None:
         client = await self.link()
         async with round_trip(
             f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
         ):
             for p in range(channel.lanes):
                 stream = channel.keys.stream(p)
+                name = channel.keys.group(group)
                 async with client.pipeline(transaction=True) as pipe:
-                    pipe.xgroup_create(stream, channel.keys.group(group), id=at, mkstream=True)
+                    pipe.xgroup_create(stream, name, id=at[p], mkstream=True)
                     if channel.ephemeral:  # born mortal: its owner renews it from now on
                         pipe.pexpire(stream, self._ttl_ms)
                     created, *_ = await pipe.execute(raise_on_error=False)

@@ -9,6 +9,7 @@ and channel ``orders.events``::
     seawall:{orders_2eevents}:meta             hash: partitions, max_messages, ephemeral, priorities
     seawall:{orders_2eevents}:<p>              stream of partition (or priority level) p
     seawall:{orders_2eevents}:scheduled        zset: entries published with not_before
+    seawall:{orders_2eevents}:added            hash: stream key -> entries ever appended
     seawall:{orders_2eevents}:<p>:retry:<g>    zset: entries of group g waiting to come again
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
     seawall:{orders_2eevents}:lock:<g>:<p>     string: <member>:<epoch> that owns partition p
@@ -47,6 +48,11 @@ class Keys:
     def scheduled(self) -> str:
         return f"{self.base}:scheduled"
 
+    @property
+    def added(self) -> str:
+        """How many entries each stream ever took: their ids count them (see ``_scripts``)."""
+        return f"{self.base}:added"
+
     def stream(self, partition: int) -> str:
         return f"{self.base}:{partition}"
 
@@ -68,7 +74,7 @@ class Keys:
 
     def all(self, partitions: int, groups: list[str]) -> list[str]:
         """Every key of the channel for these groups (to delete an ephemeral channel)."""
-        keys = [self.meta, self.scheduled]
+        keys = [self.meta, self.scheduled, self.added]
         for p in range(partitions):
             keys.append(self.stream(p))
             keys += [self.retry(g, p) for g in groups]

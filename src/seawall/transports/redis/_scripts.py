@@ -1,20 +1,28 @@
 """The Lua scripts of the Redis transport, each one atomic step on the server.
 
 * ``publish``: append a batch of entries to a channel's partition streams
-  (``KEYS``: the meta hash, then the streams; ``ARGV``: the bound, whether
-  the channel is ephemeral, then per entry the stream's index, its field
-  count and its fields). An entry goes in unless its partition holds its
-  bound of unsettled entries; when full (and every 1024 entries) the script
-  first trims what every group has settled. Returns per entry its new id or
-  ``-1`` when full; ``0`` alone when an ephemeral channel has gone. A stream
-  of an ephemeral channel left without a time to live (one that expired and
-  was made again by this append) takes the ``meta`` hash's.
+  (``KEYS``: the meta hash, the ``added`` hash, then the streams; ``ARGV``:
+  the bound, whether the channel is ephemeral, then per entry the stream's
+  index, its field count and its fields). An entry goes in unless its
+  partition holds its bound of unsettled entries; when full (and every 1024
+  entries) the script first trims what every group has settled. Returns per
+  entry its new id or ``-1`` when full; ``0`` alone when an ephemeral channel
+  has gone. A stream of an ephemeral channel left without a time to live (one
+  that expired and was made again by this append) takes the ``meta`` hash's.
+  Entries of durable channels are numbered (see *Entry ids* below).
 * ``schedule``: hold an entry back in the channel's ``scheduled`` sorted set
   (scored by due time; the member is the partition number and the fields,
   each prefixed by its length as 4 bytes big-endian) unless the set holds
   ``max_messages`` already (``-1``).
 * ``release``: move due scheduled entries to their partition streams (``KEYS``:
-  the set, then every partition stream); returns how many and the next due time.
+  the set, then every partition stream, then the ``added`` hash; ``ARGV``: now,
+  how many at most, whether the channel is ephemeral), numbered as a publish
+  numbers them; returns how many and the next due time.
+* ``seek``: where a new group must be created on a stream (``KEYS``: the
+  stream) to read the entries numbered ``ARGV[1]`` and later: the id just
+  before the first of them, ``0-0`` when the oldest entry kept is one of them,
+  ``$`` when none is (yet). A binary search over the milliseconds of the ids,
+  each step one ``XRANGE … COUNT 1``.
 * ``give_back``: a nacked or returned entry moves to the ``PARKED`` consumer
   (optionally with its delivery count lowered, for entries never handed to
   the application) and into the group's retry set, due at a given time. The
@@ -39,6 +47,17 @@
   already gone (``0``): its owner renews them while it lives.
 
 Stream ids are compared as (milliseconds, sequence) pairs of numbers.
+
+Entry ids: an entry of a durable channel gets the id ``<ms>-<n>``: ``ms`` is
+the server's clock (``TIME``) in milliseconds and ``n`` counts the entries
+ever appended to that stream (a field per stream in the channel's ``added``
+hash, from 1). Both grow together, so ids still sort by time (``FromTime``
+looks a time up with ``XREVRANGE``) and ``n - 1`` is the entry's *offset*, its
+position in its partition or level (``FromOffsets`` looks it up with
+``seek``). Should the server's clock go back, or another writer have added a
+later id, the entry takes the last id's milliseconds instead (and, failing
+that, an id of Redis's choosing, which ``seek`` may then misplace).
+Ephemeral channels (reply inboxes) keep Redis's own ids.
 """
 
 from __future__ import annotations
@@ -60,10 +79,38 @@ local function less(a, b)
 end
 """
 
+_APPEND = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function last_ms(stream)
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return (parse(info[i + 1])) end
+  end
+  return 0
+end
+local function failed(reply) return type(reply) == 'table' and reply.err ~= nil end
+-- Append the fields args[first..last] to stream as its next numbered entry (see above).
+local function append(stream, added, ms, args, first, last)
+  local n = redis.call('HINCRBY', added, stream, 1)
+  local id = redis.pcall('XADD', stream, string.format('%d-%d', ms, n), unpack(args, first, last))
+  if failed(id) then
+    id = redis.pcall('XADD', stream, string.format('%d-%d', last_ms(stream), n),
+      unpack(args, first, last))
+  end
+  if failed(id) then id = redis.call('XADD', stream, '*', unpack(args, first, last)) end
+  return id
+end
+"""
+
 _PUBLISH = (
     _IDS
+    + _APPEND
     + """
-local meta = KEYS[1]
+local meta, added = KEYS[1], KEYS[2]
+local ms = now_ms()
 if ARGV[2] == '1' and redis.call('EXISTS', meta) == 0 then return 0 end
 local function floor(stream)
   local lowest = nil
@@ -89,7 +136,7 @@ local bound = tonumber(ARGV[1])
 local out = {}
 local i = 3
 while i <= #ARGV do
-  local stream = KEYS[tonumber(ARGV[i]) + 2]
+  local stream = KEYS[tonumber(ARGV[i]) + 3]
   local last = i + 1 + tonumber(ARGV[i + 1])
   local length = redis.call('XLEN', stream)
   if length >= bound or (length > 0 and length % 1024 == 0) then
@@ -99,9 +146,11 @@ while i <= #ARGV do
   end
   if length >= bound then
     out[#out + 1] = -1
+  elseif ARGV[2] == '0' then
+    out[#out + 1] = append(stream, added, ms, ARGV, i + 2, last)
   else
     out[#out + 1] = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, last))
-    if ARGV[2] == '1' and redis.call('PTTL', stream) == -1 then
+    if redis.call('PTTL', stream) == -1 then
       local ttl = redis.call('PTTL', meta)
       if ttl > 0 then redis.call('PEXPIRE', stream, ttl) end
     end
@@ -118,9 +167,13 @@ if redis.call('ZCARD', scheduled) >= tonumber(ARGV[1]) then return -1 end
 return redis.call('ZADD', scheduled, ARGV[2], ARGV[3])
 """
 
-_RELEASE = """
-local scheduled = KEYS[1]
+_RELEASE = (
+    _IDS
+    + _APPEND
+    + """
+local scheduled, added = KEYS[1], KEYS[#KEYS]
 local now, limit = ARGV[1], tonumber(ARGV[2])
+local ms = now_ms()
 local moved = 0
 for _, packed in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', scheduled, packed)
@@ -130,12 +183,52 @@ for _, packed in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIM
     parts[#parts + 1] = string.sub(packed, pos, pos + n - 1)
     pos = pos + n
   end
-  redis.call('XADD', KEYS[tonumber(parts[1]) + 2], '*', unpack(parts, 2))
+  local stream = KEYS[tonumber(parts[1]) + 2]
+  if ARGV[3] == '1' then
+    redis.call('XADD', stream, '*', unpack(parts, 2))
+  else
+    append(stream, added, ms, parts, 2, #parts)
+  end
   moved = moved + 1
 end
 local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 return {moved, nxt[2] or ''}
 """
+)
+
+_SEEK = (
+    _IDS
+    + """
+local stream, target = KEYS[1], tonumber(ARGV[1])
+local function first_from(ms, n)
+  local e = redis.call('XRANGE', stream, string.format('%d-%d', ms, n), '+', 'COUNT', 1)[1]
+  if e then return parse(e[1]) end
+  return nil, nil
+end
+local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+if not newest then return '$' end
+local hm, hs = parse(newest[1])
+if hs < target then return '$' end
+local lm, ls = parse(redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1])
+if ls >= target then return '0-0' end
+-- the smallest ms whose first entry at or after (ms, target) is numbered target or later
+local function reaches(m)
+  local _, n = first_from(m, target)
+  return n ~= nil and n >= target
+end
+local lo, hi = lm, hm
+if reaches(lo) then
+  hi = lo
+else
+  while hi - lo > 1 do
+    local mid = math.floor((lo + hi) / 2)
+    if reaches(mid) then hi = mid else lo = mid end
+  end
+end
+local m, n = first_from(hi, target)
+return string.format('%d-%d', m, n - 1)
+"""
+)
 
 _GIVE_BACK = """
 local retry, stream = KEYS[1], KEYS[2]
@@ -253,6 +346,7 @@ SCRIPTS = {
         Script("publish", _PUBLISH),
         Script("schedule", _SCHEDULE),
         Script("release", _RELEASE),
+        Script("seek", _SEEK),
         Script("give_back", _GIVE_BACK),
         Script("take_due", _TAKE_DUE),
         Script("reclaim", _RECLAIM),

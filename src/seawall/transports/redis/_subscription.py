@@ -268,8 +268,8 @@ class RedisSubscription:
         keys = self.channel.keys
         next_due = now + self.transport.poll
         streams = [keys.stream(p) for p in range(self.channel.lanes)]
-        release = [int(now * 1000), 100]
-        _, due = await self._script("release", [keys.scheduled, *streams], release)
+        release = [int(now * 1000), 100, int(self.channel.ephemeral)]
+        _, due = await self._script("release", [keys.scheduled, *streams, keys.added], release)
         if due:
             next_due = min(next_due, float(due) / 1000)
         took: list[_Held] = []
