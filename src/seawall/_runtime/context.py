@@ -187,6 +187,18 @@ class Context:
         """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""
         await self._node.clock.sleep(seconds)
 
+    def envelope(
+        self, payload: Payload, *, key: str | None = None, subject: str | None = None
+    ) -> Message:
+        """The message :meth:`send` or :meth:`publish` would put on a channel, unsent.
+
+        A new id; correlation, causation and trace context from the message being
+        handled. For code that delivers it another way, e.g. an outbox table.
+        """
+        return self._node.envelope(
+            payload, source=self.service, cause=self.message, key=key, subject=subject
+        )
+
     def _deadline_for(self, timeout: float | None) -> float:
         own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
         return own if self.deadline is None else min(own, self.deadline)
