@@ -92,16 +92,16 @@ def serve_bank(db: str, url: str, idempotent: bool, ready: Connection) -> None:
     asyncio.run(run_bank(db, url, ready, idempotent))
 
 
-async def run_tailing(dsn: str, url: str, ready: Connection) -> None:
+async def run_tailing(dsn: str, url: str, prefix: str, ready: Connection) -> None:
     transport = connect(url)
     try:
-        relay = await LogTailingRelay.open(dsn, transport, batch=200)
+        relay = await LogTailingRelay.open(dsn, transport, prefix=prefix, batch=200, poll=0.05)
         ready.send("ready")
         await relay.run()
     finally:
         await transport.close()
 
 
-def serve_tailing(dsn: str, url: str, ready: Connection) -> None:
+def serve_tailing(dsn: str, url: str, prefix: str, ready: Connection) -> None:
     """A log tailing relay on the outbox at ``dsn``, publishing to ``url``, until killed."""
-    asyncio.run(run_tailing(dsn, url, ready))
+    asyncio.run(run_tailing(dsn, url, prefix, ready))

@@ -8,12 +8,21 @@ one Debezium and PostgreSQL's own subscriptions use) sends, per transaction:
 ``R`` (relation: its id, schema, name and columns), the changes (``I`` for
 an insert: the relation id and the new row, each value as text or null),
 and ``C`` (commit: the commit's LSN and the *end* LSN of the transaction).
-With ``publish = 'insert'`` on the publication only inserts are sent.
+With ``publish = 'insert'`` on the publication only inserts are sent; with
+the ``messages`` option, ``M`` carries what ``pg_logical_emit_message`` wrote.
 
 :class:`ChangeReader` is fed those messages one by one (bytes, from
 ``pg_logical_slot_peek_binary_changes``) and hands back each committed
 transaction with the outbox rows it inserted, and the LSN a slot may be
 advanced to once they are published. Protocol version 1, text values.
+
+A non-transactional message comes back as a :class:`Heartbeat`: changes come
+in the order of their commit records in the WAL, so every transaction that
+committed before it has been handed back, and the slot may move just past
+it. A relay emits one when its outbox is quiet and the rest of the database
+is not, so the slot does not hold WAL back. (Moving the slot to any other
+position it did not read, e.g. the flushed end of the WAL, is not safe: a
+commit record can straddle it and would then be skipped for ever.)
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ from dataclasses import dataclass, field
 from .._exceptions import OutboxError
 from ._rows import OutboxRow
 
-__all__ = ["ChangeReader", "Committed", "format_lsn", "parse_lsn"]
+__all__ = ["ChangeReader", "Committed", "Heartbeat", "format_lsn", "parse_lsn"]
 
 _BEGIN = struct.Struct(">QqI")
 _COMMIT = struct.Struct(">BQQq")
+_MESSAGE = struct.Struct(">BQ")  # transactional flag, LSN
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _COLUMN_TAIL = struct.Struct(">Ii")  # type oid, type modifier
@@ -52,6 +62,18 @@ class Committed:
     end_lsn: int
     """Advance the slot here once the rows are published: the transaction is then done."""
     rows: list[OutboxRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A non-transactional logical decoding message: everything before it was read."""
+
+    lsn: int
+
+    @property
+    def end_lsn(self) -> int:
+        """Just past the message: a slot moved here does not send it again."""
+        return self.lsn + 1
 
 
 class _Cursor:
@@ -93,8 +115,8 @@ class ChangeReader:
         """Relation id -> its column names, or None for a table that is not ours."""
         self._open: Committed | None = None
 
-    def feed(self, data: bytes) -> Committed | None:
-        """Read one message; the transaction it completes, if it is a commit."""
+    def feed(self, data: bytes) -> Committed | Heartbeat | None:
+        """Read one message; the transaction it completes (a commit), or a heartbeat."""
         try:
             return self._feed(data)
         except (struct.error, ValueError, IndexError, UnicodeDecodeError) as exc:
@@ -102,7 +124,7 @@ class ChangeReader:
                 f"a pgoutput message ({data[:1]!r}, {len(data)} bytes) does not decode: {exc}"
             ) from exc
 
-    def _feed(self, data: bytes) -> Committed | None:
+    def _feed(self, data: bytes) -> Committed | Heartbeat | None:
         kind = data[:1]
         if kind == b"B":
             _, _, xid = _BEGIN.unpack_from(data, 1)
@@ -113,6 +135,9 @@ class ChangeReader:
             self._insert(_Cursor(data))
         elif kind == b"C":
             return self._commit(data)
+        elif kind == b"M":
+            transactional, lsn = _MESSAGE.unpack_from(data, 1)
+            return None if transactional else Heartbeat(lsn)
         return None  # origin, type, truncate, update, delete, message: not an outbox insert
 
     def _relation(self, cursor: _Cursor) -> None:

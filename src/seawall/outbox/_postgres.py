@@ -45,11 +45,18 @@ from .._runtime.context import Context
 from ._outbox import InboxEntry, Outbox, OutboxTransaction
 from ._rows import OutboxRow, stored_row
 
-__all__ = ["PostgresOutbox", "PostgresTransaction", "Translate", "driver_errors", "safe_dsn"]
+__all__ = [
+    "ROW_COLUMNS",
+    "PostgresOutbox",
+    "PostgresTransaction",
+    "Translate",
+    "driver_errors",
+    "safe_dsn",
+]
 
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 _DEFAULT_PARTITIONS = 16
-_ROW_COLUMNS = (
+ROW_COLUMNS = (
     "id::text, aggregatetype, aggregateid, type, payload, headers::text, channel, partition"
 )
 
@@ -339,7 +346,7 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
                 ORDER BY (partition + $3) % $4
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)
-            SELECT position, {_ROW_COLUMNS} FROM {p}outbox
+            SELECT position, {ROW_COLUMNS} FROM {p}outbox
             WHERE partition IN (SELECT partition FROM claimed) AND published_at IS NULL
             ORDER BY position LIMIT $1"""
         with self._errors("claiming rows to publish"):
@@ -400,7 +407,8 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
         p = self.prefix
         with self._errors("dropping the tables"):
             await self._pool.execute(
-                f"DROP TABLE IF EXISTS {p}outbox, {p}outbox_partitions, {p}inbox; "
+                f"DROP TABLE IF EXISTS {p}outbox, {p}outbox_partitions, {p}outbox_tailing, "
+                f"{p}inbox; "
                 f"DROP FUNCTION IF EXISTS {p}outbox_write"
             )
 

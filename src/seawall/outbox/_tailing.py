@@ -9,20 +9,28 @@ order their transactions committed, without the table being scanned.
 
 Each step, over one connection of its own:
 
-1. notes the WAL position flushed so far (``pg_current_wal_flush_lsn()``);
-2. *peeks* at the slot's changes that committed before it, at most ``batch``
-   messages (whole transactions: a transaction bigger than that comes whole);
-3. publishes their rows (per aggregate in commit order, up to ``window``
+1. *peeks* at the slot's next changes, at most ``batch`` messages (whole
+   transactions: a transaction bigger than that comes whole);
+2. publishes their rows (per aggregate in commit order, up to ``window``
    aggregates at once) and waits until the transport has them;
-4. deletes the published rows from the table (``delete=True``, the default;
+3. deletes the published rows from the table (``delete=True``, the default;
    the log keeps what the relay needs, the table need not);
-5. only then advances the slot: past the last transaction published, or to
-   the position of step 1 when the peek came back short (so a quiet outbox
-   does not hold WAL back while the rest of the database is busy).
+4. only then advances the slot, past the last transaction (or heartbeat) read;
+5. when there was nothing to read and the slot holds back more than
+   ``heartbeat`` bytes of WAL written by the rest of the database, commits a
+   heartbeat (a transactional ``pg_logical_emit_message``: a commit, so it is
+   flushed and decoded at once) that the next step reads and moves the slot
+   past, so a quiet outbox does not make the server keep WAL.
 
-A crash anywhere before 5 leaves the slot where it was: the next step (in
+A crash anywhere before 4 leaves the slot where it was: the next step (in
 this process or after a restart) peeks the same transactions and publishes
 them again, under the same message ids. At-least-once, nothing lost.
+
+A new slot sees only what commits after it was made. So before its first
+peek a relay publishes the rows already in the table, by position (a flag
+in ``{prefix}outbox_tailing`` records, per slot, that this was done; a crash
+midway does it again): nothing committed before the relay existed is left
+behind, e.g. when a service moves from the polling relay to this one.
 
 One relay per slot publishes at a time: each holds a session advisory lock
 on the slot's name while it works; a second relay (a standby) finds it taken
@@ -31,7 +39,8 @@ and waits, and takes over when the first one's connection ends.
 **What the server needs**: ``wal_level = logical`` (a restart), a free
 replication slot (``max_replication_slots``, 10 by default), and a role with
 the ``REPLICATION`` attribute (or a superuser) that owns the outbox table
-(to create the publication). A slot keeps every WAL segment it has not
+(to create the publication); PostgreSQL 14 or later (``pgoutput``'s
+``messages`` option). A slot keeps every WAL segment it has not
 confirmed: drop the slot (:meth:`LogTailingRelay.drop`) when the relay is
 retired, or the disk fills.
 """
@@ -45,9 +54,10 @@ from typing import Any
 from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConfigurationError, OutboxError
 from .._transport import Transport
-from ._pgoutput import ChangeReader, Committed, format_lsn, parse_lsn
-from ._postgres import Translate, driver_errors, safe_dsn
+from ._pgoutput import ChangeReader, Committed, format_lsn
+from ._postgres import ROW_COLUMNS, Translate, driver_errors, safe_dsn
 from ._relay import RelayStats, publish_in_order, relay_forever
+from ._rows import OutboxRow, stored_row
 
 __all__ = ["LogTailingRelay"]
 
@@ -56,7 +66,12 @@ _PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 
 
 class LogTailingRelay:
-    """Publishes an outbox table's committed inserts from a logical replication slot."""
+    """Publishes an outbox table's committed inserts from a logical replication slot.
+
+    ``batch`` decoded messages per step at most, ``window`` aggregates published at
+    once; ``delete`` removes published rows; ``heartbeat`` is how many bytes of WAL a
+    quiet outbox may hold back before the relay writes a heartbeat to move the slot.
+    """
 
     def __init__(
         self,
@@ -71,6 +86,7 @@ class LogTailingRelay:
         window: int = 64,
         poll: float = 0.2,
         delete: bool = True,
+        heartbeat: int = 1 << 20,
         clock: Clock | None = None,
     ) -> None:
         if not _PREFIX.match(prefix):
@@ -98,6 +114,7 @@ class LogTailingRelay:
         self._window = window
         self._poll = poll
         self._delete = delete
+        self._heartbeat_bytes = heartbeat
         self._clock = clock or SystemClock()
         self._stats = RelayStats()
         self._conn: Any = None
@@ -105,13 +122,21 @@ class LogTailingRelay:
         """Whether this relay holds the slot's lock (is the one publishing)."""
         self._confirmed = 0
         """The slot position this relay last advanced to."""
+        self._caught_up = False
+        """Whether the rows older than the slot are known to be published."""
 
     @classmethod
     async def open(cls, dsn: str, transport: Transport, **options: Any) -> LogTailingRelay:
-        """Connect, check the server, create the publication and the slot if missing."""
+        """Connect, check the server, create the publication and the slot if missing, and
+        (if no other relay holds the slot) publish the rows older than the slot."""
         relay = cls(dsn, transport, **options)
         try:
             await relay._prepare()
+            conn = await relay._connection()
+            with relay._errors("taking the slot"), outside_the_loop():
+                leader = await relay._take_slot(conn)
+            if leader:  # at once: the fewer rows commit between slot and catch-up, the better
+                await relay._catch_up(conn)
         except BaseException:
             await relay.close()
             raise
@@ -154,6 +179,15 @@ class LogTailingRelay:
                     f"there is no outbox table {table}; open a PostgresOutbox on this "
                     "database (it creates the tables) before its relay"
                 )
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table}_tailing "
+                "(slot text PRIMARY KEY, caught_up boolean NOT NULL)"
+            )
+            # before the slot: until the rows older than it are published, it says so
+            await conn.execute(
+                f"INSERT INTO {table}_tailing VALUES ($1, false) ON CONFLICT DO NOTHING",
+                self.slot,
+            )
             await self._create_publication(conn, table)
             await self._create_slot(conn)
 
@@ -197,25 +231,17 @@ class LogTailingRelay:
         """Publish the next committed transactions (one batch); how many rows they held."""
         conn = await self._connection()
         try:
-            with self._errors("reading the slot"), outside_the_loop():
+            with self._errors("taking the slot"), outside_the_loop():
                 if not await self._take_slot(conn):
                     return 0  # a standby: another relay publishes this slot
-                flushed = parse_lsn(await conn.fetchval("SELECT pg_current_wal_flush_lsn()::text"))
-                changes = await conn.fetch(
-                    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, "
-                    "$3, 'proto_version', '1', 'publication_names', $4)",
-                    self.slot,
-                    format_lsn(flushed),
-                    self._batch,
-                    self.publication,
-                )
-            committed = self._read(changes)
-            rows = [row for transaction in committed for row in transaction.rows]
+            if not self._caught_up and (caught := await self._catch_up(conn)):
+                return caught
+            changes = await self._peek(conn)
+            rows, upto = self._read(changes)
             await publish_in_order(self.transport, rows, window=self._window, stats=self._stats)
-            upto = (
-                flushed if len(changes) < self._batch else committed[-1].end_lsn if committed else 0
-            )
             await self._settle(conn, [row.id for row in rows], upto)
+            if not changes:
+                await self._heartbeat(conn)
         except BaseException:
             await self._drop_connection_if_broken()
             raise
@@ -223,14 +249,30 @@ class LogTailingRelay:
             self._stats.batches += 1
         return len(rows)
 
-    def _read(self, changes: list[Any]) -> list[Committed]:
+    async def _peek(self, conn: Any) -> list[Any]:
+        """The slot's next messages (whole transactions), without consuming them."""
+        with self._errors("reading the slot"), outside_the_loop():
+            changes: list[Any] = await conn.fetch(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, "
+                "'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
+                self.slot,
+                self._batch,
+                self.publication,
+            )
+        return changes
+
+    def _read(self, changes: list[Any]) -> tuple[list[OutboxRow], int]:
+        """The outbox rows of the transactions read, and where the slot may move to."""
         reader = ChangeReader(self.table, schema=self.schema)
-        committed = []
+        rows: list[OutboxRow] = []
+        upto = 0
         for change in changes:
             done = reader.feed(change[0])
+            if isinstance(done, Committed):
+                rows += done.rows
             if done is not None:
-                committed.append(done)
-        return committed
+                upto = done.end_lsn
+        return rows, upto
 
     async def _settle(self, conn: Any, ids: list[str], upto: int) -> None:
         """Delete the published rows, then advance the slot to ``upto`` (if it moves it)."""
@@ -247,6 +289,49 @@ class LogTailingRelay:
                 )
                 self._confirmed = upto
                 self._stats.position = format_lsn(upto)
+
+    async def _catch_up(self, conn: Any) -> int:
+        """Publish the rows committed before the slot existed: the slot never sees them.
+
+        Once per slot (a flag in ``{prefix}outbox_tailing``, set when done, so a crash
+        midway starts it again): every row still in the table, by position, which per
+        aggregate is commit order. Rows committed after the slot was made come through
+        it too, so some are published twice (at-least-once, as ever).
+        """
+        table = f"{self.schema}.{self.table}"
+        total, after = 0, 0
+        with self._errors("publishing the rows older than the slot"), outside_the_loop():
+            if await conn.fetchval(
+                f"SELECT caught_up FROM {table}_tailing WHERE slot = $1", self.slot
+            ):
+                self._caught_up = True
+                return 0
+            while records := await conn.fetch(
+                f"SELECT position, {ROW_COLUMNS} FROM {table} WHERE position > $1 "
+                "AND published_at IS NULL ORDER BY position LIMIT $2",
+                after,
+                self._batch,
+            ):
+                rows = [stored_row(record) for record in records]
+                await publish_in_order(self.transport, rows, window=self._window, stats=self._stats)
+                await self._settle(conn, [row.id for row in rows], 0)
+                total, after = total + len(rows), rows[-1].position
+            await conn.execute(
+                f"UPDATE {table}_tailing SET caught_up = true WHERE slot = $1", self.slot
+            )
+        self._caught_up = True
+        return total
+
+    async def _heartbeat(self, conn: Any) -> None:
+        """Write a heartbeat if the slot holds back more than ``heartbeat`` bytes of WAL."""
+        with self._errors("writing a heartbeat"), outside_the_loop():
+            await conn.execute(
+                "SELECT pg_logical_emit_message(true, 'seawall-outbox', slot_name) "
+                "FROM pg_replication_slots WHERE slot_name = $1 "
+                "AND pg_current_wal_lsn() - confirmed_flush_lsn > $2",
+                self.slot,
+                self._heartbeat_bytes,
+            )
 
     async def _drop_connection_if_broken(self) -> None:
         if self._conn is not None and self._conn.is_closed():
@@ -305,6 +390,9 @@ class LogTailingRelay:
                 self.slot,
             )
             await conn.execute(f"DROP PUBLICATION IF EXISTS {self.publication}")
+            await conn.execute(
+                f"DELETE FROM {self.schema}.{self.table}_tailing WHERE slot = $1", self.slot
+            )
 
     async def close(self) -> None:
         """Close the connection (the slot stays: a relay opened later resumes from it)."""
