@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -33,6 +32,7 @@ from .._exceptions import ConfigurationError
 from .._messages.codec import JSON, Codec
 from .._messages.payload import Payload
 from .._runtime.context import Context
+from .._runtime.service import reply_types
 from ._outbox import InboxEntry, Outbox, OutboxTransaction
 
 __all__ = ["Inbox"]
@@ -81,7 +81,7 @@ class Inbox(Generic[T]):
         return self._wrap(handler, consumer)
 
     def _wrap(self, handler: Any, consumer: str | None) -> Callable[[Any, Context], Awaitable[Any]]:
-        replies = _reply_types(handler)
+        replies = reply_types(handler)
         name = consumer
 
         @functools.wraps(handler)
@@ -133,15 +133,3 @@ class Inbox(Generic[T]):
             if expired:
                 log.info("inbox: %d entries older than %.0f s expired", expired, self.keep)
             await self.clock.sleep(every)
-
-
-def _reply_types(handler: Callable[..., Any]) -> dict[str, type[Payload]]:
-    """The payload classes a handler is annotated to return, by type name."""
-    try:
-        returns = typing.get_type_hints(handler).get("return")
-    except NameError:
-        return {}
-    members = typing.get_args(returns) if typing.get_args(returns) else (returns,)
-    return {
-        cls.type_name: cls for cls in members if isinstance(cls, type) and issubclass(cls, Payload)
-    }
