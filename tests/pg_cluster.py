@@ -5,8 +5,8 @@ cannot read; changing it needs a restart that would disturb everyone else. So
 the tests that tail the log start a cluster of their own: ``initdb`` into a
 temporary directory, ``pg_ctl start`` on a free loopback port (as the
 ``postgres`` OS user when run as root: PostgreSQL refuses to run as root),
-and ``pg_ctl stop`` plus removal of the directory at the end. ``fsync=off``:
-these tests kill relays, never the server.
+and ``pg_ctl stop`` plus removal of the directory at the end. ``fsync=off``
+unless asked (the benchmark asks): these tests kill relays, never the server.
 
 ``SEAWALL_TEST_PG_BIN`` names the directory with ``initdb`` and ``pg_ctl``;
 by default the newest ``/usr/lib/postgresql/<version>/bin``.
@@ -50,9 +50,10 @@ def _bin_dir() -> Path:
 class LogicalCluster:
     """One private cluster: its data directory, port and URL."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, fsync: bool = False) -> None:
         self.bin = _bin_dir()
         self.port = port
+        self.fsync = fsync
         self.root = Path(tempfile.mkdtemp(prefix="seawall-pg-"))
         self.data = self.root / "data"
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -78,7 +79,7 @@ class LogicalCluster:
                 f"-c port={self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
+                f"-c fsync={'on' if self.fsync else 'off'}",
                 "-c shared_buffers=32MB",
                 "-c max_replication_slots=8",
             )
@@ -107,9 +108,9 @@ class LogicalCluster:
 
 
 @contextlib.contextmanager
-def logical_cluster(port: int) -> Iterator[LogicalCluster]:
+def logical_cluster(port: int, *, fsync: bool = False) -> Iterator[LogicalCluster]:
     """A running private cluster on ``port``, stopped and removed when the block ends."""
-    cluster = LogicalCluster(port)
+    cluster = LogicalCluster(port, fsync=fsync)
     try:
         cluster.start()
         yield cluster

@@ -338,17 +338,26 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
     @asynccontextmanager
     async def _claimed(self, limit: int, buckets: int) -> AsyncIterator[tuple[Any, list[Any]]]:
         p = self.prefix
+        # Buckets with rows (one index probe each), locked or skipped; then each claimed
+        # bucket's first rows by position (index only), the first `limit` of those, and
+        # their columns: a few thousand index entries read, whatever the backlog.
         sql = f"""
             WITH claimed AS (
                 SELECT partition FROM {p}outbox_partitions AS b
-                WHERE EXISTS (SELECT 1 FROM {p}outbox AS o
-                              WHERE o.partition = b.partition AND o.published_at IS NULL)
+                WHERE (SELECT o.position FROM {p}outbox AS o
+                       WHERE o.partition = b.partition AND o.published_at IS NULL
+                       ORDER BY o.position LIMIT 1) IS NOT NULL
                 ORDER BY (partition + $3) % $4
                 LIMIT $2
-                FOR UPDATE SKIP LOCKED)
+                FOR UPDATE SKIP LOCKED),
+            picked AS (
+                SELECT first.position FROM claimed AS c, LATERAL (
+                    SELECT o.position FROM {p}outbox AS o
+                    WHERE o.partition = c.partition AND o.published_at IS NULL
+                    ORDER BY o.position LIMIT $1) AS first
+                ORDER BY first.position LIMIT $1)
             SELECT position, {ROW_COLUMNS} FROM {p}outbox
-            WHERE partition IN (SELECT partition FROM claimed) AND published_at IS NULL
-            ORDER BY position LIMIT $1"""
+            WHERE position IN (SELECT position FROM picked) ORDER BY position"""
         with self._errors("claiming rows to publish"):
             conn = await self._pool.acquire()
         try:
