@@ -32,86 +32,21 @@ last commits), anything else ``on``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConfigurationError, OutboxError
 from .._fsync import SyncPolicy, parse_sync
 from .._runtime.context import Context
 from ._outbox import InboxEntry, Outbox, OutboxTransaction
+from ._pgshared import PREFIX, ROW_COLUMNS, Translate, safe_dsn, schema
 from ._rows import OutboxRow, stored_row
 
-__all__ = [
-    "ROW_COLUMNS",
-    "PostgresOutbox",
-    "PostgresTransaction",
-    "Translate",
-    "driver_errors",
-    "safe_dsn",
-]
+__all__ = ["PostgresOutbox", "PostgresTransaction"]
 
-_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 _DEFAULT_PARTITIONS = 16
-ROW_COLUMNS = (
-    "id::text, aggregatetype, aggregateid, type, payload, headers::text, channel, partition"
-)
-
-
-def _schema(p: str) -> str:
-    return f"""
-    CREATE TABLE IF NOT EXISTS {p}outbox (
-        id uuid PRIMARY KEY,
-        aggregatetype text NOT NULL,
-        aggregateid text NOT NULL,
-        type text NOT NULL,
-        payload bytea NOT NULL,
-        headers jsonb NOT NULL,
-        channel text NOT NULL,
-        partition smallint NOT NULL,
-        position bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-        published_at double precision
-    );
-    CREATE INDEX IF NOT EXISTS {p}outbox_waiting ON {p}outbox (partition, position)
-        WHERE published_at IS NULL;
-    CREATE INDEX IF NOT EXISTS {p}outbox_published ON {p}outbox (published_at)
-        WHERE published_at IS NOT NULL;
-    CREATE TABLE IF NOT EXISTS {p}outbox_partitions (partition smallint PRIMARY KEY);
-    CREATE TABLE IF NOT EXISTS {p}inbox (
-        consumer text NOT NULL,
-        message_id text NOT NULL,
-        handled_at double precision NOT NULL,
-        reply_type text,
-        reply bytea,
-        PRIMARY KEY (consumer, message_id)
-    );
-    CREATE INDEX IF NOT EXISTS {p}inbox_age ON {p}inbox (handled_at);
-    CREATE OR REPLACE FUNCTION {p}outbox_write(
-        ids uuid[], atypes text[], aids text[], types text[], payloads bytea[],
-        headers jsonb[], channels text[], partitions smallint[]
-    ) RETURNS void LANGUAGE plpgsql AS $$
-    DECLARE
-        aggregate text;
-    BEGIN
-        -- one writer per aggregate from here to its commit: positions follow commit order
-        FOR aggregate IN SELECT DISTINCT a FROM unnest(aids) AS a ORDER BY a LOOP
-            PERFORM pg_advisory_xact_lock(hashtext('{p}outbox'), hashtext(aggregate));
-        END LOOP;
-        INSERT INTO {p}outbox
-            (id, aggregatetype, aggregateid, type, payload, headers, channel, partition)
-        SELECT * FROM unnest(ids, atypes, aids, types, payloads, headers, channels, partitions);
-    END $$;
-    """
-
-
-def driver_errors() -> tuple[type[BaseException], ...]:
-    """asyncpg's error types (imported on first use): what the edge translates."""
-    import asyncpg
-
-    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _rows_of(records: list[Any]) -> list[OutboxRow]:
@@ -215,7 +150,7 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
         ``partitions`` (default 16) is fixed when the tables are created; opening them
         with another number is refused.
         """
-        if not _PREFIX.match(prefix):
+        if not PREFIX.match(prefix):
             raise ConfigurationError(
                 f"table prefix {prefix!r} must be lower-case letters, digits and '_'"
             )
@@ -250,7 +185,7 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
             async with self._pool.acquire() as conn, conn.transaction():
                 # one creator at a time: CREATE ... IF NOT EXISTS races with itself
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('seawall-outbox-ddl'))")
-                await conn.execute(_schema(p))
+                await conn.execute(schema(p))
                 known = await conn.fetchval(f"SELECT count(*) FROM {p}outbox_partitions")
                 if known == 0:
                     await conn.execute(
@@ -442,30 +377,3 @@ async def _connect(dsn: str, sync: SyncPolicy, max_connections: int) -> Any:
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise OutboxError(f"cannot open the outbox database at {safe_dsn(dsn)}: {exc}") from exc
-
-
-def safe_dsn(dsn: str) -> str:
-    """``dsn`` without its user part (which may hold a password), for messages."""
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-class Translate:
-    """``with Translate(what):`` raises asyncpg's errors (and lost links) as OutboxError.
-
-    A class rather than a generator context manager: it wraps every statement."""
-
-    __slots__ = ("what",)
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        if exc is not None and isinstance(exc, driver_errors()):
-            raise OutboxError(f"{self.what}: {exc}") from exc

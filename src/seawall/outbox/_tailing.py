@@ -55,14 +55,13 @@ from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConfigurationError, OutboxError
 from .._transport import Transport
 from ._pgoutput import ChangeReader, Committed, format_lsn
-from ._postgres import ROW_COLUMNS, Translate, driver_errors, safe_dsn
+from ._pgshared import PREFIX, ROW_COLUMNS, Translate, driver_errors, safe_dsn
 from ._relay import RelayStats, publish_in_order, relay_forever
 from ._rows import OutboxRow, stored_row
 
 __all__ = ["LogTailingRelay"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 
 
 class LogTailingRelay:
@@ -89,7 +88,7 @@ class LogTailingRelay:
         heartbeat: int = 1 << 20,
         clock: Clock | None = None,
     ) -> None:
-        if not _PREFIX.match(prefix):
+        if not PREFIX.match(prefix):
             raise ConfigurationError(
                 f"table prefix {prefix!r} must be lower-case letters, digits and '_'"
             )
