@@ -18,8 +18,9 @@ the commit itself.
 **Several relays.** Rows fall into ``partitions`` buckets by a hash of their
 aggregate id. A relay claims buckets, not rows: ``SELECT ... FROM
 {prefix}outbox_partitions ... FOR UPDATE SKIP LOCKED`` inside its transaction,
-then reads the claimed buckets' rows by position, publishes them, deletes (or
-marks) them and commits. Another relay skips the locked buckets and takes
+then, in a statement of its own (whose snapshot sees what the bucket's previous
+holder committed), reads the claimed buckets' rows by position, publishes them,
+deletes (or marks) them and commits. Another relay skips the locked buckets and takes
 others, so relays share the work and one aggregate is only ever published by
 one of them at a time, in order. A relay that dies mid-batch loses its
 connection, its transaction rolls back, and the rows are claimed again
@@ -86,7 +87,7 @@ class PostgresTransaction(OutboxTransaction):
                 "ON CONFLICT DO NOTHING RETURNING true",
                 consumer,
                 message_id,
-                self.now,
+                self._outbox.clock.time(),  # the clock the inbox expires by
             )
             if new:
                 return None
@@ -272,34 +273,13 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
 
     @asynccontextmanager
     async def _claimed(self, limit: int, buckets: int) -> AsyncIterator[tuple[Any, list[Any]]]:
-        p = self.prefix
-        # Buckets with rows (one index probe each), locked or skipped; then each claimed
-        # bucket's first rows by position (index only), the first `limit` of those, and
-        # their columns: a few thousand index entries read, whatever the backlog.
-        sql = f"""
-            WITH claimed AS (
-                SELECT partition FROM {p}outbox_partitions AS b
-                WHERE (SELECT o.position FROM {p}outbox AS o
-                       WHERE o.partition = b.partition AND o.published_at IS NULL
-                       ORDER BY o.position LIMIT 1) IS NOT NULL
-                ORDER BY (partition + $3) % $4
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED),
-            picked AS (
-                SELECT first.position FROM claimed AS c, LATERAL (
-                    SELECT o.position FROM {p}outbox AS o
-                    WHERE o.partition = c.partition AND o.published_at IS NULL
-                    ORDER BY o.position LIMIT $1) AS first
-                ORDER BY first.position LIMIT $1)
-            SELECT position, {ROW_COLUMNS} FROM {p}outbox
-            WHERE position IN (SELECT position FROM picked) ORDER BY position"""
         with self._errors("claiming rows to publish"):
             conn = await self._pool.acquire()
         try:
             with self._errors("claiming rows to publish"):
                 transaction = conn.transaction()
                 await transaction.start()
-                records = await conn.fetch(sql, limit, buckets, self._turn, self.partitions)
+                records = await self._claim_rows(conn, limit, buckets)
             try:
                 yield conn, records
             except BaseException:
@@ -311,6 +291,45 @@ class PostgresOutbox(Outbox[PostgresTransaction]):
                 await transaction.commit()
         finally:
             await self._pool.release(conn)
+
+    async def _claim_rows(self, conn: Any, limit: int, buckets: int) -> list[Any]:
+        """Lock free buckets with rows, then read their first rows: two statements.
+
+        The rows are read by a statement of their own, started once the locks are
+        held: in READ COMMITTED its snapshot then sees what the relay that held a
+        bucket before committed (the rows it deleted), which one statement that locks
+        and reads would not (its snapshot is taken before it waits for a lock).
+        """
+        p = self.prefix
+        claimed = await conn.fetch(
+            f"""SELECT partition FROM {p}outbox_partitions AS b
+                WHERE (SELECT o.position FROM {p}outbox AS o
+                       WHERE o.partition = b.partition AND o.published_at IS NULL
+                       ORDER BY o.position LIMIT 1) IS NOT NULL
+                ORDER BY (partition + $2) % $3
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED""",
+            buckets,
+            self._turn,
+            self.partitions,
+        )
+        if not claimed:
+            return []
+        # each claimed bucket's first rows by position (index only), the first `limit` of
+        # those, then their columns: a bounded read, whatever the backlog
+        records: list[Any] = await conn.fetch(
+            f"""WITH picked AS (
+                    SELECT first.position FROM unnest($1::smallint[]) AS c(partition),
+                    LATERAL (SELECT o.position FROM {p}outbox AS o
+                             WHERE o.partition = c.partition AND o.published_at IS NULL
+                             ORDER BY o.position LIMIT $2) AS first
+                    ORDER BY first.position LIMIT $2)
+                SELECT position, {ROW_COLUMNS} FROM {p}outbox
+                WHERE position IN (SELECT position FROM picked) ORDER BY position""",
+            [record[0] for record in claimed],
+            limit,
+        )
+        return records
 
     async def _settle(self, conn: Any, positions: list[int]) -> None:
         p = self.prefix

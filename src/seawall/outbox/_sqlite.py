@@ -110,7 +110,7 @@ class SQLiteTransaction(OutboxTransaction):
         return None if row is None else tuple(row)
 
     async def _inbox_claim(self, consumer: str, message_id: str) -> InboxEntry | None:
-        now = self.now
+        now = self._outbox.clock.time()  # the clock the inbox expires by
         return await self.run(lambda db: self._outbox._claim_entry(db, consumer, message_id, now))
 
     async def _inbox_reply(self, consumer: str, message_id: str, type: str, reply: bytes) -> None:

@@ -116,6 +116,19 @@ class OutboxConformance:
         async with outbox.claim(100_000) as rows:
             return [message_of(row) for row in rows]
 
+    async def settled(self, memory: MemoryTransport) -> None:
+        """Wait until every group settled every message published so far."""
+        await asyncio.sleep(0.01)
+        await self.eventually(lambda: memory.unsettled() == 0)
+
+    async def eventually(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds; fail after :attr:`timeout` seconds."""
+        for _ in range(int(self.timeout / 0.005)):
+            if condition():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"still not so after {self.timeout} s")
+
     # -- writing ----------------------------------------------------------------------
 
     async def test_a_committed_transaction_leaves_its_messages_in_order(
@@ -267,19 +280,6 @@ class OutboxConformance:
         assert len(transport.records) == 1
 
     # -- the inbox ---------------------------------------------------------------------
-
-    async def settled(self, memory: MemoryTransport) -> None:
-        """Wait until every group settled every message published so far."""
-        await asyncio.sleep(0.01)
-        await self.eventually(lambda: memory.unsettled() == 0)
-
-    async def eventually(self, condition: Callable[[], bool]) -> None:
-        """Return once ``condition()`` holds; fail after :attr:`timeout` seconds."""
-        for _ in range(int(self.timeout / 0.005)):
-            if condition():
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError(f"still not so after {self.timeout} s")
 
     async def test_an_idempotent_handler_runs_once_per_message_and_replies_alike(
         self, outbox: Outbox[Any], memory: MemoryTransport
