@@ -116,6 +116,12 @@ SECTIONS = (
         "benchmarks.es_compare",
     ),
     Section(
+        "outbox",
+        "Outbox relays (issue 19): polling and log tailing on PostgreSQL beside a direct publish",
+        "benchmarks.outbox",
+        quick=("--count", "5000", "--rounds", "1"),
+    ),
+    Section(
         "demo",
         "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
         "benchmarks.demo",

@@ -26,10 +26,12 @@ where the meaning matches a stdlib type, that type is a base too, so
     │   └── UnexpectedReply (TypeError)      the reply is not of the type asked for
     ├── ServiceError                         a service cannot run
     │   └── SupervisorGaveUp                 too many restarts in the window
-    └── EventStoreError                      the event store failed or was misused
-        ├── ConcurrencyError                 append with a stale expected version
-        ├── AggregateNotFound (LookupError)  no events for that aggregate id
-        └── EventLoadError (ValueError)      a stored event or snapshot cannot be read back
+    ├── EventStoreError                      the event store failed or was misused
+    │   ├── ConcurrencyError                 append with a stale expected version
+    │   ├── AggregateNotFound (LookupError)  no events for that aggregate id
+    │   └── EventLoadError (ValueError)      a stored event or snapshot cannot be read back
+    └── OutboxError                          a service's outbox/inbox database or a relay's
+                                             replication slot failed or was misused
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "EventStoreError",
     "MessageError",
     "MessageTooLarge",
+    "OutboxError",
     "PermissionDenied",
     "ProtocolError",
     "RemoteError",
@@ -207,3 +210,11 @@ class EventLoadError(EventStoreError, ValueError):
         self.version = version
         self.stream = stream
         self.position = position
+
+
+class OutboxError(SeawallError):
+    """The outbox's database (its tables, the inbox, a relay's replication slot) failed.
+
+    Raised for the outbox's own statements and for statements a service runs through an
+    outbox transaction; the driver's error (sqlite3, asyncpg) is its ``__cause__``.
+    """

@@ -6,9 +6,10 @@ import inspect
 
 import seawall
 import seawall.es
+import seawall.outbox
 import seawall.testing
 
-CURATED = (seawall, seawall.es, seawall.testing)
+CURATED = (seawall, seawall.es, seawall.outbox, seawall.testing)
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -55,3 +56,8 @@ def test_the_event_store_errors_are_importable_where_event_sourcing_is() -> None
         assert getattr(seawall.es, name) is getattr(seawall, name)
         assert name in seawall.es.__all__
     assert issubclass(seawall.es.ConcurrencyError, seawall.es.EventStoreError)
+
+
+def test_the_outbox_error_is_importable_where_the_outbox_is() -> None:
+    assert seawall.outbox.OutboxError is seawall.OutboxError
+    assert "OutboxError" in seawall.outbox.__all__

@@ -228,6 +228,18 @@ class Context:
         """What ``lifespan`` (a lifespan of this system or a service of it) yielded."""
         return self._node.resources.get(lifespan)
 
+    def envelope(
+        self, payload: Payload, *, key: str | None = None, subject: str | None = None
+    ) -> Message:
+        """The message :meth:`send` or :meth:`publish` would put on a channel, unsent.
+
+        A new id; correlation, causation and trace context from the message being
+        handled. For code that delivers it another way, e.g. an outbox table.
+        """
+        return self._node.envelope(
+            payload, source=self.service, cause=self.message, key=key, subject=subject
+        )
+
     def _deadline_for(self, timeout: float | None) -> float:
         own = self._node.clock.time() + (DEFAULT_TIMEOUT if timeout is None else timeout)
         return own if self.deadline is None else min(own, self.deadline)

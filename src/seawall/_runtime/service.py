@@ -56,7 +56,7 @@ from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .retry import RetryPolicy
 
-__all__ = ["Expired", "Handler", "Service", "Subscription"]
+__all__ = ["Expired", "Handler", "Service", "Subscription", "reply_types"]
 
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 U = TypeVar("U", bound=Upcaster)
@@ -336,3 +336,16 @@ def _payload_types(annotation: Any) -> tuple[type[Payload], ...]:
         if all(isinstance(m, type) and issubclass(m, Payload) for m in members):
             return tuple(members)
     return ()
+
+
+def reply_types(fn: Callable[..., Any]) -> dict[str, type[Payload]]:
+    """The payload classes a handler is annotated to return (a union: each), by type name.
+
+    For wrappers that keep a handler's reply to give it again, e.g. to a repeated message.
+    """
+    try:
+        returns = typing.get_type_hints(fn).get("return")
+    except NameError:
+        return {}
+    members = typing.get_args(returns) or (returns,)
+    return {m.type_name: m for m in members if isinstance(m, type) and issubclass(m, Payload)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError, EventStoreError
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
-from ._commands import CommandLog, ReplaySink, SideEffect
+from ._commands import CommandLog, CommandOutcome, ReplaySink, SideEffect
 from ._open import ProjectionSet, open_store
 from ._outbox import OutboxRelay, to_message
 from ._projection import Batch, Progress, Projection, ProjectionRunner, ProjectionStatus
@@ -29,6 +29,7 @@ __all__ = [
     "AggregateNotFound",
     "Batch",
     "CommandLog",
+    "CommandOutcome",
     "ConcurrencyError",
     "EventCodec",
     "EventLoadError",

@@ -13,6 +13,7 @@ from seawall import Command, Context, Document, Event, RequestError, Service, Vi
 from seawall.es import (
     Aggregate,
     CommandLog,
+    CommandOutcome,
     EventCodec,
     ReplaySink,
     Repository,
@@ -88,10 +89,13 @@ async def test_commands_are_logged_then_replayed_on_fresh_state(tmp_path: Path) 
             welcomes = [m for _, m in system.transport.records if m.type == "bank.Welcome"]
         assert len(welcomes) == 3
         logged = await commands.read_all()
-        assert [codec.decode(r) for r in logged] == [
+        assert [codec.decode(r) for r in logged] == [  # each command, then how it ended
             Open(account="a0", deposit=10),
+            CommandOutcome(reply_type="bank.Receipt", reply=b'{"balance":10}'),
             Open(account="a1", deposit=20),
+            CommandOutcome(reply_type="bank.Receipt", reply=b'{"balance":20}'),
             Open(account="a2", deposit=30),
+            CommandOutcome(reply_type="bank.Receipt", reply=b'{"balance":30}'),
         ]
 
         async with await SQLiteEventStore.open(tmp_path / "fresh.db") as fresh:
@@ -125,3 +129,64 @@ async def test_requests_cannot_be_replayed(tmp_path: Path) -> None:
         sink = ReplaySink()
         await sink.send("mail", Open(account="x", deposit=0))
         assert sink.effects[0].kind == "send"
+
+
+async def test_a_repeated_command_is_not_handled_again_and_gets_the_same_reply(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    handled: list[str] = []
+    async with await SQLiteEventStore.open(tmp_path / "commands.db", clock=clock) as commands:
+        log = CommandLog(commands, EventCodec(Open))
+        bank = Service("bank")
+
+        @bank.command
+        @log.sourced
+        async def open_account(cmd: Open, ctx: Context) -> Receipt:
+            handled.append(cmd.account)
+            return Receipt(balance=cmd.deposit)
+
+        async with TestSystem(bank, clock=clock) as system:
+            client = system.context()
+            first = await client.request("bank", Open(account="a", deposit=5), returns=Receipt)
+            (request,) = system.messages("bank")
+            await system.transport.publish("bank", request)  # delivered again
+            await system.settle()
+            again = await open_account(
+                Open(account="a", deposit=5), Context(system.system.node, "bank", request)
+            )
+        assert first == again == Receipt(balance=5)
+        assert handled == ["a"]
+        assert await log.outcome(request.id) == CommandOutcome(
+            reply_type="bank.Receipt", reply=b'{"balance":5}'
+        )
+
+
+async def test_a_command_that_failed_is_handled_again(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    async def flaky(cmd: Open, ctx: Any) -> None:
+        attempts.append(cmd.deposit)
+        if len(attempts) == 1:
+            raise RuntimeError("the first attempt fails")
+
+    async with await SQLiteEventStore.open(tmp_path / "commands.db") as commands:
+        log = CommandLog(commands, EventCodec(Open))
+        handler = log.sourced(flaky)
+        async with TestSystem() as system:
+            request = system.context().envelope(Open(account="a", deposit=1))
+            ctx = Context(system.system.node, "bank", request)
+            with pytest.raises(RuntimeError):
+                await handler(Open(account="a", deposit=1), ctx)
+            assert await log.outcome(request.id) is None  # logged, not finished
+            assert await handler(Open(account="a", deposit=1), ctx) is None
+            assert await handler(Open(account="a", deposit=1), ctx) is None
+        assert attempts == [1, 1]  # once failed, once done, then skipped
+        assert await log.outcome(request.id) == CommandOutcome()
+        replayed: list[Open] = []
+
+        async def record(cmd: Open, sink: Any) -> None:
+            replayed.append(cmd)
+
+        await log.replay(record)
+        assert replayed == [Open(account="a", deposit=1)]  # outcomes are not replayed
