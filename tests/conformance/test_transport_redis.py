@@ -34,7 +34,7 @@ from seawall import (
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
-from seawall.transports.redis import RedisTransport
+from seawall.transports.redis import RedisTransport, _entry
 from seawall.transports.redis._keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -157,6 +157,35 @@ async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
                 await other.ack(got)
         finally:
             await heir.close()
+
+
+async def test_entries_given_back_in_one_millisecond_come_again_in_stream_order() -> None:
+    # Twelve entries of one millisecond (ids 5-1 … 5-12) handed out, then given back
+    # together at close, all due at the same time: the retry set must not order them
+    # by their ids as text (5-10 before 5-2).
+    async with scratch_prefix() as prefix:
+        url = require(REDIS)
+        transport = await RedisTransport.connect(url, prefix=prefix)
+        plain = redis.asyncio.Redis.from_url(url)
+        try:
+            channel = f"ties.{uuid.uuid4().hex[:8]}"
+            first = await transport.subscribe(channel, group="workers", prefetch=12)
+            sent = [make_message(n) for n in range(12)]
+            stream = Keys(prefix, channel).stream(0)
+            for n, message in enumerate(sent, start=1):
+                fields = _entry.encode(message)
+                entry = dict(zip(fields[::2], fields[1::2], strict=True))
+                await plain.xadd(stream, entry, f"5-{n}")
+            async with Inbox(first, patience=5.0) as inbox:
+                assert [d.message.id for d in await inbox.collect(12)] == [m.id for m in sent]
+            await first.close()  # gives all twelve back, due now
+            again = await transport.subscribe(channel, group="workers", prefetch=12)
+            async with Inbox(again, patience=5.0) as inbox:
+                got = await inbox.collect(12)
+            assert [d.message.id for d in got] == [m.id for m in sent]
+        finally:
+            await plain.aclose()
+            await transport.close()
 
 
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:

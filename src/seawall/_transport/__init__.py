@@ -3,8 +3,10 @@
 Five calls: :meth:`Transport.publish`, :meth:`Transport.subscribe` (which
 returns a :class:`Subscription`, an async iterator of :class:`Delivery`),
 settling a delivery with :meth:`Subscription.ack` / :meth:`Subscription.nack`,
-and :meth:`Transport.close`. Channels are declared implicitly on first use
-with :class:`ChannelSpec` defaults, or explicitly with
+and :meth:`Transport.close`. A graceful stop calls
+:meth:`Subscription.stop_intake` first, so that what it then hands back goes
+to the group in order and not to itself. Channels are declared implicitly on
+first use with :class:`ChannelSpec` defaults, or explicitly with
 :meth:`Transport.declare`.
 
 The model every adapter maps onto its broker:
@@ -198,6 +200,18 @@ class Subscription(Protocol):
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Not done: deliver it again, not before ``delay`` seconds from now."""
+        ...
+
+    async def stop_intake(self) -> None:
+        """Take no more deliveries, the first step of a graceful stop.
+
+        Iteration ends; deliveries handed out can still be settled. A nack from
+        now on returns its message to the group and never to this subscription,
+        in the order of the nacks, so a caller that nacks a key's messages in
+        order keeps that order for the member that takes them next. What arrived
+        but was not handed out comes again when the subscription closes (after
+        what the caller nacked). Must not raise on a broken or closed subscription.
+        """
         ...
 
     async def close(self) -> None:

@@ -256,6 +256,7 @@ class MemorySubscription:
         """Set while the delivery loop waits for something to take."""
         self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called
         group.join(self.member, prefetch)
 
     def notify(self) -> None:
@@ -274,7 +275,7 @@ class MemorySubscription:
         while True:
             if self._state == "broken":
                 raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             now = clock.time()
             # Taken in bulk, up to the credit: one call here per batch, not per
@@ -284,7 +285,7 @@ class MemorySubscription:
             if not batch:
                 await self._wait(now)
                 continue
-            while batch and self._state == "open":
+            while batch and self._state == "open" and self._intake:
                 partition, offset, attempt, entry = batch.popleft()
                 message = decode_message(entry) if isinstance(entry, bytes) else entry
                 # positional: message, channel, partition, attempt, token (the offset)
@@ -332,6 +333,13 @@ class MemorySubscription:
         while self._batch:
             taken = self._batch.popleft()
             self.group.untake(self.member, taken.partition, taken.offset, now)
+
+    async def stop_intake(self) -> None:
+        """Iteration ends; this member takes nothing more, so what is nacked from now on
+        goes to another member or waits for the next (the group log keeps its order)."""
+        if self._state == "open":
+            self._intake = False
+            self.notify()
 
     def break_link(self) -> None:
         if self._state == "open":

@@ -31,7 +31,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   their back.
 * **Close / broken link** → unsettled and received-but-unread deliveries are
   NAKed, so they come again soon, not after AckWait: on a close at once (after
-  unsubscribing the pull inboxes on the same connection); on a broken link once
+  unsubscribing the pull inboxes on the same connection and having the server
+  drop their open pull requests: a NAK that meets a stale request is lost on
+  nats-server 2.9); ``stop_intake`` (a graceful drain) does the same first, so
+  the dispatcher's NAKs reach the server in key order with nothing of this
+  member left to take them, and the next pull of any member gets them first,
+  in that order; on a broken link once
   the old connection's pull requests have expired (at most ``pull_expires`` +
   ``api_timeout``), since the server may still hold that connection and hand
   redeliveries to its requests; a new subscription of this transport waits for

@@ -19,6 +19,9 @@
   (optionally with its delivery count lowered, for entries never handed to
   the application) and into the group's retry set, due at a given time. The
   retry set takes the stream's time to live, if it has one (ephemeral channels).
+  Its member is the entry id with both numbers zero-padded to 20 digits, so
+  that entries due at the same millisecond come again in stream order (a
+  sorted set orders equal scores by member, as text: ``5-10`` before ``5-2``).
 * ``take_due``: claim the retry set's due entries for a consumer; returns
   each entry with its delivery count (the attempt), and the next due time.
 * ``reclaim``: claim entries idle longer than a bound from consumers that
@@ -38,7 +41,8 @@
   first) a time to live of ``ARGV[1]`` milliseconds, unless the meta hash has
   already gone (``0``): its owner renews them while it lives.
 
-Stream ids are compared as (milliseconds, sequence) pairs of numbers.
+Stream ids are compared as (milliseconds, sequence) pairs of numbers; in a retry
+set they are padded (``take_due`` also reads the unpadded members older versions wrote).
 """
 
 from __future__ import annotations
@@ -57,6 +61,17 @@ local function less(a, b)
   local am, as = parse(a)
   local bm, bs = parse(b)
   return am < bm or (am == bm and as < bs)
+end
+"""
+
+_PADDED = """
+local function pad(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local function unpad(member)
+  local ms, seq = string.match(member, '^(%d+)-(%d+)$')
+  return (string.gsub(ms, '^0+(%d)', '%1')) .. '-' .. (string.gsub(seq, '^0+(%d)', '%1'))
 end
 """
 
@@ -137,7 +152,9 @@ local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 return {moved, nxt[2] or ''}
 """
 
-_GIVE_BACK = """
+_GIVE_BACK = (
+    _PADDED
+    + """
 local retry, stream = KEYS[1], KEYS[2]
 local group, due, parked = ARGV[1], ARGV[2], ARGV[3]
 local moved = 0
@@ -150,7 +167,7 @@ for i = 4, #ARGV, 2 do
     got = redis.call('XCLAIM', stream, group, parked, 0, id, 'RETRYCOUNT', count, 'JUSTID')
   end
   if got[1] then
-    redis.call('ZADD', retry, due, id)
+    redis.call('ZADD', retry, due, pad(id))
     moved = moved + 1
   end
 end
@@ -158,13 +175,17 @@ local ttl = redis.call('PTTL', stream)
 if moved > 0 and ttl > 0 then redis.call('PEXPIRE', retry, ttl) end
 return moved
 """
+)
 
-_TAKE_DUE = """
+_TAKE_DUE = (
+    _PADDED
+    + """
 local retry, stream = KEYS[1], KEYS[2]
 local group, consumer, now, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', retry, id)
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', retry, member)
+  local id = unpad(member)
   local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
   if got[1] then
     local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -174,6 +195,7 @@ end
 local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
 return {out, nxt[2] or ''}
 """
+)
 
 _RECLAIM = """
 local stream = KEYS[1]

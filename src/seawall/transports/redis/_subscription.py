@@ -64,6 +64,9 @@ class RedisSubscription:
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[_Token, _Held] = {}
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called: nothing more is taken
+        self._rested = asyncio.Event()  # no refill under way (reading, claiming)
+        self._rested.set()
         self._why = "the link to Redis broke"
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # no read under way
@@ -123,7 +126,7 @@ class RedisSubscription:
                     f"stopped reading channel {self.channel.name!r} as group {self.group!r}: "
                     f"{self._why}; subscribe again"
                 )
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 held = self._ready.popleft()
@@ -137,15 +140,20 @@ class RedisSubscription:
                 )
                 continue
             self._wake.clear()
+            self._rested.clear()
             try:
                 await self._refill()
             except ConnectionLost as exc:
                 if self._state == "open":
                     self._why = str(exc)
                     await self._end("broken")
+            finally:
+                self._rested.set()
 
     async def _refill(self) -> None:
         """Claim due retries and orphans, or read new entries, as far as credit allows."""
+        if not self._intake:
+            return
         clock = self.transport.clock
         now = clock.time()
         await self._keep_alive(now)
@@ -407,6 +415,23 @@ class RedisSubscription:
             with contextlib.suppress(TransportError):  # not given back: reclaimed later
                 await self._give_back([held], delay, handed_out=True)
             self._due_at = min(self._due_at, self.transport.clock.time() + delay)
+
+    async def stop_intake(self) -> None:
+        """Take nothing more: no read, no claim of retries or orphans.
+
+        Waits for a refill under way (a blocking read returns within ``poll``):
+        cancelled instead, a read or claim the server has done would leave its
+        entries pending under this consumer until ``claim_idle``. What it
+        brought waits here and goes back at close, after what the caller nacked
+        (a nack is due now, so it comes first from the retry set).
+        """
+        if self._state != "open" or not self._intake:
+            return
+        self._intake = False
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.transport.poll + self.transport.api_timeout):
+                await self._rested.wait()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
         token = delivery.token
