@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 import uuid
@@ -186,6 +187,93 @@ async def test_entries_given_back_in_one_millisecond_come_again_in_stream_order(
         finally:
             await plain.aclose()
             await transport.close()
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+async def test_a_killed_members_entries_are_reclaimed_within_claim_idle_and_the_lease(
+    partitions: int,
+) -> None:
+    # A member takes 12 entries and is SIGKILLed holding them. Behind older entries
+    # parked for a retry a minute away (idle too, but no orphans), and with less
+    # credit than orphans, a live member must still claim them all within about
+    # claim_idle + lease of the kill (issue 13 item 7).
+    claim_idle, lease = 2.0, 1.0
+    async with scratch_prefix() as prefix:
+        url = require(REDIS)
+        channel = f"orphans.{uuid.uuid4().hex[:8]}"
+        options = {"prefix": prefix, "claim_idle": claim_idle, "lease": lease}
+        first = await RedisTransport.connect(url, **options)
+        heir = await RedisTransport.connect(url, **options)
+        holder: asyncio.subprocess.Process | None = None
+        try:
+            await first.declare(ChannelSpec(name=channel, partitions=partitions))
+            await _park_for_a_minute(
+                first, channel, [make_message(n, key=f"p{n}") for n in range(24)]
+            )
+            orphans = [make_message(n, key=f"k{n}") for n in range(12)]
+            holder = await _holding(url, prefix, channel, partitions, orphans, first)
+            holder.send_signal(signal.SIGKILL)
+            await holder.wait()
+            killed = time.monotonic()
+            sub = await heir.subscribe(channel, group="workers", prefetch=2)
+            got: dict[str, float] = {}
+            async with Inbox(sub, patience=claim_idle + lease + 10.0) as inbox:
+                while len(got) < len(orphans):
+                    [delivery] = await inbox.collect(1)
+                    got.setdefault(delivery.message.id, time.monotonic() - killed)
+                    assert delivery.attempt == 2, delivery
+                    await sub.ack(delivery)
+            assert set(got) == {m.id for m in orphans}
+            assert max(got.values()) < claim_idle + lease + 1.0, sorted(got.values())
+        finally:
+            if holder is not None and holder.returncode is None:
+                holder.kill()
+                await holder.wait()
+            await first.close()
+            await heir.close()
+
+
+async def _park_for_a_minute(
+    transport: RedisTransport, channel: str, messages: list[Message]
+) -> None:
+    """Publish ``messages`` and nack each with a minute's delay: parked, idle, not orphans."""
+    for message in messages:
+        await transport.publish(channel, message)
+    sub = await transport.subscribe(channel, group="workers", prefetch=len(messages))
+    async with Inbox(sub, patience=5.0) as inbox:
+        for _ in messages:
+            [delivery] = await inbox.collect(1)
+            await sub.nack(delivery, delay=60.0)
+    await sub.close()
+
+
+async def _holding(
+    url: str,
+    prefix: str,
+    channel: str,
+    partitions: int,
+    messages: list[Message],
+    publisher: RedisTransport,
+) -> asyncio.subprocess.Process:
+    """A member process of group ``workers`` that took ``messages`` and holds them."""
+    lease, claim_idle = publisher.lease, publisher.claim_idle
+    url = f"{url}?lease={lease}&claim_idle={claim_idle}"  # its leases run out as the heir's
+    holder = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "tests.apps.redis_holder", url, prefix, channel, "workers"],
+        *[str(partitions), str(len(messages))],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    for message in messages:
+        await publisher.publish(channel, message)
+    assert holder.stdout is not None
+    held: set[str] = set()
+    async with asyncio.timeout(20.0):
+        while len(held) < len(messages):
+            line = await holder.stdout.readline()
+            assert line, "the holding member exited early"
+            held.add(line.split()[1].decode())
+    assert held == {m.id for m in messages}
+    return holder
 
 
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:

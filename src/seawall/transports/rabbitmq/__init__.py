@@ -29,7 +29,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   (RabbitMQ 3 quorum queues), while the messages of a closed AMQP channel go
   back in queue order; so after ``stop_intake`` (a graceful drain cancels the
   consumers first) a ``nack()`` without delay leaves the message unacked and the
-  close returns it, ahead of the later messages of its key. Delayed redelivery, ``nack(delay=…)``, republishes the message
+  close returns it, ahead of the later messages of its key. Delayed
+  redelivery, ``nack(delay=…)``, republishes the message
   (confirmed) to a shared *delay queue* and only then acks it: one quorum queue
   per step of a fixed delay ladder (the E12 series from 10 ms: twelve steps per
   decade, each at most 1.25x the one below; the delay is rounded *up*, and the

@@ -35,11 +35,20 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
 * **Close / broken link** → unsettled entries are given back at once, due
   now (so they come again with the next attempt); entries read but never
   handed out go back with their count lowered, so their attempt stays 1.
-  A member that dies without a word leaves its entries pending: members
-  claim entries idle longer than ``claim_idle`` from consumers other than
-  themselves and the parked one (``XPENDING IDLE`` + ``XCLAIM``), while a
-  live member keeps the entries it holds fresh (``XCLAIM JUSTID``) every
-  third of ``claim_idle``.
+  A member that dies without a word (or whose link broke before it could
+  give its entries back) leaves them pending under its consumer. The member
+  reading their partition (any member, with one partition) claims each entry
+  once it has been idle ``claim_idle`` (``XCLAIM``; never from the parked
+  consumer): it looks when the next entry of another consumer falls due, and
+  at least every quarter of ``claim_idle``, consumer by consumer, and again at
+  once while more are due than it had credit for. A live member keeps the
+  entries it holds fresh (``XCLAIM JUSTID``) every third of ``claim_idle``. So
+  a dead member's entries come again within ``claim_idle`` of its last word
+  when its partition has another reader, and within ``max(claim_idle,
+  lease)`` when its partition lease must first run out (at most ``claim_idle +
+  lease``), plus a round trip, given credit: about 2.1 s measured with
+  ``claim_idle`` 2 s and ``lease`` 1 s. They may come after later messages of
+  their keys that the new owner read meanwhile.
 * **Partitions** → with several partitions each is owned by one member at a
   time: members renew a lease in a sorted set by the server's clock, and own
   partition ``p`` by a lock key set with ``NX PX lease`` and renewed with the

@@ -24,8 +24,15 @@
   sorted set orders equal scores by member, as text: ``5-10`` before ``5-2``).
 * ``take_due``: claim the retry set's due entries for a consumer; returns
   each entry with its delivery count (the attempt), and the next due time.
-* ``reclaim``: claim entries idle longer than a bound from consumers that
-  are gone (a process died), never parked ones; counts as an attempt.
+* ``reclaim``: claim entries idle longer than ``ARGV[3]`` ms from other
+  consumers (a process died, a subscription's link broke), never the parked
+  ones; at most ``ARGV[4]`` (the credit); counts as an attempt. It goes
+  consumer by consumer (``XINFO CONSUMERS``, then the first 1,000 pending
+  entries of each), not along the group's pending list, where older parked
+  entries could hide the orphans; it deletes a consumer silent that long that
+  holds nothing. Returns the entries and the milliseconds until the next
+  entry of another consumer is idle that long (0: more are due than there was
+  credit for).
 * ``heartbeat``: renew a member's lease and its partition locks (``KEYS``:
   the members set, then the locks; ``ARGV``: the member, the lease in
   milliseconds, then the value each lock should hold), by the server's
@@ -199,17 +206,35 @@ return {out, nxt[2] or ''}
 
 _RECLAIM = """
 local stream = KEYS[1]
-local group, consumer, idle, limit, parked = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local group, consumer, parked = ARGV[1], ARGV[2], ARGV[5]
+local idle, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', stream) == 0 then
+  return redis.error_reply('NOGROUP the stream ' .. stream .. ' does not exist')
+end
 local out = {}
-local pending = redis.call('XPENDING', stream, group, 'IDLE', idle, '-', '+', limit * 4)
-for _, p in ipairs(pending) do
-  if #out >= limit then break end
-  if p[2] ~= parked and p[2] ~= consumer then
-    local got = redis.call('XCLAIM', stream, group, consumer, idle, p[1])
-    if got[1] then out[#out + 1] = {got[1][1], got[1][2], p[4] + 1} end
+local wait = idle
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  local name, pending = info['name'], info['pending']
+  if name == parked or name == consumer then
+    -- the retry sets' holder, and this member: never orphans
+  elseif pending == 0 then
+    if info['idle'] >= idle then redis.call('XGROUP', 'DELCONSUMER', stream, group, name) end
+  else
+    for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 1000, name)) do
+      if p[3] < idle then
+        wait = math.min(wait, idle - p[3])
+      elseif #out == limit then
+        wait = 0
+      else
+        local got = redis.call('XCLAIM', stream, group, consumer, idle, p[1])
+        if got[1] then out[#out + 1] = {got[1][1], got[1][2], p[4] + 1} end
+      end
+    end
   end
 end
-return out
+return {out, wait}
 """
 
 _HEARTBEAT = """

@@ -169,14 +169,12 @@ class RedisSubscription:
             wake = (self._keep_alive_due(), acks_due, self._renew_due())
             await self._sleep(min(filter(None, wake), default=None))
             return
+        if now >= self._reclaim_at and await self._reclaim(credit, now):
+            return
         if now >= self._due_at and await self._take_due(credit, now):
             return
-        if now >= self._reclaim_at:
-            self._reclaim_at = now + self.transport.claim_idle / 4
-            if await self._reclaim(credit):
-                return
-        block = min(self.transport.poll, self._due_at - now, self._renew_at - now)
-        await self._read(credit, max(0.001, block))
+        due = min(self._due_at, self._reclaim_at, self._renew_at)
+        await self._read(credit, max(0.001, min(self.transport.poll, due - now)))
 
     async def _sleep(self, until: float | None) -> None:
         await wait_until(self.transport.clock, self._wake, until or None)
@@ -296,17 +294,27 @@ class RedisSubscription:
         self._hold(took)
         return bool(took)
 
-    async def _reclaim(self, credit: int) -> bool:
-        """Claim entries left idle by members that are gone; whether any came."""
+    async def _reclaim(self, credit: int, now: float) -> bool:
+        """Claim the entries of members that are gone; whether any came.
+
+        The script says when the next could be due (the first moment another
+        consumer holding entries has been silent for ``claim_idle``), so an
+        orphan is claimed within a round trip of that moment, and at once again
+        while more are left than this member had credit for; a look at least
+        every quarter of ``claim_idle`` finds members that took entries since.
+        """
         idle = int(self.transport.claim_idle * 1000)
-        now = self.transport.clock.time()
         took: list[_Held] = []
+        wait = self.transport.claim_idle / 4
         for p, stream in list(self.owned.items()):
             args = [self._group, self.consumer, idle, credit - len(took), PARKED]
-            entries = await self._script("reclaim", [stream], args)
+            entries, due = await self._script("reclaim", [stream], args)
             took += [self._held(p, e, f, count, now) for e, f, count in entries]
+            wait = min(wait, int(due) / 1000)
             if len(took) >= credit:
+                wait = 0.0
                 break
+        self._reclaim_at = now + wait
         if took:
             log.info(
                 "claimed %d entries of %r left by a member that is gone",
