@@ -4,12 +4,13 @@
 :mod:`seawall._cli.broker`); ``seawall up`` runs a whole system of service
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
-:mod:`seawall._cli.projections`). ``seawall run module:attr`` imports ``attr``
-from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
-drains gracefully. ``attr`` may be a :class:`System`, a :class:`Service`, a
-list of services, or a function returning one of those. Settings come from
-options or ``SEAWALL_*`` environment variables; this is the only place seawall
-reads the environment.
+:mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a
+channel or one group of it (see :mod:`seawall._cli.channels`). ``seawall run
+module:attr`` imports ``attr`` from ``module`` and runs it in this process
+until SIGTERM or Ctrl-C, then drains gracefully. ``attr`` may be a
+:class:`System`, a :class:`Service`, a list of services, or a function
+returning one of those. Settings come from options or ``SEAWALL_*``
+environment variables; this is the only place seawall reads the environment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .._exceptions import SeawallError
 from .._runtime.target import load_system
 from .._up.command import up
 from .broker import broker
+from .channels import channels
 from .projections import projections
 
 __all__ = ["main"]
@@ -68,5 +70,6 @@ def run(target: str, transport: str, grace: float, log_level: str) -> None:
 
 
 main.add_command(broker)
+main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)

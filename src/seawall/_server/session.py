@@ -6,7 +6,7 @@ client over a :class:`~seawall._wire.streams.FramedStream`, on behalf of the
 
 * Hello is checked against the server's :class:`~seawall._server.acl.ServerConfig`
   (token, then the rights of every later request).
-* Requests (Declare, Publish, Subscribe, Unsubscribe) go to a pool of
+* Requests (Declare, Publish, Subscribe, Unsubscribe, Delete) go to a pool of
   :class:`~seawall._server.workers.Workers`, so a publish waiting for a full
   channel or for its disk commit holds up neither the other requests nor
   acks, while a publish that completes at once costs no task of its own.
@@ -44,6 +44,7 @@ from .._wire.protocol import (
     Ack,
     Credit,
     Declare,
+    Delete,
     Deliver,
     Error,
     Frame,
@@ -358,6 +359,8 @@ class Session:
                 result = await self._subscribe(request)
             elif isinstance(request, Unsubscribe):
                 await self._unsubscribe(request)
+            elif isinstance(request, Delete):
+                await self._delete(request)
             else:
                 await self._declare(request)
         except Exception as exc:  # every failure becomes the answer to this request
@@ -407,6 +410,18 @@ class Session:
         state.pump = self._spawn(self._pump(state))
         return state.id
 
+    async def _delete(self, request: Delete) -> None:
+        """Delete a channel or a group: a client with both rights on the channel may."""
+        client = self.client
+        if client is not None and not (
+            client.may_publish(request.channel) and client.may_subscribe(request.channel)
+        ):
+            raise PermissionDenied(
+                f"client {client.name!r} may not delete channel {request.channel!r} or its "
+                "groups: that takes both the publish and the subscribe right on it"
+            )
+        await self.broker.transport.delete(request.channel, group=request.group)
+
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         state = self._subs.pop(request.subscription, None)
         if state is not None:
@@ -441,4 +456,4 @@ async def _close(state: _Subscription) -> None:
     await state.sub.close()
 
 
-_REQUESTS = (Publish, Declare, Subscribe, Unsubscribe)
+_REQUESTS = (Publish, Declare, Subscribe, Unsubscribe, Delete)

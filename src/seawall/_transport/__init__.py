@@ -7,7 +7,8 @@ and :meth:`Transport.close`. A graceful stop calls
 :meth:`Subscription.stop_intake` first, so that what it then hands back goes
 to the group in order and not to itself. Channels are declared implicitly on
 first use with :class:`ChannelSpec` defaults, or explicitly with
-:meth:`Transport.declare`.
+:meth:`Transport.declare`, and removed with :meth:`Transport.delete` (a
+channel with its groups, or one group of it).
 
 The model every adapter maps onto its broker:
 
@@ -228,6 +229,18 @@ class Transport(Protocol):
 
     async def declare(self, spec: ChannelSpec) -> None:
         """Create the channel if it does not exist; an existing one is kept as is."""
+        ...
+
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        """Delete ``channel``, its messages and every group of it; or only ``group`` of it.
+
+        A deleted group loses its position and what it had not settled; the channel
+        and its other groups go on. Deleting what does not exist does nothing. A
+        subscription open on what is deleted ends with :class:`~seawall.ConnectionLost`
+        (a dispatcher then subscribes again, which makes it anew): delete what
+        nobody reads any more. A dead-letter channel (``<group>.dlq``) is a channel of
+        its own, deleted by its own name.
+        """
         ...
 
     async def publish(

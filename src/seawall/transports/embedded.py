@@ -165,6 +165,9 @@ class EmbeddedTransport:
         self._subscriptions.add(sub)
         return sub
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        await (await self.broker()).delete(channel, group=group)
+
     def has_channel(self, name: str) -> bool:
         """Whether ``name`` exists (the broker server refuses unknown channels with this)."""
         return self._broker is not None and self._broker.has_channel(name)
@@ -220,6 +223,11 @@ class EmbeddedSubscription:
         while True:
             if member.state == "broken":
                 raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
+            if member.state == "deleted":
+                raise ConnectionLost(
+                    f"channel {self.name!r} or group {member.name!r} of it was deleted; "
+                    "subscribe again to make it anew"
+                )
             if member.state == "closed" or not self._intake:
                 return
             taken = member.take()

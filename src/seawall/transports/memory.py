@@ -197,6 +197,22 @@ class MemoryTransport:
         target.wake()
         return sub
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        self._check_open()
+        target = self._channels.get(channel)
+        if target is None:
+            return
+        if group is None:
+            for sub in list(target.subs):
+                sub.break_link(f"channel {channel!r} was deleted")
+            self._channels.pop(channel, None)
+            self._gone.discard(channel)
+            return
+        state = target.state.groups.pop(group, None)
+        for sub in [s for s in target.subs if s.group is state]:
+            sub.break_link(f"group {group!r} of channel {channel!r} was deleted")
+        self._trim(target)
+
     def _trim(self, channel: _Channel) -> None:
         # Trimming walks every group of the channel, so acks call it only every
         # _TRIM_EVERY settlements, unless a publisher is waiting for the room.
@@ -208,9 +224,10 @@ class MemoryTransport:
         channel = sub.channel
         channel.subs.discard(sub)
         sub.group.leave(sub.member, self.clock.time())
-        if channel.spec.ephemeral and not channel.subs:
-            del self._channels[channel.spec.name]
-            self._gone.add(channel.spec.name)
+        name = channel.spec.name
+        if channel.spec.ephemeral and not channel.subs and self._channels.get(name) is channel:
+            del self._channels[name]
+            self._gone.add(name)
         channel.wake()
 
     def has_channel(self, name: str) -> bool:
@@ -256,6 +273,7 @@ class MemorySubscription:
         """Set while the delivery loop waits for something to take."""
         self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
         self._state = "open"  # open | closed | broken
+        self._why = "link to the memory broker broke"
         self._intake = True  # False once stop_intake was called
         group.join(self.member, prefetch)
 
@@ -274,7 +292,7 @@ class MemorySubscription:
         group, member = self.group, self.member
         while True:
             if self._state == "broken":
-                raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
+                raise ConnectionLost(f"{self._why} while reading {name!r}; subscribe again")
             if self._state == "closed" or not self._intake:
                 return
             now = clock.time()
@@ -341,9 +359,9 @@ class MemorySubscription:
             self._intake = False
             self.notify()
 
-    def break_link(self) -> None:
+    def break_link(self, why: str = "link to the memory broker broke") -> None:
         if self._state == "open":
-            self._state = "broken"
+            self._state, self._why = "broken", why
             self._give_back()
             self.transport._leave(self)
             self.notify()

@@ -325,6 +325,29 @@ class NatsTransport:
             num_replicas=1 if spec.ephemeral else self.replicas,
         )
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        """Delete the channel's stream (its consumers go with it), or the group's consumers.
+
+        The group's partition leases in the KV bucket are left to expire (``lease``).
+        """
+        self._check_open()
+        if rides_core(channel):
+            return  # a reply inbox keeps nothing on the server
+        stream = await self._stream(channel, create=False)
+        if stream is None:
+            return
+        js = await self.link()
+        with translated(f"deleting {_what(channel, group)}"):
+            if group is None:
+                self._streams.pop(channel, None)
+                self._declared.pop(channel, None)
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream.name)
+                return
+            for name in consumer_names(group, stream.partitions):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_consumer(stream.name, name)
+
     async def _forget(self, stream: Stream) -> None:
         """Delete an ephemeral channel's stream once its subscriber has left."""
         self._streams.pop(stream.channel, None)
@@ -482,9 +505,7 @@ class NatsTransport:
         return sub
 
     async def _consumer(self, stream: Stream, group: str, partition: int, start: StartAt) -> str:
-        name = token(group)
-        if stream.partitions > 1:
-            name = f"{name}_p{partition}"
+        name = consumer_names(group, stream.partitions)[partition]
         config = api.ConsumerConfig(
             durable_name=name,
             ack_policy=api.AckPolicy.EXPLICIT,
@@ -605,6 +626,17 @@ class NatsTransport:
         with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
             await self.client.flush(timeout=int(self.api_timeout) or 1)
         await self.client.close()
+
+
+def consumer_names(group: str, partitions: int) -> list[str]:
+    """The durable consumers of a group, one per partition: ``<group token>``, or
+    ``<group token>_p<n>`` with several partitions."""
+    name = token(group)
+    return [name] if partitions == 1 else [f"{name}_p{p}" for p in range(partitions)]
+
+
+def _what(channel: str, group: str | None) -> str:
+    return f"channel {channel!r}" if group is None else f"group {group!r} of channel {channel!r}"
 
 
 def _dedupe_key(message: Message) -> str:

@@ -234,6 +234,21 @@ class RabbitMQTransport:
         else:
             await self._layout(spec.name)
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        self._check_open()
+        if self._ephemeral(channel):
+            return  # a reply inbox's queue goes with its reader
+        spec = self._declared.get(channel) or ChannelSpec(name=channel)
+        layout = await self.topology.layout(spec, create=False)
+        if layout is None:
+            return
+        if group is not None:
+            await self.topology.delete_group(layout, group)
+            return
+        self._layouts.pop(channel, None)
+        self._declared.pop(channel, None)
+        await self.topology.delete_channel(layout)
+
     async def _layout(self, channel: str) -> Layout:
         layout = self._layouts.get(channel)
         if layout is None:

@@ -336,6 +336,40 @@ class RedisTransport:
         keys = channel.keys.expiring(channel.lanes, group)
         return bool(await self.script("expire", keys, [self._ttl_ms]))
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        """Delete every key of the channel (found by its hash tag), or the group's consumer
+        group on each stream and the group's keys."""
+        self._check_open()
+        found = await self.channel(channel, create=False)
+        if found is None:
+            return
+        if group is None:
+            self._channels.pop(channel, None)
+            self._declared.pop(channel, None)
+            await self._unlink_matching(f"{_glob(found.keys.base)}:*", channel)
+            return
+        keys, client = found.keys, await self.link()
+        doomed = [keys.retry(group, lane) for lane in range(found.lanes)]
+        doomed += [keys.lock(group, p) for p in range(found.partitions)]
+        async with (
+            round_trip(f"deleting group {group!r} of channel {channel!r}", self.api_timeout),
+            client.pipeline(transaction=False) as pipe,
+        ):
+            for lane in range(found.lanes):
+                pipe.xgroup_destroy(keys.stream(lane), keys.group(group))
+            pipe.unlink(*doomed, keys.members(group), keys.epochs(group))
+            await pipe.execute(raise_on_error=False)  # a stream may be gone already
+
+    async def _unlink_matching(self, pattern: str, channel: str) -> None:
+        """Delete the keys matching ``pattern``, a bounded round trip per thousand."""
+        client = await self.link()
+        cursor: int | None = None
+        while cursor != 0:
+            async with round_trip(f"deleting channel {channel!r}", self.api_timeout):
+                cursor, found = await client.scan(cursor or 0, match=pattern, count=1000)
+                if found:
+                    await client.unlink(*found)
+
     async def forget(self, channel: RedisChannel, groups: list[str]) -> None:
         """Delete an ephemeral channel's keys once its subscriber has left."""
         self._channels.pop(channel.name, None)
@@ -517,6 +551,11 @@ def _lane(channel: RedisChannel, message: Message, priority: int) -> int:
     if channel.levels > 1:
         return min(max(priority, 0), channel.levels - 1)
     return partition_for(message.partitionkey, channel.partitions)
+
+
+def _glob(text: str) -> str:
+    """``text`` as a Redis glob pattern matching only itself."""
+    return "".join("\\" + c if c in "*?[]\\^" else c for c in text)
 
 
 def pack(parts: list[str | bytes]) -> bytes:
