@@ -10,13 +10,12 @@ import json
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import msgspec
 import pytest
 import redis.asyncio
-from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix
+from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix, unique
 
 from seawall import (
     ChannelSpec,
@@ -54,7 +53,7 @@ class OrderShipped(Event):
 
 async def test_plain_redis_client_reads_a_seawall_event_and_seawall_reads_its_entry() -> None:
     url = require(REDIS)
-    name = f"interop{uuid.uuid4().hex[:8]}"
+    name = unique("interop")
     received: list[OrderShipped] = []
     svc = Service(name)
 
@@ -117,7 +116,7 @@ class Price(Document, frozen=True):
 
 
 async def test_request_reply_between_two_processes_goes_through_a_reply_inbox() -> None:
-    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+    svc = Service(unique("shop"))
 
     @svc.command
     async def quote(cmd: Quote) -> Price:
@@ -142,7 +141,7 @@ async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
         dying = await RedisTransport.connect(require(REDIS), prefix=prefix)
         heir = await RedisTransport.connect(require(REDIS), prefix=prefix, claim_idle=0.5)
         try:
-            channel = f"orphans.{uuid.uuid4().hex[:8]}"
+            channel = unique("orphans")
             sent = make_message(0)
             await dying.publish(channel, sent)
             sub = await dying.subscribe(channel, group="workers")
@@ -169,7 +168,7 @@ async def test_entries_given_back_in_one_millisecond_come_again_in_stream_order(
         transport = await RedisTransport.connect(url, prefix=prefix)
         plain = redis.asyncio.Redis.from_url(url)
         try:
-            channel = f"ties.{uuid.uuid4().hex[:8]}"
+            channel = unique("ties")
             first = await transport.subscribe(channel, group="workers", prefetch=12)
             sent = [make_message(n) for n in range(12)]
             stream = Keys(prefix, channel).stream(0)
@@ -200,7 +199,7 @@ async def test_a_killed_members_entries_are_reclaimed_within_claim_idle_and_the_
     claim_idle, lease = 2.0, 1.0
     async with scratch_prefix() as prefix:
         url = require(REDIS)
-        channel = f"orphans.{uuid.uuid4().hex[:8]}"
+        channel = unique("orphans")
         options = {"prefix": prefix, "claim_idle": claim_idle, "lease": lease}
         first = await RedisTransport.connect(url, **options)
         heir = await RedisTransport.connect(url, **options)
@@ -282,7 +281,7 @@ async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
             await RedisTransport.connect(require(REDIS), prefix=prefix, lease=1.0) for _ in range(2)
         ]
         try:
-            channel = f"handover.{uuid.uuid4().hex[:8]}"
+            channel = unique("handover")
             await first.declare(ChannelSpec(name=channel, partitions=4))
             a = await first.subscribe(channel, group="workers")
             b = await second.subscribe(channel, group="workers")
@@ -340,7 +339,7 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
         await server.listening()
         transport = await RedisTransport.connect(server.url, publish_timeout=10.0, claim_idle=1.0)
         assert transport.capabilities.durability == Durability.LOCAL_FSYNC
-        channel = f"fault{uuid.uuid4().hex[:8]}"
+        channel = unique("fault")
         svc = Service(channel)
         acked: set[int] = set()
         failed: list[tuple[int, float]] = []
@@ -388,7 +387,7 @@ async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix)
         try:
-            channel = f"deleted.{uuid.uuid4().hex[:8]}"
+            channel = unique("deleted")
             await transport.declare(ChannelSpec(name=channel))
             sub = await transport.subscribe(channel, group="workers")
             async with Inbox(sub, patience=5.0) as inbox:
@@ -413,7 +412,7 @@ async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> 
             for _ in range(2)
         ]
         try:
-            channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+            channel = unique("keepalive")
             await holder.publish(channel, make_message(0))
             slow = await holder.subscribe(channel, group="workers")
             async with Inbox(slow, patience=5.0) as held:
@@ -439,7 +438,7 @@ async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing(
     async with scratch_prefix() as prefix:
         requester = await RedisTransport.connect(require(REDIS), prefix=prefix)
         replier = await RedisTransport.connect(require(REDIS), prefix=prefix)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         try:
             await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
             sub = await requester.subscribe(inbox, group=inbox)
@@ -501,7 +500,7 @@ async def test_the_inbox_keys_of_a_sigkilled_requester_expire_after_the_ttl() ->
 
 
 async def test_a_live_idle_inbox_outlives_many_ttls_and_still_gets_its_replies() -> None:
-    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+    svc = Service(unique("shop"))
 
     @svc.command
     async def quote(cmd: Quote) -> Price:
@@ -527,7 +526,7 @@ async def test_a_live_idle_inbox_outlives_many_ttls_and_still_gets_its_replies()
 async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal() -> None:
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=0.3)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         keys = Keys(prefix, inbox)
         try:
             await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
@@ -553,7 +552,7 @@ async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal()
 async def test_keys_an_ephemeral_channel_gains_later_are_mortal_too() -> None:
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=30)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         keys = Keys(prefix, inbox)
         try:
             await transport.declare(ChannelSpec(name=inbox, ephemeral=True))

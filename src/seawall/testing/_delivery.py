@@ -56,6 +56,9 @@ class DeliveryConformance:
     """Runtime guarantees over a transport; subclasses supply the factory."""
 
     timeout: float = 10.0
+    name_prefix: str = "svc"
+    """Start of the service (and channel) names the tests make: give a run of its own
+    a mark of its own on a broker other runs share."""
 
     async def make_transport(self) -> Transport:
         raise NotImplementedError
@@ -73,7 +76,7 @@ class DeliveryConformance:
 
     @pytest.fixture
     def name(self) -> str:
-        return f"svc{uuid.uuid4().hex[:10]}"
+        return f"{self.name_prefix}{uuid.uuid4().hex[:10]}"
 
     async def _dead_letters(self, link: Transport, group: str, count: int) -> list[Message]:
         sub = await link.subscribe(dead_letter_channel(group), group="inspector")
