@@ -395,19 +395,21 @@ class Dispatcher:
         handler: Handler | None,
     ) -> None:
         self.stats.retried += 1
+        handing_back = self._draining and isinstance(decision, Park)
         log.info(
-            "%s failed attempt %d of %s (%s: %s); retrying in %.3f s",
+            "%s failed attempt %d of %s (%s: %s); %s %.3f s",
             handler.name if handler else self.name,
             attempt.number,
             item.delivery.message.id,
             type(attempt.error).__name__,
             attempt.error,
+            "stopping: back to the broker now, not in" if handing_back else "retrying in",
             decision.delay,
         )
         if isinstance(decision, Redeliver):
             await sub.nack(item.delivery, delay=decision.delay)
             self._finish(item)
-        elif self._draining:  # no retry waits here any more: back, before its key's next
+        elif handing_back:  # no retry waits here any more: back, before its key's next
             await self._hand_back(sub, item)
         else:  # parked: the item stays its lane's head, so the key's later messages wait
             item.retries += 1
