@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..._clock import wait_until
+from ..._clock import timeout_at, wait_until
 from ..._exceptions import ConnectionLost, TransportError
 from ..._messages.envelope import Message
 from ..._messages.ids import uuid7
@@ -297,11 +297,11 @@ class RedisSubscription:
     async def _reclaim(self, credit: int, now: float) -> bool:
         """Claim the entries of members that are gone; whether any came.
 
-        The script says when the next could be due (the first moment another
-        consumer holding entries has been silent for ``claim_idle``), so an
-        orphan is claimed within a round trip of that moment, and at once again
-        while more are left than this member had credit for; a look at least
-        every quarter of ``claim_idle`` finds members that took entries since.
+        The script says when the next is due (the moment the next entry of another
+        consumer will have been idle ``claim_idle``), so an orphan is claimed
+        within a round trip of that moment, and at once again while more are left
+        than this member had credit for; a look at least every quarter of
+        ``claim_idle`` finds the entries members took since.
         """
         idle = int(self.transport.claim_idle * 1000)
         took: list[_Held] = []
@@ -437,8 +437,11 @@ class RedisSubscription:
             return
         self._intake = False
         self._wake.set()
+        clock = self.transport.clock
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.transport.poll + self.transport.api_timeout):
+            async with timeout_at(
+                clock, clock.time() + self.transport.poll + self.transport.api_timeout
+            ):
                 await self._rested.wait()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
