@@ -9,6 +9,12 @@ starts it (the same commands ``.ci/services`` runs).
 Tests on the shared servers delete what they make: :func:`cleanup_streams`
 (NATS), :func:`cleanup_rabbitmq` and :func:`scratch_prefix` (Redis). Each
 imports its driver when used, so a test that needs none loads none.
+
+Every name a test gives a channel, a service or a key prefix on a shared server
+carries :data:`RUN`, this test run's marker (:func:`unique` makes such names),
+so that ``tests/conftest.py`` can find, at the end of the run, whatever the run
+left on the servers it used, without mistaking what other runs on the same
+servers are doing for it (see :mod:`tests.leftovers`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,9 +45,15 @@ __all__ = [
     "cleanup_streams",
     "free_port",
     "killed_at_exit",
+    "RUN",
+    "USED",
     "require",
     "scratch_prefix",
+    "unique",
 ]
+
+RUN = f"t{secrets.token_hex(4)}"
+"""This test run's marker: letters and digits, so it survives in every broker's names."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +115,20 @@ def _missing(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def unique(label: str) -> str:
+    """A name for a channel, service or key prefix on a shared server: ``label``, this
+    run's marker, and a part no other test of the run uses."""
+    return f"{label}-{RUN}-{uuid.uuid4().hex[:8]}"
+
+
+USED: set[Server] = set()
+"""The servers this run has asked for (:func:`require`): those checked for leftovers."""
+
+
 def require(server: Server) -> str:
     """The server's URL; fails (CI) or skips (elsewhere) the test if it is unreachable."""
     if server.reachable():
+        USED.add(server)
         return server.url
     message = (
         f"{server.name} is not reachable at {server.url} (set {server.env} to use another); "
@@ -211,7 +235,7 @@ async def scratch_prefix() -> AsyncIterator[str]:
     """A Redis key prefix no other run uses; every key under it is deleted on exit."""
     import redis.asyncio
 
-    prefix = f"seawall-test-{uuid.uuid4().hex[:10]}"
+    prefix = unique("seawall-test")
     try:
         yield prefix
     finally:

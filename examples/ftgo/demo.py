@@ -99,12 +99,18 @@ async def run(
     transport: str = EMBEDDED,
     state: Path | None = None,
     tick: Callable[[], None] = lambda: None,
+    prefix: str | None = None,
 ) -> Summary:
-    """Run the whole demo; the summary holds what happened and what the audit found."""
+    """Run the whole demo; the summary holds what happened and what the audit found.
+
+    On a shared broker every channel name starts with ``prefix`` (by default one of
+    this run's own), and the run deletes its streams when it ends.
+    """
     with contextlib.ExitStack() as stack:
         if state is None:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ftgo-")))
-        prefix = "" if transport == EMBEDDED else f"ftgo{uuid.uuid4().hex[:8]}-"
+        if prefix is None:
+            prefix = "" if transport == EMBEDDED else f"ftgo{uuid.uuid4().hex[:8]}-"
         config = load_up_config(CONFIG)
         config = dataclasses.replace(
             config,

@@ -30,6 +30,7 @@ from tests.brokers import (
     NATS,
     RABBITMQ,
     REDIS,
+    RUN,
     cleanup_rabbitmq,
     cleanup_streams,
     require,
@@ -300,6 +301,8 @@ class OnARow:
     """Supplies a suite's hooks from the row the test is parametrized with."""
 
     factory: Factory
+    channel_prefix = f"conformance-{RUN}."  # names this run makes on shared servers
+    name_prefix = f"svc-{RUN}-"
 
     @pytest_asyncio.fixture(autouse=True)
     async def row(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Row]:

@@ -9,13 +9,20 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import ConsumerConfig
-from tests.brokers import NATS, OwnServer, cleanup_streams, free_port, killed_at_exit, require
+from tests.brokers import (
+    NATS,
+    OwnServer,
+    cleanup_streams,
+    free_port,
+    killed_at_exit,
+    require,
+    unique,
+)
 
 from seawall import (
     ChannelSpec,
@@ -47,7 +54,7 @@ class OrderShipped(Event):
 
 async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_event() -> None:
     url = require(NATS)
-    name = f"interop{uuid.uuid4().hex[:8]}"
+    name = unique("interop")
     received: list[OrderShipped] = []
     svc = Service(name)
 
@@ -108,7 +115,7 @@ async def test_plain_nats_client_reads_a_seawall_event_and_seawall_reads_its_eve
 
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
     first, second = [await NatsTransport.connect(require(NATS)) for _ in range(2)]
-    channel = f"handover.{uuid.uuid4().hex[:8]}"
+    channel = unique("handover")
     async with cleanup_streams() as doomed:
         try:
             await first.declare(ChannelSpec(name=channel, partitions=4))
@@ -129,7 +136,7 @@ async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
 
 async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> None:
     transport = await NatsTransport.connect(require(NATS), ack_wait=1.0)
-    channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+    channel = unique("keepalive")
     async with cleanup_streams() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
@@ -150,7 +157,7 @@ async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() ->
     # once they free credit worth a pull request; if they never did, each window of 4
     # would stall until the open pull request expired (pull_expires + api_timeout = 7 s).
     transport = await NatsTransport.connect(require(NATS), pull_expires=5.0)
-    channel = f"credit.{uuid.uuid4().hex[:8]}"
+    channel = unique("credit")
     async with cleanup_streams() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
@@ -173,7 +180,7 @@ async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() ->
 
 async def test_a_publish_to_a_stream_deleted_behind_its_back_makes_it_again() -> None:
     transport = await NatsTransport.connect(require(NATS), publish_timeout=5.0)
-    channel = f"remade.{uuid.uuid4().hex[:8]}"
+    channel = unique("remade")
     async with cleanup_streams() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
@@ -189,7 +196,7 @@ async def test_a_publish_to_a_stream_deleted_behind_its_back_makes_it_again() ->
 
 async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await NatsTransport.connect(require(NATS))
-    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    channel = unique("deleted")
     async with cleanup_streams() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
@@ -215,7 +222,7 @@ async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_
 async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_dropped() -> None:
     requester = await NatsTransport.connect(require(NATS))
     replier = await NatsTransport.connect(require(NATS), publish_timeout=10.0)
-    inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+    inbox = unique("_inbox.test")
     try:
         await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
         sub = await requester.subscribe(inbox, group=inbox)
@@ -239,7 +246,7 @@ async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_droppe
 
 async def test_a_reply_inbox_ends_on_a_broken_link_and_takes_replies_again() -> None:
     transport = await NatsTransport.connect(require(NATS))
-    inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+    inbox = unique("_inbox.test")
     try:
         sub = await transport.subscribe(inbox, group=inbox)
         async with Inbox(sub, patience=5.0) as reader:
@@ -317,7 +324,7 @@ async def test_a_lingering_old_connection_takes_no_redelivery() -> None:
     async with LingeringProxy(require(NATS), linger=0.3) as proxy, cleanup_streams() as doomed:
         transport = await NatsTransport.connect(proxy.url, pull_expires=1.0, api_timeout=1.0)
         try:
-            channel = f"linger.{uuid.uuid4().hex[:8]}"
+            channel = unique("linger")
             await transport.declare(ChannelSpec(name=channel))
             doomed.add(transport._streams[channel].name)
             before = [make_message(i) for i in range(5)]
@@ -416,7 +423,7 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
         server.start()
         await server.listening()
         transport = await NatsTransport.connect(server.url, publish_timeout=10.0)
-        stream = Stream(transport, f"fault{uuid.uuid4().hex[:8]}")
+        stream = Stream(transport, unique("fault"))
         async with System(stream.svc, transport=transport) as system:
             for n in range(200):
                 await stream.publish(system, n)
@@ -475,7 +482,7 @@ async def test_cluster_keeps_going_when_the_stream_leader_is_killed(tmp_path: Pa
             ",".join(s.url for s in servers), replicas=3, publish_timeout=20.0, pull_expires=1.0
         )
         assert transport.capabilities.durability == Durability.REPLICATED
-        stream = Stream(transport, f"cluster{uuid.uuid4().hex[:8]}")
+        stream = Stream(transport, unique("cluster"))
         leader = await _declared_when_ready(transport, ChannelSpec(name=stream.channel))
         patient = RestartIntensity(max_restarts=50, max_backoff=0.5)
         async with System(stream.svc, transport=transport, intensity=patient) as system:

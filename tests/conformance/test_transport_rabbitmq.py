@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import aio_pika
 import aio_pika.abc
 import pytest
-from tests.brokers import RABBITMQ, cleanup_rabbitmq, free_port, require
+from tests.brokers import RABBITMQ, cleanup_rabbitmq, free_port, require, unique
 
 from seawall import (
     ChannelSpec,
@@ -61,7 +60,7 @@ async def _next_message(queue: aio_pika.abc.AbstractQueue) -> aio_pika.abc.Abstr
 
 async def test_plain_aio_pika_client_reads_a_seawall_event_and_seawall_reads_its_event() -> None:
     url = require(RABBITMQ)
-    name = f"interop{uuid.uuid4().hex[:8]}"
+    name = unique("interop")
     received: list[OrderShipped] = []
     svc = Service(name)
 
@@ -138,7 +137,7 @@ class Price(Document):
 
 async def test_request_reply_between_two_processes_goes_through_the_reply_inbox() -> None:
     url = require(RABBITMQ)
-    name = f"pricing{uuid.uuid4().hex[:8]}"
+    name = unique("pricing")
     svc = Service(name)
 
     @svc.command
@@ -174,7 +173,7 @@ async def test_request_reply_between_two_processes_goes_through_the_reply_inbox(
 async def test_a_reply_inbox_takes_messages_without_acks_and_a_nack_brings_one_back() -> None:
     url = require(RABBITMQ)
     transport = await RabbitMQTransport.connect(url)
-    inbox = f"_inbox.{uuid.uuid4().hex[:8]}"
+    inbox = unique("_inbox.test")
     connection = await aio_pika.connect(url)
     try:
         await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
@@ -219,7 +218,7 @@ async def _taken(reader: Inbox, sub: RabbitMQSubscription) -> Delivery:
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
     url = require(RABBITMQ)
     first, second = [await RabbitMQTransport.connect(url, lease=1.0) for _ in range(2)]
-    channel = f"handover.{uuid.uuid4().hex[:8]}"
+    channel = unique("handover")
     async with cleanup_rabbitmq() as doomed:
         try:
             await first.declare(ChannelSpec(name=channel, partitions=4))
@@ -359,7 +358,7 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_mes
     tmp_path: Path,
 ) -> None:
     node = PrivateNode(tmp_path)
-    channel = f"fault{uuid.uuid4().hex[:8]}"
+    channel = unique("fault")
     svc = Service(channel)
     seen: dict[int, float] = {}
     acked: dict[int, float] = {}
@@ -401,7 +400,7 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_no_acknowledged_mes
 
 async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await RabbitMQTransport.connect(require(RABBITMQ))
-    channel = f"deleted.{uuid.uuid4().hex[:8]}"
+    channel = unique("deleted")
     async with cleanup_rabbitmq() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))
@@ -425,7 +424,7 @@ async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it(
 
 async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> None:
     transport = await RabbitMQTransport.connect(require(RABBITMQ), publish_timeout=5.0)
-    channel = f"vanished.{uuid.uuid4().hex[:8]}"
+    channel = unique("vanished")
     async with cleanup_rabbitmq() as doomed:
         try:
             await transport.declare(ChannelSpec(name=channel))

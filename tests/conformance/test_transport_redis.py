@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import msgspec
 import pytest
 import redis.asyncio
-from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix
+from tests.brokers import REDIS, OwnServer, free_port, require, scratch_prefix, unique
 
 from seawall import (
     ChannelSpec,
@@ -34,7 +34,7 @@ from seawall import (
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
-from seawall.transports.redis import RedisTransport
+from seawall.transports.redis import RedisTransport, _entry
 from seawall.transports.redis._keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ class OrderShipped(Event):
 
 async def test_plain_redis_client_reads_a_seawall_event_and_seawall_reads_its_entry() -> None:
     url = require(REDIS)
-    name = f"interop{uuid.uuid4().hex[:8]}"
+    name = unique("interop")
     received: list[OrderShipped] = []
     svc = Service(name)
 
@@ -116,7 +116,7 @@ class Price(Document, frozen=True):
 
 
 async def test_request_reply_between_two_processes_goes_through_a_reply_inbox() -> None:
-    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+    svc = Service(unique("shop"))
 
     @svc.command
     async def quote(cmd: Quote) -> Price:
@@ -141,7 +141,7 @@ async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
         dying = await RedisTransport.connect(require(REDIS), prefix=prefix)
         heir = await RedisTransport.connect(require(REDIS), prefix=prefix, claim_idle=0.5)
         try:
-            channel = f"orphans.{uuid.uuid4().hex[:8]}"
+            channel = unique("orphans")
             sent = make_message(0)
             await dying.publish(channel, sent)
             sub = await dying.subscribe(channel, group="workers")
@@ -159,13 +159,129 @@ async def test_entries_of_a_member_that_died_are_claimed_by_another() -> None:
             await heir.close()
 
 
+async def test_entries_given_back_in_one_millisecond_come_again_in_stream_order() -> None:
+    # Twelve entries of one millisecond (ids 5-1 … 5-12) handed out, then given back
+    # together at close, all due at the same time: the retry set must not order them
+    # by their ids as text (5-10 before 5-2).
+    async with scratch_prefix() as prefix:
+        url = require(REDIS)
+        transport = await RedisTransport.connect(url, prefix=prefix)
+        plain = redis.asyncio.Redis.from_url(url)
+        try:
+            channel = unique("ties")
+            first = await transport.subscribe(channel, group="workers", prefetch=12)
+            sent = [make_message(n) for n in range(12)]
+            stream = Keys(prefix, channel).stream(0)
+            for n, message in enumerate(sent, start=1):
+                fields = _entry.encode(message)
+                entry = dict(zip(fields[::2], fields[1::2], strict=True))
+                await plain.xadd(stream, entry, f"5-{n}")
+            async with Inbox(first, patience=5.0) as inbox:
+                assert [d.message.id for d in await inbox.collect(12)] == [m.id for m in sent]
+            await first.close()  # gives all twelve back, due now
+            again = await transport.subscribe(channel, group="workers", prefetch=12)
+            async with Inbox(again, patience=5.0) as inbox:
+                got = await inbox.collect(12)
+            assert [d.message.id for d in got] == [m.id for m in sent]
+        finally:
+            await plain.aclose()
+            await transport.close()
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+async def test_a_killed_members_entries_are_reclaimed_within_claim_idle_and_the_lease(
+    partitions: int,
+) -> None:
+    # A member takes 12 entries and is SIGKILLed holding them. Behind older entries
+    # parked for a retry a minute away (idle too, but no orphans), and with less
+    # credit than orphans, a live member must still claim them all within about
+    # claim_idle + lease of the kill (issue 13 item 7).
+    claim_idle, lease = 2.0, 1.0
+    async with scratch_prefix() as prefix:
+        url = require(REDIS)
+        channel = unique("orphans")
+        options = {"prefix": prefix, "claim_idle": claim_idle, "lease": lease}
+        first = await RedisTransport.connect(url, **options)
+        heir = await RedisTransport.connect(url, **options)
+        holder: asyncio.subprocess.Process | None = None
+        try:
+            await first.declare(ChannelSpec(name=channel, partitions=partitions))
+            await _park_for_a_minute(
+                first, channel, [make_message(n, key=f"p{n}") for n in range(24)]
+            )
+            orphans = [make_message(n, key=f"k{n}") for n in range(12)]
+            holder = await _holding(url, prefix, channel, partitions, orphans, first)
+            holder.send_signal(signal.SIGKILL)
+            await holder.wait()
+            killed = time.monotonic()
+            sub = await heir.subscribe(channel, group="workers", prefetch=2)
+            got: dict[str, float] = {}
+            async with Inbox(sub, patience=claim_idle + lease + 10.0) as inbox:
+                while len(got) < len(orphans):
+                    [delivery] = await inbox.collect(1)
+                    got.setdefault(delivery.message.id, time.monotonic() - killed)
+                    assert delivery.attempt == 2, delivery
+                    await sub.ack(delivery)
+            assert set(got) == {m.id for m in orphans}
+            assert max(got.values()) < claim_idle + lease + 1.0, sorted(got.values())
+        finally:
+            if holder is not None and holder.returncode is None:
+                holder.kill()
+                await holder.wait()
+            await first.close()
+            await heir.close()
+
+
+async def _park_for_a_minute(
+    transport: RedisTransport, channel: str, messages: list[Message]
+) -> None:
+    """Publish ``messages`` and nack each with a minute's delay: parked, idle, not orphans."""
+    for message in messages:
+        await transport.publish(channel, message)
+    sub = await transport.subscribe(channel, group="workers", prefetch=len(messages))
+    async with Inbox(sub, patience=5.0) as inbox:
+        for _ in messages:
+            [delivery] = await inbox.collect(1)
+            await sub.nack(delivery, delay=60.0)
+    await sub.close()
+
+
+async def _holding(
+    url: str,
+    prefix: str,
+    channel: str,
+    partitions: int,
+    messages: list[Message],
+    publisher: RedisTransport,
+) -> asyncio.subprocess.Process:
+    """A member process of group ``workers`` that took ``messages`` and holds them."""
+    lease, claim_idle = publisher.lease, publisher.claim_idle
+    url = f"{url}?lease={lease}&claim_idle={claim_idle}"  # its leases run out as the heir's
+    holder = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "tests.apps.redis_holder", url, prefix, channel, "workers"],
+        *[str(partitions), str(len(messages))],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    for message in messages:
+        await publisher.publish(channel, message)
+    assert holder.stdout is not None
+    held: set[str] = set()
+    async with asyncio.timeout(20.0):
+        while len(held) < len(messages):
+            line = await holder.stdout.readline()
+            assert line, "the holding member exited early"
+            held.add(line.split()[1].decode())
+    assert held == {m.id for m in messages}
+    return holder
+
+
 async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
     async with scratch_prefix() as prefix:
         first, second = [
             await RedisTransport.connect(require(REDIS), prefix=prefix, lease=1.0) for _ in range(2)
         ]
         try:
-            channel = f"handover.{uuid.uuid4().hex[:8]}"
+            channel = unique("handover")
             await first.declare(ChannelSpec(name=channel, partitions=4))
             a = await first.subscribe(channel, group="workers")
             b = await second.subscribe(channel, group="workers")
@@ -223,7 +339,7 @@ async def test_server_killed_and_restarted_mid_stream_loses_no_acknowledged_mess
         await server.listening()
         transport = await RedisTransport.connect(server.url, publish_timeout=10.0, claim_idle=1.0)
         assert transport.capabilities.durability == Durability.LOCAL_FSYNC
-        channel = f"fault{uuid.uuid4().hex[:8]}"
+        channel = unique("fault")
         svc = Service(channel)
         acked: set[int] = set()
         failed: list[tuple[int, float]] = []
@@ -271,7 +387,7 @@ async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix)
         try:
-            channel = f"deleted.{uuid.uuid4().hex[:8]}"
+            channel = unique("deleted")
             await transport.declare(ChannelSpec(name=channel))
             sub = await transport.subscribe(channel, group="workers")
             async with Inbox(sub, patience=5.0) as inbox:
@@ -296,7 +412,7 @@ async def test_a_delivery_held_past_claim_idle_is_kept_alive_not_reclaimed() -> 
             for _ in range(2)
         ]
         try:
-            channel = f"keepalive.{uuid.uuid4().hex[:8]}"
+            channel = unique("keepalive")
             await holder.publish(channel, make_message(0))
             slow = await holder.subscribe(channel, group="workers")
             async with Inbox(slow, patience=5.0) as held:
@@ -322,7 +438,7 @@ async def test_a_reply_to_a_gone_inbox_is_dropped_at_once_and_recreates_nothing(
     async with scratch_prefix() as prefix:
         requester = await RedisTransport.connect(require(REDIS), prefix=prefix)
         replier = await RedisTransport.connect(require(REDIS), prefix=prefix)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         try:
             await requester.declare(ChannelSpec(name=inbox, ephemeral=True))
             sub = await requester.subscribe(inbox, group=inbox)
@@ -384,7 +500,7 @@ async def test_the_inbox_keys_of_a_sigkilled_requester_expire_after_the_ttl() ->
 
 
 async def test_a_live_idle_inbox_outlives_many_ttls_and_still_gets_its_replies() -> None:
-    svc = Service(f"shop{uuid.uuid4().hex[:8]}")
+    svc = Service(unique("shop"))
 
     @svc.command
     async def quote(cmd: Quote) -> Price:
@@ -410,7 +526,7 @@ async def test_a_live_idle_inbox_outlives_many_ttls_and_still_gets_its_replies()
 async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal() -> None:
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=0.3)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         keys = Keys(prefix, inbox)
         try:
             await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
@@ -436,7 +552,7 @@ async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal()
 async def test_keys_an_ephemeral_channel_gains_later_are_mortal_too() -> None:
     async with scratch_prefix() as prefix:
         transport = await RedisTransport.connect(require(REDIS), prefix=prefix, ephemeral_ttl=30)
-        inbox = f"_inbox.{uuid.uuid4().hex[:12]}"
+        inbox = unique("_inbox.test")
         keys = Keys(prefix, inbox)
         try:
             await transport.declare(ChannelSpec(name=inbox, ephemeral=True))

@@ -22,7 +22,7 @@ from examples.ftgo.messages import (
     TicketState,
 )
 from examples.ftgo.order import service as order_service
-from tests.brokers import NATS, require
+from tests.brokers import NATS, require, unique
 
 from seawall import Context, Service
 from seawall.testing import TestSystem
@@ -69,7 +69,9 @@ async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: 
 
 async def test_short_run_on_nats_keeps_every_invariant(tmp_path: Path) -> None:
     url = require(NATS)
-    summary = await run(150, concurrency=20, transport=url, state=tmp_path)
+    summary = await run(
+        150, concurrency=20, transport=url, state=tmp_path, prefix=f"{unique('ftgo')}-"
+    )
     check(summary, 150)
     assert summary.prefix.startswith("ftgo")
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.brokers import NATS, cleanup_streams, require
+from tests.brokers import NATS, cleanup_streams, require, unique
 
 from seawall import Event, Service, System
 from seawall.testing._delivery import wait_until
@@ -38,7 +38,7 @@ def _names(transport: NatsTransport) -> set[str]:
 
 async def test_a_faststream_subscriber_reads_a_seawall_event_and_its_attributes() -> None:
     url = require(NATS)
-    name = f"fsout{uuid.uuid4().hex[:8]}"
+    name = unique("fsout")
     received: asyncio.Future[tuple[dict[str, Any], dict[str, Any]]] = (
         asyncio.get_running_loop().create_future()
     )
@@ -77,7 +77,7 @@ async def test_a_faststream_subscriber_reads_a_seawall_event_and_its_attributes(
 
 async def test_a_seawall_service_handles_what_a_faststream_publisher_sent() -> None:
     url = require(NATS)
-    name = f"fsin{uuid.uuid4().hex[:8]}"
+    name = unique("fsin")
     received: list[ParcelShipped] = []
     svc = Service(name)
 

@@ -4,11 +4,9 @@ and JetStream dropped the second and third as duplicates)."""
 
 from __future__ import annotations
 
-import uuid
-
 import nats
 import pytest
-from tests.brokers import NATS, cleanup_streams, require
+from tests.brokers import NATS, cleanup_streams, require, unique
 
 from seawall import Command, Service, System
 from seawall.testing._conformance import Inbox
@@ -25,7 +23,7 @@ class Ship(Command, frozen=True):
 
 async def test_three_malformed_messages_with_one_id_give_three_dead_letters() -> None:
     url = require(NATS)
-    name = f"dlq{uuid.uuid4().hex[:8]}"
+    name = unique("dlq")
     service = Service(name)
 
     @service.command

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import nats
 import nats.js.errors
 import pytest
 import redis.asyncio
-from tests.brokers import NATS, RABBITMQ, REDIS, require
+from tests.brokers import NATS, RABBITMQ, REDIS, require, unique
 
 from seawall import ChannelFull, ChannelSpec, MessageTooLarge, Transport
 from seawall._transport.assignment import token
@@ -30,8 +29,8 @@ from seawall.transports import connect
 pytestmark = pytest.mark.integration
 
 
-def unique(label: str) -> str:
-    return f"options-test.{label}.{uuid.uuid4().hex[:10]}"
+def named(label: str) -> str:
+    return unique(f"options-test.{label}")
 
 
 def toml_url(tmp_path: Path, url: str, options: str) -> str:
@@ -76,12 +75,12 @@ async def nats_consumer_config(url: str, channel: str) -> tuple[int, float, int]
 
 async def test_nats_options_in_the_url_reach_the_consumer() -> None:
     url = f"{require(NATS)}?replicas=1&ack_wait=7&max_ack_pending=123"
-    assert await nats_consumer_config(url, unique("nats")) == (1, 7.0, 123)
+    assert await nats_consumer_config(url, named("nats")) == (1, 7.0, 123)
 
 
 async def test_nats_options_in_seawall_toml_reach_the_consumer(tmp_path: Path) -> None:
     url = toml_url(tmp_path, require(NATS), "ack_wait = 9\nmax_ack_pending = 77")
-    assert await nats_consumer_config(url, unique("nats")) == (1, 9.0, 77)
+    assert await nats_consumer_config(url, named("nats")) == (1, 9.0, 77)
 
 
 # -- Redis Streams -----------------------------------------------------------------------
@@ -91,9 +90,9 @@ async def redis_keys(url: str, prefix: str) -> dict[str, int]:
     client = redis.asyncio.Redis.from_url(require(REDIS))
     try:
         async with closing(connect(url)) as transport:
-            channel = unique("redis")
+            channel = named("redis")
             await transport.publish(channel, make_message(1))
-            await transport.declare(ChannelSpec(name=f"_inbox.{uuid.uuid4().hex}", ephemeral=True))
+            await transport.declare(ChannelSpec(name=unique("_inbox.test"), ephemeral=True))
         keys = [key.decode() async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
         return {key: await client.pttl(key) for key in keys}
     finally:
@@ -104,7 +103,7 @@ async def redis_keys(url: str, prefix: str) -> dict[str, int]:
 
 
 async def test_redis_options_in_the_url_reach_the_key_names() -> None:
-    prefix = f"seawall-options-{uuid.uuid4().hex[:8]}"
+    prefix = unique("seawall-options")
     keys = await redis_keys(f"{require(REDIS)}?prefix={prefix}&ephemeral_ttl=45", prefix)
     assert any(":meta" in key for key in keys), keys  # the channel, under our prefix
     expiring = [ttl for ttl in keys.values() if ttl > 0]  # the inbox's keys
@@ -113,7 +112,7 @@ async def test_redis_options_in_the_url_reach_the_key_names() -> None:
 
 
 async def test_redis_options_in_seawall_toml_reach_the_key_names(tmp_path: Path) -> None:
-    prefix = f"seawall-options-{uuid.uuid4().hex[:8]}"
+    prefix = unique("seawall-options")
     url = toml_url(tmp_path, require(REDIS), f'prefix = "{prefix}"\nephemeral_ttl = 40')
     keys = await redis_keys(url, prefix)
     assert any(":meta" in key for key in keys), keys
@@ -125,7 +124,7 @@ async def rabbitmq_gives_up_after(url: str) -> tuple[float, str]:
     """How long a publisher on ``url`` waited for room in a full channel, and what it said."""
     transport = connect(url)
     try:
-        channel = unique("rabbitmq")
+        channel = named("rabbitmq")
         await transport.declare(ChannelSpec(name=channel, max_messages=1))
         await transport.publish(channel, make_message(1))
         started = time.monotonic()
@@ -160,7 +159,7 @@ async def test_rabbitmq_options_in_the_url_reach_the_publisher() -> None:
     async with closing(connect(f"{base}?max_message_bytes=2000")) as transport:
         assert transport.capabilities.max_message_bytes == 2000
         with pytest.raises(MessageTooLarge):
-            await transport.publish(unique("big"), make_message(1, data=b"x" * 4000))
+            await transport.publish(named("big"), make_message(1, data=b"x" * 4000))
 
 
 async def test_rabbitmq_options_in_seawall_toml_reach_the_publisher(tmp_path: Path) -> None:

@@ -205,6 +205,43 @@ class Broker:
         """Whether the channel exists."""
         return name in self._channels
 
+    async def delete(self, name: str, *, group: str | None = None) -> None:
+        """Delete a channel with its groups, messages and delayed messages, or one group of
+        it; its members (or the group's) end as broken. Missing ones are no error."""
+        self._check_open()
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        if group is None:
+            await self._delete_channel(channel)
+            return
+        state = channel.groups.pop(group, None)
+        if state is None:
+            return
+        for member in [m for m in channel.members if m.group is state]:
+            member.leave("deleted")
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.delete_group(name, group)
+        self._trim(channel)
+
+    def _deleted(self, channel: _Channel) -> bool:
+        """Whether ``channel`` was deleted (its name may be a new channel's by now)."""
+        return self._channels.get(channel.spec.name) is not channel
+
+    async def _delete_channel(self, channel: _Channel) -> None:
+        name = channel.spec.name
+        del self._channels[name]
+        self._gone.discard(name)
+        for member in list(channel.members):
+            member.leave("deleted")
+        self._scheduled = [item for item in self._scheduled if item[3] != name]
+        heapq.heapify(self._scheduled)
+        channel.space.set()  # publishers waiting for room look again, and find it gone
+        if channel.durable:
+            assert self.storage is not None
+            await self.storage.delete_channel(name)
+
     def partitions(self, name: str) -> int:
         """Partitions of an existing channel, else of one that first use would create."""
         channel = self._channels.get(name)
@@ -234,6 +271,8 @@ class Broker:
         channel = await self._channel(name)
         if channel.retained() >= channel.spec.max_messages:
             await self._wait_for_space(channel)
+            if self._deleted(channel):
+                return  # published to a channel deleted meanwhile: gone with it
         levels = channel.spec.priorities
         if levels > 1:
             partition = min(max(priority, 0), levels - 1)
@@ -255,10 +294,12 @@ class Broker:
     ) -> None:
         """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
         given), and show it to consumers once it is written."""
-        log_ = channel.logs[partition]
         storage = self.storage if channel.durable else None
         if storage is not None and storage.full:
             await storage.room()
+            if self._deleted(channel):
+                return  # published to a channel deleted meanwhile: gone with it
+        log_ = channel.logs[partition]
         offset = log_.stage(body)
         if storage is None:
             channel.times[partition].append(self.clock.time())
@@ -374,7 +415,7 @@ class Broker:
         channel.waiting += 1
         try:
             async with timeout_at(self.clock, deadline):
-                while channel.retained() >= limit:
+                while channel.retained() >= limit and not self._deleted(channel):
                     channel.space.clear()
                     await channel.space.wait()
         except TimeoutError:
@@ -468,9 +509,10 @@ class Broker:
         channel = member.channel
         channel.members.discard(member)
         member.group.leave(member.id, self.clock.time())
-        if channel.spec.ephemeral and not channel.members:
-            del self._channels[channel.spec.name]
-            self._gone.add(channel.spec.name)
+        name = channel.spec.name
+        if channel.spec.ephemeral and not channel.members and self._channels.get(name) is channel:
+            del self._channels[name]
+            self._gone.add(name)
         channel.wake()
 
     def held(self) -> int:
@@ -504,7 +546,7 @@ class Member:
         self.group = group
         self.id = next(_members)
         self.wake = asyncio.Event()
-        self.state = "open"  # open | closed | broken
+        self.state = "open"  # open | closed | broken | deleted
         group.join(self.id, prefetch)
 
     def take(self) -> Taken[bytes] | None:

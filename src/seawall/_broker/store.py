@@ -20,6 +20,9 @@ What it holds, in one SQLite database ``store.db`` inside a data directory:
   unschedule plus an append in one transaction: a crash neither loses nor
   duplicates it.
 
+Deleting a channel removes its layout, logs, entries, positions and scheduled
+messages in one transaction; deleting a group removes its positions.
+
 Every :meth:`Store.write` is one transaction. Durability comes from SQLite's
 WAL: a commit appends checksummed frames to ``store.db-wal``; with
 ``synchronous=FULL`` the WAL is fsynced before the commit returns. On open,
@@ -41,7 +44,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -167,7 +170,9 @@ class WriteBatch:
     Appends are kept per log as runs of ``(offset, time, body)``; an append
     whose offset does not follow the previous one of its log in this batch is
     refused at once. Positions and trims coalesce: the latest position and the
-    highest trim per key win.
+    highest trim per key win. Deletions are written first: deleting a channel
+    (or a group) drops what the batch holds for it so far, so what is added
+    after it, such as the channel declared anew, is written after it.
     """
 
     declares: dict[str, ChannelLayout] = field(default_factory=dict)
@@ -175,7 +180,12 @@ class WriteBatch:
     positions: dict[PositionKey, int] = field(default_factory=dict)
     trims: dict[LogKey, int] = field(default_factory=dict)
     schedules: list[Scheduled] = field(default_factory=list)
-    unschedules: list[str] = field(default_factory=list)
+    unschedules: list[tuple[str, str]] = field(default_factory=list)
+    """(id, channel) of scheduled messages moved to their logs."""
+    deleted: set[str] = field(default_factory=set)
+    """Channels to delete."""
+    forgotten: set[tuple[str, str]] = field(default_factory=set)
+    """(channel, group) of groups to delete."""
     records: int = 0
     """Operations that carry data (everything but positions and trims)."""
 
@@ -211,7 +221,30 @@ class WriteBatch:
     ) -> None:
         """Append a due scheduled message to its log and forget it, in the same transaction."""
         self.append(channel, partition, offset, time, body)
-        self.unschedules.append(id)
+        self.unschedules.append((id, channel))
+
+    def delete_channel(self, name: str) -> None:
+        """Delete a channel with everything it holds; what this batch has of it is dropped."""
+        self.declares.pop(name, None)
+        for ops in (self.runs, self.trims):
+            for key in [key for key in ops if key[0] == name]:
+                del ops[key]
+        self._drop_positions(lambda key: key[0] == name)
+        self.schedules = [item for item in self.schedules if item.channel != name]
+        self.unschedules = [item for item in self.unschedules if item[1] != name]
+        self.forgotten = {item for item in self.forgotten if item[0] != name}
+        self.deleted.add(name)
+        self.records += 1
+
+    def delete_group(self, channel: str, group: str) -> None:
+        """Delete a group's positions; those this batch has of it are dropped."""
+        self._drop_positions(lambda key: key[:2] == (channel, group))
+        self.forgotten.add((channel, group))
+        self.records += 1
+
+    def _drop_positions(self, doomed: Callable[[PositionKey], bool]) -> None:
+        for key in [key for key in self.positions if doomed(key)]:
+            del self.positions[key]
 
     def __bool__(self) -> bool:
         return bool(self.records or self.positions or self.trims)
@@ -232,6 +265,11 @@ class Ledger:
 
     def declare(self, name: str) -> None:
         self.channels.add(name)
+
+    def delete_channel(self, name: str) -> None:
+        self.channels.discard(name)
+        self.ends = {key: end for key, end in self.ends.items() if key[0] != name}
+        self.scheduled = {id: owner for id, owner in self.scheduled.items() if owner != name}
 
     def append(self, channel: str, partition: int, offset: int, count: int = 1) -> None:
         key = (channel, partition)
@@ -288,11 +326,13 @@ class Ledger:
 
     def check(self, batch: WriteBatch) -> None:
         """Check and apply a whole batch, in the order :meth:`Store.write` writes it."""
+        for name in batch.deleted:
+            self.delete_channel(name)
         for name in batch.declares:
             self.declare(name)
         for item in batch.schedules:
             self.schedule(item.id, item.channel)
-        for id in batch.unschedules:
+        for id, _ in batch.unschedules:
             self._owner(id)
             del self.scheduled[id]
         for (channel, partition), run in batch.runs.items():
@@ -550,12 +590,17 @@ class Store:
 
     def _write(self, batch: WriteBatch) -> None:
         db = self._db
+        for name in batch.deleted:
+            self._delete_channel(name)
+        db.executemany(
+            "DELETE FROM positions WHERE channel = ? AND grp = ?", sorted(batch.forgotten)
+        )
         db.executemany(
             "INSERT OR REPLACE INTO channels VALUES (?, ?)",
             [(name, msgspec.json.encode(layout)) for name, layout in batch.declares.items()],
         )
         db.executemany("INSERT INTO scheduled VALUES (?, ?, ?, ?)", batch.schedules)
-        db.executemany("DELETE FROM scheduled WHERE id = ?", [(id,) for id in batch.unschedules])
+        db.executemany("DELETE FROM scheduled WHERE id = ?", [(id,) for id, _ in batch.unschedules])
         for key, run in batch.runs.items():
             self._append(key, run)
         for key, below in batch.trims.items():
@@ -565,6 +610,18 @@ class Store:
             [(*key, committed) for key, committed in batch.positions.items()],
         )
         self._wal_bytes += FRAME_BYTES * _pages_touched(batch)
+
+    def _delete_channel(self, name: str) -> None:
+        """Remove a channel's layout, logs and their entries, positions and scheduled ones."""
+        db = self._db
+        for key in [key for key in self._ids if key[0] == name]:
+            log_id = self._ids.pop(key)
+            bounds = self._bounds.pop(key, None)
+            span = (log_id << OFFSET_BITS, (log_id + 1) << OFFSET_BITS)
+            db.execute("DELETE FROM entries WHERE k >= ? AND k < ?", span)
+            self._wal_bytes += 0 if bounds is None else bounds.bytes  # freed pages are rewritten
+        for table, column in _CHANNEL_ROWS:
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
     def _append(self, key: LogKey, run: list[tuple[int, float, bytes]]) -> None:
         log_id = self._ids.get(key)
@@ -647,6 +704,14 @@ class Store:
         self.close()
 
 
+_CHANNEL_ROWS = (
+    ("logs", "channel"),
+    ("positions", "channel"),
+    ("scheduled", "channel"),
+    ("channels", "name"),
+)
+"""(table, column) of the rows naming a channel."""
+
 INSERT_ROWS = 1024
 """Rows per multi-row INSERT (3,073 parameters; SQLite allows 32,766). The sqlite3
 module releases the GIL around each statement step: one step per 1,024 rows
@@ -678,7 +743,8 @@ def _pages_touched(batch: WriteBatch) -> int:
     tables = (
         bool(batch.declares) + bool(batch.positions) + bool(batch.schedules or batch.unschedules)
     )
-    return len(batch.runs) * 2 + len(batch.trims) * 2 + tables
+    deleted = len(batch.deleted) * 5 + bool(batch.forgotten)
+    return len(batch.runs) * 2 + len(batch.trims) * 2 + tables + deleted
 
 
 def open_reader(path: Path) -> StoreReader:

@@ -244,6 +244,17 @@ class StoreWriter:
             lambda batch: batch.move_due(id, channel, partition, offset, time, body), then
         )
 
+    def delete_channel(self, name: str) -> asyncio.Future[None]:
+        """Delete a channel and everything it holds (see :meth:`WriteBatch.delete_channel`)."""
+        self._usable()
+        self._ledger.delete_channel(name)
+        return self._enqueue(lambda batch: batch.delete_channel(name))
+
+    def delete_group(self, channel: str, group: str) -> asyncio.Future[None]:
+        """Delete a group's committed offsets."""
+        self._usable()
+        return self._enqueue(lambda batch: batch.delete_group(channel, group))
+
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None:
         """Record a group's committed offset; written lazily, latest value wins."""
         self._usable()

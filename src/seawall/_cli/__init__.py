@@ -4,13 +4,15 @@
 :mod:`seawall._cli.broker`); ``seawall up`` runs a whole system of service
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
-:mod:`seawall._cli.projections`). ``seawall run module:attr`` imports ``attr``
-from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then
-drains gracefully (a second Ctrl-C exits at once). Its start line names the
-transport, and warns on ``memory://`` (see :mod:`seawall._cli.run`). ``attr``
-may be a :class:`System`, a :class:`Service`, a list of services, or a function
-returning one of those. Settings come from options or ``SEAWALL_*`` environment
-variables; this is the only place seawall reads the environment.
+:mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
+or one group of it (see :mod:`seawall._cli.channels`). ``seawall run
+module:attr`` imports ``attr`` from ``module`` and runs it in this process until
+SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
+start line names the transport, and warns on ``memory://`` (see
+:mod:`seawall._cli.run`). ``attr`` may be a :class:`System`, a :class:`Service`,
+a list of services, or a function returning one of those. Settings come from
+options or ``SEAWALL_*`` environment variables; this is the only place seawall
+reads the environment.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..observability.options import (
     require_prometheus,
 )
 from .broker import broker
+from .channels import channels
 from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
@@ -97,5 +100,6 @@ def _announce(target: str, system: System, source: ParameterSource | None) -> No
 
 
 main.add_command(broker)
+main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)

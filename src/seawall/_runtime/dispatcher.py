@@ -33,6 +33,15 @@ Around-handle middleware (:mod:`seawall._runtime.middleware`), when there is
 any, wraps each handler call; a layer that asks about a failed attempt's fate
 (:meth:`~seawall.Handling.outcome`) gets it decided then, and the dispatcher
 later carries out that same decision.
+
+Draining (:meth:`Dispatcher.stop`): intake stops at the transport first
+(``stop_intake``, so that what goes back goes to the group, not to this
+subscription again); then whatever has not started goes back to the broker,
+due at once, a key's messages in order, each only once the one before it has
+left: a parked head at once (its retry is not waited for; the broker's next
+delivery counts as the next attempt), the messages behind a head still working
+once it has finished or failed. Started work gets the grace period; what is
+still unsettled after it comes again when the subscription closes.
 """
 
 from __future__ import annotations
@@ -133,6 +142,7 @@ class Dispatcher:
         self._timers: dict[_Item, Timer] = {}
         self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
+        self._draining = False  # intake stopped: what has not started goes back, in order
         self._idle = asyncio.Event()
         self._idle.set()
         self.ready = asyncio.Event()
@@ -188,9 +198,8 @@ class Dispatcher:
                 reader = tasks.create_task(self._read(sub, broken))
                 stopping = tasks.create_task(self._stopping.wait())
                 await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                reader.cancel()
                 stopping.cancel()
-                await self._drain(sub)
+                await self._drain(sub, reader)
                 for worker in workers:
                     worker.cancel()
         finally:
@@ -218,9 +227,21 @@ class Dispatcher:
         if self._inflight == 0:
             self._idle.set()
 
-    async def _drain(self, sub: TransportSubscription) -> None:
-        """Return what has not started, then give started work the grace period."""
-        await self._return_unstarted(sub)
+    async def _drain(self, sub: TransportSubscription, reader: asyncio.Task[None]) -> None:
+        """Stop intake, return what has not started, then give started work the grace period.
+
+        Intake stops at the transport first, so that what goes back goes to the
+        group and not to this subscription again. A key's messages go back in
+        order, each once the one before it has left: a parked head at once (its
+        retry is not waited for), the ones behind a head still working once it
+        has finished (see :meth:`_hand_back`).
+        """
+        await sub.stop_intake()
+        reader.cancel()
+        self._draining = True
+        self._unpark()
+        while (item := self._lanes.take()) is not None:
+            await self._hand_back(sub, item)
         if self._inflight == 0:
             return
         try:
@@ -235,20 +256,24 @@ class Dispatcher:
                 self.grace,
             )
 
-    async def _return_unstarted(self, sub: TransportSubscription) -> None:
-        """Nack deliveries that are queued or waiting for a retry, so others can take them."""
-        unstarted = list(self._timers)
+    def _unpark(self) -> None:
+        """Cancel the parked retries: each head is ready again, to be handed back first."""
+        parked = list(self._timers)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        unstarted.extend(self._lanes.take_unstarted())
-        for item in unstarted:
+        for item in parked:
+            self._lanes.requeue(item)
+
+    async def _hand_back(self, sub: TransportSubscription, item: _Item) -> None:
+        """Return an unstarted item to the broker, due now; the next of its key is ready."""
+        try:
             await sub.nack(item.delivery)
-            self._inflight -= 1
-        if self._inflight == 0:
-            self._idle.set()
+        finally:
+            self._finish(item)
 
     def _reset(self) -> None:
+        self._draining = False
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -262,6 +287,9 @@ class Dispatcher:
         lanes = self._lanes
         while True:
             item = lanes.take() or await lanes.get()
+            if self._draining:  # stopping: it has not started, so it goes back
+                await self._hand_back(sub, item)
+                continue
             delivery = item.delivery
             message = delivery.message
             deadline = None if message.deadline is None else message.deadline.timestamp()
@@ -442,19 +470,23 @@ class Dispatcher:
         handler: Handler | None,
     ) -> None:
         self.stats.retried += 1
+        handing_back = self._draining and isinstance(decision, Park)
         log.info(
-            "%s failed attempt %d of %s (%s: %s); retrying in %.3f s",
+            "%s failed attempt %d of %s (%s: %s); %s %.3f s",
             handler.name if handler else self.name,
             attempt.number,
             item.delivery.message.id,
             type(attempt.error).__name__,
             attempt.error,
+            "stopping: back to the broker now, not in" if handing_back else "retrying in",
             decision.delay,
             extra=self._log_fields(item, attempt.number, handler),
         )
         if isinstance(decision, Redeliver):
             await sub.nack(item.delivery, delay=decision.delay)
             self._finish(item)
+        elif handing_back:  # no retry waits here any more: back, before its key's next
+            await self._hand_back(sub, item)
         else:  # parked: the item stays its lane's head, so the key's later messages wait
             item.retries += 1
             self._timers[item] = self.node.clock.call_at(

@@ -99,15 +99,6 @@ class Lanes(Generic[T]):
         assert item is not None
         return item
 
-    def take_unstarted(self) -> list[T]:
-        """Remove and return every item not handed out yet (ready ones and lane followers)."""
-        unstarted = list(self._ready)
-        self._ready.clear()
-        for lane in self._lanes.values():
-            unstarted.extend(lane)
-            lane.clear()
-        return unstarted
-
     def clear(self) -> None:
         """Forget everything (after the subscription is gone)."""
         self._ready.clear()

@@ -68,6 +68,23 @@ class Rights:
         ):
             raise self._taken(client, channel)
 
+    def check_delete(self, channel: str) -> None:
+        """Refuse deleting ``channel`` or a group of it unless this client may both publish
+        to it and subscribe to it (and, for a reply inbox, owns it)."""
+        client = self.client
+        if client is None:
+            return
+        if not (client.may_publish(channel) and client.may_subscribe(channel)):
+            raise PermissionDenied(
+                f"client {client.name!r} may not delete channel {channel!r} or its groups: "
+                "that takes both the publish and the subscribe right on it"
+            )
+        if is_reply_inbox(channel) and self._owners.owner(channel, self._clock.time()) not in (
+            None,
+            client.name,
+        ):
+            raise self._taken(client, channel)
+
     def subscribing(self, channel: str, group: str) -> None:
         """Refuse joining ``group`` on ``channel`` unless allowed; an inbox becomes this
         client's. Each call that returns is paired with one :meth:`unsubscribed`."""

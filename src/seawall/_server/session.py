@@ -7,7 +7,7 @@ client over a :class:`~seawall._wire.streams.FramedStream`, on behalf of the
 * The connection is opened by :func:`~seawall._server.handshake.handshake` (TLS,
   Hello within the Hello timeout, token, admission, Welcome); every later request
   is checked against the connection's :class:`~seawall._server.rights.Rights`.
-* Requests (Declare, Publish, Subscribe, Unsubscribe) go to a pool of
+* Requests (Declare, Publish, Subscribe, Unsubscribe, Delete) go to a pool of
   :class:`~seawall._server.workers.Workers`, so a publish waiting for a full
   channel or for its disk commit holds up neither the other requests nor
   acks, while a publish that completes at once costs no task of its own.
@@ -39,6 +39,7 @@ from .._wire.protocol import (
     Ack,
     Credit,
     Declare,
+    Delete,
     Deliver,
     Error,
     Frame,
@@ -298,6 +299,8 @@ class Session:
                 result = await self._subscribe(request)
             elif isinstance(request, Unsubscribe):
                 await self._unsubscribe(request)
+            elif isinstance(request, Delete):
+                await self._delete(request)
             else:
                 await self._declare(request)
         except Exception as exc:  # every failure becomes the answer to this request
@@ -357,6 +360,11 @@ class Session:
         state.pump = self._spawn(self._pump(state))
         return state.id
 
+    async def _delete(self, request: Delete) -> None:
+        """Delete a channel or a group: a client with both rights on the channel may."""
+        self.rights.check_delete(request.channel)
+        await self.broker.transport.delete(request.channel, group=request.group)
+
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         state = self._subs.pop(request.subscription, None)
         if state is not None:
@@ -388,4 +396,4 @@ class Session:
             self.rights.unsubscribed(state.channel)
 
 
-_REQUESTS = (Publish, Declare, Subscribe, Unsubscribe)
+_REQUESTS = (Publish, Declare, Subscribe, Unsubscribe, Delete)

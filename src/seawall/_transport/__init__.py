@@ -3,9 +3,12 @@
 Five calls: :meth:`Transport.publish`, :meth:`Transport.subscribe` (which
 returns a :class:`Subscription`, an async iterator of :class:`Delivery`),
 settling a delivery with :meth:`Subscription.ack` / :meth:`Subscription.nack`,
-and :meth:`Transport.close`. Channels are declared implicitly on first use
-with :class:`ChannelSpec` defaults, or explicitly with
-:meth:`Transport.declare`.
+and :meth:`Transport.close`. A graceful stop calls
+:meth:`Subscription.stop_intake` first, so that what it then hands back goes
+to the group in order and not to itself. Channels are declared implicitly on
+first use with :class:`ChannelSpec` defaults, or explicitly with
+:meth:`Transport.declare`, and removed with :meth:`Transport.delete` (a
+channel with its groups, or one group of it).
 
 The model every adapter maps onto its broker:
 
@@ -232,6 +235,18 @@ class Subscription(Protocol):
         """Not done: deliver it again, not before ``delay`` seconds from now."""
         ...
 
+    async def stop_intake(self) -> None:
+        """Take no more deliveries, the first step of a graceful stop.
+
+        Iteration ends; deliveries handed out can still be settled. A nack from
+        now on returns its message to the group and never to this subscription,
+        in the order of the nacks, so a caller that nacks a key's messages in
+        order keeps that order for the member that takes them next. What arrived
+        but was not handed out comes again when the subscription closes (after
+        what the caller nacked). Must not raise on a broken or closed subscription.
+        """
+        ...
+
     async def close(self) -> None:
         """Stop intake; deliveries not yet settled come again (to any member)."""
         ...
@@ -246,6 +261,18 @@ class Transport(Protocol):
 
     async def declare(self, spec: ChannelSpec) -> None:
         """Create the channel if it does not exist; an existing one is kept as is."""
+        ...
+
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        """Delete ``channel``, its messages and every group of it; or only ``group`` of it.
+
+        A deleted group loses its position and what it had not settled; the channel
+        and its other groups go on. Deleting what does not exist does nothing. A
+        subscription open on what is deleted ends with :class:`~seawall.ConnectionLost`
+        (a dispatcher then subscribes again, which makes it anew): delete what
+        nobody reads any more. A dead-letter channel (``<group>.dlq``) is a channel of
+        its own, deleted by its own name.
+        """
         ...
 
     async def publish(

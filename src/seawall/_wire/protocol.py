@@ -41,7 +41,7 @@ Handshake
     ``Error(None, "unavailable")`` and closes: try again later.
 
 Pipelining
-    Declare, Publish, Subscribe and Unsubscribe are requests. Each carries a
+    Declare, Publish, Subscribe, Unsubscribe and Delete are requests. Each carries a
     ``seq`` the client picks, unique among its unanswered requests, and the
     client may send many before the first answer comes. The server answers
     every request exactly once, with ``Ok(seq)`` or ``Error(seq, code, text)``,
@@ -131,6 +131,7 @@ __all__ = [
     "Control",
     "Credit",
     "Declare",
+    "Delete",
     "Deliver",
     "Error",
     "ErrorCode",
@@ -307,6 +308,20 @@ class Subscribe(_Frame, frozen=True, tag="subscribe"):
         return self.start
 
 
+class Delete(_Frame, frozen=True, tag="delete"):
+    """Request: delete a channel with its messages and groups, or one ``group`` of it.
+
+    Deleting what does not exist succeeds. The broker's subscriptions on what
+    is deleted end, so the connections holding them end too (their clients
+    connect and subscribe again). Added after version 1 first shipped: a server
+    that predates it ends the connection as ``malformed``.
+    """
+
+    seq: Count
+    channel: Name
+    group: Name | None = None
+
+
 class Unsubscribe(_Frame, frozen=True, tag="unsubscribe"):
     """Request: leave; the subscription's unsettled deliveries come again."""
 
@@ -418,7 +433,7 @@ class Goodbye(_Frame, frozen=True, tag="goodbye"):
     reason: str = ""
 
 
-Request: TypeAlias = Declare | Publish | Subscribe | Unsubscribe
+Request: TypeAlias = Declare | Publish | Subscribe | Unsubscribe | Delete
 Response: TypeAlias = Ok | Error
 Flow: TypeAlias = Credit | Deliver | Ack | Nack
 Control: TypeAlias = Hello | Welcome | Ping | Pong | Goodbye

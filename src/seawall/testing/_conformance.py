@@ -590,6 +590,60 @@ class TransportConformance:
             assert {attempts[m.id] for m in after} == {1}, attempts
             assert await inbox.quiet(self.quiet_period) == [], "an acked message came back"
 
+    # -- deleting --------------------------------------------------------------
+    async def test_deleting_a_channel_takes_its_messages_and_groups(
+        self, transport: Transport
+    ) -> None:
+        channel = await self.declare(transport, "delete")
+        await self.publish_all(transport, channel, [make_message(i) for i in range(3)])
+        sub = await transport.subscribe(channel, group="workers")
+        async with self.inbox(sub) as inbox:
+            await inbox.collect(3)  # held, never settled
+            await transport.delete(channel)
+            _, error = await inbox.finish()
+        assert isinstance(error, ConnectionLost), f"the reader of it ended with {error!r}"
+        await sub.close()
+        await transport.delete(channel)  # gone already: nothing to do
+        await transport.delete(self.channel_name("never"))
+        again = await transport.subscribe(channel, group="workers")  # a new, empty channel
+        fresh = make_message(9)
+        await transport.publish(channel, fresh)
+        async with self.inbox(again) as inbox:
+            [got] = await inbox.collect(1)
+            assert (got.message.id, got.attempt) == (fresh.id, 1), got
+            assert await inbox.quiet(self.quiet_period) == [], "a deleted message came back"
+            await again.ack(got)
+
+    async def test_deleting_a_group_keeps_the_channel_and_its_other_groups(
+        self, transport: Transport
+    ) -> None:
+        channel = await self.declare(transport, "delete-group")
+        doomed = await transport.subscribe(channel, group="doomed")
+        kept = await transport.subscribe(channel, group="kept")
+        sent = [make_message(i) for i in range(3)]
+        await self.publish_all(transport, channel, sent)
+        async with self.inbox(doomed) as inbox:
+            await inbox.collect(3)  # held, never settled
+        await doomed.close()
+        await transport.delete(channel, group="doomed")
+        await transport.delete(channel, group="never")  # no such group: nothing to do
+        sent.append(make_message(3))
+        await transport.publish(channel, sent[-1])
+        async with self.inbox(kept) as inbox:
+            got = await inbox.collect(4)
+            for delivery in got:
+                await kept.ack(delivery)
+        assert ids(got) == ids(sent), "the other group lost or reordered messages"
+        # a group of that name starts anew: nothing of the old one comes again
+        again = await transport.subscribe(channel, group="doomed", start="latest")
+        last = make_message(4)
+        await transport.publish(channel, last)
+        async with self.inbox(again) as inbox:
+            [got_last] = await inbox.collect(1)
+            assert (got_last.message.id, got_last.attempt) == (last.id, 1), got_last
+            assert await inbox.quiet(self.quiet_period) == [], "the deleted group's came back"
+            await again.ack(got_last)
+
     # -- capabilities ----------------------------------------------------------
     async def test_capabilities_are_declared(self, transport: Transport) -> None:
         capabilities = transport.capabilities

@@ -72,6 +72,9 @@ class RecordingTransport:
     async def declare(self, spec: ChannelSpec) -> None:
         await self.inner.declare(spec)
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        await self.inner.delete(channel, group=group)
+
     async def publish(
         self,
         channel: str,

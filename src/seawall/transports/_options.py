@@ -220,6 +220,9 @@ class RedisOptions(TransportOptions):
     """First part of every key this transport writes."""
     publish_timeout: Seconds | None = 30.0
     claim_idle: Seconds = 30.0
+    """Seconds an entry of another consumer stays idle before a member claims it: a dead
+    member's entries come again within it (within ``max(claim_idle, lease)`` when its
+    partition lease must run out first)."""
     lease: Seconds = 3.0
     rebalance: Seconds = 0.1
     poll: Seconds = 0.25

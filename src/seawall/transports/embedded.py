@@ -162,6 +162,9 @@ class EmbeddedTransport:
         self._subscriptions.add(sub)
         return sub
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        await (await self.broker()).delete(channel, group=group)
+
     def has_channel(self, name: str) -> bool:
         """Whether ``name`` exists (the broker server refuses unknown channels with this)."""
         return self._broker is not None and self._broker.has_channel(name)
@@ -206,6 +209,7 @@ class EmbeddedSubscription:
         self.transport = transport
         self.member = member
         self.name = member.channel.spec.name
+        self._intake = True  # False once stop_intake was called
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._deliveries()
@@ -216,7 +220,12 @@ class EmbeddedSubscription:
         while True:
             if member.state == "broken":
                 raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
-            if member.state == "closed":
+            if member.state == "deleted":
+                raise ConnectionLost(
+                    f"channel {self.name!r} or group {member.name!r} of it was deleted; "
+                    "subscribe again to make it anew"
+                )
+            if member.state == "closed" or not self._intake:
                 return
             taken = member.take()
             if taken is None:
@@ -239,6 +248,12 @@ class EmbeddedSubscription:
         taken = delivery.token
         assert isinstance(taken, Taken)
         self.member.nack(taken.partition, taken.offset, delay)
+
+    async def stop_intake(self) -> None:
+        """Iteration ends; this member takes nothing more (the group log keeps the order
+        of what is nacked from now on)."""
+        self._intake = False
+        self.member.wake.set()
 
     async def close(self) -> None:
         self.transport._subscriptions.discard(self)

@@ -205,6 +205,22 @@ class MemoryTransport:
         target.wake()
         return sub
 
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        self._check_open()
+        target = self._channels.get(channel)
+        if target is None:
+            return
+        if group is None:
+            for sub in list(target.subs):
+                sub.break_link(f"channel {channel!r} was deleted")
+            self._channels.pop(channel, None)
+            self._gone.discard(channel)
+            return
+        state = target.state.groups.pop(group, None)
+        for sub in [s for s in target.subs if s.group is state]:
+            sub.break_link(f"group {group!r} of channel {channel!r} was deleted")
+        self._trim(target)
+
     def _trim(self, channel: _Channel) -> None:
         # Trimming walks every group of the channel, so acks call it only every
         # _TRIM_EVERY settlements, unless a publisher is waiting for the room.
@@ -216,9 +232,10 @@ class MemoryTransport:
         channel = sub.channel
         channel.subs.discard(sub)
         sub.group.leave(sub.member, self.clock.time())
-        if channel.spec.ephemeral and not channel.subs:
-            del self._channels[channel.spec.name]
-            self._gone.add(channel.spec.name)
+        name = channel.spec.name
+        if channel.spec.ephemeral and not channel.subs and self._channels.get(name) is channel:
+            del self._channels[name]
+            self._gone.add(name)
         channel.wake()
 
     def has_channel(self, name: str) -> bool:
@@ -265,6 +282,8 @@ class MemorySubscription:
         self._batch: deque[Taken[Any]] = deque()  # taken, not yet handed on
         self._levels = channel.spec.priorities > 1
         self._state = "open"  # open | closed | broken
+        self._why = "link to the memory broker broke"
+        self._intake = True  # False once stop_intake was called
         group.join(self.member, prefetch)
 
     def notify(self) -> None:
@@ -282,8 +301,8 @@ class MemorySubscription:
         group, member = self.group, self.member
         while True:
             if self._state == "broken":
-                raise ConnectionLost(f"link to the memory broker broke while reading {name!r}")
-            if self._state == "closed":
+                raise ConnectionLost(f"{self._why} while reading {name!r}; subscribe again")
+            if self._state == "closed" or not self._intake:
                 return
             now = clock.time()
             # Taken in bulk, up to the credit: one call here per batch, not per
@@ -293,7 +312,7 @@ class MemorySubscription:
             if not batch:
                 await self._wait(now)
                 continue
-            while batch and self._state == "open":
+            while batch and self._state == "open" and self._intake:
                 partition, offset, attempt, entry = batch.popleft()
                 message = decode_message(entry) if isinstance(entry, bytes) else entry
                 if self._levels:  # one partition; the token names the level's log too
@@ -352,9 +371,16 @@ class MemorySubscription:
             taken = self._batch.popleft()
             self.group.untake(self.member, taken.partition, taken.offset, now)
 
-    def break_link(self) -> None:
+    async def stop_intake(self) -> None:
+        """Iteration ends; this member takes nothing more, so what is nacked from now on
+        goes to another member or waits for the next (the group log keeps its order)."""
         if self._state == "open":
-            self._state = "broken"
+            self._intake = False
+            self.notify()
+
+    def break_link(self, why: str = "link to the memory broker broke") -> None:
+        if self._state == "open":
+            self._state, self._why = "broken", why
             self._give_back()
             self.transport._leave(self)
             self.notify()

@@ -26,7 +26,9 @@ def test_names_are_broker_safe_distinct_and_prefixed() -> None:
     assert layout.scheduled(220) == "seawall.orders_2eevents.delay.220ms"
     assert Layout("orders_2eevents", 1).exchange != layout.exchange  # escaping is reversible
     assert inbox_queue("_inbox.abc") == "seawall._5finbox_2eabc"
-    assert len(set(layout.every_queue(["a", "b"]))) == 2 + 2 * 4
+    assert layout.groups == "seawall.orders_2eevents.groups"
+    assert len(set(layout.every_queue(["a", "b"]))) == 3 + 2 * 4
+    assert layout.scheduled(220) in layout.every_delay()
 
 
 @pytest.mark.parametrize(

@@ -165,3 +165,28 @@ async def test_a_publisher_that_leaves_before_the_commit_loses_nothing(tmp_path:
     async with Inbox(sub, patience=2.0) as inbox:
         assert ids(await inbox.collect(2)) == ids([left, stays])
     await transport.close()
+
+
+async def test_a_deleted_channel_and_group_stay_deleted_after_a_restart(tmp_path: Path) -> None:
+    transport = EmbeddedTransport(tmp_path)
+    await transport.declare(ChannelSpec(name="gone", partitions=2))
+    await transport.declare(ChannelSpec(name="kept"))
+    for channel in ("gone", "kept"):
+        await transport.publish(channel, make_message(1))
+    await transport.publish("gone", make_message(2), not_before=4e9)  # delayed: goes too
+    for group in ("doomed", "staying"):
+        sub = await transport.subscribe("kept", group=group)
+        await sub.close()
+    await transport.delete("gone")
+    await transport.delete("kept", group="doomed")
+    await transport.close()
+
+    again = EmbeddedTransport(tmp_path)
+    broker = await again.broker()
+    assert not broker.has_channel("gone")
+    assert set(broker._channels["kept"].groups) == {"staying"}
+    assert broker._scheduled == []
+    sub = await again.subscribe("gone", group="workers")  # a new, empty channel
+    async with Inbox(sub, patience=2.0) as inbox:
+        assert await inbox.quiet(0.05) == []
+    await again.close()

@@ -271,3 +271,58 @@ def test_the_wal_is_reserved_on_disk_and_lone_commits_reach_a_checkpoint(
     # its reserve (counting bodies alone, it came after some 800 MB)
     assert commits * 2 * PAGE_SIZE < WAL_RESERVE
     assert wal.stat().st_size < 1.5 * WAL_RESERVE
+
+
+def test_deleting_a_channel_removes_all_it_holds_and_survives_reopening(
+    tmp_path: Path, store: Store
+) -> None:
+    store.write(batch_of("orders", 0, 0, 3))
+    kept = WriteBatch()
+    kept.declare("kept", LAYOUT)
+    kept.append("kept", 0, 0, 1.0, b"k")
+    kept.set_position("kept", "billing", 0, 1)
+    kept.set_position("orders", "billing", 0, 2)
+    kept.schedule(Scheduled("0:late", "orders", 500.0, b"late"))
+    store.write(kept)
+    doomed = WriteBatch()
+    doomed.delete_channel("orders")
+    store.write(doomed)
+    store.close()
+
+    with Store.open(tmp_path / "data") as again:
+        recovered = again.recover()
+        assert list(recovered.channels) == ["kept"]
+        assert list(recovered.logs) == [("kept", 0)]
+        assert recovered.positions == {("kept", "billing", 0): 1}
+        assert recovered.scheduled == []
+        assert again.read("orders", 0, 0, 10) == []
+        (count,) = again._db.execute("SELECT count(*) FROM entries").fetchone()
+        assert count == 1
+
+
+def test_a_channel_deleted_and_made_again_in_one_batch_keeps_only_what_came_after(
+    store: Store,
+) -> None:
+    both = batch_of("orders", 0, 0, 2)
+    both.set_position("orders", "billing", 0, 1)
+    both.delete_channel("orders")  # drops the two appends and the position of this batch
+    both.declare("orders", LAYOUT)
+    both.append("orders", 0, 0, 7.0, b"new")
+    store.write(both)
+    recovered = store.recover()
+    assert recovered.logs == {("orders", 0): LogBounds(0, 1, 3)}
+    assert recovered.positions == {}
+    assert store.read("orders", 0, 0, 10) == [Entry(0, 7.0, b"new")]
+
+
+def test_deleting_a_group_removes_its_positions_only(store: Store) -> None:
+    positions = WriteBatch()
+    for group in ("billing", "audit"):
+        for partition in (0, 1):
+            positions.set_position("orders", group, partition, 3)
+    store.write(positions)
+    doomed = WriteBatch()
+    doomed.delete_group("orders", "billing")
+    doomed.delete_group("orders", "never")
+    store.write(doomed)
+    assert store.recover().positions == {("orders", "audit", 0): 3, ("orders", "audit", 1): 3}

@@ -41,16 +41,6 @@ async def test_a_requeued_head_keeps_its_followers_waiting() -> None:
     assert await drain(lanes) == ["k1"]
 
 
-async def test_take_unstarted_returns_ready_items_and_followers() -> None:
-    lanes: Lanes[str] = Lanes()
-    for item, key in [("a1", "a"), ("a2", "a"), ("u", None)]:
-        lanes.add(item, key)
-    started = await lanes.get()
-    assert started == "a1"
-    assert sorted(lanes.take_unstarted()) == ["a2", "u"]
-    assert await drain(lanes) == []
-
-
 async def test_a_waiting_worker_is_woken_by_a_new_item() -> None:
     lanes: Lanes[str] = Lanes()
     getter = asyncio.ensure_future(lanes.get())

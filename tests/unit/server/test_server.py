@@ -101,6 +101,27 @@ async def test_a_channel_outside_the_rights_fails_that_request_only(
         await audit.close()
 
 
+async def test_deleting_takes_both_rights_on_the_channel(
+    server: BrokerServer, backing: MemoryTransport
+) -> None:
+    await server.close()
+    async with BrokerServer(backing, host="127.0.0.1", config=SECURED) as secured:
+        url = f"seawall://127.0.0.1:{secured.port}"
+        orders = await SeawallTransport.connect(url, token=ORDERS.token)
+        audit = await SeawallTransport.connect(url, token=AUDIT.token)
+        await orders.publish("orders.created", make_message())
+        for group in (None, "billing"):
+            with pytest.raises(PermissionDenied, match="'audit' may not delete channel"):
+                await audit.delete("orders.created", group=group)
+        assert backing.has_channel("orders.created")
+        await orders.delete("orders.created")
+        assert not backing.has_channel("orders.created")
+        sub = await audit.subscribe("orders.created", group="audit")  # its connection goes on
+        await sub.close()
+        await orders.close()
+        await audit.close()
+
+
 async def test_auto_create_off_refuses_unknown_channels(backing: MemoryTransport) -> None:
     config = ServerConfig(auto_create=False)
     await backing.publish("orders", make_message())  # exists

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from examples.ftgo.demo import delete_streams
 from rich.console import Console
 from tests.apps.up_app import Ping, Pong, Slow
-from tests.brokers import NATS, require
+from tests.brokers import NATS, require, unique
 
 from seawall import ConfigurationError, DeadlineExceeded, RestartIntensity, SupervisorGaveUp, System
 from seawall._up.config import UpConfig, load_up_config, parse_up_config
@@ -205,7 +204,7 @@ async def test_the_same_config_runs_on_nats_without_a_broker_process(
     tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = require(NATS)
-    channel = f"up-test-{uuid.uuid4().hex[:8]}"
+    channel = unique("up-test")
     monkeypatch.setenv("UP_TEST_CHANNEL", channel)
     up = Up(config(tmp_path, {"echo": {"target": "tests.apps.up_app:echo"}}, transport=url))
     try:

@@ -38,7 +38,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   their back.
 * **Close / broken link** → unsettled and received-but-unread deliveries are
   NAKed, so they come again soon, not after AckWait: on a close at once (after
-  unsubscribing the pull inboxes on the same connection); on a broken link once
+  unsubscribing the pull inboxes on the same connection and having the server
+  drop their open pull requests: a NAK that meets a stale request is lost on
+  nats-server 2.9); ``stop_intake`` (a graceful drain) does the same first, so
+  the dispatcher's NAKs reach the server in key order with nothing of this
+  member left to take them, and the next pull of any member gets them first,
+  in that order; on a broken link once
   the old connection's pull requests have expired (at most ``pull_expires`` +
   ``api_timeout``), since the server may still hold that connection and hand
   redeliveries to its requests; a new subscription of this transport waits for
@@ -341,6 +346,30 @@ class NatsTransport:
             storage=api.StorageType.MEMORY if spec.ephemeral else api.StorageType.FILE,
             num_replicas=1 if spec.ephemeral else self.replicas,
         )
+
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        """Delete the channel's stream (its consumers go with it), or the group's consumers.
+
+        The group's partition leases in the KV bucket are left to expire (``lease``).
+        """
+        self._check_open()
+        if rides_core(channel):
+            return  # a reply inbox keeps nothing on the server
+        stream = await self._stream(channel, create=False)
+        if stream is None:
+            return
+        js = await self.link()
+        with translated(f"deleting {_what(channel, group)}"):
+            if group is None:
+                self._streams.pop(channel, None)
+                self._declared.pop(channel, None)
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream.name)
+                return
+            for log in range(stream.logs):
+                name = stream.consumer(token(group), log)
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_consumer(stream.name, name)
 
     async def _forget(self, stream: Stream) -> None:
         """Delete an ephemeral channel's stream once its subscriber has left."""
@@ -675,6 +704,10 @@ def _outcome(ack: bytes) -> Literal["stored", "full"]:
         return "full"
     nats.js.errors.APIError.from_error(error)  # raises the matching APIError
     raise AssertionError("unreachable: from_error raises")  # pragma: no cover
+
+
+def _what(channel: str, group: str | None) -> str:
+    return f"channel {channel!r}" if group is None else f"group {group!r} of channel {channel!r}"
 
 
 def _dedupe_key(message: Message) -> str:

@@ -58,6 +58,7 @@ class CoreSubscription:
         self._count = 0
         self._handle: NatsSubscriptionHandle | None = None
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called
 
     async def start(self) -> None:
         client = self.transport.client
@@ -89,7 +90,7 @@ class CoreSubscription:
                     f"stopped reading reply inbox {self.channel!r}: the link to NATS broke; "
                     "subscribe again"
                 )
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 message, attempt = self._ready.popleft()
@@ -105,6 +106,11 @@ class CoreSubscription:
                 continue
             self.wake.clear()
             await self.wake.wait()
+
+    async def stop_intake(self) -> None:
+        """Iteration ends (a reply inbox keeps nothing: what is left goes with it)."""
+        self._intake = False
+        self.wake.set()
 
     def _settle(self, delivery: Delivery) -> tuple[Message, int] | None:
         assert isinstance(delivery.token, int)

@@ -30,7 +30,7 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..._clock import TimerHeap, wait_until
-from ..._exceptions import ConnectionLost, DecodeError
+from ..._exceptions import ConnectionLost, DecodeError, TransportError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
@@ -71,6 +71,7 @@ class _Puller:
     def __init__(self, sub: NatsSubscription, partition: int, consumer: str) -> None:
         self.sub = sub
         self.partition = partition
+        self.consumer = consumer
         self.inbox = sub.transport.client.new_inbox()
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{sub.stream.name}.{consumer}"
         self.outstanding = 0
@@ -126,16 +127,37 @@ class _Puller:
             self.sub.lost(f"its consumer was deleted ({status} {description})")
 
     async def stop(self) -> None:
-        """Stop pulling; messages already on their way still arrive before this returns."""
+        """Stop pulling; messages already on their way still arrive before this returns,
+        and the server holds no pull request of this puller any more (on a live link)."""
         handle, self.handle = self.handle, None
+        asked = bool(self.requests)
         self.requests.clear()
         self.outstanding = 0
-        if handle is not None:
-            with contextlib.suppress(nats.errors.Error):
-                if self.sub.transport.client.is_connected:
-                    await handle.drain()  # type: ignore[no-untyped-call]
-                else:
-                    await handle.unsubscribe()
+        if handle is None:
+            return
+        with contextlib.suppress(nats.errors.Error):
+            if not self.sub.transport.client.is_connected:
+                await handle.unsubscribe()
+                return
+            await handle.drain()  # type: ignore[no-untyped-call]
+        if asked:
+            await self._drop_requests()
+
+    async def _drop_requests(self) -> None:
+        """Make the server forget this puller's open pull requests, now that nobody reads them.
+
+        The server drops a pull request whose inbox has no interest only when it
+        next looks at its waiting requests. Until then a NAK of one of this
+        consumer's messages meets a stale request: nats-server 2.9 then loses the
+        redelivery (back only after AckWait, behind the later messages of its
+        key) and delivers a later message twice. Asking for the consumer's info
+        makes the server look (it counts the waiting requests), so it goes on
+        this same connection after the unsubscribe, before any NAK.
+        """
+        transport = self.sub.transport
+        with contextlib.suppress(TransportError, nats.errors.Error):
+            js = await transport.link()
+            await js.consumer_info(self.sub.stream.name, self.consumer)
 
 
 class NatsSubscription:
@@ -162,6 +184,7 @@ class NatsSubscription:
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[str, _Held] = {}  # by ack subject
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called: no pulling any more
         self._kv = kv
         self._owner: Member | None = None
         self._lost: str | None = None  # why the subscription must end, found in a callback
@@ -192,7 +215,7 @@ class NatsSubscription:
 
     # -- partitions (the reader's part in partition ownership) ---------------
     async def start_reading(self, partition: int, epoch: int) -> None:
-        if self._state != "open":
+        if self._state != "open" or not self._intake:
             return
         puller = _Puller(self, partition, self.consumers[partition])
         self.pullers[partition] = puller
@@ -252,7 +275,7 @@ class NatsSubscription:
                     f"stopped reading channel {self.stream.channel!r} as group {self.group!r}: "
                     f"{why}; subscribe again"
                 )
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 held = self._ready.popleft()
@@ -388,15 +411,41 @@ class NatsSubscription:
             with contextlib.suppress(nats.errors.Error):
                 await msg.nak()
 
+    async def stop_intake(self) -> None:
+        """Stop pulling, so that a NAK from now on goes to the group, not back here.
+
+        While a pull request of this subscription is open, the server hands a
+        NAKed message straight back to it, and a close right after could meet
+        that redelivery with an unsubscribed inbox (the message then waits for
+        AckWait, behind the later messages of its key). Each puller unsubscribes
+        its inbox and has the server drop its open requests (see
+        ``_Puller.stop``); NAKs sent after are kept by the server in their order
+        for the next pull of any member. Messages already on their way arrive
+        before this returns and are NAKed at close, after the caller's.
+        """
+        if self._state == "open" and self._intake:
+            self._intake = False
+            self._expiry = self._last_due()
+            for partition in list(self.pullers):
+                await self.stop_reading(partition)
+            if self._levels is not None:
+                await self._levels.stop()
+            self.wake.set()
+
+    def _last_due(self) -> float:
+        """When the server is done with every pull request this subscription sent."""
+        dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        if self._levels is not None:
+            dues.append(self._levels.due)
+        return max([self._expiry, *dues])
+
     async def _end(self, state: str) -> None:
         self._state = state
         self.wake.set()
         self.transport._left(self)
-        dues = [due for p in self.pullers.values() if (due := p.last_due()) is not None]
+        self._expiry = self._last_due()
         if self._levels is not None:
-            dues.append(self._levels.due)
             await self._levels.stop()
-        self._expiry = max(dues, default=0.0)
         for partition in list(self.pullers):
             await self.stop_reading(partition)
         await self._mover.stop()

@@ -24,7 +24,12 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   persistent.
 * **Settling** → ack is ``basic.ack``; ``nack()`` is ``basic.nack`` with
   requeue, and the quorum queue counts it in ``x-delivery-count``, which gives
-  ``attempt``. Delayed redelivery, ``nack(delay=…)``, republishes the message
+  ``attempt``. A requeued message goes behind the messages ready in its queue
+  (RabbitMQ 3 quorum queues), while the messages of a closed AMQP channel go
+  back in queue order; so after ``stop_intake`` (a graceful drain cancels the
+  consumers first) a ``nack()`` without delay leaves the message unacked and the
+  close returns it, ahead of the later messages of its key. Delayed
+  redelivery, ``nack(delay=…)``, republishes the message
   (confirmed) to a shared *delay queue* and only then acks it: one quorum queue
   per step of a fixed delay ladder (the E12 series from 10 ms: twelve steps per
   decade, each at most 1.25x the one below; the delay is rounded *up*, and the
@@ -248,6 +253,21 @@ class RabbitMQTransport:
             await self.topology.inbox(spec.name)
         else:
             await self._layout(spec.name)
+
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        self._check_open()
+        if self._ephemeral(channel):
+            return  # a reply inbox's queue goes with its reader
+        spec = self._declared.get(channel) or ChannelSpec(name=channel)
+        layout = await self.topology.layout(spec, create=False)
+        if layout is None:
+            return
+        if group is not None:
+            await self.topology.delete_group(layout, group)
+            return
+        self._layouts.pop(channel, None)
+        self._declared.pop(channel, None)
+        await self.topology.delete_channel(layout)
 
     async def _layout(self, channel: str) -> Layout:
         layout = self._layouts.get(channel)

@@ -160,6 +160,12 @@ class Layout:
         """Queue holding the one message that records the layout (partition count)."""
         return f"{PREFIX}{self.tok}.layout"
 
+    @property
+    def groups(self) -> str:
+        """Queue holding one message per group, its name: how deleting the channel finds
+        the groups' queues (AMQP cannot list queues)."""
+        return f"{PREFIX}{self.tok}.groups"
+
     def queue(self, group: str, partition: int) -> str:
         """The queue of ``group``'s ``partition``."""
         return f"{PREFIX}{self.tok}.g.{token(group)}.{partition}"
@@ -175,6 +181,10 @@ class Layout:
 
     def every_queue(self, groups: list[str]) -> list[str]:
         """Every queue of this channel for ``groups`` (cleanup)."""
-        queues = [self.unclaimed, self.meta]
+        queues = [self.unclaimed, self.meta, self.groups]
         queues += [self.queue(g, p) for g in groups for p in range(self.partitions)]
         return queues
+
+    def every_delay(self) -> list[str]:
+        """Every delayed-delivery exchange and queue name this channel may have."""
+        return [self.scheduled(step) for step in _LADDER]

@@ -92,6 +92,7 @@ class RabbitMQSubscription:
         self._unsettled: dict[int, _Held] = {}
         self._tokens = itertools.count()
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called: no consumer any more
         self._why: str | None = None
         self._lost: str | None = None  # why it must end, found in a callback
 
@@ -105,7 +106,7 @@ class RabbitMQSubscription:
     # -- consumers -----------------------------------------------------------
     async def read(self, source: Source) -> None:
         """Start consuming ``source``."""
-        if self._state != "open" or source.queue in self._consumers:
+        if self._state != "open" or not self._intake or source.queue in self._consumers:
             return
         connection = await self.transport.connection()
         with translated(f"reading {source.queue!r} for group {self.group!r}"):
@@ -177,7 +178,7 @@ class RabbitMQSubscription:
                     f"stopped reading channel {self.channel!r} as group {self.group!r}: "
                     f"{why}; subscribe again"
                 )
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 held = self._ready.popleft()
@@ -210,6 +211,8 @@ class RabbitMQSubscription:
             self._ready.appendleft(_Held(held.msg, held.partition, held.attempt + 1))
             self.wake.set()
             return
+        if not self._intake and delay <= 0:
+            return  # kept unacked: the close of its AMQP channel returns it (stop_intake)
         try:
             if delay > 0 or not self.counts_returns:
                 queue = self.queues[held.partition]
@@ -222,6 +225,24 @@ class RabbitMQSubscription:
             # the link broke: the broker gives the message back by itself
             log.debug("nack of %s not sent (%r); it comes again", delivery.message.id, exc)
         self._settled(held)
+
+    async def stop_intake(self) -> None:
+        """Cancel every consumer, keeping their AMQP channels to settle what they delivered.
+
+        A nack without delay from now on sends nothing: the message stays unacked
+        on its channel, and closing the channels at :meth:`close` returns it.
+        RabbitMQ (3.x quorum queues) puts a message requeued by ``basic.nack``
+        behind the messages ready in its queue, so the later messages of its key
+        would go first; the messages of a closed channel go back in their queue
+        order, ahead of the ready ones. Nothing more is delivered once the
+        cancels are confirmed; what arrived before and was not handed out goes
+        back with its channel too.
+        """
+        if self._state == "open" and self._intake:
+            self._intake = False
+            for queue in list(self._consumers):
+                await self.stop_reading(queue)
+            self.wake.set()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
         assert isinstance(delivery.token, int)

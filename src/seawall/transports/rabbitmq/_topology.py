@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, ExchangeType
 
@@ -145,7 +146,9 @@ class Topology:
                 durable=True,
                 arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
             )
+            await channel.declare_queue(layout.groups, durable=True)
         self.made.update({("queue", layout.unclaimed), ("queue", layout.meta)})
+        self.made.add(("queue", layout.groups))
         self.made.update({("exchange", layout.unclaimed), ("exchange", layout.exchange)})
         await self._record(layout, spec)
 
@@ -195,12 +198,74 @@ class Topology:
         )
         with translated(f"joining group {group!r} on channel {layout.channel!r}"):
             amqp = await channel.get_underlay_channel()
+            if new:
+                await self._register(layout, group)
             for partition, name in enumerate(queues):
                 if new:
                     await channel.declare_queue(name, durable=True, arguments=arguments)
                     self.made.add(("queue", name))
                 await amqp.queue_bind(name, layout.exchange, routing_key=str(partition))
         return queues
+
+    async def _register(self, layout: Layout, group: str) -> None:
+        """Add the group's name to the channel's groups queue, before its queues exist."""
+        channel = await self.admin()
+        await channel.declare_queue(layout.groups, durable=True)  # older channels lack it
+        message = aio_pika.Message(group.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await channel.default_exchange.publish(message, layout.groups)
+
+    async def groups(self, layout: Layout, *, forget: str | None = None) -> set[str]:
+        """The names in the channel's groups queue; ``forget`` is taken out of it.
+
+        Read with gets on an AMQP channel of its own, then put back by closing it
+        (the names to forget acked first).
+        """
+        if not await self._exists(layout.groups):
+            return set()
+        connection = await self.transport.connection()
+        names: set[str] = set()
+        with translated(f"listing the groups of channel {layout.channel!r}"):
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                queue = await channel.get_queue(layout.groups, ensure=False)
+                while (got := await queue.get(no_ack=False, fail=False)) is not None:
+                    name = got.body.decode(errors="replace")
+                    if name == forget:
+                        await got.ack()
+                    else:
+                        names.add(name)
+            finally:
+                await channel.close()  # what was not acked goes back
+        return names
+
+    async def delete_channel(self, layout: Layout) -> None:
+        """Delete every object of the channel: its exchanges, its queues and its groups'."""
+        groups = await self.groups(layout)
+        self._delays.difference_update(layout.every_delay())
+        channel = await self.admin()
+        with translated(f"deleting channel {layout.channel!r}"):
+            amqp = await channel.get_underlay_channel()
+            await amqp.exchange_delete(layout.exchange)  # nothing is routed to it any more
+            for group in sorted(groups):
+                await self._delete_group(amqp, layout, group)
+            for name in [layout.unclaimed, *layout.every_delay()]:
+                await amqp.exchange_delete(name)
+                await amqp.queue_delete(name)
+            for name in (layout.groups, layout.meta):
+                await amqp.queue_delete(name)
+
+    async def delete_group(self, layout: Layout, group: str) -> None:
+        """Delete the group's partition queues and its members' exchange."""
+        await self.groups(layout, forget=group)
+        channel = await self.admin()
+        with translated(f"deleting group {group!r} of channel {layout.channel!r}"):
+            await self._delete_group(await channel.get_underlay_channel(), layout, group)
+
+    @staticmethod
+    async def _delete_group(amqp: aiormq.abc.AbstractChannel, layout: Layout, group: str) -> None:
+        for partition in range(layout.partitions):
+            await amqp.queue_delete(layout.queue(group, partition))
+        await amqp.exchange_delete(layout.members(group))
 
     # -- ephemeral channels and delays -------------------------------------------
     async def inbox(self, channel_name: str) -> str:

@@ -27,10 +27,20 @@
   (optionally with its delivery count lowered, for entries never handed to
   the application) and into the group's retry set, due at a given time. The
   retry set takes the stream's time to live, if it has one (ephemeral channels).
+  Its member is the entry id with both numbers zero-padded to 20 digits, so
+  that entries due at the same millisecond come again in stream order (a
+  sorted set orders equal scores by member, as text: ``5-10`` before ``5-2``).
 * ``take_due``: claim the retry set's due entries for a consumer; returns
   each entry with its delivery count (the attempt), and the next due time.
-* ``reclaim``: claim entries idle longer than a bound from consumers that
-  are gone (a process died), never parked ones; counts as an attempt.
+* ``reclaim``: claim entries idle longer than ``ARGV[3]`` ms from other
+  consumers (a process died, a subscription's link broke), never the parked
+  ones; at most ``ARGV[4]`` (the credit); counts as an attempt. It goes
+  consumer by consumer (``XINFO CONSUMERS``, then the first 1,000 pending
+  entries of each), not along the group's pending list, where older parked
+  entries could hide the orphans; it deletes a consumer silent that long that
+  holds nothing. Returns the entries and the milliseconds until the next
+  entry of another consumer is idle that long (0: more are due than there was
+  credit for).
 * ``heartbeat``: renew a member's lease and its partition locks (``KEYS``:
   the members set, then the locks; ``ARGV``: the member, the lease in
   milliseconds, then the value each lock should hold), by the server's
@@ -46,7 +56,8 @@
   first) a time to live of ``ARGV[1]`` milliseconds, unless the meta hash has
   already gone (``0``): its owner renews them while it lives.
 
-Stream ids are compared as (milliseconds, sequence) pairs of numbers.
+Stream ids are compared as (milliseconds, sequence) pairs of numbers; in a retry
+set they are padded (``take_due`` also reads the unpadded members older versions wrote).
 
 Entry ids: an entry of a durable channel gets the id ``<ms>-<n>``: ``ms`` is
 the server's clock (``TIME``) in milliseconds and ``n`` counts the entries
@@ -102,6 +113,17 @@ local function append(stream, added, ms, args, first, last)
   end
   if failed(id) then id = redis.call('XADD', stream, '*', unpack(args, first, last)) end
   return id
+end
+"""
+
+_PADDED = """
+local function pad(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local function unpad(member)
+  local ms, seq = string.match(member, '^(%d+)-(%d+)$')
+  return (string.gsub(ms, '^0+(%d)', '%1')) .. '-' .. (string.gsub(seq, '^0+(%d)', '%1'))
 end
 """
 
@@ -230,7 +252,9 @@ return string.format('%d-%d', m, n - 1)
 """
 )
 
-_GIVE_BACK = """
+_GIVE_BACK = (
+    _PADDED
+    + """
 local retry, stream = KEYS[1], KEYS[2]
 local group, due, parked = ARGV[1], ARGV[2], ARGV[3]
 local moved = 0
@@ -243,7 +267,7 @@ for i = 4, #ARGV, 2 do
     got = redis.call('XCLAIM', stream, group, parked, 0, id, 'RETRYCOUNT', count, 'JUSTID')
   end
   if got[1] then
-    redis.call('ZADD', retry, due, id)
+    redis.call('ZADD', retry, due, pad(id))
     moved = moved + 1
   end
 end
@@ -251,13 +275,17 @@ local ttl = redis.call('PTTL', stream)
 if moved > 0 and ttl > 0 then redis.call('PEXPIRE', retry, ttl) end
 return moved
 """
+)
 
-_TAKE_DUE = """
+_TAKE_DUE = (
+    _PADDED
+    + """
 local retry, stream = KEYS[1], KEYS[2]
 local group, consumer, now, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', retry, id)
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', retry, member)
+  local id = unpad(member)
   local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
   if got[1] then
     local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -267,20 +295,39 @@ end
 local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
 return {out, nxt[2] or ''}
 """
+)
 
 _RECLAIM = """
 local stream = KEYS[1]
-local group, consumer, idle, limit, parked = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local group, consumer, parked = ARGV[1], ARGV[2], ARGV[5]
+local idle, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', stream) == 0 then
+  return redis.error_reply('NOGROUP the stream ' .. stream .. ' does not exist')
+end
 local out = {}
-local pending = redis.call('XPENDING', stream, group, 'IDLE', idle, '-', '+', limit * 4)
-for _, p in ipairs(pending) do
-  if #out >= limit then break end
-  if p[2] ~= parked and p[2] ~= consumer then
-    local got = redis.call('XCLAIM', stream, group, consumer, idle, p[1])
-    if got[1] then out[#out + 1] = {got[1][1], got[1][2], p[4] + 1} end
+local wait = idle
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  local name, pending = info['name'], info['pending']
+  if name == parked or name == consumer then
+    -- the retry sets' holder, and this member: never orphans
+  elseif pending == 0 then
+    if info['idle'] >= idle then redis.call('XGROUP', 'DELCONSUMER', stream, group, name) end
+  else
+    for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 1000, name)) do
+      if p[3] < idle then
+        wait = math.min(wait, idle - p[3])
+      elseif #out == limit then
+        wait = 0
+      else
+        local got = redis.call('XCLAIM', stream, group, consumer, idle, p[1])
+        if got[1] then out[#out + 1] = {got[1][1], got[1][2], p[4] + 1} end
+      end
+    end
   end
 end
-return out
+return {out, wait}
 """
 
 _HEARTBEAT = """

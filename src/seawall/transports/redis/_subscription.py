@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..._clock import wait_until
+from ..._clock import timeout_at, wait_until
 from ..._exceptions import ConnectionLost, TransportError
 from ..._messages.envelope import Message
 from ..._messages.ids import uuid7
@@ -64,6 +64,9 @@ class RedisSubscription:
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[_Token, _Held] = {}
         self._state = "open"  # open | closed | broken
+        self._intake = True  # False once stop_intake was called: nothing more is taken
+        self._rested = asyncio.Event()  # no refill under way (reading, claiming)
+        self._rested.set()
         self._why = "the link to Redis broke"
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # no read under way
@@ -123,7 +126,7 @@ class RedisSubscription:
                     f"stopped reading channel {self.channel.name!r} as group {self.group!r}: "
                     f"{self._why}; subscribe again"
                 )
-            if self._state == "closed":
+            if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
                 held = self._ready.popleft()
@@ -137,15 +140,20 @@ class RedisSubscription:
                 )
                 continue
             self._wake.clear()
+            self._rested.clear()
             try:
                 await self._refill()
             except ConnectionLost as exc:
                 if self._state == "open":
                     self._why = str(exc)
                     await self._end("broken")
+            finally:
+                self._rested.set()
 
     async def _refill(self) -> None:
         """Claim due retries and orphans, or read new entries, as far as credit allows."""
+        if not self._intake:
+            return
         clock = self.transport.clock
         now = clock.time()
         await self._keep_alive(now)
@@ -161,14 +169,12 @@ class RedisSubscription:
             wake = (self._keep_alive_due(), acks_due, self._renew_due())
             await self._sleep(min(filter(None, wake), default=None))
             return
+        if now >= self._reclaim_at and await self._reclaim(credit, now):
+            return
         if now >= self._due_at and await self._take_due(credit, now):
             return
-        if now >= self._reclaim_at:
-            self._reclaim_at = now + self.transport.claim_idle / 4
-            if await self._reclaim(credit):
-                return
-        block = min(self.transport.poll, self._due_at - now, self._renew_at - now)
-        await self._read(credit, max(0.001, block))
+        due = min(self._due_at, self._reclaim_at, self._renew_at)
+        await self._read(credit, max(0.001, min(self.transport.poll, due - now)))
 
     async def _sleep(self, until: float | None) -> None:
         await wait_until(self.transport.clock, self._wake, until or None)
@@ -288,17 +294,27 @@ class RedisSubscription:
         self._hold(took)
         return bool(took)
 
-    async def _reclaim(self, credit: int) -> bool:
-        """Claim entries left idle by members that are gone; whether any came."""
+    async def _reclaim(self, credit: int, now: float) -> bool:
+        """Claim the entries of members that are gone; whether any came.
+
+        The script says when the next is due (the moment the next entry of another
+        consumer will have been idle ``claim_idle``), so an orphan is claimed
+        within a round trip of that moment, and at once again while more are left
+        than this member had credit for; a look at least every quarter of
+        ``claim_idle`` finds the entries members took since.
+        """
         idle = int(self.transport.claim_idle * 1000)
-        now = self.transport.clock.time()
         took: list[_Held] = []
+        wait = self.transport.claim_idle / 4
         for p, stream in list(self.owned.items()):
             args = [self._group, self.consumer, idle, credit - len(took), PARKED]
-            entries = await self._script("reclaim", [stream], args)
+            entries, due = await self._script("reclaim", [stream], args)
             took += [self._held(p, e, f, count, now) for e, f, count in entries]
+            wait = min(wait, int(due) / 1000)
             if len(took) >= credit:
+                wait = 0.0
                 break
+        self._reclaim_at = now + wait
         if took:
             log.info(
                 "claimed %d entries of %r left by a member that is gone",
@@ -407,6 +423,26 @@ class RedisSubscription:
             with contextlib.suppress(TransportError):  # not given back: reclaimed later
                 await self._give_back([held], delay, handed_out=True)
             self._due_at = min(self._due_at, self.transport.clock.time() + delay)
+
+    async def stop_intake(self) -> None:
+        """Take nothing more: no read, no claim of retries or orphans.
+
+        Waits for a refill under way (a blocking read returns within ``poll``):
+        cancelled instead, a read or claim the server has done would leave its
+        entries pending under this consumer until ``claim_idle``. What it
+        brought waits here and goes back at close, after what the caller nacked
+        (a nack is due now, so it comes first from the retry set).
+        """
+        if self._state != "open" or not self._intake:
+            return
+        self._intake = False
+        self._wake.set()
+        clock = self.transport.clock
+        with contextlib.suppress(TimeoutError):
+            async with timeout_at(
+                clock, clock.time() + self.transport.poll + self.transport.api_timeout
+            ):
+                await self._rested.wait()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
         token = delivery.token

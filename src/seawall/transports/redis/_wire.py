@@ -29,7 +29,8 @@ __all__ = ["command", "connection_class", "round_trip", "translate", "translated
 
 
 def _response(what: str, exc: BaseException) -> TransportError:
-    if str(exc).startswith("NOGROUP"):  # deleted behind our back: subscribing recreates it
+    # deleted behind our back (a blocked read says UNBLOCKED): subscribing recreates it
+    if str(exc).startswith(("NOGROUP", "UNBLOCKED")):
         return ConnectionLost(
             f"{what}: the stream or its consumer group was deleted ({exc}); subscribe again"
         )

@@ -47,6 +47,7 @@ from ..._wire.protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Declare,
+    Delete,
     Error,
     Frame,
     Hello,
@@ -126,6 +127,10 @@ class SeawallTransport:
     async def declare(self, spec: ChannelSpec) -> None:
         link = await self._ensure_link()
         await link.ask(Declare.of, spec)
+
+    async def delete(self, channel: str, *, group: str | None = None) -> None:
+        link = await self._ensure_link()
+        await link.ask(Delete, channel, group)
 
     async def publish(
         self,

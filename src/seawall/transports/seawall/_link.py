@@ -274,6 +274,7 @@ class SeawallSubscription:
         self._buffer: deque[Deliver] = deque()
         self._wake = asyncio.Event()
         self._error: TransportError | None = None
+        self._intake = True  # False once stop_intake was called
 
     def push(self, frame: Deliver) -> None:
         """A Deliver arrived for this subscription."""
@@ -299,7 +300,7 @@ class SeawallSubscription:
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         buffer, channel = self._buffer, self.channel
         while True:
-            if buffer:
+            if buffer and self._intake:
                 frame = buffer.popleft()
                 yield Delivery(
                     message=decode_message(frame.message),
@@ -310,7 +311,7 @@ class SeawallSubscription:
                 )
             elif self._error is not None:
                 raise self._error
-            elif self.closed:
+            elif self.closed or not self._intake:
                 return
             else:
                 self._wake.clear()
@@ -323,6 +324,13 @@ class SeawallSubscription:
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         if not self.closed and self.id is not None:
             self.link.settle(Nack(self.id, delivery.partition, _offset(delivery), max(0.0, delay)))
+
+    async def stop_intake(self) -> None:
+        """Iteration ends. The server may still send deliveries within the credit; they
+        wait here and come again at close, after what was nacked (the server's group log
+        orders its redeliveries)."""
+        self._intake = False
+        self._wake.set()
 
     async def close(self) -> None:
         if not self.closed:
