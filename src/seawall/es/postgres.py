@@ -59,6 +59,7 @@ from typing import Any
 from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
 from .._fsync import SyncPolicy, parse_sync
+from .._transport.options import redact
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
@@ -210,7 +211,7 @@ class PostgresEventStore:
                 server_settings={"synchronous_commit": commit},
             )
         except (OSError, asyncpg.PostgresError) as exc:
-            raise EventStoreError(f"cannot open the event store at {dsn!r}: {exc}") from exc
+            raise EventStoreError(f"cannot open the event store at {redact(dsn)!r}: {exc}") from exc
         try:
             # one creator at a time: CREATE ... IF NOT EXISTS races with itself
             async with pool.acquire() as conn, conn.transaction():

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import OutboxError
 
-__all__ = ["PREFIX", "ROW_COLUMNS", "Translate", "driver_errors", "safe_dsn", "schema"]
+__all__ = ["PREFIX", "ROW_COLUMNS", "Translate", "driver_errors", "schema"]
 
 PREFIX = re.compile(r"^[a-z_][a-z0-9_]*$|^$")
 """What a table prefix may be (it is written into SQL)."""
@@ -72,13 +71,6 @@ def driver_errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
     return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-def safe_dsn(dsn: str) -> str:
-    """``dsn`` without its user part (which may hold a password), for messages."""
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class Translate:

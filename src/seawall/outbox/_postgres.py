@@ -41,8 +41,9 @@ from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConfigurationError, OutboxError
 from .._fsync import SyncPolicy, parse_sync
 from .._runtime.context import Context
+from .._transport.options import redact
 from ._outbox import InboxEntry, Outbox, OutboxTransaction
-from ._pgshared import PREFIX, ROW_COLUMNS, Translate, safe_dsn, schema
+from ._pgshared import PREFIX, ROW_COLUMNS, Translate, schema
 from ._rows import OutboxRow, stored_row
 
 __all__ = ["PostgresOutbox", "PostgresTransaction"]
@@ -395,4 +396,4 @@ async def _connect(dsn: str, sync: SyncPolicy, max_connections: int) -> Any:
             server_settings={"synchronous_commit": "off" if sync == "none" else "on"},
         )
     except (OSError, asyncpg.PostgresError) as exc:
-        raise OutboxError(f"cannot open the outbox database at {safe_dsn(dsn)}: {exc}") from exc
+        raise OutboxError(f"cannot open the outbox database at {redact(dsn)}: {exc}") from exc

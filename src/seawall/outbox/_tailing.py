@@ -54,8 +54,9 @@ from typing import Any
 from .._clock import Clock, SystemClock, outside_the_loop
 from .._exceptions import ConfigurationError, OutboxError
 from .._transport import Transport
+from .._transport.options import redact
 from ._pgoutput import ChangeReader, Committed, format_lsn
-from ._pgshared import PREFIX, ROW_COLUMNS, Translate, driver_errors, safe_dsn
+from ._pgshared import PREFIX, ROW_COLUMNS, Translate, driver_errors
 from ._relay import RelayStats, publish_in_order, relay_forever
 from ._rows import OutboxRow, stored_row
 
@@ -160,7 +161,7 @@ class LogTailingRelay:
         return self._conn
 
     def _errors(self, what: str) -> Translate:
-        return Translate(f"log tailing relay {self.slot!r} at {safe_dsn(self.dsn)}: {what}")
+        return Translate(f"log tailing relay {self.slot!r} at {redact(self.dsn)}: {what}")
 
     async def _prepare(self) -> None:
         conn = await self._connection()
@@ -169,7 +170,7 @@ class LogTailingRelay:
             if level != "logical":
                 raise ConfigurationError(
                     f"log tailing needs wal_level = logical, and the server at "
-                    f"{safe_dsn(self.dsn)} runs wal_level = {level}: set it (ALTER SYSTEM SET "
+                    f"{redact(self.dsn)} runs wal_level = {level}: set it (ALTER SYSTEM SET "
                     "wal_level = logical) and restart the server, or use a PollingRelay"
                 )
             table = f"{self.schema}.{self.table}"
