@@ -97,17 +97,10 @@ class VirtualClock:
         self._now = start
         self._timers: list[tuple[float, int, _VirtualTimer]] = []
         self._seq = itertools.count()
-        self._outside = 0
-        """Work running outside the event loop (see :func:`outside_the_loop`)."""
 
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Keep autojump from moving time while the block runs (see :func:`outside_the_loop`)."""
-        self._outside += 1
-        try:
-            yield
-        finally:
-            self._outside -= 1
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """Keep autojump from moving time while the block runs: :func:`outside_the_loop`."""
+        return outside_the_loop()
 
     def time(self) -> float:
         return self._now
@@ -179,7 +172,7 @@ class VirtualClock:
         """Whether nothing but a timer of ours can move things on: no runnable callback
         (CPython keeps them in ``loop._ready``), no work awaited from a thread or a
         server, no real timer about to fire."""
-        if len(getattr(loop, "_ready", ())) or self._outside or _waiting_elsewhere(loop):
+        if len(getattr(loop, "_ready", ())) or _waiting_elsewhere(loop):
             return False
         return not _real_timer_due_soon(loop)
 

@@ -18,6 +18,7 @@ reads the environment.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 
 import click
@@ -85,7 +86,7 @@ def run(
     source = click.get_current_context().get_parameter_source("transport")
     try:
         system = load_system(target, transport=transport, grace=grace)
-        announce = lambda: _announce(target, system, source)  # noqa: E731
+        announce = functools.partial(_announce, target, system, source)
         asyncio.run(serve(system, log_format=log_format, metrics=metrics, ready=announce))
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc

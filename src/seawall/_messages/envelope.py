@@ -23,6 +23,7 @@ from .payload import Kind
 
 __all__ = [
     "DLQ_HEADERS",
+    "DLQ_REASON",
     "Message",
     "decode_message",
     "encode_message",
@@ -30,8 +31,10 @@ __all__ = [
     "to_headers",
 ]
 
+DLQ_REASON = "seawall-dlq-reason"
+"""The header that makes a message a dead letter: why it was given up."""
 DLQ_HEADERS = (
-    "seawall-dlq-reason",
+    DLQ_REASON,
     "seawall-dlq-error",
     "seawall-dlq-attempt",
     "seawall-dlq-channel",

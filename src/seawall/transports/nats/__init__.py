@@ -118,7 +118,7 @@ from ..._exceptions import (
     TransportClosed,
     TransportError,
 )
-from ..._messages.envelope import DLQ_HEADERS, Message, to_headers
+from ..._messages.envelope import DLQ_REASON, Message, to_headers
 from ..._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -716,7 +716,7 @@ def _dedupe_key(message: Message) -> str:
     publish of a message that already had its id, and distinct messages may share an id
     (any producer can pick one), so its key also covers its body and dead-letter headers:
     the same dead letter retried is still dropped, another one is not."""
-    if DLQ_HEADERS[0] not in message.headers:
+    if DLQ_REASON not in message.headers:
         return message.id
     digest = hashlib.blake2b(message.data, digest_size=12)
     for name in sorted(message.headers):
