@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl as _ssl
 from dataclasses import replace
 from importlib.metadata import version
@@ -122,11 +123,17 @@ class BrokerServer:
         try:
             # no ssl= here: each session does its TLS handshake under the Hello timeout
             if self.host is not None:
-                server = await asyncio.start_server(self._accept, self.host, self.port)
+                server = await asyncio.start_server(
+                    self._accept, self.host, self.port, backlog=socket.SOMAXCONN
+                )
                 self._servers.append(server)
                 self.port = server.sockets[0].getsockname()[1]
             if self.path is not None:
-                self._servers.append(await asyncio.start_unix_server(self._accept, self.path))
+                self._servers.append(
+                    await asyncio.start_unix_server(
+                        self._accept, self.path, backlog=socket.SOMAXCONN
+                    )
+                )
                 self._bound_path = True  # the socket file is ours to remove
         except OSError as exc:
             await self.close()
