@@ -11,6 +11,7 @@ from ._clock import Clock, SystemClock, VirtualClock
 from ._exceptions import (
     AggregateNotFound,
     ChannelFull,
+    CircuitOpen,
     ConcurrencyError,
     ConfigurationError,
     ConnectionLost,
@@ -21,6 +22,7 @@ from ._exceptions import (
     MessageError,
     MessageTooLarge,
     OutboxError,
+    Overloaded,
     PermissionDenied,
     ProtocolError,
     RemoteError,
@@ -34,6 +36,7 @@ from ._exceptions import (
     TransportError,
     UnexpectedReply,
     UnknownMessageType,
+    UnknownService,
     UnknownVersion,
 )
 from ._messages.codec import JSON, MSGPACK, Codec, JsonCodec, MsgPackCodec
@@ -80,6 +83,7 @@ __all__ = [
     "Capabilities",
     "ChannelFull",
     "ChannelSpec",
+    "CircuitOpen",
     "Clock",
     "Codec",
     "Command",
@@ -115,6 +119,7 @@ __all__ = [
     "OutboxError",
     "Outcome",
     "Outgoing",
+    "Overloaded",
     "Payload",
     "PermissionDenied",
     "ProtocolError",
@@ -140,6 +145,7 @@ __all__ = [
     "TypeRegistry",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnknownService",
     "UnknownVersion",
     "Upcaster",
     "Upcasters",

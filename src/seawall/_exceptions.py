@@ -23,7 +23,10 @@ where the meaning matches a stdlib type, that type is a base too, so
     ├── RequestError                         a request got no usable reply
     │   ├── DeadlineExceeded (TimeoutError)  the deadline passed first
     │   ├── RemoteError                      the remote handler raised
-    │   └── UnexpectedReply (TypeError)      the reply is not of the type asked for
+    │   ├── UnexpectedReply (TypeError)      the reply is not of the type asked for
+    │   ├── CircuitOpen                      the target's breaker is open; nothing was sent
+    │   ├── Overloaded                       too many calls outstanding to the target; shed
+    │   └── UnknownService (LookupError)     no instance of the target ever announced itself
     ├── ServiceError                         a service cannot run
     │   └── SupervisorGaveUp                 too many restarts in the window
     ├── EventStoreError                      the event store failed or was misused
@@ -39,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "AggregateNotFound",
     "ChannelFull",
+    "CircuitOpen",
     "ConcurrencyError",
     "ConfigurationError",
     "ConnectionLost",
@@ -49,6 +53,7 @@ __all__ = [
     "MessageError",
     "MessageTooLarge",
     "OutboxError",
+    "Overloaded",
     "PermissionDenied",
     "ProtocolError",
     "RemoteError",
@@ -62,6 +67,7 @@ __all__ = [
     "TransportError",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnknownService",
     "UnknownVersion",
 ]
 
@@ -162,6 +168,42 @@ class RemoteError(RequestError):
 
 class UnexpectedReply(RequestError, TypeError):
     """The reply is not of the type the requester asked for (``returns=``)."""
+
+
+class CircuitOpen(RequestError):
+    """The target's circuit breaker is open: the call failed before anything was sent.
+
+    ``retry_after`` is the seconds until the breaker lets a trial call through
+    (an HTTP edge answers 503 with it as ``Retry-After``).
+    """
+
+    def __init__(self, target: str, retry_after: float) -> None:
+        super().__init__(
+            f"the circuit breaker for {target!r} is open after repeated failures; "
+            f"nothing was sent; it lets a trial call through in {retry_after:.1f} s"
+        )
+        self.target = target
+        self.retry_after = retry_after
+
+
+class Overloaded(RequestError):
+    """The caller already has its maximum of calls outstanding to the target, and its
+    policy sheds the next one instead of waiting; nothing was sent. ``retry_after``
+    is a hint in seconds."""
+
+    def __init__(self, target: str, limit: int, retry_after: float = 1.0) -> None:
+        super().__init__(
+            f"{limit} calls to {target!r} are already outstanding (the call policy's limit); "
+            "this one was shed without being sent; retry later or raise the limit"
+        )
+        self.target = target
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class UnknownService(RequestError, LookupError):
+    """No instance of the target service has ever announced itself to the registry,
+    so a request to it could never be answered; it was not sent."""
 
 
 class ServiceError(SeawallError):
