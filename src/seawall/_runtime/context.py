@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
 from .._exceptions import (
@@ -38,9 +38,12 @@ from .._exceptions import (
 from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .middleware import Outgoing
-from .node import Node, payload_or_none
+from .node import Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
+
+if TYPE_CHECKING:
+    from ..resilience import CallPolicy
 
 __all__ = ["Context", "Reply"]
 
@@ -181,6 +184,13 @@ def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
     return payload
 
 
+def _policy_calls(node: Node) -> PolicyCalls:
+    calls = node.policy_calls
+    if calls is None:
+        raise RuntimeError("calls under a policy need a running System (async with system:)")
+    return calls
+
+
 def _read(node: Node, reply: Message, into: type[Payload]) -> Any:
     """A gathered reply's payload; None (skipped) for one that cannot be read here."""
     try:
@@ -254,6 +264,7 @@ class Context:
         not_before: float | None = None,
         priority: int = 0,
         deadline: float | None = None,
+        policy: CallPolicy | None = None,
     ) -> None:
         """One-way notification: put ``command`` on ``channel``; no reply is expected.
 
@@ -261,6 +272,8 @@ class Context:
         level on a channel declared with priority levels (higher first); past
         ``deadline`` (epoch seconds) the command is not handled: it is dead-lettered
         with reason ``expired`` (or dropped, as the receiving service chooses).
+        ``policy`` goes on top of the system's call policy for ``channel``
+        (:mod:`seawall.resilience`): an open breaker fails the send before it is published.
         """
         node = self._node
         message = node.envelope(
@@ -271,7 +284,9 @@ class Context:
             subject=subject,
             deadline=deadline,
         )
-        if node.send_chains is None:
+        if node.guards is not None or policy is not None:
+            await _policy_calls(node).send(self, channel, message, not_before, priority, policy)
+        elif node.send_chains is None:
             await node.transport.publish(channel, message, not_before=not_before, priority=priority)
         else:
             out = Outgoing(
@@ -315,6 +330,7 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        policy: CallPolicy | None = None,
     ) -> Reply[R]: ...
 
     @overload
@@ -327,6 +343,7 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        policy: CallPolicy | None = None,
     ) -> Reply[Any]: ...
 
     def request(
@@ -338,13 +355,21 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        policy: CallPolicy | None = None,
     ) -> Reply[Any]:
         """Send ``command`` now and return its pending reply; ``await`` it at once or later.
 
         The reply decodes as ``returns`` (or by its type name). A failed handler
         raises :class:`RemoteError`; no reply in time raises :class:`DeadlineExceeded`.
+        Under a call policy (the system's for ``channel``, ``policy`` on top; see
+        :mod:`seawall.resilience`) an open breaker raises :class:`~seawall.CircuitOpen`
+        and a full bulkhead that sheds :class:`~seawall.Overloaded` here, before
+        anything is sent; a request without a reply in time is sent again, same id.
         """
         node = self._node
+        if node.guards is not None or policy is not None:
+            calls = _policy_calls(node)
+            return calls.request(self, channel, command, returns, timeout, key, subject, policy)
         deadline = self._deadline_for(timeout)
         message = node.envelope(
             command,

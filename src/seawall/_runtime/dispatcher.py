@@ -65,6 +65,7 @@ from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
 from .context import Context
 from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
+from .gates import Gate, ReplyCache
 from .lanes import Lanes
 from .middleware import AroundHandle, Handling, NextHandle, Outcome, compose_handle
 from .node import Node
@@ -96,6 +97,10 @@ class Stats:
     """Messages whose deadline passed before they were handled: dead-lettered as well
     (also counted in ``dead_lettered``), or only counted here (``expired="drop"``)."""
     skipped: int = 0
+    held: int = 0
+    """Messages held back (no attempt spent) while a declared dependency's breaker was open."""
+    repeats: int = 0
+    """Repeated requests answered from the reply cache, their handler not run again."""
 
 
 _Schema = tuple[str, str, str | None]
@@ -114,6 +119,7 @@ class _Item:
     delivery: Delivery
     key: str | None
     retries: int = 0  # local retries on top of the broker's attempt count
+    held: int = 0  # times held back on a dependency (no attempt spent)
     decision: Decision | None = None  # decided inside the middleware chain, carried out after
 
 
@@ -152,6 +158,10 @@ class Dispatcher:
         self._around: NextHandle | None = (
             compose_handle(around, self._innermost) if around else None
         )
+        self._gate = Gate.of(node, spec)
+        """Holds messages while a dependency's breaker is open; None without dependencies."""
+        self._replies = ReplyCache.of(node, spec, service)
+        """Replies given, by request id (command channels only)."""
 
     @property
     def name(self) -> str:
@@ -217,6 +227,8 @@ class Dispatcher:
                 self._inflight += 1
                 key = delivery.message.partitionkey
                 lanes.add(_Item(delivery, key), key)
+                if self._gate is not None:
+                    await self._gate.closed()  # take no more while a dependency is down
         except TransportError as exc:
             broken.append(exc)
 
@@ -274,6 +286,8 @@ class Dispatcher:
 
     def _reset(self) -> None:
         self._draining = False
+        if self._replies is not None:
+            self._replies.reset()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -295,6 +309,17 @@ class Dispatcher:
             deadline = None if message.deadline is None else message.deadline.timestamp()
             if deadline is not None and self.node.clock.time() >= deadline:
                 await self._failed(sub, item, self._too_late(message), "deadline")
+                continue
+            if self._gate is not None and self._hold(item, None):
+                continue
+            replies = self._replies
+            if (
+                message.replyto is not None
+                and replies is not None
+                and await replies.answered(message)
+            ):
+                self.stats.repeats += 1
+                await self._settle(sub, item)
                 continue
             try:
                 handler, payload = self._resolve_fast(message)
@@ -413,16 +438,22 @@ class Dispatcher:
 
     async def _reply(self, request: Message, result: object) -> None:
         if isinstance(result, Payload):
-            await self.node.reply(request, result, source=self.service)
+            sent = await self.node.reply(request, result, source=self.service)
+            if self._replies is not None and sent is not None:
+                await self._replies.keep(request, sent)
         elif result is not None:
             error = TypeError(
                 f"{self.name}: the handler of {request.type} returned a {type(result).__name__}; "
                 "return a Command, Event or Document (or None) for the requester"
             )
             log.error("%s", error)
+            if self._replies is not None:
+                self._replies.failed(request)
             await self.node.reply_failure(request, error, service=self.service)
         elif self.spec.is_command_channel:
-            await self.node.reply(request, Done(), source=self.service)
+            sent = await self.node.reply(request, Done(), source=self.service)
+            if self._replies is not None and sent is not None:
+                await self._replies.keep(request, sent)
 
     async def _failed(
         self,
@@ -433,6 +464,14 @@ class Dispatcher:
         handler: Handler | None = None,
     ) -> None:
         """Carry out what :func:`~seawall._runtime.failure.decide` says about a failed attempt."""
+        if self._replies is not None:
+            self._replies.failed(item.delivery.message)
+        if self._gate is not None and stage == "handler" and self._hold(item, error):
+            item.decision = None
+            self.stats.failed += 1
+            if self.on_failure is not None and handler is not None:
+                self.on_failure(handler.name, item.delivery.message, error, False)
+            return
         attempt = self._attempt(item, error, stage)
         decision, item.decision = self._decide(item, attempt), None
         if isinstance(decision, Expire) or (
@@ -492,6 +531,30 @@ class Dispatcher:
             self._timers[item] = self.node.clock.call_at(
                 self.node.clock.time() + decision.delay, lambda: self._retry_now(item)
             )
+
+    def _hold(self, item: _Item, error: Exception | None) -> bool:
+        """Hold ``item`` (no attempt spent) while a dependency it failed on, or any, is down."""
+        assert self._gate is not None
+        wait = self._gate.hold_for(error, item.held)
+        if wait is None or self._draining:
+            return False
+        item.held += 1
+        self.stats.held += 1
+        if error is not None:
+            log.info(
+                "%s: %s (%s) held %.3f s, no attempt spent: its handler failed on dependency "
+                "%r (%s)",
+                self.name,
+                item.delivery.message.type,
+                item.delivery.message.id,
+                wait,
+                self._gate.target_of(error),
+                error,
+            )
+        self._timers[item] = self.node.clock.call_at(
+            self.node.clock.time() + wait, lambda: self._retry_now(item)
+        )
+        return True
 
     def _retry_now(self, item: _Item) -> None:
         if self._timers.pop(item, None) is not None:

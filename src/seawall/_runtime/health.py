@@ -17,6 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
+from ..discovery import BreakerState
+
 __all__ = ["Health", "Phase", "assess"]
 
 Phase = Literal["stopped", "starting", "running", "draining"]
@@ -29,10 +33,20 @@ class Health:
     live: bool
     ready: bool
     reasons: tuple[str, ...] = ()
+    breakers: tuple[BreakerState, ...] = ()
+    """The circuit breakers the system holds as a caller (an open one is not a reason
+    to be unready: the system is fine, a target it calls is not)."""
 
     def to_dict(self) -> dict[str, object]:
         """As a JSON-able mapping (the probes' body)."""
-        return {"live": self.live, "ready": self.ready, "reasons": list(self.reasons)}
+        body: dict[str, object] = {
+            "live": self.live,
+            "ready": self.ready,
+            "reasons": list(self.reasons),
+        }
+        if self.breakers:
+            body["breakers"] = msgspec.to_builtins(self.breakers)
+        return body
 
 
 def assess(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -30,7 +30,38 @@ from .middleware import AroundSend, NextSend, Outgoing, compose_send
 from .replies import Done, Failure, ReplyTable
 from .sends import SendQueue
 
-__all__ = ["Node"]
+if TYPE_CHECKING:
+    from ..resilience import CallPolicy, Guards
+    from .context import Context, Reply
+
+__all__ = ["Node", "PolicyCalls"]
+
+
+class PolicyCalls(Protocol):
+    """Requests and sends under a call policy (:mod:`.guarded`), as the context calls them."""
+
+    def request(
+        self,
+        ctx: Context,
+        channel: str,
+        command: Payload,
+        returns: type[Payload] | None,
+        timeout: float | None,
+        key: str | None,
+        subject: str | None,
+        policy: CallPolicy | None,
+    ) -> Reply[Any]: ...
+
+    async def send(
+        self,
+        ctx: Context,
+        channel: str,
+        message: Message,
+        not_before: float | None,
+        priority: int,
+        policy: CallPolicy | None,
+    ) -> None: ...
+
 
 _NO_EXTENSIONS = (None, None, None, None, None)
 
@@ -66,6 +97,10 @@ class Node:
         """What the lifespans yielded, for ``ctx.resource(fn)``."""
         self.send_chains: dict[str, NextSend] | None = None
         """Around-send chains by sending service (``""``: everyone else); None: no middleware."""
+        self.guards: Guards | None = None
+        """Breakers and bulkheads of the targets called; None: no call policy configured."""
+        self.policy_calls: PolicyCalls | None = None
+        """How a call under a policy goes (set by the system; see :mod:`.guarded`)."""
         self._schemas: dict[type[Payload], str] = {}
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)
@@ -182,7 +217,7 @@ class Node:
         except DecodeError as exc:
             raise DecodeError(f"message {message.id} ({message.type}): {exc}") from None
 
-    async def reply(self, request: Message, payload: Payload, *, source: str) -> None:
+    async def reply(self, request: Message, payload: Payload, *, source: str) -> Message | None:
         """Send ``payload`` to the requester's inbox, as the reply to ``request``.
 
         A requester in this process is answered directly: its inbox is this
@@ -193,7 +228,7 @@ class Node:
         """
         replyto = request.replyto
         if replyto is None:
-            return
+            return None
         message = self.envelope(payload, source=source, cause=request, kind="document")
         if replyto == self.inbox:
             self.on_inbox(message)
@@ -203,6 +238,19 @@ class Node:
             await self.send(
                 Outgoing(channel=replyto, message=message, kind="reply", service=source)
             )
+        return message
+
+    async def reply_again(self, request: Message, reply: Message, *, source: str) -> None:
+        """Send a reply given before once more, to a repeat of ``request`` (a reply cache hit)."""
+        replyto = request.replyto
+        if replyto is None:
+            return
+        if replyto == self.inbox:
+            self.on_inbox(reply)
+        elif self.send_chains is None:
+            await self.transport.publish(replyto, reply)
+        else:
+            await self.send(Outgoing(channel=replyto, message=reply, kind="reply", service=source))
 
     async def reply_failure(self, request: Message, exc: BaseException, *, service: str) -> None:
         """Tell the requester that its request failed, with the error's type and text."""

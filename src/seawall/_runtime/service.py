@@ -44,7 +44,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, overload
 
@@ -52,6 +52,7 @@ from .._exceptions import ConfigurationError
 from .._messages.payload import Payload, major
 from .._messages.upcast import Upcaster, Upcasters
 from .._transport import Start
+from ..resilience import ReplyStore
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .retry import RetryPolicy
@@ -101,6 +102,12 @@ class Subscription:
     with ``Capabilities.replay``)."""
     expired: Expired = "dead-letter"
     """What becomes of a message whose deadline passed before it was handled."""
+    depends_on: tuple[str, ...] = ()
+    """Targets whose open breaker pauses this consumer instead of failing its messages."""
+    reply_cache: int = 1024
+    """Replies kept in memory to answer repeated requests (command channels)."""
+    reply_store: ReplyStore | None = None
+    """Where replies are also kept durably, if the service asks."""
     handlers: dict[type[Payload], Handler] = field(default_factory=dict)
     """Handler by payload class."""
     versions: dict[str, dict[str, type[Payload]]] = field(default_factory=dict)
@@ -134,8 +141,20 @@ class Service:
         partitions: int = 1,
         upcasters: Upcasters | None = None,
         expired: Expired = "dead-letter",
+        depends_on: Sequence[str] = (),
+        reply_cache: int = 1024,
+        reply_store: ReplyStore | None = None,
     ) -> None:
-        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module."""
+        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module.
+
+        ``depends_on``: target channels this service's handlers call; while a target's
+        circuit breaker is open, the consumers stop taking messages and hold those
+        whose handler failed on it, instead of spending their attempts (the breaker
+        comes from the system's call policies). ``reply_cache``: replies kept in
+        memory by request id, so a repeated request is answered without running its
+        handler again; ``reply_store`` keeps them durably too (see
+        :mod:`seawall.resilience.replies`).
+        """
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
                 f"service name {name!r} must be non-empty, without spaces, ':' or '/', and not "
@@ -157,6 +176,18 @@ class Service:
                 "message is kept in the dead-letter channel) or 'drop'"
             )
         self.expired: Expired = expired
+        if isinstance(depends_on, str):
+            raise ConfigurationError(
+                f"service {name}: depends_on takes a list of target channels, got the string "
+                f"{depends_on!r}; write [{depends_on!r}]"
+            )
+        self.depends_on = tuple(depends_on)
+        if reply_cache < 1:
+            raise ConfigurationError(
+                f"service {name}: reply_cache must keep 1 reply at least, got {reply_cache}"
+            )
+        self.reply_cache = reply_cache
+        self.reply_store = reply_store
         self.upcasters = Upcasters() if upcasters is None else upcasters
         """The chains that lift old major versions of the messages this service reads."""
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -275,6 +306,9 @@ class Service:
                 retry=retry or self.retry,
                 start=start,
                 expired=self.expired,
+                depends_on=self.depends_on,
+                reply_cache=self.reply_cache,
+                reply_store=self.reply_store,
             )
         elif start != sub.start:
             raise ConfigurationError(

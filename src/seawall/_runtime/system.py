@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
 from .._clock import Clock, SystemClock, timeout_at
+from .._exceptions import ConfigurationError
 from .._messages.codec import JSON, Codec
 from .._messages.ids import uuid7
 from .._messages.payload import TypeRegistry
@@ -35,8 +37,11 @@ from .._messages.upcast import Upcasters
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
+from ..discovery import BreakerState
+from ..resilience import CallPolicy, Guards, Policies
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
+from .guarded import GuardedCalls
 from .health import Health, Phase, assess
 from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
@@ -69,8 +74,11 @@ class System:
         on_failure: FailureHook | None = None,
         middleware: Sequence[Middleware] = (),
         lifespan: Sequence[LifespanFunction] = (),
+        policies: Policies | CallPolicy | None = None,
     ) -> None:
         self.services = list(services)
+        self.policies = _policies(policies, self.services)
+        """Call policies of ``ctx.request`` and ``ctx.send`` (see :mod:`seawall.resilience`)."""
         self.transport_url = transport if isinstance(transport, str) else None
         """The URL the transport was made from; None when a transport object was given."""
         self.clock = clock or SystemClock()
@@ -155,7 +163,19 @@ class System:
         unsubscribed = [d.name for d in self.dispatchers if not d.ready.is_set()]
         if self._phase == "running" and not self._inbox_ready.is_set():
             unsubscribed.append(f"{self.instance}:inbox")
-        return assess(self._phase, gave_up, unsubscribed, f"system {self.instance}")
+        health = assess(self._phase, gave_up, unsubscribed, f"system {self.instance}")
+        breakers = self.breakers()
+        return health if not breakers else dataclasses.replace(health, breakers=breakers)
+
+    def breakers(self) -> tuple[BreakerState, ...]:
+        """The state of every circuit breaker this system holds as a caller, by target."""
+        node = self._node
+        if node is None or node.guards is None:
+            return ()
+        return tuple(
+            BreakerState(target=b.target, state=b.state, failure_rate=b.failure_rate)
+            for b in node.guards.breakers()
+        )
 
     def stats(self) -> dict[str, Stats]:
         """Counters per dispatcher, by dispatcher name."""
@@ -181,6 +201,12 @@ class System:
                 tasks=tasks,
                 upcasters=self.upcasters,
             )
+            self._node.policy_calls = GuardedCalls()
+            if self.policies is not None:
+                self._node.guards = Guards(self.policies)
+                for service in self.services:
+                    for target in service.depends_on:
+                        self._node.guards.guard(target)  # its breaker exists before any call
             if self._owns_transport:
                 stack.push_async_callback(self.transport.close)
             self._node.use_send_layers(
@@ -311,3 +337,22 @@ class System:
                     "signal received: draining (grace %.1f s); a second Ctrl-C exits at once",
                     self.grace,
                 )
+
+
+def _policies(given: Policies | CallPolicy | None, services: Sequence[Service]) -> Policies | None:
+    """The system's policies (a lone CallPolicy is the default); each dependency needs a breaker."""
+    policies = Policies(default=given) if isinstance(given, CallPolicy) else given
+    if policies is not None and not isinstance(policies, Policies):
+        raise ConfigurationError(
+            f"System policies= takes a Policies or a CallPolicy, got a {type(given).__name__}"
+        )
+    for service in services:
+        for target in service.depends_on:
+            if policies is None or policies.for_target(target).breaker is None:
+                raise ConfigurationError(
+                    f"service {service.name} depends on {target!r}, but no call policy gives "
+                    f"{target!r} a circuit breaker, so nothing would ever pause it: pass "
+                    f"System(policies=Policies(targets={{{target!r}: CallPolicy(breaker="
+                    "BreakerPolicy(...))}))"
+                )
+    return policies

@@ -1,0 +1,39 @@
+"""Resilience: how a caller protects itself, and how a responder makes repeats harmless.
+
+Pure state machines fed the time of seawall's injectable clock (so the test
+system drives them in virtual time), in the layer below the runtime, which
+wires them into ``ctx.request`` and ``ctx.send`` and into its consumers:
+
+- :class:`CircuitBreaker` (:mod:`.breaker`): closed, open, half-open, on the
+  failure share of a sliding window of calls, slow calls counted as failures;
+- :class:`Bulkhead` (:mod:`.bulkhead`): at most N calls outstanding to a target;
+- :class:`CallPolicy`, :class:`Policies`, :class:`RequestRetry` (:mod:`.policy`):
+  deadline, bulkhead, breaker and retries, per system, per target and per call;
+- :class:`Guards` (:mod:`.guard`): the breaker and bulkhead of each target called;
+- :class:`RecentReplies`, :class:`ReplyStore` (:mod:`.replies`): the responder's
+  reply cache, which answers a retried request without running its handler again.
+"""
+
+from __future__ import annotations
+
+from .breaker import BreakerPolicy, BreakerStats, CircuitBreaker
+from .bulkhead import Bulkhead, BulkheadStats
+from .guard import Guard, Guards
+from .policy import CallPolicy, Overflow, Policies, RequestRetry
+from .replies import RecentReplies, ReplyStore
+
+__all__ = [
+    "BreakerPolicy",
+    "BreakerStats",
+    "Bulkhead",
+    "BulkheadStats",
+    "CallPolicy",
+    "CircuitBreaker",
+    "Guard",
+    "Guards",
+    "Overflow",
+    "Policies",
+    "RecentReplies",
+    "ReplyStore",
+    "RequestRetry",
+]
