@@ -45,7 +45,7 @@ class Health:
             "reasons": list(self.reasons),
         }
         if self.breakers:
-            body["breakers"] = msgspec.to_builtins(self.breakers)
+            body["breakers"] = list(msgspec.to_builtins(self.breakers))
         return body
 
 

@@ -89,6 +89,7 @@ class CircuitBreaker:
         "_trial_failures",
         "_trials_back",
         "_trials_out",
+        "_tripped_at",
         "open_until",
         "policy",
         "state",
@@ -109,6 +110,7 @@ class CircuitBreaker:
         self._trials_out = 0
         self._trials_back = 0
         self._trial_failures = 0
+        self._tripped_at = 0.0  # the failure share that opened it last
 
     # -- asking --------------------------------------------------------------------------
     def admit(self, now: float) -> bool:
@@ -144,7 +146,10 @@ class CircuitBreaker:
 
     @property
     def failure_rate(self) -> float:
-        """Share of failures among the calls counted now (0.0 with none)."""
+        """Share of failures among the calls counted now (0.0 with none); while open or
+        half-open, the share that opened it."""
+        if self.state != "closed":
+            return self._tripped_at
         counted = len(self._outcomes)
         return self._failures / counted if counted else 0.0
 
@@ -196,6 +201,10 @@ class CircuitBreaker:
             self._close()
 
     def _open(self, now: float) -> None:
+        if self.state == "closed":
+            self._tripped_at = self.failure_rate
+        else:
+            self._tripped_at = self._trial_failures / max(self._trials_back, 1)
         self.state = "open"
         self.open_until = now + self.policy.open_for
         self.stats.opened += 1

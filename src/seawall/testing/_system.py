@@ -32,6 +32,7 @@ from .._runtime.service import Service
 from .._runtime.system import System
 from .._tasks import TaskScope
 from .._transport import Capabilities, ChannelSpec, Start, Subscription
+from ..resilience import CallPolicy, Policies
 from ..transports.memory import MemoryTransport
 
 __all__ = ["HandlerFailure", "RecordingTransport", "TestSystem"]
@@ -106,6 +107,7 @@ class TestSystem:
         clock: VirtualClock | None = None,
         raise_handler_errors: bool = True,
         grace: float = 10.0,
+        policies: Policies | CallPolicy | None = None,
         **memory_options: Any,
     ) -> None:
         self.clock = clock or VirtualClock()
@@ -119,6 +121,7 @@ class TestSystem:
             clock=self.clock,
             grace=grace,
             on_failure=self._record_failure,
+            policies=policies,
         )
         self._stack = contextlib.AsyncExitStack()
 
