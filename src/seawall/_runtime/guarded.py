@@ -35,17 +35,13 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
-from ..resilience import CallPolicy, Guard, Guards, Policies
+from ..resilience import RETRY_HEADER, CallPolicy, Guard, Guards, Policies
 from .context import Context, Reply, _unwrap
 from .middleware import Outgoing
 from .node import Node
 from .sends import PendingSend
 
 __all__ = ["RETRY_HEADER", "GuardedCalls", "GuardedReply", "blame", "blamed"]
-
-RETRY_HEADER = "seawall-retry"
-"""Set on a request sent again (the how-manyth send): brokers that drop a repeated
-message id as a duplicate (JetStream) must not drop a deliberate retry."""
 
 _TARGET = "seawall_target"
 

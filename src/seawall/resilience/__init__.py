@@ -19,10 +19,11 @@ from __future__ import annotations
 from .breaker import BreakerPolicy, BreakerStats, CircuitBreaker
 from .bulkhead import Bulkhead, BulkheadStats
 from .guard import Guard, Guards
-from .policy import CallPolicy, Overflow, Policies, RequestRetry
+from .policy import RETRY_HEADER, CallPolicy, Overflow, Policies, RequestRetry
 from .replies import RecentReplies, ReplyStore
 
 __all__ = [
+    "RETRY_HEADER",
     "BreakerPolicy",
     "BreakerStats",
     "Bulkhead",

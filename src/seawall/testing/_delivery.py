@@ -23,13 +23,15 @@ import pytest
 import pytest_asyncio
 
 from .._messages.envelope import Message
-from .._messages.payload import Command
+from .._messages.payload import Command, Document
 from .._runtime.context import Context
 from .._runtime.dispatcher import dead_letter_channel
+from .._runtime.middleware import NextSend, Outgoing
 from .._runtime.retry import RetryPolicy
 from .._runtime.service import Service
 from .._runtime.system import System
 from .._transport import ChannelSpec, Transport
+from ..resilience import CallPolicy, RequestRetry
 
 __all__ = ["DeliveryConformance"]
 
@@ -40,6 +42,13 @@ class Job(Command, frozen=True):
     type_name = "seawall.conformance.Job"
     n: int
     key: str = ""
+
+
+class JobDone(Document, frozen=True):
+    """The reply to a job."""
+
+    type_name = "seawall.conformance.JobDone"
+    n: int
 
 
 class JobV2(Command, frozen=True):
@@ -365,3 +374,41 @@ class DeliveryConformance:
         hang["on"] = False
         async with System(svc, transport=link):
             await wait_until(lambda: seen == [1, 1], self.timeout, "the redelivery")
+
+    # -- idempotent requests (seawall.resilience) ----------------------------------------
+    async def test_a_request_retried_after_lost_replies_runs_its_handler_once(
+        self, link: Transport, name: str
+    ) -> None:
+        """Three replies lost on the way back; the requester sends the request again, same
+        id, each time; the responder answers the repeats from its reply cache."""
+        svc = Service(name)
+        runs: list[int] = []
+        lost: list[str] = []
+
+        @svc.command
+        async def work(job: Job) -> JobDone:
+            runs.append(job.n)
+            return JobDone(n=job.n * 10)
+
+        responder = System(svc, transport=link)
+
+        @responder.around_send
+        async def lose_replies(out: Outgoing, call_next: NextSend) -> None:
+            if out.kind == "reply" and len(lost) < 3:
+                lost.append(out.message.causationid or "")
+                return  # the reply never reaches the requester
+            await call_next(out)
+
+        attempt = 3 * getattr(self, "quiet_period", 0.3)
+        retry = RequestRetry(attempts=4, attempt_timeout=attempt, initial_backoff=0.01, jitter=0)
+        policy = CallPolicy(retry=retry, timeout=self.timeout)
+        async with responder, System(transport=link) as requester:
+            ctx = requester.context()
+            reply = await ctx.request(name, Job(n=4), returns=JobDone, policy=policy)
+            [stats] = responder.stats().values()
+        assert reply == JobDone(n=40)
+        assert runs == [4], "the handler ran again for a repeated request"
+        assert len(lost) == 3
+        assert len(set(lost)) == 1, "a retry carried a new message id"
+        assert stats.repeats == 3
+        assert stats.handled == 1

@@ -128,6 +128,7 @@ from ..._transport import (
 )
 from ..._transport.assignment import token
 from ..._transport.publishing import until_stored
+from ...resilience import RETRY_HEADER
 from .._options import NatsOptions, NatsSettings
 
 try:
@@ -715,9 +716,11 @@ def _dedupe_key(message: Message) -> str:
     after a lost acknowledgement a duplicate JetStream drops. A dead letter is a new
     publish of a message that already had its id, and distinct messages may share an id
     (any producer can pick one), so its key also covers its body and dead-letter headers:
-    the same dead letter retried is still dropped, another one is not."""
+    the same dead letter retried is still dropped, another one is not. A request the
+    requester sends again (same id, ``seawall-retry`` header) is a new publish too."""
     if DLQ_REASON not in message.headers:
-        return message.id
+        retry = message.headers.get(RETRY_HEADER)  # a request sent again on purpose
+        return message.id if retry is None else f"{message.id}.retry.{retry}"
     digest = hashlib.blake2b(message.data, digest_size=12)
     for name in sorted(message.headers):
         digest.update(f"\0{name}\0{message.headers[name]}".encode())
