@@ -8,8 +8,8 @@ handler and, if the request was answered, sends that answer again instead.
 Two levels: every responder keeps the latest replies in memory
 (:class:`RecentReplies`, bounded, synchronous, the one the hot path asks);
 a service that asks for it also keeps them in a :class:`ReplyStore`, which
-outlives the process (``seawall.transports.embedded.SqliteReplyStore`` on the
-embedded store's disk, ``seawall.transports.redis.RedisReplyStore`` on Redis).
+outlives the process (``seawall.transports.SqliteReplyStore`` in a SQLite file
+beside the embedded broker's, ``seawall.transports.redis.RedisReplyStore`` on Redis).
 A store is the small async interface below: get, put and close, values kept
 for a while and then forgotten by the store itself.
 """

@@ -27,6 +27,7 @@ from ._options import (
 from .embedded import EmbeddedTransport
 from .memory import MemoryTransport
 from .seawall import SeawallTransport
+from .sqlite_replies import SqliteReplyStore
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,6 +40,7 @@ __all__ = [
     "RedisOptions",
     "SeawallOptions",
     "SeawallTransport",
+    "SqliteReplyStore",
     "SyncPolicy",
     "TransportFactory",
     "TransportOptions",

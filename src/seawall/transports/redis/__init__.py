@@ -160,11 +160,19 @@ from .._options import RedisOptions, RedisSettings
 from ._batch import Batcher
 from ._entry import encode
 from ._keys import Keys, RedisChannel
+from ._replies import RedisReplyStore
 from ._scripts import SCRIPTS
 from ._subscription import RedisSubscription
 from ._wire import connection_class, round_trip, translate, translated
 
-__all__ = ["EPHEMERAL_TTL", "RedisChannel", "RedisOptions", "RedisSubscription", "RedisTransport"]
+__all__ = [
+    "EPHEMERAL_TTL",
+    "RedisChannel",
+    "RedisOptions",
+    "RedisReplyStore",
+    "RedisSubscription",
+    "RedisTransport",
+]
 
 log = logging.getLogger("seawall.transports.redis")
 
