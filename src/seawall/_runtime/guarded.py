@@ -35,7 +35,7 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
-from ..resilience import RETRY_HEADER, CallPolicy, Guard, Guards, Policies
+from ..resilience import RETRY_HEADER, Bulkhead, CallPolicy, Guard, Guards, Policies
 from .context import Context, Reply, _unwrap
 from .middleware import Outgoing
 from .node import Node
@@ -75,21 +75,13 @@ def guards_of(node: Node) -> Guards:
     return guards
 
 
-def _admit(node: Node, guard: Guard, policy: CallPolicy) -> bool:
-    """Ask the breaker and take a bulkhead slot; False: the slot is to be waited for."""
-    breaker = guard.breaker
-    now = node.clock.time()
-    if breaker is not None and not breaker.admit(now):
-        raise CircuitOpen(guard.target, breaker.retry_after(now))
-    bulkhead = guard.bulkhead
-    if bulkhead is None or bulkhead.enter():
-        return True
-    if policy.overflow == "shed":
-        bulkhead.shed()
-        if breaker is not None:
-            breaker.release()
-        raise Overloaded(guard.target, bulkhead.limit, retry_after=_hint(policy))
-    return False
+def _wake(bulkhead: Bulkhead[asyncio.Future[None]] | None, waiter: Any) -> None:
+    """Hand a freed slot to ``waiter``, or past those that gave up meanwhile."""
+    while waiter is not None and waiter.done():
+        assert bulkhead is not None
+        waiter = bulkhead.leave()
+    if waiter is not None:
+        waiter.set_result(None)
 
 
 def _failure(error: BaseException | None, call: CallPolicy) -> bool | None:
@@ -103,10 +95,6 @@ def _failure(error: BaseException | None, call: CallPolicy) -> bool | None:
     if isinstance(error, Exception) and not isinstance(error, CircuitOpen | Overloaded):
         return False  # the target answered, the caller could not use it (UnexpectedReply)
     return None
-
-
-def _hint(policy: CallPolicy) -> float:
-    return 1.0 if policy.timeout is None else min(policy.timeout, 1.0)
 
 
 class GuardedCalls:
@@ -163,7 +151,7 @@ def _request(
 ) -> Reply[Any]:
     node = ctx._node
     guard, call = guards_of(node).guard(channel, policy)
-    has_slot = _admit(node, guard, call)
+    has_slot = guard.enter(node.clock.time, call)
     deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
     message = node.envelope(
         command,
@@ -204,7 +192,7 @@ class GuardedReply(Reply[Any]):
         self._guard = guard
         self._call = call
         self._has_slot = has_slot
-        self._started = node.clock.time()
+        self._started = node.clock.time() if guard.timed else 0.0
         self._reported = False
         if deadline is not None and has_slot:
             # a reply nobody awaits must not hold its slot (or a half-open trial) for ever
@@ -293,14 +281,12 @@ class GuardedReply(Reply[Any]):
             return False
         self._reported = True
         failed = _failure(error, self._call)
-        breaker = self._guard.breaker
-        if breaker is not None:
-            now = self._node.clock.time()
-            if failed is None:
-                breaker.release()
-            else:
-                breaker.record(now, failed=failed, duration=now - self._started)
-        self._leave()
+        guard = self._guard
+        if self._has_slot:
+            self._has_slot = False
+            _wake(guard.bulkhead, guard.leave(self._node.clock.time, failed, self._started))
+        elif guard.breaker is not None:  # pragma: no cover - a slot is held until reported
+            guard.breaker.release()
         return bool(failed)
 
     def _abandoned(self) -> None:
@@ -309,15 +295,12 @@ class GuardedReply(Reply[Any]):
             self._report(DeadlineExceeded("no reply awaited before the deadline"))
 
     def _leave(self) -> None:
+        """Free the slot without a verdict (handed one just as the wait for it ended)."""
         bulkhead = self._guard.bulkhead
         if bulkhead is None or not self._has_slot:
             return
         self._has_slot = False
-        waiter = bulkhead.leave()
-        while waiter is not None and waiter.done():  # gave up meanwhile: pass it on
-            waiter = bulkhead.leave()
-        if waiter is not None:
-            waiter.set_result(None)
+        _wake(bulkhead, bulkhead.leave())
 
 
 class GuardedSend:
@@ -330,14 +313,17 @@ class GuardedSend:
 
     async def run(self, out: Outgoing) -> None:
         node, guard, channel, message = self._node, self._guard, out.channel, out.message
-        has_slot = _admit(node, guard, self._call)
-        started = node.clock.time()
-        bulkhead = guard.bulkhead
+        started = node.clock.time() if guard.timed else 0.0
+        if not guard.enter(node.clock.time, self._call):
+            assert guard.bulkhead is not None
+            try:
+                await _wait_for_slot(node, guard.bulkhead, self._call, message)
+            except BaseException:
+                if guard.breaker is not None:
+                    guard.breaker.release()
+                raise
+        error: BaseException | None = None
         try:
-            if not has_slot:
-                assert bulkhead is not None
-                await _wait_for_slot(node, bulkhead, self._call, message)
-                has_slot = True
             if node.send_chains is None:
                 await node.transport.publish(
                     channel, message, not_before=out.not_before, priority=out.priority
@@ -345,39 +331,22 @@ class GuardedSend:
             else:
                 await node.send(out)
         except BaseException as exc:
-            if self._judge(exc, started):
-                blame(exc, channel)
+            error = exc
             raise
-        else:
-            self._judge(None, started)
         finally:
-            if has_slot and bulkhead is not None:
-                waiter = bulkhead.leave()
-                while waiter is not None and waiter.done():
-                    waiter = bulkhead.leave()
-                if waiter is not None:
-                    waiter.set_result(None)
-
-    def _judge(self, error: BaseException | None, started: float) -> bool:
-        """Tell the breaker how the publish went; True: a failure of the target."""
-        failed = (
-            None
-            if error is not None and not isinstance(error, TransportError)
-            else (error is not None)
-        )
-        if isinstance(error, TimeoutError):
-            failed = True
-        breaker = self._guard.breaker
-        if breaker is not None:
-            now = self._node.clock.time()
-            if failed is None:
-                breaker.release()
-            else:
-                breaker.record(now, failed=failed, duration=now - started)
-        return bool(failed)
+            # a publish the transport refused or did not finish in time is the target's
+            # (or its channel's) failure; anything else (cancelled, a middleware's error) none
+            failed = None if error is not None else False
+            if isinstance(error, TransportError | TimeoutError):
+                failed = True
+            _wake(guard.bulkhead, guard.leave(node.clock.time, failed, started))
+            if failed and error is not None:
+                blame(error, channel)
 
 
-async def _wait_for_slot(node: Node, bulkhead: Any, call: CallPolicy, message: Message) -> None:
+async def _wait_for_slot(
+    node: Node, bulkhead: Bulkhead[asyncio.Future[None]], call: CallPolicy, message: Message
+) -> None:
     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     bulkhead.wait(waiter)
     deadline = message.deadline_ts()
@@ -389,7 +358,5 @@ async def _wait_for_slot(node: Node, bulkhead: Any, call: CallPolicy, message: M
     except BaseException:
         bulkhead.withdraw(waiter)
         if waiter.done() and not waiter.cancelled():
-            nxt = bulkhead.leave()
-            if nxt is not None and not nxt.done():
-                nxt.set_result(None)
+            _wake(bulkhead, bulkhead.leave())  # handed a slot just as the wait ended
         raise

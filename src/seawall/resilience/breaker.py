@@ -84,14 +84,17 @@ class CircuitBreaker:
 
     __slots__ = (
         "_failures",
+        "_full",
         "_index",
         "_outcomes",
+        "_slow",
         "_trial_failures",
         "_trials_back",
         "_trials_out",
         "_tripped_at",
         "open_until",
         "policy",
+        "quiet",
         "state",
         "stats",
         "target",
@@ -105,6 +108,10 @@ class CircuitBreaker:
         """While open: when it turns half-open (epoch seconds)."""
         self.stats = BreakerStats()
         self._outcomes: list[bool] = []  # ring of the latest calls, True = failed
+        self._full = False  # the ring holds ``window`` calls
+        self.quiet = False
+        """Closed with a full window of successes: a success changes nothing (the fast path)."""
+        self._slow = self.policy.slow_call
         self._index = 0
         self._failures = 0
         self._trials_out = 0
@@ -154,12 +161,17 @@ class CircuitBreaker:
         return self._failures / counted if counted else 0.0
 
     # -- telling -------------------------------------------------------------------------
-    def record(self, now: float, *, failed: bool, duration: float = 0.0) -> None:
+    def record(self, now: float, failed: bool, duration: float = 0.0) -> None:
         """The outcome of an admitted call that took ``duration`` seconds."""
-        slow = self.policy.slow_call
+        slow = self._slow
         if slow is not None and duration > slow:
             self.stats.slow += 1
             failed = True
+        elif not failed and self.quiet:
+            # the common case: a success in a full window without failures changes nothing
+            # (every entry is a success, so which one it replaces does not matter)
+            self.stats.succeeded += 1
+            return
         if failed:
             self.stats.failed += 1
         else:
@@ -179,8 +191,9 @@ class CircuitBreaker:
     # -- transitions ---------------------------------------------------------------------
     def _count(self, failed: bool, now: float) -> None:
         outcomes, policy = self._outcomes, self.policy
-        if len(outcomes) < policy.window:
+        if not self._full:
             outcomes.append(failed)
+            self._full = len(outcomes) == policy.window
         else:
             self._failures -= outcomes[self._index]
             outcomes[self._index] = failed
@@ -190,6 +203,8 @@ class CircuitBreaker:
             self._failures >= policy.failure_rate * len(outcomes)
         ):
             self._open(now)
+        else:
+            self.quiet = self._full and not self._failures
 
     def _trial(self, failed: bool, now: float) -> None:
         self._trials_back += 1
@@ -220,5 +235,6 @@ class CircuitBreaker:
 
     def _reset_window(self) -> None:
         self._outcomes = []
+        self._full = self.quiet = False
         self._index = 0
         self._failures = 0

@@ -27,7 +27,6 @@ W = TypeVar("W")
 class BulkheadStats:
     """Counters of one bulkhead."""
 
-    entered: int = 0
     waited: int = 0
     """Calls that found it full and queued."""
     shed: int = 0
@@ -37,7 +36,7 @@ class BulkheadStats:
 class Bulkhead(Generic[W]):
     """Counts outstanding calls against a limit; queues waiters for freed slots."""
 
-    __slots__ = ("_waiters", "limit", "outstanding", "stats")
+    __slots__ = ("limit", "outstanding", "stats", "waiters")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -45,13 +44,13 @@ class Bulkhead(Generic[W]):
         self.limit = limit
         self.outstanding = 0
         self.stats = BulkheadStats()
-        self._waiters: deque[W] = deque()
+        self.waiters: deque[W] = deque()
+        """Callers queued for a slot, first come first served (read; change by the methods)."""
 
     def enter(self) -> bool:
         """Take a slot if one is free (and nobody queued before); False if full."""
-        if self.outstanding < self.limit and not self._waiters:
+        if self.outstanding < self.limit and not self.waiters:
             self.outstanding += 1
-            self.stats.entered += 1
             return True
         return False
 
@@ -62,22 +61,21 @@ class Bulkhead(Generic[W]):
     def wait(self, waiter: W) -> None:
         """Queue ``waiter`` for the next free slot."""
         self.stats.waited += 1
-        self._waiters.append(waiter)
+        self.waiters.append(waiter)
 
     def withdraw(self, waiter: W) -> None:
         """``waiter`` no longer wants a slot (it may have been handed one: then it leaves)."""
         with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
+            self.waiters.remove(waiter)
 
     def leave(self) -> W | None:
         """Free a slot; the waiter it passes to (still counted outstanding), if any."""
-        if self._waiters:
-            self.stats.entered += 1
-            return self._waiters.popleft()
+        if self.waiters:
+            return self.waiters.popleft()
         self.outstanding -= 1
         return None
 
     @property
     def waiting(self) -> int:
         """Calls queued for a slot."""
-        return len(self._waiters)
+        return len(self.waiters)

@@ -12,8 +12,10 @@ Sans-IO: the runtime asks and reports with the time of its clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .._exceptions import CircuitOpen, Overloaded
 from .breaker import CircuitBreaker
 from .bulkhead import Bulkhead
 from .policy import CallPolicy, Policies
@@ -24,7 +26,7 @@ __all__ = ["Guard", "Guards"]
 class Guard:
     """One target's breaker (optional), bulkhead (optional) and policy."""
 
-    __slots__ = ("breaker", "bulkhead", "policy", "target")
+    __slots__ = ("breaker", "bulkhead", "policy", "target", "timed")
 
     def __init__(self, target: str, policy: CallPolicy) -> None:
         self.target = target
@@ -33,6 +35,56 @@ class Guard:
         self.bulkhead: Bulkhead[Any] | None = (
             None if policy.max_outstanding is None else Bulkhead(policy.max_outstanding)
         )
+        self.timed = policy.breaker is not None and policy.breaker.slow_call is not None
+        """Whether a call's duration matters (slow calls count as failures): read the
+        clock at its start only then."""
+
+    def enter(self, clock: Callable[[], float], policy: CallPolicy) -> bool:
+        """Admit a call now: True with a bulkhead slot, False if it is to wait for one.
+
+        Raises :class:`~seawall.CircuitOpen` if the breaker refuses it, and
+        :class:`~seawall.Overloaded` if the bulkhead is full and ``policy`` sheds.
+        ``clock`` (the injectable clock's ``time``) is read only when the breaker is
+        not closed: a closed breaker admits without asking the time.
+        """
+        breaker = self.breaker
+        if breaker is not None and breaker.state != "closed":
+            now = clock()
+            if not breaker.admit(now):
+                raise CircuitOpen(self.target, breaker.retry_after(now))
+        bulkhead = self.bulkhead
+        if bulkhead is None:
+            return True
+        if bulkhead.outstanding < bulkhead.limit and not bulkhead.waiters:
+            bulkhead.outstanding += 1
+            return True
+        if policy.overflow == "shed":
+            bulkhead.shed()
+            if breaker is not None:
+                breaker.release()
+            raise Overloaded(self.target, bulkhead.limit, retry_after=_hint(policy))
+        return False
+
+    def leave(self, clock: Callable[[], float], failed: bool | None, started: float) -> Any:
+        """A call admitted at ``started`` is over, ``failed`` or not (None: a domain error,
+        no verdict); returns the bulkhead waiter to hand the slot to, if any. ``clock`` is
+        read only when the outcome can change the breaker."""
+        breaker = self.breaker
+        if breaker is not None:
+            if failed is None:
+                breaker.release()
+            elif failed or not breaker.quiet or self.timed:
+                now = clock()
+                breaker.record(now, failed, now - started)
+            else:
+                breaker.stats.succeeded += 1  # a success changes nothing: the fast path
+        bulkhead = self.bulkhead
+        if bulkhead is None:
+            return None
+        if not bulkhead.waiters:
+            bulkhead.outstanding -= 1
+            return None
+        return bulkhead.leave()
 
     def adopt(self, policy: CallPolicy) -> None:
         """Make the breaker or bulkhead a call's policy asks for, if the target has none."""
@@ -63,8 +115,8 @@ class Guards:
         guard.adopt(policy)
         return guard, policy
 
-    def known(self, target: str) -> Guard | None:
-        """The target's guard if it was ever called."""
+    def get(self, target: str) -> Guard | None:
+        """The target's guard if it was ever called (or declared a dependency)."""
         return self._guards.get(target)
 
     def __iter__(self) -> Any:
@@ -84,6 +136,11 @@ class Guards:
             if breaker is not None and breaker.blocked(now):
                 wait = max(wait, breaker.retry_after(now))
         return wait
+
+
+def _hint(policy: CallPolicy) -> float:
+    """Seconds an overloaded caller is told to wait before it tries again."""
+    return 1.0 if policy.timeout is None else min(policy.timeout, 1.0)
 
 
 def _target(guard: Guard) -> str:

@@ -1,0 +1,311 @@
+"""``python -m benchmarks.resilience``: a circuit breaker and a bulkhead, cost per call (issue 16).
+
+The same trivial ``async def`` call made bare and through four guards, in one
+process, rounds interleaved:
+
+- ``seawall``: the target's guard looked up in :class:`seawall.resilience.Guards`, its
+  :class:`~seawall.resilience.CircuitBreaker` asked and told (with the call's duration,
+  for slow-call counting) and a :class:`~seawall.resilience.Bulkhead` slot taken and
+  freed (``Guard.enter`` and ``Guard.leave``), as :mod:`seawall._runtime.guarded` does
+  around a request;
+- ``minimal``: a hand-written breaker (consecutive failures, an open-until time) and a
+  counter for the bulkhead, the least a breaker can do;
+- ``aiobreaker``: ``await breaker.call_async(fn)`` (aiobreaker 1.2, no bulkhead of its own);
+- ``request``: for scale, a whole ``ctx.request`` round trip on ``memory://`` with a
+  breaker and a bulkhead policy beside the same without any policy.
+
+Each round times ``--count`` calls per variant with ``time.perf_counter_ns``; the
+overhead of a variant is its time per call minus the bare call's in the same round;
+the table gives the median over ``--rounds`` and the spread. With ``--instructions``
+each guard's instructions per call are also counted under valgrind's callgrind (the
+difference between two runs of different lengths, so start-up cancels out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from seawall import Command, Document
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Call = Callable[[], Awaitable[int]]
+
+
+async def target() -> int:
+    return 1
+
+
+# -- the guards -------------------------------------------------------------------------
+def seawall_guard() -> Call:
+    from seawall.resilience import BreakerPolicy, CallPolicy, Guards, Policies
+
+    policy = CallPolicy(breaker=BreakerPolicy(), max_outstanding=64)
+    guards = Guards(Policies(targets={"payments": policy}))
+    clock = time.time
+
+    async def call() -> int:
+        guard, call_policy = guards.guard("payments")
+        started = clock() if guard.timed else 0.0  # only slow-call counting needs it
+        guard.enter(clock, call_policy)  # raises when open or shed; False: wait for a slot
+        failed = True
+        try:
+            result = await target()
+            failed = False
+            return result
+        finally:
+            guard.leave(clock, failed, started)  # a waiter to wake, if any (none here)
+
+    return call
+
+
+class MinimalBreaker:
+    """The least a breaker does: consecutive failures open it until a time."""
+
+    __slots__ = ("failures", "limit", "open_for", "open_until", "outstanding")
+
+    def __init__(self, limit: int = 5, open_for: float = 60.0) -> None:
+        self.failures = 0
+        self.limit = limit
+        self.open_for = open_for
+        self.open_until = 0.0
+        self.outstanding = 0
+
+
+def minimal_guard() -> Call:
+    breaker = MinimalBreaker()
+    limit = 64
+    clock = time.monotonic
+
+    async def call() -> int:
+        if breaker.open_until and clock() < breaker.open_until:
+            raise RuntimeError("open")
+        if breaker.outstanding >= limit:
+            raise RuntimeError("full")
+        breaker.outstanding += 1
+        try:
+            result = await target()
+        except Exception:
+            breaker.failures += 1
+            if breaker.failures >= breaker.limit:
+                breaker.open_until = clock() + breaker.open_for
+            raise
+        finally:
+            breaker.outstanding -= 1
+        breaker.failures = 0
+        return result
+
+    return call
+
+
+def aiobreaker_guard() -> Call:
+    from aiobreaker import CircuitBreaker
+
+    breaker = CircuitBreaker()
+
+    async def call() -> int:
+        result: int = await breaker.call_async(target)
+        return result
+
+    return call
+
+
+GUARDS: dict[str, Callable[[], Call]] = {
+    "seawall": seawall_guard,
+    "minimal": minimal_guard,
+    "aiobreaker": aiobreaker_guard,
+}
+
+
+# -- timing -----------------------------------------------------------------------------
+async def per_call_ns(call: Call, count: int) -> float:
+    gc.disable()
+    try:
+        started = time.perf_counter_ns()
+        for _ in range(count):
+            await call()
+        return (time.perf_counter_ns() - started) / count
+    finally:
+        gc.enable()
+
+
+async def guard_rounds(count: int, rounds: int) -> dict[str, list[float]]:
+    calls = {name: make() for name, make in GUARDS.items()}
+    overheads: dict[str, list[float]] = {name: [] for name in calls}
+    overheads["bare"] = []
+    for _ in range(2):  # warm-up
+        for call in (target, *calls.values()):
+            await per_call_ns(call, count // 10)
+    for n in range(rounds):
+        order = list(calls.items())
+        if n % 2:
+            order.reverse()
+        bare = await per_call_ns(target, count)
+        overheads["bare"].append(bare)
+        for name, call in order:
+            overheads[name].append(await per_call_ns(call, count) - bare)
+    return overheads
+
+
+async def request_rounds(count: int, rounds: int) -> dict[str, list[float]]:
+    """ns per ``ctx.request`` round trip on memory://, with and without a guarded policy."""
+    from seawall import Service, System
+    from seawall.resilience import BreakerPolicy, CallPolicy, Policies
+
+    def service() -> Service:
+        svc = Service("pinger")
+
+        @svc.command
+        async def ping(cmd: Ping) -> Pong:
+            return Pong(n=cmd.n)
+
+        return svc
+
+    policy = Policies(targets={"pinger": CallPolicy(breaker=BreakerPolicy(), max_outstanding=64)})
+    results: dict[str, list[float]] = {"request, no policy": [], "request, breaker+bulkhead": []}
+    for n in range(rounds):
+        variants = [("request, no policy", None), ("request, breaker+bulkhead", policy)]
+        if n % 2:
+            variants.reverse()
+        for name, policies in variants:
+            async with System(service(), policies=policies) as system:
+                ctx = system.context()
+                for i in range(200):  # warm-up
+                    await ctx.request("pinger", Ping(n=i), returns=Pong)
+                gc.disable()
+                started = time.perf_counter_ns()
+                for i in range(count):
+                    await ctx.request("pinger", Ping(n=i), returns=Pong)
+                results[name].append((time.perf_counter_ns() - started) / count)
+                gc.enable()
+    return results
+
+
+class Ping(Command, frozen=True):
+    type_name = "bench.Ping"
+    n: int
+
+
+class Pong(Document, frozen=True):
+    type_name = "bench.Pong"
+    n: int
+
+
+# -- instructions under callgrind ----------------------------------------------------------
+_CHILD = """
+import asyncio, sys
+from benchmarks.resilience import GUARDS, target
+name, count = sys.argv[1], int(sys.argv[2])
+calls = {"bare": target, **{guard: make() for guard, make in GUARDS.items()}}
+call = calls[name]  # every guard made in every run: start-up is the same for all
+async def main():
+    for _ in range(count):
+        await call()
+asyncio.run(main())
+"""
+
+
+def instructions(name: str, count: int) -> int:
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            _CHILD,
+            name,
+            str(count),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in callgrind's output: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instructions_per_call(count: int) -> dict[str, float]:
+    """Instructions per call of each guard over the bare call: runs of ``count`` calls less
+    a run of none (start-up, imports and every guard made: the same in each run)."""
+    start = instructions("bare", 0)
+    per_call = {name: (instructions(name, count) - start) / count for name in ("bare", *GUARDS)}
+    bare = per_call.pop("bare")
+    return {name: value - bare for name, value in per_call.items()}
+
+
+# -- the report -------------------------------------------------------------------------
+def _row(name: str, values: list[float], anchor: float | None) -> str:
+    median = statistics.median(values)
+    spread = f"{min(values):,.0f}-{max(values):,.0f}"
+    ratio = "" if anchor is None else f"{median / anchor:.2f}x"
+    return f"| {name} | {median:,.0f} | {spread} | {ratio} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200_000, help="calls per variant per round")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per round")
+    parser.add_argument("--instructions", action="store_true", help="count under callgrind")
+    parser.add_argument("--instruction-calls", type=int, default=20_000)
+    args = parser.parse_args()
+
+    guards = asyncio.run(guard_rounds(args.count, args.rounds))
+    bare = statistics.median(guards.pop("bare"))
+    minimal = statistics.median(guards["minimal"])
+    print(f"## Breaker + bulkhead overhead per call ({args.rounds} rounds x {args.count:,} calls)")
+    print()
+    print(f"A bare `await` of the trivial call: {bare:,.0f} ns (median). Overhead on top of it:")
+    print()
+    print("| guard | ns per call (median) | spread | x minimal |")
+    print("|---|---:|---:|---:|")
+    for name, values in guards.items():
+        print(_row(name, values, minimal))
+    seawall = statistics.median(guards["seawall"])
+    verdict = "met" if seawall <= 300 else "NOT met"
+    print()
+    print(f"Condition (issue 16): seawall's breaker + bulkhead ≤ 300 ns per call: {verdict} "
+          f"({seawall:,.0f} ns).")  # fmt: skip
+
+    requests = asyncio.run(request_rounds(args.requests, max(3, args.rounds // 3)))
+    plain = statistics.median(requests["request, no policy"])
+    print()
+    print("## For scale: a whole `ctx.request` round trip on memory:// (ns per request)")
+    print()
+    print("| variant | ns per request (median) | spread | x no policy |")
+    print("|---|---:|---:|---:|")
+    for name, values in requests.items():
+        print(_row(name, values, plain))
+
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("\n(valgrind is not installed: no instruction counts)")
+            return
+        counts = instructions_per_call(args.instruction_calls)
+        print()
+        print("## Instructions per call under callgrind (overhead over the bare call)")
+        print()
+        print("| guard | instructions per call |")
+        print("|---|---:|")
+        for name, value in counts.items():
+            print(f"| {name} | {value:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
