@@ -122,6 +122,13 @@ SECTIONS = (
         quick=("--count", "5000", "--rounds", "1"),
     ),
     Section(
+        "resilience",
+        "Circuit breaker + bulkhead per call (issue 16) beside a minimal breaker and aiobreaker",
+        "benchmarks.resilience",
+        ("--instructions",),
+        ("--count", "50000", "--rounds", "5", "--requests", "2000"),
+    ),
+    Section(
         "demo",
         "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
         "benchmarks.demo",

@@ -11,7 +11,10 @@ snapshots (one process's, or every ``seawall up`` child's, labelled by ``process
 - ``seawall_handlers_running{service,channel,group}`` and
   ``seawall_handler_duration_seconds{service,channel,group}`` (a histogram), when
   the :class:`~seawall.observability.Metrics` middleware is installed;
-- ``seawall_live`` and ``seawall_ready`` (1 or 0), from :meth:`seawall.System.health`.
+- ``seawall_live`` and ``seawall_ready`` (1 or 0), from :meth:`seawall.System.health`;
+- ``seawall_circuit_breaker_state{target,state}`` (1 for the state it is in, 0 for the
+  others) and ``seawall_circuit_breaker_failure_rate{target}``, for each breaker the
+  system holds as a caller (``Health.breakers``).
 
 A fresh registry per scrape: the figures are read from the snapshots, never
 kept twice.
@@ -54,6 +57,25 @@ class _Snapshot(Collector):
         yield self._durations()
         for name, value in (("live", self._health.live), ("ready", self._health.ready)):
             yield GaugeMetricFamily(f"seawall_{name}", f"1 when the system is {name}", int(value))
+        yield from self._breakers()
+
+    def _breakers(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "seawall_circuit_breaker_state",
+            "1 for the state a caller's circuit breaker of a target is in",
+            labels=["target", "state"],
+        )
+        rate = GaugeMetricFamily(
+            "seawall_circuit_breaker_failure_rate",
+            "Failure share in the breaker's window (while open: the share that opened it)",
+            labels=["target"],
+        )
+        for breaker in self._health.breakers:
+            for each in ("closed", "open", "half-open"):
+                state.add_metric([breaker.target, each], int(breaker.state == each))
+            rate.add_metric([breaker.target], breaker.failure_rate)
+        yield state
+        yield rate
 
     def _counters(self) -> Iterator[Metric]:
         messages = CounterMetricFamily(
