@@ -6,7 +6,7 @@ process, rounds interleaved:
 - ``seawall``: the target's guard looked up in :class:`seawall.resilience.Guards`, its
   :class:`~seawall.resilience.CircuitBreaker` asked and told (with the call's duration,
   for slow-call counting) and a :class:`~seawall.resilience.Bulkhead` slot taken and
-  freed (``Guard.enter`` and ``Guard.leave``), as :mod:`seawall._runtime.guarded` does
+  freed (``Guards.enter`` and ``Guard.leave``), as :mod:`seawall._runtime.guarded` does
   around a request;
 - ``minimal``: a hand-written breaker (consecutive failures, an open-until time) and a
   counter for the bulkhead, the least a breaker can do;
@@ -56,9 +56,9 @@ def seawall_guard() -> Call:
     clock = time.time
 
     async def call() -> int:
-        guard, call_policy = guards.guard("payments")
+        guard = guards.enter("payments", clock)  # raises when open or shed; None: wait
+        assert guard is not None
         started = clock() if guard.timed else 0.0  # only slow-call counting needs it
-        guard.enter(clock, call_policy)  # raises when open or shed; False: wait for a slot
         failed = True
         try:
             result = await target()

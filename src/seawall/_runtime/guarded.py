@@ -150,8 +150,15 @@ def _request(
     policy: CallPolicy | None,
 ) -> Reply[Any]:
     node = ctx._node
-    guard, call = guards_of(node).guard(channel, policy)
-    has_slot = guard.enter(node.clock.time, call)
+    guards = guards_of(node)
+    if policy is None:  # the common case: the target's own policy, one call to admit
+        entered = guards.enter(channel, node.clock.time)
+        has_slot = entered is not None
+        guard = entered or guards.guard(channel)[0]  # None: full, the call waits for a slot
+        call = guard.policy
+    else:
+        guard, call = guards.guard(channel, policy)
+        has_slot = guard.enter(node.clock.time, call)
     deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
     message = node.envelope(
         command,

@@ -115,6 +115,32 @@ class Guards:
         guard.adopt(policy)
         return guard, policy
 
+    def enter(self, target: str, clock: Callable[[], float]) -> Guard | None:
+        """Admit a call to ``target`` under the target's own policy and return its guard:
+        :meth:`guard` and :meth:`Guard.enter` in one call, for the common case. None: the
+        bulkhead is full and the policy waits; the caller queues for a slot
+        (``get(target).bulkhead.wait(...)``)."""
+        guard = self._guards.get(target)
+        if guard is None:
+            guard = self.guard(target)[0]
+        breaker = guard.breaker
+        if breaker is not None and breaker.state != "closed":
+            now = clock()
+            if not breaker.admit(now):
+                raise CircuitOpen(target, breaker.retry_after(now))
+        bulkhead = guard.bulkhead
+        if bulkhead is not None:
+            if bulkhead.outstanding < bulkhead.limit and not bulkhead.waiters:
+                bulkhead.outstanding += 1
+            elif guard.policy.overflow == "shed":
+                if breaker is not None:
+                    breaker.release()
+                bulkhead.shed()
+                raise Overloaded(target, bulkhead.limit, retry_after=_hint(guard.policy))
+            else:
+                return None
+        return guard
+
     def get(self, target: str) -> Guard | None:
         """The target's guard if it was ever called (or declared a dependency)."""
         return self._guards.get(target)
