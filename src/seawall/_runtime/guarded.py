@@ -213,7 +213,7 @@ class GuardedReply(Reply[Any]):
         try:
             if not self._has_slot:
                 await self._take_slot()
-            async with timeout_at(node.clock, self._deadline):
+            with timeout_at(node.timers, self._deadline):  # cheaper than the clock's timers
                 replies = await self._attempts()
             result = _unwrap(node, replies[0], self._into)
         except TimeoutError as exc:
@@ -263,10 +263,10 @@ class GuardedReply(Reply[Any]):
             elif not await self._resend(attempt):
                 continue
             if retry is None or attempt == attempts:
-                return await asyncio.shield(self._future)
+                return await self._future  # the last wait: nothing to keep the future for
             with contextlib.suppress(TimeoutError):
-                async with timeout_at(node.clock, node.clock.time() + retry.attempt_timeout):
-                    return await asyncio.shield(self._future)
+                with timeout_at(node.timers, node.clock.time() + retry.attempt_timeout):
+                    return await asyncio.shield(self._future)  # kept for the next attempt
             await node.clock.sleep(retry.backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
