@@ -264,9 +264,9 @@ class GuardedReply(Reply[Any]):
                 continue
             if retry is None or attempt == attempts:
                 return await self._future  # the last wait: nothing to keep the future for
-            with contextlib.suppress(TimeoutError):
-                with timeout_at(node.timers, node.clock.time() + retry.attempt_timeout):
-                    return await asyncio.shield(self._future)  # kept for the next attempt
+            attempt_ends = node.clock.time() + retry.attempt_timeout
+            with contextlib.suppress(TimeoutError), timeout_at(node.timers, attempt_ends):
+                return await asyncio.shield(self._future)  # kept for the next attempt
             await node.clock.sleep(retry.backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
