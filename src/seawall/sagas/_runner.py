@@ -4,11 +4,13 @@ A :class:`SagaRunner` runs every instance of some sagas for one service. It
 keeps the instances under way in memory (their state is in the event store;
 memory is a cache) and does three things at once in :meth:`SagaRunner.run`:
 
-* **relay**: reads the store's log after its checkpoint and publishes each
-  recorded command (:class:`~seawall.sagas._events.CommandSent`); the log is
-  the saga's outbox, so a command is sent if and only if its decision was
-  stored. A crash between store and publish publishes again, under the same
-  message id (participants' inboxes drop the repeat).
+* **relay**: a decision's commands are published right after its events
+  are stored (never before: the log is the saga's outbox). The relay reads
+  the log after its checkpoint every ``poll`` seconds and publishes the
+  commands this process has not published (after a restart: every command
+  after the checkpoint), then moves the checkpoint. A crash between store and
+  publish publishes again, under the same message id (participants' inboxes
+  drop the repeat).
 * **replies**: consumes the saga reply channel (``<service>.saga-replies``, a
   durable point-to-point channel, not a per-process inbox), finds the
   instance by the reply's correlation id, lets the machine decide, appends,
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,7 +72,11 @@ class SagaStats:
 
 
 class SagaRunner:
-    """Runs ``sagas`` for ``service`` on ``store`` and ``transport``; see the module doc."""
+    """Runs ``sagas`` for ``service`` on ``store`` and ``transport``; see the module doc.
+
+    ``on_stored(state, events)`` is called after each append (metrics, tracing, a test
+    that stops the process at a chosen step boundary).
+    """
 
     def __init__(
         self,
@@ -82,6 +88,7 @@ class SagaRunner:
         codec: Codec = JSON,
         concurrency: int = 128,
         poll: float = 0.5,
+        on_stored: Callable[[SagaState, Sequence[SagaEvent]], None] | None = None,
     ) -> None:
         if not sagas:
             raise ConfigurationError(f"SagaRunner for {service!r} needs at least one Saga")
@@ -99,11 +106,14 @@ class SagaRunner:
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, list[asyncio.Future[SagaView]]] = {}
         self._limit = asyncio.Semaphore(concurrency)
-        self._appended = asyncio.Event()
         self._changed = asyncio.Event()
+        self._wake_at = float("inf")
+        self._published: set[str] = set()
+        self._inflight: set[str] = set()
         self._poll = poll
         self._stats = SagaStats()
         self.checkpoint = f"sagas:relay:{service}"
+        self._on_stored = on_stored
 
     def statistics(self) -> SagaStats:
         return self._stats
@@ -120,13 +130,14 @@ class SagaRunner:
             if state is None:
                 state, events = machine.start(id, data, self.clock.time())
                 try:
-                    await self.log.append(state, events)
+                    await self._append(state, events)
                 except ConcurrencyError:  # started elsewhere meanwhile
                     state = await self.log.load(stream)
                     assert state is not None
                 else:
                     self._stats.started += 1
-                    self._after(stream, state)
+                    self._after(stream, state, events)
+                    await self._publish(events)
             return self._view(state)
 
     async def wait(self, saga: Saga[Any], id: str) -> SagaView:
@@ -176,28 +187,60 @@ class SagaRunner:
             log.info("%s: resumed %d unfinished sagas from the store", self.service, found)
         return found
 
+    async def _append(self, state: SagaState, events: Sequence[SagaEvent]) -> None:
+        """Append, with the commands marked in flight from before the append on: the relay
+        stops at them until the fast path has published them (or failed to)."""
+        sent = [e.message_id for e in events if isinstance(e, CommandSent)]
+        self._inflight.update(sent)
+        try:
+            await self.log.append(state, events)
+        except BaseException:
+            self._inflight.difference_update(sent)
+            raise
+
+    async def _publish(self, events: Sequence[SagaEvent]) -> None:
+        """The fast path: publish the commands just stored, at once; the relay skips them."""
+        try:
+            for event in events:
+                if isinstance(event, CommandSent):
+                    message = from_headers(event.headers, event.body)
+                    await self.transport.publish(event.channel, message)
+                    self._published.add(event.message_id)
+                    self._inflight.discard(event.message_id)
+                    self._stats.commands += 1
+        finally:  # a failed publish is the relay's to do
+            self._inflight.difference_update(
+                e.message_id for e in events if isinstance(e, CommandSent)
+            )
+
     async def relay(self) -> int:
-        """Publish the commands recorded after the checkpoint; how many events were read."""
+        """Publish the commands recorded after the checkpoint that this process has not
+        published yet (all of them after a restart); how many events were read."""
         after = await self.store.checkpoint(self.checkpoint)
         records = await self.store.read_all(after, 500)
-        messages = []
+        messages, end = [], after
         for record in records:
             if record.type == CommandSent.type_name:
                 sent = msgspec.json.decode(record.data, type=CommandSent)
-                messages.append((sent.channel, from_headers(sent.headers, sent.body)))
+                if sent.message_id in self._inflight:
+                    break  # the fast path is publishing it: settle up to here only
+                if sent.message_id in self._published:
+                    self._published.discard(sent.message_id)
+                else:
+                    messages.append((sent.channel, from_headers(sent.headers, sent.body)))
+            end = record.position
         if messages:
             async with asyncio.TaskGroup() as publishing:
                 for channel, message in messages:
                     publishing.create_task(self.transport.publish(channel, message))
             self._stats.commands += len(messages)
-        if records:
-            await self.store.commit_projection(self.checkpoint, after, records[-1].position, ())
-        return len(records)
+        if end > after:
+            await self.store.commit_projection(self.checkpoint, after, end, ())
+        return len(records) if end == (records[-1].position if records else after) else 0
 
     async def _relay_forever(self) -> None:
         failed = 0
         while True:
-            woken = self._appended
             try:
                 done = await self.relay()
             except SeawallError as exc:
@@ -208,9 +251,7 @@ class SagaRunner:
                 continue
             failed = 0
             if done < 500:
-                await wait_until(self.clock, woken, self.clock.time() + self._poll)
-                if woken is self._appended:  # set by the poll timer, not by an append
-                    self._appended = asyncio.Event()
+                await self.clock.sleep(self._poll)
 
     async def _take_replies(self, sub: Any, tasks: asyncio.TaskGroup) -> None:
         async for delivery in sub:
@@ -255,6 +296,7 @@ class SagaRunner:
                     when = self._machines[state.saga].due(state)
                 if when is not None:
                     due.append(when)
+            self._wake_at = min(due, default=float("inf"))
             await wait_until(self.clock, self._changed, min(due, default=None))
 
     # -- deciding -------------------------------------------------------------------------
@@ -268,7 +310,7 @@ class SagaRunner:
                     return False
                 events = decide(self._machine(state.saga), state)
                 try:
-                    await self.log.append(state, events)
+                    await self._append(state, events)
                 except ConcurrencyError:
                     self._stats.conflicts += 1
                     self._active.pop(stream, None)
@@ -277,19 +319,22 @@ class SagaRunner:
                     self._active.pop(stream, None)  # the cached state ran ahead of the store
                     raise
                 if events:
-                    self._after(stream, state)
+                    self._after(stream, state, events)
+                    await self._publish(events)
                 return bool(events)
         raise EventStoreError(
             f"saga {stream!r} keeps changing under this runner; is another process running it?"
         )
 
-    def _after(self, stream: str, state: SagaState) -> None:
+    def _after(self, stream: str, state: SagaState, events: Sequence[SagaEvent]) -> None:
         """Events of ``stream`` were stored: wake the relay and timers, settle waiters."""
-        self._appended.set()
-        self._appended = asyncio.Event()
-        self._changed.set()
+        if self._on_stored is not None:
+            self._on_stored(state, events)
         if not state.finished:
             self._active[stream] = state
+            when = self._machine(state.saga).due(state)
+            if when is not None and when < self._wake_at:
+                self._changed.set()  # the timers wait for a later time: look again
             return
         self._active.pop(stream, None)
         self._locks.pop(stream, None)
