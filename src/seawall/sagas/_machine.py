@@ -157,8 +157,10 @@ class SagaMachine(Generic[D]):
             self._advance(emit)
             return
         emit(self._received(state, attempt, reply, "failed", reason))
-        # a domain failure: the action did not happen; a remote error retried out: it may have
-        self._fail(emit, reason, outcome == "retry")
+        if outcome == "retry":  # retried out: the action may have happened, so undo it too
+            self._fail(emit, f"{step.name}: {reason} after {state.attempt} attempts", True)
+        else:  # a domain failure: the action did not happen
+            self._fail(emit, reason, False)
 
     def _compensation_reply(
         self, emit: _Decision, step: Step[D], attempt: int, reply: Message
@@ -177,8 +179,9 @@ class SagaMachine(Generic[D]):
         """``ok``, ``failed`` (a domain failure) or ``retry``, and a reason."""
         if reply.type == Failure.type_name:
             failure = codec_for(reply.datacontenttype).decode(reply.data, Failure)
-            text = f"{failure.service}: {failure.error_type}: {failure.message}"
-            return ("failed" if failure.error_type in step.fails_on else "retry"), text
+            if failure.error_type in step.fails_on:
+                return "failed", f"{failure.service}: {failure.error_type}: {failure.message}"
+            return "retry", f"{failure.error_type} from {failure.service}"
         if any(reply.type == cls.type_name for cls in step.failures):
             return "failed", reply.type
         payload: Payload | None = None
