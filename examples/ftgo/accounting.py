@@ -10,14 +10,15 @@ compensation reverses it.
 from __future__ import annotations
 
 import os
+import sqlite3
 import zlib
+from typing import Any
 
 from seawall import Service
 from seawall.outbox import SQLiteTransaction
 
 from .messages import (
     AuthorizationChanged,
-    AuthorizationStatus,
     AuthorizeCard,
     CardAuthorization,
     ReverseAuthorization,
@@ -43,43 +44,40 @@ def service() -> Service:
     accounting.lifespan(tables.lifespan)
     percent = int(os.environ.get("FTGO_DECLINE_PERCENT", "10"))
 
-    async def state(tx: SQLiteTransaction, order_id: str) -> str:
-        row = await tx.fetchone("SELECT state FROM authorizations WHERE order_id = ?", order_id)
-        assert row is not None
-        return str(row[0])
+    def authorization(
+        db: sqlite3.Connection, order_id: str, *statements: tuple[str, tuple[Any, ...]]
+    ) -> tuple[int, str]:
+        """Run ``statements`` (one trip to the database thread); rows changed, the state."""
+        rows = sum(db.execute(sql, params).rowcount for sql, params in statements)
+        sql = "SELECT state FROM authorizations WHERE order_id = ?"
+        return rows, db.execute(sql, (order_id,)).fetchone()[0]
 
     @accounting.command
     @tables.idempotent
     async def authorize(cmd: AuthorizeCard, tx: SQLiteTransaction) -> CardAuthorization:
-        verdict: AuthorizationStatus = (
-            "declined" if declined(cmd.order_id, percent) else "authorized"
-        )
-        rows = await tx.execute(
-            "INSERT OR IGNORE INTO authorizations VALUES (?, ?, ?, ?)",
-            cmd.order_id,
-            cmd.consumer_id,
-            cmd.total,
-            verdict,
-        )
-        now = await state(tx, cmd.order_id)
+        verdict = "declined" if declined(cmd.order_id, percent) else "authorized"
+        insert = "INSERT OR IGNORE INTO authorizations VALUES (?, ?, ?, ?)"
+        params = (cmd.order_id, cmd.consumer_id, cmd.total, verdict)
+        rows, state = await tx.run(lambda db: authorization(db, cmd.order_id, (insert, params)))
         if rows:
-            changed = AuthorizationChanged(order_id=cmd.order_id, state=verdict)
+            changed = AuthorizationChanged(order_id=cmd.order_id, state=state)
             await tx.publish(changed, key=cmd.order_id)
-        return CardAuthorization(order_id=cmd.order_id, approved=now == "authorized")
+        return CardAuthorization(order_id=cmd.order_id, approved=state == "authorized")
 
     @accounting.command
     @tables.idempotent
     async def reverse(cmd: ReverseAuthorization, tx: SQLiteTransaction) -> None:
         # Also for an authorization that never answered and may still come: leave a
         # reversed row so that it changes nothing when it does.
-        rows = await tx.execute(
-            "INSERT OR IGNORE INTO authorizations VALUES (?, '', 0, 'reversed')", cmd.order_id
+        statements = (
+            ("INSERT OR IGNORE INTO authorizations VALUES (?, '', 0, 'reversed')", (cmd.order_id,)),
+            (
+                "UPDATE authorizations SET state = 'reversed' WHERE order_id = ? "
+                "AND state = 'authorized'",
+                (cmd.order_id,),
+            ),
         )
-        rows += await tx.execute(
-            "UPDATE authorizations SET state = 'reversed' WHERE order_id = ? "
-            "AND state = 'authorized'",
-            cmd.order_id,
-        )
+        rows, _ = await tx.run(lambda db: authorization(db, cmd.order_id, *statements))
         if rows:
             changed = AuthorizationChanged(order_id=cmd.order_id, state="reversed")
             await tx.publish(changed, key=cmd.order_id)

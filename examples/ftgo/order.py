@@ -26,7 +26,9 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from seawall import Context, Payload, RetryPolicy, Service
 from seawall.es import SQLiteEventStore
@@ -252,40 +254,35 @@ def service() -> Service:
     @order.command
     @tables.idempotent
     async def approve(cmd: ApproveOrder, tx: SQLiteTransaction) -> OrderOutcome:
-        await finish(tx, cmd.order_id, "approved", "")
-        return await outcome_in(tx, cmd.order_id)
+        return await finish(tx, cmd.order_id, "approved", "")
 
     @order.command
     @tables.idempotent
     async def reject(cmd: RejectOrder, tx: SQLiteTransaction) -> None:
         await finish(tx, cmd.order_id, "rejected", cmd.reason)
 
-    async def finish(tx: SQLiteTransaction, order_id: str, state: str, reason: str) -> None:
-        rows = await tx.execute(
+    def settle(db: sqlite3.Connection, order_id: str, state: str, reason: str) -> tuple[Any, ...]:
+        """Move a pending order to ``state`` (one trip to the database thread); whether it
+        moved, and the order's row."""
+        moved = db.execute(
             "UPDATE orders SET state = ?, reason = ? WHERE order_id = ? AND state = 'pending'",
-            state,
-            reason,
-            order_id,
-        )
-        if not rows:
-            return
-        row = await tx.fetchone(
-            "SELECT restaurant_id, total FROM orders WHERE order_id = ?", order_id
-        )
-        assert row is not None
-        event: Payload = (
-            OrderApproved(order_id=order_id, restaurant_id=row[0], total=row[1])
-            if state == "approved"
-            else OrderRejected(order_id=order_id, reason=reason)
-        )
-        await tx.publish(event, key=order_id)
+            (state, reason, order_id),
+        ).rowcount
+        sql = "SELECT state, reason, total, restaurant_id FROM orders WHERE order_id = ?"
+        return (moved, *db.execute(sql, (order_id,)).fetchone())
 
-    async def outcome_in(tx: SQLiteTransaction, order_id: str) -> OrderOutcome:
-        row = await tx.fetchone(
-            "SELECT state, reason, total FROM orders WHERE order_id = ?", order_id
+    async def finish(tx: SQLiteTransaction, order_id: str, state: str, reason: str) -> OrderOutcome:
+        moved, now, why, total, restaurant_id = await tx.run(
+            lambda db: settle(db, order_id, state, reason)
         )
-        assert row is not None
-        return OrderOutcome(order_id=order_id, state=row[0], reason=row[1], total=row[2])
+        if moved:
+            event: Payload = (
+                OrderApproved(order_id=order_id, restaurant_id=restaurant_id, total=total)
+                if state == "approved"
+                else OrderRejected(order_id=order_id, reason=reason)
+            )
+            await tx.publish(event, key=order_id)
+        return OrderOutcome(order_id=order_id, state=now, reason=why, total=total)
 
     @order.subscribe(channel("restaurant.events"), group=channel("order"))
     @tables.idempotent
