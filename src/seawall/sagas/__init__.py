@@ -45,11 +45,11 @@ from ._runner import SagaRunner, SagaStats
 from ._state import SagaState
 
 __all__ = [
-    "STUCK_AFTER",
     "AttemptTimedOut",
     "CommandSent",
     "Compensating",
     "ReplyReceived",
+    "STUCK_AFTER",
     "Saga",
     "SagaCompleted",
     "SagaEvent",

@@ -35,6 +35,8 @@ Phase = Literal["forward", "compensate"]
 
 
 class SagaStarted(Event, frozen=True):
+    """An instance began, with its data and its deadline."""
+
     type_name: ClassVar[str] = "seawall.saga.Started"
     saga: str
     id: str
@@ -64,6 +66,8 @@ class CommandSent(Event, frozen=True):
 
 
 class ReplyReceived(Event, frozen=True):
+    """A reply to a command of the step under way, and what it meant."""
+
     type_name: ClassVar[str] = "seawall.saga.ReplyReceived"
     step: int
     phase: Phase
@@ -77,6 +81,8 @@ class ReplyReceived(Event, frozen=True):
 
 
 class AttemptTimedOut(Event, frozen=True):
+    """An attempt got no reply within the step's timeout."""
+
     type_name: ClassVar[str] = "seawall.saga.AttemptTimedOut"
     step: int
     phase: Phase
@@ -86,12 +92,16 @@ class AttemptTimedOut(Event, frozen=True):
 
 
 class StepDone(Event, frozen=True):
+    """A forward step completed."""
+
     type_name: ClassVar[str] = "seawall.saga.StepDone"
     step: int
     name: str
 
 
 class StepFailed(Event, frozen=True):
+    """A forward step failed: the saga compensates from here."""
+
     type_name: ClassVar[str] = "seawall.saga.StepFailed"
     step: int
     name: str
@@ -101,11 +111,15 @@ class StepFailed(Event, frozen=True):
 
 
 class SagaTimedOut(Event, frozen=True):
+    """The saga's own timeout passed before it reached a retriable step."""
+
     type_name: ClassVar[str] = "seawall.saga.TimedOut"
     step: int
 
 
 class Compensating(Event, frozen=True):
+    """The forward path ended; these steps will be compensated, in this order."""
+
     type_name: ClassVar[str] = "seawall.saga.Compensating"
     reason: str
     steps: list[int]
@@ -113,16 +127,22 @@ class Compensating(Event, frozen=True):
 
 
 class StepCompensated(Event, frozen=True):
+    """A step's compensation answered."""
+
     type_name: ClassVar[str] = "seawall.saga.StepCompensated"
     step: int
     name: str
 
 
 class SagaCompleted(Event, frozen=True):
+    """Every step completed."""
+
     type_name: ClassVar[str] = "seawall.saga.Completed"
 
 
 class SagaRejected(Event, frozen=True):
+    """The saga failed and every compensation ran."""
+
     type_name: ClassVar[str] = "seawall.saga.Rejected"
     reason: str
 

@@ -45,6 +45,7 @@ class SagaLog:
         return state
 
     def fold(self, state: SagaState, record: RecordedEvent) -> None:
+        """Apply one stored event to ``state``."""
         state.apply(cast(SagaEvent, self.codec.decode(record)), record.time)
 
     async def append(self, state: SagaState, events: Sequence[SagaEvent]) -> None:
@@ -93,6 +94,7 @@ class SagaView:
 
     @classmethod
     def of(cls, state: SagaState, *, now: float, stuck_after: float) -> SagaView:
+        """The view of ``state`` at ``now``."""
         idle = now - state.progressed_at >= stuck_after
         late = state.status == "running" and state.deadline is not None and now > state.deadline
         index = state.current if not state.finished else max(state.names, default=0)

@@ -69,6 +69,7 @@ class SagaMachine(Generic[D]):
         self.codec = codec
 
     def data(self, state: SagaState) -> D:
+        """The instance's data, decoded."""
         return msgspec.json.decode(state.data, type=self.saga.data)
 
     # -- inputs ---------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class SagaRunner:
         self._on_stored = on_stored
 
     def statistics(self) -> SagaStats:
+        """The runner's counters (one live object)."""
         return self._stats
 
     # -- starting and waiting -------------------------------------------------------------

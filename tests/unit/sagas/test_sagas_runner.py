@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import msgspec
-import pytest
 
 from seawall import Command, Context, Document, RetryPolicy, Service
 from seawall.es import SQLiteEventStore
