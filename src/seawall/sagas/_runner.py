@@ -39,10 +39,10 @@ from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError,
 from .._messages.codec import JSON, Codec
 from .._messages.envelope import Message, from_headers
 from .._transport import Transport
-from ..es import EventStore
+from ..es import EventStore, RecordedEvent
 from ._definition import Saga
-from ._events import CommandSent, SagaEvent
-from ._log import STUCK_AFTER, SagaLog, SagaView
+from ._events import CommandSent, SagaCompleted, SagaEvent, SagaRejected
+from ._log import PREFIX, STUCK_AFTER, SagaLog, SagaView
 from ._machine import SagaMachine
 from ._state import SagaState
 
@@ -52,6 +52,7 @@ log = logging.getLogger("seawall.sagas")
 
 D = TypeVar("D", bound=msgspec.Struct)
 Decide = Callable[[SagaMachine[Any], SagaState], list[SagaEvent]]
+_ENDS = (SagaCompleted.type_name, SagaRejected.type_name)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class SagaRunner:
         self._wake_at = float("inf")
         self._published: set[str] = set()
         self._inflight: set[str] = set()
+        self._ended: set[str] = set()
         self._poll = poll
         self._stats = SagaStats()
         self.checkpoint = f"sagas:relay:{service}"
@@ -221,6 +223,7 @@ class SagaRunner:
         records = await self.store.read_all(after, 500)
         messages, end = [], after
         for record in records:
+            await self._adopt(record)
             if record.type == CommandSent.type_name:
                 sent = msgspec.json.decode(record.data, type=CommandSent)
                 if sent.message_id in self._inflight:
@@ -238,6 +241,23 @@ class SagaRunner:
         if end > after:
             await self.store.commit_projection(self.checkpoint, after, end, ())
         return len(records) if end == (records[-1].position if records else after) else 0
+
+    async def _adopt(self, record: RecordedEvent) -> None:
+        """Take on an unfinished saga the start-up scan could not see yet (a store may show
+        the newest events late, as PostgreSQL's does while older transactions are open)."""
+        stream = record.stream
+        if record.type in _ENDS:
+            self._ended.discard(stream)
+            return
+        if stream in self._active or stream in self._ended or not stream.startswith(PREFIX):
+            return
+        if stream.split(":")[1] in self._machines:
+            async with self._lock(stream):
+                state = await self._state(stream)
+            if state is not None and state.finished:
+                self._ended.add(stream)  # until its end event passes by
+                self._locks.pop(stream, None)
+            self._changed.set()
 
     async def _relay_forever(self) -> None:
         failed = 0
@@ -339,6 +359,7 @@ class SagaRunner:
             return
         self._active.pop(stream, None)
         self._locks.pop(stream, None)
+        self._ended.add(stream)  # the relay has yet to pass its end event
         if state.status == "completed":
             self._stats.completed += 1
         else:
