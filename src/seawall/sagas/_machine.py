@@ -182,6 +182,8 @@ class SagaMachine(Generic[D]):
             failure = codec_for(reply.datacontenttype).decode(reply.data, Failure)
             if failure.error_type in step.fails_on:
                 return "failed", f"{failure.service}: {failure.error_type}: {failure.message}"
+            if failure.error_type == "DeadlineExceeded":  # the participant's way of "no reply"
+                return "retry", "no reply"
             return "retry", f"{failure.error_type} from {failure.service}"
         if any(reply.type == cls.type_name for cls in step.failures):
             return "failed", reply.type
