@@ -7,15 +7,19 @@ supervisor counted, and :meth:`Summary.problems` checks the invariants:
 
 * every order reached a final state, and the outcome the client was given is
   the one the Order service recorded (nothing acknowledged was lost);
-* every approved order has exactly one ticket (approved), one approving card
-  authorization, and exactly one courier (the one Delivery chose);
-* no rejected order keeps an active ticket, and no order was both charged and
-  rejected for a declined card;
+* every approved order has exactly one ticket (approved), one card
+  authorization (standing), and exactly one courier (the one Delivery chose);
+* no rejected order keeps an active ticket or a standing authorization, and no
+  order was both charged and rejected for a declined card;
+* every order's saga (in the Order service's saga store) ended, completed for an
+  approved order and rejected for a rejected one, and compensated its steps in
+  the reverse order of the steps it had done;
 * the malformed message was dead-lettered, and nothing else was.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +44,47 @@ def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 @dataclass
+class SagaFacts:
+    """One create-order saga, from its events."""
+
+    status: str = "running"
+    done: list[str] = field(default_factory=list)
+    """Forward steps done (or given up without an answer), in order."""
+    compensated: list[str] = field(default_factory=list)
+    """Steps compensated, in the order it happened."""
+    retries: int = 0
+    """Commands sent again after a step timed out or failed."""
+
+    def compensated_in_reverse(self, compensable: set[str]) -> bool:
+        if self.status != "rejected":
+            return not self.compensated
+        undo = [step for step in reversed(self.done) if step in compensable]
+        return self.compensated == undo
+
+
+def read_sagas(path: Path) -> dict[str, SagaFacts]:
+    """Every saga in the Order service's saga store (an event store file), by order id."""
+    sagas: defaultdict[str, SagaFacts] = defaultdict(SagaFacts)
+    sql = "SELECT stream, type, data FROM events WHERE stream LIKE 'saga:%' ORDER BY position"
+    for stream, type_, data in _rows(path, sql):
+        saga, event = sagas[stream.split(":", 2)[2]], json.loads(data)
+        kind = type_.removeprefix("seawall.saga.")
+        if kind == "CommandSent" and event["attempt"] > 1:
+            saga.retries += 1
+        elif kind == "StepDone" or (kind == "StepFailed" and event["compensate"]):
+            saga.done.append(event["name"])
+        elif kind == "StepCompensated":
+            saga.compensated.append(event["name"])
+        elif kind in ("Completed", "Rejected"):
+            saga.status = kind.lower()
+    return dict(sagas)
+
+
+COMPENSABLE = {"create order", "create ticket", "authorize card"}
+"""The create-order saga's steps that have a compensation."""
+
+
+@dataclass
 class Facts:
     """The services' own records, by order id."""
 
@@ -48,7 +93,10 @@ class Facts:
     tickets: dict[str, str] = field(default_factory=dict)
     """Kitchen: order id -> ticket state."""
     tickets_by_pid: Counter[int] = field(default_factory=Counter)
-    authorizations: dict[str, bool] = field(default_factory=dict)
+    authorizations: dict[str, str] = field(default_factory=dict)
+    """Accounting: order id -> authorized, declined or reversed."""
+    sagas: dict[str, SagaFacts] = field(default_factory=dict)
+    """Order's saga store: order id -> how its create-order saga went."""
     assignments: dict[str, str] = field(default_factory=dict)
     """Delivery: order id -> chosen courier."""
     jobs: dict[str, list[str]] = field(default_factory=dict)
@@ -63,15 +111,15 @@ class Facts:
         order = folder / "order.db"
         for oid, state, reason in _rows(order, "SELECT order_id, state, reason FROM orders"):
             facts.orders[oid] = (state, reason)
-        facts.step_retries = len(_rows(order, "SELECT order_id FROM step_retries"))
+        facts.sagas = read_sagas(folder / "order-sagas.db")
+        facts.step_retries = sum(s.retries for s in facts.sagas.values())
         facts.menu_versions = dict(_rows(order, "SELECT restaurant_id, version FROM menus"))
         kitchen = folder / "kitchen.db"
         for oid, state, pid in _rows(kitchen, "SELECT order_id, state, created_by FROM tickets"):
             facts.tickets[oid] = state
             facts.tickets_by_pid[pid] += 1
-        sql = "SELECT order_id, approved FROM authorizations"
-        for oid, approved in _rows(folder / "accounting.db", sql):
-            facts.authorizations[oid] = bool(approved)
+        sql = "SELECT order_id, state FROM authorizations"
+        facts.authorizations = dict(_rows(folder / "accounting.db", sql))
         sql = "SELECT order_id, courier FROM assignments"
         facts.assignments = dict(_rows(folder / "delivery.db", sql))
         return facts
@@ -118,6 +166,25 @@ class Summary:
     def orders_per_second(self) -> float:
         return len(self.outcomes) / max(self.seconds, 1e-9)
 
+    def saga_problems(self) -> list[str]:
+        """Sagas that did not end as their order did, or compensated out of order."""
+        facts, found = self.facts, []
+        expected = {"approved": "completed", "rejected": "rejected"}
+        mismatched = sorted(
+            oid
+            for oid, (state, reason) in facts.orders.items()
+            if reason != "item not on the menu"  # rejected before any saga started
+            and facts.sagas.get(oid, SagaFacts()).status != expected.get(state)
+        )
+        if mismatched:
+            found.append(f"{len(mismatched)} sagas did not end as their order: {mismatched[:5]}")
+        disorder = sorted(
+            oid for oid, saga in facts.sagas.items() if not saga.compensated_in_reverse(COMPENSABLE)
+        )
+        if disorder:
+            found.append(f"{len(disorder)} sagas compensated out of order: {disorder[:5]}")
+        return found
+
     def problems(self) -> list[str]:
         """Broken invariants, in words; empty when every promise was kept."""
         facts, found = self.facts, []
@@ -148,7 +215,7 @@ class Summary:
         bad = sorted(
             oid
             for oid in approved
-            if facts.tickets.get(oid) != "approved" or facts.authorizations.get(oid) is not True
+            if facts.tickets.get(oid) != "approved" or facts.authorizations.get(oid) != "authorized"
         )
         if bad:
             found.append(
@@ -164,17 +231,22 @@ class Summary:
                 f"{len(couriers)} orders without exactly the one courier Delivery chose "
                 f"(approved) or with one (rejected): {couriers[:5]}"
             )
+        rejected = {o for o, (state, _) in facts.orders.items() if state == "rejected"}
         active = sorted(
             oid
-            for oid in self.by_state("rejected")
+            for oid in rejected | self.by_state("rejected")
             if facts.tickets.get(oid) in ("pending", "approved")
+            or facts.authorizations.get(oid) == "authorized"
         )
         if active:
-            found.append(f"{len(active)} rejected orders keep an active ticket: {active[:5]}")
+            found.append(
+                f"{len(active)} rejected orders keep a ticket or an authorization: {active[:5]}"
+            )
+        found += self.saga_problems()
         charged = sorted(
             oid
             for oid, out in self.outcomes.items()
-            if out.reason == "card declined" and facts.authorizations.get(oid) is not False
+            if out.reason == "card declined" and facts.authorizations.get(oid) != "declined"
         )
         if charged:
             found.append(

@@ -24,13 +24,14 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from seawall import (
     Context,
     Message,
     RequestError,
+    RestartIntensity,
     Subscription,
     System,
     dead_letter_channel,
@@ -88,6 +89,7 @@ class Faults:
 
     kill_at: float = 0.3
     revise_at: float = 0.5
+    order_timeout: float = ORDER_TIMEOUT
     killed: list[str] = dataclasses.field(default_factory=list)
     revised: bool = False
 
@@ -100,11 +102,17 @@ async def run(
     state: Path | None = None,
     tick: Callable[[], None] = lambda: None,
     prefix: str | None = None,
+    env: Mapping[str, str] | None = None,
+    intensity: RestartIntensity | None = None,
+    order_timeout: float = ORDER_TIMEOUT,
 ) -> Summary:
     """Run the whole demo; the summary holds what happened and what the audit found.
 
     On a shared broker every channel name starts with ``prefix`` (by default one of
-    this run's own), and the run deletes its streams when it ends.
+    this run's own), and the run deletes its streams when it ends. ``env`` adds to the
+    services' environment (``FTGO_CRASH_AT``, say) and ``intensity`` replaces the
+    supervisor's restart limits of ``seawall.toml``; ``order_timeout`` is how long the
+    client waits for each order's outcome.
     """
     with contextlib.ExitStack() as stack:
         if state is None:
@@ -116,7 +124,13 @@ async def run(
             config,
             transport=transport,
             state=state,
-            env={**config.env, "FTGO_PREFIX": prefix, "FTGO_STATE": str(state / "ftgo")},
+            env={
+                **config.env,
+                **(env or {}),
+                "FTGO_PREFIX": prefix,
+                "FTGO_STATE": str(state / "ftgo"),
+            },
+            intensity=intensity or config.intensity,
         )
         summary = Summary(orders=orders, transport=transport, prefix=prefix)
         try:
@@ -124,7 +138,7 @@ async def run(
             up = Up(config, id_prefix=prefix, log_level=log_level, metrics=True)
             async with Probes(UpSource(up)) as probes, up:
                 await up.wait_ready()
-                await _drive_system(up, summary, concurrency, tick)
+                await _drive_system(up, summary, concurrency, tick, order_timeout)
                 summary.scraped = await scrape(f"{probes.url}/metrics")  # reads the reports
                 summary.restarts = {i.name: i.restarts for i in up.instances}
                 summary.handled = sum(i.total("handled") for i in up.instances)
@@ -156,7 +170,7 @@ async def scrape(url: str) -> dict[str, int]:
 
 
 async def _drive_system(
-    up: Up, summary: Summary, concurrency: int, tick: Callable[[], None]
+    up: Up, summary: Summary, concurrency: int, tick: Callable[[], None], order_timeout: float
 ) -> None:
     prefix = summary.prefix
     instance = f"{prefix}storefront-{uuid7()}"
@@ -172,7 +186,7 @@ async def _drive_system(
                 )
             await transport.publish(f"{prefix}kitchen", malformed())
             await _dead_letter_counted(up, summary)
-            faults = Faults()
+            faults = Faults(order_timeout=order_timeout)
             started = time.perf_counter()
             await _place_orders(ctx, up, summary, concurrency, faults, tick)
             summary.seconds = time.perf_counter() - started
@@ -199,7 +213,7 @@ async def _place_orders(
             placed, start = order(n), time.perf_counter()
             try:
                 outcome = await ctx.request(
-                    f"{prefix}order", placed, returns=OrderOutcome, timeout=ORDER_TIMEOUT
+                    f"{prefix}order", placed, returns=OrderOutcome, timeout=faults.order_timeout
                 )
             except RequestError as exc:
                 summary.errors.append(f"{placed.order_id}: {exc}")

@@ -1,19 +1,24 @@
-"""Kitchen service: tickets, created, approved or cancelled by the order saga.
+"""Kitchen service: tickets, created, approved or rejected by the Order service's saga.
 
-Every command is idempotent by order id, so a command delivered again (after
-a Kitchen process was killed before it acknowledged) changes nothing twice.
-Runs as several instances sharing one ticket file.
+Each command runs once per message (the inbox) in one transaction with the
+ticket row and the ``TicketChanged`` event it publishes (the outbox), and is
+idempotent by order id as well: the saga sends a new message when it asks
+again, so a ticket is created once however many attempts arrive. Runs as
+several instances sharing one file.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+from typing import Any
 
 from seawall import Service
+from seawall.outbox import SQLiteTransaction
 
-from .messages import ApproveTicket, CancelTicket, CreateTicket, TicketState
+from .messages import ApproveTicket, CreateTicket, RejectTicket, TicketChanged, TicketState
 from .names import channel
-from .store import Store
+from .tables import Tables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -23,48 +28,49 @@ CREATE TABLE IF NOT EXISTS tickets (
 """
 
 
+Statement = tuple[str, tuple[Any, ...]]
+TOMBSTONE = "INSERT OR IGNORE INTO tickets VALUES (?, '', 0, 'rejected', ?)"
+
+
 def service() -> Service:
-    # The Order saga asks again when a step takes too long, so a step that waited past its
+    # The saga asks again when a step takes too long, so a step that waited past its
     # deadline is worthless here: drop it rather than keep it as a dead letter.
     kitchen = Service(channel("kitchen"), expired="drop")
-    store = Store("kitchen", SCHEMA)
+    tables = Tables("kitchen", SCHEMA)
+    kitchen.lifespan(tables.lifespan)
 
-    def state(order_id: str) -> TicketState:
-        row = store.one("SELECT state FROM tickets WHERE order_id = ?", order_id)
-        return TicketState(order_id=order_id, state="none" if row is None else row[0])
+    def ticket(db: sqlite3.Connection, order_id: str, *statements: Statement) -> tuple[int, str]:
+        """Run ``statements`` (one trip to the database thread); rows changed, ticket state."""
+        rows = sum(db.execute(sql, params).rowcount for sql, params in statements)
+        row = db.execute("SELECT state FROM tickets WHERE order_id = ?", (order_id,)).fetchone()
+        return rows, "none" if row is None else row[0]
 
-    @kitchen.command
-    async def create(cmd: CreateTicket) -> TicketState:
-        store.run(
-            "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, 'pending', ?)",
-            cmd.order_id,
-            cmd.restaurant_id,
-            len(cmd.items),
-            os.getpid(),
-        )
-        return state(cmd.order_id)
+    async def change(tx: SQLiteTransaction, order_id: str, *statements: Statement) -> TicketState:
+        rows, state = await tx.run(lambda db: ticket(db, order_id, *statements))
+        if rows:
+            await tx.publish(TicketChanged(order_id=order_id, state=state), key=order_id)
+        return TicketState(order_id=order_id, state=state)
 
     @kitchen.command
-    async def approve(cmd: ApproveTicket) -> TicketState:
-        store.run(
-            "UPDATE tickets SET state = 'approved' WHERE order_id = ? AND state = 'pending'",
-            cmd.order_id,
-        )
-        return state(cmd.order_id)
+    @tables.idempotent
+    async def create(cmd: CreateTicket, tx: SQLiteTransaction) -> TicketState:
+        insert = "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, 'pending', ?)"
+        params = (cmd.order_id, cmd.restaurant_id, len(cmd.items), os.getpid())
+        return await change(tx, cmd.order_id, (insert, params))
 
     @kitchen.command
-    async def cancel(cmd: CancelTicket) -> TicketState:
-        # A cancel may overtake the create it compensates (a create still on its way to
-        # a killed instance): leave a cancelled ticket behind so that create changes nothing.
-        store.run(
-            "INSERT OR IGNORE INTO tickets VALUES (?, '', 0, 'cancelled', ?)",
-            cmd.order_id,
-            os.getpid(),
-        )
-        store.run(
-            "UPDATE tickets SET state = 'cancelled' WHERE order_id = ? AND state = 'pending'",
-            cmd.order_id,
-        )
-        return state(cmd.order_id)
+    @tables.idempotent
+    async def approve(cmd: ApproveTicket, tx: SQLiteTransaction) -> TicketState:
+        sql = "UPDATE tickets SET state = 'approved' WHERE order_id = ? AND state = 'pending'"
+        return await change(tx, cmd.order_id, (sql, (cmd.order_id,)))
+
+    @kitchen.command
+    @tables.idempotent
+    async def reject(cmd: RejectTicket, tx: SQLiteTransaction) -> TicketState:
+        # The saga also compensates a create that never answered, which may still be on its
+        # way (to a killed instance): leave a rejected ticket so that create changes nothing.
+        oid = cmd.order_id
+        update = "UPDATE tickets SET state = 'rejected' WHERE order_id = ? AND state = 'pending'"
+        return await change(tx, oid, (TOMBSTONE, (oid, os.getpid())), (update, (oid,)))
 
     return kitchen

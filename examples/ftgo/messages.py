@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import msgspec
+
 from seawall import Command, Document, Event
 
 # -- consumer ---------------------------------------------------------------------------
@@ -77,6 +79,32 @@ class OrderRejected(Event, frozen=True):
     reason: str
 
 
+class ApproveOrder(Command, frozen=True):
+    """The create-order saga's last step: the Order service approves its own order."""
+
+    type_name: ClassVar[str] = "order.ApproveOrder"
+    order_id: str
+
+
+class RejectOrder(Command, frozen=True):
+    """The create-order saga's last compensation: the order ends rejected, with why."""
+
+    type_name: ClassVar[str] = "order.RejectOrder"
+    order_id: str
+    reason: str
+
+
+class OrderDetails(msgspec.Struct, frozen=True):
+    """The create-order saga's data: the order as placed, priced from the menu replica."""
+
+    order_id: str
+    consumer_id: str
+    restaurant_id: str
+    items: list[str]
+    card: str
+    total: int
+
+
 # -- kitchen ----------------------------------------------------------------------------
 
 
@@ -92,15 +120,26 @@ class ApproveTicket(Command, frozen=True):
     order_id: str
 
 
-class CancelTicket(Command, frozen=True):
-    type_name: ClassVar[str] = "kitchen.CancelTicket"
+class RejectTicket(Command, frozen=True):
+    """The order saga's compensation of CreateTicket."""
+
+    type_name: ClassVar[str] = "kitchen.RejectTicket"
     order_id: str
+
+
+TicketStatus = Literal["pending", "approved", "rejected", "none"]
 
 
 class TicketState(Document, frozen=True):
     type_name: ClassVar[str] = "kitchen.TicketState"
     order_id: str
-    state: Literal["pending", "approved", "cancelled", "none"]
+    state: TicketStatus
+
+
+class TicketChanged(Event, frozen=True):
+    type_name: ClassVar[str] = "kitchen.TicketChanged"
+    order_id: str
+    state: TicketStatus
 
 
 # -- accounting -------------------------------------------------------------------------
@@ -118,6 +157,22 @@ class CardAuthorization(Document, frozen=True):
     type_name: ClassVar[str] = "accounting.CardAuthorization"
     order_id: str
     approved: bool
+
+
+class ReverseAuthorization(Command, frozen=True):
+    """The order saga's compensation of AuthorizeCard."""
+
+    type_name: ClassVar[str] = "accounting.ReverseAuthorization"
+    order_id: str
+
+
+AuthorizationStatus = Literal["authorized", "declined", "reversed"]
+
+
+class AuthorizationChanged(Event, frozen=True):
+    type_name: ClassVar[str] = "accounting.AuthorizationChanged"
+    order_id: str
+    state: AuthorizationStatus
 
 
 # -- delivery and couriers --------------------------------------------------------------

@@ -17,7 +17,8 @@ def report(summary: Summary, console: Console) -> None:
     if not problems:
         console.print(
             "[bold green]ok[/]: every order final; each approved order has one ticket, one "
-            "authorization, one courier; no rejected order keeps a ticket; nothing lost"
+            "authorization, one courier; no rejected order keeps a ticket or an authorization; "
+            "every saga ended as its order, compensating in reverse; nothing lost"
         )
 
 
@@ -42,6 +43,13 @@ def outcomes_table(summary: Summary) -> Table:
         f"{summary.orders_per_second:,.0f} orders/s, "
         f"{summary.handled / max(summary.seconds, 1e-9):,.0f} msgs/s handled "
         f"({summary.handled:,} in {summary.seconds:.1f} s)",
+    )
+    sagas = summary.facts.sagas.values()
+    table.add_row(
+        "sagas completed / rejected",
+        f"{sum(s.status == 'completed' for s in sagas):,} / "
+        f"{sum(s.status == 'rejected' for s in sagas):,}  "
+        f"({sum(len(s.compensated) for s in sagas):,} compensations)",
     )
     table.add_row(
         "retries",
@@ -69,13 +77,14 @@ def styles_table(summary: Summary) -> Table:
         "interaction style", "where", "count", title="interaction styles", title_justify="left"
     )
     table.add_row(
-        "request/response",
-        "Order -> Kitchen, Accounting (saga steps)",
-        f"{len(facts.tickets):,} tickets",
+        "async request/response",
+        "Order's saga -> Consumer, Kitchen, Accounting, Order (commands from the saga log "
+        "through its relay; replies on the durable order.saga-replies channel)",
+        f"{len(facts.sagas):,} sagas, {len(facts.tickets):,} tickets",
     )
     table.add_row(
-        "async request/response",
-        "Order -> Consumer, awaited after pricing",
+        "request/response",
+        "client -> Order (answered when the order's saga ends)",
         f"{len(facts.orders):,}",
     )
     table.add_row(

@@ -1,18 +1,19 @@
 """The ``seawall`` command line.
 
-``seawall broker`` serves the embedded broker to other processes (see
-:mod:`seawall._cli.broker`); ``seawall up`` runs a whole system of service
-processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
-projections`` shows and rebuilds CQRS projections (see
-:mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
-or one group of it (see :mod:`seawall._cli.channels`). ``seawall run
-module:attr`` imports ``attr`` from ``module`` and runs it in this process until
-SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
-start line names the transport, and warns on ``memory://`` (see
-:mod:`seawall._cli.run`). ``attr`` may be a :class:`System`, a :class:`Service`,
-a list of services, or a function returning one of those. Settings come from
-options or ``SEAWALL_*`` environment variables; this is the only place seawall
-reads the environment.
+``seawall broker`` serves the embedded broker to other
+processes (see :mod:`seawall._cli.broker`); ``seawall up`` runs a whole system of
+service processes from a ``seawall.toml`` (see :mod:`seawall._up.command`);
+``seawall projections`` shows and rebuilds CQRS projections (see
+:mod:`seawall._cli.projections`); ``seawall sagas status`` lists the running, stuck
+and finished sagas of a saga store (see :mod:`seawall._cli.sagas`); ``seawall
+channels delete`` deletes a channel or one group of it (see
+:mod:`seawall._cli.channels`). ``seawall run module:attr`` imports ``attr`` from
+``module`` and runs it in this process until SIGTERM or Ctrl-C, then drains
+gracefully (a second Ctrl-C exits at once). Its start line names the transport, and
+warns on ``memory://`` (see :mod:`seawall._cli.run`). ``attr`` may be a
+:class:`System`, a :class:`Service`, a list of services, or a function returning one
+of those. Settings come from options or ``SEAWALL_*`` environment variables; this is
+the only place seawall reads the environment.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .channels import channels
 from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
+from .sagas import sagas
 
 __all__ = ["main"]
 
@@ -104,3 +106,4 @@ main.add_command(broker)
 main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)
+main.add_command(sagas)

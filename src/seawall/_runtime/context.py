@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from .._clock import timeout_at
+from .._clock import Clock, timeout_at
 from .._exceptions import (
     DeadlineExceeded,
     MessageError,
@@ -37,6 +37,7 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
+from .._transport import Transport
 from .middleware import Outgoing
 from .node import Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
@@ -223,6 +224,17 @@ class Context:
     def now(self) -> float:
         """The clock's time, epoch seconds."""
         return self._node.clock.time()
+
+    @property
+    def clock(self) -> Clock:
+        """The system's clock (virtual in tests), for code that waits or times things."""
+        return self._node.clock
+
+    @property
+    def transport(self) -> Transport:
+        """The system's transport, for code that publishes stored messages as they are
+        (an outbox relay, a saga runner) rather than through :meth:`send`."""
+        return self._node.transport
 
     async def sleep(self, seconds: float) -> None:
         """Wait on the system's clock, which is virtual in tests, instead of asyncio.sleep."""

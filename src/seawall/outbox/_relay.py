@@ -17,11 +17,12 @@ failover is waited out, not fatal); anything else is a bug and ends it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .._clock import Clock, wait_until
+from .._clock import Clock, timeout_at
 from .._exceptions import OutboxError, TransportError
 from .._transport import Transport
 from ._rows import OutboxRow, by_aggregate, message_of
@@ -126,4 +127,8 @@ async def relay_forever(
         failed = 0
         stats.last_error = None
         if done < batch:
-            await wait_until(clock, woken, clock.time() + poll)
+            # not wait_until: its timer would set the outbox's shared wake-up event, and
+            # every later wait would return at once (a busy loop that starves the process)
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(clock, clock.time() + poll):
+                    await woken.wait()
