@@ -156,4 +156,6 @@ async def member(sub: NatsSubscription, kv: KeyValue) -> Member:
     leases = KvLeases(sub, kv)
     await leases.open()
     ownership = Ownership(sub.member, sub.stream.partitions, ttl=leases.table.ttl)
-    return Member(ownership, leases, sub, sub.transport.clock, grace=2 * leases.api_timeout)
+    scope = f"{sub.stream.channel}/{sub.group}"
+    clock = sub.transport.clock
+    return Member(ownership, leases, sub, clock, scope=scope, grace=2 * leases.api_timeout)

@@ -35,6 +35,7 @@ from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
+from ..._transport.ownership import Fence
 from ._layout import Stream
 from ._levels import LevelReader, by_level
 from ._ownership import member
@@ -232,6 +233,11 @@ class NatsSubscription:
 
     def busy(self, partition: int) -> bool:
         return self.held[partition] > 0
+
+    def fence(self, partition: int) -> Fence | None:
+        """The fence of a write that depends on owning ``partition`` (see
+        :class:`~seawall.Fence`), or None on a channel of one partition."""
+        return None if self._owner is None else self._owner.fence(partition)
 
     # -- priority levels (what :class:`LevelReader` asks of its reader) ----------
     def holding(self) -> int:

@@ -21,6 +21,7 @@ from ..._messages.envelope import Message
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
+from ..._transport.ownership import Fence
 from ._entry import decode
 from ._keys import PARKED, RedisChannel
 from ._ownership import RedisLeases, member
@@ -110,6 +111,11 @@ class RedisSubscription:
 
     async def stop_reading(self, partition: int) -> None:
         self.owned.pop(partition, None)
+
+    def fence(self, partition: int) -> Fence | None:
+        """The fence of a write that depends on owning ``partition`` (see
+        :class:`~seawall.Fence`), or None on a channel of one partition."""
+        return None if self._owner is None else self._owner.fence(partition)
 
     def busy(self, partition: int) -> bool:
         # a read already sent may still bring entries of it: not free before it returns
