@@ -25,8 +25,8 @@ import pytest
 import pytest_asyncio
 
 from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError, StaleEpoch
-from .._transport.ownership import Fence
 from .._messages.payload import Document, Event
+from .._transport.ownership import Fence
 from ..es import (
     Aggregate,
     EventCodec,

@@ -55,7 +55,6 @@ from seawall import VirtualClock
 from seawall._exceptions import ConnectionLost, StaleEpoch
 from seawall._transport.assignment import owners
 from seawall._transport.membership import Heartbeat, Member
-from seawall.es import NewEvent, SQLiteEventStore
 from seawall._transport.ownership import (
     GiveUp,
     Ownership,
@@ -67,6 +66,7 @@ from seawall._transport.ownership import (
     Take,
     Wait,
 )
+from seawall.es import NewEvent, SQLiteEventStore
 
 T = TypeVar("T")
 
@@ -643,7 +643,8 @@ async def test_a_paused_owner_cannot_write_after_the_new_owner_took_over(tmp_pat
     a.round()
     assert a.reads.reading == {0, 1, 2, 3}
     old = a.member.fence(2)
-    assert old is not None and old.scope == "orders/billing/2"
+    assert old is not None
+    assert old.scope == "orders/billing/2"
     assert b.member.fence(2) is None, "never held: no fence"
     store = await SQLiteEventStore.open(tmp_path / "events.db")
     try:
@@ -653,7 +654,8 @@ async def test_a_paused_owner_cannot_write_after_the_new_owner_took_over(tmp_pat
         b.round()
         assert b.reads.reading == {0, 1, 2, 3}, "b took every partition over"
         new = b.member.fence(2)
-        assert new is not None and new.epoch > old.epoch
+        assert new is not None
+        assert new.epoch > old.epoch
         await store.append("order-7", new_events(1), 1, fence=new)
         # a wakes up mid-handler, before its loop learnt anything: the store refuses it
         with pytest.raises(StaleEpoch) as caught:

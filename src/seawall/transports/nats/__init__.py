@@ -146,6 +146,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
 from ._layout import Stream, deliver_policy, stream_subjects
+from ._ownership import lease_bucket
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
@@ -594,12 +595,7 @@ class NatsTransport:
         if self._kv is None:
             js = await self.link()
             with translated(f"opening the lease bucket {LEASE_BUCKET}"):
-                try:
-                    self._kv = await js.key_value(LEASE_BUCKET)
-                except nats.js.errors.BucketNotFoundError:
-                    self._kv = await js.create_key_value(
-                        bucket=LEASE_BUCKET, history=1, ttl=self.lease
-                    )
+                self._kv = await lease_bucket(js, ttl=self.lease, replicas=self.replicas)
         return self._kv
 
     async def _subscribe_core(self, channel: str, prefetch: int) -> CoreSubscription:

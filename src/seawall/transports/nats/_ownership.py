@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
 from ..._transport.assignment import Leases, token
@@ -149,6 +151,25 @@ class KvLeases:
         if watcher is not None:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def lease_bucket(js: JetStreamContext, *, ttl: float, replicas: int) -> KeyValue:
+    """The lease bucket, made with ``replicas`` (and the lease as its TTL) if new, or
+    raised to ``replicas`` if it has fewer: partition ownership must survive the loss of
+    any server the channels survive, so the bucket is replicated as the channels are."""
+    try:
+        kv = await js.key_value(LEASE_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # made by another meanwhile
+            return await js.create_key_value(
+                bucket=LEASE_BUCKET, history=1, ttl=ttl, replicas=replicas
+            )
+        kv = await js.key_value(LEASE_BUCKET)
+    info = (await kv.status()).stream_info
+    if (info.config.num_replicas or 1) < replicas:
+        log.info("raising the lease bucket %s to %d replicas", LEASE_BUCKET, replicas)
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+    return kv
 
 
 async def member(sub: NatsSubscription, kv: KeyValue) -> Member:
