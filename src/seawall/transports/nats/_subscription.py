@@ -179,6 +179,7 @@ class NatsSubscription:
         self.prefetch = prefetch
         self.consumers = consumers
         self.member = uuid7()
+        self.ack_wait = transport.ack_wait_of(stream)
         self.wake = asyncio.Event()
         self.pullers: dict[int, _Puller] = {}
         self.held: Counter[int] = Counter()  # partition -> received and not settled
@@ -338,7 +339,7 @@ class NatsSubscription:
         dues += [p.paused_until for p in self.pullers.values() if p.paused_until > now]
         if self._levels is not None and self._levels.probing is not None:
             dues.append(self._levels.due)
-        keepalive = self.transport.ack_wait / 2
+        keepalive = self.ack_wait / 2
         if self._unsettled:
             oldest = min(h.touched for h in self._unsettled.values())
             if now - oldest >= keepalive:
