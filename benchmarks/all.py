@@ -122,6 +122,13 @@ SECTIONS = (
         quick=("--count", "5000", "--rounds", "1"),
     ),
     Section(
+        "failover",
+        "Fail-over (issue 16): an owner of partitions killed, beside the 3 s lease before; "
+        "one node of a 3-node NATS cluster killed",
+        "benchmarks.failover",
+        quick=("--rounds", "1"),
+    ),
+    Section(
         "demo",
         "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
         "benchmarks.demo",
