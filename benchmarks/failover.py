@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import statistics
@@ -320,6 +321,7 @@ def _spread(values: list[float]) -> str:
 
 
 async def main(rounds: int, only: Callable[[str], bool]) -> None:
+    logging.getLogger("nats").setLevel(logging.CRITICAL)  # a killed node's refusals, expected
     print(f"fail-over, medians of {rounds} rounds (range in brackets)", flush=True)
     if only("owner"):
         print("\nowner of 2 of 4 partitions killed (kill -9), survivor takes over", flush=True)

@@ -98,15 +98,17 @@ class Cluster:
                             await client.close()
                     await asyncio.sleep(0.1)
 
-    async def leader(self, stream: str) -> str:
-        """The name of the node leading ``stream``'s replicas now."""
+    async def leader(self, stream: str, timeout: float = 20.0) -> str:
+        """The name of the node leading ``stream``'s replicas, once one is elected."""
         import nats
 
         client = await nats.connect(self.url.split(","))
         try:
-            info = await client.jetstream().stream_info(stream)
+            async with asyncio.timeout(timeout):
+                while True:
+                    info = await client.jetstream().stream_info(stream)
+                    if info.cluster is not None and info.cluster.leader is not None:
+                        return info.cluster.leader
+                    await asyncio.sleep(0.1)  # electing one (just made, or scaled up)
         finally:
             await client.close()
-        assert info.cluster is not None, info
-        assert info.cluster.leader is not None, info
-        return info.cluster.leader

@@ -34,7 +34,7 @@ async def test_publishes_in_flight_across_a_broker_restart_are_retried(tmp_path:
     transport = await SeawallTransport.connect(f"seawall://127.0.0.1:{port}", publish_timeout=20)
     failures: list[BaseException] = []
     acked: list[str] = []
-    restarted = asyncio.Event()
+    restarted, a_third = asyncio.Event(), asyncio.Event()
 
     async def publish_all() -> None:
         for n in range(COUNT):
@@ -45,12 +45,13 @@ async def test_publishes_in_flight_across_a_broker_restart_are_retried(tmp_path:
                 failures.append(exc)
                 continue
             acked.append(message.id)
+            if len(acked) == COUNT // 3:
+                a_third.set()
             await asyncio.sleep(0.002)
 
     async def restart_midway() -> None:
         nonlocal broker
-        while len(acked) < COUNT // 3:
-            await asyncio.sleep(0.005)
+        await a_third.wait()
         await asyncio.to_thread(stop, broker, signal.SIGKILL)  # publishes in flight meet it
         broker = await asyncio.to_thread(start_broker, tmp_path / "data", port)
         restarted.set()

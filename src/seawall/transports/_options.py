@@ -175,7 +175,7 @@ class NatsOptions(TransportOptions):
     lease: Seconds = 1.5
     """Seconds a member's partition leases outlive its last renewal: a member that dies
     loses its partitions within it (fail-over), and its unsettled messages of them come
-    again first (a partitioned group's ``AckWait`` is at most two thirds of it)."""
+    again first (a partitioned group's ``AckWait`` is at most half of it)."""
     replicas: int = 1
     """Copies of each channel's stream; 3 or more: :attr:`Durability.REPLICATED`."""
     max_ack_pending: int = 20_000

@@ -61,8 +61,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   :func:`seawall._transport.assignment.wanted`; a member that should give a partition
   up stops pulling it, waits until it holds none of its messages, and only
   then deletes the lock. A member that dies loses its locks when their TTL
-  runs out; a partitioned group's consumers have an ``AckWait`` of at most two
-  thirds of the lease, so its unsettled messages are due again by then and the
+  runs out; a partitioned group's consumers have an ``AckWait`` of at most half
+  the lease, so its unsettled messages are due again by then and the
   new owner's first pull gets them, before later messages of their keys. The
   bucket has the transport's ``replicas`` (an older bucket with fewer is raised),
   so it survives the loss of any server the channels survive.
@@ -596,13 +596,14 @@ class NatsTransport:
 
     def ack_wait_of(self, stream: Stream) -> float:
         """The ``AckWait`` of ``stream``'s consumers: ``ack_wait``, and with several
-        partitions at most two thirds of the lease. A member that dies renewed its leases
-        at most a third of the lease before, so everything it held unsettled is due again
-        by the time its leases ran out: the next owner's first pull gets those messages
-        (JetStream hands redeliveries out first), before later ones of their keys."""
+        partitions at most half the lease. A member that dies renewed its leases at most
+        a third of the lease before, so everything it held unsettled is due again a
+        sixth of the lease before its leases run out: the next owner's first pull gets
+        those messages (JetStream hands redeliveries out first), before later ones of
+        their keys."""
         if stream.partitions <= 1:
             return self.ack_wait
-        return min(self.ack_wait, self.lease * 2 / 3)
+        return min(self.ack_wait, self.lease / 2)
 
     async def _lease_bucket(self) -> KeyValue:
         if self._kv is None:
