@@ -50,6 +50,7 @@ RABBITMQ_URL = os.environ.get("SEAWALL_BENCH_RABBITMQ_URL", "amqp://guest:guest@
 PARTITIONS, KEYS, RATE = 4, 8, 200
 GROUP = "failover"
 LIMIT = 60.0  # seconds a round may wait for the survivor
+NODE_OPTIONS = os.environ.get("SEAWALL_BENCH_NATS_OPTIONS", "")  # e.g. "&pull_expires=1"
 
 
 # -- the child: a member that is killed --------------------------------------------------
@@ -267,7 +268,7 @@ async def _one_node(cluster: object, victim: str) -> float:
     from tests.nats_cluster import Cluster
 
     assert isinstance(cluster, Cluster)
-    transport = connect(f"{cluster.url}?replicas=3")
+    transport = connect(f"{cluster.url}?replicas=3{NODE_OPTIONS}")
     channel = "failover"
     try:
         await transport.declare(ChannelSpec(name=channel, partitions=PARTITIONS))

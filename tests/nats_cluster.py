@@ -101,14 +101,16 @@ class Cluster:
     async def leader(self, stream: str, timeout: float = 20.0) -> str:
         """The name of the node leading ``stream``'s replicas, once one is elected."""
         import nats
+        import nats.errors
 
         client = await nats.connect(self.url.split(","))
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    info = await client.jetstream().stream_info(stream)
-                    if info.cluster is not None and info.cluster.leader is not None:
-                        return info.cluster.leader
-                    await asyncio.sleep(0.1)  # electing one (just made, or scaled up)
+                    with contextlib.suppress(nats.errors.Error):  # not made yet, or electing
+                        info = await client.jetstream().stream_info(stream)
+                        if info.cluster is not None and info.cluster.leader is not None:
+                            return info.cluster.leader
+                    await asyncio.sleep(0.1)
         finally:
             await client.close()
