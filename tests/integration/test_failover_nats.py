@@ -1,6 +1,7 @@
 """Fail-over on a private 3-node NATS cluster: seawall's coordination state is replicated
-as the channel is, so killing any one node (the one leading the lease bucket, or a
-channel's stream leader) stops nothing for good and loses nothing acknowledged.
+as the channel is, so killing the node leading the lease bucket stops nothing for good
+and loses nothing acknowledged (a stream leader's death is JetStream's own replication;
+``benchmarks/failover.py`` measures both).
 
 Each test starts its own cluster (``tests.nats_cluster``), SIGKILLs a node, and checks
 that every message acknowledged to the publisher is delivered, in order per key. How
@@ -87,9 +88,8 @@ async def _publish(transport: NatsTransport, numbers: range) -> None:
         await transport.publish("orders", message)
 
 
-@pytest.mark.parametrize("victim", ["lease bucket", "stream leader"])
-async def test_killing_one_node_keeps_partition_ownership_and_loses_nothing(
-    cluster: Cluster, victim: str
+async def test_killing_the_lease_buckets_node_keeps_ownership_and_loses_nothing(
+    cluster: Cluster,
 ) -> None:
     transport = await NatsTransport.connect(cluster.url, replicas=3, lease=1.5)
     try:
@@ -102,8 +102,9 @@ async def test_killing_one_node_keeps_partition_ownership_and_loses_nothing(
         await _consume(transport, 20, seen)  # a member owns the partitions now
         assert await _replicas(transport, LEASES) == 3
         assert await _replicas(transport, "SEAWALL_orders") == 3
-        stream = LEASES if victim == "lease bucket" else "SEAWALL_orders"
-        cluster.node(await cluster.leader(stream)).kill()
+        # with one replica the bucket died with its node: no member could renew or take
+        # a partition again until it came back (the bucket is seawall's own state)
+        cluster.node(await cluster.leader(LEASES)).kill()
         await _publish(transport, range(40, 80))  # waits out the election, within its deadline
         async with asyncio.timeout(40):
             await _consume(transport, 80, seen)
