@@ -192,6 +192,9 @@ class RedisSubscription:
             return
         if now >= self._due_at and await self._take_due(credit, now):
             return
+        if self._orphans:  # a partition taken meanwhile: its orphans go before any read
+            self._reclaim_at = 0.0
+            return
         due = min(self._due_at, self._reclaim_at, self._renew_at)
         await self._read(credit, max(0.001, min(self.transport.poll, due - now)))
 
@@ -339,7 +342,8 @@ class RedisSubscription:
             if len(took) >= credit:
                 wait = 0.0
                 break
-        self._reclaim_at = now + wait
+        # a partition taken while this ran has its orphans claimed next, before any read
+        self._reclaim_at = now if self._orphans else now + wait
         if took:
             log.info(
                 "claimed %d entries of %r left by a member that is gone",
