@@ -129,6 +129,13 @@ SECTIONS = (
         ("--count", "50000", "--rounds", "5", "--requests", "2000"),
     ),
     Section(
+        "failover",
+        "Fail-over (issue 16): an owner of partitions killed, beside the 3 s lease before; "
+        "one node of a 3-node NATS cluster killed",
+        "benchmarks.failover",
+        quick=("--rounds", "1"),
+    ),
+    Section(
         "demo",
         "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
         "benchmarks.demo",

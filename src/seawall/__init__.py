@@ -29,6 +29,7 @@ from ._exceptions import (
     RequestError,
     SeawallError,
     ServiceError,
+    StaleEpoch,
     StorageCorrupted,
     StorageError,
     SupervisorGaveUp,
@@ -72,6 +73,7 @@ from ._transport import (
     Transport,
     partition_for,
 )
+from ._transport.ownership import Fence
 from .transports import MemoryTransport, connect
 
 __version__ = _version("seawall")
@@ -101,6 +103,7 @@ __all__ = [
     "EventLoadError",
     "EventStoreError",
     "Expired",
+    "Fence",
     "FromOffsets",
     "FromTime",
     "Handling",
@@ -131,6 +134,7 @@ __all__ = [
     "SeawallError",
     "Service",
     "ServiceError",
+    "StaleEpoch",
     "Stats",
     "StorageCorrupted",
     "StorageError",

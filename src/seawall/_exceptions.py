@@ -31,6 +31,7 @@ where the meaning matches a stdlib type, that type is a base too, so
     │   └── SupervisorGaveUp                 too many restarts in the window
     ├── EventStoreError                      the event store failed or was misused
     │   ├── ConcurrencyError                 append with a stale expected version
+    │   ├── StaleEpoch                       a write fenced by a lost partition lease
     │   ├── AggregateNotFound (LookupError)  no events for that aggregate id
     │   └── EventLoadError (ValueError)      a stored event or snapshot cannot be read back
     └── OutboxError                          a service's outbox/inbox database or a relay's
@@ -60,6 +61,7 @@ __all__ = [
     "RequestError",
     "SeawallError",
     "ServiceError",
+    "StaleEpoch",
     "StorageCorrupted",
     "StorageError",
     "SupervisorGaveUp",
@@ -232,6 +234,26 @@ class ConcurrencyError(EventStoreError):
         self.stream = stream
         self.expected = expected
         self.actual = actual
+
+
+class StaleEpoch(EventStoreError):
+    """A write that depends on owning a partition came under a lease that is gone.
+
+    ``scope`` names the partition of a group, ``epoch`` the lease the writer read it
+    under and ``current`` the newer epoch the store has seen: another member took the
+    partition over (this one was paused or cut off longer than its lease) and its
+    writes win. Nothing was written; the message comes again to the new owner.
+    """
+
+    def __init__(self, scope: str, epoch: int, current: int) -> None:
+        super().__init__(
+            f"write refused: partition {scope} is owned under epoch {current} now, this "
+            f"writer held it under epoch {epoch} (its lease ran out while it was paused or "
+            "cut off); nothing was written, and the new owner handles the message again"
+        )
+        self.scope = scope
+        self.epoch = epoch
+        self.current = current
 
 
 class AggregateNotFound(EventStoreError, LookupError):

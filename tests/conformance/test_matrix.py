@@ -40,7 +40,7 @@ from tests.brokers import (
 from seawall import MemoryTransport, Transport
 from seawall._broker.engine import BrokerLimits
 from seawall._server.server import BrokerServer
-from seawall.testing import DeliveryConformance, TransportConformance
+from seawall.testing import CrashConformance, DeliveryConformance, TransportConformance
 from seawall.transports.embedded import EmbeddedTransport, SyncPolicy
 from seawall.transports.nats import NatsTransport
 from seawall.transports.rabbitmq import RabbitMQTransport
@@ -56,6 +56,8 @@ class Factory:
     break_link: Callable[[Transport], Awaitable[None]]
     with_publish_timeout: Callable[[float], Awaitable[Transport]]
     """A transport whose publishers give up with ChannelFull after the seconds given."""
+    member_url: str | None = None
+    """The URL another process joins the row's broker with (None: no other process can)."""
 
 
 Setup = Callable[[Path], AbstractAsyncContextManager[Factory]]
@@ -167,7 +169,7 @@ def served(backing: Backing, *, unix: bool = False) -> Setup:
             async def with_publish_timeout(seconds: float) -> Transport:
                 return await SeawallTransport.connect(await serve(seconds))
 
-            yield Factory(make, _disconnect, with_publish_timeout)
+            yield Factory(make, _disconnect, with_publish_timeout, url)
 
     return setup
 
@@ -216,7 +218,7 @@ def nats() -> Setup:
 
         async with cleanup_streams() as doomed:
             try:
-                yield Factory(make, _drop_connection, with_publish_timeout)
+                yield Factory(make, _drop_connection, with_publish_timeout, url)
             finally:
                 doomed.update(s.name for t in made for s in t._streams.values())
 
@@ -241,7 +243,7 @@ def rabbitmq() -> Setup:
 
         async with cleanup_rabbitmq() as doomed:
             try:
-                yield Factory(make, _drop_connection, with_publish_timeout)
+                yield Factory(make, _drop_connection, with_publish_timeout, url)
             finally:
                 doomed.update(kind_name for t in made for kind_name in t.topology.made)
 
@@ -262,13 +264,13 @@ def redis() -> Setup:
             async def with_publish_timeout(seconds: float) -> Transport:
                 return await RedisTransport.connect(url, prefix=prefix, publish_timeout=seconds)
 
-            yield Factory(make, _drop_connection, with_publish_timeout)
+            yield Factory(make, _drop_connection, with_publish_timeout, f"{url}?prefix={prefix}")
 
     return setup
 
 
 # -- the matrix ------------------------------------------------------------------------
-T, D = TransportConformance, DeliveryConformance
+T, D, C = TransportConformance, DeliveryConformance, CrashConformance
 # in process, deliveries are immediate: a short watch for what must not arrive suffices
 IN_PROCESS = Timing(quiet_period=0.05, nack_delay=0.1, publish_timeout=0.1)
 OVER_A_SOCKET = Timing(quiet_period=0.1, nack_delay=0.15, publish_timeout=0.2)
@@ -279,12 +281,12 @@ MATRIX = [
     Row("memory-objects", memory(serialize=False), (T,), IN_PROCESS),
     Row("embedded-in-memory", embedded(), (T, D), IN_PROCESS),
     Row("embedded-batch", embedded(sync="batch"), (T, D), IN_PROCESS),
-    Row("seawall-tcp", served(_memory_backing), (T, D), OVER_A_SOCKET),
+    Row("seawall-tcp", served(_memory_backing), (T, D, C), OVER_A_SOCKET),
     Row("seawall-tcp-embedded", served(_embedded_backing), (T,), OVER_A_SOCKET),
     Row("seawall-unix", served(_memory_backing, unix=True), (T,), OVER_A_SOCKET),
-    Row("nats", nats(), (T, D), SHARED_SERVER, integration=True),
-    Row("rabbitmq", rabbitmq(), (T, D), SHARED_SERVER, integration=True),
-    Row("redis", redis(), (T, D), SHARED_SERVER, integration=True),
+    Row("nats", nats(), (T, D, C), SHARED_SERVER, integration=True),
+    Row("rabbitmq", rabbitmq(), (T, D, C), SHARED_SERVER, integration=True),
+    Row("redis", redis(), (T, D, C), SHARED_SERVER, integration=True),
 ]
 
 
@@ -322,6 +324,9 @@ class OnARow:
     async def make_transport_with_publish_timeout(self, seconds: float) -> Transport:
         return await self.factory.with_publish_timeout(seconds)
 
+    async def member_url(self) -> str | None:
+        return self.factory.member_url
+
 
 @pytest.mark.parametrize("row", rows(TransportConformance), indirect=True)
 class TestTransport(OnARow, TransportConformance):
@@ -331,3 +336,9 @@ class TestTransport(OnARow, TransportConformance):
 @pytest.mark.parametrize("row", rows(DeliveryConformance), indirect=True)
 class TestDelivery(OnARow, DeliveryConformance):
     """The runtime's delivery guarantees, on every row that runs them."""
+
+
+@pytest.mark.parametrize("row", rows(CrashConformance), indirect=True)
+class TestCrash(OnARow, CrashConformance):
+    """Per-key order across a consumer killed with kill -9, on every row whose broker
+    another process can join (memory:// and an embedded broker in this process cannot)."""

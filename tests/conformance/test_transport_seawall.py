@@ -57,7 +57,9 @@ async def test_a_restarted_broker_is_picked_up_by_the_next_publish() -> None:
     server = BrokerServer(backing, host="127.0.0.1")
     await server.start()
     port = server.port
-    transport = await SeawallTransport.connect(f"seawall://127.0.0.1:{port}", connect_timeout=1.0)
+    transport = await SeawallTransport.connect(
+        f"seawall://127.0.0.1:{port}", connect_timeout=1.0, publish_timeout=0.5
+    )
     try:
         sub = await transport.subscribe("orders", group="billing")
         async with Inbox(sub, patience=5.0) as inbox:
@@ -65,7 +67,7 @@ async def test_a_restarted_broker_is_picked_up_by_the_next_publish() -> None:
             _, error = await inbox.finish()
             assert isinstance(error, ConnectionLost), error
         with pytest.raises(ConnectionLost, match="cannot reach the broker"):
-            await transport.publish("orders", make_message(1))  # nobody listens
+            await transport.publish("orders", make_message(1))  # nobody listens: retried 0.5 s
         async with BrokerServer(backing, host="127.0.0.1", port=port):
             sent = make_message(2)
             await transport.publish("orders", sent)

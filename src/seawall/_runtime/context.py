@@ -38,6 +38,7 @@ from .._exceptions import (
 from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .._transport import Transport
+from .._transport.ownership import Fence
 from .middleware import Outgoing
 from .node import Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
@@ -204,7 +205,7 @@ def _read(node: Node, reply: Message, into: type[Payload]) -> Any:
 class Context:
     """How a handler, or code outside any handler, sends messages."""
 
-    __slots__ = ("_node", "deadline", "message", "service")
+    __slots__ = ("_node", "deadline", "fence", "message", "service")
 
     def __init__(
         self,
@@ -212,6 +213,7 @@ class Context:
         service: str,
         message: Message | None = None,
         deadline: float | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._node = node
         self.service = service
@@ -219,6 +221,11 @@ class Context:
         """The message being handled, or None outside a handler."""
         self.deadline = deadline
         """Absolute deadline (epoch seconds) of the current work, if any."""
+        self.fence = fence
+        """The partition lease the message was read under, on a channel whose partitions
+        members own (None elsewhere): pass it to writes that depend on owning the
+        message's entity (``EventStore.append(..., fence=ctx.fence)``, ``Repository``)
+        so a store refuses them once another member took the partition over."""
 
     @property
     def now(self) -> float:

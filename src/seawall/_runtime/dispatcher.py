@@ -63,6 +63,7 @@ from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
+from .._transport.ownership import Fence
 from .context import Context
 from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .gates import Gate, ReplyCache
@@ -114,6 +115,11 @@ _VERBS = {"expired": "did not start"}
 """How the log says a message was dead-lettered before any handler ran, by reason."""
 
 
+def _no_fence(partition: int) -> Fence | None:
+    """No member owns partitions of this subscription: writes carry no fence."""
+    return None
+
+
 @dataclass(slots=True, eq=False)
 class _Item:
     delivery: Delivery
@@ -148,6 +154,7 @@ class Dispatcher:
         self._timers: dict[_Item, Timer] = {}
         self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
+        self._fence_of: Callable[[int], Fence | None] = _no_fence
         self._draining = False  # intake stopped: what has not started goes back, in order
         self._idle = asyncio.Event()
         self._idle.set()
@@ -200,6 +207,8 @@ class Dispatcher:
             prefetch=self.spec.prefetch,
             start=self.spec.start,
         )
+        # a subscription whose members own partitions says under which lease each was read
+        self._fence_of = getattr(sub, "fence", _no_fence)
         self.ready.set()
         broken: list[TransportError] = []
         try:
@@ -370,7 +379,8 @@ class Dispatcher:
         if self._around is not None:
             return self._around(Handling(self, handler, item, payload, deadline))
         if handler.wants_context:
-            return handler.fn(payload, Context(self.node, self.service, message, deadline))
+            fence = self._fence_of(item.delivery.partition)
+            return handler.fn(payload, Context(self.node, self.service, message, deadline, fence))
         return handler.fn(payload)
 
     def _innermost(self, call: Handling) -> Awaitable[object]:
@@ -382,7 +392,8 @@ class Dispatcher:
 
     def context_of(self, call: Handling) -> Context:
         """The context a handler gets, for a :class:`Handling` that is asked for it."""
-        return Context(self.node, self.service, call.message, call.deadline)
+        fence = self._fence_of(call._item.delivery.partition)
+        return Context(self.node, self.service, call.message, call.deadline, fence)
 
     def outcome_of(self, item: _Item, error: Exception) -> Outcome:
         """Decide now what becomes of ``item`` after ``error`` (for the middleware), and keep it."""

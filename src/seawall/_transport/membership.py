@@ -38,7 +38,18 @@ from typing import Protocol
 from .._clock import Clock, wait_until
 from .._exceptions import TransportError
 from .._tasks import TaskScope
-from .ownership import Action, GiveUp, Ownership, Read, Refresh, Renew, Stop, Take, Wait
+from .ownership import (
+    Action,
+    Fence,
+    GiveUp,
+    Ownership,
+    Read,
+    Refresh,
+    Renew,
+    Stop,
+    Take,
+    Wait,
+)
 
 __all__ = ["Broke", "Heartbeat", "LeaseStore", "Member", "Reader"]
 
@@ -116,9 +127,12 @@ class Member:
         reader: Reader,
         clock: Clock,
         *,
+        scope: str = "",
         grace: float = 2.0,
     ) -> None:
         self.ownership = ownership
+        self.scope = scope
+        """What the partitions are of (``<channel>/<group>``), named in every :class:`Fence`."""
         self.store = store
         self.reader = reader
         self.clock = clock
@@ -132,6 +146,10 @@ class Member:
     @property
     def me(self) -> str:
         return self.ownership.me
+
+    def fence(self, partition: int) -> Fence | None:
+        """The fence a write that depends on owning ``partition`` carries, or None."""
+        return self.ownership.fence(partition, self.scope)
 
     async def join(self) -> None:
         """One round: renew, then take and read what this member should own and is free."""

@@ -69,6 +69,7 @@ from .assignment import wanted
 __all__ = [
     "Action",
     "Claim",
+    "Fence",
     "GiveUp",
     "Ownership",
     "Phase",
@@ -89,6 +90,20 @@ class Phase(enum.Enum):
     OWNED = "owned"
     RELEASING = "releasing"
     FENCED = "fenced"
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The ownership a write depends on: a partition of a group (``scope``) and the
+    fencing epoch of the lease it was read under.
+
+    A store that keeps the highest epoch it saw per scope refuses a write whose epoch
+    is lower (:class:`~seawall.StaleEpoch`): a member that lost the lease while it
+    was paused cannot write over its successor's work.
+    """
+
+    scope: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +195,8 @@ class Ownership:
         self.retry = self.every if retry is None else retry
         """Seconds between tries at a wanted partition whose lease is held."""
         self.claims: dict[int, Claim] = {}
+        self.epochs: dict[int, int] = {}
+        """The epoch of the last lease taken of each partition, held or not (for fences)."""
         self._members = frozenset({me})
         self._renew_at = -math.inf
         self._fresh = False  # whether this round has learnt who is live
@@ -194,6 +211,13 @@ class Ownership:
     def held(self) -> dict[int, int]:
         """The leases held: partition -> fencing epoch."""
         return {p: c.epoch for p, c in self.claims.items() if c.phase in _HOLDING}
+
+    def fence(self, partition: int, scope: str) -> Fence | None:
+        """The fence of ``partition``: the epoch of the last lease of it this member
+        took, held or lost since (a write under a lost one is refused), or None when
+        it never held one."""
+        epoch = self.epochs.get(partition)
+        return None if epoch is None else Fence(f"{scope}/{partition}", epoch)
 
     def mine(self) -> frozenset[int]:
         """The partitions this member should own, by the members last heard."""
@@ -221,6 +245,7 @@ class Ownership:
             self._tried.add(partition)
         else:
             claim.phase, claim.epoch = Phase.OWNED, epoch
+            self.epochs[partition] = epoch
 
     def left(self) -> None:
         """Every lease was given up (the member leaves): no stake in anything."""

@@ -14,7 +14,14 @@ tree of :mod:`seawall._exceptions`; they are importable from here and from ``sea
 
 from __future__ import annotations
 
-from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError, EventStoreError
+from .._exceptions import (
+    AggregateNotFound,
+    ConcurrencyError,
+    EventLoadError,
+    EventStoreError,
+    StaleEpoch,
+)
+from .._transport.ownership import Fence
 from ._aggregate import Aggregate, Repository, SnapshotPolicy
 from ._codec import EventCodec, Upcaster
 from ._commands import CommandLog, CommandOutcome, ReplaySink, SideEffect
@@ -35,6 +42,7 @@ __all__ = [
     "EventLoadError",
     "EventStore",
     "EventStoreError",
+    "Fence",
     "NewEvent",
     "OutboxRelay",
     "Progress",
@@ -50,6 +58,7 @@ __all__ = [
     "SideEffect",
     "SnapshotPolicy",
     "SnapshotRecord",
+    "StaleEpoch",
     "Upcaster",
     "open_store",
     "to_message",

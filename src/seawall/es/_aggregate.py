@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .._exceptions import AggregateNotFound, ConfigurationError
 from .._messages.payload import Payload
+from .._transport.ownership import Fence
 from ._codec import EventCodec
 from ._records import EventStore
 
@@ -140,16 +141,22 @@ class Repository:
             aggregate.version = events[-1].version
         return aggregate
 
-    async def save(self, aggregate: Aggregate) -> int:
-        """Append the pending events (optimistic concurrency); returns the new version."""
+    async def save(self, aggregate: Aggregate, *, fence: Fence | None = None) -> int:
+        """Append the pending events (optimistic concurrency); returns the new version.
+
+        ``fence`` (a handler's ``ctx.fence``) makes the store refuse the append with
+        :class:`~seawall.StaleEpoch` once another member owns the message's partition.
+        """
         pending = aggregate._pending
         if not pending:
             return aggregate.version
         before = aggregate.version - len(pending)
         encode = self.codec.encode
-        version = await self.store.append(
-            aggregate.stream, [encode(event) for event in pending], before
-        )
+        events = [encode(event) for event in pending]
+        if fence is None:
+            version = await self.store.append(aggregate.stream, events, before)
+        else:
+            version = await self.store.append(aggregate.stream, events, before, fence=fence)
         pending.clear()
         policy = self.snapshots
         if (

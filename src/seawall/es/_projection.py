@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .._messages.payload import Payload
+from .._transport.ownership import Fence
 from ._codec import EventCodec
 from ._records import EventStore, ProjectionWrite, RecordedEvent
 
@@ -90,8 +91,12 @@ class ProjectionRunner:
         projection: Projection,
         *,
         batch: int = 1000,
+        fence: Callable[[], Fence | None] | None = None,
     ) -> None:
         self.store = store
+        self.fence = fence
+        """Says the fence of the ownership this runner runs under (a partition lease), if
+        any: a checkpoint commit under a stale one is refused (:class:`~seawall.StaleEpoch`)."""
         self.codec = codec
         self.projection = projection
         self.name = projection.name or type(projection).__name__
@@ -110,8 +115,15 @@ class ProjectionRunner:
             batch = Batch()
             self.projection.setup(batch)
             at = await self.store.checkpoint(self.name)
-            await self.store.commit_projection(self.name, at, at, batch.writes)
+            await self._commit(at, at, batch.writes)
             self._ready = True
+
+    async def _commit(self, after: int, position: int, writes: list[ProjectionWrite]) -> None:
+        fence = None if self.fence is None else self.fence()
+        if fence is None:
+            await self.store.commit_projection(self.name, after, position, writes)
+        else:
+            await self.store.commit_projection(self.name, after, position, writes, fence=fence)
 
     async def step(self) -> int:
         """Process one batch above the checkpoint; the number of events read."""
@@ -131,7 +143,7 @@ class ProjectionRunner:
                 await handle(decode(record), record, batch)
         # fails with ConcurrencyError if another runner moved the checkpoint meanwhile
         position = records[-1].position
-        await self.store.commit_projection(self.name, after, position, batch.writes)
+        await self._commit(after, position, batch.writes)
         return len(records), position
 
     async def catch_up(self, progress: Progress | None = None) -> int:

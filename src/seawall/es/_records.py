@@ -16,6 +16,8 @@ from typing import Protocol
 
 import msgspec
 
+from .._transport.ownership import Fence
+
 __all__ = [
     "EventStore",
     "NewEvent",
@@ -70,11 +72,22 @@ class ProjectionWrite(msgspec.Struct, frozen=True):
 class EventStore(Protocol):
     """An append-only event log with optimistic concurrency."""
 
-    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        fence: Fence | None = None,
+    ) -> int:
         """Append ``events`` to ``stream`` if it is at ``expected_version`` (0: new stream).
 
         Returns the stream's new version. A stream at another version raises
-        :class:`~seawall.ConcurrencyError` and nothing is stored.
+        :class:`~seawall.ConcurrencyError` and nothing is stored. With a ``fence``
+        (the partition lease a handler's message was read under, ``ctx.fence``), the
+        store keeps the highest epoch seen for its scope, in the append's transaction,
+        and refuses an older one with :class:`~seawall.StaleEpoch`: a member paused
+        past its lease cannot write over its successor.
         """
         ...
 
@@ -127,11 +140,18 @@ class EventStore(Protocol):
         ...
 
     async def commit_projection(
-        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+        self,
+        name: str,
+        expected: int,
+        position: int,
+        writes: Sequence[ProjectionWrite],
+        *,
+        fence: Fence | None = None,
     ) -> None:
         """Run ``writes`` and move ``name``'s checkpoint from ``expected`` to ``position``,
         in one transaction (exactly-once). A checkpoint not at ``expected`` (another
-        runner moved it) raises :class:`~seawall.ConcurrencyError` and nothing is written."""
+        runner moved it) raises :class:`~seawall.ConcurrencyError` and nothing is written;
+        a stale ``fence`` (as for :meth:`append`) raises :class:`~seawall.StaleEpoch`."""
         ...
 
     async def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:

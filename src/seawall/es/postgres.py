@@ -57,9 +57,10 @@ from itertools import groupby
 from typing import Any
 
 from .._clock import Clock, SystemClock, outside_the_loop
-from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError, StaleEpoch
 from .._fsync import SyncPolicy, parse_sync
 from .._transport.options import redact
+from .._transport.ownership import Fence
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
@@ -99,6 +100,18 @@ def _schema(p: str) -> str:
         name text PRIMARY KEY,
         position bigint NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS {p}fences (
+        scope text PRIMARY KEY,
+        epoch bigint NOT NULL
+    );
+    -- keep the highest epoch seen for a scope (the row stays locked until the caller's
+    -- transaction ends) and return it: higher than e means e is stale
+    CREATE OR REPLACE FUNCTION {p}fence(s text, e bigint) RETURNS bigint
+    LANGUAGE sql AS $$
+        INSERT INTO {p}fences AS f (scope, epoch) VALUES (s, e)
+        ON CONFLICT (scope) DO UPDATE SET epoch = greatest(f.epoch, excluded.epoch)
+        RETURNING epoch
+    $$;
     CREATE OR REPLACE FUNCTION {p}horizon(snap pg_snapshot) RETURNS xid8
     LANGUAGE plpgsql AS $$
     DECLARE
@@ -160,6 +173,7 @@ class PostgresEventStore:
         self._signal = AppendSignal()
         p = prefix
         self._sql_append = f"SELECT {p}append($1, $2, $3, $4, $5, $6, $7)"
+        self._sql_fence = f"SELECT {p}fence($1, $2)"
         self._sql_stream = (
             f"SELECT {_COLUMNS} FROM {p}events WHERE stream = $1 AND version >= $2 ORDER BY version"
         )
@@ -236,7 +250,14 @@ class PostgresEventStore:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
         return rows
 
-    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        fence: Fence | None = None,
+    ) -> int:
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
         args = (
@@ -251,18 +272,25 @@ class PostgresEventStore:
         if self._pool.is_closing():
             raise EventStoreError(f"event store {self.prefix}events is closed")
         with outside_the_loop():  # a virtual clock waits for the server
-            result = await self._append(stream, expected_version, args)
+            result = await self._append(stream, expected_version, args, fence)
         if result < 0:
             raise ConcurrencyError(stream, expected_version, -1 - result)
         self._signal.fire()
         return result
 
-    async def _append(self, stream: str, expected_version: int, args: tuple[Any, ...]) -> int:
+    async def _append(
+        self, stream: str, expected_version: int, args: tuple[Any, ...], fence: Fence | None
+    ) -> int:
         import asyncpg
 
         async with self._pool.acquire() as conn:
             try:
-                result: int = await conn.fetchval(self._sql_append, *args)
+                if fence is None:
+                    result: int = await conn.fetchval(self._sql_append, *args)
+                else:
+                    result = await self._fenced_append(conn, fence, args)
+            except StaleEpoch:
+                raise
             except asyncpg.UniqueViolationError:
                 # another append to this stream took the version between our check and insert
                 await conn.execute("SELECT pg_advisory_unlock_all()")
@@ -281,6 +309,19 @@ class PostgresEventStore:
                 conn.terminate()  # cancelled mid-append: the server frees its lock with it
                 raise
         return result
+
+    async def _fenced_append(self, conn: Any, fence: Fence, args: tuple[Any, ...]) -> int:
+        """The append in one transaction with its fence's check (refused when stale)."""
+        async with conn.transaction():
+            await self._check_fence(conn, fence)
+            result: int = await conn.fetchval(self._sql_append, *args)
+        return result
+
+    async def _check_fence(self, conn: Any, fence: Fence) -> None:
+        """In the caller's transaction: raise :class:`StaleEpoch` for a stale fence."""
+        current = await conn.fetchval(self._sql_fence, fence.scope, fence.epoch)
+        if current > fence.epoch:
+            raise StaleEpoch(fence.scope, fence.epoch, int(current))
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         rows = await self._fetch(self._sql_stream, stream, from_version)
@@ -351,7 +392,13 @@ class PostgresEventStore:
         return {name: int(position) for name, position in sorted(rows)}
 
     async def commit_projection(
-        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+        self,
+        name: str,
+        expected: int,
+        position: int,
+        writes: Sequence[ProjectionWrite],
+        *,
+        fence: Fence | None = None,
     ) -> None:
         import asyncpg
 
@@ -361,6 +408,8 @@ class PostgresEventStore:
         try:
             with outside_the_loop():  # a virtual clock waits for the server
                 async with self._pool.acquire() as conn, conn.transaction():
+                    if fence is not None:
+                        await self._check_fence(conn, fence)
                     await conn.execute(
                         f"INSERT INTO {p}checkpoints (name, position) VALUES ($1, 0) "
                         "ON CONFLICT (name) DO NOTHING",
@@ -387,8 +436,8 @@ class PostgresEventStore:
         """Remove this store's tables and function (tests; irreversible)."""
         p = self.prefix
         await self._pool.execute(
-            f"DROP TABLE IF EXISTS {p}events, {p}snapshots, {p}checkpoints; "
-            f"DROP FUNCTION IF EXISTS {p}append, {p}horizon"
+            f"DROP TABLE IF EXISTS {p}events, {p}snapshots, {p}checkpoints, {p}fences; "
+            f"DROP FUNCTION IF EXISTS {p}append, {p}horizon, {p}fence"
         )
 
     async def close(self) -> None:

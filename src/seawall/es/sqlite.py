@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError
+from .._exceptions import ConcurrencyError, ConfigurationError, EventStoreError, StaleEpoch
 from .._fsync import SyncPolicy, parse_sync
+from .._transport.ownership import Fence
 from ._follow import AppendSignal, follow
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
@@ -65,17 +66,29 @@ def _schema(p: str) -> str:
         name TEXT PRIMARY KEY,
         position INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS {p}fences (
+        scope TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL
+    );
     """
 
 
 class _Append:
-    __slots__ = ("events", "expected", "future", "stream", "time")
+    __slots__ = ("events", "expected", "fence", "future", "stream", "time")
 
-    def __init__(self, stream: str, events: Sequence[NewEvent], expected: int, time: float) -> None:
+    def __init__(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected: int,
+        time: float,
+        fence: Fence | None,
+    ) -> None:
         self.stream = stream
         self.events = events
         self.expected = expected
         self.time = time
+        self.fence = fence
         self.future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
@@ -166,12 +179,19 @@ class SQLiteEventStore:
 
     # -- appends (group commit) -------------------------------------------------
 
-    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        fence: Fence | None = None,
+    ) -> int:
         if not events:
             raise ConfigurationError(f"append to {stream!r} with no events")
         if self._closed:
             raise EventStoreError(f"event store {self.path!r} is closed")
-        item = _Append(stream, events, expected_version, self._clock.time())
+        item = _Append(stream, events, expected_version, self._clock.time(), fence)
         self._queue.append(item)
         while not item.future.done():
             if self._turn is not None and not self._turn.done():
@@ -229,6 +249,9 @@ class SQLiteEventStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
+                if item.fence is not None and (stale := self._fenced(conn, item.fence)):
+                    results.append(stale)
+                    continue
                 actual = conn.execute(self._sql_version, (item.stream,)).fetchone()[0] or 0
                 if actual != item.expected:
                     results.append(ConcurrencyError(item.stream, item.expected, actual))
@@ -248,6 +271,22 @@ class SQLiteEventStore:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def _fenced(self, conn: sqlite3.Connection, fence: Fence) -> StaleEpoch | None:
+        """In the write's transaction: refuse a fence older than the newest seen for its
+        scope, else keep it as the newest (so every later write needs at least it)."""
+        p = self.prefix
+        row = conn.execute(f"SELECT epoch FROM {p}fences WHERE scope = ?", (fence.scope,))
+        found = row.fetchone()
+        if found is not None and int(found[0]) > fence.epoch:
+            return StaleEpoch(fence.scope, fence.epoch, int(found[0]))
+        if found is None or int(found[0]) < fence.epoch:
+            conn.execute(
+                f"INSERT INTO {p}fences (scope, epoch) VALUES (?, ?) "
+                "ON CONFLICT (scope) DO UPDATE SET epoch = excluded.epoch",
+                (fence.scope, fence.epoch),
+            )
+        return None
 
     # -- reads --------------------------------------------------------------------
 
@@ -317,18 +356,31 @@ class SQLiteEventStore:
         return {name: int(position) for name, position in rows}
 
     async def commit_projection(
-        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+        self,
+        name: str,
+        expected: int,
+        position: int,
+        writes: Sequence[ProjectionWrite],
+        *,
+        fence: Fence | None = None,
     ) -> None:
-        await self._run(self._commit_projection, name, expected, position, writes)
+        await self._run(self._commit_projection, name, expected, position, writes, fence)
 
     def _commit_projection(
-        self, name: str, expected: int, position: int, writes: Sequence[ProjectionWrite]
+        self,
+        name: str,
+        expected: int,
+        position: int,
+        writes: Sequence[ProjectionWrite],
+        fence: Fence | None,
     ) -> None:
         conn = self._writer
         assert conn is not None
         p = self.prefix
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if fence is not None and (stale := self._fenced(conn, fence)):
+                raise stale
             row = conn.execute(f"SELECT position FROM {p}checkpoints WHERE name = ?", (name,))
             found = row.fetchone()
             actual = 0 if found is None else int(found[0])

@@ -19,12 +19,14 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
 
 pytest.register_assert_rewrite(
     "seawall.testing._conformance",
+    "seawall.testing._crash",
     "seawall.testing._delivery",
     "seawall.testing._event_store",
     "seawall.testing._outbox",
 )
 
 from ._conformance import TransportConformance  # noqa: E402
+from ._crash import CrashConformance  # noqa: E402
 from ._delivery import DeliveryConformance  # noqa: E402
 from ._event_store import EventStoreConformance  # noqa: E402
 from ._outbox import OutboxConformance  # noqa: E402
@@ -32,6 +34,7 @@ from ._plugin import StartTestSystem  # noqa: E402
 from ._system import HandlerFailure, RecordingTransport, TestSystem  # noqa: E402
 
 __all__ = [
+    "CrashConformance",
     "DeliveryConformance",
     "EventStoreConformance",
     "HandlerFailure",

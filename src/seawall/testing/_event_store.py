@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError
+from .._exceptions import AggregateNotFound, ConcurrencyError, EventLoadError, StaleEpoch
 from .._messages.payload import Document, Event
+from .._transport.ownership import Fence
 from ..es import (
     Aggregate,
     EventCodec,
@@ -242,6 +243,53 @@ class EventStoreConformance:
         assert await store.checkpoints() == {"p": 9}
         assert await store.query(f"SELECT count(*) FROM {table}") == [(2,)]
         await store.commit_projection("p", 9, 9, [ProjectionWrite(f"DROP TABLE {table}", ())])
+
+    # -- fencing: writes that depend on owning a partition ------------------------------------
+
+    async def test_append_under_a_stale_epoch_is_refused(self, store: EventStore) -> None:
+        scope = f"orders/billing/{uuid.uuid4().hex[:8]}"
+        await store.append("f-1", new_events(1), 0, fence=Fence(scope, 4))
+        await store.append("f-2", new_events(1), 0, fence=Fence(scope, 7))  # a new owner
+        with pytest.raises(StaleEpoch) as caught:  # the old owner, back from a pause
+            await store.append("f-1", new_events(1), 1, fence=Fence(scope, 4))
+        assert (caught.value.scope, caught.value.epoch, caught.value.current) == (scope, 4, 7)
+        assert len(await store.read_stream("f-1")) == 1  # nothing was written
+        assert await store.append("f-1", new_events(1), 1, fence=Fence(scope, 7)) == 2
+        await store.append("f-3", new_events(1), 0, fence=Fence(f"{scope}-other", 1))
+        await store.append("f-4", new_events(1), 0)  # an unfenced write is not checked
+
+    async def test_concurrent_fenced_appends_the_newer_epoch_wins(self, store: EventStore) -> None:
+        scope = f"orders/billing/{uuid.uuid4().hex[:8]}"
+        await store.append("g-0", new_events(1), 0, fence=Fence(scope, 2))
+        new = store.append("g-new", new_events(1), 0, fence=Fence(scope, 3))
+        old = store.append("g-old", new_events(1), 0, fence=Fence(scope, 2))
+        results = await asyncio.gather(new, old, return_exceptions=True)
+        # the older epoch may only land before the newer one, never after it
+        assert results[0] == 1
+        if isinstance(results[1], StaleEpoch):
+            assert await store.read_stream("g-old") == []
+        with pytest.raises(StaleEpoch):
+            await store.append("g-later", new_events(1), 0, fence=Fence(scope, 2))
+
+    async def test_projection_checkpoint_under_a_stale_epoch_is_refused(
+        self, store: EventStore
+    ) -> None:
+        scope = f"projections/{uuid.uuid4().hex[:8]}"
+        await store.commit_projection("fp", 0, 3, [], fence=Fence(scope, 1))
+        await store.commit_projection("fp", 3, 5, [], fence=Fence(scope, 2))
+        with pytest.raises(StaleEpoch):
+            await store.commit_projection("fp", 5, 8, [], fence=Fence(scope, 1))
+        assert await store.checkpoint("fp") == 5
+
+    async def test_repository_save_carries_the_fence(self, store: EventStore) -> None:
+        repo = Repository(store, EventCodec(_Deposited, _State))
+        scope = f"accounts/{uuid.uuid4().hex[:8]}"
+        account = _Account("fenced")
+        account.record(_Deposited(amount=Decimal("1")))
+        await repo.save(account, fence=Fence(scope, 9))
+        account.record(_Deposited(amount=Decimal("2")))
+        with pytest.raises(StaleEpoch):
+            await repo.save(account, fence=Fence(scope, 8))
 
     # -- through a repository -----------------------------------------------------------------
 

@@ -146,9 +146,13 @@ class SeawallOptions(TransportOptions):
     connect_timeout: Seconds = 5.0
     pipeline: int = 1024
     """Requests in flight on the connection at most."""
+    publish_timeout: Seconds | None = 30.0
+    """How long a publish whose link broke keeps connecting again and retrying (a
+    restarted broker is picked up) before it raises ConnectionLost (None: for ever)."""
 
     def check(self) -> None:
         _positive(self, "heartbeat", "connect_timeout")
+        _never_negative(self, "publish_timeout")
         _at_least_one(self, "pipeline")
 
 
@@ -157,6 +161,7 @@ class SeawallSettings(TypedDict, total=False):
     heartbeat: float
     connect_timeout: float
     pipeline: int
+    publish_timeout: float | None
 
 
 # -- nats:// ---------------------------------------------------------------------------
@@ -167,7 +172,10 @@ class NatsOptions(TransportOptions):
     publish_timeout: Seconds | None = 30.0
     ack_wait: Seconds = 30.0
     pull_expires: Seconds = 5.0
-    lease: Seconds = 3.0
+    lease: Seconds = 1.5
+    """Seconds a member's partition leases outlive its last renewal: a member that dies
+    loses its partitions within it (fail-over), and its unsettled messages of them come
+    again first (a partitioned group's ``AckWait`` is at most half of it)."""
     replicas: int = 1
     """Copies of each channel's stream; 3 or more: :attr:`Durability.REPLICATED`."""
     max_ack_pending: int = 20_000
@@ -223,7 +231,10 @@ class RedisOptions(TransportOptions):
     """Seconds an entry of another consumer stays idle before a member claims it: a dead
     member's entries come again within it (within ``max(claim_idle, lease)`` when its
     partition lease must run out first)."""
-    lease: Seconds = 3.0
+    lease: Seconds = 1.5
+    """Seconds a member's partition leases outlive its last renewal: a member that dies
+    loses its partitions within it, and the next owner claims its unsettled entries of
+    them before reading on (per-key order across a crash)."""
     rebalance: Seconds = 0.1
     poll: Seconds = 0.25
     max_message_bytes: Bytes = 8 << 20
@@ -268,7 +279,8 @@ class RabbitMQOptions(TransportOptions):
 
     publish_timeout: Seconds | None = 30.0
     connect_timeout: Seconds = 2.0
-    lease: Seconds = 3.0
+    lease: Seconds = 1.5
+    """Seconds a member's partition leases outlive its last announcement (fail-over)."""
     max_message_bytes: Bytes = 16 << 20
     name: str = "seawall"
     """The connection's name, as the RabbitMQ management UI shows it."""

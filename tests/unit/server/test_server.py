@@ -243,7 +243,10 @@ async def test_a_silent_broker_makes_the_client_give_up() -> None:
     server = await asyncio.start_server(mute_broker, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        client = await SeawallTransport.connect(f"seawall://127.0.0.1:{port}", heartbeat=0.1)
+        client = await SeawallTransport.connect(
+            f"seawall://127.0.0.1:{port}", heartbeat=0.1, publish_timeout=0.5
+        )
+        # the publish tries again on a new link for publish_timeout, then says why it failed
         with pytest.raises(ConnectionLost, match=r"sent nothing for 0\.3 s"):
             async with asyncio.timeout(3.0):
                 await client.publish("orders", make_message())

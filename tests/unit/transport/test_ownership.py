@@ -52,7 +52,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from seawall import VirtualClock
-from seawall._exceptions import ConnectionLost
+from seawall._exceptions import ConnectionLost, StaleEpoch
 from seawall._transport.assignment import owners
 from seawall._transport.membership import Heartbeat, Member
 from seawall._transport.ownership import (
@@ -66,6 +66,7 @@ from seawall._transport.ownership import (
     Take,
     Wait,
 )
+from seawall.es import NewEvent, SQLiteEventStore
 
 T = TypeVar("T")
 
@@ -627,3 +628,44 @@ def test_actions_cover_every_decision() -> None:
     # one of each kind appears in the table above; a new kind needs a scenario
     kinds = {type(a) for script in SCENARIOS.values() for a in script}
     assert {Renew, Refresh, Take, Read, Stop, GiveUp, Wait} <= kinds
+
+
+# -- fencing: a paused owner cannot write after its successor took over ------------------
+def new_events(count: int) -> list[NewEvent]:
+    return [NewEvent(f"e-{n}", "orders.Billed", "1.0.0", b"{}") for n in range(count)]
+
+
+async def test_a_paused_owner_cannot_write_after_the_new_owner_took_over(tmp_path: Any) -> None:
+    board = Board()
+    a, b = Peer(board, "a"), Peer(board, "b")
+    for member in (a.member, b.member):
+        member.scope = "orders/billing"
+    a.round()
+    assert a.reads.reading == {0, 1, 2, 3}
+    old = a.member.fence(2)
+    assert old is not None
+    assert old.scope == "orders/billing/2"
+    assert b.member.fence(2) is None, "never held: no fence"
+    store = await SQLiteEventStore.open(tmp_path / "events.db")
+    try:
+        await store.append("order-7", new_events(1), 0, fence=old)
+        # a is paused (SIGSTOP, a frozen clock): it runs no round for longer than its lease
+        board.now += TTL + EVERY
+        b.round()
+        assert b.reads.reading == {0, 1, 2, 3}, "b took every partition over"
+        new = b.member.fence(2)
+        assert new is not None
+        assert new.epoch > old.epoch
+        await store.append("order-7", new_events(1), 1, fence=new)
+        # a wakes up mid-handler, before its loop learnt anything: the store refuses it
+        with pytest.raises(StaleEpoch) as caught:
+            await store.append("order-7", new_events(1), 2, fence=a.member.fence(2))
+        assert (caught.value.epoch, caught.value.current) == (old.epoch, new.epoch)
+        a.round()  # its renewal says the leases are lost: it stops reading
+        assert a.reads.reading == set()
+        assert a.member.fence(2) == old, "the lost lease's epoch stays, so writes stay refused"
+        with pytest.raises(StaleEpoch):
+            await store.commit_projection("by-order", 0, 1, [], fence=a.member.fence(2))
+        assert len(await store.read_stream("order-7")) == 2
+    finally:
+        await store.close()

@@ -61,8 +61,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   :func:`seawall._transport.assignment.wanted`; a member that should give a partition
   up stops pulling it, waits until it holds none of its messages, and only
   then deletes the lock. A member that dies loses its locks when their TTL
-  runs out; its unsettled messages come again after ``ack_wait``, possibly
-  after later messages of their keys that the new owner took meanwhile.
+  runs out; a partitioned group's consumers have an ``AckWait`` of at most half
+  the lease, so its unsettled messages are due again by then and the
+  new owner's first pull gets them, before later messages of their keys. The
+  bucket has the transport's ``replicas`` (an older bucket with fewer is raised),
+  so it survives the loss of any server the channels survive.
 * **Reply inboxes** (channels named ``_inbox.<instance>``, which the runtime
   declares ephemeral) → core NATS, no stream: a reply is a plain NATS message
   on ``seawall.<token>.0`` read by a plain subscription (see
@@ -147,6 +150,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
 from ._layout import Stream, deliver_policy, stream_subjects
+from ._ownership import lease_bucket
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
@@ -575,7 +579,7 @@ class NatsTransport:
         config = api.ConsumerConfig(
             durable_name=name,
             ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
+            ack_wait=self.ack_wait_of(stream),
             max_deliver=-1,
             max_ack_pending=self.max_ack_pending,
             filter_subject=stream.subject(log_index),
@@ -591,16 +595,22 @@ class NatsTransport:
                 await js.add_consumer(stream.name, config)
         return name
 
+    def ack_wait_of(self, stream: Stream) -> float:
+        """The ``AckWait`` of ``stream``'s consumers: ``ack_wait``, and with several
+        partitions at most half the lease. A member that dies renewed its leases at most
+        a third of the lease before, so everything it held unsettled is due again a
+        sixth of the lease before its leases run out: the next owner's first pull gets
+        those messages (JetStream hands redeliveries out first), before later ones of
+        their keys."""
+        if stream.partitions <= 1:
+            return self.ack_wait
+        return min(self.ack_wait, self.lease / 2)
+
     async def _lease_bucket(self) -> KeyValue:
         if self._kv is None:
             js = await self.link()
             with translated(f"opening the lease bucket {LEASE_BUCKET}"):
-                try:
-                    self._kv = await js.key_value(LEASE_BUCKET)
-                except nats.js.errors.BucketNotFoundError:
-                    self._kv = await js.create_key_value(
-                        bucket=LEASE_BUCKET, history=1, ttl=self.lease
-                    )
+                self._kv = await lease_bucket(js, ttl=self.lease, replicas=self.replicas)
         return self._kv
 
     async def _subscribe_core(self, channel: str, prefetch: int) -> CoreSubscription:

@@ -10,7 +10,10 @@ after their last write:
   third of the TTL;
 * partition ``p``'s lease is the key ``<stream>.<group>.p.<p>``, created only
   when absent (compare-and-set on revision 0, or on the delete marker left by
-  its last holder), renewed by an update that expects the revision this
+  its last holder) or taken over from a holder whose member lease ran out
+  (compare-and-set on the revision read: the key itself outlives its holder
+  until the bucket's TTL, which an older bucket may have longer than ``lease``),
+  renewed by an update that expects the revision this
   member last wrote (one that fails means another member wrote since: the
   lease is lost) and deleted only at that revision. The fencing epoch is the
   revision of the create: the bucket's stream numbers every write, so a
@@ -26,10 +29,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
 from ..._transport.assignment import Leases, token
@@ -45,6 +50,7 @@ __all__ = ["KvLeases", "member"]
 log = logging.getLogger("seawall.transports.nats")
 
 _LISTEN = 0.25  # seconds a look for changes lasts, so a stopping member is not held up
+_WANTING = 0.1  # seconds between tries at a partition this member should own and is locked
 
 
 class KvLeases:
@@ -67,7 +73,7 @@ class KvLeases:
         """Learn the bucket's TTL and the members there are (before the first round)."""
         with translated(f"reading the lease bucket {LEASE_BUCKET}"):
             status = await self.kv.status()
-            if status.ttl:
+            if status.ttl and status.ttl < self.table.ttl:  # keys go sooner: renew sooner
                 self.table = Leases(status.ttl)
             self._watcher = await self.kv.watch(f"{self.prefix}.>")
         while await self._look(self.api_timeout) is not None:  # until the initial values end
@@ -103,8 +109,35 @@ class KvLeases:
             try:
                 revision = await self.kv.create(self._lock(partition), self.me.encode())
             except nats.js.errors.KeyWrongLastSequenceError:
-                return None  # still held by its previous owner, who is draining it
+                taken = await self._take_from_the_gone(partition)
+                if taken is None:
+                    return None  # still held by its previous owner, who is draining it
+                revision = taken
         self._revisions[partition] = revision
+        return revision
+
+    async def _take_from_the_gone(self, partition: int) -> int | None:
+        """The lock's revision once taken over from a holder whose membership lease ran
+        out (its key outlives it until the bucket's TTL), or None while the holder lives.
+
+        Compare-and-set on the revision read: the holder, should it come back, finds its
+        next renewal refused and its epoch stale."""
+        try:
+            entry = await self.kv.get(self._lock(partition))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None  # let go meanwhile: the next try creates it
+        holder = (entry.value or b"").decode()
+        if holder == self.me or holder in self.table.live(self.clock.time()):
+            return None
+        try:
+            revision: int = await self.kv.update(
+                self._lock(partition), self.me.encode(), last=entry.revision
+            )
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        log.info(
+            "%s took partition %d over from %s, whose lease ran out", self.me, partition, holder
+        )
         return revision
 
     async def release(self, partition: int, epoch: int) -> None:
@@ -151,9 +184,30 @@ class KvLeases:
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
 
+async def lease_bucket(js: JetStreamContext, *, ttl: float, replicas: int) -> KeyValue:
+    """The lease bucket, made with ``replicas`` (and the lease as its TTL) if new, or
+    raised to ``replicas`` if it has fewer: partition ownership must survive the loss of
+    any server the channels survive, so the bucket is replicated as the channels are."""
+    try:
+        kv = await js.key_value(LEASE_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # made by another meanwhile
+            return await js.create_key_value(
+                bucket=LEASE_BUCKET, history=1, ttl=ttl, replicas=replicas
+            )
+        kv = await js.key_value(LEASE_BUCKET)
+    info = (await kv.status()).stream_info
+    if (info.config.num_replicas or 1) < replicas:
+        log.info("raising the lease bucket %s to %d replicas", LEASE_BUCKET, replicas)
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+    return kv
+
+
 async def member(sub: NatsSubscription, kv: KeyValue) -> Member:
     """``sub``'s part in its group's partition ownership, over leases in ``kv``."""
     leases = KvLeases(sub, kv)
     await leases.open()
-    ownership = Ownership(sub.member, sub.stream.partitions, ttl=leases.table.ttl)
-    return Member(ownership, leases, sub, sub.transport.clock, grace=2 * leases.api_timeout)
+    ownership = Ownership(sub.member, sub.stream.partitions, ttl=leases.table.ttl, retry=_WANTING)
+    scope = f"{sub.stream.channel}/{sub.group}"
+    clock = sub.transport.clock
+    return Member(ownership, leases, sub, clock, scope=scope, grace=2 * leases.api_timeout)

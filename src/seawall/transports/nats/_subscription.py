@@ -35,6 +35,7 @@ from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
+from ..._transport.ownership import Fence
 from ._layout import Stream
 from ._levels import LevelReader, by_level
 from ._ownership import member
@@ -178,6 +179,7 @@ class NatsSubscription:
         self.prefetch = prefetch
         self.consumers = consumers
         self.member = uuid7()
+        self.ack_wait = transport.ack_wait_of(stream)
         self.wake = asyncio.Event()
         self.pullers: dict[int, _Puller] = {}
         self.held: Counter[int] = Counter()  # partition -> received and not settled
@@ -233,6 +235,11 @@ class NatsSubscription:
     def busy(self, partition: int) -> bool:
         return self.held[partition] > 0
 
+    def fence(self, partition: int) -> Fence | None:
+        """The fence of a write that depends on owning ``partition`` (see
+        :class:`~seawall.Fence`), or None on a channel of one partition."""
+        return None if self._owner is None else self._owner.fence(partition)
+
     # -- priority levels (what :class:`LevelReader` asks of its reader) ----------
     def holding(self) -> int:
         """Messages received and not settled, over every level."""
@@ -278,8 +285,7 @@ class NatsSubscription:
             if self._state == "closed" or not self._intake:
                 return
             if self._ready and len(self._unsettled) < self.prefetch:
-                held = self._ready.popleft()
-                held.touched = self.transport.clock.time()
+                held = self._ready.popleft()  # touched when it came: the server's clock runs
                 self._unsettled[held.msg.reply] = held
                 yield self._delivery(held)
                 continue
@@ -332,22 +338,28 @@ class NatsSubscription:
         dues += [p.paused_until for p in self.pullers.values() if p.paused_until > now]
         if self._levels is not None and self._levels.probing is not None:
             dues.append(self._levels.due)
-        keepalive = self.transport.ack_wait / 2
-        if self._unsettled:
-            oldest = min(h.touched for h in self._unsettled.values())
+        keepalive = self.ack_wait / 2
+        if self._unsettled or self._ready:
+            oldest = min(h.touched for h in self._all_held())
             if now - oldest >= keepalive:
-                await self._keep_alive(now - keepalive)
+                await self._keep_alive()
                 return
             dues.append(oldest + keepalive)
         await wait_until(self._timers, self.wake, min(dues) if dues else None)
 
-    async def _keep_alive(self, older_than: float) -> None:
+    def _all_held(self) -> list[_Held]:
+        """Every message received and not settled: handed out, then waiting, in order."""
+        return [*self._unsettled.values(), *self._ready]
+
+    async def _keep_alive(self) -> None:
+        """Keep every held message alive at once, in the order received: should this
+        process die, they are due again together and come again in stream order (one
+        kept alive alone would come again after those received later)."""
         now = self.transport.clock.time()
-        for held in list(self._unsettled.values()):
-            if held.touched <= older_than:
-                held.touched = now
-                with contextlib.suppress(nats.errors.Error):
-                    await held.msg.in_progress()
+        for held in self._all_held():
+            held.touched = now
+            with contextlib.suppress(nats.errors.Error):
+                await held.msg.in_progress()
 
     async def ack(self, delivery: Delivery) -> None:
         held = self._settle(delivery)

@@ -242,7 +242,10 @@ class Membership:
         self.announcements = Announcements(sub, layout)
         queues = PartitionQueues(sub, max(1, sub.prefetch // layout.partitions))
         ownership = Ownership(sub.member, layout.partitions, ttl=sub.transport.lease)
-        self.member = Member(ownership, self.announcements, queues, sub.transport.clock)
+        scope = f"{sub.channel}/{sub.group}"
+        self.member = Member(
+            ownership, self.announcements, queues, sub.transport.clock, scope=scope
+        )
 
     async def join(self) -> None:
         """Announce this member, take its partitions, and keep at it in the background."""

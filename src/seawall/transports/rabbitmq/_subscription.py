@@ -25,6 +25,7 @@ from ..._exceptions import ConnectionLost, DecodeError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
+from ..._transport.ownership import Fence
 from ._layout import ATTEMPT, BROKER_HEADERS
 from ._topology import translated
 
@@ -99,6 +100,11 @@ class RabbitMQSubscription:
     @property
     def open(self) -> bool:
         return self._state == "open"
+
+    def fence(self, partition: int) -> Fence | None:
+        """The fence of a write that depends on owning ``partition`` (see
+        :class:`~seawall.Fence`), or None on a channel of one partition."""
+        return None if self.membership is None else self.membership.member.fence(partition)
 
     def owns(self, partition: int) -> bool:
         return self.queues[partition] in self._consumers

@@ -122,4 +122,5 @@ def member(sub: RedisSubscription, leases: RedisLeases) -> Member:
         every=transport.rebalance,
         retry=_WANTING,
     )
-    return Member(ownership, leases, sub, transport.clock)
+    scope = f"{sub.channel.name}/{sub.group}"
+    return Member(ownership, leases, sub, transport.clock, scope=scope)

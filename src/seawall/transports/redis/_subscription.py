@@ -21,6 +21,7 @@ from ..._messages.envelope import Message
 from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
+from ..._transport.ownership import Fence
 from ._entry import decode
 from ._keys import PARKED, RedisChannel
 from ._ownership import RedisLeases, member
@@ -75,9 +76,11 @@ class RedisSubscription:
         self._keep_alive_at = math.inf  # when held entries next need their idle time reset
         self._due_at = 0.0  # when to look at the retry sets next
         self._reclaim_at = 0.0
+        self._orphans: set[int] = set()  # partitions newly owned: claim others' entries now
         self._renew_at = 0.0 if channel.ephemeral else math.inf  # keys' time to live
         self._turn = 0  # which partitions a read too small for all of them starts at
         self._acked: dict[int, list[bytes]] = {}  # partition -> acked, XACK not yet sent
+        self._acking: set[int] = set()  # partitions whose XACKs are on their way
         self._acked_at = 0.0  # when the oldest of them was acked
         self._flushing = False  # acks are being sent beside a blocking read
         self._leases: RedisLeases | None = None
@@ -105,15 +108,31 @@ class RedisSubscription:
     async def start_reading(self, partition: int, epoch: int) -> None:
         if self._state == "open":
             self.owned[partition] = self.channel.keys.stream(partition)
+            if self._owner is not None:
+                # a new lease: what its last owner left unsettled is claimed at once, before
+                # any later entry is read (per-key order across a crash, no claim_idle wait)
+                self._orphans.add(partition)
             self._due_at = self._reclaim_at = 0.0  # look for its retries and orphans now
             self._wake.set()
 
     async def stop_reading(self, partition: int) -> None:
         self.owned.pop(partition, None)
+        self._orphans.discard(partition)
+
+    def fence(self, partition: int) -> Fence | None:
+        """The fence of a write that depends on owning ``partition`` (see
+        :class:`~seawall.Fence`), or None on a channel of one partition."""
+        return None if self._owner is None else self._owner.fence(partition)
 
     def busy(self, partition: int) -> bool:
-        # a read already sent may still bring entries of it: not free before it returns
-        return self.held[partition] > 0 or partition in self._reading
+        # a read already sent may still bring entries of it: not free before it returns;
+        # nor before its acks are sent (the next owner claims what is pending at once)
+        return (
+            self.held[partition] > 0
+            or partition in self._reading
+            or partition in self._acked
+            or partition in self._acking
+        )
 
     # -- deliveries ------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -172,6 +191,9 @@ class RedisSubscription:
         if now >= self._reclaim_at and await self._reclaim(credit, now):
             return
         if now >= self._due_at and await self._take_due(credit, now):
+            return
+        if self._orphans:  # a partition taken meanwhile: its orphans go before any read
+            self._reclaim_at = 0.0
             return
         due = min(self._due_at, self._reclaim_at, self._renew_at)
         await self._read(credit, max(0.001, min(self.transport.poll, due - now)))
@@ -249,7 +271,10 @@ class RedisSubscription:
             if self._leases is not None:
                 pipe.zcard(self.channel.keys.members(self.group))
             pipe.execute_command(*args)
-            *_, members, answer = await pipe.execute()
+            try:
+                *_, members, answer = await pipe.execute()
+            finally:
+                self._acks_sent()
         if self._leases is not None:
             self._leases.heard(members)
         return answer
@@ -307,14 +332,18 @@ class RedisSubscription:
         took: list[_Held] = []
         wait = self.transport.claim_idle / 4
         for p, stream in list(self.owned.items()):
-            args = [self._group, self.consumer, idle, credit - len(took), PARKED]
+            orphaned, asked = p in self._orphans, credit - len(took)
+            args = [self._group, self.consumer, 0 if orphaned else idle, asked, PARKED]
             entries, due = await self._script("reclaim", [stream], args)
             took += [self._held(p, e, f, count, now) for e, f, count in entries]
+            if orphaned and len(entries) < asked:  # every orphan of it is claimed
+                self._orphans.discard(p)
             wait = min(wait, int(due) / 1000)
             if len(took) >= credit:
                 wait = 0.0
                 break
-        self._reclaim_at = now + wait
+        # a partition taken while this ran has its orphans claimed next, before any read
+        self._reclaim_at = now if self._orphans else now + wait
         if took:
             log.info(
                 "claimed %d entries of %r left by a member that is gone",
@@ -406,6 +435,13 @@ class RedisSubscription:
         acked, self._acked = self._acked, {}
         for p, entries in acked.items():
             pipe.xack(self.channel.keys.stream(p), self._group, *entries)
+        self._acking.update(acked)
+
+    def _acks_sent(self) -> None:
+        """The acks queued into a pipeline reached the server (or failed: they come again)."""
+        acking, self._acking = self._acking, set()
+        if self._owner is not None and not acking <= self.owned.keys():
+            self._owner.wake()  # a partition being handed over may now be free
 
     async def _send_acks(self) -> None:
         if self._acked:
@@ -415,7 +451,10 @@ class RedisSubscription:
                 client.pipeline(transaction=False) as pipe,
             ):
                 self._queue_acks(pipe)
-                await pipe.execute()
+                try:
+                    await pipe.execute()
+                finally:
+                    self._acks_sent()
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         held = self._settle(delivery)

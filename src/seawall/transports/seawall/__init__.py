@@ -20,7 +20,12 @@ flow within each subscription's credit. When the connection breaks, open
 subscriptions raise :class:`~seawall.ConnectionLost`, waiting requests fail
 with it too, and the next call tries once (within ``connect_timeout``) to
 connect again, so a restarted broker is picked up and the runtime's
-dispatchers subscribe again by themselves.
+dispatchers subscribe again by themselves. A publish is the exception: one
+whose link breaks, or finds it down, connects again and retries until stored,
+within ``publish_timeout`` (:mod:`seawall._transport.publishing`), instead of
+failing with ``ConnectionLost``. The broker keeps no message ids, so a publish
+whose first try was stored just before the link broke is stored twice (at
+least once).
 
 ``ack`` and ``nack`` return once their frame is queued for the next write,
 which carries everything queued in one loop turn; if the connection breaks
@@ -43,6 +48,7 @@ from ..._clock import Clock, SystemClock
 from ..._exceptions import ConfigurationError, ConnectionLost, MessageTooLarge, TransportClosed
 from ..._messages.envelope import Message, encode_message
 from ..._transport import Capabilities, ChannelSpec, Durability, Start
+from ..._transport.publishing import until_stored
 from ..._wire.protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -99,6 +105,7 @@ class SeawallTransport:
         self._heartbeat = chosen.heartbeat
         self._connect_timeout = chosen.connect_timeout
         self._pipeline = chosen.pipeline
+        self.publish_timeout = chosen.publish_timeout
         self._link: Link | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -148,11 +155,30 @@ class SeawallTransport:
                 f"{limit}-byte limit of the broker at {self.where}; send a reference instead"
             )
         link = self._link
-        if link is None or not link.open:
+        try:
+            if link is None or not link.open:
+                link = await self._ensure_link()
+            if link.pipeline.full:
+                await link.room()
+            await link.request(Publish, channel, data, not_before, max(priority, 0))
+        except ConnectionLost:
+            await self._publish_again(channel, data, not_before, max(priority, 0))
+
+    async def _publish_again(
+        self, channel: str, data: bytes, not_before: float | None, priority: int
+    ) -> None:
+        """The link broke under a publish (or was down): connect again and retry until
+        stored, within ``publish_timeout``. The broker may have stored the first try
+        before the link broke; it keeps no ids to drop the second (at least once)."""
+
+        async def attempt(budget: float | None) -> bool:
             link = await self._ensure_link()
-        if link.pipeline.full:
-            await link.room()
-        await link.request(Publish, channel, data, not_before, max(priority, 0))
+            if link.pipeline.full:
+                await link.room()
+            await link.request(Publish, channel, data, not_before, priority)
+            return True
+
+        await until_stored(self.clock, self.publish_timeout, attempt)
 
     async def subscribe(
         self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
