@@ -1,0 +1,56 @@
+"""Serving a gateway with uvicorn, inside the caller's event loop.
+
+:func:`serving` runs a uvicorn server as a task of an ``async with`` block (the
+tests, the benchmark, an application embedding the gateway) and returns once it
+listens; :func:`serve` runs one until SIGINT or SIGTERM (``seawall gateway``):
+uvicorn stops accepting, finishes open requests, and the application's lifespan
+then drains the system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .._exceptions import ConfigurationError
+
+__all__ = ["serve", "serving"]
+
+
+def _server(app: Any, host: str, port: int) -> Any:
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - the gateway extra brings it
+        raise ConfigurationError(
+            "the gateway needs uvicorn: pip install 'seawall[gateway]'"
+        ) from exc
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` for the block; yields its base URL (``http://h:p``)."""
+    server = _server(app, host, port)
+    async with asyncio.TaskGroup() as tasks:
+        task = tasks.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                break
+            await asyncio.sleep(0.005)
+        if not server.started:
+            raise ConfigurationError(f"the gateway could not listen on {host}:{port}")
+        bound = server.servers[0].sockets[0].getsockname()[1] if port == 0 else port
+        try:
+            yield f"http://{host}:{bound}"
+        finally:
+            server.should_exit = True
+
+
+async def serve(app: Any, host: str, port: int) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
+    await _server(app, host, port).serve()
