@@ -189,6 +189,7 @@ class _Served:
             if hit is not None:
                 headers = {"age": str(int(hit[1])), "x-cache": "hit"}
                 return Response(hit[0], media_type=_JSON, headers=headers)
+        expand = _expansions(request, route) if route.expand else None
         payload = await self.payload(request, plan)
         timeout = self.timeout(request, route)
         key = None if route.key is None else str(getattr(payload, route.key))
@@ -196,8 +197,8 @@ class _Served:
             return await self._command(request, route, payload, key, traceparent)
         ctx = self.context(traceparent, self.clock.time() + timeout)
         reply = await ctx.request(route.channel, payload, returns=route.returns, key=key)
-        if route.expand:
-            body = await self._expand(request, route, ctx, reply)
+        if expand is not None:
+            body = await self._expand(expand, route, ctx, reply)
         else:
             body = msgspec.json.encode(reply)
         assert ctx.message is not None
@@ -229,18 +230,13 @@ class _Served:
         headers = {"location": location, "x-correlation-id": message.correlationid or ""}
         return JSONResponse(body, status_code=202, headers=headers)
 
-    async def _expand(self, request: Request, route: Route, ctx: Context, reply: Any) -> bytes:
-        asked = [n.strip() for n in request.query_params.get("expand", "").split(",") if n.strip()]
-        unknown = [n for n in asked if n not in route.expand]
-        if unknown:
-            known = ", ".join(sorted(route.expand))
-            raise invalid("query", "expand", f"cannot expand {unknown}; this route expands {known}")
+    async def _expand(self, asked: list[str], route: Route, ctx: Context, reply: Any) -> bytes:
         merged = msgspec.to_builtins(reply)
         if not asked:
             return msgspec.json.encode(merged)
         # every sub-request is sent before any is awaited: they run concurrently
         pending = []
-        for name in dict.fromkeys(asked):
+        for name in asked:
             sub = route.expand[name]
             pending.append(
                 (
@@ -305,6 +301,17 @@ class _Served:
             transport = self.system.transport
             for hub in self.hubs.values():
                 await transport.delete(hub.stream.channel, group=hub.group)
+
+
+def _expansions(request: Request, route: Route) -> list[str]:
+    """The names ``?expand=`` asks for, each known to the route (else 422)."""
+    text = request.query_params.get("expand", "")
+    asked = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in asked if n not in route.expand]
+    if unknown:
+        known = ", ".join(sorted(route.expand))
+        raise invalid("query", "expand", f"cannot expand {unknown}; this route expands {known}")
+    return asked
 
 
 def _with_deadline(message: Message, deadline: float) -> Message:

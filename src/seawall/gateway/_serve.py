@@ -36,19 +36,20 @@ def _server(app: Any, host: str, port: int) -> Any:
 async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` for the block; yields its base URL (``http://h:p``)."""
     server = _server(app, host, port)
-    async with asyncio.TaskGroup() as tasks:
-        task = tasks.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                break
+    # Not a TaskGroup: a failure in the block must still shut the server down in order
+    # (lifespan shutdown, the system's drain), not cancel it half-way.
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
             await asyncio.sleep(0.005)
         if not server.started:
+            await task  # re-raises what stopped it
             raise ConfigurationError(f"the gateway could not listen on {host}:{port}")
         bound = server.servers[0].sockets[0].getsockname()[1] if port == 0 else port
-        try:
-            yield f"http://{host}:{bound}"
-        finally:
-            server.should_exit = True
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def serve(app: Any, host: str, port: int) -> None:
