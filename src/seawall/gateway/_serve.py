@@ -40,7 +40,8 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
     # (lifespan shutdown, the system's drain), not cancel it half-way.
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started and not task.done():
+        # uvicorn says it listens by a plain flag, not an event
+        while not server.started and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         if not server.started:
             await task  # re-raises what stopped it
