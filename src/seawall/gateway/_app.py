@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import msgspec
 from starlette.applications import Starlette
@@ -224,8 +225,9 @@ class _Served:
             message = _with_deadline(message, deadline)
         await self.publish(route.channel, message, "send")
         assert route.location is not None
-        fields = msgspec.structs.asdict(payload) | {"id": message.id}
-        location = route.location.format_map(fields)
+        # each value percent-encoded: a Location is a URL, and a header is Latin-1
+        fields = {k: quote(str(v), safe="") for k, v in msgspec.structs.asdict(payload).items()}
+        location = route.location.format_map(fields | {"id": message.id})
         body = {"id": message.id, "status": "accepted", "location": location}
         headers = {"location": location, "x-correlation-id": message.correlationid or ""}
         return JSONResponse(body, status_code=202, headers=headers)
