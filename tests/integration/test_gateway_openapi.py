@@ -48,7 +48,7 @@ def _gateway() -> Gateway:
     )
     consumer = Expand(
         channel="consumers",
-        build=lambda o: GetConsumer(consumer_id=o.consumer_id),
+        build=lambda o, _: GetConsumer(consumer_id=o.consumer_id),
         returns=ConsumerView,
     )
     gateway.query(

@@ -5,8 +5,10 @@
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
 :mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
-or one group of it (see :mod:`seawall._cli.channels`); ``seawall contract`` exports
-the AsyncAPI document and checks compatibility (see :mod:`seawall._cli.contract`). ``seawall run
+or one group of it (see :mod:`seawall._cli.channels`); ``seawall contract``
+exports the AsyncAPI document and checks compatibility (see
+:mod:`seawall._cli.contract`); ``seawall gateway`` serves an HTTP API gateway
+(see :mod:`seawall._cli.gateway`). ``seawall run
 module:attr`` imports ``attr`` from ``module`` and runs it in this process until
 SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
 start line names the transport, and warns on ``memory://`` (see
@@ -40,6 +42,7 @@ from ..observability.options import (
 from .broker import broker
 from .channels import channels
 from .contract import contract
+from .gateway import gateway
 from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
@@ -105,5 +108,6 @@ def _announce(target: str, system: System, source: ParameterSource | None) -> No
 main.add_command(broker)
 main.add_command(channels)
 main.add_command(contract)
+main.add_command(gateway)
 main.add_command(up)
 main.add_command(projections)

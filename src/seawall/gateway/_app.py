@@ -199,7 +199,7 @@ class _Served:
         ctx = self.context(traceparent, self.clock.time() + timeout)
         reply = await ctx.request(route.channel, payload, returns=route.returns, key=key)
         if expand is not None:
-            body = await self._expand(expand, route, ctx, reply)
+            body = await self._expand(expand, route, ctx, reply, payload)
         else:
             body = msgspec.json.encode(reply)
         assert ctx.message is not None
@@ -232,7 +232,9 @@ class _Served:
         headers = {"location": location, "x-correlation-id": message.correlationid or ""}
         return JSONResponse(body, status_code=202, headers=headers)
 
-    async def _expand(self, asked: list[str], route: Route, ctx: Context, reply: Any) -> bytes:
+    async def _expand(
+        self, asked: list[str], route: Route, ctx: Context, reply: Any, payload: Payload
+    ) -> bytes:
         merged = msgspec.to_builtins(reply)
         if not asked:
             return msgspec.json.encode(merged)
@@ -240,13 +242,9 @@ class _Served:
         pending = []
         for name in asked:
             sub = route.expand[name]
+            ask = sub.build(reply, payload)
             pending.append(
-                (
-                    name,
-                    ctx.request(
-                        sub.channel, sub.build(reply), returns=sub.returns, timeout=sub.timeout
-                    ),
-                )
+                (name, ctx.request(sub.channel, ask, returns=sub.returns, timeout=sub.timeout))
             )
         results = await asyncio.gather(*(p for _, p in pending))
         for (name, _), result in zip(pending, results, strict=True):

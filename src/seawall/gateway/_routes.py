@@ -5,7 +5,7 @@ describes them. A route maps a method and a path to
 
 - a **command** (one-way ``send``; ``202 Accepted`` with a ``Location``),
 - a **request** (request/reply; the reply document is the response body), or
-- a **query** (a ``GET`` request that may be cached and expanded),
+- a **query** (a ``GET`` request whose reply may be cached),
 
 naming its target channel, the payload class the path, query and body are
 validated into, the reply class and the timeout. An :class:`EventStream`
@@ -46,14 +46,15 @@ def field_names(cls: type[Payload]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class Expand:
-    """A sub-request that ``?expand=<name>`` adds to a reply, made from the reply itself.
+    """A sub-request that ``?expand=<name>`` adds to a reply.
 
-    ``build`` makes the request payload from the main reply; the sub-replies of
-    one response are requested concurrently and merged in under their names.
+    ``build(reply, request)`` makes the sub-request's payload from the main reply
+    and the route's own request payload; the sub-replies of one response are
+    requested concurrently and merged in under their names.
     """
 
     channel: str
-    build: Callable[[Any], Payload]
+    build: Callable[[Any, Any], Payload]
     returns: type[Payload]
     timeout: float | None = None
     """Seconds; by default the rest of the request's own deadline."""
@@ -109,8 +110,10 @@ class Route:
             )
         if self.kind != "command" and self.returns is None:
             raise ConfigurationError(f"{where}: a request needs returns=, the reply class")
-        if (self.cache is not None or self.expand) and self.kind != "query":
-            raise ConfigurationError(f"{where}: cache= and expand= are for query routes (GET)")
+        if self.cache is not None and self.kind != "query":
+            raise ConfigurationError(f"{where}: cache= is for query routes (GET)")
+        if self.expand and self.kind == "command":
+            raise ConfigurationError(f"{where}: expand= needs a reply; a command has none")
         if self.kind == "query" and self.method != "GET":
             raise ConfigurationError(f"{where}: a query is a GET")
         if "expand" in names and self.expand:

@@ -217,12 +217,12 @@ def routes(gateway: Gateway) -> Gateway:
         expand={
             "consumer": Expand(
                 channel="consumers",
-                build=lambda o: GetConsumer(consumer_id=o.consumer_id),
+                build=lambda o, _: GetConsumer(consumer_id=o.consumer_id),
                 returns=ConsumerView,
             ),
             "restaurant": Expand(
                 channel="restaurants",
-                build=lambda o: GetRestaurant(restaurant_id=o.restaurant_id),
+                build=lambda o, _: GetRestaurant(restaurant_id=o.restaurant_id),
                 returns=RestaurantView,
             ),
         },

@@ -44,7 +44,7 @@ def test_a_command_needs_a_location_and_a_request_a_reply_class() -> None:
     gateway = Gateway()
     with pytest.raises(ConfigurationError, match="202 Accepted with a Location"):
         gateway.command("POST", "/items", channel="items", payload=Get, location="")
-    with pytest.raises(ConfigurationError, match="cache= and expand= are for query routes"):
+    with pytest.raises(ConfigurationError, match="cache= is for query routes"):
         Route(
             method="POST",
             path="/x",
