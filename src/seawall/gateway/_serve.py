@@ -1,20 +1,24 @@
 """Serving a gateway with uvicorn, inside the caller's event loop.
 
 :func:`serving` runs a uvicorn server as a task of an ``async with`` block (the
-tests, the benchmark, an application embedding the gateway) and returns once it
+tests, the benchmark, a ``seawall up`` gateway unit) and returns once it
 listens; :func:`serve` runs one until SIGINT or SIGTERM (``seawall gateway``):
-uvicorn stops accepting, finishes open requests, and the application's lifespan
-then drains the system.
+uvicorn stops accepting and finishes open requests, then the application's
+lifespan drains the system. uvicorn's own signal handling is switched off:
+the signals belong to seawall's (:mod:`seawall._runtime.interrupts`: the first
+drains, a second Ctrl-C exits at once), which also ends the process with
+status 0 after a clean drain instead of dying of the re-raised signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from .._runtime.interrupts import interrupts
 
 __all__ = ["serve", "serving"]
 
@@ -26,10 +30,16 @@ def _server(app: Any, host: str, port: int) -> Any:
         raise ConfigurationError(
             "the gateway needs uvicorn: pip install 'seawall[gateway]'"
         ) from exc
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the caller's signal handling stays in charge
+
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 @contextlib.asynccontextmanager
@@ -55,4 +65,8 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
 
 async def serve(app: Any, host: str, port: int) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
-    await _server(app, host, port).serve()
+    stop = asyncio.Event()
+    second = f"seawall: a second Ctrl-C: the gateway on {host}:{port} exits now"
+    with interrupts(stop.set, second=second):
+        async with serving(app, host, port):
+            await stop.wait()
