@@ -165,6 +165,18 @@ async def test_api_keys_refuse_a_wrong_key_and_scopes_refuse_a_missing_scope() -
         assert wrong.headers["www-authenticate"] == "ApiKey"
 
 
+async def test_a_route_with_scopes_refuses_nobody_with_401_and_a_lacking_scope_with_403() -> None:
+    keys = ApiKeys({"k-calc": Principal("alice", frozenset({"calc"})), "k-none": "bob"})
+    async with running(auth=keys) as (client, _, _):
+        body = {"a": 1, "b": 2}
+        assert (await client.post("/add", json=body)).status_code == 401
+        lacking = await client.post("/add", json=body, headers={"x-api-key": "k-none"})
+        assert lacking.status_code == 403
+        assert "lacks the scope(s) calc" in lacking.json()["detail"]
+        allowed = await client.post("/add", json=body, headers={"x-api-key": "k-calc"})
+        assert allowed.json() == {"total": 3}
+
+
 async def test_jwt_bearer_tokens_are_verified() -> None:
     secret = "s3cret-that-is-long-enough-for-hs256!"
     auth = JWTAuth(secret, audience="shop")

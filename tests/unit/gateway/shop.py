@@ -234,5 +234,6 @@ def routes(gateway: Gateway) -> Gateway:
     gateway.request("POST", "/work", channel="slow", payload=Work, returns=Worked, timeout=30.0)
     gateway.request("POST", "/fragile", channel="fragile", payload=Work, returns=Worked)
     gateway.request("GET", "/add/{a}", channel="calc", payload=Add, returns=Sum)
+    gateway.request("POST", "/add", channel="calc", payload=Add, returns=Sum, scopes=["calc"])
     gateway.cloudevents("/events", channel="orders.events", types=(OrderPlaced,))
     return gateway
