@@ -178,7 +178,7 @@ async def _drive_system(
             faults = Faults()
             started = time.perf_counter()
             # orders go over HTTP, through the storefront gateway (examples/ftgo/storefront.py)
-            async with storefront.opened(client) as http:
+            async with storefront.opened(client, prefix) as http:
                 await _place_orders(ctx, http, up, summary, concurrency, faults, tick)
             summary.seconds = time.perf_counter() - started
             summary.killed = faults.killed

@@ -31,6 +31,7 @@ import msgspec
 from seawall import System
 from seawall.gateway import Expand, Gateway, serving
 
+from . import names
 from .messages import (
     ConsumerVerified,
     CreateOrder,
@@ -40,7 +41,6 @@ from .messages import (
     ReviseMenu,
     ValidateConsumer,
 )
-from .names import channel
 
 __all__ = ["ORDER_TIMEOUT", "gateway", "make", "opened", "place"]
 
@@ -52,8 +52,15 @@ def _consumer_check(outcome: OrderOutcome, order: CreateOrder) -> ValidateConsum
     return ValidateConsumer(consumer_id=order.consumer_id, order_id=outcome.order_id)
 
 
-def make(system: System | None = None) -> Gateway:
-    """The storefront's routes, sending through ``system`` (default: the one it runs in)."""
+def make(system: System | None = None, prefix: str | None = None) -> Gateway:
+    """The storefront's routes, sending through ``system`` (default: the one it runs in).
+
+    ``prefix``: the run's channel prefix (default: ``FTGO_PREFIX``, as the services read it).
+    """
+
+    def channel(name: str) -> str:
+        return f"{names.prefix() if prefix is None else prefix}{name}"
+
     store = Gateway(
         title="FTGO storefront",
         version="1.0.0",
@@ -109,9 +116,9 @@ def gateway() -> Gateway:
 
 
 @contextlib.asynccontextmanager
-async def opened(system: System) -> AsyncIterator[httpx.AsyncClient]:
+async def opened(system: System, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
     """The storefront served on a free loopback port by ``system``'s process, and a client."""
-    async with serving(make(system).app(system)) as url:
+    async with serving(make(system, prefix).app(system)) as url:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         timeout = httpx.Timeout(ORDER_TIMEOUT + 5.0)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as http:

@@ -9,6 +9,7 @@ let open requests finish, then drain the system.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 
 import click
@@ -52,8 +53,11 @@ def gateway(
         host, port = parse_listen(listen)
         api, system = load_gateway(target, transport=transport)
         app = api.app(system, start_system=True)
-        click.echo(f"seawall: gateway {target} on http://{host}:{port} (docs: /docs)", err=True)
-        asyncio.run(serve(app, host, port))
+        asyncio.run(serve(app, host, port, ready=functools.partial(_listening, target)))
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seawall: gateway {target} stopped cleanly", err=True)
+
+
+def _listening(target: str, url: str) -> None:
+    click.echo(f"seawall: gateway {target} on {url} (docs: {url}/docs)", err=True)

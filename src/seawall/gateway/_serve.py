@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from .._exceptions import ConfigurationError
@@ -63,10 +63,17 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
         await task
 
 
-async def serve(app: Any, host: str, port: int) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve(
+    app: Any, host: str, port: int, *, ready: Callable[[str], object] | None = None
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    ``ready`` is called with the base URL once the server listens.
+    """
     stop = asyncio.Event()
     second = f"seawall: a second Ctrl-C: the gateway on {host}:{port} exits now"
     with interrupts(stop.set, second=second):
-        async with serving(app, host, port):
+        async with serving(app, host, port) as url:
+            if ready is not None:
+                ready(url)
             await stop.wait()
