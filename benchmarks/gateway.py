@@ -16,7 +16,9 @@ two uvicorn servers in its event loop, on loopback ports:
 A load process (httpx, keep-alive, ``--concurrency`` requests in flight) drives
 one of them for ``--seconds`` per round, after a warm-up; rounds alternate
 between the two, and the table gives the medians over rounds of each round's
-p50, p99 and requests per second, with the gateway's ratio to bare.
+p50, p99 and requests per second, with the gateway's ratio to bare, and the
+server process's CPU time per request (read from the server before and after
+each round), which other load on a shared machine disturbs less than latency.
 """
 
 from __future__ import annotations
@@ -78,7 +80,12 @@ async def _serve() -> None:
         reply = await ctx.request("calc", payload, returns=Sum, timeout=10.0)
         return Response(msgspec.json.encode(reply), media_type="application/json")
 
-    plain = Starlette(routes=[Route("/add/{a}", bare, methods=["GET"])])
+    async def cpu(request: Request) -> Response:
+        return Response(repr(time.process_time()))  # the server process's CPU seconds so far
+
+    plain = Starlette(
+        routes=[Route("/add/{a}", bare, methods=["GET"]), Route("/cpu", cpu, methods=["GET"])]
+    )
     async with system, serving(gateway.app(system)) as api, serving(plain) as direct:
         print(json.dumps({"gateway": api, "bare": direct}), flush=True)
         await asyncio.to_thread(sys.stdin.read)  # until the parent closes our stdin
@@ -117,7 +124,14 @@ async def _load(url: str, seconds: float, warmup: float, concurrency: int) -> di
     }
 
 
-def _round(url: str, args: argparse.Namespace) -> dict[str, float]:
+def _cpu(bare: str) -> float:
+    import httpx
+
+    return float(httpx.get(f"{bare}/cpu", timeout=30).text)
+
+
+def _round(url: str, bare: str, args: argparse.Namespace) -> dict[str, float]:
+    cpu = _cpu(bare)
     done = subprocess.run(
         [
             *(sys.executable, "-m", "benchmarks.gateway", "--load", url),
@@ -132,6 +146,9 @@ def _round(url: str, args: argparse.Namespace) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"load on {url} failed:\n{done.stderr[-2000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    # the server's CPU per request (warm-up included in both the time and the count)
+    requests = result["rps"] * args.seconds * (1 + 0.5 / args.seconds)
+    result["cpu_ms"] = (_cpu(bare) - cpu) * 1000 / requests
     return result
 
 
@@ -164,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(args.rounds):
             order = ("bare", "gateway") if n % 2 == 0 else ("gateway", "bare")
             for name in order:
-                samples[name].append(_round(urls[name], args))
+                samples[name].append(_round(urls[name], urls["bare"], args))
     finally:
         assert server.stdin is not None
         server.stdin.close()
@@ -182,18 +199,20 @@ def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         f"{args.concurrency} requests in flight from another process (httpx, keep-alive); "
         f"medians of {args.rounds} rounds of {args.seconds:g} s, alternating\n"
     )
-    print("| endpoint | p50 ms | p99 ms | requests/s |")
-    print("|---|---:|---:|---:|")
+    print("| endpoint | p50 ms | p99 ms | requests/s | server CPU ms/request |")
+    print("|---|---:|---:|---:|---:|")
     for name, label in (("bare", "bare Starlette endpoint"), ("gateway", "seawall gateway")):
         p50, p99, rps = median(name, "p50"), median(name, "p99"), median(name, "rps")
-        print(f"| {label} | {p50:.2f} | {p99:.2f} | {rps:,.0f} |")
+        print(f"| {label} | {p50:.2f} | {p99:.2f} | {rps:,.0f} | {median(name, 'cpu_ms'):.3f} |")
     ratio = median("gateway", "p50") / median("bare", "p50")
     verdict = "met" if ratio <= TARGET else "NOT met"
     pairs = zip(samples["gateway"], samples["bare"], strict=True)
     spread = [round(g["p50"] / b["p50"], 2) for g, b in pairs]
+    cpu = median("gateway", "cpu_ms") / median("bare", "cpu_ms")
     print(
         f"\ngateway p50 / bare p50 = {ratio:.2f} (target ≤ {TARGET}: {verdict}); "
-        f"per round: {spread}"
+        f"per round: {spread}; server CPU per request, gateway / bare = {cpu:.2f} "
+        "(less disturbed by other load on the machine than wall-clock latency)"
     )
 
 
