@@ -136,6 +136,13 @@ SECTIONS = (
         quick=("--rounds", "1"),
     ),
     Section(
+        "gateway",
+        "HTTP API gateway (issue 17): request p50/p99 and throughput beside a bare Starlette "
+        "endpoint doing the same request/reply, same run",
+        "benchmarks.gateway",
+        quick=("--rounds", "2", "--seconds", "2"),
+    ),
+    Section(
         "demo",
         "The FTGO demo end to end on the embedded broker and on NATS (issue 6)",
         "benchmarks.demo",

@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import httpx
+
 from seawall import (
     Context,
     Message,
@@ -42,8 +44,9 @@ from seawall._up.metrics import UpSource
 from seawall._up.processes import Up
 from seawall.observability.http import Probes
 
+from . import storefront
 from .audit import Facts, Summary
-from .messages import CreateOrder, OrderOutcome, ReviseMenu
+from .messages import CreateOrder, ReviseMenu
 
 CONFIG = Path(__file__).resolve().parent / "seawall.toml"
 CONCURRENCY = 50
@@ -188,7 +191,9 @@ async def _drive_system(
             await _dead_letter_counted(up, summary)
             faults = Faults(order_timeout=order_timeout)
             started = time.perf_counter()
-            await _place_orders(ctx, up, summary, concurrency, faults, tick)
+            # orders go over HTTP, through the storefront gateway (examples/ftgo/storefront.py)
+            async with storefront.opened(client, prefix) as http:
+                await _place_orders(ctx, http, up, summary, concurrency, faults, tick)
             summary.seconds = time.perf_counter() - started
             summary.killed = faults.killed
             await _settle(up, summary)
@@ -197,6 +202,7 @@ async def _drive_system(
 
 async def _place_orders(
     ctx: Context,
+    http: httpx.AsyncClient,
     up: Up,
     summary: Summary,
     concurrency: int,
@@ -212,10 +218,9 @@ async def _place_orders(
         for n in numbers:
             placed, start = order(n), time.perf_counter()
             try:
-                outcome = await ctx.request(
-                    f"{prefix}order", placed, returns=OrderOutcome, timeout=faults.order_timeout
-                )
-            except RequestError as exc:
+                # POST /orders?expand=consumer
+                outcome = await storefront.place(http, placed, faults.order_timeout)
+            except (RequestError, storefront.Refused, httpx.HTTPError) as exc:
                 summary.errors.append(f"{placed.order_id}: {exc}")
             else:
                 summary.outcomes[outcome.order_id] = outcome

@@ -1,14 +1,12 @@
 """The ``seawall`` command line.
 
-``seawall broker`` serves the embedded broker to other
-processes (see :mod:`seawall._cli.broker`); ``seawall up`` runs a whole system of
-service processes from a ``seawall.toml`` (see :mod:`seawall._up.command`);
-``seawall projections`` shows and rebuilds CQRS projections (see
-:mod:`seawall._cli.projections`); ``seawall sagas status`` lists the running, stuck
-and finished sagas of a saga store (see :mod:`seawall._cli.sagas`); ``seawall
-channels delete`` deletes a channel or one group of it (see
-:mod:`seawall._cli.channels`). ``seawall run module:attr`` imports ``attr`` from
-``module`` and runs it in this process until SIGTERM or Ctrl-C, then drains
+Each command lives in a module of its own: ``seawall broker`` serves the embedded
+broker to other processes (:mod:`seawall._cli.broker`); ``seawall up`` runs a
+whole system of service processes from a ``seawall.toml`` (:mod:`seawall._up.command`);
+the others are named after their module in this package (``seawall projections``,
+``seawall sagas``, ``seawall channels``, ``seawall contract``, ``seawall gateway``…),
+and ``seawall --help`` lists them all. ``seawall run module:attr`` imports ``attr``
+from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then drains
 gracefully (a second Ctrl-C exits at once). Its start line names the transport, and
 warns on ``memory://`` (see :mod:`seawall._cli.run`). ``attr`` may be a
 :class:`System`, a :class:`Service`, a list of services, or a function returning one
@@ -39,6 +37,8 @@ from ..observability.options import (
 )
 from .broker import broker
 from .channels import channels
+from .contract import contract
+from .gateway import gateway
 from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
@@ -104,6 +104,8 @@ def _announce(target: str, system: System, source: ParameterSource | None) -> No
 
 main.add_command(broker)
 main.add_command(channels)
+main.add_command(contract)
+main.add_command(gateway)
 main.add_command(up)
 main.add_command(projections)
 main.add_command(sagas)

@@ -8,7 +8,9 @@ the file says ``"ready": true``. The file also holds each endpoint's snapshot
 (:mod:`seawall.observability.metrics`), with handler timings when ``seawall up
 --metrics`` asked for them (``SEAWALL_UP_METRICS``), so the supervisor serves one
 ``/metrics`` for every child; ``SEAWALL_LOG_FORMAT=json`` makes its log lines
-JSON. SIGTERM or SIGINT drain the services, and so
+JSON. A gateway unit (``listen`` in its ``seawall.toml`` table, passed as
+``SEAWALL_GATEWAY_LISTEN``) loads a :class:`seawall.gateway.Gateway` instead and
+serves it over HTTP while its system runs. SIGTERM or SIGINT drain the services, and so
 does the death of ``seawall up`` itself (:mod:`seawall._up.lifeline`: the
 child holds the pipe named by ``SEAWALL_UP_LIFELINE``); a system whose own
 supervisor gave up ends the process with status 1, so ``seawall up`` restarts it;
@@ -25,11 +27,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .._exceptions import ConfigurationError, SeawallError
 from .._runtime.interrupts import interrupts
 from .._runtime.system import System
 from .._runtime.target import load_system
+from ..observability.http import parse_listen
 from ..observability.logs import LEVELS, LogContext, configure_logging
 from ..observability.metrics import Metrics, snapshot
 from .exits import EXIT_UNLOADABLE
@@ -56,13 +60,27 @@ def _report(system: System, metrics: Metrics | None = None) -> InstanceReport:
     )
 
 
-async def serve(system: System, status: Path | None, metrics: Metrics | None = None) -> int:
-    """Run ``system`` until a signal (0) or until its supervisor gives up (1)."""
+async def serve(
+    system: System,
+    status: Path | None,
+    metrics: Metrics | None = None,
+    http: tuple[Any, str] | None = None,
+) -> int:
+    """Run ``system`` until a signal (0) or until its supervisor gives up (1).
+
+    ``http``: a gateway unit's ASGI application and ``HOST:PORT``, served while the
+    system runs (and stopped before it drains).
+    """
     stop = asyncio.Event()
     code = 0
     second = f"{system.instance}: a second Ctrl-C: exiting now, without draining"
     with interrupts(stop.set, second=second):
-        async with system:
+        async with system, contextlib.AsyncExitStack() as stack:
+            if http is not None:
+                from ..gateway import serving
+
+                host, port = parse_listen(http[1])
+                await stack.enter_async_context(serving(http[0], host, port))
             log.info("%s subscribed: %s", system.instance, ", ".join(system.stats()))
             while not stop.is_set():
                 if status is not None:
@@ -94,13 +112,20 @@ def main(argv: list[str]) -> int:
         hold(int(lifeline), backstop=grace + KILL_MARGIN)
     sys.path.insert(0, ".")
     status = os.environ.get("SEAWALL_UP_STATUS")
+    listen = os.environ.get("SEAWALL_GATEWAY_LISTEN")
+    http = None
     try:
-        system = load_system(
-            argv[0],
-            transport=os.environ.get("SEAWALL_TRANSPORT", "memory://"),
-            grace=grace,
-            instance=os.environ.get("SEAWALL_UP_ID"),
-        )
+        transport = os.environ.get("SEAWALL_TRANSPORT", "memory://")
+        instance = os.environ.get("SEAWALL_UP_ID")
+        if listen:  # a gateway unit
+            from ..gateway._load import load_gateway
+
+            gateway, system = load_gateway(
+                argv[0], transport=transport, grace=grace, instance=instance
+            )
+            http = (gateway.app(system), listen)
+        else:
+            system = load_system(argv[0], transport=transport, grace=grace, instance=instance)
     except ConfigurationError as exc:
         print(exc, file=sys.stderr, flush=True)  # seawall up shows it on its terminal
         return EXIT_UNLOADABLE
@@ -110,7 +135,7 @@ def main(argv: list[str]) -> int:
             system.use(metrics)
         if json_logs:
             system.use(LogContext())
-        return asyncio.run(serve(system, Path(status) if status else None, metrics))
+        return asyncio.run(serve(system, Path(status) if status else None, metrics, http))
     except SeawallError as exc:
         log.error("%s: %s", argv[0], exc)
         return 1

@@ -20,6 +20,10 @@ process, and each service with its ``MODULE:ATTR`` target and instance count::
     target = "examples.ftgo.kitchen:service"
     instances = 2
 
+    [services.storefront]         # an HTTP API gateway (seawall.gateway), one process
+    target = "examples.ftgo.storefront:gateway"
+    listen = "127.0.0.1:8080"
+
 The transport may instead be a table, whose ``options`` are the adapter's
 options (:mod:`seawall.transports`: ``NatsOptions`` for ``nats://``,
 ``EmbeddedOptions`` for the broker ``seawall up`` starts, …), checked here::
@@ -66,7 +70,7 @@ EMBEDDED = "embedded"
 """The ``transport`` value that makes ``seawall up`` start its own broker server."""
 
 _TOP_KEYS = {"transport", "state", "grace", "sync", "listen", "restart", "env", "services"}
-_SERVICE_KEYS = {"target", "instances", "env"}
+_SERVICE_KEYS = {"target", "instances", "env", "listen"}
 _RESTART_KEYS = {"max_restarts", "within", "initial_backoff", "max_backoff", "multiplier"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -82,6 +86,8 @@ class ServiceSpec:
     """``MODULE:ATTR``, as ``seawall run`` takes it."""
     instances: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
+    listen: str | None = None
+    """``HOST:PORT``: the target is an HTTP API gateway (:mod:`seawall.gateway`) served there."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,8 +259,27 @@ def _services(table: Any, where: str) -> tuple[ServiceSpec, ...]:
                 f"{where}: {key}.instances must be a whole number >= 1; got {instances!r}"
             )
         env = _env(entry.get("env", {}), where, f"{key}.env")
-        specs.append(ServiceSpec(name=name, target=target, instances=instances, env=env))
+        listen = _gateway_listen(entry.get("listen"), instances, where, key)
+        specs.append(
+            ServiceSpec(name=name, target=target, instances=instances, env=env, listen=listen)
+        )
     return tuple(specs)
+
+
+def _gateway_listen(value: Any, instances: int, where: str, key: str) -> str | None:
+    """A gateway unit's ``listen``: one process on one ``HOST:PORT``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(r"^\[?[\w.:-]+\]?:\d{1,5}$", value):
+        raise ConfigurationError(
+            f'{where}: {key}.listen must be "HOST:PORT" (e.g. "127.0.0.1:8080"); got {value!r}'
+        )
+    if instances != 1:
+        raise ConfigurationError(
+            f"{where}: {key} has listen = {value!r} and {instances} instances; a gateway unit "
+            "runs one process on its address: drop instances, or declare a unit per address"
+        )
+    return value
 
 
 def _intensity(table: Any, where: str) -> RestartIntensity:

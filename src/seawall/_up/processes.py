@@ -364,6 +364,7 @@ class Up:
                 "SEAWALL_UP_INSTANCE": instance.name,
                 "SEAWALL_UP_ID": f"{self.id_prefix}{instance.name}-{uuid7()}",
                 "SEAWALL_UP_LIFELINE": str(self._lifeline_fd),
+                **({"SEAWALL_GATEWAY_LISTEN": spec.listen} if spec.listen else {}),
             }
         )
         command = [self.python, "-m", "seawall._up.child", spec.target]
