@@ -80,8 +80,9 @@ def make(system: System | None = None, prefix: str | None = None) -> Gateway:
         payload=CreateOrder,
         returns=OrderOutcome,
         timeout=ORDER_TIMEOUT,
+        # no key: a CreateOrder waits for its saga, whose ApproveOrder/RejectOrder come to
+        # the same service; keyed alike, they would queue behind it in its key's lane
         expand={"consumer": consumer},
-        key="order_id",
         summary="place an order: runs its saga, answers its outcome",
     )
     store.query(
