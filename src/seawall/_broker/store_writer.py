@@ -22,6 +22,12 @@ What an acknowledgement (a resolved future) means under each policy:
     only while the previous group held more than one record (others are
     writing at the same time, as PostgreSQL's ``commit_siblings`` asks): a
     lone write, such as a request waiting for its reply, is committed at once.
+    And it stops lingering as soon as as many records are queued as the
+    previous group held: writers that wait for each acknowledgement before
+    writing again are then all back, and waiting longer would only add the
+    window to every commit (4 such publishers were acknowledged half as fast
+    as under ``always`` before). So a group is never held for company that
+    is not coming, and ``batch`` is never slower than ``always``.
 ``none``
     The future still resolves once committed, but the caller acknowledges
     without waiting for it (:attr:`StoreWriter.acks_before_commit`; the broker
@@ -107,6 +113,9 @@ class StoreWriter:
         """Whether the writer waits without a deadline: a lazy write must wake it."""
         self._linger = policy == "none"
         """Whether to wait for company: under ``batch`` while the last group had some."""
+        self._company = group_size
+        """How many records end a linger at once: the last group's size under ``batch``
+        (its writers are back once that many are queued again), ``group_size`` otherwise."""
         self._closing = False
         self._failure: BaseException | None = None
         """Set when the thread stops: later writes fail at once instead of waiting forever."""
@@ -212,7 +221,8 @@ class StoreWriter:
             self._futures.append(future)
             if then is not None:
                 self._thens.append(then)
-            if batch.records == 1 or batch.records == self._group_size:
+            records = batch.records
+            if records == 1 or records == self._company or records == self._group_size:
                 self._wake(batch)
         self._pending += 1
         if self._pending >= self._max_pending:
@@ -410,6 +420,8 @@ class StoreWriter:
             batch, futures, thens = self._batch, self._futures, self._thens
             self._batch, self._futures, self._thens = WriteBatch(), [], []
             self._linger = batch.records > 1 or self.acks_before_commit
+            if not self.acks_before_commit:
+                self._company = batch.records
         return (batch, futures, thens) if batch or not self._closing else None
 
     def _due(self) -> float | None:
@@ -419,7 +431,7 @@ class StoreWriter:
         if self._closing or batch.records >= self._group_size:
             return 0.0
         if batch.records:
-            if not self._linger:
+            if not self._linger or batch.records >= self._company:
                 return 0.0
             due = self._since + self._window
         elif batch:

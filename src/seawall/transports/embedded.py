@@ -14,7 +14,9 @@ What a publish acknowledgement means follows the ``sync`` policy:
     fsynced before the acknowledgement, committed as soon as the writer is free.
 ``batch`` (default)
     fsynced before the acknowledgement, commits gathered for up to ``window``
-    seconds (2 ms) so many publishes share one fsync.
+    seconds (2 ms) so many publishes share one fsync; a group is committed
+    at once when nobody else is writing or when as many publishes are queued
+    as shared the last fsync.
 ``none``
     acknowledged on receipt, written within ``window``: a crash of this process
     loses what was acknowledged in that window.
