@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,9 +71,7 @@ async def publishers(url: str, count: int, seconds: float) -> float:
             await transport.close()
 
 
-def spawn_server(data: Path, sync: str) -> "subprocess.Popen[str]":
-    import subprocess
-
+def spawn_server(data: Path, sync: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.group_commit", "--serve", str(data), sync],
         stdin=subprocess.PIPE,

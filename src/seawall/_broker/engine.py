@@ -257,8 +257,12 @@ class Broker:
         priority: int = 0,
         key: str = "",
         not_before: float | None = None,
+        request: bool = False,
     ) -> None:
         """Append ``body``; return once it is as durable as the storage promises.
+
+        ``request``: ``body`` is a request whose caller waits with a deadline; on a
+        channel declared with ``sync_requests=False`` it is committed without fsync.
 
         ``priority`` picks the level of a channel with priority levels (clamped to
         its range); ``key`` names a delayed message in the store (its message id).
@@ -279,7 +283,8 @@ class Broker:
         if not_before is not None and not_before > self.clock.time():
             await self._schedule(channel, key, partition, not_before, body)
         else:
-            await self._append(channel, partition, body)
+            fsync = not request or channel.spec.sync_requests
+            await self._append(channel, partition, body, fsync=fsync)
 
     def _check_size(self, name: str, body: bytes) -> None:
         limit = self.limits.max_message_bytes
@@ -290,7 +295,13 @@ class Broker:
             )
 
     async def _append(
-        self, channel: _Channel, partition: int, body: bytes, scheduled: str | None = None
+        self,
+        channel: _Channel,
+        partition: int,
+        body: bytes,
+        scheduled: str | None = None,
+        *,
+        fsync: bool = True,
     ) -> None:
         """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
         given), and show it to consumers once it is written."""
@@ -311,7 +322,7 @@ class Broker:
         # resumes, and whether or not the publisher still waits.
         reveal = functools.partial(self._reveal, channel, log_, offset)
         if scheduled is None:
-            written = storage.append(name, partition, offset, now, body, reveal)
+            written = storage.append(name, partition, offset, now, body, reveal, fsync)
         else:
             written = storage.move_due(scheduled, name, partition, offset, now, body, reveal)
         if storage.acks_before_commit:

@@ -40,8 +40,12 @@ class Storage(Protocol):
         time: float,
         body: bytes,
         then: Callable[[], None] | None = None,
+        fsync: bool = True,
     ) -> Awaitable[None]:
-        """Resolves once durable per policy; ``then`` runs as soon as it is committed."""
+        """Resolves once durable per policy; ``then`` runs as soon as it is committed.
+
+        ``fsync=False``: committed without an fsync of its own (a request on a channel
+        that does not sync requests), unless another write of its group needs one."""
         ...
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
@@ -82,6 +86,7 @@ def layout_of(spec: ChannelSpec) -> ChannelLayout:
         priorities=spec.priorities,
         max_age=spec.max_age,
         max_bytes=spec.max_bytes,
+        sync_requests=spec.sync_requests,
     )
 
 
@@ -94,4 +99,5 @@ def spec_of(name: str, layout: ChannelLayout) -> ChannelSpec:
         priorities=layout.priorities,
         max_age=layout.max_age,
         max_bytes=layout.max_bytes,
+        sync_requests=layout.sync_requests,
     )

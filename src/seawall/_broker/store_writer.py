@@ -28,6 +28,11 @@ What an acknowledgement (a resolved future) means under each policy:
     window to every commit (4 such publishers were acknowledged half as fast
     as under ``always`` before). So a group is never held for company that
     is not coming, and ``batch`` is never slower than ``always``.
+An append may say ``fsync=False`` (a request on a channel declared with
+``sync_requests=False``): a group of only such appends is committed at once
+with ``synchronous=NORMAL``, no fsync (the WAL reaches the disk with the next
+fsynced commit or checkpoint); a group with any other record is fsynced whole.
+
 ``none``
     The future still resolves once committed, but the caller acknowledges
     without waiting for it (:attr:`StoreWriter.acks_before_commit`; the broker
@@ -202,11 +207,15 @@ class StoreWriter:
         time: float,
         body: bytes,
         then: Callable[[], None] | None = None,
+        fsync: bool = True,
     ) -> asyncio.Future[None]:
         """Append an entry at ``offset`` (the log's end); resolves once durable per policy.
 
         ``then`` is called on the loop once the entry is committed, in the callback that
         learns it (a loop turn before anyone awaiting the future runs); never on failure.
+        ``fsync=False``: the entry needs no fsync (a request whose caller waits with a
+        deadline, on a channel that does not sync requests); a group of only such
+        entries is committed at once and without one.
         """
         # The broker's hot path: _enqueue's steps inlined, one method call each costs.
         if self._blocked:
@@ -218,6 +227,8 @@ class StoreWriter:
                 self._refuse()
             batch = self._batch
             batch.append(channel, partition, offset, time, body)
+            if not fsync:
+                batch.unsynced += 1
             self._futures.append(future)
             if then is not None:
                 self._thens.append(then)
@@ -431,7 +442,7 @@ class StoreWriter:
         if self._closing or batch.records >= self._group_size:
             return 0.0
         if batch.records:
-            if not self._linger or batch.records >= self._company:
+            if not self._linger or batch.records >= self._company or not batch.fsync:
                 return 0.0
             due = self._since + self._window
         elif batch:

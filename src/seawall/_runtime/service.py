@@ -134,8 +134,10 @@ class Service:
         partitions: int = 1,
         upcasters: Upcasters | None = None,
         expired: Expired = "dead-letter",
+        sync_requests: bool = True,
     ) -> None:
-        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module."""
+        """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module;
+        ``sync_requests``: see :attr:`seawall.ChannelSpec.sync_requests` (its command channel)."""
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
                 f"service name {name!r} must be non-empty, without spaces, ':' or '/', and not "
@@ -151,6 +153,7 @@ class Service:
         self.prefetch = prefetch or 4 * concurrency
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
+        self.sync_requests = sync_requests
         if expired not in get_args(Expired):
             raise ConfigurationError(
                 f"service {name}: expired={expired!r}; say 'dead-letter' (the default: the "

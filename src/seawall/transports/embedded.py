@@ -25,6 +25,12 @@ Its options are :class:`~seawall.transports.EmbeddedOptions` (the policy,
 the window and the broker's bounds), from code or from the URL's query:
 ``embedded://./data?sync=always&window=0.005`` (:func:`from_url`).
 
+A channel declared with ``ChannelSpec(sync_requests=False)`` (a service with
+``Service(..., sync_requests=False)``) has its requests (messages with a reply
+channel and a deadline) committed without fsync under ``always`` and ``batch``:
+they survive a crash of this process, not a power loss, and cost no fsync of
+their own on the way to the responder.
+
 The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
 flushes what is pending and closes the store.
 """
@@ -153,6 +159,7 @@ class EmbeddedTransport:
             priority=priority,
             key=message.id,
             not_before=not_before,
+            request=message.replyto is not None and message.deadline is not None,
         )
 
     async def subscribe(

@@ -86,6 +86,15 @@ async def test_a_group_whose_writers_are_all_back_is_committed_without_lingering
         assert len(writer.read("orders", 0, 0, 100)) == 80
 
 
+async def test_unsynced_appends_never_linger_for_company(tmp_path: Path) -> None:
+    async with StoreWriter(tmp_path, policy="batch", window=30.0) as writer:
+        await writer.declare("orders", LAYOUT)
+        await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"") for n in range(50)))
+        # the last group had company, but a request that needs no fsync waits for nobody
+        await asyncio.wait_for(writer.append("orders", 0, 50, 1.0, b"q", fsync=False), 10.0)
+        assert writer.read("orders", 0, 50, 10) == [Entry(50, 1.0, b"q")]
+
+
 async def test_policy_none_lets_callers_acknowledge_before_writing(tmp_path: Path) -> None:
     async with StoreWriter(tmp_path, policy="none", window=30.0) as writer:
         assert writer.acks_before_commit
