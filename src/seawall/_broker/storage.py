@@ -48,6 +48,21 @@ class Storage(Protocol):
         that does not sync requests), unless another write of its group needs one."""
         ...
 
+    def append_calling(
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None,
+        fsync: bool,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """:meth:`append`, calling ``done(None)`` once durable per policy (after ``then``),
+        or ``done(error)`` if the write failed, instead of returning an awaitable."""
+        ...
+
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
 
     def move_due(

@@ -82,7 +82,10 @@ from .store import (
     open_reader,
 )
 
-__all__ = ["StoreWriter"]
+__all__ = ["StoreWriter", "Waiter"]
+
+Waiter = asyncio.Future[None] | Callable[[BaseException | None], None]
+"""Who learns that a write was committed: a future, or a callback given None or the error."""
 
 
 class StoreWriter:
@@ -108,7 +111,8 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._batch = WriteBatch()
-        self._futures: list[asyncio.Future[None]] = []
+        self._futures: list[Waiter] = []
+        """Who waits for the queued writes: a future, or a callback given the error or None."""
         self._thens: list[Callable[[], None]] = []
         """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
@@ -217,11 +221,28 @@ class StoreWriter:
         deadline, on a channel that does not sync requests); a group of only such
         entries is committed at once and without one.
         """
+        future = self._loop.create_future()
+        self.append_calling(channel, partition, offset, time, body, then, fsync, future)
+        return future
+
+    def append_calling(
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None,
+        fsync: bool,
+        done: Waiter,
+    ) -> None:
+        """:meth:`append`, telling ``done`` instead of a future of its own: a future, or a
+        callback called on the loop with None once committed (after ``then``) or with the
+        error of a failed write. The broker server's publishes take no future and no task."""
         # The broker's hot path: _enqueue's steps inlined, one method call each costs.
         if self._blocked:
             self._usable()
         self._ledger.append(channel, partition, offset)
-        future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
                 self._refuse()
@@ -229,7 +250,7 @@ class StoreWriter:
             batch.append(channel, partition, offset, time, body)
             if not fsync:
                 batch.unsynced += 1
-            self._futures.append(future)
+            self._futures.append(done)
             if then is not None:
                 self._thens.append(then)
             records = batch.records
@@ -238,7 +259,6 @@ class StoreWriter:
         self._pending += 1
         if self._pending >= self._max_pending:
             self._block()
-        return future
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> asyncio.Future[None]:
         """Keep a message to append to ``channel`` once ``due``."""
@@ -348,7 +368,7 @@ class StoreWriter:
 
     def _committed(
         self,
-        futures: list[asyncio.Future[None]],
+        futures: list[Waiter],
         thens: list[Callable[[], None]],
         records: int,
         error: BaseException | None,
@@ -361,7 +381,9 @@ class StoreWriter:
             for then in thens:
                 then()
         for future in futures:
-            if not future.done():
+            if not isinstance(future, asyncio.Future):  # a callback
+                future(error)
+            elif not future.done():
                 if error is None:
                     future.set_result(None)
                 else:
@@ -420,7 +442,7 @@ class StoreWriter:
 
     def _take(
         self,
-    ) -> tuple[WriteBatch, list[asyncio.Future[None]], list[Callable[[], None]]] | None:
+    ) -> tuple[WriteBatch, list[Waiter], list[Callable[[], None]]] | None:
         """Wait until the queued batch is due; take it (None once closing and empty)."""
         with self._cond:
             while (due := self._due()) != 0.0:

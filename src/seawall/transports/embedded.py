@@ -38,7 +38,7 @@ flushes what is pending and closes the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Unpack
@@ -159,6 +159,29 @@ class EmbeddedTransport:
             priority=priority,
             key=message.id,
             not_before=not_before,
+            request=message.replyto is not None and message.deadline is not None,
+        )
+
+    def publish_calling(
+        self,
+        channel: str,
+        message: Message,
+        body: bytes,
+        done: Callable[[BaseException | None], None],
+        *,
+        priority: int = 0,
+    ) -> bool:
+        """Publish ``message``, already encoded as ``body``, if nothing has to wait; see
+        :meth:`Broker.publish_calling` (False: await :meth:`publish` instead)."""
+        broker = self._broker
+        if broker is None:
+            return False
+        return broker.publish_calling(
+            channel,
+            body,
+            done,
+            partition=partition_for(message.partitionkey, broker.partitions(channel)),
+            priority=priority,
             request=message.replyto is not None and message.deadline is not None,
         )
 
