@@ -90,7 +90,7 @@ SECTIONS = (
         "Group commit (issue 14): `--sync batch` beside `--sync always` at 1, 4 and 64 "
         "publishers, same run",
         "benchmarks.group_commit",
-        quick=("--rounds", "1", "--seconds", "0.5"),
+        quick=("--slices", "4"),
     ),
     Section(
         "backlog",
