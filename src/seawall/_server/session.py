@@ -32,6 +32,7 @@ import ssl
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from .._broker.log import Taken
 from .._clock import timeout_at
 from .._exceptions import ConnectionLost, MessageTooLarge, ProtocolError
 from .._messages.envelope import Message, decode_message, encode_message
@@ -283,7 +284,11 @@ class Session:
                 handle = next(self._handles)
                 state.unsettled[handle] = delivery
                 self.rights.delivered(delivery.message)  # before the client can answer it
-                data = encode_message(delivery.message)
+                token = delivery.token
+                if isinstance(token, Taken) and type(token.entry) is bytes:
+                    data = token.entry  # the embedded broker's entry: encoded already
+                else:
+                    data = encode_message(delivery.message)
                 send(Deliver(state.id, delivery.partition, handle, delivery.attempt, data))
         except ConnectionLost as exc:
             self._lost(state, str(exc))
