@@ -86,6 +86,13 @@ SECTIONS = (
         data_dir=True,
     ),
     Section(
+        "sync",
+        "Group commit (issue 14): `--sync batch` beside `--sync always` at 1, 4 and 64 "
+        "publishers, same run",
+        "benchmarks.group_commit",
+        quick=("--slices", "4"),
+    ),
+    Section(
         "backlog",
         "Embedded broker memory with a large backlog (issue 3, figure 4)",
         "benchmarks.backlog",

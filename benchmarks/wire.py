@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from seawall import ChannelSpec, Message, uuid7
@@ -48,7 +49,16 @@ REPLIES = "bench.replies"
 
 
 def message(*, replyto: str | None = None) -> Message:
-    return Message(id=uuid7(), type="bench.Work", source="bench", data=PAYLOAD, replyto=replyto)
+    """A 100-byte message; with ``replyto`` a request, with a deadline as the runtime's."""
+    deadline = None if replyto is None else datetime.now(UTC) + timedelta(seconds=10)
+    return Message(
+        id=uuid7(),
+        type="bench.Work",
+        source="bench",
+        data=PAYLOAD,
+        replyto=replyto,
+        deadline=deadline,
+    )
 
 
 # -- the other processes ------------------------------------------------------------------
@@ -106,10 +116,10 @@ async def consume(url: str, count: int, prefetch: int) -> None:
     await transport.close()
 
 
-async def respond(url: str) -> None:
-    """Answer every request on its reply channel until stdin closes."""
+async def respond(url: str, channel: str) -> None:
+    """Answer every request on ``channel`` on its reply channel until stdin closes."""
     transport = await SeawallTransport.connect(url)
-    sub = await transport.subscribe(REQUESTS, group="responder", prefetch=64)
+    sub = await transport.subscribe(channel, group="responder", prefetch=64)
     print("ready", flush=True)
 
     async def answer() -> None:
@@ -261,9 +271,19 @@ async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[f
     return times
 
 
-async def seawall_request_reply(url: str, server: int, rounds: int) -> list[float]:
-    """Round trip times; prints the CPU each process spent per round trip."""
-    responder = spawn("--respond", url)
+async def seawall_request_reply(
+    url: str, server: int, rounds: int, sync_requests: bool = True
+) -> list[float]:
+    """Round trip times; prints the CPU each process spent per round trip.
+
+    The requests channel is declared with ``sync_requests`` (on a durable server,
+    False commits the requests, which carry a deadline, without fsync).
+    """
+    channel = f"{REQUESTS}.{'synced' if sync_requests else 'unsynced'}"
+    setup = await SeawallTransport.connect(url)
+    await setup.declare(ChannelSpec(name=channel, sync_requests=sync_requests))
+    await setup.close()
+    responder = spawn("--respond", url, channel)
     try:
         await asyncio.to_thread(line, responder)
         cpu = time.process_time(), cpu_seconds(server), cpu_seconds(responder.pid)
@@ -275,7 +295,7 @@ async def seawall_request_reply(url: str, server: int, rounds: int) -> list[floa
         replies = aiter(sub)
 
         async def ask() -> None:
-            await transport.publish(REQUESTS, message(replyto=inbox))
+            await transport.publish(channel, message(replyto=inbox))
             reply = await anext(replies)
             await sub.ack(reply)
 
@@ -352,11 +372,23 @@ async def main(args: argparse.Namespace) -> None:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
         if not args.latency_only:
             await throughputs(url, server.pid, args)
-        p50, p99 = percentiles(await seawall_request_reply(url, server.pid, args.rounds))
+        figures: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(3):  # both kinds of requests channel, order alternating
+            for synced in (True, False) if round_ % 2 == 0 else (False, True):
+                times = await seawall_request_reply(url, server.pid, args.rounds // 3, synced)
+                figures[synced] += times
     finally:
         stop(server)
     loop = "uvloop" if UVLOOP else "asyncio"
-    print(f"request/reply over the server ({loop}): p50 {p50:.0f} us, p99 {p99:.0f} us")
+    durable = "requests fsynced (sync_requests=True)" if args.data else "memory"
+    p50, p99 = percentiles(figures[True])
+    print(f"request/reply over the server ({loop}, {durable}): p50 {p50:.0f} us, p99 {p99:.0f} us")
+    if args.data:
+        u50, u99 = percentiles(figures[False])
+        print(
+            f"request/reply over the server ({loop}, requests committed without fsync, "
+            f"sync_requests=False): p50 {u50:.0f} us, p99 {u99:.0f} us"
+        )
     anchor = await nats_request_reply(args.nats, args.rounds)
     if isinstance(anchor, str):
         print(f"NATS core request/reply anchor {anchor}")
@@ -364,6 +396,11 @@ async def main(args: argparse.Namespace) -> None:
     n50, n99 = percentiles(anchor)
     print(f"NATS core request/reply (nats-py): p50 {n50:.0f} us, p99 {n99:.0f} us")
     print(f"ratio seawall / NATS at p50: {p50 / n50:.2f}x (target <= 2.0x)")
+    if args.data:
+        print(
+            f"ratio seawall without fsync of requests / NATS at p50: {u50 / n50:.2f}x "
+            "(target <= 2.0x; NATS core keeps no request on disk either)"
+        )
 
 
 def parse() -> argparse.Namespace:
@@ -381,7 +418,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--consume", nargs=3, metavar=("URL", "COUNT", "PREFETCH"))
     parser.add_argument("--js-consume", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--respond", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--respond", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--nats-respond", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -401,7 +438,7 @@ if __name__ == "__main__":
         url, stream, count, prefetch = options.js_consume
         asyncio.run(js_consume(url, stream, int(count), int(prefetch)))
     elif options.respond:
-        asyncio.run(respond(options.respond))
+        asyncio.run(respond(*options.respond))
     elif options.nats_respond:
         asyncio.run(nats_respond(options.nats_respond))
     else:

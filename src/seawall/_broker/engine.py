@@ -33,6 +33,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._clock import Clock, timeout_at, wait_until
@@ -257,8 +258,12 @@ class Broker:
         priority: int = 0,
         key: str = "",
         not_before: float | None = None,
+        request: bool = False,
     ) -> None:
         """Append ``body``; return once it is as durable as the storage promises.
+
+        ``request``: ``body`` is a request whose caller waits with a deadline; on a
+        channel declared with ``sync_requests=False`` it is committed without fsync.
 
         ``priority`` picks the level of a channel with priority levels (clamped to
         its range); ``key`` names a delayed message in the store (its message id).
@@ -279,7 +284,59 @@ class Broker:
         if not_before is not None and not_before > self.clock.time():
             await self._schedule(channel, key, partition, not_before, body)
         else:
-            await self._append(channel, partition, body)
+            fsync = not request or channel.spec.sync_requests
+            await self._append(channel, partition, body, fsync=fsync)
+
+    def publish_calling(
+        self,
+        name: str,
+        body: bytes,
+        done: Callable[[BaseException | None], None],
+        *,
+        partition: int = 0,
+        priority: int = 0,
+        request: bool = False,
+    ) -> bool:
+        """:meth:`publish` without a coroutine, when nothing has to wait: False (and
+        nothing done) when it would, so the caller awaits :meth:`publish` instead.
+
+        ``done`` is called once ``body`` is as durable as the storage promises, with
+        None, or with the error of a failed write. The broker server publishes so:
+        no task and no future per message, the answers sent from the commit's callback.
+        """
+        channel = self._channels.get(name)
+        if (
+            self._closed
+            or channel is None
+            or len(body) > self.limits.max_message_bytes
+            or channel.retained() >= channel.spec.max_messages
+        ):
+            return False
+        storage = self.storage if channel.durable else None
+        if storage is not None and (storage.full or storage.acks_before_commit):
+            return False
+        levels = channel.spec.priorities
+        if levels > 1:
+            partition = min(max(priority, 0), levels - 1)
+        log_ = channel.logs[partition]
+        offset = log_.stage(body)
+        if storage is None:
+            channel.times[partition].append(self.clock.time())
+            self._reveal(channel, log_, offset)
+            done(None)
+            return True
+
+        def written(error: BaseException | None) -> None:
+            if error is not None:
+                log_.abandon()
+            done(error)
+
+        reveal = functools.partial(self._reveal, channel, log_, offset)
+        fsync = not request or channel.spec.sync_requests
+        storage.append_calling(
+            name, partition, offset, self.clock.time(), body, reveal, fsync, written
+        )
+        return True
 
     def _check_size(self, name: str, body: bytes) -> None:
         limit = self.limits.max_message_bytes
@@ -290,7 +347,13 @@ class Broker:
             )
 
     async def _append(
-        self, channel: _Channel, partition: int, body: bytes, scheduled: str | None = None
+        self,
+        channel: _Channel,
+        partition: int,
+        body: bytes,
+        scheduled: str | None = None,
+        *,
+        fsync: bool = True,
     ) -> None:
         """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
         given), and show it to consumers once it is written."""
@@ -311,7 +374,7 @@ class Broker:
         # resumes, and whether or not the publisher still waits.
         reveal = functools.partial(self._reveal, channel, log_, offset)
         if scheduled is None:
-            written = storage.append(name, partition, offset, now, body, reveal)
+            written = storage.append(name, partition, offset, now, body, reveal, fsync)
         else:
             written = storage.move_due(scheduled, name, partition, offset, now, body, reveal)
         if storage.acks_before_commit:

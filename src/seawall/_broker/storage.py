@@ -40,8 +40,27 @@ class Storage(Protocol):
         time: float,
         body: bytes,
         then: Callable[[], None] | None = None,
+        fsync: bool = True,
     ) -> Awaitable[None]:
-        """Resolves once durable per policy; ``then`` runs as soon as it is committed."""
+        """Resolves once durable per policy; ``then`` runs as soon as it is committed.
+
+        ``fsync=False``: committed without an fsync of its own (a request on a channel
+        that does not sync requests), unless another write of its group needs one."""
+        ...
+
+    def append_calling(
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None,
+        fsync: bool,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """:meth:`append`, calling ``done(None)`` once durable per policy (after ``then``),
+        or ``done(error)`` if the write failed, instead of returning an awaitable."""
         ...
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
@@ -82,6 +101,7 @@ def layout_of(spec: ChannelSpec) -> ChannelLayout:
         priorities=spec.priorities,
         max_age=spec.max_age,
         max_bytes=spec.max_bytes,
+        sync_requests=spec.sync_requests,
     )
 
 
@@ -94,4 +114,5 @@ def spec_of(name: str, layout: ChannelLayout) -> ChannelSpec:
         priorities=layout.priorities,
         max_age=layout.max_age,
         max_bytes=layout.max_bytes,
+        sync_requests=layout.sync_requests,
     )

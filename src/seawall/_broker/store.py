@@ -125,6 +125,8 @@ class ChannelLayout(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds an entry is kept, or None for no age limit."""
     max_bytes: int | None = None
     """Body bytes kept per log, or None for no size limit."""
+    sync_requests: bool = True
+    """See :attr:`seawall.ChannelSpec.sync_requests`."""
 
 
 class Entry(NamedTuple):
@@ -188,6 +190,14 @@ class WriteBatch:
     """(channel, group) of groups to delete."""
     records: int = 0
     """Operations that carry data (everything but positions and trims)."""
+    unsynced: int = 0
+    """Of ``records``, appends that need no fsync: when all are, the commit skips it."""
+
+    @property
+    def fsync(self) -> bool:
+        """Whether the commit must be fsynced (under a policy that fsyncs): unless every
+        record of the batch asked for none."""
+        return not self.records or self.unsynced < self.records
 
     def declare(self, name: str, layout: ChannelLayout) -> None:
         self.declares[name] = layout
@@ -466,6 +476,8 @@ class Store:
         self.path = path
         self._lock = lock
         self.policy = policy
+        self._fsync = True
+        """Whether commits are fsynced now (``synchronous=FULL``), policy none aside."""
         self.reader = StoreReader(db, path)
         self._ids: dict[LogKey, int] = {}
         self._bounds: dict[LogKey, LogBounds] = {}
@@ -578,6 +590,11 @@ class Store:
         try:
             self._ledger.check(batch)
             with map_exceptions(self.path, "writing"):
+                if self.policy != "none" and batch.fsync != self._fsync:
+                    # NORMAL in WAL mode: committed without fsync, synced by the next
+                    # FULL commit or checkpoint; a process crash loses nothing of it
+                    self._fsync = batch.fsync
+                    self._db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
                 self._db.execute("BEGIN IMMEDIATE")
                 self._write(batch)
                 self._db.execute("COMMIT")

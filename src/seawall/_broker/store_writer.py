@@ -22,6 +22,17 @@ What an acknowledgement (a resolved future) means under each policy:
     only while the previous group held more than one record (others are
     writing at the same time, as PostgreSQL's ``commit_siblings`` asks): a
     lone write, such as a request waiting for its reply, is committed at once.
+    And it stops lingering as soon as as many records are queued as the
+    previous group held: writers that wait for each acknowledgement before
+    writing again are then all back, and waiting longer would only add the
+    window to every commit (4 such publishers were acknowledged half as fast
+    as under ``always`` before). So a group is never held for company that
+    is not coming, and ``batch`` is never slower than ``always``.
+An append may say ``fsync=False`` (a request on a channel declared with
+``sync_requests=False``): a group of only such appends is committed at once
+with ``synchronous=NORMAL``, no fsync (the WAL reaches the disk with the next
+fsynced commit or checkpoint); a group with any other record is fsynced whole.
+
 ``none``
     The future still resolves once committed, but the caller acknowledges
     without waiting for it (:attr:`StoreWriter.acks_before_commit`; the broker
@@ -71,7 +82,10 @@ from .store import (
     open_reader,
 )
 
-__all__ = ["StoreWriter"]
+__all__ = ["StoreWriter", "Waiter"]
+
+Waiter = asyncio.Future[None] | Callable[[BaseException | None], None]
+"""Who learns that a write was committed: a future, or a callback given None or the error."""
 
 
 class StoreWriter:
@@ -97,7 +111,8 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._batch = WriteBatch()
-        self._futures: list[asyncio.Future[None]] = []
+        self._futures: list[Waiter] = []
+        """Who waits for the queued writes: a future, or a callback given the error or None."""
         self._thens: list[Callable[[], None]] = []
         """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
@@ -107,6 +122,9 @@ class StoreWriter:
         """Whether the writer waits without a deadline: a lazy write must wake it."""
         self._linger = policy == "none"
         """Whether to wait for company: under ``batch`` while the last group had some."""
+        self._company = group_size
+        """How many records end a linger at once: the last group's size under ``batch``
+        (its writers are back once that many are queued again), ``group_size`` otherwise."""
         self._closing = False
         self._failure: BaseException | None = None
         """Set when the thread stops: later writes fail at once instead of waiting forever."""
@@ -193,31 +211,54 @@ class StoreWriter:
         time: float,
         body: bytes,
         then: Callable[[], None] | None = None,
+        fsync: bool = True,
     ) -> asyncio.Future[None]:
         """Append an entry at ``offset`` (the log's end); resolves once durable per policy.
 
         ``then`` is called on the loop once the entry is committed, in the callback that
         learns it (a loop turn before anyone awaiting the future runs); never on failure.
+        ``fsync=False``: the entry needs no fsync (a request whose caller waits with a
+        deadline, on a channel that does not sync requests); a group of only such
+        entries is committed at once and without one.
         """
+        future = self._loop.create_future()
+        self.append_calling(channel, partition, offset, time, body, then, fsync, future)
+        return future
+
+    def append_calling(
+        self,
+        channel: str,
+        partition: int,
+        offset: int,
+        time: float,
+        body: bytes,
+        then: Callable[[], None] | None,
+        fsync: bool,
+        done: Waiter,
+    ) -> None:
+        """:meth:`append`, telling ``done`` instead of a future of its own: a future, or a
+        callback called on the loop with None once committed (after ``then``) or with the
+        error of a failed write. The broker server's publishes take no future and no task."""
         # The broker's hot path: _enqueue's steps inlined, one method call each costs.
         if self._blocked:
             self._usable()
         self._ledger.append(channel, partition, offset)
-        future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
                 self._refuse()
             batch = self._batch
             batch.append(channel, partition, offset, time, body)
-            self._futures.append(future)
+            if not fsync:
+                batch.unsynced += 1
+            self._futures.append(done)
             if then is not None:
                 self._thens.append(then)
-            if batch.records == 1 or batch.records == self._group_size:
+            records = batch.records
+            if records == 1 or records == self._company or records == self._group_size:
                 self._wake(batch)
         self._pending += 1
         if self._pending >= self._max_pending:
             self._block()
-        return future
 
     def schedule(self, id: str, channel: str, due: float, body: bytes) -> asyncio.Future[None]:
         """Keep a message to append to ``channel`` once ``due``."""
@@ -327,7 +368,7 @@ class StoreWriter:
 
     def _committed(
         self,
-        futures: list[asyncio.Future[None]],
+        futures: list[Waiter],
         thens: list[Callable[[], None]],
         records: int,
         error: BaseException | None,
@@ -340,7 +381,9 @@ class StoreWriter:
             for then in thens:
                 then()
         for future in futures:
-            if not future.done():
+            if not isinstance(future, asyncio.Future):  # a callback
+                future(error)
+            elif not future.done():
                 if error is None:
                     future.set_result(None)
                 else:
@@ -399,7 +442,7 @@ class StoreWriter:
 
     def _take(
         self,
-    ) -> tuple[WriteBatch, list[asyncio.Future[None]], list[Callable[[], None]]] | None:
+    ) -> tuple[WriteBatch, list[Waiter], list[Callable[[], None]]] | None:
         """Wait until the queued batch is due; take it (None once closing and empty)."""
         with self._cond:
             while (due := self._due()) != 0.0:
@@ -410,6 +453,8 @@ class StoreWriter:
             batch, futures, thens = self._batch, self._futures, self._thens
             self._batch, self._futures, self._thens = WriteBatch(), [], []
             self._linger = batch.records > 1 or self.acks_before_commit
+            if not self.acks_before_commit:
+                self._company = batch.records
         return (batch, futures, thens) if batch or not self._closing else None
 
     def _due(self) -> float | None:
@@ -419,7 +464,7 @@ class StoreWriter:
         if self._closing or batch.records >= self._group_size:
             return 0.0
         if batch.records:
-            if not self._linger:
+            if not self._linger or batch.records >= self._company or not batch.fsync:
                 return 0.0
             due = self._since + self._window
         elif batch:

@@ -12,6 +12,7 @@ are kept in :attr:`Message.headers` and passed on untouched.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -96,9 +97,9 @@ _HTTP_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
 def _format_time(value: datetime) -> str:
-    # naive means UTC, as in _parse_time; astimezone() would read it as local time
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
+    if value.tzinfo is UTC or value.tzinfo is None:  # naive means UTC, as in _parse_time
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def _parse_time(name: str, text: str) -> datetime:
@@ -118,6 +119,22 @@ def _unescape(name: str, value: str) -> str:
         raise DecodeError(f"header {name!r} = {value!r} percent-decodes to invalid UTF-8") from None
 
 
+_FIELD_INDEX = {name: i for i, name in enumerate(Message.__struct_fields__)}
+
+
+@functools.cache
+def _written(prefix: str) -> tuple[tuple[int, str, bool], ...]:
+    """(field index, header name, is a time) of each attribute, in the order written."""
+    order = [(name, False) for name in _REQUIRED_ATTRS] + list(_OPTIONAL_ATTRS.items())
+    return tuple((_FIELD_INDEX[name], prefix + name, is_time) for name, is_time in order)
+
+
+@functools.cache
+def _read(prefix: str) -> dict[str, str]:
+    """Attribute by header name, as :func:`to_headers` writes them (others are lowered)."""
+    return {prefix + name: name for name in _KNOWN}
+
+
 def to_headers(
     message: Message, prefix: str = "ce-", *, percent_encoded: bool = False
 ) -> dict[str, str]:
@@ -125,14 +142,15 @@ def to_headers(
 
     ``percent_encoded`` escapes attribute values as the HTTP binding requires.
     """
-    attrs = {name: getattr(message, name) for name in _REQUIRED_ATTRS}
-    for name, is_time in _OPTIONAL_ATTRS.items():
-        value = getattr(message, name)
+    # On every NATS and Redis publish: the fields in one C call, the names made once.
+    values = msgspec.structs.astuple(message)
+    headers: dict[str, str] = {}
+    for index, key, is_time in _written(prefix):
+        value = values[index]
         if value is not None:
-            attrs[name] = _format_time(value) if is_time else value
+            headers[key] = _format_time(value) if is_time else value
     if percent_encoded:
-        attrs = {name: quote(value, safe=_HTTP_SAFE) for name, value in attrs.items()}
-    headers = {prefix + name: value for name, value in attrs.items()}
+        headers = {key: quote(value, safe=_HTTP_SAFE) for key, value in headers.items()}
     headers["content-type"] = message.datacontenttype
     headers.update(message.headers)
     return headers
@@ -149,15 +167,19 @@ def from_headers(
     extra: dict[str, str] = {}
     plen = len(prefix)
     lower_prefix = prefix.lower()
+    exact = _read(prefix)
     for key, value in headers.items():
-        lower = key.lower()
-        name = lower[plen:] if lower.startswith(lower_prefix) else None
-        if name in _KNOWN:
-            attrs[name] = _unescape(key, value) if percent_encoded else value
-        elif lower == "content-type":
-            attrs["datacontenttype"] = value
-        else:
-            extra[key] = value
+        name = exact.get(key)  # as written by to_headers: no lowering, no slicing
+        if name is None:
+            lower = key.lower()
+            if lower == "content-type":
+                attrs["datacontenttype"] = value
+                continue
+            name = lower[plen:] if lower.startswith(lower_prefix) else None
+            if name not in _KNOWN:
+                extra[key] = value
+                continue
+        attrs[name] = _unescape(key, value) if percent_encoded else value
     for name in _REQUIRED_ATTRS:
         if not attrs.get(name):
             raise DecodeError(

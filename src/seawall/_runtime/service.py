@@ -144,6 +144,7 @@ class Service:
         depends_on: Sequence[str] = (),
         reply_cache: int = 1024,
         reply_store: ReplyStore | None = None,
+        sync_requests: bool = True,
     ) -> None:
         """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module.
 
@@ -153,7 +154,8 @@ class Service:
         comes from the system's call policies). ``reply_cache``: replies kept in
         memory by request id, so a repeated request is answered without running its
         handler again; ``reply_store`` keeps them durably too (see
-        :mod:`seawall.resilience.replies`).
+        :mod:`seawall.resilience.replies`). ``sync_requests``: see
+        :attr:`seawall.ChannelSpec.sync_requests` (its command channel).
         """
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
@@ -170,6 +172,7 @@ class Service:
         self.prefetch = prefetch or 4 * concurrency
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
+        self.sync_requests = sync_requests
         if expired not in get_args(Expired):
             raise ConfigurationError(
                 f"service {name}: expired={expired!r}; say 'dead-letter' (the default: the "

@@ -249,7 +249,11 @@ class System:
         await self.transport.declare(ChannelSpec(name=self.node.inbox, ephemeral=True))
         for service in self.services:
             await self.transport.declare(
-                ChannelSpec(name=service.name, partitions=service.partitions)
+                ChannelSpec(
+                    name=service.name,
+                    partitions=service.partitions,
+                    sync_requests=service.sync_requests,
+                )
             )
 
     def _start(self) -> None:

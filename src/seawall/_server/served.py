@@ -11,9 +11,12 @@ updates it, all on the event loop's thread.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._clock import Clock
+from .._messages.envelope import Message
 from .._transport import Transport
 from .._wire.protocol import PROTOCOL_VERSION, Welcome
 from .acl import Client, ServerConfig
@@ -38,11 +41,28 @@ class ServerStatistics:
     token (refusals are counted in ``refused`` only)."""
 
 
+class PublishCalling(Protocol):
+    """A transport's publish that needs no task when nothing waits (the embedded broker's
+    :meth:`~seawall.transports.embedded.EmbeddedTransport.publish_calling`)."""
+
+    def __call__(
+        self,
+        channel: str,
+        message: Message,
+        body: bytes,
+        done: Callable[[BaseException | None], None],
+        *,
+        priority: int = 0,
+    ) -> bool: ...
+
+
 class Served:
     """What every session of one server shares; see the module docstring."""
 
     def __init__(self, transport: Transport, config: ServerConfig, clock: Clock, name: str) -> None:
         self.transport = transport
+        self.publish_calling: PublishCalling | None = getattr(transport, "publish_calling", None)
+        """The transport's publish without a task, if it has one."""
         self.config = config
         self.clock = clock
         self.owners = InboxOwners()

@@ -25,15 +25,17 @@ unsettled deliveries come again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from .._broker.log import Taken
 from .._clock import timeout_at
 from .._exceptions import ConnectionLost, MessageTooLarge, ProtocolError
-from .._messages.envelope import decode_message, encode_message
+from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import Delivery, Subscription
 from .._wire.protocol import (
     Ack,
@@ -54,7 +56,7 @@ from .._wire.protocol import (
 from .._wire.streams import FramedStream
 from .handshake import Refused, handshake
 from .rights import Rights
-from .served import Served
+from .served import PublishCalling, Served
 from .workers import Workers
 
 __all__ = ["Session"]
@@ -122,6 +124,9 @@ class Session:
         self._farewell: Frame = Goodbye("the broker server is shutting down")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._slow_publishes = 0
+        """Publishes handed to the workers and not answered yet: while there are any, later
+        ones follow them there, so a client's publishes are stored in the order sent."""
 
     def stop(self) -> None:
         """Ask the session to finish its requests, say Goodbye and close."""
@@ -221,8 +226,18 @@ class Session:
 
     async def _handle_all(self, frames: list[Frame], requests: Workers[Request]) -> bool:
         """Handle ``frames`` in order, requests to ``requests``; whether the client said Goodbye."""
+        publish_calling = self.broker.publish_calling
         for frame in frames:
-            if isinstance(frame, _REQUESTS):
+            if isinstance(frame, Publish):
+                if (
+                    publish_calling is None
+                    or self._slow_publishes
+                    or frame.not_before is not None
+                    or not self._publish_now(frame, publish_calling)
+                ):
+                    self._slow_publishes += 1
+                    requests.put(frame)
+            elif isinstance(frame, _REQUESTS):
                 requests.put(frame)
             elif isinstance(frame, Ack):
                 await self._ack(frame)
@@ -269,7 +284,11 @@ class Session:
                 handle = next(self._handles)
                 state.unsettled[handle] = delivery
                 self.rights.delivered(delivery.message)  # before the client can answer it
-                data = encode_message(delivery.message)
+                token = delivery.token
+                if isinstance(token, Taken) and type(token.entry) is bytes:
+                    data = token.entry  # the embedded broker's entry: encoded already
+                else:
+                    data = encode_message(delivery.message)
                 send(Deliver(state.id, delivery.partition, handle, delivery.attempt, data))
         except ConnectionLost as exc:
             self._lost(state, str(exc))
@@ -290,11 +309,36 @@ class Session:
         self._stopping.set()
 
     # -- requests -------------------------------------------------------------------
+    def _publish_now(self, request: Publish, publish_calling: PublishCalling) -> bool:
+        """Publish without a task if nothing has to wait, answering once it is stored
+        (in the commit's callback, with the others of its group); False: use a worker."""
+        try:
+            message = self._publishable(request)
+            return publish_calling(
+                request.channel,
+                message,
+                request.message,  # as the client encoded it: decoded above, so valid
+                functools.partial(self._stored, request),
+                priority=request.priority,
+            )
+        except Exception as exc:
+            self.stream.send(self._error(request, exc))
+            return True
+
+    def _stored(self, request: Publish, error: BaseException | None) -> None:
+        if error is None:
+            self.stream.send(Ok(request.seq, None))
+        elif isinstance(error, Exception):
+            self.stream.send(self._error(request, error))
+
     async def _answer(self, request: Request) -> None:
         result: int | None = None
         try:
             if isinstance(request, Publish):
-                await self._publish(request)
+                try:
+                    await self._publish(request)
+                finally:
+                    self._slow_publishes -= 1
             elif isinstance(request, Subscribe):
                 result = await self._subscribe(request)
             elif isinstance(request, Unsubscribe):
@@ -318,6 +362,13 @@ class Session:
         return error
 
     async def _publish(self, request: Publish) -> None:
+        message = self._publishable(request)
+        await self.broker.transport.publish(
+            request.channel, message, not_before=request.not_before, priority=request.priority
+        )
+
+    def _publishable(self, request: Publish) -> Message:
+        """The message ``request`` carries, if this client may publish it there."""
         limit = self.broker.welcome.max_message
         if len(request.message) > limit:
             raise MessageTooLarge(
@@ -326,10 +377,7 @@ class Session:
             )
         self.rights.check_publish(request.channel)
         self._exists(request.channel)
-        message = decode_message(request.message)
-        await self.broker.transport.publish(
-            request.channel, message, not_before=request.not_before, priority=request.priority
-        )
+        return decode_message(request.message)
 
     async def _declare(self, request: Declare) -> None:
         self.rights.check_declare(request.channel)

@@ -139,6 +139,15 @@ class ChannelSpec:
     priorities: int = 1
     """Priority levels of a point-to-point channel (one partition only): a higher
     level is delivered first, FIFO within a level."""
+    sync_requests: bool = True
+    """Whether a request published here (a message with a reply channel and a
+    deadline) is fsynced before it is acknowledged and delivered, where the broker
+    fsyncs (``embedded://`` and ``seawall://`` under ``sync=always`` or ``batch``).
+    False: such a request is committed without an fsync, so it survives a crash of
+    the broker process but a power loss may take it, and its caller, waiting with
+    the deadline, times out and may ask again. Other messages of the channel are
+    fsynced as the broker's policy says. Brokers that do not fsync per message
+    (NATS, RabbitMQ, Redis, memory) ignore it."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.priorities <= MAX_PRIORITIES:

@@ -237,6 +237,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
     priorities: Levels = 1
     max_age: Seconds | None = None
     max_bytes: Positive | None = None
+    sync_requests: bool = True
 
     @classmethod
     def of(cls, seq: int, spec: ChannelSpec) -> Declare:
@@ -250,6 +251,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
             spec.priorities,
             spec.max_age,
             spec.max_bytes,
+            spec.sync_requests,
         )
 
     def spec(self) -> ChannelSpec:
@@ -262,6 +264,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
             priorities=self.priorities,
             max_age=self.max_age,
             max_bytes=self.max_bytes,
+            sync_requests=self.sync_requests,
         )
 
 

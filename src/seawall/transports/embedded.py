@@ -14,7 +14,9 @@ What a publish acknowledgement means follows the ``sync`` policy:
     fsynced before the acknowledgement, committed as soon as the writer is free.
 ``batch`` (default)
     fsynced before the acknowledgement, commits gathered for up to ``window``
-    seconds (2 ms) so many publishes share one fsync.
+    seconds (2 ms) so many publishes share one fsync; a group is committed
+    at once when nobody else is writing or when as many publishes are queued
+    as shared the last fsync.
 ``none``
     acknowledged on receipt, written within ``window``: a crash of this process
     loses what was acknowledged in that window.
@@ -23,6 +25,12 @@ Its options are :class:`~seawall.transports.EmbeddedOptions` (the policy,
 the window and the broker's bounds), from code or from the URL's query:
 ``embedded://./data?sync=always&window=0.005`` (:func:`from_url`).
 
+A channel declared with ``ChannelSpec(sync_requests=False)`` (a service with
+``Service(..., sync_requests=False)``) has its requests (messages with a reply
+channel and a deadline) committed without fsync under ``always`` and ``batch``:
+they survive a crash of this process, not a power loss, and cost no fsync of
+their own on the way to the responder.
+
 The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
 flushes what is pending and closes the store.
 """
@@ -30,7 +38,7 @@ flushes what is pending and closes the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Unpack
@@ -151,6 +159,30 @@ class EmbeddedTransport:
             priority=priority,
             key=message.id,
             not_before=not_before,
+            request=message.replyto is not None and message.deadline is not None,
+        )
+
+    def publish_calling(
+        self,
+        channel: str,
+        message: Message,
+        body: bytes,
+        done: Callable[[BaseException | None], None],
+        *,
+        priority: int = 0,
+    ) -> bool:
+        """Publish ``message``, already encoded as ``body``, if nothing has to wait; see
+        :meth:`Broker.publish_calling` (False: await :meth:`publish` instead)."""
+        broker = self._broker
+        if broker is None:
+            return False
+        return broker.publish_calling(
+            channel,
+            body,
+            done,
+            partition=partition_for(message.partitionkey, broker.partitions(channel)),
+            priority=priority,
+            request=message.replyto is not None and message.deadline is not None,
         )
 
     async def subscribe(

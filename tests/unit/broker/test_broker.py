@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from seawall import ChannelSpec, ConfigurationError, FromOffsets, FromTime, VirtualClock
@@ -190,3 +192,21 @@ async def test_a_deleted_channel_and_group_stay_deleted_after_a_restart(tmp_path
     async with Inbox(sub, patience=2.0) as inbox:
         assert await inbox.quiet(0.05) == []
     await again.close()
+
+
+async def test_requests_on_a_channel_that_does_not_sync_them_wait_for_no_fsync_group(
+    tmp_path: Path,
+) -> None:
+    # sync=batch with an enormous window: after a group with company the writer lingers,
+    # but a request (reply channel and deadline) on a channel with sync_requests=False
+    # needs no fsync, so nothing holds it back.
+    transport = EmbeddedTransport(tmp_path / "data", sync="batch", window=30.0)
+    await transport.declare(ChannelSpec(name="quotes", sync_requests=False))
+    await asyncio.gather(*(transport.publish("quotes", make_message(n)) for n in range(50)))
+    deadline = datetime.now(UTC) + timedelta(seconds=5)
+    request = msgspec.structs.replace(make_message(50), replyto="_inbox.me", deadline=deadline)
+    await asyncio.wait_for(transport.publish("quotes", request), 10.0)
+    sub = await transport.subscribe("quotes", group="pricing")
+    async with Inbox(sub, patience=2.0) as inbox:
+        assert ids(await inbox.collect(51))[-1] == request.id
+    await transport.close()

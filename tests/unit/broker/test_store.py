@@ -326,3 +326,27 @@ def test_deleting_a_group_removes_its_positions_only(store: Store) -> None:
     doomed.delete_group("orders", "never")
     store.write(doomed)
     assert store.recover().positions == {("orders", "audit", 0): 3, ("orders", "audit", 1): 3}
+
+
+def test_a_batch_of_only_unsynced_appends_commits_without_fsync(store: Store) -> None:
+    def synchronous() -> int:  # 2 = FULL (fsync at each commit), 1 = NORMAL (none)
+        return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    requests = batch_of("orders", 0, 0, 3)
+    requests.unsynced = requests.records  # requests on a channel that does not sync them
+    store.write(requests)
+    assert synchronous() == 1
+    mixed = batch_of("orders", 0, 3, 2)
+    mixed.unsynced = 1  # one record that needs an fsync makes the whole commit fsynced
+    store.write(mixed)
+    assert synchronous() == 2
+    assert [e.offset for e in store.read("orders", 0, 0, 10)] == [0, 1, 2, 3, 4]
+
+
+def test_a_channels_choice_not_to_sync_requests_survives_reopening(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "data") as first:
+        batch = WriteBatch()
+        batch.declare("quotes", ChannelLayout(partitions=1, max_messages=10, sync_requests=False))
+        first.write(batch)
+    with Store.open(tmp_path / "data") as again:
+        assert again.recover().channels["quotes"].sync_requests is False

@@ -68,6 +68,33 @@ async def test_a_full_group_is_committed_without_waiting_for_the_window(tmp_path
         assert time.monotonic() - started < 10.0
 
 
+async def test_a_group_whose_writers_are_all_back_is_committed_without_lingering(
+    tmp_path: Path,
+) -> None:
+    # Four writers, each waiting for its acknowledgement before writing again (the
+    # publishers of issue 14): once all four are queued again there is nobody left to
+    # wait for, so no group waits for the (here enormous) window.
+    async with StoreWriter(tmp_path, policy="batch", window=30.0) as writer:
+        await writer.declare("orders", LAYOUT)
+        offsets = iter(range(1000))
+
+        async def writer_task() -> None:
+            for _ in range(20):
+                await writer.append("orders", 0, next(offsets), 1.0, b"")
+
+        await asyncio.wait_for(asyncio.gather(*(writer_task() for _ in range(4))), 10.0)
+        assert len(writer.read("orders", 0, 0, 100)) == 80
+
+
+async def test_unsynced_appends_never_linger_for_company(tmp_path: Path) -> None:
+    async with StoreWriter(tmp_path, policy="batch", window=30.0) as writer:
+        await writer.declare("orders", LAYOUT)
+        await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"") for n in range(50)))
+        # the last group had company, but a request that needs no fsync waits for nobody
+        await asyncio.wait_for(writer.append("orders", 0, 50, 1.0, b"q", fsync=False), 10.0)
+        assert writer.read("orders", 0, 50, 10) == [Entry(50, 1.0, b"q")]
+
+
 async def test_policy_none_lets_callers_acknowledge_before_writing(tmp_path: Path) -> None:
     async with StoreWriter(tmp_path, policy="none", window=30.0) as writer:
         assert writer.acks_before_commit

@@ -14,6 +14,7 @@ from seawall import (
     Command,
     ConfigurationError,
     Context,
+    Document,
     Event,
     FromOffsets,
     FromTime,
@@ -111,3 +112,35 @@ def test_handlers_of_one_group_must_agree_on_where_it_starts() -> None:
 
         @service.subscribe("readings", start=FromTime(0.0))
         async def second(event: Job) -> None: ...
+
+
+class Quote(Command, frozen=True):
+    item: str
+
+
+class Price(Document, frozen=True):
+    cents: int
+
+
+async def test_a_service_that_does_not_sync_requests_declares_so_and_still_answers(
+    tmp_path: Path,
+) -> None:
+    pricing = Service("pricing", sync_requests=False)
+
+    @pricing.command
+    async def quote(cmd: Quote) -> Price:
+        return Price(cents=len(cmd.item))
+
+    # sync=batch with an enormous window: were the requests held for company (after the
+    # burst of sends below), the round trips would wait for it
+    transport = EmbeddedTransport(tmp_path, sync="batch", window=30.0)
+    async with System(pricing, transport=transport) as system:
+        layout = (await transport.broker())._channels["pricing"].spec
+        assert layout.sync_requests is False
+        ctx = system.context()
+        await asyncio.gather(*(ctx.send("pricing", Quote(item="x" * n)) for n in range(20)))
+        answer = await asyncio.wait_for(
+            ctx.request("pricing", Quote(item="lamp"), returns=Price), 10.0
+        )
+        assert answer == Price(cents=4)
+    await transport.close()
