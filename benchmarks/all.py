@@ -58,7 +58,7 @@ SECTIONS = (
         "In-process speed (issue 14): memory:// and import seawall beside asyncio.Queue and "
         "nats-py, rates and callgrind instruction counts, same run",
         "benchmarks.instructions",
-        ("--rounds", "5"),
+        ("--rounds", "3", "--scale", "0.5", "--imports", "11"),
         ("--rounds", "2", "--scale", "0.2", "--imports", "5"),
     ),
     Section(

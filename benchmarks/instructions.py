@@ -42,9 +42,9 @@ print(json.dumps(sample.rate))
 """
 WORKLOADS = {
     # key: (label, unit, operations for the rate, N for the instruction count)
-    "anchor": ("asyncio.Queue hop (anchor)", "objects/s", 200_000, 10_000),
-    "publish": ("memory:// publish → handler, 100-byte payload", "msgs/s", 100_000, 4_000),
-    "request": ("memory:// request/reply, sequential", "round trips/s", 20_000, 1_500),
+    "anchor": ("asyncio.Queue hop (anchor)", "objects/s", 200_000, 5_000),
+    "publish": ("memory:// publish → handler, 100-byte payload", "msgs/s", 100_000, 2_000),
+    "request": ("memory:// request/reply, sequential", "round trips/s", 20_000, 800),
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
