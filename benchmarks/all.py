@@ -54,6 +54,14 @@ SECTIONS = (
         ("--no-save", "--scale", "0.2", "--repeats", "3"),
     ),
     Section(
+        "speed-in",
+        "In-process speed (issue 14): memory:// and import seawall beside asyncio.Queue and "
+        "nats-py, rates and callgrind instruction counts, same run",
+        "benchmarks.instructions",
+        ("--rounds", "3", "--scale", "0.5", "--imports", "11"),
+        ("--rounds", "2", "--scale", "0.2", "--imports", "5"),
+    ),
+    Section(
         "layout",
         "In-process figures beside main before the layout change (issue 12), same run",
         "benchmarks.ab",

@@ -5,7 +5,7 @@ The public API is re-exported here; modules starting with ``_`` are private.
 
 from __future__ import annotations
 
-from importlib.metadata import version as _version
+from typing import Any as _Any
 
 from ._clock import Clock, SystemClock, VirtualClock
 from ._exceptions import (
@@ -75,8 +75,6 @@ from ._transport import (
 )
 from ._transport.ownership import Fence
 from .transports import MemoryTransport, connect
-
-__version__ = _version("seawall")
 
 __all__ = [
     "AggregateNotFound",
@@ -162,3 +160,14 @@ __all__ = [
     "to_headers",
     "uuid7",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    # __version__ is read from the installed metadata on first use: importlib.metadata's
+    # scan of the installed distributions would otherwise be an eighth of the import.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value = globals()["__version__"] = version("seawall")
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,12 +34,12 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .._clock import Clock, timeout_at, wait_until
 from .._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, FromOffsets, Start, StartAt
+from .limits import BrokerLimits
 from .log import GroupState, Taken
 from .pages import PagedLog, Reader
 from .storage import Storage, layout_of, spec_of
@@ -51,22 +51,6 @@ log = logging.getLogger("seawall.broker")
 _members = itertools.count(1)
 _TRIM_EVERY = 64
 """Settlements between two trims of a channel's log while no publisher waits for room."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BrokerLimits:
-    """Bounds of a broker; every one has a clear error when reached."""
-
-    max_message_bytes: int = 1 << 20
-    publish_timeout: float | None = 30.0
-    """How long a publisher waits for room in a full channel before ChannelFull."""
-    default_partitions: int = 1
-    """Partitions of a channel created by first use rather than declared."""
-    tail: int = 4096
-    """Entries per partition kept in memory for consumers that keep up; entries
-    waiting to be written (at most the store's ``max_pending``) are held too."""
-    retention_interval: float = 5.0
-    """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
 
 
 class _Channel:

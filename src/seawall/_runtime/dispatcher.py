@@ -228,18 +228,32 @@ class Dispatcher:
             raise broken[0]
 
     async def _read(self, sub: TransportSubscription, broken: list[TransportError]) -> None:
-        lanes = self._lanes
+        # A subscription that can push (the memory transport's) hands each delivery to
+        # _accept in the task that made it ready: a worker is then one task hop away
+        # from the publisher instead of two, and no reading task wakes per batch.
+        # A service with dependencies reads in a loop instead: it must be able to stop
+        # taking messages while a dependency's breaker is open (the gate).
+        gate = self._gate
+        push = getattr(sub, "push_to", None) if gate is None else None
         try:
+            if push is not None:
+                await push(self._accept)
+                return
+            accept = self._accept
             async for delivery in sub:
-                if self._inflight == 0:
-                    self._idle.clear()
-                self._inflight += 1
-                key = delivery.message.partitionkey
-                lanes.add(_Item(delivery, key), key)
-                if self._gate is not None:
-                    await self._gate.closed()  # take no more while a dependency is down
+                accept(delivery)
+                if gate is not None:
+                    await gate.closed()  # take no more while a dependency is down
         except TransportError as exc:
             broken.append(exc)
+
+    def _accept(self, delivery: Delivery) -> None:
+        """A delivery arrived: it waits behind its key, or is ready for a worker."""
+        if self._inflight == 0:
+            self._idle.clear()
+        self._inflight += 1
+        key = delivery.message.partitionkey
+        self._lanes.add(_Item(delivery, key), key)
 
     def _finish(self, item: _Item) -> None:
         if item.key is not None:

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .._clock import Clock
 from .._exceptions import ConfigurationError
 from . import Transport
 from .options import TransportOptions, redact
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "BUILTIN",
@@ -100,6 +102,8 @@ def connect(
 
 def schemes() -> dict[str, str]:
     """Every scheme :func:`connect` knows, with its factory (``module:attribute``)."""
+    from importlib.metadata import entry_points  # only for plugins: a twelfth of the import
+
     known = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     known.update({scheme: factory for scheme, (factory, _) in BUILTIN.items()})
     return dict(sorted(known.items()))
@@ -140,6 +144,8 @@ def _load(target: str) -> Any:
 
 
 def _plugin(scheme: str, url: str) -> TransportFactory:
+    from importlib.metadata import entry_points
+
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         return _load_entry(entry)
     raise ConfigurationError(

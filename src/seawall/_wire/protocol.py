@@ -120,6 +120,7 @@ from .._exceptions import (
     TransportClosed,
 )
 from .._transport import MAX_PRIORITIES, ChannelSpec, FromOffsets, FromTime, Start, StartAt
+from .defaults import DEFAULT_HEARTBEAT
 
 __all__ = [
     "DEFAULT_HEARTBEAT",
@@ -156,7 +157,6 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
-DEFAULT_HEARTBEAT = 10.0
 MAX_LENGTH = 2**32 - 1
 """The largest length the 4-byte prefix can state."""
 MAX_TOKEN = 1024

@@ -13,6 +13,8 @@ broker client), filled from code, the URL's query or ``seawall.toml``::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._fsync import SyncPolicy
 from .._transport.options import TransportOptions
 from .._transport.schemes import ENTRY_POINT_GROUP, TransportFactory, connect, schemes
@@ -24,10 +26,12 @@ from ._options import (
     RedisOptions,
     SeawallOptions,
 )
-from .embedded import EmbeddedTransport
 from .memory import MemoryTransport
-from .seawall import SeawallTransport
-from .sqlite_replies import SqliteReplyStore
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedTransport
+    from .seawall import SeawallTransport
+    from .sqlite_replies import SqliteReplyStore
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -47,3 +51,22 @@ __all__ = [
     "connect",
     "schemes",
 ]
+
+_LAZY = {
+    "EmbeddedTransport": ".embedded",
+    "SeawallTransport": ".seawall",
+    "SqliteReplyStore": ".sqlite_replies",
+}
+"""Loaded on first use: the embedded broker (its engine, store and sqlite3) and the
+``seawall://`` client cost a fifth of ``import seawall`` and most programs use one at most."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value

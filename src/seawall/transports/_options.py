@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypedDict
 
-from .._broker.engine import BrokerLimits
+from .._broker.limits import BrokerLimits
 from .._fsync import SyncPolicy
 from .._transport.options import Bytes, Seconds, TransportOptions
-from .._wire.protocol import DEFAULT_HEARTBEAT
+from .._wire.defaults import DEFAULT_HEARTBEAT
 
 __all__ = [
     "EmbeddedOptions",
