@@ -18,11 +18,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from tests.unit.gateway.shop import CountingTransport, World, make_system, routes, services
+from tests.unit.gateway.shop import (
+    CountingTransport,
+    Work,
+    Worked,
+    World,
+    make_system,
+    routes,
+    services,
+)
 
-from seawall import System
+from seawall import RetryPolicy, Service, System
 from seawall.gateway import ApiKeys, Gateway, JWTAuth, Principal, RateLimit, serving
 from seawall.observability import Tracing
+from seawall.resilience import BreakerPolicy, CallPolicy, Policies
 
 Client = httpx.AsyncClient
 
@@ -153,6 +162,34 @@ async def test_an_open_breaker_gives_503_with_retry_after_and_nothing_is_publish
         assert system.transport.published.get("fragile", 0) == 0
         assert (await client.post("/work", json={"n": 5})).status_code == 200
         assert system.transport.published["slow"] == 1  # the counter does count
+
+
+async def test_the_systems_own_breaker_opens_and_then_gives_503_without_a_publish() -> None:
+    """The real breaker of seawall.resilience, not a stand-in: two failures open it."""
+    flaky = Service("flaky", retry=RetryPolicy(max_attempts=1))
+
+    @flaky.command
+    async def fail(cmd: Work) -> Worked:
+        raise RuntimeError(f"downstream is down for {cmd.n}")
+
+    breaker = BreakerPolicy(window=2, minimum_calls=2, open_for=30.0, trials=1)
+    policies = Policies(targets={"flaky": CallPolicy(breaker=breaker)})
+    transport = CountingTransport()
+    gateway = Gateway(title="flaky edge")
+    gateway.request("POST", "/flaky", channel="flaky", payload=Work, returns=Worked)
+    async with (
+        System(flaky, transport=transport, policies=policies) as system,
+        serving(gateway.app(system)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10.0) as client,
+    ):
+        failed = [(await client.post("/flaky", json={"n": n})).status_code for n in (1, 2)]
+        assert failed == [502, 502]
+        assert transport.published["flaky"] == 2
+        response = await client.post("/flaky", json={"n": 3})
+        assert response.status_code == 503
+        assert response.json()["error"] == "CircuitOpen"
+        assert 1 <= int(response.headers["retry-after"]) <= 30
+        assert transport.published["flaky"] == 2  # refused before anything was sent
 
 
 async def test_api_keys_refuse_a_wrong_key_and_scopes_refuse_a_missing_scope() -> None:
