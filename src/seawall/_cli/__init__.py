@@ -5,7 +5,10 @@
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
 :mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
-or one group of it (see :mod:`seawall._cli.channels`). ``seawall run
+or one group of it (see :mod:`seawall._cli.channels`); ``seawall ps`` lists the
+live service instances (:mod:`seawall._cli.ps`); ``seawall scale`` and
+``seawall restart --rolling`` command a running ``seawall up``
+(:mod:`seawall._cli.scale`). ``seawall run
 module:attr`` imports ``attr`` from ``module`` and runs it in this process until
 SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
 start line names the transport, and warns on ``memory://`` (see
@@ -40,7 +43,9 @@ from .broker import broker
 from .channels import channels
 from .observe import serve
 from .projections import projections
+from .ps import ps
 from .run import memory_warning, start_line
+from .scale import restart, scale
 
 __all__ = ["main"]
 
@@ -104,3 +109,6 @@ main.add_command(broker)
 main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)
+main.add_command(ps)
+main.add_command(scale)
+main.add_command(restart)
