@@ -59,7 +59,8 @@ def ps(*args: str) -> str:
 def service(broker: str) -> Iterator[subprocess.Popen[str]]:
     """A ``seawall run`` of the ledger on ``broker``, once it runs; SIGKILLed after."""
     child = seawall("run", "tests.apps.registry_app:ledger", "--transport", broker)
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     try:
         assert "running" in child.stderr.readline()
         yield child
@@ -76,7 +77,9 @@ def test_seawall_ps_lists_an_instance_and_forgets_it_within_3_s_of_kill_9(broker
     assert "no live service instances" in ps("--transport", broker)
     with service(broker) as child:
         table = ps("--transport", broker)
-        assert "SERVICE" in table and "P99" in table and f"/{child.pid}" in table
+        assert "SERVICE" in table
+        assert "P99" in table
+        assert f"/{child.pid}" in table
         (row,) = [
             r for r in json.loads(ps("--json", "--transport", broker)) if r["pid"] == child.pid
         ]
