@@ -98,7 +98,7 @@ def decode(message: Message) -> Announcement | None:
 class Announces(Protocol):
     """A transport that wants to see this process's announcements (e.g. for NATS micro)."""
 
-    def announced(self, announcements: Sequence[Announcement]) -> None: ...
+    async def announced(self, announcements: Sequence[Announcement]) -> None: ...
 
 
 class Announcer:
@@ -137,11 +137,11 @@ class Announcer:
             announcements = [msgspec.structs.replace(a, leaving=True) for a in announcements]
         if self.also is not None:
             self.also(announcements)
-        if isinstance(self.transport, Announces):
-            self.transport.announced(announcements)
         now = self.clock.time()
         try:
             async with timeout_at(self.clock, now + self.heartbeat):
+                if isinstance(self.transport, Announces):
+                    await self.transport.announced(announcements)
                 for announcement in announcements:
                     await self.transport.publish(self.channel, encode(announcement, now))
         except (SeawallError, TimeoutError) as exc:
