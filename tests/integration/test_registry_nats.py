@@ -15,6 +15,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 from tests.brokers import NATS, require, unique
 
@@ -40,7 +41,7 @@ def answering(name: str) -> Service:
     return service
 
 
-async def ask_all(client: nats.NATS, subject: str, seconds: float = 0.5) -> list[dict[str, Any]]:
+async def ask_all(client: Client, subject: str, seconds: float = 0.5) -> list[dict[str, Any]]:
     """Every answer to one request on ``subject`` within ``seconds``."""
     inbox = client.new_inbox()
     sub = await client.subscribe(inbox)
