@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from .._clock import Clock, timeout_at
-from .._exceptions import SeawallError
+from .._exceptions import PermissionDenied, SeawallError
 from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._messages.payload import schema_uri
@@ -144,6 +144,8 @@ class Announcer:
                     await self.transport.announced(announcements)
                 for announcement in announcements:
                     await self.transport.publish(self.channel, encode(announcement, now))
+        except PermissionDenied:
+            raise  # not passing: the owner decides (the runtime goes on without announcing)
         except (SeawallError, TimeoutError) as exc:
             log.warning("registry: announcing on %s failed: %s", self.channel, exc)
         self.beats += 1
