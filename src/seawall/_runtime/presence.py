@@ -59,6 +59,7 @@ class Presence:
         """The dispatchers of this instance's channels (routed requests)."""
         self.refused = False
         """The broker refused this client the registry or its instance channels."""
+        self._supervisor: Supervisor | None = None
         self._version = _version()
         self._last: dict[str, tuple[float, int]] = {}
         self.announcer = Announcer(node.transport, node.clock, self.describe, also=self._hear_own)
@@ -100,6 +101,7 @@ class Presence:
         """Hear this system's own instances at once, then announce, listen, and take the
         requests routed to this instance (each a dispatcher of its own, made by ``make``)."""
         self.shared = list(dispatchers)
+        self._supervisor = supervisor
         if not self.refused:
             for service in self.services:
                 for spec in self.instance_subscriptions(service):
@@ -172,7 +174,15 @@ class Presence:
             handled_per_s=(handled - before) / (now - then) if now > then else 0.0,
             handler_p50_ms=p50,
             handler_p99_ms=p99,
+            restarts=self._restarts(mine),
+            healthy=self._supervisor is None or self._supervisor.healthy,
         )
+
+    def _restarts(self, dispatchers: Sequence[Dispatcher]) -> int:
+        supervisor = self._supervisor
+        if supervisor is None:
+            return 0
+        return sum(supervisor.restarts.get(d.name, 0) for d in dispatchers)
 
     def _hear_own(self, announcements: Sequence[Announcement]) -> None:
         now = self.node.clock.time()
