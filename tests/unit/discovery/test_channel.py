@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from seawall import ConnectionLost, MemoryTransport, VirtualClock
+from seawall import ConnectionLost, MemoryTransport, Subscription, VirtualClock
 from seawall.discovery import (
     EXPIRY,
     HEARTBEAT,
@@ -21,6 +21,11 @@ from seawall.discovery import (
     Announcer,
     RegistryReader,
 )
+
+
+async def drain(subscription: Subscription) -> None:
+    async for delivery in subscription:
+        await subscription.ack(delivery)
 
 
 @pytest.fixture
@@ -50,8 +55,7 @@ async def test_a_killed_instance_is_forgotten_and_its_reader_group_deleted(
         assert reader.roster.live(clock.time()) == []
         assert reader.roster.known("s")  # gone, but it existed
         with pytest.raises(ConnectionLost):  # its group was deleted under it
-            async for delivery in killed_reader:
-                await killed_reader.ack(delivery)
+            await drain(killed_reader)
         listening.cancel()
     await transport.close()
 
