@@ -10,10 +10,11 @@ the runtime asks before it sends:
   fails at once with :class:`~seawall.UnknownService`; a known one whose
   instances are all gone is fine: the request waits in the channel (location
   transparency). "Ever announced" means heard by this process's roster, which
-  replays the registry channel's retained history (``RETENTION``) when it
-  starts; until it has caught up (heard its own first beat back, or listened for
-  one expiry period on a transport that cannot replay), nothing is refused, so
-  a fresh caller never refuses a service that exists.
+  replays the known channel (a week of entries, one per instance start and one
+  a day while it runs: ``KNOWN_RETENTION``) when it starts; until it has caught
+  up (read its own entry back, or listened for one expiry period on a transport
+  that cannot replay), nothing is refused, so a fresh caller never refuses a
+  service that exists.
 * :meth:`Registry.targets`: the channels a routed message goes to.
 """
 
@@ -47,8 +48,8 @@ class Registry:
         if roster.judge(now, channel) == "unknown":
             raise UnknownService(
                 f"no instance of a service taking {channel!r} has ever announced itself on "
-                "the registry channel (this process replayed its retained history and "
-                "listens to it); the request was not sent. Check the service name, or start "
+                "the registry (this process replayed the last week of it and listens to "
+                "it); the request was not sent. Check the service name, or start "
                 "the service: once it has announced itself, requests to it queue while it is "
                 "down"
             )
