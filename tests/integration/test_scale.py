@@ -22,6 +22,7 @@ import pytest
 from tests.apps.registry_app import Forward, Record
 
 from seawall import ServiceError, System
+from seawall._cli.ps import broker_url, listen
 from seawall._up.config import load_up_config
 from seawall._up.control import Control, ask
 from seawall._up.processes import Up
@@ -125,7 +126,9 @@ async def test_scaling_1_to_3_to_1_under_load_loses_nothing(tmp_path: Path, out:
             assert "ledger: 3 instances (was 1)" in await scale_command(file, "ledger", 3)
             assert len(pids(up, "ledger")) == 3
             three = pids(up, "ledger")
-            await asyncio.sleep(2.0)
+            live = await listen(broker_url(file), 1.4)  # what seawall ps in that directory says
+            assert {a.pid for a in live if a.service == "ledger"} == three
+            await asyncio.sleep(0.6)
             said = await ask(
                 config.state_dir, {"command": "scale", "service": "ledger", "instances": 1}
             )
