@@ -56,13 +56,15 @@ class Registry:
 
     def targets(self, channel: str, route: str, key: str | None) -> list[tuple[str, str]]:
         """``(channel, instance)`` pairs to send to for ``route``; ``[(channel, "")]`` to
-        use the shared channel (the route is ``shared``, or no instance is live: the
-        message waits there for the next one)."""
+        use the shared channel (the route is ``shared``, or no instance of a service named
+        ``channel`` is live: the message waits there for the next one). An instance's own
+        channel takes what its service's command channel takes, so only a service's name
+        is routed."""
         chosen = check_route(route)
         if chosen == "shared":
             return [(channel, "")]
         now = self.clock.time()
-        live = self.roster.takers(now, channel)
+        live = [e.announcement for e in self.roster.live(now, channel)]  # its command channel
         if self.roster.generation != self._generation:
             self._generation = self.roster.generation
             self.router.forget([a.instance for a in live])
