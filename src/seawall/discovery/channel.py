@@ -74,6 +74,9 @@ KNOWN_RETENTION = 7 * 86_400.0
 """Seconds the known channel keeps: a service counts as known for this long after its
 last instance went away."""
 
+CLEANUP = 2.0
+"""Seconds a reader spends at most deleting groups, when it stops or prunes."""
+
 KNOWN_EVERY = 86_400.0
 """Seconds between two entries of one running instance on the known channel."""
 
@@ -252,9 +255,15 @@ class RegistryReader:
         finally:
             for sub in subs:
                 await sub.close()
-            for channel in channels:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(transport.delete(channel, group=self.group))
+            await self._delete(channels, self.group)
+
+    async def _delete(self, channels: Sequence[str], group: str) -> None:
+        """Delete ``group`` of the registry channels, best effort and briefly: a broker that
+        is gone must not hold up a stop (the channels' retention bounds what is left)."""
+        with contextlib.suppress(Exception):
+            async with timeout_at(self.clock, self.clock.time() + CLEANUP):
+                for channel in channels:
+                    await asyncio.shield(self.transport.delete(channel, group=group))
 
     async def _read(
         self, sub: Subscription, take: Callable[[Message, float], None], since: float
@@ -289,6 +298,5 @@ class RegistryReader:
             for gone in self.roster.expire(self.clock.time()):
                 log.info("registry: %s/%s stopped beating", gone.service, gone.instance)
                 if self.prune and gone.instance != self.instance:
-                    for channel in (self.channel, self.channel + ".known"):
-                        with contextlib.suppress(Exception):
-                            await self.transport.delete(channel, group=reader_group(gone.instance))
+                    channels = (self.channel, self.channel + ".known")
+                    await self._delete(channels, reader_group(gone.instance))
