@@ -148,7 +148,6 @@ class Announcer:
         self.also = also
         """Called with every beat's announcements too (the local roster takes them at once)."""
         self.known = channel + ".known"
-        self.said_known = False
         self.beats = 0
 
     async def run(self) -> None:
@@ -158,14 +157,14 @@ class Announcer:
         known_at = -math.inf
         while True:
             now = self.clock.time()
-            await self.beat(known=now >= known_at + KNOWN_EVERY)
-            if self.said_known:
-                known_at, self.said_known = now, False
+            due = now >= known_at + KNOWN_EVERY
+            if await self.beat(known=due) and due:
+                known_at = now
             await self.clock.sleep(self.heartbeat)
 
-    async def beat(self, *, leaving: bool = False, known: bool = False) -> None:
+    async def beat(self, *, leaving: bool = False, known: bool = False) -> bool:
         """Announce once (``leaving``: the last word of a clean stop; ``known``: also on
-        the known channel)."""
+        the known channel); whether every publish went through."""
         announcements = list(self.describe())
         if leaving:
             announcements = [msgspec.structs.replace(a, leaving=True) for a in announcements]
@@ -181,12 +180,14 @@ class Announcer:
                 if known:
                     for announcement in announcements:
                         await self.transport.publish(self.known, encode(announcement, now))
-                    self.said_known = True
         except PermissionDenied:
             raise  # not passing: the owner decides (the runtime goes on without announcing)
         except (SeawallError, TimeoutError) as exc:
             log.warning("registry: announcing on %s failed: %s", self.channel, exc)
-        self.beats += 1
+            return False
+        finally:
+            self.beats += 1
+        return True
 
 
 class RegistryReader:
