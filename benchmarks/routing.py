@@ -1,16 +1,18 @@
 """``python -m benchmarks.routing``: request p99 by routing strategy, one instance slowed 10x.
 
-Three instances of one service (each a :class:`seawall.System` of its own,
-handling one request at a time, as a CPU-bound service would) and a caller,
-over ``memory://`` in one process on the real clock. Two instances take
-``--fast`` ms per request, the third ten times as long. The caller sends
-requests at a fixed rate (open loop: a slow answer does not slow the sending,
-so queueing shows in the latencies as it would with independent clients) and
-measures each reply's latency. Each strategy runs ``--seconds`` in turn,
-``--rounds`` times interleaved; the table gives medians over rounds of p50 and
-p99, and each strategy's p99 cut against the shared channel (today's default:
-the broker hands each request to any member with credit, so the slow one keeps
-taking its share and its backlog).
+Three instances of one service (each a :class:`seawall.System` of its own
+with its own link, handling one request at a time, as a CPU-bound service
+would) and a caller, on NATS (``--transport``; memory:// is no anchor here: its
+shared channel hands work to whichever member's loop runs first) in one
+process on the real clock. Two instances take ``--fast`` seconds per request,
+the third ten times as long. The caller sends requests at a fixed rate (open
+loop: a slow answer does not slow the sending, so queueing shows in the
+latencies as it would with independent clients) and measures each reply's
+latency. At each rate of ``--rates`` every strategy runs ``--seconds`` in
+turn, ``--rounds`` times interleaved; the tables give medians over rounds of
+p50 and p99, and each strategy's p99 cut against the shared channel (today's
+default: the broker hands each request to any member with credit, so the slow
+one keeps taking its share and queues it).
 
 The condition (issue 16): least-outstanding cuts p99 by at least 3x against the
 shared channel, in the same run.
@@ -98,24 +100,30 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 async def main(
-    url: str, fast: float, concurrency: int, rate: float, seconds: float, rounds: int
+    url: str, fast: float, concurrency: int, rates: list[float], seconds: float, rounds: int
 ) -> None:
-    p50: dict[str, list[float]] = {s: [] for s in STRATEGIES}
-    p99: dict[str, list[float]] = {s: [] for s in STRATEGIES}
-    async with cluster(url, fast, concurrency) as caller:
-        for r in range(rounds):
-            order = STRATEGIES[r % len(STRATEGIES) :] + STRATEGIES[: r % len(STRATEGIES)]
-            for route in order:
-                latencies = await run(caller, route, rate, seconds)
-                p50[route].append(_quantile(latencies, 0.5) * 1000)
-                p99[route].append(_quantile(latencies, 0.99) * 1000)
-                await asyncio.sleep(0.5)  # let backlogs drain between strategies
-    anchor = statistics.median(p99["shared"])
     print(
         f"3 instances, handler {fast * 1000:g} ms / {fast * 1000:g} ms / {fast * 10000:g} ms, "
-        f"concurrency {concurrency} each, on {url}; {rate:g} requests/s for {seconds:g} s; "
+        f"concurrency {concurrency} each, on {url}; {seconds:g} s per run; "
         f"medians of {rounds} rounds"
     )
+    async with cluster(url, fast, concurrency) as caller:
+        for rate in rates:
+            p50: dict[str, list[float]] = {s: [] for s in STRATEGIES}
+            p99: dict[str, list[float]] = {s: [] for s in STRATEGIES}
+            for r in range(rounds):
+                order = STRATEGIES[r % len(STRATEGIES) :] + STRATEGIES[: r % len(STRATEGIES)]
+                for route in order:
+                    latencies = await run(caller, route, rate, seconds)  # every reply is in
+                    p50[route].append(_quantile(latencies, 0.5) * 1000)
+                    p99[route].append(_quantile(latencies, 0.99) * 1000)
+            _table(rate, p50, p99)
+
+
+def _table(rate: float, p50: dict[str, list[float]], p99: dict[str, list[float]]) -> None:
+    anchor = statistics.median(p99["shared"])
+    print()
+    print(f"{rate:g} requests/s:")
     print()
     print("| route | p50 ms | p99 ms | p99 cut vs shared |")
     print("|---|---:|---:|---:|")
@@ -128,7 +136,7 @@ async def main(
     cut = anchor / statistics.median(p99["least-outstanding"])
     verdict = "met" if cut >= 3 else "NOT met"
     print()
-    print(f"least-outstanding cuts p99 {cut:.1f}x against the shared channel (≥ 3x: {verdict})")
+    print(f"least-outstanding cuts p99 {cut:.1f}x against the shared channel (>= 3x: {verdict})")
 
 
 if __name__ == "__main__":
@@ -136,10 +144,19 @@ if __name__ == "__main__":
     parser.add_argument("--transport", default="nats://127.0.0.1:4222")
     parser.add_argument("--concurrency", type=int, default=1, help="handlers at once, each")
     parser.add_argument("--fast", type=float, default=0.01, help="seconds per fast request")
-    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    parser.add_argument(
+        "--rates", default="25,50", help="request rates to run at, per second, comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per strategy run")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(
-        main(args.transport, args.fast, args.concurrency, args.rate, args.seconds, args.rounds)
+        main(
+            args.transport,
+            args.fast,
+            args.concurrency,
+            [float(r) for r in args.rates.split(",")],
+            args.seconds,
+            args.rounds,
+        )
     )
