@@ -2,7 +2,7 @@
 
 Three instances of one service (each a :class:`seawall.System` of its own
 with its own link, handling one request at a time, as a CPU-bound service
-would) and a caller, on NATS (``--transport``; memory:// is no anchor here: its
+would) and a caller, on a private nats-server (or ``--transport``; memory:// is no anchor here: its
 shared channel hands work to whichever member's loop runs first) in one
 process on the real clock. Two instances take ``--fast`` seconds per request,
 the third ten times as long. The caller sends requests at a fixed rate (open
@@ -23,9 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
+import socket
 import statistics
+import subprocess
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from seawall import Command, Document, Service, System
 from seawall._messages.ids import uuid7
@@ -94,6 +98,31 @@ async def run(caller: System, route: str, rate: float, seconds: float) -> list[f
     return latencies
 
 
+@contextlib.contextmanager
+def private_nats() -> Iterator[str]:
+    """A nats-server with JetStream of this run's own (others' streams and deletions apart)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = tempfile.mkdtemp(prefix="bench-routing-")
+    server = subprocess.Popen(
+        ["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.connect(("127.0.0.1", port))
+                break
+            time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(store, ignore_errors=True)
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -141,7 +170,9 @@ def _table(rate: float, p50: dict[str, list[float]], p99: dict[str, list[float]]
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transport", default="nats://127.0.0.1:4222")
+    parser.add_argument(
+        "--transport", default=None, help="a NATS URL (default: a private nats-server of its own)"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="handlers at once, each")
     parser.add_argument("--fast", type=float, default=0.01, help="seconds per fast request")
     parser.add_argument(
@@ -150,13 +181,15 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per strategy run")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(
-        main(
-            args.transport,
-            args.fast,
-            args.concurrency,
-            [float(r) for r in args.rates.split(",")],
-            args.seconds,
-            args.rounds,
+    with contextlib.ExitStack() as stack:
+        url = args.transport or stack.enter_context(private_nats())
+        asyncio.run(
+            main(
+                url,
+                args.fast,
+                args.concurrency,
+                [float(r) for r in args.rates.split(",")],
+                args.seconds,
+                args.rounds,
+            )
         )
-    )
