@@ -61,19 +61,20 @@ def worker(name: str, delay: float, concurrency: int) -> Service:
 async def cluster(url: str, fast: float, concurrency: int) -> AsyncIterator[System]:
     """Three instances (the last ten times slower) and a caller, each on its own link."""
     delays = (fast, fast, fast * 10)
-    async with contextlib.AsyncExitStack() as stack:
-        for delay in delays:
-            service = worker(SERVICE, delay, concurrency)
-            await stack.enter_async_context(System(service, transport=url))
-        caller = await stack.enter_async_context(System(transport=url))
-        assert caller.presence is not None
-        while len(caller.presence.registry.live(SERVICE)) < len(delays):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # the roster has no event to wait on: poll it
-        try:
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for delay in delays:
+                service = worker(SERVICE, delay, concurrency)
+                await stack.enter_async_context(System(service, transport=url))
+            caller = await stack.enter_async_context(System(transport=url))
+            assert caller.presence is not None
+            while len(caller.presence.registry.live(SERVICE)) < len(delays):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the roster has no event to wait on: poll it
             yield caller
-        finally:
+    finally:  # once every instance has stopped
+        async with System(transport=url, registry=False) as cleaner:
             for channel in (SERVICE, f"{SERVICE}.dlq"):
-                await caller.transport.delete(channel)
+                await cleaner.transport.delete(channel)
 
 
 async def run(caller: System, route: str, rate: float, seconds: float) -> list[float]:
