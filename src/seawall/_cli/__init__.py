@@ -4,7 +4,8 @@ Each command lives in a module of its own: ``seawall broker`` serves the embedde
 broker to other processes (:mod:`seawall._cli.broker`); ``seawall up`` runs a
 whole system of service processes from a ``seawall.toml`` (:mod:`seawall._up.command`);
 the others are named after their module in this package (``seawall projections``,
-``seawall sagas``, ``seawall channels``, ``seawall contract``, ``seawall gateway``…),
+``seawall sagas``, ``seawall channels``, ``seawall contract``, ``seawall gateway``,
+``seawall ps``, ``seawall scale``…),
 and ``seawall --help`` lists them all. ``seawall run module:attr`` imports ``attr``
 from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then drains
 gracefully (a second Ctrl-C exits at once). Its start line names the transport, and
@@ -41,8 +42,10 @@ from .contract import contract
 from .gateway import gateway
 from .observe import serve
 from .projections import projections
+from .ps import ps
 from .run import memory_warning, start_line
 from .sagas import sagas
+from .scale import restart, scale
 
 __all__ = ["main"]
 
@@ -109,3 +112,6 @@ main.add_command(gateway)
 main.add_command(up)
 main.add_command(projections)
 main.add_command(sagas)
+main.add_command(ps)
+main.add_command(scale)
+main.add_command(restart)

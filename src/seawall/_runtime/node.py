@@ -25,6 +25,8 @@ from .._messages.payload import Kind, Payload, TypeRegistry, major, schema_uri, 
 from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
+from ..discovery import BreakerState
+from ..discovery.registry import Registry
 from .lifespan import Resources
 from .middleware import AroundSend, NextSend, Outgoing, compose_send
 from .replies import Done, Failure, ReplyTable
@@ -101,11 +103,22 @@ class Node:
         """Breakers and bulkheads of the targets called; None: no call policy configured."""
         self.policy_calls: PolicyCalls | None = None
         """How a call under a policy goes (set by the system; see :mod:`.guarded`)."""
+        self.discovery: Registry | None = None
+        """What this process heard on the service registry (None: it does not listen)."""
         self._schemas: dict[type[Payload], str] = {}
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)
         registry.register(Failure)
         registry.register(Done)
+
+    def breaker_states(self) -> tuple[BreakerState, ...]:
+        """The state of every circuit breaker this process holds as a caller, by target."""
+        if self.guards is None:
+            return ()
+        return tuple(
+            BreakerState(target=b.target, state=b.state, failure_rate=b.failure_rate)
+            for b in self.guards.breakers()
+        )
 
     def use_send_layers(
         self, layers: Sequence[AroundSend], by_service: Mapping[str, Sequence[AroundSend]]

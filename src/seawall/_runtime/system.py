@@ -38,6 +38,7 @@ from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
 from ..discovery import BreakerState
+from ..discovery.roster import STARTUP_GRACE
 from ..resilience import CallPolicy, Guards, Policies
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
@@ -47,7 +48,9 @@ from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
+from .presence import Presence
 from .service import Service
+from .service import Subscription as Handlers
 from .supervisor import RestartIntensity, Supervisor
 
 __all__ = ["System"]
@@ -75,10 +78,21 @@ class System:
         middleware: Sequence[Middleware] = (),
         lifespan: Sequence[LifespanFunction] = (),
         policies: Policies | CallPolicy | None = None,
+        registry: bool = True,
+        registry_grace: float = STARTUP_GRACE,
+        name: str = "",
     ) -> None:
         self.services = list(services)
         self.policies = _policies(policies, self.services)
         """Call policies of ``ctx.request`` and ``ctx.send`` (see :mod:`seawall.resilience`)."""
+        self.name = name
+        """The system's name, as announced (``seawall.toml``'s name, or empty)."""
+        self.announces = registry
+        """Announce on the registry channel and listen to it (see :mod:`.presence`)."""
+        self.registry_grace = registry_grace
+        """Seconds of listening before a request to a service never announced is refused
+        (:data:`seawall.discovery.roster.STARTUP_GRACE`: peers starting together)."""
+        self.presence: Presence | None = None
         self.transport_url = transport if isinstance(transport, str) else None
         """The URL the transport was made from; None when a transport object was given."""
         self.clock = clock or SystemClock()
@@ -169,13 +183,7 @@ class System:
 
     def breakers(self) -> tuple[BreakerState, ...]:
         """The state of every circuit breaker this system holds as a caller, by target."""
-        node = self._node
-        if node is None or node.guards is None:
-            return ()
-        return tuple(
-            BreakerState(target=b.target, state=b.state, failure_rate=b.failure_rate)
-            for b in node.guards.breakers()
-        )
+        return () if self._node is None else self._node.breaker_states()
 
     def stats(self) -> dict[str, Stats]:
         """Counters per dispatcher, by dispatcher name."""
@@ -212,6 +220,11 @@ class System:
             self._node.use_send_layers(
                 self.send_layers, {s.name: s.send_layers for s in self.services}
             )
+            if self.announces:
+                self.presence = Presence(
+                    self._node, self.services, system=self.name, grace=self.registry_grace
+                )
+                self._node.discovery = self.presence.registry
             await self._declare()
             await self._open_lifespans(stack)
             self._supervisor = await stack.enter_async_context(
@@ -255,22 +268,29 @@ class System:
                     sync_requests=service.sync_requests,
                 )
             )
+        if self.presence is not None:
+            await self.presence.declare()
 
     def _start(self) -> None:
         assert self._supervisor is not None
         self._supervisor.start(f"{self.instance}:inbox", self._run_inbox)
         for service in self.services:
             for spec in service.subscriptions.values():
-                dispatcher = Dispatcher(
-                    self.node,
-                    service.name,
-                    spec,
-                    grace=self.grace,
-                    on_failure=self.on_failure,
-                    around=[*self.handle_layers, *service.handle_layers],
-                )
+                dispatcher = self._dispatcher(service, spec)
                 self.dispatchers.append(dispatcher)
                 self._supervisor.start(dispatcher.name, dispatcher.run)
+        if self.presence is not None:
+            self.presence.start(self._supervisor, self.dispatchers, self._dispatcher)
+
+    def _dispatcher(self, service: Service, spec: Handlers) -> Dispatcher:
+        return Dispatcher(
+            self.node,
+            service.name,
+            spec,
+            grace=self.grace,
+            on_failure=self.on_failure,
+            around=[*self.handle_layers, *service.handle_layers],
+        )
 
     async def _wait_ready(self) -> None:
         """Return once every dispatcher and the inbox have subscribed."""
@@ -309,7 +329,11 @@ class System:
     async def _drain(self) -> None:
         """Stop intake everywhere, let in-flight work finish, then stop the inbox."""
         self._phase = "draining"
-        for dispatcher in self.dispatchers:
+        draining = list(self.dispatchers)
+        if self.presence is not None:
+            await self.presence.leave()  # callers stop routing here at once
+            draining += self.presence.dispatchers
+        for dispatcher in draining:
             dispatcher.stop()
         supervisor = self._supervisor
         assert supervisor is not None
@@ -317,7 +341,7 @@ class System:
             with contextlib.suppress(TimeoutError):
                 # the dispatchers bound their own drain by the grace period; this is a backstop
                 async with timeout_at(self.clock, self.clock.time() + self.grace + 5.0):
-                    for dispatcher in self.dispatchers:
+                    for dispatcher in draining:
                         await dispatcher.stopped.wait()
         self._inbox_stop.set()
         await supervisor.stop()

@@ -39,6 +39,7 @@ from ..observability.options import (
     require_prometheus,
 )
 from .config import UpConfig, load_up_config
+from .control import Control
 from .metrics import UpSource
 from .processes import Up
 from .status import Rates, handled_by_service, status_lines, status_table
@@ -73,7 +74,7 @@ async def run_up(
         notify=lambda text: _notice(console, text),
     )
     with interrupts(stop.set, second=SECOND_SIGNAL, force=lambda: _kill(system, console)):
-        async with _probes(system, metrics, console), system:
+        async with _probes(system, metrics, console), system, Control(system):
             for line in where_lines(system):
                 _say(console, line)
             if console.is_terminal:

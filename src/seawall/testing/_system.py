@@ -122,6 +122,7 @@ class TestSystem:
             grace=grace,
             on_failure=self._record_failure,
             policies=policies,
+            registry=False,  # no heartbeats: the virtual clock would never find the system idle
         )
         self._stack = contextlib.AsyncExitStack()
 
