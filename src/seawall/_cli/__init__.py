@@ -5,7 +5,10 @@
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
 :mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
-or one group of it (see :mod:`seawall._cli.channels`). ``seawall run
+or one group of it (see :mod:`seawall._cli.channels`); ``seawall dlq`` lists, shows,
+redrives and purges dead letters (see :mod:`seawall._cli.dlq`); ``seawall send``,
+``publish`` and ``request`` put a message into a running system (see
+:mod:`seawall._cli.send`). ``seawall run
 module:attr`` imports ``attr`` from ``module`` and runs it in this process until
 SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
 start line names the transport, and warns on ``memory://`` (see
@@ -38,9 +41,11 @@ from ..observability.options import (
 )
 from .broker import broker
 from .channels import channels
+from .dlq import dlq
 from .observe import serve
 from .projections import projections
 from .run import memory_warning, start_line
+from .send import publish, request, send
 
 __all__ = ["main"]
 
@@ -104,3 +109,7 @@ main.add_command(broker)
 main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)
+main.add_command(dlq)
+main.add_command(send)
+main.add_command(publish)
+main.add_command(request)

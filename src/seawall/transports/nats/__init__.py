@@ -118,7 +118,7 @@ from ..._exceptions import (
     TransportClosed,
     TransportError,
 )
-from ..._messages.envelope import DLQ_REASON, Message, to_headers
+from ..._messages.envelope import DLQ_REASON, REDRIVE_OF, Message, to_headers
 from ..._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -715,7 +715,11 @@ def _dedupe_key(message: Message) -> str:
     after a lost acknowledgement a duplicate JetStream drops. A dead letter is a new
     publish of a message that already had its id, and distinct messages may share an id
     (any producer can pick one), so its key also covers its body and dead-letter headers:
-    the same dead letter retried is still dropped, another one is not."""
+    the same dead letter retried is still dropped, another one is not. A redriven dead
+    letter is keyed by the dead letter it was: a second redrive of it is dropped."""
+    redriven = message.headers.get(REDRIVE_OF)
+    if redriven is not None:
+        return f"{message.id}.redrive.{redriven}"
     if DLQ_REASON not in message.headers:
         return message.id
     digest = hashlib.blake2b(message.data, digest_size=12)
