@@ -33,13 +33,14 @@ from seawall.console import DeadLetterView, Filter
 from seawall._messages.envelope import DLQ_REASON
 from seawall.console.deadletters import REDRIVE_OF, record_channel
 
+# each row with the quiet period after which a view has seen every dead letter there is
 ROWS = [
-    pytest.param(memory(), id="memory"),
-    pytest.param(embedded(sync="batch"), id="embedded"),
-    pytest.param(served(_memory_backing), id="seawall-tcp"),
-    pytest.param(nats(), id="nats", marks=pytest.mark.integration),
-    pytest.param(rabbitmq(), id="rabbitmq", marks=pytest.mark.integration),
-    pytest.param(redis(), id="redis", marks=pytest.mark.integration),
+    pytest.param((memory(), 0.1), id="memory"),
+    pytest.param((embedded(sync="batch"), 0.1), id="embedded"),
+    pytest.param((served(_memory_backing), 0.2), id="seawall-tcp"),
+    pytest.param((nats(), 0.5), id="nats", marks=pytest.mark.integration),
+    pytest.param((rabbitmq(), 0.5), id="rabbitmq", marks=pytest.mark.integration),
+    pytest.param((redis(), 0.5), id="redis", marks=pytest.mark.integration),
 ]
 
 
@@ -50,12 +51,14 @@ class Charge(Command, frozen=True):
 
 
 @pytest_asyncio.fixture(params=ROWS)
-async def transport(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Transport]:
-    setup: Setup = request.param
+async def transport(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Transport, float]]:
+    setup: Setup = request.param[0]
     async with setup(tmp_path) as factory:
         made = await factory.make()
         try:
-            yield made
+            yield made, request.param[1]
         finally:
             await made.close()
 
@@ -67,8 +70,9 @@ async def _eventually(check: object, seconds: float = 10.0) -> None:
 
 
 async def test_dead_letters_are_read_without_consuming_then_redriven_once_and_purged(
-    transport: Transport,
+    transport: tuple[Transport, float],
 ) -> None:
+    link, quiet = transport
     name = unique("dlq")
     service = Service(name)
     broken = {1, 2}
@@ -83,15 +87,15 @@ async def test_dead_letters_are_read_without_consuming_then_redriven_once_and_pu
 
     dlq = f"{name}.dlq"
     try:
-        async with System(service, transport=transport) as system:
+        async with System(service, transport=link) as system:
             ctx = system.context("test")
             for n in (1, 2):
                 await ctx.send(name, Charge(n=n))
             await _eventually(lambda: sum(s.dead_lettered for s in system.stats().values()) == 2)
 
             for _ in range(2):  # reading twice: reading consumed nothing
-                async with DeadLetterView(transport, dlq) as view:
-                    letters = await view.settle_in()
+                async with DeadLetterView(link, dlq) as view:
+                    letters = await view.settle_in(quiet=quiet)
                 assert sorted(x.message.data for x in letters) == [b'{"n":1}', b'{"n":2}']
             assert {x.reason for x in letters} == {"handler-error"}
             assert {x.origin for x in letters} == {name}
@@ -102,23 +106,23 @@ async def test_dead_letters_are_read_without_consuming_then_redriven_once_and_pu
             only_first = Filter(ids=frozenset({first.message.id}))
             sent = []
             for _ in range(2):
-                async with DeadLetterView(transport, dlq) as view:
-                    await view.settle_in()
+                async with DeadLetterView(link, dlq) as view:
+                    await view.settle_in(quiet=quiet)
                     sent.append(await view.redrive(only_first, by="test"))
             assert [len(s) for s in sent] == [1, 0], "a second redrive sent it again"
             await _eventually(lambda: len(handled) >= 1)
-            await asyncio.sleep(0.5)  # a second delivery would arrive now
+            await asyncio.sleep(quiet)  # a second delivery would arrive now
             assert handled == [(1, first.message.id, False)], "once, same id, no dead-letter marks"
 
-            async with DeadLetterView(transport, dlq) as view:
-                left = await view.settle_in()
+            async with DeadLetterView(link, dlq) as view:
+                left = await view.settle_in(quiet=quiet)
                 assert [x.message.data for x in left] == [b'{"n":2}']
                 assert [x.message.data for x in await view.purge(Filter())] == [b'{"n":2}']
-            async with DeadLetterView(transport, dlq) as view:
-                assert await view.settle_in(first=1.0) == []
-            async with DeadLetterView(transport, record_channel(dlq)) as records:
-                kept = await records.settle_in()
+            async with DeadLetterView(link, dlq) as view:
+                assert await view.settle_in(quiet=quiet, first=2 * quiet) == []
+            async with DeadLetterView(link, record_channel(dlq)) as records:
+                kept = await records.settle_in(quiet=quiet)
             assert [x.message.headers[REDRIVE_OF] for x in kept] == [first.key]
     finally:
         for channel in (name, dlq, record_channel(dlq)):
-            await transport.delete(channel)
+            await link.delete(channel)
