@@ -29,8 +29,8 @@ from tests.conformance.test_matrix import (
 )
 
 from seawall import Command, Context, RetryPolicy, Service, System, Transport
-from seawall.console import DeadLetterView, Filter
 from seawall._messages.envelope import DLQ_REASON
+from seawall.console import DeadLetterView, Filter
 from seawall.console.deadletters import REDRIVE_OF, record_channel
 
 # each row with the quiet period after which a view has seen every dead letter there is
@@ -65,7 +65,7 @@ async def transport(
 
 async def _eventually(check: object, seconds: float = 10.0) -> None:
     async with asyncio.timeout(seconds):
-        while not check():  # type: ignore[operator]
+        while not check():  # type: ignore[operator]  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 

@@ -41,6 +41,7 @@ from ..observability.options import (
 )
 from .broker import broker
 from .channels import channels
+from .console import console
 from .dlq import dlq
 from .observe import serve
 from .projections import projections
@@ -110,6 +111,7 @@ main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)
 main.add_command(dlq)
+main.add_command(console)
 main.add_command(send)
 main.add_command(publish)
 main.add_command(request)

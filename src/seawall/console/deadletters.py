@@ -38,13 +38,14 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 import msgspec
 
+from .._exceptions import TransportError
 from .._messages.envelope import DLQ_HEADERS, DLQ_REASON, REDRIVE_OF, Message
 from .._runtime.dispatcher import dead_letter_channel
 from .._transport import Delivery, Subscription, Transport
@@ -59,6 +60,7 @@ __all__ = [
     "dlq_name",
     "record_channel",
 ]
+
 
 log = logging.getLogger("seawall.console")
 
@@ -185,7 +187,7 @@ class DeadLetterView:
             sub = await self.transport.subscribe(
                 self.dlq, group=OPERATOR_GROUP, prefetch=self.limit, start="earliest"
             )
-            stack.push_async_callback(sub.close)
+            stack.push_async_callback(quietly, sub.close())
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
             reader = tasks.create_task(self._read(sub))
             stack.callback(reader.cancel)  # before the task group waits for it
@@ -199,10 +201,14 @@ class DeadLetterView:
         await self._stack.aclose()
 
     async def _read(self, sub: Subscription) -> None:
-        async for delivery in sub:
-            letter = DeadLetter(self.dlq, delivery.message)
-            self._held.setdefault(letter.key, (letter, delivery))
-            self._arrived.set()
+        try:
+            async for delivery in sub:
+                letter = DeadLetter(self.dlq, delivery.message)
+                # held long, a dead letter may come again (NATS after ack_wait): settle the latest
+                self._held[letter.key] = (letter, delivery)
+                self._arrived.set()
+        except TransportError as exc:  # the broker went away: what is held stays readable
+            log.warning("%s: stopped reading dead letters: %s", self.dlq, exc)
 
     async def settle_in(self, *, quiet: float = QUIET, first: float = FIRST) -> list[DeadLetter]:
         """Wait until no new dead letter arrived for ``quiet`` seconds; the dead letters."""
@@ -256,6 +262,14 @@ class DeadLetterView:
         _, delivery = self._held.pop(letter.key)
         assert self._sub is not None, "settled inside the view"
         await self._sub.ack(delivery)
+
+
+async def quietly(closing: Awaitable[None]) -> None:
+    """Close what may already be gone with its broker."""
+    try:
+        await closing
+    except TransportError as exc:
+        log.debug("closing on a broken link: %s", exc)
 
 
 def _record(letter: DeadLetter, by: str) -> Message:

@@ -19,12 +19,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._clock import Clock, SystemClock
-from .._exceptions import MessageError
+from .._exceptions import MessageError, TransportError
 from .._messages.codec import codec_for
 from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._transport import Subscription, Transport
 from ..discovery import EXPIRY, HEARTBEAT, REGISTRY_CHANNEL, Announcement
+from .deadletters import quietly
 
 __all__ = ["RegistryReader", "Topology", "announced", "read_announcement"]
 
@@ -121,8 +122,7 @@ def _add_instance(s: dict[str, Any], a: Announcement) -> None:
     s["p99_ms"] = max(s["p99_ms"], a.handler_p99_ms)
     s["healthy"] = s["healthy"] and a.healthy
     s["breakers"] += [
-        {"target": b.target, "state": b.state, "failure_rate": b.failure_rate}
-        for b in a.breakers
+        {"target": b.target, "state": b.state, "failure_rate": b.failure_rate} for b in a.breakers
     ]
 
 
@@ -160,8 +160,10 @@ class RegistryReader:
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
             sub = await self.transport.subscribe(REGISTRY_CHANNEL, group=self.group, start="latest")
-            stack.push_async_callback(self.transport.delete, REGISTRY_CHANNEL, group=self.group)
-            stack.push_async_callback(sub.close)
+            stack.push_async_callback(
+                quietly, self.transport.delete(REGISTRY_CHANNEL, group=self.group)
+            )
+            stack.push_async_callback(quietly, sub.close())
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
             reader = tasks.create_task(self._read(sub))
             stack.callback(reader.cancel)
@@ -174,12 +176,15 @@ class RegistryReader:
         await self._stack.aclose()
 
     async def _read(self, sub: Subscription) -> None:
-        async for delivery in sub:
-            announcement = read_announcement(delivery.message)
-            if announcement is not None:
-                self.topology.hear(announcement, self.clock.time())
-                self.heard.set()
-            await sub.ack(delivery)
+        try:
+            async for delivery in sub:
+                announcement = read_announcement(delivery.message)
+                if announcement is not None:
+                    self.topology.hear(announcement, self.clock.time())
+                    self.heard.set()
+                await sub.ack(delivery)
+        except TransportError as exc:  # the broker went away: the instances expire
+            log.warning("registry: stopped reading: %s", exc)
 
     def snapshot(self) -> dict[str, Any]:
         """The topology now."""
