@@ -5,10 +5,13 @@
 processes from a ``seawall.toml`` (see :mod:`seawall._up.command`); ``seawall
 projections`` shows and rebuilds CQRS projections (see
 :mod:`seawall._cli.projections`); ``seawall channels delete`` deletes a channel
-or one group of it (see :mod:`seawall._cli.channels`); ``seawall dlq`` lists, shows,
-redrives and purges dead letters (see :mod:`seawall._cli.dlq`); ``seawall send``,
-``publish`` and ``request`` put a message into a running system (see
-:mod:`seawall._cli.send`). ``seawall run
+or one group of it (see :mod:`seawall._cli.channels`); ``seawall ps`` lists the
+live service instances (:mod:`seawall._cli.ps`); ``seawall scale`` and
+``seawall restart --rolling`` command a running ``seawall up``
+(:mod:`seawall._cli.scale`); ``seawall dlq`` lists, shows, redrives and purges
+dead letters (see :mod:`seawall._cli.dlq`); ``seawall send``, ``publish`` and
+``request`` put a message into a running system (see :mod:`seawall._cli.send`);
+``seawall console`` serves the web console (see :mod:`seawall._cli.console`). ``seawall run
 module:attr`` imports ``attr`` from ``module`` and runs it in this process until
 SIGTERM or Ctrl-C, then drains gracefully (a second Ctrl-C exits at once). Its
 start line names the transport, and warns on ``memory://`` (see
@@ -45,7 +48,9 @@ from .console import console
 from .dlq import dlq
 from .observe import serve
 from .projections import projections
+from .ps import ps
 from .run import memory_warning, start_line
+from .scale import restart, scale
 from .send import publish, request, send
 
 __all__ = ["main"]
@@ -110,6 +115,9 @@ main.add_command(broker)
 main.add_command(channels)
 main.add_command(up)
 main.add_command(projections)
+main.add_command(ps)
+main.add_command(scale)
+main.add_command(restart)
 main.add_command(dlq)
 main.add_command(console)
 main.add_command(send)

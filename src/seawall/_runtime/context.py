@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from .._clock import timeout_at
 from .._exceptions import (
+    ConfigurationError,
     DeadlineExceeded,
     MessageError,
     RemoteError,
@@ -37,6 +38,7 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
+from ..discovery.registry import Registry
 from .middleware import Outgoing
 from .node import Node, payload_or_none
 from .replies import Done, Failure
@@ -159,6 +161,29 @@ class Reply(Generic[R]):
         return result
 
 
+def _registry(node: Node, route: str) -> Registry:
+    """The process's registry, which routing needs; a clear error if it has none."""
+    if node.discovery is None:
+        raise ConfigurationError(
+            f"route={route!r} picks among the live instances the registry announces, but "
+            "this system does not listen to the registry (System(registry=False), or a "
+            "TestSystem); leave route out to use the shared channel"
+        )
+    return node.discovery
+
+
+def _track(registry: Registry, instance: str, future: asyncio.Future[Any], sent: float) -> None:
+    """Count a routed request as outstanding at ``instance`` until its reply (or failure)."""
+    router = registry.router
+    router.started(instance)
+
+    def done(f: asyncio.Future[Any]) -> None:
+        ok = not f.cancelled() and f.exception() is None
+        router.finished(instance, registry.clock.time() - sent if ok else None)
+
+    future.add_done_callback(done)
+
+
 def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
     if into is not None and message.type not in (into.type_name, Failure.type_name):
         got = "no payload (the handler returned None)" if message.type == Done.type_name else None
@@ -254,8 +279,12 @@ class Context:
         not_before: float | None = None,
         priority: int = 0,
         deadline: float | None = None,
+        route: str | None = None,
     ) -> None:
         """One-way notification: put ``command`` on ``channel``; no reply is expected.
+
+        ``route`` picks the instance(s) instead of the shared channel (see
+        :mod:`seawall.discovery.routing`; ``"broadcast"`` sends to every live one).
 
         ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
         level on a channel declared with priority levels (higher first); past
@@ -271,7 +300,12 @@ class Context:
             subject=subject,
             deadline=deadline,
         )
-        if node.send_chains is None:
+        if route is not None:
+            for target, _ in _registry(node, route).targets(channel, route, key):
+                await node.transport.publish(
+                    target, message, not_before=not_before, priority=priority
+                )
+        elif node.send_chains is None:
             await node.transport.publish(channel, message, not_before=not_before, priority=priority)
         else:
             out = Outgoing(
@@ -315,6 +349,7 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        route: str | None = None,
     ) -> Reply[R]: ...
 
     @overload
@@ -327,6 +362,7 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        route: str | None = None,
     ) -> Reply[Any]: ...
 
     def request(
@@ -338,13 +374,30 @@ class Context:
         timeout: float | None = None,
         key: str | None = None,
         subject: str | None = None,
+        route: str | None = None,
     ) -> Reply[Any]:
         """Send ``command`` now and return its pending reply; ``await`` it at once or later.
 
         The reply decodes as ``returns`` (or by its type name). A failed handler
         raises :class:`RemoteError`; no reply in time raises :class:`DeadlineExceeded`.
+        A channel no service instance ever announced raises :class:`UnknownService`
+        at once, without sending. ``route`` picks one live instance instead of the
+        shared channel (see :mod:`seawall.discovery.routing`).
         """
         node = self._node
+        registry = node.discovery
+        instance = ""
+        if registry is not None:
+            registry.check(channel)
+            if route is not None:
+                if route == "broadcast":
+                    raise ConfigurationError(
+                        "a request takes one reply, so it cannot be broadcast; use "
+                        "ctx.gather(..., route='broadcast') or ctx.send(..., route='broadcast')"
+                    )
+                channel, instance = registry.targets(channel, route, key)[0]
+        elif route is not None:
+            _registry(node, route)
         deadline = self._deadline_for(timeout)
         message = node.envelope(
             command,
@@ -356,6 +409,8 @@ class Context:
             replyto=node.inbox,
         )
         future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+        if instance and registry is not None:
+            _track(registry, instance, future, node.clock.time())
         send = PendingSend(channel, message, future)
         node.sends.add(send)
         return Reply(node, channel, message, returns, send, future, deadline)
@@ -369,12 +424,19 @@ class Context:
         timeout: float,
         count: int | None = None,
         key: str | None = None,
+        route: str | None = None,
     ) -> list[R]:
         """Scatter-gather: publish ``request`` and collect replies until ``count`` or the deadline.
 
         Returns the replies that arrived (possibly none); failed responders are skipped.
+        ``route="broadcast"`` asks every live instance of the service on its own
+        channel (``count`` then defaults to how many there are).
         """
         node = self._node
+        targets = None
+        if route is not None:
+            targets = [t for t, _ in _registry(node, route).targets(channel, route, key)]
+            count = len(targets) if count is None else count
         message = node.envelope(
             request,
             source=self.service,
@@ -385,7 +447,10 @@ class Context:
         )
         future = node.replies.expect(message.id, count, message.deadline_ts(), node.clock.time())
         try:
-            if node.send_chains is None:
+            if targets is not None:
+                for target in targets:
+                    await node.transport.publish(target, message)
+            elif node.send_chains is None:
                 await node.transport.publish(channel, message)
             else:
                 out = Outgoing(

@@ -25,6 +25,7 @@ from .._messages.payload import Kind, Payload, TypeRegistry, major, schema_uri, 
 from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
+from ..discovery.registry import Registry
 from .lifespan import Resources
 from .middleware import AroundSend, NextSend, Outgoing, compose_send
 from .replies import Done, Failure, ReplyTable
@@ -66,6 +67,8 @@ class Node:
         """What the lifespans yielded, for ``ctx.resource(fn)``."""
         self.send_chains: dict[str, NextSend] | None = None
         """Around-send chains by sending service (``""``: everyone else); None: no middleware."""
+        self.discovery: Registry | None = None
+        """What this process heard on the service registry (None: it does not listen)."""
         self._schemas: dict[type[Payload], str] = {}
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)

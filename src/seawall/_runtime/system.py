@@ -42,6 +42,7 @@ from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
+from .presence import Presence
 from .service import Service
 from .supervisor import RestartIntensity, Supervisor
 
@@ -69,8 +70,15 @@ class System:
         on_failure: FailureHook | None = None,
         middleware: Sequence[Middleware] = (),
         lifespan: Sequence[LifespanFunction] = (),
+        registry: bool = True,
+        name: str = "",
     ) -> None:
         self.services = list(services)
+        self.name = name
+        """The system's name, as announced (``seawall.toml``'s name, or empty)."""
+        self.announces = registry
+        """Announce on the registry channel and listen to it (see :mod:`.presence`)."""
+        self.presence: Presence | None = None
         self.transport_url = transport if isinstance(transport, str) else None
         """The URL the transport was made from; None when a transport object was given."""
         self.clock = clock or SystemClock()
@@ -186,6 +194,9 @@ class System:
             self._node.use_send_layers(
                 self.send_layers, {s.name: s.send_layers for s in self.services}
             )
+            if self.announces:
+                self.presence = Presence(self._node, self.services, system=self.name)
+                self._node.discovery = self.presence.registry
             await self._declare()
             await self._open_lifespans(stack)
             self._supervisor = await stack.enter_async_context(
@@ -225,12 +236,16 @@ class System:
             await self.transport.declare(
                 ChannelSpec(name=service.name, partitions=service.partitions)
             )
+        if self.presence is not None:
+            await self.presence.declare()
 
     def _start(self) -> None:
         assert self._supervisor is not None
         self._supervisor.start(f"{self.instance}:inbox", self._run_inbox)
+        presence = self.presence
         for service in self.services:
-            for spec in service.subscriptions.values():
+            own = [] if presence is None else presence.instance_subscriptions(service)
+            for spec in [*service.subscriptions.values(), *own]:
                 dispatcher = Dispatcher(
                     self.node,
                     service.name,
@@ -241,6 +256,8 @@ class System:
                 )
                 self.dispatchers.append(dispatcher)
                 self._supervisor.start(dispatcher.name, dispatcher.run)
+        if presence is not None:
+            presence.start(self._supervisor, self.dispatchers)
 
     async def _wait_ready(self) -> None:
         """Return once every dispatcher and the inbox have subscribed."""
@@ -279,6 +296,8 @@ class System:
     async def _drain(self) -> None:
         """Stop intake everywhere, let in-flight work finish, then stop the inbox."""
         self._phase = "draining"
+        if self.presence is not None:
+            await self.presence.leave()
         for dispatcher in self.dispatchers:
             dispatcher.stop()
         supervisor = self._supervisor

@@ -42,6 +42,7 @@ from ..observability.options import (
 )
 from .config import UpConfig, load_up_config
 from .console import web_console
+from .control import Control
 from .metrics import UpSource
 from .processes import Up
 from .status import Rates, handled_by_service, status_lines, status_table
@@ -84,6 +85,7 @@ async def run_up(
         async with (
             _probes(system, metrics, console),
             system,
+            Control(system),
             web_console(system, web, operator_token, say),
         ):
             for line in where_lines(system):

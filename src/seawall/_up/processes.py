@@ -15,13 +15,12 @@ crashes more often than the :class:`~seawall.RestartIntensity` allows is given
 up on, and one whose target does not load stops the system at once (restarts
 cannot help); either way :attr:`Up.gave_up` is set so the owner can stop the
 system, and :attr:`Up.failure` says why. :meth:`Up.kill` ends everything at
-once (a second Ctrl-C). Leaving
-``async with`` (or :meth:`Up.stop`) stops gracefully: SIGTERM to every service
-process, which drains; SIGKILL to those still running after the grace period;
-the broker last, the same way. The embedded broker is supervised like the
-services: if it dies it is started again on the same data and socket, and the
-services' links reconnect. Every child holds a
-:class:`~seawall._up.lifeline.Lifeline` to the supervisor, so if the supervisor
+once (a second Ctrl-C). Leaving ``async with`` (or :meth:`Up.stop`) stops
+gracefully: SIGTERM to every service process, which drains; SIGKILL to those
+still running after the grace period; the broker last, the same way. The
+embedded broker is supervised like the services: if it dies it is started again
+on the same data and socket, and the services' links reconnect. Every child
+holds a :class:`~seawall._up.lifeline.Lifeline` to the supervisor, so if the supervisor
 dies, even by SIGKILL, the children stop the way SIGTERM stops them instead of
 living on as orphans. Children write their counters to status files (see
 :mod:`seawall._up.child`) that :meth:`Up.instances` reads back.
@@ -110,6 +109,7 @@ class Instance:
     """Where the running process's lines start in its log file (which earlier ones share)."""
     last_words: list[str] = field(default_factory=list, repr=False)
     """The last log lines of the previous process, told of when it exited."""
+    retired: bool = False  # scaled down or replaced (seawall._up.control): not started again
 
     @property
     def name(self) -> str:
@@ -382,7 +382,7 @@ class Up:
         """Run one instance and start it again each time it exits, until stopping or giving up."""
         spec = self._specs[instance.service]
         tracker = RestartTracker(self.config.intensity)
-        while not self._stopping.is_set():
+        while not (self._stopping.is_set() or instance.retired):
             instance.state = "starting"
             process = instance.process = await self._spawn(instance, spec)
             instance.pid = process.pid
@@ -393,7 +393,7 @@ class Up:
             instance._carry()
             self.status_file(instance).unlink(missing_ok=True)
             instance.exit_codes.append(code)
-            if self._stopping.is_set():
+            if self._stopping.is_set() or instance.retired:
                 break
             if code == EXIT_UNLOADABLE:
                 self._unloadable(instance, spec)

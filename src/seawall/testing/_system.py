@@ -119,6 +119,7 @@ class TestSystem:
             clock=self.clock,
             grace=grace,
             on_failure=self._record_failure,
+            registry=False,  # no heartbeats: the virtual clock would never find the system idle
         )
         self._stack = contextlib.AsyncExitStack()
 

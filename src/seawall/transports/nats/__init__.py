@@ -102,7 +102,7 @@ import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, Unpack
@@ -128,6 +128,7 @@ from ..._transport import (
 )
 from ..._transport.assignment import token
 from ..._transport.publishing import until_stored
+from ...discovery import Announcement
 from .._options import NatsOptions, NatsSettings
 
 try:
@@ -149,6 +150,7 @@ from ._layout import Stream, deliver_policy, stream_subjects
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
+from .micro import Micro
 
 __all__ = ["NatsOptions", "NatsSubscription", "NatsTransport"]
 
@@ -216,6 +218,7 @@ class NatsTransport:
         # requests of its old connection have expired: NAKed once that has passed.
         self._parked: list[tuple[float, Msg]] = []
         self._kv: KeyValue | None = None
+        self._micro: Micro | None = None
         self._closed = False
         durable = Durability.REPLICATED if replicas >= 3 else Durability.WRITTEN
         self._capabilities = Capabilities(
@@ -678,9 +681,18 @@ class NatsTransport:
         async with asyncio.timeout(5.0):
             await self._broke.wait()
 
+    async def announced(self, announcements: Sequence[Announcement]) -> None:
+        """Answer NATS micro's ``$SRV.PING/INFO/STATS`` for these instances (see :mod:`.micro`)."""
+        await self.link()
+        if self._micro is None:
+            self._micro = Micro(lambda: self.client)
+        await self._micro.update(announcements)
+
     async def close(self) -> None:
         if self._closed:
             return
+        if self._micro is not None and self._client is not None:
+            await self._micro.close()
         for sub in list(self._subs):
             await sub.close()
         for core in list(self._core_subs):

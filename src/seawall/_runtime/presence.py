@@ -1,0 +1,138 @@
+"""A system's presence on the registry: what it announces, and what it hears.
+
+:class:`Presence` describes each service instance of a running system as an
+:class:`~seawall.discovery.Announcement` (its subscriptions and message types,
+host and pid, and load read from the dispatchers' :class:`~.dispatcher.Stats`:
+in flight, handled per second between two beats, handler p50/p99 from the
+dispatchers' sampled timings), and runs the
+:class:`~seawall.discovery.Announcer` and the
+:class:`~seawall.discovery.RegistryReader` as two supervised children. Its
+:class:`~seawall.discovery.Registry` is what ``ctx.request`` asks before it
+sends. The mechanism lives in :mod:`seawall.discovery`; this is the wiring.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import replace
+
+from .._transport import ChannelSpec
+from ..discovery import Announcement, Announcer, Handles, Registry, RegistryReader
+from ..discovery.routing import instance_channel
+from .dispatcher import Dispatcher
+from .node import Node
+from .service import Service, Subscription
+from .supervisor import Supervisor
+
+__all__ = ["Presence"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("seawall")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return ""
+
+
+class Presence:
+    """Announces a system's service instances and keeps its view of the others."""
+
+    def __init__(self, node: Node, services: Sequence[Service], *, system: str) -> None:
+        self.node = node
+        self.services = list(services)
+        self.system = system
+        self.host = socket.gethostname()
+        self.started_at = node.clock.time()
+        self.registry = Registry(node.clock, host=self.host)
+        self.dispatchers: list[Dispatcher] = []
+        self._version = _version()
+        self._last: dict[str, tuple[float, int]] = {}
+        self.announcer = Announcer(node.transport, node.clock, self.describe, also=self._hear_own)
+        self.reader = RegistryReader(
+            node.transport,
+            node.clock,
+            instance=node.instance,
+            roster=self.registry.roster,
+            own=lambda a: a.instance == node.instance,
+        )
+
+    def instance_subscriptions(self, service: Service) -> list[Subscription]:
+        """The subscription of this instance's own channel: the command channel's handlers."""
+        return [
+            replace(
+                spec, channel=instance_channel(service.name, self.node.instance), start="latest"
+            )
+            for spec in service.subscriptions.values()
+            if spec.is_command_channel
+        ]
+
+    async def declare(self) -> None:
+        """Declare each service's instance channel (ephemeral: it goes with the instance)."""
+        for service in self.services:
+            for spec in self.instance_subscriptions(service):
+                await self.node.transport.declare(ChannelSpec(name=spec.channel, ephemeral=True))
+
+    def start(self, supervisor: Supervisor, dispatchers: Sequence[Dispatcher]) -> None:
+        """Hear this system's own instances at once, then announce and listen."""
+        self.dispatchers = list(dispatchers)
+        self._hear_own(self.describe())
+        supervisor.start(f"{self.node.instance}:announce", self.announcer.run)
+        supervisor.start(f"{self.node.instance}:registry", self.reader.run)
+
+    async def leave(self) -> None:
+        """Say ``leaving`` once, so readers drop these instances at once."""
+        await self.announcer.beat(leaving=True)
+
+    def describe(self) -> list[Announcement]:
+        """One announcement per service of the system, as of now."""
+        now = self.node.clock.time()
+        return [self._announcement(service, now) for service in self.services]
+
+    def _announcement(self, service: Service, now: float) -> Announcement:
+        mine = [d for d in self.dispatchers if d.service == service.name]
+        handled = sum(d.stats.handled for d in mine)
+        then, before = self._last.get(service.name, (self.started_at, 0))
+        self._last[service.name] = (now, handled)
+        p50, p99 = _percentiles([t for d in mine for t in d.stats.timings])
+        has_inbox = any(spec.is_command_channel for spec in service.subscriptions.values())
+        return Announcement(
+            service=service.name,
+            instance=self.node.instance,
+            system=self.system,
+            host=self.host,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            seawall_version=self._version,
+            handles=tuple(_handles(spec) for spec in service.subscriptions.values()),
+            inbox=instance_channel(service.name, self.node.instance) if has_inbox else "",
+            in_flight=sum(d.in_flight for d in mine),
+            handled=handled,
+            failed=sum(d.stats.failed for d in mine),
+            dead_lettered=sum(d.stats.dead_lettered for d in mine),
+            handled_per_s=(handled - before) / (now - then) if now > then else 0.0,
+            handler_p50_ms=p50,
+            handler_p99_ms=p99,
+        )
+
+    def _hear_own(self, announcements: Sequence[Announcement]) -> None:
+        now = self.node.clock.time()
+        for announcement in announcements:
+            self.registry.roster.feed(announcement, now)
+
+
+def _handles(spec: Subscription) -> Handles:
+    types = sorted(f"{cls.type_name}@{cls.type_version}" for cls in spec.handlers)
+    return Handles(channel=spec.channel, group=spec.group, types=tuple(types))
+
+
+def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99 of handler times (seconds) in milliseconds; zeros with no samples."""
+    if not samples:
+        return 0.0, 0.0
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+    return ordered[last // 2] * 1000, ordered[round(last * 0.99)] * 1000

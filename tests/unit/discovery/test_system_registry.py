@@ -1,0 +1,118 @@
+"""A running system on the registry: what it announces, UnknownService, routing.
+
+Real systems over one memory transport on the real clock (heartbeats are one
+second apart, so these take a second or two).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from seawall import (
+    Command,
+    ConfigurationError,
+    Document,
+    MemoryTransport,
+    Service,
+    System,
+    UnknownService,
+)
+from seawall.discovery import Announcement, Registry
+
+
+class Ping(Command, frozen=True):
+    n: int
+
+
+class Pong(Document, frozen=True):
+    n: int
+    by: str
+
+
+def echo(name: str = "echo", *, delay: float = 0.0) -> Service:
+    service = Service(name)
+
+    @service.command
+    async def ping(cmd: Ping) -> Pong:
+        await asyncio.sleep(delay)
+        return Pong(n=cmd.n, by=str(os.getpid()))
+
+    return service
+
+
+def registry(system: System) -> Registry:
+    assert system.presence is not None
+    return system.presence.registry
+
+
+async def until_ready(system: System) -> None:
+    roster = registry(system).roster
+    for _ in range(300):
+        if roster.ready(system.clock.time()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the roster never caught up with the registry channel")
+
+
+async def test_a_system_announces_its_services_and_says_when_it_leaves() -> None:
+    transport = MemoryTransport()
+    async with System(transport=transport) as watcher:
+        async with System(echo(), transport=transport, name="demo") as served:
+            reply = await served.context().request("echo", Ping(n=1), returns=Pong)
+            assert reply.n == 1
+            await asyncio.sleep(1.2)  # one more beat carries the load figures
+            (seen,) = registry(watcher).live("echo")
+            assert isinstance(seen, Announcement)
+            assert (seen.instance, seen.system, seen.pid) == (served.instance, "demo", os.getpid())
+            assert seen.handled == 1
+            assert seen.handler_p99_ms > 0
+            assert seen.inbox == f"echo.@{served.instance}"
+            (handles,) = seen.handles
+            assert (handles.channel, handles.types) == ("echo", ("Ping@1.0.0",))
+        await asyncio.sleep(0.05)
+        assert registry(watcher).live("echo") == []  # leaving: gone before any expiry
+
+
+async def test_a_request_to_a_service_never_announced_fails_at_once() -> None:
+    async with System(echo(), transport=MemoryTransport()) as system:
+        await until_ready(system)
+        with pytest.raises(UnknownService, match="'echoo'"):
+            system.context().request("echoo", Ping(n=1), returns=Pong)
+        assert (await system.context().request("echo", Ping(n=2), returns=Pong)).n == 2
+
+
+async def test_a_known_but_absent_service_still_gets_its_requests_queued() -> None:
+    transport = MemoryTransport()
+    async with System(echo(), transport=transport):
+        pass  # it ran once, announced itself, and left
+    async with System(transport=transport) as caller:
+        await until_ready(caller)  # a fresh caller: it learns "echo" from the replay
+        assert registry(caller).live("echo") == []
+        reply = caller.context().request("echo", Ping(n=3), returns=Pong, timeout=10)
+        await asyncio.sleep(0.1)
+        async with System(echo(), transport=transport):
+            assert (await reply).n == 3
+
+
+async def test_routed_requests_reach_the_chosen_instance() -> None:
+    transport = MemoryTransport()
+    async with (
+        System(echo(), transport=transport) as one,
+        System(echo(), transport=transport) as two,
+        System(transport=transport) as caller,
+    ):
+        await asyncio.sleep(1.1)
+        live = {a.instance for a in registry(caller).live("echo")}
+        assert live == {one.instance, two.instance}
+        ctx = caller.context()
+        for route in ("round-robin", "least-outstanding", "lowest-latency", "sticky"):
+            assert (await ctx.request("echo", Ping(n=4), returns=Pong, route=route)).n == 4
+        handled = {s.instance: sum(d.stats.handled for d in s.dispatchers) for s in (one, two)}
+        assert all(n >= 1 for n in handled.values())  # round robin reached both
+        replies = await ctx.gather("echo", Ping(n=5), returns=Pong, timeout=5, route="broadcast")
+        assert len(replies) == 2
+        with pytest.raises(ConfigurationError, match="broadcast"):
+            ctx.request("echo", Ping(n=6), route="broadcast")
