@@ -11,6 +11,6 @@ shipped in the package, live over server-sent events).
 from __future__ import annotations
 
 from .deadletters import OPERATOR_GROUP, DeadLetter, DeadLetterView, Filter
-from .topology import RegistryReader, Topology
+from .topology import RegistryWatch, Topology
 
-__all__ = ["OPERATOR_GROUP", "DeadLetter", "DeadLetterView", "Filter", "RegistryReader", "Topology"]
+__all__ = ["OPERATOR_GROUP", "DeadLetter", "DeadLetterView", "Filter", "RegistryWatch", "Topology"]

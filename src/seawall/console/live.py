@@ -1,7 +1,7 @@
 """What the console page shows, kept live: the topology and the dead letters, and the
 two things an operator may do to them.
 
-:class:`Console` reads the registry (:class:`~.topology.RegistryReader`) and
+:class:`Console` reads the registry (:class:`~.topology.RegistryWatch`) and
 holds a :class:`~.deadletters.DeadLetterView` open on the dead-letter channel
 of every group the registry announces (and of those named up front), so a new
 dead letter shows as soon as it is published. :meth:`Console.state` is the
@@ -24,7 +24,7 @@ from .._messages.payload import TypeRegistry
 from .._transport import Transport
 from .deadletters import DeadLetterView, Filter, dead_letter_channels, dlq_name
 from .describe import describe
-from .topology import RegistryReader
+from .topology import RegistryWatch
 
 __all__ = ["Console", "Refused"]
 
@@ -60,7 +60,7 @@ class Console:
         self.token = token
         self.registry = registry
         self.where = where
-        self.reader = RegistryReader(transport)
+        self.reader = RegistryWatch(transport)
         self.views: dict[str, DeadLetterView] = {}
         self._wanted = {dlq_name(n) for n in dlqs}
         self._stack = contextlib.AsyncExitStack()

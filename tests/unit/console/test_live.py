@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import httpx
@@ -13,17 +14,15 @@ import pytest
 from seawall import (
     Command,
     MemoryTransport,
-    Message,
     RetryPolicy,
     Service,
     System,
     Transport,
-    uuid7,
 )
-from seawall._messages.codec import JSON
 from seawall.console.live import Console
 from seawall.console.web import app
 from seawall.discovery import REGISTRY_CHANNEL, Announcement, Handles
+from seawall.discovery.channel import encode
 
 
 class Charge(Command, frozen=True):
@@ -38,14 +37,7 @@ async def announce(transport: Transport, service: str, channel: str) -> None:
         instance=f"{service}-1",
         handles=(Handles(channel=channel, group=service),),
     )
-    message = Message(
-        id=uuid7(),
-        type=Announcement.type_name,
-        source=service,
-        kind="document",
-        data=JSON.encode(beat),
-    )
-    await transport.publish(REGISTRY_CHANNEL, message)
+    await transport.publish(REGISTRY_CHANNEL, encode(beat, time.time()))
 
 
 async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
