@@ -146,15 +146,25 @@ async function act(action, letter) {
   }
 }
 
+// A section is drawn again only when what it shows changed, so that a button is not
+// replaced under the pointer once a second.
+const drawn = {};
+function redraw(name, data, draw) {
+  const text = JSON.stringify(data);
+  if (drawn[name] === text) return;
+  drawn[name] = text;
+  draw(data);
+}
+
 function render(state) {
   current = state;
   $("#where").textContent = state.where;
   $("#operator").hidden = !state.operator;
   $("#readonly").hidden = state.operator;
-  renderTopology(state.topology);
-  renderServices(state.topology.services);
-  renderChannels(state.topology.channels);
-  renderDeadLetters(state.dead_letters);
+  redraw("topology", state.topology, renderTopology);
+  redraw("services", state.topology.services, renderServices);
+  redraw("channels", state.topology.channels, renderChannels);
+  redraw("dead", state.dead_letters, renderDeadLetters);
 }
 
 function connect() {
