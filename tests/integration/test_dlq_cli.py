@@ -1,37 +1,29 @@
 """The ``seawall request|send`` and ``seawall dlq`` commands against a running ``seawall up``.
 
-Real processes: ``seawall up`` runs the echo service of :mod:`tests.apps.up_app`
-behind a ``listen`` address; each command is its own ``python -m seawall``
-process, as an operator types it.
+``seawall up`` runs the echo service of :mod:`tests.apps.up_app` in real
+processes behind a ``listen`` address; each command runs as click runs it, in
+the test's process, as a client of that broker.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from click.testing import CliRunner, Result
 from tests.brokers import free_port
-from tests.commands import ROOT, Command
+from tests.commands import Command
+
+from seawall._cli import main
 
 pytestmark = pytest.mark.slow
 
 
-def seawall(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """One ``seawall`` command, run to its end."""
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'src'}", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "seawall", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def seawall(*args: str, stdin: str = "") -> Result:
+    """One ``seawall`` command, run to its end (in this process: the CLI as click runs it)."""
+    return CliRunner().invoke(main, list(args), input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_request_prints_the_reply_of_the_running_service(up: str) -> None:
     done = seawall("request", "echo", "Ping", '{"n": 7}', "--transport", up)
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     assert done.stdout.startswith("Pong from echo:"), done.stdout
     assert '"n": 7' in done.stdout
     assert '"pid": ' in done.stdout
@@ -59,13 +51,13 @@ def test_request_prints_the_reply_of_the_running_service(up: str) -> None:
 
 def test_request_with_a_body_that_is_not_json_is_refused_before_sending(up: str) -> None:
     done = seawall("request", "echo", "Ping", "{n: 7}", "--transport", up)
-    assert done.returncode == 2
-    assert "Invalid value for JSON: not JSON" in done.stderr
+    assert done.exit_code == 2
+    assert "Invalid value for JSON: not JSON" in done.output
 
 
 def test_a_malformed_send_is_listed_shown_redriven_once_and_purged(up: str) -> None:
     sent = seawall("send", "echo", "Ping", '{"n": "seven"}', "--transport", up)
-    assert sent.returncode == 0, sent.stderr
+    assert sent.exit_code == 0, sent.output
     message_id = sent.stdout.split()[2]
     listed = _until(lambda: seawall("dlq", "ls", "echo", "--transport", up), "1 dead letter")
     assert "echo.dlq: 1 dead letter(s) (1 decode-error); oldest " in listed.stdout
@@ -90,16 +82,16 @@ def test_a_malformed_send_is_listed_shown_redriven_once_and_purged(up: str) -> N
     assert "echo.dlq: 1 dead letter(s)" in seawall("dlq", "ls", "echo", "--transport", up).stdout
 
     refused = seawall("dlq", "purge", "echo", "--transport", up, stdin="n\n")
-    assert refused.returncode == 1
-    assert "Aborted" in refused.stderr
+    assert refused.exit_code == 1
+    assert "Aborted" in refused.output
     purged = seawall("dlq", "purge", "echo", "--yes", "--transport", up)
     assert purged.stdout.strip() == "1 dead letter(s) of echo.dlq purged"
     assert seawall("dlq", "ls", "echo", "--transport", up).stdout.strip() == "echo.dlq: empty"
 
 
-def _until(run: object, wanted: str, seconds: float = 20.0) -> subprocess.CompletedProcess[str]:
+def _until(run: Callable[[], Result], wanted: str, seconds: float = 20.0) -> Result:
     end = time.monotonic() + seconds
     while True:
-        done: subprocess.CompletedProcess[str] = run()  # type: ignore[operator]
+        done = run()
         if wanted in done.stdout or time.monotonic() > end:
             return done
