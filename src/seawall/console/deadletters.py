@@ -86,6 +86,18 @@ class DeadLetter:
 
     dlq: str
     message: Message
+    key: str = dataclasses.field(init=False)
+    """This dead letter's identity: its message id, body and dead-letter headers.
+
+    Distinct messages may share an id (any producer picks one), and one message may be
+    dead-lettered twice (redriven, then failing again): each is its own key.
+    """
+
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(self.message.data, digest_size=8)
+        for name in sorted(self.message.headers):
+            digest.update(f"\0{name}\0{self.message.headers[name]}".encode())
+        object.__setattr__(self, "key", f"{self.message.id}.{digest.hexdigest()}")
 
     def _header(self, name: str) -> str:
         return self.message.headers.get(name, "")
@@ -123,18 +135,6 @@ class DeadLetter:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(text)
         return None
-
-    @property
-    def key(self) -> str:
-        """This dead letter's identity: its message id, body and dead-letter headers.
-
-        Distinct messages may share an id (any producer picks one), and one message
-        may be dead-lettered twice (redriven, then failing again): each is its own key.
-        """
-        digest = hashlib.blake2b(self.message.data, digest_size=8)
-        for name in sorted(self.message.headers):
-            digest.update(f"\0{name}\0{self.message.headers[name]}".encode())
-        return f"{self.message.id}.{digest.hexdigest()}"
 
     def redriven(self) -> Message:
         """The message to send back: dead-letter headers gone, :data:`REDRIVE_OF` added."""

@@ -30,6 +30,8 @@ __all__ = ["Console", "Refused"]
 
 log = logging.getLogger("seawall.console")
 
+SHOWN = 200
+"""Most dead letters the page shows at once (``seawall dlq show`` shows them all)."""
 WATCH_EVERY = 1.0
 """Seconds between two looks for new groups whose dead letters to watch."""
 
@@ -65,6 +67,7 @@ class Console:
         self._wanted = {dlq_name(n) for n in dlqs}
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
+        self._described: dict[str, dict[str, Any]] = {}
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
@@ -99,19 +102,23 @@ class Console:
             self.views[dlq] = view
 
     def state(self) -> dict[str, Any]:
-        """The whole page as plain data."""
-        letters = [
-            describe(letter, self.registry)
-            for _, view in sorted(self.views.items())
-            for letter in view.letters
-        ]
+        """The whole page as plain data (the first :data:`SHOWN` dead letters of them all)."""
+        letters = [letter for _, view in sorted(self.views.items()) for letter in view.letters]
+        described = {
+            k: self._described[k] for k in (x.key for x in letters) if k in self._described
+        }
+        for letter in letters[:SHOWN]:
+            if letter.key not in described:
+                described[letter.key] = describe(letter, self.registry)
+        self._described = described  # described once each, while held
         return {
             "time": time.time(),
             "where": self.where,
             "operator": self.token is not None,
             "topology": self.reader.snapshot(),
             "dead_letter_channels": sorted(self.views),
-            "dead_letters": letters,
+            "dead_letter_count": len(letters),
+            "dead_letters": [described[x.key] for x in letters[:SHOWN]],
         }
 
     def check(self, action: str, given: str | None, who: str) -> None:

@@ -102,7 +102,9 @@ function renderTopology(topology) {
 }
 
 function renderDeadLetters(letters) {
-  $("#dead-count").textContent = `${letters.length} waiting`;
+  const total = current ? current.dead_letter_count : letters.length;
+  const more = total > letters.length ? ` (the first ${letters.length} shown)` : "";
+  $("#dead-count").textContent = `${total} waiting${more}`;
   fill($("#dead-letters tbody"), letters.map((d) => {
     const show = el("button", { class: "show", type: "button" }, "show");
     show.onclick = () => { shown = shown === d.key ? null : d.key; renderDetails(); };
@@ -164,7 +166,7 @@ function render(state) {
   redraw("topology", state.topology, renderTopology);
   redraw("services", state.topology.services, renderServices);
   redraw("channels", state.topology.channels, renderChannels);
-  redraw("dead", state.dead_letters, renderDeadLetters);
+  redraw("dead", [state.dead_letter_count, state.dead_letters], () => renderDeadLetters(state.dead_letters));
 }
 
 function connect() {
