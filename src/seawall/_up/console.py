@@ -25,7 +25,10 @@ async def web_console(
         return
     from ..console.web import open_console  # the web stack is an optional extra
 
-    async with open_console(up.transport_url, listen, token=token) as page:
+    def restarts() -> dict[int, int]:  # the supervisor here restarts processes
+        return {i.pid: i.restarts for i in up.instances if i.pid is not None}
+
+    async with open_console(up.transport_url, listen, token=token, restarts=restarts) as page:
         mode = "operator token set" if token else "read-only: no operator token"
         say(f"seawall up: console on {page} ({mode})")
         yield

@@ -16,7 +16,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -57,8 +57,11 @@ class Console:
         registry: TypeRegistry | None = None,
         dlqs: Iterable[str] = (),
         where: str = "",
+        restarts: Callable[[], Mapping[int, int]] | None = None,
     ) -> None:
+        """``restarts``: by pid, the restarts of the processes a supervisor runs."""
         self.transport = transport
+        self.restarts = restarts
         self.token = token
         self.registry = registry
         self.where = where
@@ -115,7 +118,7 @@ class Console:
             "time": time.time(),
             "where": self.where,
             "operator": self.token is not None,
-            "topology": self.reader.snapshot(),
+            "topology": self.reader.snapshot(self.restarts() if self.restarts else None),
             "dead_letter_channels": sorted(self.views),
             "dead_letter_count": len(letters),
             "dead_letters": [described[x.key] for x in letters[:SHOWN]],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -47,17 +48,22 @@ class Topology:
         found = [e.announcement for e in self.roster.live(now)]
         return sorted(found, key=lambda a: (a.service, a.instance))
 
-    def snapshot(self, now: float) -> dict[str, Any]:
+    def snapshot(self, now: float, restarts: Mapping[int, int] | None = None) -> dict[str, Any]:
         """The system as plain data: services, channels and arrows (for the page)."""
-        return draw(self.live(now))
+        return draw(self.live(now), restarts)
 
 
-def draw(live: list[Announcement]) -> dict[str, Any]:
-    """Services, channels, groups and arrows (sends → channel → handled by) of ``live``."""
+def draw(live: list[Announcement], restarts: Mapping[int, int] | None = None) -> dict[str, Any]:
+    """Services, channels, groups and arrows (sends → channel → handled by) of ``live``.
+
+    ``restarts``: by pid, the restarts a supervisor outside the instances counted (``seawall
+    up`` restarts processes; an instance counts only its own supervisor's restarts).
+    """
     services: dict[str, dict[str, Any]] = {}
     channels: dict[str, dict[str, Any]] = {}
     for a in live:
-        _add_instance(services.setdefault(a.service, _service(a.service)), a)
+        s = services.setdefault(a.service, _service(a.service))
+        _add_instance(s, a, (restarts or {}).get(a.pid, 0))
         for h in a.handles:
             c = channels.setdefault(h.channel, _channel(h.channel))
             c["groups"].setdefault(h.group, set()).add(a.service)
@@ -98,12 +104,13 @@ def _service(name: str) -> dict[str, Any]:
     }
 
 
-def _add_instance(s: dict[str, Any], a: Announcement) -> None:
+def _add_instance(s: dict[str, Any], a: Announcement, restarted: int) -> None:
     s["instances"].append(
         {"instance": a.instance, "host": a.host, "pid": a.pid, "healthy": a.healthy}
     )
     for counter in ("handled", "failed", "dead_lettered", "restarts"):
         s[counter] += getattr(a, counter)
+    s["restarts"] += restarted
     s["rate"] += a.handled_per_s
     s["p50_ms"] = max(s["p50_ms"], a.handler_p50_ms)
     s["p99_ms"] = max(s["p99_ms"], a.handler_p99_ms)
@@ -174,9 +181,9 @@ class RegistryWatch:
         except TransportError as exc:  # the broker went away: the instances expire
             log.warning("registry: stopped reading: %s", exc)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, restarts: Mapping[int, int] | None = None) -> dict[str, Any]:
         """The topology now."""
-        return self.topology.snapshot(self.clock.time())
+        return self.topology.snapshot(self.clock.time(), restarts)
 
 
 async def announced(transport: Transport, seconds: float = HEARTBEAT * 1.5) -> list[Announcement]:

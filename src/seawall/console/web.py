@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -137,12 +137,21 @@ async def open_console(
     token: str | None = None,
     registry: TypeRegistry | None = None,
     dlqs: Iterable[str] = (),
+    restarts: Callable[[], Mapping[int, int]] | None = None,
 ) -> AsyncIterator[str]:
     """The console of the system on transport ``url``, served on ``listen``; yields the page URL."""
     transport = connect(url)
     try:
+        console = Console(
+            transport,
+            token=token,
+            registry=registry,
+            dlqs=dlqs,
+            where=redact(url),
+            restarts=restarts,
+        )
         async with (
-            Console(transport, token=token, registry=registry, dlqs=dlqs, where=redact(url)) as c,
+            console as c,
             serve(c, *listen) as page,
         ):
             yield page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from seawall.console import Topology
+from seawall.console.topology import draw
 from seawall.discovery import EXPIRY, Announcement, BreakerState, Handles
 
 
@@ -59,3 +60,9 @@ def test_an_instance_is_forgotten_after_the_expiry_or_at_once_when_leaving() -> 
     assert [a.instance for a in topology.live(EXPIRY + 0.1)] == ["b-1"]
     topology.hear(beat("b", "b-1", leaving=True), EXPIRY + 0.2)
     assert topology.live(EXPIRY + 0.2) == []
+
+
+def test_restarts_a_supervisor_outside_counted_are_added_by_pid() -> None:
+    live = [beat("kitchen", "k-1", pid=101), beat("kitchen", "k-2", pid=102, restarts=1)]
+    [kitchen] = draw(live, {101: 2, 999: 5})["services"]
+    assert kitchen["restarts"] == 3  # 2 by seawall up for pid 101, 1 inside k-2
