@@ -111,6 +111,13 @@ SECTIONS = (
         quick=("--count", "5000", "--rounds", "1"),
     ),
     Section(
+        "routing",
+        "Routing (issue 16): request p99 with one of three instances slowed 10x, "
+        "least-outstanding and lowest-latency beside the shared channel, same run (NATS)",
+        "benchmarks.routing",
+        quick=("--rounds", "1", "--seconds", "2"),
+    ),
+    Section(
         "eventsourcing",
         "Event store and projections beside the eventsourcing library (issue 5)",
         "benchmarks.es_compare",

@@ -2,7 +2,7 @@
 
 ``ledger`` (channel ``REGISTRY_TEST_SERVICE``, default ``ledger``) answers
 :class:`Record` with its pid and, when ``REGISTRY_TEST_OUT`` names a file,
-appends the record's id to it once handled (the delivered side of a queue
+appends the record's id and the handling pid to it once handled (the delivered side of a queue
 checker: the test compares it with the ids it got an acknowledgement for).
 ``relay`` takes :class:`Forward` and sends a :class:`Record` on to the ledger,
 so a system of two services has work crossing between them.
@@ -44,7 +44,7 @@ def ledger() -> Service:
     async def record(cmd: Record) -> Recorded:
         if cmd.seconds:
             await asyncio.sleep(cmd.seconds)
-        _note(cmd.id)
+        _note(f"{cmd.id} {os.getpid()}")
         return Recorded(id=cmd.id, pid=os.getpid())
 
     return service

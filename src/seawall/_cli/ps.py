@@ -32,7 +32,7 @@ from .._transport.options import redact
 from .._transport.schemes import connect
 from .._up.config import load_up_config
 from .._up.control import running_broker
-from ..discovery import EXPIRY, HEARTBEAT, Announcement, RegistryReader, Roster
+from ..discovery import HEARTBEAT, Announcement, RegistryReader, Roster
 
 __all__ = ["broker_url", "listen", "ps"]
 
@@ -99,7 +99,7 @@ async def listen(url: str, seconds: float) -> list[Announcement]:
     transport = connect(url, clock=clock)
     roster = Roster()
     reader = RegistryReader(
-        transport, clock, instance=f"ps-{uuid7()}", roster=roster, replay=EXPIRY, prune=False
+        transport, clock, instance=f"ps-{uuid7()}", roster=roster, history=False, prune=False
     )
     try:
         task = asyncio.create_task(reader.run())

@@ -13,11 +13,14 @@ sends. The mechanism lives in :mod:`seawall.discovery`; this is the wiring.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
+from .._exceptions import PermissionDenied
 from .._transport import ChannelSpec
 from ..discovery import Announcement, Announcer, Handles, Registry, RegistryReader
 from ..discovery.routing import instance_channel
@@ -27,6 +30,8 @@ from .service import Service, Subscription
 from .supervisor import Supervisor
 
 __all__ = ["Presence"]
+
+log = logging.getLogger("seawall.discovery")
 
 
 def _version() -> str:
@@ -48,7 +53,13 @@ class Presence:
         self.host = socket.gethostname()
         self.started_at = node.clock.time()
         self.registry = Registry(node.clock, host=self.host)
+        self.shared: list[Dispatcher] = []
+        """The dispatchers of the services' own channels."""
         self.dispatchers: list[Dispatcher] = []
+        """The dispatchers of this instance's channels (routed requests)."""
+        self.refused = False
+        """The broker refused this client the registry or its instance channels."""
+        self._supervisor: Supervisor | None = None
         self._version = _version()
         self._last: dict[str, tuple[float, int]] = {}
         self.announcer = Announcer(node.transport, node.clock, self.describe, also=self._hear_own)
@@ -72,20 +83,67 @@ class Presence:
 
     async def declare(self) -> None:
         """Declare each service's instance channel (ephemeral: it goes with the instance)."""
-        for service in self.services:
-            for spec in self.instance_subscriptions(service):
-                await self.node.transport.declare(ChannelSpec(name=spec.channel, ephemeral=True))
+        try:
+            for service in self.services:
+                for spec in self.instance_subscriptions(service):
+                    await self.node.transport.declare(
+                        ChannelSpec(name=spec.channel, ephemeral=True)
+                    )
+        except PermissionDenied as exc:
+            self._refused("instance channels", exc)
 
-    def start(self, supervisor: Supervisor, dispatchers: Sequence[Dispatcher]) -> None:
-        """Hear this system's own instances at once, then announce and listen."""
-        self.dispatchers = list(dispatchers)
+    def start(
+        self,
+        supervisor: Supervisor,
+        dispatchers: Sequence[Dispatcher],
+        make: Callable[[Service, Subscription], Dispatcher],
+    ) -> None:
+        """Hear this system's own instances at once, then announce, listen, and take the
+        requests routed to this instance (each a dispatcher of its own, made by ``make``)."""
+        self.shared = list(dispatchers)
+        self._supervisor = supervisor
+        if not self.refused:
+            for service in self.services:
+                for spec in self.instance_subscriptions(service):
+                    dispatcher = make(service, spec)
+                    self.dispatchers.append(dispatcher)
+                    supervisor.start(dispatcher.name, self._guard(dispatcher.run, "its channel"))
         self._hear_own(self.describe())
-        supervisor.start(f"{self.node.instance}:announce", self.announcer.run)
-        supervisor.start(f"{self.node.instance}:registry", self.reader.run)
+        name = self.node.instance
+        supervisor.start(f"{name}:announce", self._guard(self.announcer.run, "announcing"))
+        supervisor.start(f"{name}:registry", self._guard(self.reader.run, "the registry"))
 
     async def leave(self) -> None:
         """Say ``leaving`` once, so readers drop these instances at once."""
-        await self.announcer.beat(leaving=True)
+        if not self.refused:
+            with contextlib.suppress(PermissionDenied):
+                await self.announcer.beat(leaving=True)
+
+    def _guard(
+        self, run: Callable[[], Awaitable[None]], what: str
+    ) -> Callable[[], Awaitable[None]]:
+        """``run``, ended (not crashed) if the broker refuses this client the registry:
+        the system goes on without it, as it did before there was one."""
+
+        async def guarded() -> None:
+            try:
+                await run()
+            except PermissionDenied as exc:
+                self._refused(what, exc)
+
+        return guarded
+
+    def _refused(self, what: str, exc: PermissionDenied) -> None:
+        if not self.refused:
+            log.warning(
+                "registry: the broker refuses this client %s (%s); system %s runs without "
+                "announcing itself or taking routed requests: grant it %s to change that",
+                what,
+                exc,
+                self.node.instance,
+                "the registry channel and <service>.@* channels",
+            )
+        self.refused = True
 
     def describe(self) -> list[Announcement]:
         """One announcement per service of the system, as of now."""
@@ -93,12 +151,12 @@ class Presence:
         return [self._announcement(service, now) for service in self.services]
 
     def _announcement(self, service: Service, now: float) -> Announcement:
-        mine = [d for d in self.dispatchers if d.service == service.name]
+        mine = [d for d in [*self.shared, *self.dispatchers] if d.service == service.name]
+        routed = [d for d in self.dispatchers if d.service == service.name and d.ready.is_set()]
         handled = sum(d.stats.handled for d in mine)
         then, before = self._last.get(service.name, (self.started_at, 0))
         self._last[service.name] = (now, handled)
         p50, p99 = _percentiles([t for d in mine for t in d.stats.timings])
-        has_inbox = any(spec.is_command_channel for spec in service.subscriptions.values())
         return Announcement(
             service=service.name,
             instance=self.node.instance,
@@ -108,7 +166,7 @@ class Presence:
             started_at=self.started_at,
             seawall_version=self._version,
             handles=tuple(_handles(spec) for spec in service.subscriptions.values()),
-            inbox=instance_channel(service.name, self.node.instance) if has_inbox else "",
+            inbox=routed[0].spec.channel if routed else "",
             in_flight=sum(d.in_flight for d in mine),
             handled=handled,
             failed=sum(d.stats.failed for d in mine),
@@ -116,7 +174,15 @@ class Presence:
             handled_per_s=(handled - before) / (now - then) if now > then else 0.0,
             handler_p50_ms=p50,
             handler_p99_ms=p99,
+            restarts=self._restarts(mine),
+            healthy=self._supervisor is None or self._supervisor.healthy,
         )
+
+    def _restarts(self, dispatchers: Sequence[Dispatcher]) -> int:
+        supervisor = self._supervisor
+        if supervisor is None:
+            return 0
+        return sum(supervisor.restarts.get(d.name, 0) for d in dispatchers)
 
     def _hear_own(self, announcements: Sequence[Announcement]) -> None:
         now = self.node.clock.time()

@@ -44,6 +44,7 @@ from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
 from .presence import Presence
 from .service import Service
+from .service import Subscription as Handlers
 from .supervisor import RestartIntensity, Supervisor
 
 __all__ = ["System"]
@@ -242,22 +243,23 @@ class System:
     def _start(self) -> None:
         assert self._supervisor is not None
         self._supervisor.start(f"{self.instance}:inbox", self._run_inbox)
-        presence = self.presence
         for service in self.services:
-            own = [] if presence is None else presence.instance_subscriptions(service)
-            for spec in [*service.subscriptions.values(), *own]:
-                dispatcher = Dispatcher(
-                    self.node,
-                    service.name,
-                    spec,
-                    grace=self.grace,
-                    on_failure=self.on_failure,
-                    around=[*self.handle_layers, *service.handle_layers],
-                )
+            for spec in service.subscriptions.values():
+                dispatcher = self._dispatcher(service, spec)
                 self.dispatchers.append(dispatcher)
                 self._supervisor.start(dispatcher.name, dispatcher.run)
-        if presence is not None:
-            presence.start(self._supervisor, self.dispatchers)
+        if self.presence is not None:
+            self.presence.start(self._supervisor, self.dispatchers, self._dispatcher)
+
+    def _dispatcher(self, service: Service, spec: Handlers) -> Dispatcher:
+        return Dispatcher(
+            self.node,
+            service.name,
+            spec,
+            grace=self.grace,
+            on_failure=self.on_failure,
+            around=[*self.handle_layers, *service.handle_layers],
+        )
 
     async def _wait_ready(self) -> None:
         """Return once every dispatcher and the inbox have subscribed."""
@@ -296,9 +298,11 @@ class System:
     async def _drain(self) -> None:
         """Stop intake everywhere, let in-flight work finish, then stop the inbox."""
         self._phase = "draining"
+        draining = list(self.dispatchers)
         if self.presence is not None:
-            await self.presence.leave()
-        for dispatcher in self.dispatchers:
+            await self.presence.leave()  # callers stop routing here at once
+            draining += self.presence.dispatchers
+        for dispatcher in draining:
             dispatcher.stop()
         supervisor = self._supervisor
         assert supervisor is not None
@@ -306,7 +310,7 @@ class System:
             with contextlib.suppress(TimeoutError):
                 # the dispatchers bound their own drain by the grace period; this is a backstop
                 async with timeout_at(self.clock, self.clock.time() + self.grace + 5.0):
-                    for dispatcher in self.dispatchers:
+                    for dispatcher in draining:
                         await dispatcher.stopped.wait()
         self._inbox_stop.set()
         await supervisor.stop()

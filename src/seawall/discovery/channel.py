@@ -1,21 +1,28 @@
-"""The registry channel on a transport: announcing and listening (asyncio).
+"""The registry channels on a transport: announcing and listening (asyncio).
 
-The registry needs no server of its own: announcements are messages on
-:data:`~seawall.discovery.REGISTRY_CHANNEL`, a publish-subscribe channel of the
-backbone. Every reader subscribes as a group of its own (``registry.<instance>``),
-so each reader hears every beat, and deletes that group when it stops. The
-channel keeps at most :data:`RETENTION` seconds of beats (``max_age``): a
-reader that starts replays that much (on transports that can replay), which is
-how a fresh caller learns which services exist before it judges a request, and
-why a group left by a killed reader costs at most that much on the broker. A
-surviving reader deletes the group of an instance that expired without saying
-``leaving`` (it was killed), so groups do not pile up either.
+The registry needs no server of its own: announcements are messages on two
+publish-subscribe channels of the backbone.
 
-:class:`Announcer` publishes the beats; :class:`RegistryReader` feeds a
+* :data:`~seawall.discovery.REGISTRY_CHANNEL` carries every beat of every
+  instance and keeps :data:`RETENTION` seconds of them (``max_age``): enough for
+  a reader that starts to replay the last expiry period and see who is live now.
+* :data:`KNOWN_CHANNEL` carries one entry per instance when it starts (and once
+  every :data:`KNOWN_EVERY` while it runs) and keeps a week of them
+  (:data:`KNOWN_RETENTION`): a fresh reader replays it, which is how a caller
+  that has just started learns which services exist without replaying every
+  beat (a few entries per instance, not one a second).
+
+Every reader listens as a group of its own (``registry.<instance>``), so it
+hears every message, and deletes its groups when it stops; a group left behind
+by a killed reader costs at most the channels' retention, and a surviving
+reader deletes the groups of an instance that expired without saying
+``leaving`` (it was killed), so they do not pile up either.
+
+:class:`Announcer` publishes; :class:`RegistryReader` feeds a
 :class:`~seawall.discovery.roster.Roster`. A transport may also want to see
 what is announced (NATS answers ``$SRV.PING/INFO/STATS`` from it): if it has an
-``announced(announcements)`` method (:class:`Announces`) the announcer calls it
-on every beat, so the runtime never imports an adapter.
+``announced(announcements)`` method (:class:`Announces`) the announcer awaits
+it on every beat, so the runtime never imports an adapter.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -30,15 +38,18 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from .._clock import Clock, timeout_at
-from .._exceptions import SeawallError
+from .._exceptions import PermissionDenied, SeawallError
 from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._messages.payload import schema_uri
-from .._transport import ChannelSpec, FromTime, Start, Transport
-from .announcement import HEARTBEAT, REGISTRY_CHANNEL, Announcement
+from .._transport import ChannelSpec, FromTime, Start, Subscription, Transport
+from .announcement import EXPIRY, HEARTBEAT, REGISTRY_CHANNEL, Announcement
 from .roster import Roster
 
 __all__ = [
+    "KNOWN_CHANNEL",
+    "KNOWN_EVERY",
+    "KNOWN_RETENTION",
     "RETENTION",
     "Announcer",
     "Announces",
@@ -51,9 +62,23 @@ __all__ = [
 
 log = logging.getLogger("seawall.discovery")
 
-RETENTION = 600.0
-"""Seconds of beats the registry channel keeps: a fresh reader replays them, so a
-service counts as known for this long after its last instance went away."""
+RETENTION = 60.0
+"""Seconds of beats the registry channel keeps (what a reader left behind by a
+killed process can cost the broker)."""
+
+KNOWN_CHANNEL = REGISTRY_CHANNEL + ".known"
+"""Where each instance says once that it exists (at start, then every :data:`KNOWN_EVERY`):
+the small history a fresh reader replays to learn which services exist."""
+
+KNOWN_RETENTION = 7 * 86_400.0
+"""Seconds the known channel keeps: a service counts as known for this long after its
+last instance went away."""
+
+CLEANUP = 2.0
+"""Seconds a reader spends at most deleting groups, when it stops or prunes."""
+
+KNOWN_EVERY = 86_400.0
+"""Seconds between two entries of one running instance on the known channel."""
 
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder(Announcement).decode
@@ -61,8 +86,9 @@ _SCHEMA = schema_uri(Announcement)
 
 
 def registry_spec(channel: str = REGISTRY_CHANNEL) -> ChannelSpec:
-    """How the registry channel is laid out: one partition, short retention."""
-    return ChannelSpec(name=channel, max_age=RETENTION, max_messages=100_000)
+    """How a registry channel is laid out: one partition, bounded retention."""
+    age = KNOWN_RETENTION if channel.endswith(".known") else RETENTION
+    return ChannelSpec(name=channel, max_age=age, max_messages=100_000)
 
 
 def reader_group(instance: str) -> str:
@@ -121,17 +147,24 @@ class Announcer:
         self.heartbeat = heartbeat
         self.also = also
         """Called with every beat's announcements too (the local roster takes them at once)."""
+        self.known = channel + ".known"
         self.beats = 0
 
     async def run(self) -> None:
         """Announce until cancelled; a failed publish is logged and the next beat tries again."""
         await self.transport.declare(registry_spec(self.channel))
+        await self.transport.declare(registry_spec(self.known))
+        known_at = -math.inf
         while True:
-            await self.beat()
+            now = self.clock.time()
+            due = now >= known_at + KNOWN_EVERY
+            if await self.beat(known=due) and due:
+                known_at = now
             await self.clock.sleep(self.heartbeat)
 
-    async def beat(self, *, leaving: bool = False) -> None:
-        """Announce once (``leaving``: the last word of a clean stop)."""
+    async def beat(self, *, leaving: bool = False, known: bool = False) -> bool:
+        """Announce once (``leaving``: the last word of a clean stop; ``known``: also on
+        the known channel); whether every publish went through."""
         announcements = list(self.describe())
         if leaving:
             announcements = [msgspec.structs.replace(a, leaving=True) for a in announcements]
@@ -144,9 +177,17 @@ class Announcer:
                     await self.transport.announced(announcements)
                 for announcement in announcements:
                     await self.transport.publish(self.channel, encode(announcement, now))
+                if known:
+                    for announcement in announcements:
+                        await self.transport.publish(self.known, encode(announcement, now))
+        except PermissionDenied:
+            raise  # not passing: the owner decides (the runtime goes on without announcing)
         except (SeawallError, TimeoutError) as exc:
             log.warning("registry: announcing on %s failed: %s", self.channel, exc)
-        self.beats += 1
+            return False
+        finally:
+            self.beats += 1
+        return True
 
 
 class RegistryReader:
@@ -160,7 +201,8 @@ class RegistryReader:
         instance: str,
         roster: Roster | None = None,
         channel: str = REGISTRY_CHANNEL,
-        replay: float = RETENTION,
+        replay: float = EXPIRY,
+        history: bool = True,
         own: Callable[[Announcement], bool] | None = None,
         prune: bool = True,
     ) -> None:
@@ -170,7 +212,9 @@ class RegistryReader:
         self.roster = roster or Roster()
         self.channel = channel
         self.replay = replay
-        """Seconds of history to replay at start (on transports that can)."""
+        """Seconds of beats to replay at start (on transports that can): the live ones."""
+        self.history = history
+        """Whether to read the known channel too (every service that ran lately)."""
         self.own = own
         """Whether an announcement is this process's own: hearing one back means the
         replay has caught up (everything older was read)."""
@@ -178,28 +222,56 @@ class RegistryReader:
         self.group = reader_group(instance)
         self.ready = asyncio.Event()
         """Set once subscribed."""
+        self._replays = False
 
     async def run(self) -> None:
-        """Listen until cancelled; delete the reader's group on the way out."""
-        await self.transport.declare(registry_spec(self.channel))
+        """Listen until cancelled; delete the reader's groups on the way out."""
+        transport = self.transport
+        known = self.channel + ".known"
+        channels = [self.channel, known] if self.history else [self.channel]
+        for channel in channels:
+            await transport.declare(registry_spec(channel))
         now = self.clock.time()
-        can_replay = self.transport.capabilities.replay and self.replay > 0
-        start: Start = FromTime(now - self.replay) if can_replay else "latest"
-        sub = await self.transport.subscribe(
-            self.channel, group=self.group, prefetch=256, start=start
-        )
-        self.roster.listening(now, caught_up=not can_replay and self.own is None)
-        self.ready.set()
+        can_replay = transport.capabilities.replay
+        starts: dict[str, Start] = {
+            self.channel: FromTime(now - self.replay) if can_replay else "latest",
+            known: FromTime(now - KNOWN_RETENTION) if can_replay else "latest",
+        }
+        subs: list[Subscription] = []
         try:
+            for channel in channels:
+                subs.append(
+                    await transport.subscribe(
+                        channel, group=self.group, prefetch=256, start=starts[channel]
+                    )
+                )
+            self._replays = can_replay
+            self.roster.listening(now)
+            self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._expire())
-                async for delivery in sub:
-                    await sub.ack(delivery)
-                    self._take(delivery.message, now)
+                if self.history:
+                    tasks.create_task(self._read(subs[1], self._remember, now))
+                await self._read(subs[0], self._take, now)
         finally:
-            await sub.close()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.transport.delete(self.channel, group=self.group))
+            for sub in subs:
+                await sub.close()
+            await self._delete(channels, self.group)
+
+    async def _delete(self, channels: Sequence[str], group: str) -> None:
+        """Delete ``group`` of the registry channels, best effort and briefly: a broker that
+        is gone must not hold up a stop (the channels' retention bounds what is left)."""
+        with contextlib.suppress(Exception):
+            async with timeout_at(self.clock, self.clock.time() + CLEANUP):
+                for channel in channels:
+                    await asyncio.shield(self.transport.delete(channel, group=group))
+
+    async def _read(
+        self, sub: Subscription, take: Callable[[Message, float], None], since: float
+    ) -> None:
+        async for delivery in sub:
+            await sub.ack(delivery)
+            take(delivery.message, since)
 
     def _take(self, message: Message, since: float) -> None:
         announcement = decode(message)
@@ -208,10 +280,17 @@ class RegistryReader:
         now = self.clock.time()
         sent = message.time.timestamp() if message.time is not None else now
         if now - sent > self.roster.expiry and not announcement.leaving:
-            self.roster.remember(announcement)  # history: known, but not live
+            self.roster.remember(announcement)  # an old beat: known, but not live
         else:  # when it was said (another host's clock may be a little ahead: not later than now)
             self.roster.feed(announcement, min(sent, now))
-        if self.own is not None and self.own(announcement):  # read back: history is behind
+
+    def _remember(self, message: Message, since: float) -> None:
+        announcement = decode(message)
+        if announcement is None:
+            return
+        self.roster.remember(announcement)
+        if self._replays and self.own is not None and self.own(announcement):
+            # its own entry read back: the replayed history is behind it
             self.roster.listening(since, caught_up=True)
 
     async def _expire(self) -> None:
@@ -220,5 +299,5 @@ class RegistryReader:
             for gone in self.roster.expire(self.clock.time()):
                 log.info("registry: %s/%s stopped beating", gone.service, gone.instance)
                 if self.prune and gone.instance != self.instance:
-                    with contextlib.suppress(Exception):
-                        await self.transport.delete(self.channel, group=reader_group(gone.instance))
+                    channels = (self.channel, self.channel + ".known")
+                    await self._delete(channels, reader_group(gone.instance))

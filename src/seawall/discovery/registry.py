@@ -10,10 +10,11 @@ the runtime asks before it sends:
   fails at once with :class:`~seawall.UnknownService`; a known one whose
   instances are all gone is fine: the request waits in the channel (location
   transparency). "Ever announced" means heard by this process's roster, which
-  replays the registry channel's retained history (``RETENTION``) when it
-  starts; until it has caught up (heard its own first beat back, or listened for
-  one expiry period on a transport that cannot replay), nothing is refused, so
-  a fresh caller never refuses a service that exists.
+  replays the known channel (a week of entries, one per instance start and one
+  a day while it runs: ``KNOWN_RETENTION``) when it starts; until it has caught
+  up (read its own entry back, or listened for one expiry period on a transport
+  that cannot replay), nothing is refused, so a fresh caller never refuses a
+  service that exists.
 * :meth:`Registry.targets`: the channels a routed message goes to.
 """
 
@@ -47,21 +48,23 @@ class Registry:
         if roster.judge(now, channel) == "unknown":
             raise UnknownService(
                 f"no instance of a service taking {channel!r} has ever announced itself on "
-                "the registry channel (this process replayed its retained history and "
-                "listens to it); the request was not sent. Check the service name, or start "
+                "the registry (this process replayed the last week of it and listens to "
+                "it); the request was not sent. Check the service name, or start "
                 "the service: once it has announced itself, requests to it queue while it is "
                 "down"
             )
 
     def targets(self, channel: str, route: str, key: str | None) -> list[tuple[str, str]]:
         """``(channel, instance)`` pairs to send to for ``route``; ``[(channel, "")]`` to
-        use the shared channel (the route is ``shared``, or no instance is live: the
-        message waits there for the next one)."""
+        use the shared channel (the route is ``shared``, or no instance of a service named
+        ``channel`` is live: the message waits there for the next one). An instance's own
+        channel takes what its service's command channel takes, so only a service's name
+        is routed."""
         chosen = check_route(route)
         if chosen == "shared":
             return [(channel, "")]
         now = self.clock.time()
-        live = self.roster.takers(now, channel)
+        live = [e.announcement for e in self.roster.live(now, channel)]  # its command channel
         if self.roster.generation != self._generation:
             self._generation = self.roster.generation
             self.router.forget([a.instance for a in live])

@@ -7,10 +7,12 @@ which every instance of a service subscribes to besides the shared one:
 
 * ``"round-robin"``: each live instance in turn;
 * ``"least-outstanding"``: the one with the fewest of this caller's requests
-  still waiting for a reply (ties: the one announcing fewer in flight);
-* ``"lowest-latency"``: the one with the lowest reply time this caller has seen
-  (a moving average; an instance not yet tried counts as its announced p50, so
-  new ones get tried);
+  still waiting for a reply (ties: the faster reply time seen, then the fewer
+  announced in flight);
+* ``"lowest-latency"``: the one with the lowest expected wait: the reply time
+  this caller has seen (a moving average; one not yet tried counts as its
+  announced p50, so new ones get tried) times its outstanding requests plus one,
+  so that a fast instance is not sent everything at once until it queues;
 * ``"local-first"``: one on this host if any (least outstanding among them),
   otherwise any (least outstanding);
 * ``"sticky"``: by the request's key, with rendezvous hashing over the live
@@ -125,15 +127,18 @@ class Router:
         for instance in [i for i in self._figures if i not in keep]:
             del self._figures[instance]
 
-    def _load(self, a: Announcement) -> tuple[int, int, str]:
-        return (self.outstanding(a.instance), a.in_flight, a.instance)
+    def _load(self, a: Announcement) -> tuple[int, float, int, str]:
+        return (self.outstanding(a.instance), self._seen(a), a.in_flight, a.instance)
 
     def _latency(self, a: Announcement) -> tuple[float, int, str]:
+        outstanding = self.outstanding(a.instance)
+        return (self._seen(a) * (outstanding + 1), outstanding, a.instance)
+
+    def _seen(self, a: Announcement) -> float:
+        """The reply time seen from ``a`` (seconds), or its announced handler p50."""
         figures = self._figures.get(a.instance)
         seen = None if figures is None else figures.latency
-        guess = seen if seen is not None else a.handler_p50_ms / 1000
-        outstanding = 0 if figures is None else figures.outstanding
-        return (guess, outstanding, a.instance)
+        return seen if seen is not None else a.handler_p50_ms / 1000
 
     @staticmethod
     def _sticky(candidates: Sequence[Announcement], key: str | None) -> Announcement:
