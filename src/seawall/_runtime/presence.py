@@ -20,7 +20,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from .._exceptions import PermissionDenied
+from .._exceptions import PermissionDenied, SeawallError
 from .._transport import ChannelSpec
 from ..discovery import Announcement, Announcer, Handles, Registry, RegistryReader
 from ..discovery.routing import instance_channel
@@ -32,6 +32,10 @@ from .supervisor import Supervisor
 __all__ = ["Presence"]
 
 log = logging.getLogger("seawall.discovery")
+
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+"""Backoff (seconds) of a registry part that failed, before it runs again."""
 
 
 def _version() -> str:
@@ -107,7 +111,7 @@ class Presence:
                 for spec in self.instance_subscriptions(service):
                     dispatcher = make(service, spec)
                     self.dispatchers.append(dispatcher)
-                    supervisor.start(dispatcher.name, self._guard(dispatcher.run, "its channel"))
+                    supervisor.start(dispatcher.name, self._guard(dispatcher.run, dispatcher.name))
         self._hear_own(self.describe())
         name = self.node.instance
         supervisor.start(f"{name}:announce", self._guard(self.announcer.run, "announcing"))
@@ -122,14 +126,24 @@ class Presence:
     def _guard(
         self, run: Callable[[], Awaitable[None]], what: str
     ) -> Callable[[], Awaitable[None]]:
-        """``run``, ended (not crashed) if the broker refuses this client the registry:
-        the system goes on without it, as it did before there was one."""
+        """``run``, which never takes the system down: ended if the broker refuses this
+        client the registry (the system goes on without it, as it did before there was
+        one), run again after a backoff if it fails otherwise (a broker that lost the
+        registry's channels, a link that broke)."""
 
         async def guarded() -> None:
-            try:
-                await run()
-            except PermissionDenied as exc:
-                self._refused(what, exc)
+            delay = RETRY_FIRST
+            while True:
+                try:
+                    await run()
+                    return
+                except PermissionDenied as exc:
+                    self._refused(what, exc)
+                    return
+                except SeawallError as exc:
+                    log.warning("registry: %s failed (%s); again in %.1f s", what, exc, delay)
+                await self.node.clock.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
 
         return guarded
 

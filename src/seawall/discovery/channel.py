@@ -74,6 +74,9 @@ KNOWN_RETENTION = 7 * 86_400.0
 """Seconds the known channel keeps: a service counts as known for this long after its
 last instance went away."""
 
+PRUNE_AFTER = 30.0
+"""Seconds an instance must have been silent before a reader deletes its reader groups."""
+
 CLEANUP = 2.0
 """Seconds a reader spends at most deleting groups, when it stops or prunes."""
 
@@ -294,10 +297,25 @@ class RegistryReader:
             self.roster.listening(since, caught_up=True)
 
     async def _expire(self) -> None:
+        silent: dict[str, float] = {}  # instance -> when it expired without leaving
         while True:
             await self.clock.sleep(self.roster.expiry / 5)
-            for gone in self.roster.expire(self.clock.time()):
+            now = self.clock.time()
+            for gone in self.roster.expire(now):
                 log.info("registry: %s/%s stopped beating", gone.service, gone.instance)
                 if self.prune and gone.instance != self.instance:
-                    channels = (self.channel, self.channel + ".known")
-                    await self._delete(channels, reader_group(gone.instance))
+                    silent.setdefault(gone.instance, now)
+            if silent:
+                await self._prune(silent, now)
+
+    async def _prune(self, silent: dict[str, float], now: float) -> None:
+        """Delete the reader groups of instances silent for :data:`PRUNE_AFTER` seconds:
+        killed, since they did not say they were leaving. Not sooner: a process whose
+        beats were only late (a stalled loop, a slow link) would lose its reader."""
+        live = {e.announcement.instance for e in self.roster.live(now)}
+        for instance, since in list(silent.items()):
+            if instance in live:
+                del silent[instance]
+            elif now - since >= PRUNE_AFTER:
+                del silent[instance]
+                await self._delete((self.channel, self.channel + ".known"), reader_group(instance))

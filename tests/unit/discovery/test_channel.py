@@ -21,6 +21,7 @@ from seawall.discovery import (
     Announcer,
     RegistryReader,
 )
+from seawall.discovery.channel import PRUNE_AFTER
 
 
 async def drain(subscription: Subscription) -> None:
@@ -54,6 +55,7 @@ async def test_a_killed_instance_is_forgotten_and_its_reader_group_deleted(
         await clock.sleep(EXPIRY + 1.0)
         assert reader.roster.live(clock.time()) == []
         assert reader.roster.known("s")  # gone, but it existed
+        await clock.sleep(PRUNE_AFTER)  # silent for long: it was killed, its group goes
         with pytest.raises(ConnectionLost):  # its group was deleted under it
             await drain(killed_reader)
         listening.cancel()

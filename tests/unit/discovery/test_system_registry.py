@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import pytest
 
 from seawall import (
     Command,
     ConfigurationError,
+    ConnectionLost,
     Document,
     MemoryTransport,
     Service,
+    Subscription,
     System,
     UnknownService,
+    VirtualClock,
 )
 from seawall._runtime.dispatcher import Dispatcher
-from seawall.discovery import Announcement, Registry
+from seawall.discovery import REGISTRY_CHANNEL, Announcement, Registry
 
 
 class Ping(Command, frozen=True):
@@ -125,3 +129,25 @@ async def test_routed_requests_reach_the_chosen_instance() -> None:
         assert len(replies) == 2
         with pytest.raises(ConfigurationError, match="broadcast"):
             ctx.request("echo", Ping(n=6), route="broadcast")
+
+
+class LostRegistry(MemoryTransport):
+    """A memory broker on which the registry channels cannot be read."""
+
+    async def subscribe(self, channel: str, **options: Any) -> Subscription:
+        if channel.startswith(REGISTRY_CHANNEL):
+            raise ConnectionLost(f"channel {channel!r} is gone")
+        return await super().subscribe(channel, **options)
+
+
+async def test_a_failing_registry_never_takes_the_system_down() -> None:
+    clock = VirtualClock()
+    jumping = asyncio.create_task(clock.run_autojump())
+    try:
+        transport = LostRegistry(clock=clock)
+        async with System(echo(), transport=transport, clock=clock) as system:
+            await clock.sleep(120)  # the reader fails on and on, backing off
+            assert system.healthy
+            assert (await system.context().request("echo", Ping(n=7), returns=Pong)).n == 7
+    finally:
+        jumping.cancel()
