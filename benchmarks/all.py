@@ -170,6 +170,12 @@ SECTIONS = (
         "benchmarks.demo",
         quick=("--orders", "300", "--rounds", "1"),
     ),
+    Section(
+        "console",
+        "make demo's wall time with the web console attached and without (issue 18)",
+        "benchmarks.console",
+        quick=("--quick",),
+    ),
 )
 
 

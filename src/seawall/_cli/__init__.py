@@ -5,7 +5,7 @@ broker to other processes (:mod:`seawall._cli.broker`); ``seawall up`` runs a
 whole system of service processes from a ``seawall.toml`` (:mod:`seawall._up.command`);
 the others are named after their module in this package (``seawall projections``,
 ``seawall sagas``, ``seawall channels``, ``seawall contract``, ``seawall gateway``,
-``seawall ps``, ``seawall scale``…),
+``seawall ps``, ``seawall scale``, ``seawall dlq``, ``seawall send``, ``seawall console``…),
 and ``seawall --help`` lists them all. ``seawall run module:attr`` imports ``attr``
 from ``module`` and runs it in this process until SIGTERM or Ctrl-C, then drains
 gracefully (a second Ctrl-C exits at once). Its start line names the transport, and
@@ -38,7 +38,9 @@ from ..observability.options import (
 )
 from .broker import broker
 from .channels import channels
+from .console import console
 from .contract import contract
+from .dlq import dlq
 from .gateway import gateway
 from .observe import serve
 from .projections import projections
@@ -46,6 +48,7 @@ from .ps import ps
 from .run import memory_warning, start_line
 from .sagas import sagas
 from .scale import restart, scale
+from .send import publish, request, send
 
 __all__ = ["main"]
 
@@ -115,3 +118,8 @@ main.add_command(sagas)
 main.add_command(ps)
 main.add_command(scale)
 main.add_command(restart)
+main.add_command(dlq)
+main.add_command(console)
+main.add_command(send)
+main.add_command(publish)
+main.add_command(request)

@@ -25,6 +25,7 @@ from .payload import Kind
 __all__ = [
     "DLQ_HEADERS",
     "DLQ_REASON",
+    "REDRIVE_OF",
     "Message",
     "decode_message",
     "encode_message",
@@ -44,6 +45,11 @@ DLQ_HEADERS = (
 )
 """The headers a dead letter carries: why, the error, its attempts, where it came from, when.
 Part of the message model because brokers and tools read them too, not only the runtime."""
+REDRIVE_OF = "seawall-redrive-of"
+"""On a dead letter sent back to its channel (``seawall dlq redrive``): which dead letter
+it was (its key). It keeps the message id, so the inbox of an idempotent handler applies;
+brokers that drop duplicates by id make it part of their key, so a redrive is not taken
+for a duplicate of the first publish, and the same redrive done twice is."""
 
 _KINDS = frozenset({"command", "event", "document"})
 

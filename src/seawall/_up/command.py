@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from rich.text import Text
 from .._exceptions import SeawallError
 from .._runtime.interrupts import interrupts
 from .._transport.options import redact
+from ..console.options import ListenType, require_web, token_option
 from ..observability.http import Probes
 from ..observability.logs import LogFormat, configure_logging
 from ..observability.options import (
@@ -39,6 +41,7 @@ from ..observability.options import (
     require_prometheus,
 )
 from .config import UpConfig, load_up_config
+from .console import web_console
 from .control import Control
 from .metrics import UpSource
 from .processes import Up
@@ -63,8 +66,12 @@ async def run_up(
     metrics: tuple[str, int] | None = None,
     *,
     status_every: float = STATUS_EVERY,
+    web: tuple[str, int] | None = None,
+    operator_token: str | None = None,
 ) -> None:
-    """Run ``config``, showing its state, until a signal or until it stops on its own."""
+    """Run ``config``, showing its state, until a signal or until it stops on its own.
+
+    ``web``: serve the web console there (with ``operator_token``, if given)."""
     stop = asyncio.Event()
     system = Up(
         config,
@@ -74,7 +81,13 @@ async def run_up(
         notify=lambda text: _notice(console, text),
     )
     with interrupts(stop.set, second=SECOND_SIGNAL, force=lambda: _kill(system, console)):
-        async with _probes(system, metrics, console), system, Control(system):
+        say = functools.partial(_say, console)
+        async with (
+            _probes(system, metrics, console),
+            system,
+            Control(system),
+            web_console(system, web, operator_token, say),
+        ):
             for line in where_lines(system):
                 _say(console, line)
             if console.is_terminal:
@@ -220,6 +233,14 @@ async def _probes(up: Up, metrics: tuple[str, int] | None, console: Console) -> 
     show_default=True,
     help="Seconds between status lines when the output is not a terminal.",
 )
+@click.option(
+    "--console",
+    "web",
+    type=ListenType(),
+    default=None,
+    help="Serve the web console (topology, rates, dead letters) on HOST:PORT.",
+)
+@token_option
 def up(
     config_file: str,
     transport: str | None,
@@ -227,18 +248,30 @@ def up(
     log_format: LogFormat,
     metrics: tuple[str, int] | None,
     status_every: float,
+    web: tuple[str, int] | None,
+    operator_token: str | None,
 ) -> None:
     """Start the broker and every service of CONFIG_FILE as supervised processes."""
     if metrics is not None:
         require_prometheus()
+    if web is not None:
+        require_web()
     configure_logging(log_level, log_format)
     try:
         config = load_up_config(config_file)
         if transport:
             config = dataclasses.replace(config, transport=transport)
-        asyncio.run(
-            run_up(config, Console(), log_level, log_format, metrics, status_every=status_every)
+        run = run_up(
+            config,
+            Console(),
+            log_level,
+            log_format,
+            metrics,
+            status_every=status_every,
+            web=web,
+            operator_token=operator_token,
         )
+        asyncio.run(run)
     except SeawallError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("seawall up: stopped cleanly", err=True)

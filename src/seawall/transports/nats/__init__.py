@@ -121,7 +121,7 @@ from ..._exceptions import (
     TransportClosed,
     TransportError,
 )
-from ..._messages.envelope import DLQ_REASON, Message, to_headers
+from ..._messages.envelope import DLQ_REASON, REDRIVE_OF, Message, to_headers
 from ..._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -739,7 +739,12 @@ def _dedupe_key(message: Message) -> str:
     publish of a message that already had its id, and distinct messages may share an id
     (any producer can pick one), so its key also covers its body and dead-letter headers:
     the same dead letter retried is still dropped, another one is not. A request the
-    requester sends again (same id, ``seawall-retry`` header) is a new publish too."""
+    requester sends again (same id, ``seawall-retry`` header) is a new publish too. A
+    redriven dead letter is keyed by the dead letter it was: a second redrive of it is
+    dropped."""
+    redriven = message.headers.get(REDRIVE_OF)
+    if redriven is not None:
+        return f"{message.id}.redrive.{redriven}"
     if DLQ_REASON not in message.headers:
         retry = message.headers.get(RETRY_HEADER)  # a request sent again on purpose
         return message.id if retry is None else f"{message.id}.retry.{retry}"
