@@ -254,7 +254,12 @@ class StoreWriter:
             if then is not None:
                 self._thens.append(then)
             records = batch.records
-            if records == 1 or records == self._company or records == self._group_size:
+            if (
+                records == 1
+                or records == self._company
+                or records == self._group_size
+                or not fsync  # it waits for nobody, nor for company already lingering
+            ):
                 self._wake(batch)
         self._pending += 1
         if self._pending >= self._max_pending:
@@ -464,8 +469,8 @@ class StoreWriter:
         if self._closing or batch.records >= self._group_size:
             return 0.0
         if batch.records:
-            if not self._linger or batch.records >= self._company or not batch.fsync:
-                return 0.0
+            if not self._linger or batch.records >= self._company or batch.unsynced:
+                return 0.0  # a record that needs no fsync (a request) ends a linger too
             due = self._since + self._window
         elif batch:
             due = self._since + self._lazy_window
