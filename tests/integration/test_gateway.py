@@ -28,7 +28,7 @@ from tests.unit.gateway.shop import (
     services,
 )
 
-from seawall import RetryPolicy, Service, System
+from seawall import Context, RetryPolicy, Service, System
 from seawall.gateway import ApiKeys, Gateway, JWTAuth, Principal, RateLimit, serving
 from seawall.observability import Tracing
 from seawall.resilience import BreakerPolicy, CallPolicy, Policies
@@ -162,6 +162,27 @@ async def test_an_open_breaker_gives_503_with_retry_after_and_nothing_is_publish
         assert system.transport.published.get("fragile", 0) == 0
         assert (await client.post("/work", json={"n": 5})).status_code == 200
         assert system.transport.published["slow"] == 1  # the counter does count
+
+
+async def test_the_timeout_header_is_the_requests_deadline_also_past_the_default() -> None:
+    """A caller may ask for longer than a request's default 30 s: the service sees it."""
+    timed = Service("timed")
+
+    @timed.command
+    async def remaining(cmd: Work, ctx: Context) -> Worked:
+        assert ctx.deadline is not None
+        return Worked(n=round(ctx.deadline - time.time()))
+
+    gateway = Gateway(title="timed edge", max_timeout=120.0)
+    gateway.request("POST", "/timed", channel="timed", payload=Work, returns=Worked)
+    async with (
+        System(timed, transport=CountingTransport()) as system,
+        serving(gateway.app(system)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10.0) as client,
+    ):
+        response = await client.post("/timed", json={"n": 1}, headers={"x-request-timeout": "90"})
+        assert response.status_code == 200
+        assert 80 <= response.json()["n"] <= 90
 
 
 async def test_the_systems_own_breaker_opens_and_then_gives_503_without_a_publish() -> None:

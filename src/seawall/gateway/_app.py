@@ -197,7 +197,9 @@ class _Served:
         if route.kind == "command":
             return await self._command(request, route, payload, key, traceparent)
         ctx = self.context(traceparent, self.clock.time() + timeout)
-        reply = await ctx.request(route.channel, payload, returns=route.returns, key=key)
+        reply = await ctx.request(
+            route.channel, payload, returns=route.returns, key=key, timeout=timeout
+        )
         if expand is not None:
             body = await self._expand(expand, route, ctx, reply, payload)
         else:
