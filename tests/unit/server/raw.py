@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from seawall._wire.protocol import Frame, FrameReader, Hello, Welcome, encode_frame
 from seawall.testing._conformance import Inbox, make_message
@@ -39,11 +40,14 @@ class RawClient:
         return self.received.pop(0)
 
     async def closed(self, timeout: float = 5.0) -> list[Frame]:
-        """The frames that came before the server closed the connection."""
+        """The frames that came before the server closed the connection (an end of
+        stream, or a reset: a server closing a socket with bytes it has not read sends
+        a reset, as it does to a client still trickling its Hello)."""
         got, self.received = self.received, []
         async with asyncio.timeout(timeout):
-            while data := await self.reader.read(65536):
-                got += self.frames.feed(data)
+            with contextlib.suppress(ConnectionResetError):
+                while data := await self.reader.read(65536):
+                    got += self.frames.feed(data)
         self.writer.close()
         return got
 
