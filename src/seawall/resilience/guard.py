@@ -13,10 +13,10 @@ Sans-IO: the runtime asks and reports with the time of its clock.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from .._exceptions import CircuitOpen, Overloaded
-from .breaker import CircuitBreaker
+from .breaker import BreakerStats, CircuitBreaker
 from .bulkhead import Bulkhead
 from .policy import CallPolicy, Policies
 
@@ -24,9 +24,17 @@ __all__ = ["Guard", "Guards"]
 
 
 class Guard:
-    """One target's breaker (optional), bulkhead (optional) and policy."""
+    """One target's breaker (optional), bulkhead (optional) and policy.
 
-    __slots__ = ("breaker", "bulkhead", "policy", "target", "timed")
+    Two flags, kept by the guard after every call that can change the breaker, let a
+    call skip the breaker when it has nothing to say: ``closed`` (no breaker, or a
+    closed one: it admits without the clock) and ``quiet`` (no breaker, or a closed one
+    whose whole window is successes and that does not time calls: a success changes
+    nothing but a counter). Change the breaker only through the guard, or call
+    :meth:`sync` after.
+    """
+
+    __slots__ = ("_counts", "breaker", "bulkhead", "closed", "policy", "quiet", "target", "timed")
 
     def __init__(self, target: str, policy: CallPolicy) -> None:
         self.target = target
@@ -35,9 +43,24 @@ class Guard:
         self.bulkhead: Bulkhead[Any] | None = (
             None if policy.max_outstanding is None else Bulkhead(policy.max_outstanding)
         )
-        self.timed = policy.breaker is not None and policy.breaker.slow_call is not None
+        self.timed = False
         """Whether a call's duration matters (slow calls count as failures): read the
         clock at its start only then."""
+        self.closed = self.quiet = True
+        self._counts = BreakerStats()  # the breaker's (a spare one without a breaker)
+        self.sync()
+
+    def sync(self) -> None:
+        """Bring the fast-path flags up to date with the breaker."""
+        breaker = self.breaker
+        if breaker is None:
+            self.timed = False
+            self.closed = self.quiet = True
+            return
+        self._counts = breaker.stats
+        self.timed = breaker.policy.slow_call is not None
+        self.closed = breaker.state == "closed"
+        self.quiet = self.closed and breaker.quiet and not self.timed
 
     def enter(self, clock: Callable[[], float], policy: CallPolicy) -> bool:
         """Admit a call now: True with a bulkhead slot, False if it is to wait for one.
@@ -47,11 +70,8 @@ class Guard:
         ``clock`` (the injectable clock's ``time``) is read only when the breaker is
         not closed: a closed breaker admits without asking the time.
         """
-        breaker = self.breaker
-        if breaker is not None and breaker.state != "closed":
-            now = clock()
-            if not breaker.admit(now):
-                raise CircuitOpen(self.target, breaker.retry_after(now))
+        if not self.closed:
+            self._admit(clock)
         bulkhead = self.bulkhead
         if bulkhead is None:
             return True
@@ -59,25 +79,36 @@ class Guard:
             bulkhead.outstanding += 1
             return True
         if policy.overflow == "shed":
-            bulkhead.shed()
-            if breaker is not None:
-                breaker.release()
-            raise Overloaded(self.target, bulkhead.limit, retry_after=_hint(policy))
+            self._shed(policy)
         return False
+
+    def _admit(self, clock: Callable[[], float]) -> None:
+        """Ask a breaker that is not closed (raises :class:`~seawall.CircuitOpen`)."""
+        breaker = self.breaker
+        assert breaker is not None
+        now = clock()
+        admitted = breaker.admit(now)
+        self.sync()
+        if not admitted:
+            raise CircuitOpen(self.target, breaker.retry_after(now))
+
+    def _shed(self, policy: CallPolicy) -> NoReturn:
+        """Refuse a call the full bulkhead does not queue (raises :class:`~seawall.Overloaded`)."""
+        bulkhead = self.bulkhead
+        assert bulkhead is not None
+        bulkhead.shed()
+        if self.breaker is not None:
+            self.breaker.release()
+        raise Overloaded(self.target, bulkhead.limit, retry_after=_hint(policy))
 
     def leave(self, clock: Callable[[], float], failed: bool | None, started: float) -> Any:
         """A call admitted at ``started`` is over, ``failed`` or not (None: a domain error,
         no verdict); returns the bulkhead waiter to hand the slot to, if any. ``clock`` is
         read only when the outcome can change the breaker."""
-        breaker = self.breaker
-        if breaker is not None:
-            if failed is None:
-                breaker.release()
-            elif failed or not breaker.quiet or self.timed:
-                now = clock()
-                breaker.record(now, failed, now - started)
-            else:
-                breaker.stats.succeeded += 1  # a success changes nothing: the fast path
+        if failed is False and self.quiet:
+            self._counts.succeeded += 1  # a success changes nothing: the fast path
+        else:
+            self._verdict(clock, failed, started)
         bulkhead = self.bulkhead
         if bulkhead is None:
             return None
@@ -86,10 +117,23 @@ class Guard:
             return None
         return bulkhead.leave()
 
+    def _verdict(self, clock: Callable[[], float], failed: bool | None, started: float) -> None:
+        """Tell the breaker an outcome that may change it (or a domain error's lack of one)."""
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if failed is None:
+            breaker.release()
+            return
+        now = clock()
+        breaker.record(now, failed, now - started)
+        self.sync()
+
     def adopt(self, policy: CallPolicy) -> None:
         """Make the breaker or bulkhead a call's policy asks for, if the target has none."""
         if self.breaker is None and policy.breaker is not None:
             self.breaker = CircuitBreaker(self.target, policy.breaker)
+            self.sync()
         if self.bulkhead is None and policy.max_outstanding is not None:
             self.bulkhead = Bulkhead(policy.max_outstanding)
 
@@ -120,23 +164,18 @@ class Guards:
         :meth:`guard` and :meth:`Guard.enter` in one call, for the common case. None: the
         bulkhead is full and the policy waits; the caller queues for a slot
         (``get(target).bulkhead.wait(...)``)."""
-        guard = self._guards.get(target)
-        if guard is None:
+        try:
+            guard = self._guards[target]
+        except KeyError:
             guard = self.guard(target)[0]
-        breaker = guard.breaker
-        if breaker is not None and breaker.state != "closed":
-            now = clock()
-            if not breaker.admit(now):
-                raise CircuitOpen(target, breaker.retry_after(now))
+        if not guard.closed:
+            guard._admit(clock)
         bulkhead = guard.bulkhead
         if bulkhead is not None:
             if bulkhead.outstanding < bulkhead.limit and not bulkhead.waiters:
                 bulkhead.outstanding += 1
             elif guard.policy.overflow == "shed":
-                if breaker is not None:
-                    breaker.release()
-                bulkhead.shed()
-                raise Overloaded(target, bulkhead.limit, retry_after=_hint(guard.policy))
+                guard._shed(guard.policy)
             else:
                 return None
         return guard
