@@ -140,11 +140,13 @@ async def test_a_deleted_channel_forgets_its_window(tmp_path: Path) -> None:
 
 def test_the_store_forgets_ids_from_the_oldest(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
-        batch = WriteBatch()
-        batch.declare("orders", _layout())
-        for i in range(5):
+        declare = WriteBatch()
+        declare.declare("orders", _layout())
+        store.write(declare)
+        for i in range(5):  # one commit each: the store keeps a row per commit
+            batch = WriteBatch()
             batch.append("orders", 0, i, float(i), b"x", dedupe=f"id{i}")
-        store.write(batch)
+            store.write(batch)
         forget = WriteBatch()
         forget.forget_ids(2.5)
         store.write(forget)
