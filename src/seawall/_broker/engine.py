@@ -13,6 +13,16 @@ crash could take back. Committed group positions are written lazily (with the
 next write); after a crash a group resumes from its last written position, so
 deliveries that were settled but not yet recorded come again (at-least-once).
 
+Each channel keeps a duplicate window, as JetStream does: the dedupe keys (see
+:mod:`seawall._transport.dedupe`; the message id of a plain publish) of the
+publishes it stored in the last ``limits.dedupe_window`` seconds (at most
+``limits.dedupe_ids`` of them). A publish whose key is in the window is
+acknowledged at once and not stored again: a publish retried after a lost
+acknowledgement (a broker restart) is stored once. A key enters the window when
+its publish is committed, in the same transaction as the entry (the store's
+``ids`` table), so the window survives a restart; a retry that arrives while its
+first try is still being written is stored twice.
+
 A new group may start at offsets or at a time (replay of what is still kept):
 a durable channel looks times up in the store, one kept in memory keeps each
 entry's store time beside its log.
@@ -66,6 +76,9 @@ class _Channel:
         self.space = asyncio.Event()  # set whenever trimming freed room
         self.waiting = 0  # publishers waiting for room
         self.untrimmed = 0  # settlements since the last trim
+        # The duplicate window: dedupe key -> store time, and (time, key) oldest first.
+        self.seen: dict[str, float] = {}
+        self.seen_order: deque[tuple[float, str]] = deque()
 
     def retained(self) -> int:
         return sum(log.retained for log in self.logs)
@@ -99,6 +112,9 @@ class Broker:
         self._due = asyncio.Event()
         self._scope = TaskScope()
         self._closed = False
+        self._window = self.limits.dedupe_window
+        self.duplicates = 0
+        """Publishes acknowledged without being stored: their key was in the window."""
 
     # -- life cycle ---------------------------------------------------------
     async def open(self, recovered: Recovered | None = None) -> None:
@@ -124,6 +140,7 @@ class Broker:
         for (name, group), starts in positions.items():
             channel = self._channels[name]
             channel.groups[group] = channel.new_group("earliest", starts)
+        self._recover_ids(recovered)
         for item in recovered.scheduled:
             partition, _, _ = item.id.partition(":")
             entry = (
@@ -135,6 +152,17 @@ class Broker:
                 item.body,
             )
             heapq.heappush(self._scheduled, entry)
+
+    def _recover_ids(self, recovered: Recovered) -> None:
+        """Fill the duplicate windows from the ids the store kept; forget the stale ones."""
+        cutoff = self.clock.time() - self._window
+        if self._window:
+            for channel_name, key, time in recovered.ids:
+                channel = self._channels.get(channel_name)
+                if channel is not None and time >= cutoff:
+                    self._remember(channel, key, time)
+        if recovered.ids and self.storage is not None:
+            self.storage.forget_ids(cutoff if self._window else float("inf"))
 
     async def close(self) -> None:
         """Close every member (their deliveries come again) and the store."""
@@ -243,6 +271,7 @@ class Broker:
         key: str = "",
         not_before: float | None = None,
         request: bool = False,
+        dedupe: str | None = None,
     ) -> None:
         """Append ``body``; return once it is as durable as the storage promises.
 
@@ -251,6 +280,8 @@ class Broker:
 
         ``priority`` picks the level of a channel with priority levels (clamped to
         its range); ``key`` names a delayed message in the store (its message id).
+        ``dedupe``: the publish's key in the channel's duplicate window (see the module):
+        a key seen within the window is acknowledged without storing ``body`` again.
         """
         self._check_open()
         if name in self._gone:
@@ -258,6 +289,11 @@ class Broker:
             return
         self._check_size(name, body)
         channel = await self._channel(name)
+        if dedupe is not None and self._window:
+            if self._duplicate(channel, dedupe):
+                return
+        else:
+            dedupe = None
         if channel.retained() >= channel.spec.max_messages:
             await self._wait_for_space(channel)
             if self._deleted(channel):
@@ -266,10 +302,10 @@ class Broker:
         if levels > 1:
             partition = min(max(priority, 0), levels - 1)
         if not_before is not None and not_before > self.clock.time():
-            await self._schedule(channel, key, partition, not_before, body)
+            await self._schedule(channel, key, partition, not_before, body, dedupe)
         else:
             fsync = not request or channel.spec.sync_requests
-            await self._append(channel, partition, body, fsync=fsync)
+            await self._append(channel, partition, body, fsync=fsync, dedupe=dedupe)
 
     def publish_calling(
         self,
@@ -280,6 +316,7 @@ class Broker:
         partition: int = 0,
         priority: int = 0,
         request: bool = False,
+        dedupe: str | None = None,
     ) -> bool:
         """:meth:`publish` without a coroutine, when nothing has to wait: False (and
         nothing done) when it would, so the caller awaits :meth:`publish` instead.
@@ -299,14 +336,23 @@ class Broker:
         storage = self.storage if channel.durable else None
         if storage is not None and (storage.full or storage.acks_before_commit):
             return False
+        if dedupe is not None and self._window:
+            if self._duplicate(channel, dedupe):
+                done(None)
+                return True
+        else:
+            dedupe = None
         levels = channel.spec.priorities
         if levels > 1:
             partition = min(max(priority, 0), levels - 1)
         log_ = channel.logs[partition]
         offset = log_.stage(body)
+        now = self.clock.time()
         if storage is None:
-            channel.times[partition].append(self.clock.time())
+            channel.times[partition].append(now)
             self._reveal(channel, log_, offset)
+            if dedupe is not None:
+                self._remember(channel, dedupe, now)
             done(None)
             return True
 
@@ -315,12 +361,47 @@ class Broker:
                 log_.abandon()
             done(error)
 
-        reveal = functools.partial(self._reveal, channel, log_, offset)
-        fsync = not request or channel.spec.sync_requests
-        storage.append_calling(
-            name, partition, offset, self.clock.time(), body, reveal, fsync, written
+        reveal = (
+            functools.partial(self._reveal, channel, log_, offset)
+            if dedupe is None
+            else functools.partial(self._reveal_seen, channel, log_, offset, dedupe, now)
         )
+        fsync = not request or channel.spec.sync_requests
+        storage.append_calling(name, partition, offset, now, body, reveal, fsync, written, dedupe)
         return True
+
+    # -- the duplicate window -----------------------------------------------
+    def _duplicate(self, channel: _Channel, key: str) -> bool:
+        """Whether ``key`` was stored within the window (counted as a duplicate if so)."""
+        seen = channel.seen.get(key)
+        if seen is None or seen < self.clock.time() - self._window:
+            return False
+        self.duplicates += 1
+        log.debug("a publish to %s is a duplicate of %s: not stored", channel.spec.name, key)
+        return True
+
+    def _remember(self, channel: _Channel, key: str, time: float) -> None:
+        """Put ``key`` in the window at ``time``; forget what fell out of it."""
+        channel.seen[key] = time
+        order = channel.seen_order
+        order.append((time, key))
+        if len(order) > self.limits.dedupe_ids or order[0][0] < time - self._window:
+            self._expire(channel, time)
+
+    def _expire(self, channel: _Channel, now: float) -> None:
+        seen, order = channel.seen, channel.seen_order
+        cutoff, cap = now - self._window, self.limits.dedupe_ids
+        while order and (len(order) > cap or order[0][0] < cutoff):
+            time, key = order.popleft()
+            if seen.get(key) == time:  # else remembered again later
+                del seen[key]
+
+    def _reveal_seen(
+        self, channel: _Channel, log_: PagedLog, offset: int, key: str, time: float
+    ) -> None:
+        """Committed: show the entry to consumers and put its key in the window."""
+        self._reveal(channel, log_, offset)
+        self._remember(channel, key, time)
 
     def _check_size(self, name: str, body: bytes) -> None:
         limit = self.limits.max_message_bytes
@@ -338,6 +419,7 @@ class Broker:
         scheduled: str | None = None,
         *,
         fsync: bool = True,
+        dedupe: str | None = None,
     ) -> None:
         """Stage ``body`` in its log, write it (moving delayed message ``scheduled`` if
         given), and show it to consumers once it is written."""
@@ -348,17 +430,24 @@ class Broker:
                 return  # published to a channel deleted meanwhile: gone with it
         log_ = channel.logs[partition]
         offset = log_.stage(body)
+        now = self.clock.time()
         if storage is None:
-            channel.times[partition].append(self.clock.time())
+            channel.times[partition].append(now)
             self._reveal(channel, log_, offset)
+            if dedupe is not None:
+                self._remember(channel, dedupe, now)
             return
-        name, now = channel.spec.name, self.clock.time()
+        name = channel.spec.name
         # Shown to consumers as soon as it is committed: the writer calls this in the
         # loop callback that learns of the commit, a loop turn before the publisher
         # resumes, and whether or not the publisher still waits.
-        reveal = functools.partial(self._reveal, channel, log_, offset)
+        reveal = (
+            functools.partial(self._reveal, channel, log_, offset)
+            if dedupe is None
+            else functools.partial(self._reveal_seen, channel, log_, offset, dedupe, now)
+        )
         if scheduled is None:
-            written = storage.append(name, partition, offset, now, body, reveal, fsync)
+            written = storage.append(name, partition, offset, now, body, reveal, fsync, dedupe)
         else:
             written = storage.move_due(scheduled, name, partition, offset, now, body, reveal)
         if storage.acks_before_commit:
@@ -379,15 +468,23 @@ class Broker:
             channel.wake()
 
     async def _schedule(
-        self, channel: _Channel, key: str, partition: int, due: float, body: bytes
+        self,
+        channel: _Channel,
+        key: str,
+        partition: int,
+        due: float,
+        body: bytes,
+        dedupe: str | None = None,
     ) -> None:
-        name = channel.spec.name
+        name, now = channel.spec.name, self.clock.time()
         key = f"{partition}:{key}"  # the store keeps no partition: the broker's id holds it
         if channel.durable:
             assert self.storage is not None
             if self.storage.full:
                 await self.storage.room()
-            await self.storage.schedule(key, name, due, body)
+            await self.storage.schedule(key, name, due, body, now, dedupe)
+        if dedupe is not None:
+            self._remember(channel, dedupe, now)
         heapq.heappush(self._scheduled, (due, next(self._sequence), key, name, partition, body))
         self._due.set()
 
@@ -414,6 +511,18 @@ class Broker:
         while True:
             await self.clock.sleep(self.limits.retention_interval)
             self.apply_retention()
+            self.forget_expired_ids()
+
+    def forget_expired_ids(self) -> None:
+        """Drop the ids that fell out of every channel's duplicate window, here and in
+        the store (each channel also drops its own as it remembers new ones)."""
+        now, kept = self.clock.time(), False
+        for channel in self._channels.values():
+            if channel.seen_order:
+                kept = kept or channel.durable
+                self._expire(channel, now)
+        if kept and self.storage is not None:
+            self.storage.forget_ids(now - self._window)
 
     def apply_retention(self) -> None:
         """Drop what each durable channel's ``max_age`` / ``max_bytes`` no longer keeps."""

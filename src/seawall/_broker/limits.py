@@ -25,3 +25,8 @@ class BrokerLimits:
     waiting to be written (at most the store's ``max_pending``) are held too."""
     retention_interval: float = 5.0
     """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
+    dedupe_window: float = 120.0
+    """Seconds a channel remembers the message ids (dedupe keys) of accepted publishes: a
+    publish whose key it remembers is acknowledged without being stored again (0: off)."""
+    dedupe_ids: int = 100_000
+    """Ids a channel remembers at most: under a higher rate the window is shorter."""

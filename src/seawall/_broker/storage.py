@@ -41,11 +41,13 @@ class Storage(Protocol):
         body: bytes,
         then: Callable[[], None] | None = None,
         fsync: bool = True,
+        dedupe: str | None = None,
     ) -> Awaitable[None]:
         """Resolves once durable per policy; ``then`` runs as soon as it is committed.
 
         ``fsync=False``: committed without an fsync of its own (a request on a channel
-        that does not sync requests), unless another write of its group needs one."""
+        that does not sync requests), unless another write of its group needs one.
+        ``dedupe``: the publish's key in the duplicate window, stored with it."""
         ...
 
     def append_calling(
@@ -58,12 +60,21 @@ class Storage(Protocol):
         then: Callable[[], None] | None,
         fsync: bool,
         done: Callable[[BaseException | None], None],
+        dedupe: str | None = None,
     ) -> None:
         """:meth:`append`, calling ``done(None)`` once durable per policy (after ``then``),
         or ``done(error)`` if the write failed, instead of returning an awaitable."""
         ...
 
-    def schedule(self, id: str, channel: str, due: float, body: bytes) -> Awaitable[None]: ...
+    def schedule(
+        self,
+        id: str,
+        channel: str,
+        due: float,
+        body: bytes,
+        time: float = 0.0,
+        dedupe: str | None = None,
+    ) -> Awaitable[None]: ...
 
     def move_due(
         self,
@@ -83,6 +94,10 @@ class Storage(Protocol):
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None: ...
 
     def trim(self, channel: str, partition: int, below: int) -> None: ...
+
+    def forget_ids(self, before: float) -> None:
+        """Forget the duplicate window's ids stored before ``before`` (lazily)."""
+        ...
 
     def read(self, channel: str, partition: int, start: int, limit: int) -> list[Entry]: ...
 

@@ -76,6 +76,7 @@ from .store import (
     Ledger,
     Recovered,
     Scheduled,
+    SeenId,
     Store,
     StoreReader,
     WriteBatch,
@@ -212,6 +213,7 @@ class StoreWriter:
         body: bytes,
         then: Callable[[], None] | None = None,
         fsync: bool = True,
+        dedupe: str | None = None,
     ) -> asyncio.Future[None]:
         """Append an entry at ``offset`` (the log's end); resolves once durable per policy.
 
@@ -219,10 +221,11 @@ class StoreWriter:
         learns it (a loop turn before anyone awaiting the future runs); never on failure.
         ``fsync=False``: the entry needs no fsync (a request whose caller waits with a
         deadline, on a channel that does not sync requests); a group of only such
-        entries is committed at once and without one.
+        entries is committed at once and without one. ``dedupe``: the publish's key in
+        the broker's duplicate window, stored in the same transaction.
         """
         future = self._loop.create_future()
-        self.append_calling(channel, partition, offset, time, body, then, fsync, future)
+        self.append_calling(channel, partition, offset, time, body, then, fsync, future, dedupe)
         return future
 
     def append_calling(
@@ -235,6 +238,7 @@ class StoreWriter:
         then: Callable[[], None] | None,
         fsync: bool,
         done: Waiter,
+        dedupe: str | None = None,
     ) -> None:
         """:meth:`append`, telling ``done`` instead of a future of its own: a future, or a
         callback called on the loop with None once committed (after ``then``) or with the
@@ -247,7 +251,7 @@ class StoreWriter:
             if self._failure is not None:
                 self._refuse()
             batch = self._batch
-            batch.append(channel, partition, offset, time, body)
+            batch.append(channel, partition, offset, time, body, dedupe)
             if not fsync:
                 batch.unsynced += 1
             self._futures.append(done)
@@ -265,12 +269,27 @@ class StoreWriter:
         if self._pending >= self._max_pending:
             self._block()
 
-    def schedule(self, id: str, channel: str, due: float, body: bytes) -> asyncio.Future[None]:
-        """Keep a message to append to ``channel`` once ``due``."""
+    def schedule(
+        self,
+        id: str,
+        channel: str,
+        due: float,
+        body: bytes,
+        time: float = 0.0,
+        dedupe: str | None = None,
+    ) -> asyncio.Future[None]:
+        """Keep a message to append to ``channel`` once ``due``; ``dedupe``: its key in
+        the duplicate window, noted at ``time``."""
         self._usable()
         self._ledger.schedule(id, channel)
         item = Scheduled(id, channel, due, body)
-        return self._enqueue(lambda batch: batch.schedule(item))
+
+        def add(batch: WriteBatch) -> None:
+            batch.schedule(item)
+            if dedupe is not None:
+                batch.ids.append(SeenId(channel, dedupe, time))
+
+        return self._enqueue(add)
 
     def move_due(
         self,
@@ -312,6 +331,11 @@ class StoreWriter:
         self._usable()
         self._ledger.trim(channel, partition, below)
         self._enqueue_lazy(lambda batch: batch.trim(channel, partition, below))
+
+    def forget_ids(self, before: float) -> None:
+        """Forget the duplicate window's ids older than ``before``; written lazily."""
+        self._usable()
+        self._enqueue_lazy(lambda batch: batch.forget_ids(before))
 
     def _stopping(self) -> bool:
         return self._state != "open" or self._error is not None
@@ -420,7 +444,7 @@ class StoreWriter:
     def _run(self, loop: asyncio.AbstractEventLoop, started: asyncio.Future[Recovered]) -> None:
         try:
             store = Store.open(self.path, policy=self.policy)
-            recovered = store.recover()
+            recovered = store.recover(ids=True)
         except BaseException as exc:
             _call(loop, _settle, started, None, exc)
             _call(loop, _settle, self._stopped, None, None)

@@ -26,6 +26,7 @@ __all__ = [
     "DLQ_HEADERS",
     "DLQ_REASON",
     "REDRIVE_OF",
+    "RETRY_HEADER",
     "Message",
     "decode_message",
     "encode_message",
@@ -45,6 +46,10 @@ DLQ_HEADERS = (
 )
 """The headers a dead letter carries: why, the error, its attempts, where it came from, when.
 Part of the message model because brokers and tools read them too, not only the runtime."""
+RETRY_HEADER = "seawall-retry"
+"""Set on a request sent again, to the how-manyth send it is (the message id stays): a
+broker that drops a repeated message id as a duplicate publish must not drop a deliberate
+retry; the responder's reply cache is what makes the repeat harmless."""
 REDRIVE_OF = "seawall-redrive-of"
 """On a dead letter sent back to its channel (``seawall dlq redrive``): which dead letter
 it was (its key). It keeps the message id, so the inbox of an idempotent handler applies;

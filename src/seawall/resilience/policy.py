@@ -17,14 +17,11 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from .._exceptions import ConfigurationError
+from .._messages.envelope import RETRY_HEADER
 from .breaker import BreakerPolicy
 
 __all__ = ["RETRY_HEADER", "CallPolicy", "Overflow", "Policies", "RequestRetry"]
 
-RETRY_HEADER = "seawall-retry"
-"""Set on a request sent again, to the how-manyth send it is (the message id stays): a
-broker that drops a repeated message id as a duplicate publish (JetStream) must not drop
-a deliberate retry; the responder's reply cache is what makes the repeat harmless."""
 
 Overflow = Literal["wait", "shed"]
 """What the call past ``max_outstanding`` does: wait for a slot within its deadline, or

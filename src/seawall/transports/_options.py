@@ -108,10 +108,18 @@ class EmbeddedOptions(TransportOptions):
     """Entries per partition kept in memory for consumers that keep up."""
     retention_interval: Seconds = _LIMITS.retention_interval
     """Seconds between two applications of the channels' ``max_age`` / ``max_bytes``."""
+    dedupe_window: Seconds = _LIMITS.dedupe_window
+    """Seconds a channel remembers the message ids of stored publishes: a publish with
+    an id it remembers (a retry after a lost acknowledgement) is acknowledged without
+    being stored again, across a restart too, as JetStream's duplicate window (0: off).
+    A dead letter or a request sent again on purpose has a key of its own."""
+    dedupe_ids: int = _LIMITS.dedupe_ids
+    """Ids a channel remembers at most (its memory bound): a higher publish rate than
+    ``dedupe_ids / dedupe_window`` per second shortens the window."""
 
     def check(self) -> None:
-        _at_least_one(self, "max_message_bytes", "default_partitions", "tail")
-        _never_negative(self, "window", "publish_timeout")
+        _at_least_one(self, "max_message_bytes", "default_partitions", "tail", "dedupe_ids")
+        _never_negative(self, "window", "publish_timeout", "dedupe_window")
         _positive(self, "retention_interval")
 
     def limits(self) -> BrokerLimits:
@@ -122,6 +130,8 @@ class EmbeddedOptions(TransportOptions):
             default_partitions=self.default_partitions,
             tail=self.tail,
             retention_interval=self.retention_interval,
+            dedupe_window=self.dedupe_window,
+            dedupe_ids=self.dedupe_ids,
         )
 
 
@@ -133,6 +143,8 @@ class EmbeddedSettings(TypedDict, total=False):
     default_partitions: int
     tail: int
     retention_interval: float
+    dedupe_window: float
+    dedupe_ids: int
 
 
 # -- seawall:// ------------------------------------------------------------------------

@@ -21,6 +21,11 @@ What a publish acknowledgement means follows the ``sync`` policy:
     acknowledged on receipt, written within ``window``: a crash of this process
     loses what was acknowledged in that window.
 
+A publish is deduplicated by its message id (a dead letter or a request sent
+again on purpose by a key of its own, :mod:`seawall._transport.dedupe`): one
+whose id the channel stored in the last ``dedupe_window`` seconds (120; 0
+turns it off) is acknowledged without being stored again, across restarts too.
+
 Its options are :class:`~seawall.transports.EmbeddedOptions` (the policy,
 the window and the broker's bounds), from code or from the URL's query:
 ``embedded://./data?sync=always&window=0.005`` (:func:`from_url`).
@@ -59,6 +64,7 @@ from .._transport import (
     Start,
     partition_for,
 )
+from .._transport.dedupe import dedupe_key
 from ._options import EmbeddedOptions, EmbeddedSettings
 
 __all__ = [
@@ -160,6 +166,7 @@ class EmbeddedTransport:
             key=message.id,
             not_before=not_before,
             request=message.replyto is not None and message.deadline is not None,
+            dedupe=dedupe_key(message),
         )
 
     def publish_calling(
@@ -183,6 +190,7 @@ class EmbeddedTransport:
             partition=partition_for(message.partitionkey, broker.partitions(channel)),
             priority=priority,
             request=message.replyto is not None and message.deadline is not None,
+            dedupe=dedupe_key(message),
         )
 
     async def subscribe(

@@ -103,7 +103,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -121,7 +120,7 @@ from ..._exceptions import (
     TransportClosed,
     TransportError,
 )
-from ..._messages.envelope import DLQ_REASON, REDRIVE_OF, Message, to_headers
+from ..._messages.envelope import Message, to_headers
 from ..._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -130,9 +129,9 @@ from ..._transport import (
     Start,
 )
 from ..._transport.assignment import token
+from ..._transport.dedupe import dedupe_key
 from ..._transport.publishing import until_stored
 from ...discovery import Announcement
-from ...resilience import RETRY_HEADER
 from .._options import NatsOptions, NatsSettings
 
 try:
@@ -412,7 +411,7 @@ class NatsTransport:
             self._check_size(channel, message, headers)
             await self._send_core(channel, message, headers)
             return
-        headers[MSG_ID] = _dedupe_key(message)
+        headers[MSG_ID] = dedupe_key(message)
         self._check_size(channel, message, headers)
         await self._send(channel, message, headers, priority, not_before)
 
@@ -731,27 +730,6 @@ def _outcome(ack: bytes) -> Literal["stored", "full"]:
 
 def _what(channel: str, group: str | None) -> str:
     return f"channel {channel!r}" if group is None else f"group {group!r} of channel {channel!r}"
-
-
-def _dedupe_key(message: Message) -> str:
-    """The ``Nats-Msg-Id`` of a publish: the message id, which makes a publish retried
-    after a lost acknowledgement a duplicate JetStream drops. A dead letter is a new
-    publish of a message that already had its id, and distinct messages may share an id
-    (any producer can pick one), so its key also covers its body and dead-letter headers:
-    the same dead letter retried is still dropped, another one is not. A request the
-    requester sends again (same id, ``seawall-retry`` header) is a new publish too. A
-    redriven dead letter is keyed by the dead letter it was: a second redrive of it is
-    dropped."""
-    redriven = message.headers.get(REDRIVE_OF)
-    if redriven is not None:
-        return f"{message.id}.redrive.{redriven}"
-    if DLQ_REASON not in message.headers:
-        retry = message.headers.get(RETRY_HEADER)  # a request sent again on purpose
-        return message.id if retry is None else f"{message.id}.retry.{retry}"
-    digest = hashlib.blake2b(message.data, digest_size=12)
-    for name in sorted(message.headers):
-        digest.update(f"\0{name}\0{message.headers[name]}".encode())
-    return f"{message.id}.dlq.{digest.hexdigest()}"
 
 
 @functools.lru_cache(maxsize=1024)

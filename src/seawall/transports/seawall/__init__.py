@@ -23,9 +23,9 @@ connect again, so a restarted broker is picked up and the runtime's
 dispatchers subscribe again by themselves. A publish is the exception: one
 whose link breaks, or finds it down, connects again and retries until stored,
 within ``publish_timeout`` (:mod:`seawall._transport.publishing`), instead of
-failing with ``ConnectionLost``. The broker keeps no message ids, so a publish
-whose first try was stored just before the link broke is stored twice (at
-least once).
+failing with ``ConnectionLost``. A first try stored just before the link broke
+is not stored again: the broker drops the retry by its message id (its
+duplicate window, ``EmbeddedOptions.dedupe_window``).
 
 ``ack`` and ``nack`` return once their frame is queued for the next write,
 which carries everything queued in one loop turn; if the connection breaks
@@ -169,7 +169,7 @@ class SeawallTransport:
     ) -> None:
         """The link broke under a publish (or was down): connect again and retry until
         stored, within ``publish_timeout``. The broker may have stored the first try
-        before the link broke; it keeps no ids to drop the second (at least once)."""
+        before the link broke; its duplicate window drops the second by message id."""
 
         async def attempt(budget: float | None) -> bool:
             link = await self._ensure_link()
