@@ -39,6 +39,13 @@ other processes are seen by polling (``poll`` seconds, 0.1 by default). We do
 not use LISTEN/NOTIFY for that: a transaction that notifies takes a
 database-wide lock at commit, which would line the commits up again.
 
+**Reads skip the pool.** Loading an aggregate is one short query; asyncpg's pool
+costs more per call than the query's own client work (its release runs in a new
+task, under ``asyncio.shield``). Reads therefore take a connection from a small
+free list of their own (a quarter of ``max_connections``, out of that total),
+opened on first use and kept, each with asyncpg's per-connection cache of
+prepared statements. When every reader is busy, a read goes through the pool.
+
 Every table name takes an optional prefix, so several stores (or tests) can
 share one database.
 
@@ -52,7 +59,7 @@ crash may lose the last commits, never damage the database).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -165,8 +172,22 @@ async def _keep_session(conn: Any) -> None:
 class PostgresEventStore:
     """An event store in a PostgreSQL database; open it with :meth:`open`."""
 
-    def __init__(self, pool: Any, *, prefix: str, clock: Clock, poll: float) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        prefix: str,
+        clock: Clock,
+        poll: float,
+        connect: Callable[[], Awaitable[Any]] | None = None,
+        readers: int = 0,
+    ) -> None:
         self._pool = pool
+        self._connect = connect
+        self._readers = readers  # connections reads may open, out of max_connections
+        self._idle: list[Any] = []  # open reader connections not in use
+        self._opened = 0  # reader connections open or opening
+        self._closed = False
         self.prefix = prefix
         self._clock = clock
         self._poll = poll
@@ -216,13 +237,17 @@ class PostgresEventStore:
             raise ConfigurationError(
                 "PostgresEventStore needs asyncpg: pip install 'seawall[postgres]'"
             ) from None
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be at least 1, not {max_connections}")
+        settings = {"synchronous_commit": commit}
+        readers = max_connections // 4
         try:
             pool = await asyncpg.create_pool(
                 dsn,
                 min_size=1,
-                max_size=max_connections,
+                max_size=max_connections - readers,
                 reset=_keep_session,
-                server_settings={"synchronous_commit": commit},
+                server_settings=settings,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise EventStoreError(f"cannot open the event store at {redact(dsn)!r}: {exc}") from exc
@@ -236,19 +261,56 @@ class PostgresEventStore:
             if isinstance(exc, asyncpg.PostgresError):
                 raise EventStoreError(f"cannot create the event store tables: {exc}") from exc
             raise
-        return cls(pool, prefix=prefix, clock=clock or SystemClock(), poll=poll)
+        return cls(
+            pool,
+            prefix=prefix,
+            clock=clock or SystemClock(),
+            poll=poll,
+            connect=lambda: asyncpg.connect(dsn, server_settings=settings),
+            readers=readers,
+        )
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Rows of one statement, on an idle reader connection (the pool if none)."""
         import asyncpg
 
-        if self._pool.is_closing():
+        if self._closed or self._pool.is_closing():
             raise EventStoreError(f"event store {self.prefix}events is closed")
+        rows: list[Any]
         try:
             with outside_the_loop():  # a virtual clock waits for the server
-                rows: list[Any] = await self._pool.fetch(sql, *args)
+                if self._idle:
+                    conn = self._idle.pop()
+                elif self._opened < self._readers and self._connect is not None:
+                    self._opened += 1
+                    try:
+                        conn = await self._connect()
+                    except BaseException:
+                        self._opened -= 1
+                        raise
+                else:
+                    return await self._pool.fetch(sql, *args)  # type: ignore[no-any-return]
+                try:
+                    rows = await conn.fetch(sql, *args)
+                except asyncpg.PostgresError:
+                    self._give_back(conn)  # the statement failed, the session is fine
+                    raise
+                except BaseException:
+                    # lost, or cancelled mid-statement: never reuse a session in doubt
+                    self._opened -= 1
+                    conn.terminate()
+                    raise
+                self._give_back(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
         return rows
+
+    def _give_back(self, conn: Any) -> None:
+        if self._closed or conn.is_closed():
+            self._opened -= 1
+            conn.terminate()
+        else:
+            self._idle.append(conn)
 
     async def append(
         self,
@@ -441,6 +503,14 @@ class PostgresEventStore:
         )
 
     async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._opened -= 1
+            try:
+                await conn.close(timeout=5)
+            except Exception:  # lost already: nothing to say goodbye to
+                conn.terminate()
         await self._pool.close()
 
     async def __aenter__(self) -> PostgresEventStore:
