@@ -21,6 +21,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   ``content-type``, extra headers as they are, the payload as the body, so a
   plain NATS client reads it. ``Nats-Msg-Id`` is the message id: a publish
   retried after a lost acknowledgement is stored once (2-minute window).
+* **Publishing** → each publish waits for its own PubAck, and only for its own:
+  JetStream answers on one wildcard inbox of the connection, so concurrent publishes
+  are pipelined (up to 4,096 unanswered; more wait for room), each returning once
+  stored. One connection's messages are stored in the order they were sent, so a
+  publisher's publishes are stored in call order (:mod:`._acks`).
 * **Group** → one durable pull consumer per partition or level (``<group
   token>``, ``<group token>_p<n>`` with several partitions, ``<group
   token>_l<n>`` with levels), starting where the group starts: at the first
