@@ -10,6 +10,9 @@ server, with the same ~100-byte JSON payload decoded into a typed struct:
   pull consumer that decodes and acks each message (``fetch(64)`` in a loop
   vs iterating a subscription with ``prefetch=64``), messages per second.
 
+Both figures are medians of ``SEAWALL_BENCH_NATS_ROUNDS`` rounds (3), which alternate
+which side goes first.
+
 The server is ``SEAWALL_BENCH_NATS_URL`` (default ``nats://127.0.0.1:4222``);
 every stream made here is deleted afterwards. The machine is shared, so
 compare the ratios, not the absolute numbers.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 import uuid
 
@@ -35,6 +39,7 @@ from .workloads import PAYLOAD, Reading
 COUNT = int(os.environ.get("SEAWALL_BENCH_NATS_COUNT", "20000"))
 URL = os.environ.get("SEAWALL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 BATCH = 64
+ROUNDS = int(os.environ.get("SEAWALL_BENCH_NATS_ROUNDS", "3"))
 BODY = msgspec.json.encode(PAYLOAD)
 decode = msgspec.json.Decoder(Reading).decode
 
@@ -50,8 +55,10 @@ async def raw_publish(js: nats.js.JetStreamContext, subject: str, count: int) ->
     return count / (time.perf_counter() - started)
 
 
-async def raw_consume(js: nats.js.JetStreamContext, subject: str, count: int) -> float:
-    sub = await js.pull_subscribe(subject, "raw")
+async def raw_consume(
+    js: nats.js.JetStreamContext, subject: str, count: int, durable: str = "raw"
+) -> float:
+    sub = await js.pull_subscribe(subject, durable)
     done = 0
     started = time.perf_counter()
     while done < count:
@@ -70,8 +77,10 @@ async def seawall_publish(transport: NatsTransport, channel: str, count: int) ->
     return count / (time.perf_counter() - started)
 
 
-async def seawall_consume(transport: NatsTransport, channel: str, count: int) -> float:
-    sub = await transport.subscribe(channel, group="bench", prefetch=BATCH)
+async def seawall_consume(
+    transport: NatsTransport, channel: str, count: int, group: str = "bench"
+) -> float:
+    sub = await transport.subscribe(channel, group=group, prefetch=BATCH)
     done = 0
     started = time.perf_counter()
     async for delivery in sub:
@@ -102,26 +111,49 @@ async def main() -> None:
     await js.add_stream(name=raw_stream, subjects=[raw_subject])
     await transport.declare(ChannelSpec(name=channel, max_messages=10 * COUNT))
     stream = transport._streams[channel]
+    rates: dict[str, list[float]] = {
+        "raw publish": [],
+        "our publish": [],
+        "raw consume": [],
+        "our consume": [],
+    }
+    headers = to_headers(envelope())
     try:
-        publish = (
-            await raw_publish(js, raw_subject, COUNT // 4),
-            await seawall_publish(transport, channel, COUNT // 4),
-        )
-        await js.purge_stream(raw_stream)
-        await js.purge_stream(stream.name)
-        await fill(js, raw_subject, None)
-        headers = to_headers(envelope())
-        await fill(js, stream.subject(0), headers)
-        consume = (
-            await raw_consume(js, raw_subject, COUNT),
-            await seawall_consume(transport, channel, COUNT),
-        )
+        # Rounds alternate which side goes first; the figures are medians of the rounds.
+        for round_ in range(ROUNDS):
+            sides = [("raw", raw_subject), ("our", channel)]
+            if round_ % 2:
+                sides.reverse()
+            for side, _ in sides:
+                rates[f"{side} publish"].append(
+                    await raw_publish(js, raw_subject, COUNT // 4)
+                    if side == "raw"
+                    else await seawall_publish(transport, channel, COUNT // 4)
+                )
+            await js.purge_stream(raw_stream)
+            await js.purge_stream(stream.name)
+            await fill(js, raw_subject, None)
+            await fill(js, stream.subject(0), headers)
+            for side, _ in sides:
+                rates[f"{side} consume"].append(
+                    await raw_consume(js, raw_subject, COUNT, f"raw{round_}")
+                    if side == "raw"
+                    else await seawall_consume(transport, channel, COUNT, f"bench{round_}")
+                )
+            await js.purge_stream(raw_stream)
+            await js.purge_stream(stream.name)
     finally:
         await js.delete_stream(raw_stream)
         await js.delete_stream(stream.name)
         await transport.close()
         await client.close()
-    print(f"NATS JetStream, {len(BODY)}-byte JSON payload, {COUNT} messages")
+    print(
+        f"NATS JetStream, {len(BODY)}-byte JSON payload, {COUNT} messages, medians of "
+        f"{ROUNDS} rounds"
+    )
+    med = statistics.median
+    publish = (med(rates["raw publish"]), med(rates["our publish"]))
+    consume = (med(rates["raw consume"]), med(rates["our consume"]))
     for label, (raw, ours) in (("publish (acked)", publish), ("consume + ack", consume)):
         print(f"  {label:<16} raw nats-py {raw:>8.0f}/s  seawall {ours:>8.0f}/s  {ours / raw:.2f}x")
 

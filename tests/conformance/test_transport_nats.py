@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -174,6 +175,35 @@ async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() ->
                         await sub.ack(delivery)
                     got.extend(d.message.id for d in window)
             assert sorted(got) == sorted(m.id for m in sent)
+        finally:
+            await transport.close()
+
+
+async def test_pipelined_publishes_of_one_key_are_stored_in_call_order() -> None:
+    # Publishes do not wait for each other's PubAcks (one inbox, a window of unanswered
+    # ones); 300 started at once with a window of 16 make most of them wait for room,
+    # yet each returns only once stored and the stream holds them in call order.
+    transport = await NatsTransport.connect(require(NATS))
+    channel = unique("pipelined")
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            assert transport._acks is not None
+            transport._acks.window = 16
+            sent = [make_message(i, key="one") for i in range(300)]
+            await asyncio.gather(*(transport.publish(channel, m) for m in sent))
+            js = await transport.link()
+            stream = transport._streams[channel]
+            assert (await js.stream_info(stream.name)).state.messages == len(sent)
+            sub = await transport.subscribe(channel, group="readers", prefetch=64)
+            got: list[str] = []
+            async with Inbox(sub, patience=3.0) as inbox:
+                while len(got) < len(sent):
+                    for delivery in await inbox.collect(1):
+                        got.append(delivery.message.id)
+                        await sub.ack(delivery)
+            assert got == [m.id for m in sent]
         finally:
             await transport.close()
 
@@ -503,3 +533,50 @@ async def test_cluster_keeps_going_when_the_stream_leader_is_killed(tmp_path: Pa
         f"\nR3 leader SIGKILL: publishing resumed {resumed:.2f} s, delivery {failover:.2f} s later"
     )
     assert failover < 15.0, "JetStream elects within 4-9 s; the rest is ours"
+
+
+async def test_publishes_written_by_us_carry_the_headers_nats_py_would_write() -> None:
+    # Acks writes the HPUB command itself for plain headers and leaves odd ones (a line
+    # break or outer blanks in a value) to nats-py; either way a plain
+    # subscriber reads what nats-py's own publish delivers.
+    from nats.aio.msg import Msg
+
+    from seawall.transports.nats._acks import Acks
+
+    client = await nats.connect(require(NATS))
+    subject = unique("acks.headers")
+    seen: list[tuple[bytes, dict[str, str] | None]] = []
+
+    async def answer(msg: Msg) -> None:
+        seen.append((msg.data, msg.headers))
+        if msg.reply:
+            await msg.respond(b'{"stream":"S","seq":1}')
+
+    try:
+        await client.subscribe(subject, cb=answer)
+        acks = Acks(client)
+        await acks.start()
+        cases: list[dict[str, str]] = [
+            {"ce-id": "1", "ce-type": "a.B", "content-type": "application/json"},
+            {"ce-id": "2", "x-note": "two\r\nlines"},
+            {"ce-id": "3", "x-note": "  padded  "},
+            {"ce-id": "4", "x-unicode": "válue ünïcode"},
+            {"ce-id": "5", "x-empty": ""},
+        ]
+        written = [acks._command(subject, "r", b"body", h) is not None for h in cases]
+        assert written == [True, False, False, True, True]
+        for done, headers in enumerate(cases, 1):
+            assert await acks.publish(subject, b"body", 2.0, dict(headers)) == (
+                b'{"stream":"S","seq":1}'
+            )
+            await client.publish(subject, b"body", headers=dict(headers))
+            await client.flush()
+            await wait_until(functools.partial(_holds, seen, 2 * done), 3.0, "both copies")
+            ours, theirs = seen[-2], seen[-1]
+            assert ours == theirs, headers
+    finally:
+        await client.close()
+
+
+def _holds(items: list[tuple[bytes, dict[str, str] | None]], count: int) -> bool:
+    return len(items) == count

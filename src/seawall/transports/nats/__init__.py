@@ -21,6 +21,11 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   ``content-type``, extra headers as they are, the payload as the body, so a
   plain NATS client reads it. ``Nats-Msg-Id`` is the message id: a publish
   retried after a lost acknowledgement is stored once (2-minute window).
+* **Publishing** → each publish waits for its own PubAck, and only for its own:
+  JetStream answers on one wildcard inbox of the connection, so concurrent publishes
+  are pipelined (up to 4,096 unanswered; more wait for room), each returning once
+  stored. One connection's messages are stored in the order they were sent, so a
+  publisher's publishes are stored in call order (:mod:`._acks`).
 * **Group** → one durable pull consumer per partition or level (``<group
   token>``, ``<group token>_p<n>`` with several partitions, ``<group
   token>_l<n>`` with levels), starting where the group starts: at the first
@@ -148,6 +153,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the NATS transport needs the nats-py client: pip install 'seawall[nats]'"
     ) from exc
 
+from ._acks import Acks
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
 from ._layout import Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
@@ -212,6 +218,7 @@ class NatsTransport:
         }
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        self._acks: Acks | None = None
         self._connecting = asyncio.Lock()
         self._broke = asyncio.Event()  # set when nats-py reports a lost link
         self._streams: dict[str, Stream] = {}
@@ -255,6 +262,10 @@ class NatsTransport:
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
+                    acks = Acks(self._client)
+                    with translated(f"subscribing to publish acknowledgements at {self.url}"):
+                        await acks.start()
+                    self._acks = acks
                     self._js = self._client.jetstream(timeout=self.api_timeout)
         return self._js
 
@@ -485,27 +496,29 @@ class NatsTransport:
         subject = stream.subjects[log_index]
         if due is not None:
             subject, headers = stream.schedule, scheduled_headers(headers, due, log_index)
-        # What JetStreamContext.publish does, with the acknowledgement read by msgspec
-        # instead of json.loads into nats-py's PubAck dataclass: a few microseconds a
-        # publish, on the path of every request.
+        # What JetStreamContext.publish does, with the answer on one inbox of ours
+        # (pipelined, see ._acks) and read by msgspec instead of json.loads into
+        # nats-py's PubAck dataclass: on the path of every publish and request.
+        assert self._acks is not None
         with translated(f"publishing {message.id} to {stream.channel!r}"):
             try:
-                reply = await self.client.request(subject, message.data, wait, headers=headers)
+                answer = await self._acks.publish(subject, message.data, wait, headers)
             except nats.errors.NoRespondersError:
                 return "gone"  # no stream takes the subject any more
-            return _outcome(reply.data)
+            return _outcome(answer)
 
     async def _store(
         self, subject: str, data: bytes, headers: dict[str, str], what: str
     ) -> Literal["stored", "full", "gone"]:
         """Publish raw data to a stream's subject, as :meth:`_publish_once` publishes."""
         await self.link()
+        assert self._acks is not None
         with translated(what):
             try:
-                reply = await self.client.request(subject, data, self.api_timeout, headers=headers)
+                answer = await self._acks.publish(subject, data, self.api_timeout, headers)
             except nats.errors.NoRespondersError:
                 return "gone"
-            return _outcome(reply.data)
+            return _outcome(answer)
 
     def _full(self, stream: Stream) -> ChannelFull:
         spec = self._declared.get(stream.channel)
