@@ -91,8 +91,9 @@ async def test_an_aggregates_rows_follow_commit_order_not_begin_order(
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(first())
         later = tasks.create_task(second())
-        await asyncio.sleep(0.1)
-        assert later.done()  # buffered until commit: nothing held the second one back
+        # buffered until commit: nothing holds the second one back while the first is open
+        # (were it held, this would time out, the first waiting for release_first)
+        await asyncio.wait_for(asyncio.shield(later), timeout=10)
         release_first.set()
     async with outbox.claim(10) as rows:
         assert [msgspec.json.decode(r.payload, type=Moved).n for r in rows] == [2, 1]
