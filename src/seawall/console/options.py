@@ -15,26 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
-from .._exceptions import ConfigurationError
-from ..observability.http import parse_listen
+from ..observability.options import ListenType
 
 __all__ = ["ListenType", "require_web", "token_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ListenType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
-    """``HOST:PORT``, checked."""
-
-    name = "HOST:PORT"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_listen(str(value))
-        except ConfigurationError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def token_option(fn: F) -> F:

@@ -18,12 +18,20 @@ from .._exceptions import ConfigurationError
 from .http import parse_listen
 from .logs import FORMATS, LEVELS
 
-__all__ = ["log_format_option", "log_level_option", "metrics_option", "require_prometheus"]
+__all__ = [
+    "ListenType",
+    "log_format_option",
+    "log_level_option",
+    "metrics_option",
+    "require_prometheus",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Listen(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
+class ListenType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
+    """``HOST:PORT``, checked (every option that takes an address to listen on)."""
+
     name = "HOST:PORT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -64,7 +72,7 @@ def metrics_option(what: str) -> Callable[[F], F]:
     return click.option(
         "--metrics",
         envvar="SEAWALL_METRICS",
-        type=_Listen(),
+        type=ListenType(),
         default=None,
         help=f"Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT{what}.",
     )
