@@ -69,6 +69,7 @@ from .._fsync import SyncPolicy, parse_sync
 from .._transport.options import redact
 from .._transport.ownership import Fence
 from ._follow import AppendSignal, follow
+from ._readers import Readers
 from ._records import NewEvent, ProjectionWrite, RecordedEvent, SnapshotRecord
 
 __all__ = ["PostgresEventStore"]
@@ -183,10 +184,7 @@ class PostgresEventStore:
         readers: int = 0,
     ) -> None:
         self._pool = pool
-        self._connect = connect
-        self._readers = readers  # connections reads may open, out of max_connections
-        self._idle: list[Any] = []  # open reader connections not in use
-        self._opened = 0  # reader connections open or opening
+        self._readers = Readers(pool, connect, readers)  # out of max_connections
         self._closed = False
         self.prefix = prefix
         self._clock = clock
@@ -271,46 +269,16 @@ class PostgresEventStore:
         )
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        """Rows of one statement, on an idle reader connection (the pool if none)."""
+        """Rows of one statement (see :mod:`._readers`)."""
         import asyncpg
 
         if self._closed or self._pool.is_closing():
             raise EventStoreError(f"event store {self.prefix}events is closed")
-        rows: list[Any]
         try:
             with outside_the_loop():  # a virtual clock waits for the server
-                if self._idle:
-                    conn = self._idle.pop()
-                elif self._opened < self._readers and self._connect is not None:
-                    self._opened += 1
-                    try:
-                        conn = await self._connect()
-                    except BaseException:
-                        self._opened -= 1
-                        raise
-                else:
-                    return await self._pool.fetch(sql, *args)  # type: ignore[no-any-return]
-                try:
-                    rows = await conn.fetch(sql, *args)
-                except asyncpg.PostgresError:
-                    self._give_back(conn)  # the statement failed, the session is fine
-                    raise
-                except BaseException:
-                    # lost, or cancelled mid-statement: never reuse a session in doubt
-                    self._opened -= 1
-                    conn.terminate()
-                    raise
-                self._give_back(conn)
+                return await self._readers.fetch(sql, *args)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise EventStoreError(f"event store {self.prefix}events: {exc}") from exc
-        return rows
-
-    def _give_back(self, conn: Any) -> None:
-        if self._closed or conn.is_closed():
-            self._opened -= 1
-            conn.terminate()
-        else:
-            self._idle.append(conn)
 
     async def append(
         self,
@@ -504,13 +472,7 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            self._opened -= 1
-            try:
-                await conn.close(timeout=5)
-            except Exception:  # lost already: nothing to say goodbye to
-                conn.terminate()
+        await self._readers.close()
         await self._pool.close()
 
     async def __aenter__(self) -> PostgresEventStore:

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError
 from .._messages.payload import Payload
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 AnyRoute = Route | EventStream | CloudEventsRoute
+R = TypeVar("R", Route, EventStream, CloudEventsRoute)
 
 
 class Gateway:
@@ -85,7 +86,7 @@ class Gateway:
         self.source = source
         self.routes: list[AnyRoute] = []
 
-    def add(self, route: AnyRoute) -> AnyRoute:
+    def add(self, route: R) -> R:
         """Add a declared route; a second one for the same method and path is refused."""
         method = route.method if isinstance(route, Route) else _method(route)
         for known in self.routes:
@@ -108,19 +109,19 @@ class Gateway:
         summary: str = "",
     ) -> Route:
         """A one-way command: sent to ``channel``, answered ``202 Accepted`` with ``Location``."""
-        route = Route(
-            method=method.upper(),
-            path=path,
-            kind="command",
-            channel=channel,
-            payload=payload,
-            location=location,
-            key=key,
-            scopes=frozenset(scopes),
-            summary=summary,
+        return self.add(
+            Route(
+                method=method.upper(),
+                path=path,
+                kind="command",
+                channel=channel,
+                payload=payload,
+                location=location,
+                key=key,
+                scopes=frozenset(scopes),
+                summary=summary,
+            )
         )
-        self.add(route)
-        return route
 
     def request(
         self,
@@ -138,22 +139,22 @@ class Gateway:
         summary: str = "",
     ) -> Route:
         """Request/reply: ``payload`` sent to ``channel``, the ``returns`` reply is the body."""
-        route = Route(
-            method=method.upper(),
-            path=path,
-            kind="request",
-            channel=channel,
-            payload=payload,
-            returns=returns,
-            timeout=timeout,
-            expand=dict(expand or {}),
-            errors=dict(errors or {}),
-            key=key,
-            scopes=frozenset(scopes),
-            summary=summary,
+        return self.add(
+            Route(
+                method=method.upper(),
+                path=path,
+                kind="request",
+                channel=channel,
+                payload=payload,
+                returns=returns,
+                timeout=timeout,
+                expand=dict(expand or {}),
+                errors=dict(errors or {}),
+                key=key,
+                scopes=frozenset(scopes),
+                summary=summary,
+            )
         )
-        self.add(route)
-        return route
 
     def query(
         self,
@@ -171,23 +172,23 @@ class Gateway:
         summary: str = "",
     ) -> Route:
         """An idempotent read (``GET``): cached for ``cache`` seconds, ``?expand=`` sub-requests."""
-        route = Route(
-            method="GET",
-            path=path,
-            kind="query",
-            channel=channel,
-            payload=payload,
-            returns=returns,
-            timeout=timeout,
-            expand=dict(expand or {}),
-            cache=cache,
-            errors=dict(errors or {}),
-            key=key,
-            scopes=frozenset(scopes),
-            summary=summary,
+        return self.add(
+            Route(
+                method="GET",
+                path=path,
+                kind="query",
+                channel=channel,
+                payload=payload,
+                returns=returns,
+                timeout=timeout,
+                expand=dict(expand or {}),
+                cache=cache,
+                errors=dict(errors or {}),
+                key=key,
+                scopes=frozenset(scopes),
+                summary=summary,
+            )
         )
-        self.add(route)
-        return route
 
     def events(
         self,
@@ -223,15 +224,15 @@ class Gateway:
         summary: str = "",
     ) -> CloudEventsRoute:
         """CloudEvents HTTP binding: a POSTed event, binary or structured, is published."""
-        route = CloudEventsRoute(
-            path=path,
-            channel=channel,
-            types=tuple(types),
-            scopes=frozenset(scopes),
-            summary=summary,
+        return self.add(
+            CloudEventsRoute(
+                path=path,
+                channel=channel,
+                types=tuple(types),
+                scopes=frozenset(scopes),
+                summary=summary,
+            )
         )
-        self.add(route)
-        return route
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the routes (what ``/openapi.json`` serves)."""
