@@ -114,32 +114,7 @@ class GuardedCalls:
         policy: CallPolicy | None,
     ) -> Reply[Any]:
         """``ctx.request`` under the target's policy (and ``policy`` on top)."""
-        node = ctx._node
-        guards = guards_of(node)
-        if policy is None:  # the common case: the target's own policy, one call to admit
-            entered = guards.enter(channel, node.clock.time)
-            has_slot = entered is not None
-            guard = entered or guards.guard(channel)[0]  # None: full, the call waits for a slot
-            call = guard.policy
-        else:
-            guard, call = guards.guard(channel, policy)
-            has_slot = guard.enter(node.clock.time, call)
-        deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
-        message = node.envelope(
-            command,
-            source=ctx.service,
-            cause=ctx.message,
-            key=key,
-            subject=subject,
-            deadline=deadline,
-            replyto=node.inbox,
-        )
-        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
-        send = PendingSend(channel, message, future)
-        if has_slot:
-            node.sends.add(send)
-        return GuardedReply(node, channel, message, returns, send, future, deadline, guard, call,
-                            has_slot)  # fmt: skip
+        return _request(ctx, channel, command, returns, timeout, key, subject, policy)
 
     async def send(
         self,
@@ -162,6 +137,44 @@ class GuardedCalls:
             priority=priority,
         )
         await GuardedSend(node, guard, call).run(out)
+
+
+def _request(
+    ctx: Context,
+    channel: str,
+    command: Payload,
+    returns: type[Payload] | None,
+    timeout: float | None,
+    key: str | None,
+    subject: str | None,
+    policy: CallPolicy | None,
+) -> Reply[Any]:
+    node = ctx._node
+    guards = guards_of(node)
+    if policy is None:  # the common case: the target's own policy, one call to admit
+        entered = guards.enter(channel, node.clock.time)
+        has_slot = entered is not None
+        guard = entered or guards.guard(channel)[0]  # None: full, the call waits for a slot
+        call = guard.policy
+    else:
+        guard, call = guards.guard(channel, policy)
+        has_slot = guard.enter(node.clock.time, call)
+    deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
+    message = node.envelope(
+        command,
+        source=ctx.service,
+        cause=ctx.message,
+        key=key,
+        subject=subject,
+        deadline=deadline,
+        replyto=node.inbox,
+    )
+    future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+    send = PendingSend(channel, message, future)
+    if has_slot:
+        node.sends.add(send)
+    return GuardedReply(node, channel, message, returns, send, future, deadline, guard, call,
+                        has_slot)  # fmt: skip
 
 
 class GuardedReply(Reply[Any]):
