@@ -267,7 +267,10 @@ class RegistryReader:
         with contextlib.suppress(Exception):
             async with timeout_at(self.clock, self.clock.time() + CLEANUP):
                 for channel in channels:
-                    await asyncio.shield(self.transport.delete(channel, group=group))
+                    deleting = asyncio.ensure_future(self.transport.delete(channel, group=group))
+                    # past the bound it goes on alone; its failure is then nobody's to raise
+                    deleting.add_done_callback(_settled)
+                    await asyncio.shield(deleting)
 
     async def _read(
         self, sub: Subscription, take: Callable[[Message, float], None], since: float
@@ -319,3 +322,9 @@ class RegistryReader:
             elif now - since >= PRUNE_AFTER:
                 del silent[instance]
                 await self._delete((self.channel, self.channel + ".known"), reader_group(instance))
+
+
+def _settled(task: asyncio.Future[None]) -> None:
+    """Mark a best-effort cleanup's outcome as seen (asyncio logs unseen failures)."""
+    if not task.cancelled():
+        task.exception()
