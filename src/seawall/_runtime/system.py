@@ -31,6 +31,7 @@ from typing import Self, TypeVar
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ConfigurationError
 from .._messages.codec import JSON, Codec
+from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._messages.payload import TypeRegistry
 from .._messages.upcast import Upcasters
@@ -189,9 +190,16 @@ class System:
         """Counters per dispatcher, by dispatcher name."""
         return {d.name: d.stats for d in self.dispatchers}
 
-    def context(self, source: str = "client") -> Context:
-        """A context for code outside any handler: a script, a web handler, a test."""
-        return Context(self.node, source)
+    def context(
+        self, source: str = "client", *, cause: Message | None = None, deadline: float | None = None
+    ) -> Context:
+        """A context for code outside any handler: a script, a web handler, a test.
+
+        ``cause``: the message its sends continue (their correlation id and trace), e.g. one
+        standing for an incoming HTTP request; ``deadline``: the absolute time, on the
+        system's clock, by which everything it starts must be done.
+        """
+        return Context(self.node, source, cause, deadline)
 
     async def __aenter__(self) -> Self:
         stack = contextlib.AsyncExitStack()

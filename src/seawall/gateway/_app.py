@@ -133,7 +133,7 @@ class _Served:
             kind="command",
             traceparent=traceparent,
         )
-        return Context(self.system.node, self.gateway.source, cause, deadline)
+        return self.system.context(self.gateway.source, cause=cause, deadline=deadline)
 
     async def payload(self, request: Request, plan: _Plan) -> Payload:
         data: dict[str, Any] = {}
