@@ -13,10 +13,14 @@ publish-subscribe channels of the backbone.
   beat (a few entries per instance, not one a second).
 
 Every reader listens as a group of its own (``registry.<instance>``), so it
-hears every message, and deletes its groups when it stops; a group left behind
-by a killed reader costs at most the channels' retention, and a surviving
-reader deletes the groups of an instance that expired without saying
-``leaving`` (it was killed), so they do not pile up either.
+hears every message, and deletes its groups when it stops. A group left behind
+by a killed reader (or by a delete that ran past :data:`CLEANUP`) is deleted by
+the broker once it has had no member for :data:`READER_EXPIRY`, where the
+transport honours ``idle_expiry`` (:attr:`~seawall.Capabilities.group_expiry`);
+meanwhile a surviving reader that saw the instance expire without saying
+``leaving`` (it was killed) deletes its groups, which covers the other
+transports while some reader outlives the killed one. Elsewhere a left group
+costs at most the channels' retention in unsettled messages, and its name.
 
 :class:`Announcer` publishes; :class:`RegistryReader` feeds a
 :class:`~seawall.discovery.roster.Roster`. A transport may also want to see
@@ -50,6 +54,7 @@ __all__ = [
     "KNOWN_CHANNEL",
     "KNOWN_EVERY",
     "KNOWN_RETENTION",
+    "READER_EXPIRY",
     "RETENTION",
     "Announcer",
     "Announces",
@@ -79,6 +84,11 @@ PRUNE_AFTER = 30.0
 
 CLEANUP = 2.0
 """Seconds a reader spends at most deleting groups, when it stops or prunes."""
+
+READER_EXPIRY = 300.0
+"""Seconds a reader group may have no member before the broker deletes it (where the
+transport honours ``idle_expiry``): far above any reconnect or stalled loop of a live
+reader, so only the groups of readers that are gone expire."""
 
 KNOWN_EVERY = 86_400.0
 """Seconds between two entries of one running instance on the known channel."""
@@ -245,7 +255,11 @@ class RegistryReader:
             for channel in channels:
                 subs.append(
                     await transport.subscribe(
-                        channel, group=self.group, prefetch=256, start=starts[channel]
+                        channel,
+                        group=self.group,
+                        prefetch=256,
+                        start=starts[channel],
+                        idle_expiry=READER_EXPIRY,
                     )
                 )
             self._replays = can_replay

@@ -194,7 +194,13 @@ class EmbeddedTransport:
         )
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> EmbeddedSubscription:
         broker = await self.broker()
         member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)

@@ -204,6 +204,7 @@ class RabbitMQTransport:
             delayed_delivery=True,
             max_message_bytes=chosen.max_message_bytes,
             priorities=MAX_PRIORITIES,
+            group_expiry=True,
         )
 
     @classmethod
@@ -413,7 +414,13 @@ class RabbitMQTransport:
 
     # -- subscribing -----------------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> RabbitMQSubscription:
         self._check_open()
         at = fixed_start(start, "RabbitMQ", _NO_REPLAY)
@@ -428,7 +435,7 @@ class RabbitMQTransport:
             return sub
         layout = await self._layout(channel)
         spec_ = self._declared.get(channel) or ChannelSpec(name=channel)
-        queues = await self.topology.group(layout, group, spec_.max_messages)
+        queues = await self.topology.group(layout, group, spec_.max_messages, idle_expiry)
         sub = RabbitMQSubscription(self, channel, group, queues, prefetch)
         sub.counts_returns = layout.priorities == 1  # classic queues have no delivery count
         self._subs.add(sub)

@@ -514,7 +514,13 @@ class RedisTransport:
 
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> RedisSubscription:
         self._check_open()
         if prefetch < 1:

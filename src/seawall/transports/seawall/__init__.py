@@ -181,7 +181,13 @@ class SeawallTransport:
         await until_stored(self.clock, self.publish_timeout, attempt)
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> SeawallSubscription:
         if not 1 <= prefetch <= 65_536:
             raise ValueError(f"prefetch must be 1..65536, got {prefetch}")
