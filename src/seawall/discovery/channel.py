@@ -218,6 +218,7 @@ class RegistryReader:
         history: bool = True,
         own: Callable[[Announcement], bool] | None = None,
         prune: bool = True,
+        group_expiry: float = READER_EXPIRY,
     ) -> None:
         self.transport = transport
         self.clock = clock
@@ -232,6 +233,8 @@ class RegistryReader:
         """Whether an announcement is this process's own: hearing one back means the
         replay has caught up (everything older was read)."""
         self.prune = prune
+        self.group_expiry = group_expiry
+        """Seconds the reader's groups may have no member before the broker deletes them."""
         self.group = reader_group(instance)
         self.ready = asyncio.Event()
         """Set once subscribed."""
@@ -259,7 +262,7 @@ class RegistryReader:
                         group=self.group,
                         prefetch=256,
                         start=starts[channel],
-                        idle_expiry=READER_EXPIRY,
+                        idle_expiry=self.group_expiry,
                     )
                 )
             self._replays = can_replay

@@ -41,6 +41,14 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   delivery held longer than ``ack_wait / 2`` is kept alive with an in-progress
   ack, so slow handlers and queued deliveries are not redelivered behind
   their back.
+* **Group expiry** (``subscribe(idle_expiry=…)``, ``Capabilities.group_expiry``)
+  → a new group's consumers get ``InactiveThreshold``: the server deletes a
+  durable that has had no pull request waiting for that long (nats-server 2.9
+  and later; checked within about a second). A member pulls all the time while
+  it has credit, but one holding ``prefetch`` deliveries unsettled asks for
+  nothing, and a partition nobody owns (during a hand-over) is not pulled: the
+  expiry must be far above the longest handler and the ``lease``. A group found
+  existing is joined as it is, expiring or not.
 * **Close / broken link** → unsettled and received-but-unread deliveries are
   NAKed, so they come again soon, not after AckWait: on a close at once (after
   unsubscribing the pull inboxes on the same connection and having the server
