@@ -74,6 +74,8 @@ class Timing:
     publish_timeout: float
     timeout: float | None = None
     """None: each suite's own default."""
+    group_expiry: float | None = None
+    """The idle expiry the suite gives its groups; None: the suite's default."""
     expiry_sweep: float | None = None
     """How late the broker may delete an idle group; None: the suite's default."""
 
@@ -275,8 +277,13 @@ def redis() -> Setup:
 # -- the matrix ------------------------------------------------------------------------
 T, D, C = TransportConformance, DeliveryConformance, CrashConformance
 # in process, deliveries are immediate: a short watch for what must not arrive suffices
-IN_PROCESS = Timing(quiet_period=0.05, nack_delay=0.1, publish_timeout=0.1)
-OVER_A_SOCKET = Timing(quiet_period=0.1, nack_delay=0.15, publish_timeout=0.2)
+# the embedded broker deletes an idle group on time: short expiries suffice
+IN_PROCESS = Timing(
+    quiet_period=0.05, nack_delay=0.1, publish_timeout=0.1, group_expiry=0.3, expiry_sweep=0.2
+)
+OVER_A_SOCKET = Timing(
+    quiet_period=0.1, nack_delay=0.15, publish_timeout=0.2, group_expiry=0.3, expiry_sweep=0.2
+)
 SHARED_SERVER = Timing(quiet_period=0.3, nack_delay=0.2, publish_timeout=0.3, timeout=10.0)
 # RabbitMQ looks at a quorum queue's expiry on its tick, every 5 s
 RABBITMQ_SERVER = dataclasses.replace(SHARED_SERVER, expiry_sweep=5.5)

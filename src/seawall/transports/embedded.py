@@ -117,6 +117,7 @@ class EmbeddedTransport:
             max_message_bytes=self.limits.max_message_bytes,
             replay=True,
             priorities=MAX_PRIORITIES,
+            group_expiry=True,
         )
 
     @property
@@ -203,7 +204,9 @@ class EmbeddedTransport:
         idle_expiry: float | None = None,
     ) -> EmbeddedSubscription:
         broker = await self.broker()
-        member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
+        member = await broker.subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
         sub = EmbeddedSubscription(self, member)
         self._subscriptions.add(sub)
         return sub
