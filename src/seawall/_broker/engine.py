@@ -27,6 +27,10 @@ A new group may start at offsets or at a time (replay of what is still kept):
 a durable channel looks times up in the store, one kept in memory keeps each
 entry's store time beside its log.
 
+A new group may also expire (``idle_expiry``): a task deletes it once it has had
+no member that long (:mod:`seawall._broker.idle`); a restarted broker counts
+from its start, since the group's members went with the last one.
+
 This module is asyncio glue only where it must be: waiting for room, waiting
 for durability, and one task that moves delayed messages into their logs when
 they fall due. The embedded transport (``embedded://``) and the broker server

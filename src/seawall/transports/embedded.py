@@ -36,6 +36,10 @@ channel and a deadline) committed without fsync under ``always`` and ``batch``:
 they survive a crash of this process, not a power loss, and cost no fsync of
 their own on the way to the responder.
 
+A group subscribed with ``idle_expiry`` is deleted by the broker once it has
+had no member that long, on time (``Capabilities.group_expiry``); its expiry
+is stored with it, and after a restart it counts from the broker's start.
+
 The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
 flushes what is pending and closes the store.
 """
