@@ -103,6 +103,13 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   partition streams (one script, so each moves once) when they look at their
   retry sets, so it arrives within ``poll`` seconds of its time, once some
   member of some group reads the channel.
+* **Group expiry** → not honoured (``Capabilities.group_expiry`` is False):
+  ``subscribe(idle_expiry=…)`` is accepted and ignored. Redis keeps no time a
+  consumer group was last used (``XINFO CONSUMERS`` has each consumer's idle
+  time, but a group whose consumers were all removed shows none), so a group
+  left behind stays, with its position, until :meth:`RedisTransport.delete`
+  or its channel's deletion, and what it has not settled counts against the
+  channel's bound (see **Bound**) all that time.
 
 The tunables named above are :class:`~seawall.transports.RedisOptions`, given
 in code or in the URL's query (``redis://127.0.0.1:6379/0?prefix=shop&claim_idle=10``);
