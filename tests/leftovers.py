@@ -162,18 +162,23 @@ async def _delete_nats(url: str, doomed: list[tuple[str, str]]) -> None:
 
 # -- RabbitMQ -----------------------------------------------------------------------
 async def _rabbitmq(url: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for kind in ("queue", "exchange"):
-        names = await asyncio.to_thread(_rabbitmqctl, f"list_{kind}s", "name")
-        found += [(kind, name) for name in names if RUN in name]
-    readers = await _rabbitmq_readers(url) - _READERS_BEFORE.get(RABBITMQ, set())
+    rows = await asyncio.to_thread(_rabbitmqctl, "list_queues", "name", "consumers", "arguments")
+    found = [("queue", row.split("\t")[0]) for row in rows if RUN in row.split("\t")[0]]
+    exchanges = await asyncio.to_thread(_rabbitmqctl, "list_exchanges", "name")
+    found += [("exchange", name) for name in exchanges if RUN in name]
+    readers = _lasting_readers(rows) - _READERS_BEFORE.get(RABBITMQ, set())
     return found + [("queue", name) for name in sorted(readers)]
 
 
 async def _rabbitmq_readers(url: str) -> set[str]:
-    """The queues of registry reader groups with no consumer and no ``x-expires``."""
-    _, _, prefixes = _registry()
     rows = await asyncio.to_thread(_rabbitmqctl, "list_queues", "name", "consumers", "arguments")
+    return _lasting_readers(rows)
+
+
+def _lasting_readers(rows: list[str]) -> set[str]:
+    """The queues of registry reader groups with no consumer and no ``x-expires``, from
+    ``list_queues name consumers arguments``."""
+    _, _, prefixes = _registry()
     found: set[str] = set()
     for row in rows:
         name, consumers, arguments = [*row.split("\t"), "", ""][:3]
