@@ -17,10 +17,9 @@ hears every message, and deletes its groups when it stops. A group left behind
 by a killed reader (or by a delete that ran past :data:`CLEANUP`) is deleted by
 the broker once it has had no member for :data:`READER_EXPIRY`, where the
 transport honours ``idle_expiry`` (:attr:`~seawall.Capabilities.group_expiry`);
-meanwhile a surviving reader that saw the instance expire without saying
-``leaving`` (it was killed) deletes its groups, which covers the other
-transports while some reader outlives the killed one. Elsewhere a left group
-costs at most the channels' retention in unsettled messages, and its name.
+besides, a surviving reader that saw the instance expire without saying
+``leaving`` (it was killed) deletes its groups sooner. (On ``memory://`` every
+group goes with the process.)
 
 :class:`Announcer` publishes; :class:`RegistryReader` feeds a
 :class:`~seawall.discovery.roster.Roster`. A transport may also want to see
