@@ -26,8 +26,8 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   found existing is joined as it is, expiring or not; one that another process
   declared meanwhile with other arguments (RabbitMQ refuses the redeclaration
   with ``PRECONDITION_FAILED``) too. The group's name in the groups queue is
-  marked expiring, and whoever next makes an expiring group of the channel
-  takes the names whose queues are gone out of it.
+  marked expiring, and whoever next deletes a group of the channel takes the
+  names whose queues are gone out of it.
 * **Message** → CloudEvents AMQP binding, binary mode: attributes in
   ``cloudEvents:<name>`` headers, ``content_type`` and ``message_id``
   properties, extra headers as they are, the payload as the body, so a plain

@@ -193,8 +193,7 @@ class Topology:
 
         Binding again is a no-op for a healthy channel and mends one whose exchange
         was deleted and declared anew. ``expiry`` (seconds) makes a new group's queues
-        expire once unused that long (``x-expires``); making one first forgets the
-        names of expiring groups that RabbitMQ has deleted.
+        expire once unused that long (``x-expires``).
         """
         queues = [layout.queue(group, p) for p in range(layout.partitions)]
         new = not await self._exists(queues[-1])
@@ -206,8 +205,6 @@ class Topology:
         )
         with translated(f"joining group {group!r} on channel {layout.channel!r}"):
             if new:
-                if expiry is not None:
-                    await self.groups(layout, expired=True)
                 await self._register(layout, group, expiring=expiry is not None)
                 for name in queues:
                     await self._group_queue(name, arguments)
@@ -230,7 +227,7 @@ class Topology:
 
     async def _register(self, layout: Layout, group: str, *, expiring: bool) -> None:
         """Add the group's name to the channel's groups queue, before its queues exist
-        (marked if they expire, so that a later :meth:`groups` may forget it)."""
+        (marked if they expire, so that deleting a group may forget it once they have)."""
         channel = await self.admin()
         await channel.declare_queue(layout.groups, durable=True)  # older channels lack it
         message = aio_pika.Message(
@@ -288,8 +285,9 @@ class Topology:
                 await amqp.queue_delete(name)
 
     async def delete_group(self, layout: Layout, group: str) -> None:
-        """Delete the group's partition queues and its members' exchange."""
-        await self.groups(layout, forget=group)
+        """Delete the group's partition queues and its members' exchange (and forget the
+        names of the channel's expiring groups whose queues RabbitMQ deleted)."""
+        await self.groups(layout, forget=group, expired=True)
         channel = await self.admin()
         with translated(f"deleting group {group!r} of channel {layout.channel!r}"):
             await self._delete_group(await channel.get_underlay_channel(), layout, group)
