@@ -128,6 +128,10 @@ USED: set[Server] = set()
 def require(server: Server) -> str:
     """The server's URL; fails (CI) or skips (elsewhere) the test if it is unreachable."""
     if server.reachable():
+        if server not in USED:
+            from tests import leftovers  # which imports this module
+
+            leftovers.note_readers(server)
         USED.add(server)
         return server.url
     message = (

@@ -10,6 +10,15 @@ delete and carry no marker: the NATS lease bucket (``KV_seawall_leases``,
 whose entries expire after the lease) and RabbitMQ's delay queues
 (``seawall.delay.<step>ms``, which other processes may be using).
 
+Registry reader groups (``registry.<instance>`` on the registry channels, see
+:mod:`seawall.discovery.channel`) carry no marker either: a process's instance
+id names them. Those that expire (``x-expires`` on RabbitMQ, ``inactive_threshold``
+on NATS) go by themselves, as the broker deletes them once idle. One that never
+expires, has no member at the end of the run and was not there when the run
+first used the server (:func:`note_readers`) was left by this run (or by another
+run on the same server meanwhile, which is why the check notes the time) and is
+reported as a leftover too.
+
 ``rabbitmqctl`` lists RabbitMQ's objects (AMQP cannot); it needs to run as a
 user that may (root on the CI machine).
 """
@@ -17,16 +26,36 @@ user that may (root on the CI machine).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import shutil
 import subprocess
 
 from tests.brokers import NATS, RABBITMQ, REDIS, RUN, Server
 
-__all__ = ["delete", "find"]
+__all__ = ["delete", "find", "note_readers"]
 
 Leftover = tuple[Server, str, str]
-"""(server, kind, name): kind is "stream", "queue", "exchange" or "key"."""
+"""(server, kind, name): kind is "stream", "queue", "exchange", "key" or "consumer"
+(``<stream> <consumer>``)."""
+
+_READERS_BEFORE: dict[Server, set[str]] = {}
+"""Idle registry reader groups that never expire, as found when the run first used a
+server: not this run's."""
+
+
+def note_readers(server: Server) -> None:
+    """Note the idle, never-expiring registry reader groups ``server`` has now (they
+    are not this run's); called when the run first uses the server."""
+    listers = {NATS: _nats_readers, RABBITMQ: _rabbitmq_readers}
+    if server in listers and server not in _READERS_BEFORE:
+        # a thread of its own: a test calling require() may run in an event loop already
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            noted = pool.submit(asyncio.run, listers[server](server.url))
+            try:
+                _READERS_BEFORE[server] = noted.result(timeout=90)
+            except Exception:  # the end of the run reports what it cannot see
+                _READERS_BEFORE[server] = set()
 
 
 def find(servers: set[Server]) -> tuple[list[Leftover], list[str]]:
@@ -60,6 +89,22 @@ async def _delete(leftovers: list[Leftover]) -> None:
                 await deleter(server.url, mine)
 
 
+# -- registry readers -------------------------------------------------------------
+def _registry() -> tuple[str, list[str], list[str]]:
+    """The reader groups' token prefix, the registry streams (NATS), and what the
+    names of the reader groups' queues start with (RabbitMQ, one partition)."""
+    from seawall._transport.assignment import token
+    from seawall.discovery import REGISTRY_CHANNEL
+    from seawall.discovery.channel import KNOWN_CHANNEL, reader_group
+    from seawall.transports.nats._wire import STREAM_PREFIX
+    from seawall.transports.rabbitmq._layout import Layout
+
+    channels = (REGISTRY_CHANNEL, KNOWN_CHANNEL)
+    streams = [STREAM_PREFIX + token(channel) for channel in channels]
+    queues = [Layout(channel, 1).queue(reader_group(""), 0)[:-2] for channel in channels]
+    return token(reader_group("")), streams, queues
+
+
 # -- NATS ---------------------------------------------------------------------------
 async def _nats(url: str) -> list[tuple[str, str]]:
     import nats
@@ -69,7 +114,33 @@ async def _nats(url: str) -> list[tuple[str, str]]:
         infos = await client.jetstream().streams_info()
     finally:
         await client.close()
-    return [("stream", i.config.name) for i in infos if i.config.name and RUN in i.config.name]
+    found = [("stream", i.config.name) for i in infos if i.config.name and RUN in i.config.name]
+    readers = await _nats_readers(url) - _READERS_BEFORE.get(NATS, set())
+    return found + [("consumer", name) for name in sorted(readers)]
+
+
+async def _nats_readers(url: str) -> set[str]:
+    """``<stream> <consumer>`` of the registry reader groups without a pull waiting, a
+    delivery unsettled or an inactive threshold."""
+    import nats
+    import nats.js.errors
+
+    prefix, streams, _ = _registry()
+    client = await nats.connect(url)
+    found: set[str] = set()
+    try:
+        js = client.jetstream()
+        for stream in streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                for info in await js.consumers_info(stream):
+                    name = info.name or ""
+                    idle = not info.num_waiting and not info.num_ack_pending
+                    lasting = not info.config.inactive_threshold
+                    if name.startswith(prefix) and idle and lasting:
+                        found.add(f"{stream} {name}")
+    finally:
+        await client.close()
+    return found
 
 
 async def _delete_nats(url: str, doomed: list[tuple[str, str]]) -> None:
@@ -79,19 +150,41 @@ async def _delete_nats(url: str, doomed: list[tuple[str, str]]) -> None:
     client = await nats.connect(url)
     try:
         js = client.jetstream()
-        for _, name in doomed:
+        for kind, name in doomed:
             with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(name)
+                if kind == "consumer":
+                    await js.delete_consumer(*name.split(" "))
+                else:
+                    await js.delete_stream(name)
     finally:
         await client.close()
 
 
 # -- RabbitMQ -----------------------------------------------------------------------
 async def _rabbitmq(url: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for kind in ("queue", "exchange"):
-        names = await asyncio.to_thread(_rabbitmqctl, f"list_{kind}s", "name")
-        found += [(kind, name) for name in names if RUN in name]
+    rows = await asyncio.to_thread(_rabbitmqctl, "list_queues", "name", "consumers", "arguments")
+    found = [("queue", row.split("\t")[0]) for row in rows if RUN in row.split("\t")[0]]
+    exchanges = await asyncio.to_thread(_rabbitmqctl, "list_exchanges", "name")
+    found += [("exchange", name) for name in exchanges if RUN in name]
+    readers = _lasting_readers(rows) - _READERS_BEFORE.get(RABBITMQ, set())
+    return found + [("queue", name) for name in sorted(readers)]
+
+
+async def _rabbitmq_readers(url: str) -> set[str]:
+    rows = await asyncio.to_thread(_rabbitmqctl, "list_queues", "name", "consumers", "arguments")
+    return _lasting_readers(rows)
+
+
+def _lasting_readers(rows: list[str]) -> set[str]:
+    """The queues of registry reader groups with no consumer and no ``x-expires``, from
+    ``list_queues name consumers arguments``."""
+    _, _, prefixes = _registry()
+    found: set[str] = set()
+    for row in rows:
+        name, consumers, arguments = [*row.split("\t"), "", ""][:3]
+        reader = name.startswith(tuple(prefixes))
+        if reader and consumers == "0" and '"x-expires"' not in arguments:
+            found.add(name)
     return found
 
 

@@ -17,6 +17,7 @@ its own clients) stays in ``test_transport_<broker>.py``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -73,6 +74,10 @@ class Timing:
     publish_timeout: float
     timeout: float | None = None
     """None: each suite's own default."""
+    group_expiry: float | None = None
+    """The idle expiry the suite gives its groups; None: the suite's default."""
+    expiry_sweep: float | None = None
+    """How late the broker may delete an idle group; None: the suite's default."""
 
 
 @dataclass(frozen=True)
@@ -272,9 +277,18 @@ def redis() -> Setup:
 # -- the matrix ------------------------------------------------------------------------
 T, D, C = TransportConformance, DeliveryConformance, CrashConformance
 # in process, deliveries are immediate: a short watch for what must not arrive suffices
-IN_PROCESS = Timing(quiet_period=0.05, nack_delay=0.1, publish_timeout=0.1)
-OVER_A_SOCKET = Timing(quiet_period=0.1, nack_delay=0.15, publish_timeout=0.2)
+# the embedded broker deletes an idle group on time: short expiries suffice
+IN_PROCESS = Timing(
+    quiet_period=0.05, nack_delay=0.1, publish_timeout=0.1, group_expiry=0.3, expiry_sweep=0.2
+)
+OVER_A_SOCKET = Timing(
+    quiet_period=0.1, nack_delay=0.15, publish_timeout=0.2, group_expiry=0.3, expiry_sweep=0.2
+)
 SHARED_SERVER = Timing(quiet_period=0.3, nack_delay=0.2, publish_timeout=0.3, timeout=10.0)
+# RabbitMQ looks at a quorum queue's expiry on its tick, every 5 s
+RABBITMQ_SERVER = dataclasses.replace(SHARED_SERVER, expiry_sweep=5.5)
+# Redis: the next subscription sweeps, by the server's clock
+REDIS_SERVER = dataclasses.replace(SHARED_SERVER, expiry_sweep=0.3)
 
 MATRIX = [
     Row("memory", memory(), (T, D), IN_PROCESS),
@@ -285,8 +299,8 @@ MATRIX = [
     Row("seawall-tcp-embedded", served(_embedded_backing), (T,), OVER_A_SOCKET),
     Row("seawall-unix", served(_memory_backing, unix=True), (T,), OVER_A_SOCKET),
     Row("nats", nats(), (T, D, C), SHARED_SERVER, integration=True),
-    Row("rabbitmq", rabbitmq(), (T, D, C), SHARED_SERVER, integration=True),
-    Row("redis", redis(), (T, D, C), SHARED_SERVER, integration=True),
+    Row("rabbitmq", rabbitmq(), (T, D, C), RABBITMQ_SERVER, integration=True),
+    Row("redis", redis(), (T, D, C), REDIS_SERVER, integration=True),
 ]
 
 

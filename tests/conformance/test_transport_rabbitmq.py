@@ -467,3 +467,33 @@ async def test_a_publish_with_no_broker_waits_its_bound_then_says_why() -> None:
         assert 0.5 <= waited < 2.0, f"gave up after {waited:.2f} s, bound 0.5 s"
     finally:
         await transport.close()
+
+
+async def test_an_expiring_group_joins_a_queue_declared_without_one_and_stale_names_go() -> None:
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    channel = unique("expiring")
+    async with cleanup_rabbitmq() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            layout = await transport._layout(channel)
+            old = await transport.subscribe(channel, group="old")  # as an older seawall made it
+            await old.close()
+            again = await transport.subscribe(channel, group="old", idle_expiry=60)
+            await again.close()
+            # one declared with other arguments between the look and the declaration
+            arguments = {"x-queue-type": "quorum", "x-expires": 60_000}
+            await transport.topology._group_queue(layout.queue("old", 0), arguments)
+            for group in ("lasting", "gone"):
+                sub = await transport.subscribe(
+                    channel, group=group, idle_expiry=None if group == "lasting" else 60
+                )
+                await sub.close()
+            admin = await transport.topology.admin()
+            await admin.queue_delete(layout.queue("gone", 0))  # as RabbitMQ's expiry would
+            assert await transport.topology.groups(layout) == {"old", "lasting", "gone"}
+            await transport.delete(channel, group="old")
+            assert await transport.topology.groups(layout) == {"lasting"}
+        finally:
+            doomed.update(transport.topology.made)
+            await transport.delete(channel)
+            await transport.close()

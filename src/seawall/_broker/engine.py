@@ -27,6 +27,10 @@ A new group may start at offsets or at a time (replay of what is still kept):
 a durable channel looks times up in the store, one kept in memory keeps each
 entry's store time beside its log.
 
+A new group may also expire (``idle_expiry``): a task deletes it once it has had
+no member that long (:mod:`seawall._broker.idle`); a restarted broker counts
+from its start, since the group's members went with the last one.
+
 This module is asyncio glue only where it must be: waiting for room, waiting
 for durability, and one task that moves delayed messages into their logs when
 they fall due. The embedded transport (``embedded://``) and the broker server
@@ -49,6 +53,7 @@ from .._clock import Clock, timeout_at, wait_until
 from .._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, FromOffsets, Start, StartAt
+from .idle import EXPIRY_PART, IdleGroups, expiry_ms
 from .limits import BrokerLimits
 from .log import GroupState, Taken
 from .pages import PagedLog, Reader
@@ -110,6 +115,8 @@ class Broker:
         self._scheduled: list[tuple[float, int, str, str, int, bytes]] = []
         self._sequence = itertools.count()
         self._due = asyncio.Event()
+        self._idle = IdleGroups()
+        self._idled = asyncio.Event()  # set when a group may have become idle
         self._scope = TaskScope()
         self._closed = False
         self._window = self.limits.dedupe_window
@@ -122,6 +129,7 @@ class Broker:
         if recovered is not None:
             self._recover(recovered)
         self._scope.create_task(self._release_due_forever())
+        self._scope.create_task(self._expire_idle_forever())
         if self.storage is not None:
             self._scope.create_task(self._retain_forever())
 
@@ -140,6 +148,10 @@ class Broker:
         for (name, group), starts in positions.items():
             channel = self._channels[name]
             channel.groups[group] = channel.new_group("earliest", starts)
+        now = self.clock.time()  # an expiring group has no member yet: idle since now
+        for (name, group, p), ms in recovered.positions.items():
+            if p == EXPIRY_PART and (name, group) in positions:
+                self._idle.expiring((name, group), ms / 1000, now)
         self._recover_ids(recovered)
         for item in recovered.scheduled:
             partition, _, _ = item.id.partition(":")
@@ -233,6 +245,7 @@ class Broker:
             return
         for member in [m for m in channel.members if m.group is state]:
             member.leave("deleted")
+        self._idle.forget(name, group)
         if channel.durable:
             assert self.storage is not None
             await self.storage.delete_group(name, group)
@@ -246,6 +259,7 @@ class Broker:
         name = channel.spec.name
         del self._channels[name]
         self._gone.discard(name)
+        self._idle.forget(name)
         for member in list(channel.members):
             member.leave("deleted")
         self._scheduled = [item for item in self._scheduled if item[3] != name]
@@ -585,18 +599,29 @@ class Broker:
 
     # -- consuming ----------------------------------------------------------
     async def subscribe(
-        self, name: str, *, group: str, prefetch: int, start: Start = "earliest"
+        self,
+        name: str,
+        *,
+        group: str,
+        prefetch: int,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> Member:
-        """Join ``group`` on channel ``name``; ``start`` applies when the group is new."""
+        """Join ``group`` on channel ``name``; ``start`` applies when the group is new, and
+        ``idle_expiry`` too: the group is deleted once it has had no member that long."""
         self._check_open()
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        ms = None if idle_expiry is None else expiry_ms(idle_expiry)
         self._gone.discard(name)
         channel = await self._channel(name)
         state = channel.groups.get(group)
         if state is None:
             state = channel.groups[group] = self._new_group(channel, start)
             self._record_positions(channel, group, state)
+            if ms is not None and not channel.spec.ephemeral:
+                self._expiring(channel, group, ms)
+        self._idle.joined((name, group))
         member = Member(self, channel, group, state, prefetch)
         channel.members.add(member)
         channel.wake()
@@ -622,6 +647,24 @@ class Broker:
         assert self.storage is not None
         at = [self.storage.offset_at_time(name, p, start.time) for p in range(len(channel.logs))]
         return channel.new_group("earliest", at)
+
+    def _expiring(self, channel: _Channel, group: str, ms: int) -> None:
+        self._idle.expiring((channel.spec.name, group), ms / 1000, self.clock.time())
+        if channel.durable:
+            assert self.storage is not None
+            self.storage.set_position(channel.spec.name, group, EXPIRY_PART, ms)
+
+    async def _expire_idle_forever(self) -> None:
+        """Delete each expiring group once it has had no member for its expiry."""
+        while True:
+            self._idled.clear()
+            while due := self._idle.due(self.clock.time()):
+                name, group = due[0]
+                log.info(
+                    "group %s of %s expired: it had no member for its idle expiry", group, name
+                )
+                await self.delete(name, group=group)
+            await wait_until(self.clock, self._idled, self._idle.next_due())
 
     def _record_positions(self, channel: _Channel, group: str, state: GroupState[bytes]) -> None:
         if channel.durable:
@@ -666,6 +709,9 @@ class Broker:
         channel.members.discard(member)
         member.group.leave(member.id, self.clock.time())
         name = channel.spec.name
+        if not any(m.group is member.group for m in channel.members):
+            self._idle.left((name, member.name), self.clock.time())
+            self._idled.set()
         if channel.spec.ephemeral and not channel.members and self._channels.get(name) is channel:
             del self._channels[name]
             self._gone.add(name)

@@ -15,7 +15,10 @@ What it holds, in one SQLite database ``store.db`` inside a data directory:
   Per log, ``base``, ``end`` and total body ``bytes`` are kept in a small
   table, updated in the same transaction, so recovery reads O(logs) rows.
 * **channels** — each channel's :class:`ChannelLayout` (msgspec JSON).
-* **positions** — ``(channel, group, partition) -> committed offset``.
+* **positions** — ``(channel, group, partition) -> committed offset``. A
+  group that expires once idle keeps its expiry (milliseconds) here too, as
+  the position of partition :data:`~seawall._broker.idle.EXPIRY_PART`, past
+  every real partition, so a seawall that predates it ignores that row.
 * **scheduled** — messages to append to a log once due; moving one is an
   unschedule plus an append in one transaction: a crash neither loses nor
   duplicates it.

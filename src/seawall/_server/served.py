@@ -83,6 +83,7 @@ class Served:
             delayed_delivery=capabilities.delayed_delivery,
             replay=capabilities.replay,
             priorities=capabilities.priorities,
+            group_expiry=capabilities.group_expiry,
         )
 
     def has_channel(self, name: str) -> bool:

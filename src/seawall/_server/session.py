@@ -399,6 +399,7 @@ class Session:
                 group=request.group,
                 prefetch=request.prefetch,
                 start=request.begin(),
+                idle_expiry=request.idle_expiry,
             )
         except BaseException:
             self.rights.unsubscribed(request.channel)

@@ -119,6 +119,10 @@ class Capabilities:
     (in what the channel still keeps: entries every group settled may be gone)."""
     priorities: int = 1
     """Priority levels a channel may have (``ChannelSpec.priorities``)."""
+    group_expiry: bool = False
+    """``subscribe(idle_expiry=…)`` is honoured: the broker deletes a group by itself
+    once it has had no member for that long. False: the keyword is accepted and
+    ignored, and a group stays until :meth:`Transport.delete` (or its channel) goes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,13 +305,29 @@ class Transport(Protocol):
         ...
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> Subscription:
-        """Join ``group`` on ``channel``; ``start`` applies when the group is new.
+        """Join ``group`` on ``channel``; ``start`` and ``idle_expiry`` apply when the
+        group is new.
 
         :class:`FromOffsets` and :class:`FromTime` need :attr:`Capabilities.replay`;
         other transports refuse them with :class:`~seawall.ConfigurationError`
         (see :func:`fixed_start`).
+
+        ``idle_expiry``: seconds after which the broker may delete the group, its
+        position and what it holds, once it has had no member (for a group that
+        belongs to one process, so one killed without deleting it leaves nothing
+        behind for long). Honoured where :attr:`Capabilities.group_expiry` says so,
+        a little late rather than early (brokers sweep, some in whole seconds); a
+        group made earlier without it keeps none. Choose it far above any pause of a
+        live member (a reconnect, a partition hand-over): a group that expires is
+        made anew, empty, when a member comes back.
         """
         ...
 

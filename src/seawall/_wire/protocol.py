@@ -224,6 +224,9 @@ class Welcome(_Frame, frozen=True, tag="welcome"):
     delayed_delivery: bool = True
     replay: bool = False
     priorities: Levels = 1
+    group_expiry: bool = False
+    """Whether Subscribe's ``idle_expiry`` is honoured (a later field: an older server
+    omits it, and so says no)."""
 
 
 class Declare(_Frame, frozen=True, tag="declare"):
@@ -292,15 +295,28 @@ class Subscribe(_Frame, frozen=True, tag="subscribe"):
     """Replay from these offsets, one per partition (overrides ``start``)."""
     since: Seconds | None = None
     """Replay from the first message stored at or after this epoch time."""
+    idle_expiry: Seconds | None = None
+    """A new group is deleted once it has had no member this long (where the Welcome
+    said ``group_expiry``; a server that predates the field ignores it)."""
 
     @classmethod
-    def of(cls, seq: int, channel: str, group: str, prefetch: int, start: Start) -> Subscribe:
+    def of(
+        cls,
+        seq: int,
+        channel: str,
+        group: str,
+        prefetch: int,
+        start: Start,
+        idle_expiry: float | None = None,
+    ) -> Subscribe:
         """The request joining ``group`` at ``start``."""
         if isinstance(start, FromOffsets):
-            return cls(seq, channel, group, prefetch, offsets=start.offsets)
+            return cls(
+                seq, channel, group, prefetch, offsets=start.offsets, idle_expiry=idle_expiry
+            )
         if isinstance(start, FromTime):
-            return cls(seq, channel, group, prefetch, since=start.time)
-        return cls(seq, channel, group, prefetch, start)
+            return cls(seq, channel, group, prefetch, since=start.time, idle_expiry=idle_expiry)
+        return cls(seq, channel, group, prefetch, start, idle_expiry=idle_expiry)
 
     def begin(self) -> Start:
         """Where the group starts, as the transport interface says it."""

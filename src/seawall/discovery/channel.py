@@ -13,10 +13,13 @@ publish-subscribe channels of the backbone.
   beat (a few entries per instance, not one a second).
 
 Every reader listens as a group of its own (``registry.<instance>``), so it
-hears every message, and deletes its groups when it stops; a group left behind
-by a killed reader costs at most the channels' retention, and a surviving
-reader deletes the groups of an instance that expired without saying
-``leaving`` (it was killed), so they do not pile up either.
+hears every message, and deletes its groups when it stops. A group left behind
+by a killed reader (or by a delete that ran past :data:`CLEANUP`) is deleted by
+the broker once it has had no member for :data:`READER_EXPIRY`, where the
+transport honours ``idle_expiry`` (:attr:`~seawall.Capabilities.group_expiry`);
+besides, a surviving reader that saw the instance expire without saying
+``leaving`` (it was killed) deletes its groups sooner. (On ``memory://`` every
+group goes with the process.)
 
 :class:`Announcer` publishes; :class:`RegistryReader` feeds a
 :class:`~seawall.discovery.roster.Roster`. A transport may also want to see
@@ -50,6 +53,7 @@ __all__ = [
     "KNOWN_CHANNEL",
     "KNOWN_EVERY",
     "KNOWN_RETENTION",
+    "READER_EXPIRY",
     "RETENTION",
     "Announcer",
     "Announces",
@@ -79,6 +83,11 @@ PRUNE_AFTER = 30.0
 
 CLEANUP = 2.0
 """Seconds a reader spends at most deleting groups, when it stops or prunes."""
+
+READER_EXPIRY = 300.0
+"""Seconds a reader group may have no member before the broker deletes it (where the
+transport honours ``idle_expiry``): far above any reconnect or stalled loop of a live
+reader, so only the groups of readers that are gone expire."""
 
 KNOWN_EVERY = 86_400.0
 """Seconds between two entries of one running instance on the known channel."""
@@ -208,6 +217,7 @@ class RegistryReader:
         history: bool = True,
         own: Callable[[Announcement], bool] | None = None,
         prune: bool = True,
+        group_expiry: float = READER_EXPIRY,
     ) -> None:
         self.transport = transport
         self.clock = clock
@@ -222,6 +232,8 @@ class RegistryReader:
         """Whether an announcement is this process's own: hearing one back means the
         replay has caught up (everything older was read)."""
         self.prune = prune
+        self.group_expiry = group_expiry
+        """Seconds the reader's groups may have no member before the broker deletes them."""
         self.group = reader_group(instance)
         self.ready = asyncio.Event()
         """Set once subscribed."""
@@ -245,7 +257,11 @@ class RegistryReader:
             for channel in channels:
                 subs.append(
                     await transport.subscribe(
-                        channel, group=self.group, prefetch=256, start=starts[channel]
+                        channel,
+                        group=self.group,
+                        prefetch=256,
+                        start=starts[channel],
+                        idle_expiry=self.group_expiry,
                     )
                 )
             self._replays = can_replay

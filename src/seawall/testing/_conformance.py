@@ -181,6 +181,11 @@ class TransportConformance:
     """How much earlier than a delay a delivery may be measured (clock granularity)."""
     publish_timeout: float = 0.2
     """Publish timeout given to :meth:`make_transport_with_publish_timeout`."""
+    group_expiry: float = 1.0
+    """``idle_expiry`` the group expiry check gives its groups (seconds)."""
+    expiry_sweep: float = 1.5
+    """How long past ``group_expiry`` the broker may take to delete an idle group
+    (RabbitMQ checks a quorum queue's expiry every 5 s)."""
     channel_prefix: str = "conformance."
 
     # -- what a subclass supplies ------------------------------------------
@@ -643,6 +648,37 @@ class TransportConformance:
             assert (got_last.message.id, got_last.attempt) == (last.id, 1), got_last
             assert await inbox.quiet(self.quiet_period) == [], "the deleted group's came back"
             await again.ack(got_last)
+
+    # -- group expiry ----------------------------------------------------------
+    async def test_idle_group_expires_and_one_with_a_member_stays(
+        self, transport: Transport
+    ) -> None:
+        if not transport.capabilities.group_expiry:
+            pytest.skip("transport does not delete idle groups (Capabilities.group_expiry)")
+        expiry = self.group_expiry
+        channel = await self.declare(transport, "expiry")
+        left = await transport.subscribe(channel, group="left", idle_expiry=expiry)
+        await left.close()  # without deleting its group, as a killed process leaves it
+        kept = await transport.subscribe(channel, group="kept", idle_expiry=expiry)
+        held = make_message(0)  # the left group holds it, unread
+        await transport.publish(channel, held)
+        async with self.inbox(kept) as inbox:
+            [first] = await inbox.collect(1)
+            await kept.ack(first)
+            await asyncio.sleep(expiry + self.expiry_sweep)
+            again = await transport.subscribe(
+                channel, group="left", start="latest", idle_expiry=expiry
+            )
+            fresh = make_message(1)
+            await transport.publish(channel, fresh)
+            [second] = await inbox.collect(1)
+            await kept.ack(second)
+        assert ids([first, second]) == ids([held, fresh]), "the group with a member lost some"
+        async with self.inbox(again) as inbox:
+            [got] = await inbox.collect(1)
+            await again.ack(got)
+            assert got.message.id == fresh.id, "the idle group outlived its expiry"
+            assert await inbox.quiet(self.quiet_period) == [], "the idle group outlived it"
 
     # -- capabilities ----------------------------------------------------------
     async def test_capabilities_are_declared(self, transport: Transport) -> None:

@@ -88,9 +88,17 @@ class RecordingTransport:
         self.records.append((channel, message))
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> Subscription:
-        return await self.inner.subscribe(channel, group=group, prefetch=prefetch, start=start)
+        return await self.inner.subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
 
     async def close(self) -> None:
         await self.inner.close()

@@ -36,6 +36,10 @@ channel and a deadline) committed without fsync under ``always`` and ``batch``:
 they survive a crash of this process, not a power loss, and cost no fsync of
 their own on the way to the responder.
 
+A group subscribed with ``idle_expiry`` is deleted by the broker once it has
+had no member that long, on time (``Capabilities.group_expiry``); its expiry
+is stored with it, and after a restart it counts from the broker's start.
+
 The transport opens the broker on first use; :meth:`EmbeddedTransport.close`
 flushes what is pending and closes the store.
 """
@@ -117,6 +121,7 @@ class EmbeddedTransport:
             max_message_bytes=self.limits.max_message_bytes,
             replay=True,
             priorities=MAX_PRIORITIES,
+            group_expiry=True,
         )
 
     @property
@@ -194,10 +199,18 @@ class EmbeddedTransport:
         )
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> EmbeddedSubscription:
         broker = await self.broker()
-        member = await broker.subscribe(channel, group=group, prefetch=prefetch, start=start)
+        member = await broker.subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
         sub = EmbeddedSubscription(self, member)
         self._subscriptions.add(sub)
         return sub

@@ -194,7 +194,13 @@ class MemoryTransport:
             channel.waiting -= 1
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> MemorySubscription:
         self._check_open()
         if prefetch < 1:

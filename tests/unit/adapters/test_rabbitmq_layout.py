@@ -10,6 +10,7 @@ from seawall.transports.rabbitmq._layout import (
     channel_queue_arguments,
     delay_names,
     delay_step,
+    expires_ms,
     group_queue_arguments,
     inbox_queue,
     max_length,
@@ -101,3 +102,12 @@ def test_priority_channels_use_classic_priority_queues_bounded_exactly() -> None
     assert levels["x-max-length"] == 100
     assert group_queue_arguments(100, partitioned=True)["x-single-active-consumer"] is True
     assert "x-single-active-consumer" not in group_queue_arguments(100, partitioned=False)
+
+
+def test_an_expiring_group_queue_gets_x_expires_in_whole_milliseconds() -> None:
+    assert "x-expires" not in group_queue_arguments(100, partitioned=False)
+    assert group_queue_arguments(100, partitioned=False, expiry=300)["x-expires"] == 300_000
+    assert expires_ms(0.0001) == 1, "rounded up, never 0 (which RabbitMQ refuses)"
+    assert expires_ms(1.0004) == 1001
+    with pytest.raises(ValueError, match="more than 0"):
+        expires_ms(0)

@@ -1,8 +1,9 @@
-"""Broker behaviour beyond the shared conformance suite: priorities and replay."""
+"""Broker behaviour beyond the shared conformance suite: priorities, replay, group expiry."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -210,3 +211,52 @@ async def test_requests_on_a_channel_that_does_not_sync_them_wait_for_no_fsync_g
     async with Inbox(sub, patience=2.0) as inbox:
         assert ids(await inbox.collect(51))[-1] == request.id
     await transport.close()
+
+
+async def test_an_idle_group_expires_and_its_expiry_survives_a_restart(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    transport = EmbeddedTransport(tmp_path, clock=clock)
+    await transport.declare(ChannelSpec(name="beats"))
+    for group, expiry in (("left", 0.5), ("lasting", None), ("member", 0.5)):
+        sub = await transport.subscribe("beats", group=group, idle_expiry=expiry)
+        if group != "member":
+            await sub.close()
+    await transport.close()  # before "left" expired: the next broker finds it
+
+    again = EmbeddedTransport(tmp_path, clock=clock)
+    broker = await again.broker()
+
+    def groups() -> set[str]:
+        return set(broker._channels["beats"].groups)
+
+    assert groups() == {"left", "lasting", "member"}
+    member = await again.subscribe("beats", group="member")  # the expiry stays the group's
+    await _pass(clock, 0.4)
+    assert groups() == {"left", "lasting", "member"}, "expired early"
+    await _pass(clock, 0.2)  # idle since the restart, and then its expiry
+    await _until(lambda: groups() == {"lasting", "member"})
+    await member.close()
+    await _pass(clock, 0.4)
+    assert groups() == {"lasting", "member"}, "expired early"
+    await _pass(clock, 0.2)
+    await _until(lambda: groups() == {"lasting"})
+    await again.close()
+
+    third = EmbeddedTransport(tmp_path, clock=clock)
+    assert set((await third.broker())._channels["beats"].groups) == {"lasting"}
+    await third.close()
+
+
+async def _pass(clock: VirtualClock, seconds: float) -> None:
+    """Move ``clock`` on and give the broker a moment to act on it."""
+    clock.advance(seconds)
+    await asyncio.sleep(0.02)
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    """Return once ``done()`` holds, polling; fail after 2 s."""
+    for _ in range(400):
+        if done():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("still not so after 2 s")

@@ -21,8 +21,9 @@ from seawall.discovery import (
     Announcer,
     RegistryReader,
 )
-from seawall.discovery.channel import PRUNE_AFTER
+from seawall.discovery.channel import KNOWN_CHANNEL, PRUNE_AFTER
 from seawall.discovery.roster import Roster
+from seawall.transports.embedded import EmbeddedTransport
 
 
 async def drain(subscription: Subscription) -> None:
@@ -90,3 +91,31 @@ async def test_a_fresh_reader_learns_past_services_from_the_known_channel(
         assert reader.roster.judge(clock.time(), "other") == "unknown"
         listening.cancel()
     await transport.close()
+
+
+async def test_the_groups_of_a_reader_that_never_deleted_them_expire(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = EmbeddedTransport(None, clock=clock)  # a broker that honours idle_expiry
+    broker = await transport.broker()
+    reader = RegistryReader(transport, clock, instance="killed", group_expiry=60.0)
+    monkeypatch.setattr(reader, "_delete", _never)  # kill -9: its delete never runs
+    reading = asyncio.create_task(reader.run())
+    await reader.ready.wait()
+    channels = [REGISTRY_CHANNEL, KNOWN_CHANNEL]
+
+    def groups() -> list[set[str]]:
+        return [set(broker._channels[channel].groups) for channel in channels]
+
+    assert groups() == [{"registry.killed"}] * 2
+    reading.cancel()
+    await asyncio.wait({reading})
+    await clock.sleep(59.0)
+    assert groups() == [{"registry.killed"}] * 2, "gone before its expiry"
+    await clock.sleep(2.0)
+    assert groups() == [set(), set()]
+    await transport.close()
+
+
+async def _never(channels: object, group: str) -> None:
+    """A reader's cleanup that never happens."""

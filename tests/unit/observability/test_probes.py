@@ -51,11 +51,19 @@ class GatedBroker(MemoryTransport):
         self.gate = asyncio.Event()
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: StartAt = "earliest",
+        idle_expiry: float | None = None,
     ) -> Subscription:
         if not channel.startswith("_inbox"):
             await self.gate.wait()
-        return await super().subscribe(channel, group=group, prefetch=prefetch, start=start)
+        return await super().subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
 
 
 async def get(url: str) -> tuple[int, str]:

@@ -70,9 +70,17 @@ class RecordingBroker(MemoryTransport):
         self.log: list[tuple[str, int | None]] = []
 
     async def subscribe(  # type: ignore[override]
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> Subscription:
-        sub = await super().subscribe(channel, group=group, prefetch=prefetch, start=start)
+        sub = await super().subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
         return Recorded(sub, self.log) if channel == self.channel else sub
 
     def after_stop(self) -> list[tuple[str, int | None]]:

@@ -52,12 +52,20 @@ class FlakyBroker(MemoryTransport):
         self.subscribes = 0
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: StartAt = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: StartAt = "earliest",
+        idle_expiry: float | None = None,
     ) -> Subscription:
         self.subscribes += 1
         if self.down and not channel.startswith("_inbox"):
             raise ConnectionLost(f"broker unreachable while subscribing to {channel}")
-        return await super().subscribe(channel, group=group, prefetch=prefetch, start=start)
+        return await super().subscribe(
+            channel, group=group, prefetch=prefetch, start=start, idle_expiry=idle_expiry
+        )
 
 
 FAST = RestartIntensity(max_restarts=3, within=60, initial_backoff=0.01, max_backoff=0.02)

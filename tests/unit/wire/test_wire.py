@@ -63,10 +63,12 @@ ENVELOPE = encode_message(Message(id="m-1", type="orders.OrderCreated", source="
 
 EXAMPLES: list[Frame] = [
     Hello(PROTOCOL_VERSION, "orders-1", heartbeat=5.0, token="s3cret"),
-    Welcome(1, "seawall/0.1.0", max_frame=1 << 22, max_message=1 << 20, heartbeat=5.0),
+    Welcome(
+        1, "seawall/0.1.0", max_frame=1 << 22, max_message=1 << 20, heartbeat=5.0, group_expiry=True
+    ),
     Declare(1, "orders", partitions=4, max_messages=1000, ephemeral=False),
     Publish(2, "orders", ENVELOPE, not_before=1_800_000_000.5),
-    Subscribe(3, "orders", "billing", prefetch=16, start="latest"),
+    Subscribe(3, "orders", "billing", prefetch=16, start="latest", idle_expiry=300.0),
     Unsubscribe(4, subscription=7),
     Delete(5, "orders", group="billing"),
     Credit(7, 3),

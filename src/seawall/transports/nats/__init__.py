@@ -41,6 +41,14 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   delivery held longer than ``ack_wait / 2`` is kept alive with an in-progress
   ack, so slow handlers and queued deliveries are not redelivered behind
   their back.
+* **Group expiry** (``subscribe(idle_expiry=…)``, ``Capabilities.group_expiry``)
+  → a new group's consumers get ``InactiveThreshold``: the server deletes a
+  durable that has had no pull request waiting for that long (nats-server 2.9
+  and later; checked within about a second). A member pulls all the time while
+  it has credit, but one holding ``prefetch`` deliveries unsettled asks for
+  nothing, and a partition nobody owns (during a hand-over) is not pulled: the
+  expiry must be far above the longest handler and the ``lease``. A group found
+  existing is joined as it is, expiring or not.
 * **Close / broken link** → unsettled and received-but-unread deliveries are
   NAKed, so they come again soon, not after AckWait: on a close at once (after
   unsubscribing the pull inboxes on the same connection and having the server
@@ -240,6 +248,7 @@ class NatsTransport:
             max_message_bytes=_DEFAULT_MAX_PAYLOAD,
             replay=True,
             priorities=MAX_PRIORITIES,
+            group_expiry=True,
         )
 
     @classmethod
@@ -551,7 +560,13 @@ class NatsTransport:
 
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> NatsSubscription | CoreSubscription:
         self._check_open()
         if prefetch < 1:
@@ -562,7 +577,9 @@ class NatsTransport:
         assert stream is not None
         last = await self._last_sequence(stream) if not isinstance(start, str) else 0
         consumers = [
-            await self._consumer(stream, group, log, deliver_policy(stream, start, log, last))
+            await self._consumer(
+                stream, group, log, deliver_policy(stream, start, log, last), idle_expiry
+            )
             for log in range(stream.logs)
         ]
         await self._return_parked()
@@ -587,8 +604,12 @@ class NatsTransport:
         group: str,
         log_index: int,
         start: tuple[api.DeliverPolicy, int | None, datetime | None],
+        expiry: float | None = None,
     ) -> str:
-        """The group's durable consumer of one log, made to ``start`` if new."""
+        """The group's durable consumer of one log, made to ``start`` (and to be deleted
+        by the server after ``expiry`` seconds without a pull) if new."""
+        if expiry is not None and not expiry > 0:
+            raise ValueError(f"idle_expiry must be more than 0 seconds, got {expiry}")
         name = stream.consumer(token(group), log_index)
         policy, sequence, since = start
         config = api.ConsumerConfig(
@@ -601,6 +622,7 @@ class NatsTransport:
             deliver_policy=policy,
             opt_start_seq=sequence,
             opt_start_time=since,
+            inactive_threshold=expiry,
         )
         js = await self.link()
         with translated(f"joining group {group!r} on channel {stream.channel!r}"):

@@ -17,6 +17,17 @@ How the transport model (see :mod:`seawall._transport`) maps onto AMQP 0-9-1
   before any group existed reaches the first groups that read it (once, to one
   of them: RabbitMQ keeps messages per queue, not per channel). Messages taken
   from the unclaimed queue may interleave with newer ones of their key.
+* **Group expiry** (``subscribe(idle_expiry=…)``, ``Capabilities.group_expiry``)
+  → a new group's queues get ``x-expires``: RabbitMQ deletes each once it has
+  had no consumer (nor a get or a redeclaration) that long, checked on a quorum
+  queue's tick (every 5 s), so a little late. A partitioned group's members
+  exchange is not durable and outlives it until the broker restarts (an
+  exchange, not a queue: it holds nothing). A group
+  found existing is joined as it is, expiring or not; one that another process
+  declared meanwhile with other arguments (RabbitMQ refuses the redeclaration
+  with ``PRECONDITION_FAILED``) too. The group's name in the groups queue is
+  marked expiring, and whoever next deletes a group of the channel takes the
+  names whose queues are gone out of it.
 * **Message** → CloudEvents AMQP binding, binary mode: attributes in
   ``cloudEvents:<name>`` headers, ``content_type`` and ``message_id``
   properties, extra headers as they are, the payload as the body, so a plain
@@ -204,6 +215,7 @@ class RabbitMQTransport:
             delayed_delivery=True,
             max_message_bytes=chosen.max_message_bytes,
             priorities=MAX_PRIORITIES,
+            group_expiry=True,
         )
 
     @classmethod
@@ -413,7 +425,13 @@ class RabbitMQTransport:
 
     # -- subscribing -----------------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> RabbitMQSubscription:
         self._check_open()
         at = fixed_start(start, "RabbitMQ", _NO_REPLAY)
@@ -428,7 +446,7 @@ class RabbitMQTransport:
             return sub
         layout = await self._layout(channel)
         spec_ = self._declared.get(channel) or ChannelSpec(name=channel)
-        queues = await self.topology.group(layout, group, spec_.max_messages)
+        queues = await self.topology.group(layout, group, spec_.max_messages, idle_expiry)
         sub = RabbitMQSubscription(self, channel, group, queues, prefetch)
         sub.counts_returns = layout.priorities == 1  # classic queues have no delivery count
         self._subs.add(sub)

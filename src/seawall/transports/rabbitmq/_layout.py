@@ -25,6 +25,7 @@ __all__ = [
     "delay_names",
     "delay_queue_arguments",
     "channel_queue_arguments",
+    "expires_ms",
     "group_queue_arguments",
     "inbox_queue",
     "max_length",
@@ -103,13 +104,23 @@ def channel_queue_arguments(max_messages: int, priorities: int = 1) -> dict[str,
 
 
 def group_queue_arguments(
-    max_messages: int, *, partitioned: bool, priorities: int = 1
+    max_messages: int, *, partitioned: bool, priorities: int = 1, expiry: float | None = None
 ) -> dict[str, Any]:
-    """A group's partition queue: bounded; single active consumer if partitioned."""
+    """A group's partition queue: bounded; single active consumer if partitioned; deleted
+    by RabbitMQ once unused (no consumer, no get, no redeclaration) for ``expiry`` seconds."""
     arguments = channel_queue_arguments(max_messages, priorities)
     if partitioned:
         arguments["x-single-active-consumer"] = True
+    if expiry is not None:
+        arguments["x-expires"] = expires_ms(expiry)
     return arguments
+
+
+def expires_ms(seconds: float) -> int:
+    """``x-expires`` for ``seconds``: whole milliseconds, rounded up, at least 1."""
+    if not seconds > 0:
+        raise ValueError(f"idle_expiry must be more than 0 seconds, got {seconds}")
+    return max(1, math.ceil(seconds * 1000))
 
 
 def delay_queue_arguments(step_ms: int, target: str = "") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aio_pika.exceptions
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Topology", "translated"]
 
 _ONE_RECORD = {"x-max-length": 1, "x-overflow": "reject-publish"}
+_EXPIRING = "seawall-expiring"
+"""Header of a name in a channel's groups queue whose group's queues expire."""
 _NOT_FOUND = (aio_pika.exceptions.ChannelNotFoundEntity,)
 
 
@@ -184,38 +186,62 @@ class Topology:
             "delete that queue to let the channel be declared again"
         )
 
-    async def group(self, layout: Layout, group: str, max_messages: int) -> list[str]:
+    async def group(
+        self, layout: Layout, group: str, max_messages: int, expiry: float | None = None
+    ) -> list[str]:
         """The group's partition queues, declared if the group is new, and bound.
 
         Binding again is a no-op for a healthy channel and mends one whose exchange
-        was deleted and declared anew.
+        was deleted and declared anew. ``expiry`` (seconds) makes a new group's queues
+        expire once unused that long (``x-expires``).
         """
         queues = [layout.queue(group, p) for p in range(layout.partitions)]
         new = not await self._exists(queues[-1])
-        channel = await self.admin()
         arguments = group_queue_arguments(
-            max_messages, partitioned=layout.partitions > 1, priorities=layout.priorities
+            max_messages,
+            partitioned=layout.partitions > 1,
+            priorities=layout.priorities,
+            expiry=expiry,
         )
         with translated(f"joining group {group!r} on channel {layout.channel!r}"):
-            amqp = await channel.get_underlay_channel()
             if new:
-                await self._register(layout, group)
+                await self._register(layout, group, expiring=expiry is not None)
+                for name in queues:
+                    await self._group_queue(name, arguments)
+            amqp = await (await self.admin()).get_underlay_channel()
             for partition, name in enumerate(queues):
-                if new:
-                    await channel.declare_queue(name, durable=True, arguments=arguments)
-                    self.made.add(("queue", name))
                 await amqp.queue_bind(name, layout.exchange, routing_key=str(partition))
         return queues
 
-    async def _register(self, layout: Layout, group: str) -> None:
-        """Add the group's name to the channel's groups queue, before its queues exist."""
+    async def _group_queue(self, name: str, arguments: dict[str, Any]) -> None:
+        """Declare a group's queue. One that another process declared meanwhile with other
+        arguments (say, without an expiry) is refused by RabbitMQ and taken as it is, as
+        a group found existing is."""
+        channel = await self.admin()
+        try:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            if not await self._exists(name):
+                raise
+        self.made.add(("queue", name))
+
+    async def _register(self, layout: Layout, group: str, *, expiring: bool) -> None:
+        """Add the group's name to the channel's groups queue, before its queues exist
+        (marked if they expire, so that deleting a group may forget it once they have)."""
         channel = await self.admin()
         await channel.declare_queue(layout.groups, durable=True)  # older channels lack it
-        message = aio_pika.Message(group.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        message = aio_pika.Message(
+            group.encode(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={_EXPIRING: True} if expiring else None,
+        )
         await channel.default_exchange.publish(message, layout.groups)
 
-    async def groups(self, layout: Layout, *, forget: str | None = None) -> set[str]:
-        """The names in the channel's groups queue; ``forget`` is taken out of it.
+    async def groups(
+        self, layout: Layout, *, forget: str | None = None, expired: bool = False
+    ) -> set[str]:
+        """The names in the channel's groups queue; ``forget`` is taken out of it, and
+        with ``expired`` every expiring group whose last queue RabbitMQ deleted.
 
         Read with gets on an AMQP channel of its own, then put back by closing it
         (the names to forget acked first).
@@ -224,13 +250,17 @@ class Topology:
             return set()
         connection = await self.transport.connection()
         names: set[str] = set()
+        last = layout.partitions - 1
         with translated(f"listing the groups of channel {layout.channel!r}"):
             channel = await connection.channel(publisher_confirms=False)
             try:
                 queue = await channel.get_queue(layout.groups, ensure=False)
                 while (got := await queue.get(no_ack=False, fail=False)) is not None:
                     name = got.body.decode(errors="replace")
-                    if name == forget:
+                    gone = expired and bool((got.headers or {}).get(_EXPIRING))
+                    if name == forget or (
+                        gone and not await self._exists(layout.queue(name, last))
+                    ):
                         await got.ack()
                     else:
                         names.add(name)
@@ -255,8 +285,9 @@ class Topology:
                 await amqp.queue_delete(name)
 
     async def delete_group(self, layout: Layout, group: str) -> None:
-        """Delete the group's partition queues and its members' exchange."""
-        await self.groups(layout, forget=group)
+        """Delete the group's partition queues and its members' exchange (and forget the
+        names of the channel's expiring groups whose queues RabbitMQ deleted)."""
+        await self.groups(layout, forget=group, expired=True)
         channel = await self.admin()
         with translated(f"deleting group {group!r} of channel {layout.channel!r}"):
             await self._delete_group(await channel.get_underlay_channel(), layout, group)

@@ -103,6 +103,16 @@ How the transport model (see :mod:`seawall._transport`) maps onto Redis
   partition streams (one script, so each moves once) when they look at their
   retry sets, so it arrives within ``poll`` seconds of its time, once some
   member of some group reads the channel.
+* **Group expiry** (``subscribe(idle_expiry=…)``) → the channel's ``idle``
+  hash holds each expiring group's expiry and when a member last noted it in
+  use (on joining, every third of the expiry while it is read, on leaving), and
+  each new subscription to the channel first destroys the groups noted longer
+  ago than their expiry: see :mod:`._idle`. Redis runs no timer for it, so an
+  expired group goes when the channel is next subscribed to (the registry's
+  readers do so at every start); until then what it has not settled counts
+  against the channel's bound (see **Bound**). A member that is not read
+  (nobody iterates its subscription) notes nothing. A group found existing is
+  joined as it is, expiring or not.
 
 The tunables named above are :class:`~seawall.transports.RedisOptions`, given
 in code or in the URL's query (``redis://127.0.0.1:6379/0?prefix=shop&claim_idle=10``);
@@ -159,6 +169,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from .._options import RedisOptions, RedisSettings
 from ._batch import Batcher
 from ._entry import encode
+from ._idle import sweep
 from ._keys import Keys, RedisChannel
 from ._replies import RedisReplyStore
 from ._scripts import SCRIPTS
@@ -230,6 +241,7 @@ class RedisTransport:
             priorities=MAX_PRIORITIES,
             max_message_bytes=chosen.max_message_bytes,
             replay=True,
+            group_expiry=True,
         )
 
     @classmethod
@@ -379,6 +391,7 @@ class RedisTransport:
             for lane in range(found.lanes):
                 pipe.xgroup_destroy(keys.stream(lane), keys.group(group))
             pipe.unlink(*doomed, keys.members(group), keys.epochs(group))
+            pipe.hdel(keys.idle, group)
             await pipe.execute(raise_on_error=False)  # a stream may be gone already
 
     async def _unlink_matching(self, pattern: str, channel: str) -> None:
@@ -514,15 +527,26 @@ class RedisTransport:
 
     # -- subscribing -----------------------------------------------------------
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> RedisSubscription:
         self._check_open()
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        if idle_expiry is not None and not idle_expiry > 0:
+            raise ValueError(f"idle_expiry must be more than 0 seconds, got {idle_expiry}")
         found = await self.channel(channel)
         assert found is not None
-        await self._join(found, group, await self._start_ids(found, start))
+        expiring = set() if found.ephemeral else await sweep(self, found)
+        created = await self._join(found, group, await self._start_ids(found, start))
         sub = RedisSubscription(self, found, group, prefetch)
+        if group in expiring or (created and idle_expiry is not None):
+            sub.note_use(idle_expiry if created else None)
         self._subs.add(sub)
         try:
             await sub.start()
@@ -552,8 +576,10 @@ class RedisTransport:
             found = [await client.xrevrange(s, max=before, min="-", count=1) for s in streams]
             return [_text(last[0][0]) if last else "0-0" for last in found]
 
-    async def _join(self, channel: RedisChannel, group: str, at: list[str]) -> None:
+    async def _join(self, channel: RedisChannel, group: str, at: list[str]) -> bool:
+        """Create the group on each stream where it is missing; whether it was anywhere."""
         client = await self.link()
+        made = False
         async with round_trip(
             f"joining group {group!r} on channel {channel.name!r}", self.api_timeout
         ):
@@ -567,6 +593,8 @@ class RedisTransport:
                     created, *_ = await pipe.execute(raise_on_error=False)
                 if isinstance(created, Exception) and "BUSYGROUP" not in str(created):
                     raise created
+                made = made or not isinstance(created, Exception)
+        return made
 
     def left(self, sub: RedisSubscription) -> None:
         self._subs.discard(sub)

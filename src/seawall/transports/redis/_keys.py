@@ -14,6 +14,7 @@ and channel ``orders.events``::
     seawall:{orders_2eevents}:members:<g>      zset: members of group g by last heartbeat
     seawall:{orders_2eevents}:lock:<g>:<p>     string: <member>:<epoch> that owns partition p
     seawall:{orders_2eevents}:epochs:<g>       hash: partition -> last fencing epoch handed out
+    seawall:{orders_2eevents}:idle             hash: expiring group -> <expiry ms>:<last left, ms>
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class Keys:
 
     def epochs(self, group: str) -> str:
         return f"{self.base}:epochs:{token(group)}"
+
+    @property
+    def idle(self) -> str:
+        """The groups that expire once idle (see :mod:`._idle`)."""
+        return f"{self.base}:idle"
 
     def group(self, group: str) -> str:
         """The consumer group name on the streams (the group's token)."""

@@ -55,6 +55,14 @@
 * ``expire``: give every key of an ephemeral channel (``KEYS``: the meta hash
   first) a time to live of ``ARGV[1]`` milliseconds, unless the meta hash has
   already gone (``0``): its owner renews them while it lives.
+* ``touch``: in the channel's ``idle`` hash (``KEYS``), note by the server's
+  clock that group ``ARGV[1]`` is in use, expiring after ``ARGV[2]`` ms
+  (empty: only if it expires already); returns its expiry in ms, or ``0``.
+  See :mod:`._idle`.
+* ``sweep``: destroy, on every stream of the channel (``KEYS``: the ``idle``
+  hash, then the streams), each expiring group (``ARGV``: per group its field
+  in the hash and its consumer group name) last noted in use longer ago than
+  its expiry. Returns the fields of the groups destroyed.
 
 Stream ids are compared as (milliseconds, sequence) pairs of numbers; in a retry
 set they are padded (``take_due`` also reads the unpadded members older versions wrote).
@@ -330,6 +338,45 @@ end
 return {out, wait}
 """
 
+_IDLE_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_TOUCH = (
+    _IDLE_NOW
+    + """
+local expiry = ARGV[2]
+if expiry == '' then
+  local old = redis.call('HGET', KEYS[1], ARGV[1])
+  if not old then return 0 end
+  expiry = string.match(old, '^(%d+):')
+end
+redis.call('HSET', KEYS[1], ARGV[1], expiry .. ':' .. now)
+return tonumber(expiry)
+"""
+)
+
+_SWEEP = (
+    _IDLE_NOW
+    + """
+local gone = {}
+for i = 1, #ARGV, 2 do
+  local field, group = ARGV[i], ARGV[i + 1]
+  local value = redis.call('HGET', KEYS[1], field)
+  if value then
+    local expiry, used = string.match(value, '^(%d+):(%d+)$')
+    if now - tonumber(used) >= tonumber(expiry) then
+      for k = 2, #KEYS do pcall(redis.call, 'XGROUP', 'DESTROY', KEYS[k], group) end
+      redis.call('HDEL', KEYS[1], field)
+      gone[#gone + 1] = field
+    end
+  end
+end
+return gone
+"""
+)
+
 _HEARTBEAT = """
 local members = KEYS[1]
 local me, lease = ARGV[1], tonumber(ARGV[2])
@@ -402,5 +449,7 @@ SCRIPTS = {
         Script("take", _TAKE),
         Script("unlock", _UNLOCK),
         Script("expire", _EXPIRE),
+        Script("touch", _TOUCH),
+        Script("sweep", _SWEEP),
     )
 }

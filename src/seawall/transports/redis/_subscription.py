@@ -22,6 +22,7 @@ from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
 from ..._transport.ownership import Fence
+from . import _idle
 from ._entry import decode
 from ._keys import PARKED, RedisChannel
 from ._ownership import RedisLeases, member
@@ -58,6 +59,9 @@ class RedisSubscription:
         self.group = group
         self.prefetch = prefetch
         self.consumer = uuid7()
+        self.expiry: float | None = None
+        """Seconds the group may go unused, if it expires (see :mod:`._idle`)."""
+        self._new_expiry: float | None = None
         self.owned: dict[int, str] = {}  # partition -> stream key
         self._reading: set[int] = set()  # partitions the read in flight asks for
         self.held: Counter[int] = Counter()  # partition -> read and not settled
@@ -358,12 +362,28 @@ class RedisSubscription:
             return await self.transport.script(name, keys, args)
 
     # -- keeping an ephemeral channel's keys alive ---------------------------------
+    def note_use(self, expiry: float | None) -> None:
+        """Note in the channel's ``idle`` hash that the group is in use, from the start and
+        every third of its expiry while this member is read: ``expiry`` for a group just
+        made with one, else it keeps the one it has (see :mod:`._idle`)."""
+        self._new_expiry = expiry
+        self._renew_at = 0.0
+
     def _renew_due(self) -> float | None:
         return None if self._renew_at == math.inf else self._renew_at
 
     async def _renew(self, now: float) -> None:
-        """Renew the keys' time to live every third of it, while this member lives."""
+        """Renew the keys' time to live every third of it, while this member lives (on a
+        durable channel: note that the group is in use, if it expires)."""
         if now < self._renew_at:
+            return
+        if not self.channel.ephemeral:
+            with translated(f"noting the use of group {self.group!r}"):
+                self.expiry = await _idle.touch(
+                    self.transport, self.channel, self.group, self._new_expiry
+                )
+            self._new_expiry = None
+            self._renew_at = math.inf if self.expiry is None else now + self.expiry / 3
             return
         with translated(f"renewing channel {self.channel.name!r}"):
             alive = await self.transport.renew(self.channel, self.group)
@@ -546,6 +566,8 @@ class RedisSubscription:
             await self._owner.leave()
             self._task = None
         await self._forget_consumer()
+        if self.expiry is not None:
+            await _idle.left(self.transport, self.channel, self.group)
         if self.channel.ephemeral:
             await self.transport.forget(self.channel, [self.group])
 

@@ -181,13 +181,21 @@ class SeawallTransport:
         await until_stored(self.clock, self.publish_timeout, attempt)
 
     async def subscribe(
-        self, channel: str, *, group: str, prefetch: int = 64, start: Start = "earliest"
+        self,
+        channel: str,
+        *,
+        group: str,
+        prefetch: int = 64,
+        start: Start = "earliest",
+        idle_expiry: float | None = None,
     ) -> SeawallSubscription:
         if not 1 <= prefetch <= 65_536:
             raise ValueError(f"prefetch must be 1..65536, got {prefetch}")
+        if idle_expiry is not None and not idle_expiry > 0:
+            raise ValueError(f"idle_expiry must be more than 0 seconds, got {idle_expiry}")
         link = await self._ensure_link()
         sub = SeawallSubscription(link, channel, prefetch)
-        await link.ask(Subscribe.of, channel, group, prefetch, start, sub=sub)
+        await link.ask(Subscribe.of, channel, group, prefetch, start, idle_expiry, sub=sub)
         return sub
 
     async def close(self) -> None:
@@ -282,6 +290,7 @@ class SeawallTransport:
             max_message_bytes=welcome.max_message,
             replay=welcome.replay,
             priorities=welcome.priorities,
+            group_expiry=welcome.group_expiry,
         )
         link = Link(stream, batches, self.where, pipeline=self._pipeline)
         link.start()
