@@ -224,6 +224,26 @@ async def test_a_publish_to_a_stream_deleted_behind_its_back_makes_it_again() ->
             await transport.close()
 
 
+async def test_a_subscribe_to_a_stream_deleted_behind_its_back_makes_it_again() -> None:
+    transport = await NatsTransport.connect(require(NATS))
+    channel = unique("resubscribed")
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            name = transport._streams[channel].name
+            doomed.add(name)
+            await (await transport.subscribe(channel, group="workers")).close()
+            await (await transport.link()).delete_stream(name)
+            again = await transport.subscribe(channel, group="workers")
+            sent = make_message(2)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+            assert got.message == sent
+        finally:
+            await transport.close()
+
+
 async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
     transport = await NatsTransport.connect(require(NATS))
     channel = unique("deleted")

@@ -573,6 +573,9 @@ class NatsTransport:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         if rides_core(channel):
             return await self._subscribe_core(channel, prefetch)
+        # Looked up afresh, not from the cache: a stream deleted behind our back is made
+        # again, instead of every new subscription failing on its missing stream.
+        self._streams.pop(channel, None)
         stream = await self._stream(channel)
         assert stream is not None
         last = await self._last_sequence(stream) if not isinstance(start, str) else 0
