@@ -32,7 +32,7 @@ from ..._transport import Delivery, is_reply_inbox
 if TYPE_CHECKING:
     from . import NatsTransport
 
-__all__ = ["CoreSubscription", "rides_core"]
+__all__ = ["CoreSubscription", "decode_plain", "rides_core"]
 
 log = logging.getLogger("seawall.transports.nats")
 
@@ -77,7 +77,7 @@ class CoreSubscription:
                 "reply inbox %s holds %d unread replies; one dropped", self.channel, _MAX_WAITING
             )
             return
-        self._ready.append((_decode(msg), 1))
+        self._ready.append((decode_plain(msg), 1))
         self.wake.set()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -157,7 +157,8 @@ class CoreSubscription:
             await self._end("closed")
 
 
-def _decode(msg: Msg) -> Message:
+def decode_plain(msg: Msg) -> Message:
+    """The message a plain (core NATS) message carries."""
     headers = dict(msg.headers or {})
     try:
         return from_headers(headers, msg.data)
