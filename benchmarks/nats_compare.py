@@ -23,7 +23,9 @@ anchor measured in the same round as seawall:
    carrying them through nats-py costs); FastStream ``broker.request`` to a
    subscriber returning the reply; seawall ``ctx.request`` from one system to a
    service in another system of this process (so the reply crosses the server
-   too, as in production).
+   too, as in production), with the service's requests stored in JetStream (the
+   default) and direct (``Service(..., requests="direct")``: over core NATS in a
+   queue group, stored nowhere, like the raw nats-py request).
 3. **JetStream durable consume + ack** of a filled stream: a raw nats-py pull
    consumer vs a seawall subscription (the functions of
    :mod:`benchmarks.jetstream`).
@@ -364,10 +366,10 @@ async def faststream_request(count: int) -> tuple[float, float]:
     return _p(latencies)
 
 
-async def seawall_request(count: int) -> tuple[float, float]:
+async def seawall_request(count: int, *, direct: bool = False) -> tuple[float, float]:
     from . import workloads
 
-    service = Service(workloads.SERVICE, concurrency=64)
+    service = Service(workloads.SERVICE, concurrency=64, requests="direct" if direct else "stored")
 
     @service.command
     async def probe(cmd: Probe) -> ProbeResult:
@@ -447,6 +449,7 @@ async def main() -> None:
         "stored_ce": [],
         "fs": [],
         "ours": [],
+        "direct": [],
     }
     consume: dict[str, list[float]] = {"raw": [], "ours": []}
     fs_count = max(1000, args.count // 4)  # FastStream is ~10x slower: keep its rounds short
@@ -465,6 +468,7 @@ async def main() -> None:
         ("stored_ce", lambda: raw_stored_request(args.requests, cloudevents=True)),
         ("fs", lambda: faststream_request(args.requests)),
         ("ours", lambda: seawall_request(args.requests)),
+        ("direct", lambda: seawall_request(args.requests, direct=True)),
     ]
     for round_ in range(args.rounds):
         if "1" in sections:
@@ -511,9 +515,9 @@ def _report_pubsub(pubsub: dict[str, list[float]], count: int, fs_count: int) ->
 
 
 def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> None:
-    raw_p, stored_p, ce_p, fs_p, our_p = (
+    raw_p, stored_p, ce_p, fs_p, our_p, direct_p = (
         (_median([r[0] for r in rpc[k]]), _median([r[1] for r in rpc[k]]))
-        for k in ("raw", "stored", "stored_ce", "fs", "ours")
+        for k in ("raw", "stored", "stored_ce", "fs", "ours", "direct")
     )
     print(f"2. request/reply, {requests} sequential requests: p50 / p99 in us")
     print(f"   raw nats-py request            {raw_p[0]:>7.0f} / {raw_p[1]:>7.0f}")
@@ -521,6 +525,11 @@ def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> Non
     print(f"   the same with seawall's headers{ce_p[0]:>7.0f} / {ce_p[1]:>7.0f}")
     print(f"   FastStream broker.request      {fs_p[0]:>7.0f} / {fs_p[1]:>7.0f}")
     print(f"   seawall ctx.request            {our_p[0]:>7.0f} / {our_p[1]:>7.0f}")
+    print(f"   seawall, requests direct       {direct_p[0]:>7.0f} / {direct_p[1]:>7.0f}")
+    print(
+        f"   seawall direct p50 / raw {direct_p[0] / raw_p[0]:.2f}x (target <= 1.3; neither "
+        f"stores the request), per round median {_paired(rpc, 'raw', 'direct'):.2f}x"
+    )
     print(
         f"   seawall p50 / raw {our_p[0] / raw_p[0]:.2f}x (target <= 1.3), / raw with the "
         f"request stored {our_p[0] / stored_p[0]:.2f}x (same durability), / FastStream "
@@ -535,9 +544,9 @@ def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> Non
     )
 
 
-def _paired(rpc: dict[str, list[tuple[float, float]]], anchor: str) -> float:
+def _paired(rpc: dict[str, list[tuple[float, float]]], anchor: str, ours: str = "ours") -> float:
     """The median over rounds of seawall's p50 over ``anchor``'s p50 in the same round."""
-    pairs = zip(rpc["ours"], rpc[anchor], strict=True)
+    pairs = zip(rpc[ours], rpc[anchor], strict=True)
     return _median([ours[0] / other[0] for ours, other in pairs])
 
 

@@ -574,6 +574,13 @@ async def test_publishes_written_by_us_carry_the_headers_nats_py_would_write() -
             await wait_until(functools.partial(_holds, seen, 2 * done), 3.0, "both copies")
             ours, theirs = seen[-2], seen[-1]
             assert ours == theirs, headers
+            await acks.send(subject, b"plain", dict(headers))  # no reply subject, no answer
+            await client.publish(subject, b"plain", headers=dict(headers))
+            await client.flush()
+            await wait_until(functools.partial(_holds, seen, 2 * done + 2), 3.0, "plain ones")
+            ours, theirs = seen.pop(-2), seen.pop(-1)
+            assert ours == theirs == (b"plain", theirs[1]), headers
+        assert acks._command(subject, "", b"body", cases[0]) is not None
     finally:
         await client.close()
 

@@ -167,6 +167,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._acks import Acks
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
+from ._headers import install as install_header_parser
 from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
 from ._schedule import scheduled_headers
@@ -271,6 +272,7 @@ class NatsTransport:
             async with self._connecting:
                 if self._js is None:
                     self._client = await self._open()
+                    install_header_parser(self._client)
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
@@ -454,17 +456,17 @@ class NatsTransport:
     async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
         await self.link()
-        client = self.client
+        assert self._acks is not None
         with translated(f"replying with {message.id} to {channel!r}"):
-            await client.publish(_core_subject(channel), message.data, headers=headers)
+            await self._acks.send(_core_subject(channel), message.data, headers)
 
     async def _send_direct(self, stream: Stream, message: Message, headers: dict[str, str]) -> None:
         """A request on a channel whose requests are direct: one plain NATS message to the
         groups' queue subscriptions, not stored (lost if nobody listens, see ._direct)."""
         await self.link()
-        client = self.client
+        assert self._acks is not None
         with translated(f"sending request {message.id} to {stream.channel!r}"):
-            await client.publish(stream.direct_subject, message.data, headers=headers)
+            await self._acks.send(stream.direct_subject, message.data, headers)
 
     async def _target(self, channel: str) -> Stream | None:
         """The channel's stream, created on first use."""
