@@ -264,6 +264,8 @@ async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_droppe
         assert got.message == sent
         assert got.attempt == 1
         assert requester._streams == {} == replier._streams, "a reply inbox made a stream"
+        handle = sub._handle  # type: ignore[attr-defined]
+        assert type(handle._pending_queue).__name__ == "_Handoff", "a task per inbox again"
         await sub.close()  # the requester leaves: a later reply goes nowhere, at once
         started = time.monotonic()
         await replier.publish(inbox, make_message(1))

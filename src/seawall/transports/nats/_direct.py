@@ -34,7 +34,7 @@ from nats.aio.subscription import Subscription as NatsSubscriptionHandle
 
 from ..._transport import Delivery
 from ..._transport.assignment import token
-from ._core import decode_plain
+from ._core import decode_plain, subscribe_plain
 
 if TYPE_CHECKING:
     from ._subscription import NatsSubscription
@@ -43,7 +43,7 @@ __all__ = ["DirectReader"]
 
 log = logging.getLogger("seawall.transports.nats")
 
-_MAX_WAITING = 65_536  # received and not handed out: beyond, nats-py drops (slow consumer)
+_MAX_WAITING = 65_536  # received and not handed out: beyond, a request is dropped
 
 
 class DirectReader:
@@ -70,18 +70,20 @@ class DirectReader:
         return bool(self._ready)
 
     async def start(self) -> None:
-        client = self.sub.transport.client
-        self._handle = await client.subscribe(
+        transport = self.sub.transport
+        self._handle = await subscribe_plain(
+            transport.client,
             self.subject,
+            self._arrived,
             queue=token(self.sub.group),
-            cb=self._arrived,
-            pending_msgs_limit=_MAX_WAITING,
+            timeout=transport.api_timeout,
         )
-        # A round trip, so the server has the interest before subscribe returns.
-        await client.flush(timeout=max(1, int(self.sub.transport.api_timeout)))
 
-    async def _arrived(self, msg: Msg) -> None:
+    def _arrived(self, msg: Msg) -> None:
         if not self._open:
+            return
+        if len(self._ready) >= _MAX_WAITING:
+            log.warning("%s: %d direct requests wait; one dropped", self.subject, _MAX_WAITING)
             return
         self._ready.append((msg, 0))
         self.sub.wake.set()

@@ -407,7 +407,8 @@ class NatsSubscription:
             self._direct.ack(number)
         else:
             self._direct.nack(number, delay)
-        self.wake.set()
+        if self._direct.waiting or self._ready:  # else the freed credit unblocks nothing
+            self.wake.set()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
         assert isinstance(delivery.token, str)
