@@ -219,7 +219,7 @@ class CoreSubscription:
 
 def decode_plain(msg: Msg) -> Message:
     """The message a plain (core NATS) message carries."""
-    headers = dict(msg.headers or {})
+    headers = msg.headers or {}  # read, not changed: no copy
     try:
         return from_headers(headers, msg.data)
     except DecodeError as exc:
