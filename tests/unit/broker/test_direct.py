@@ -10,6 +10,7 @@ import pytest
 
 from seawall import ChannelFull, ChannelSpec, ConfigurationError
 from seawall._broker.direct import DIRECT, DirectQueue
+from seawall._broker.log import Taken
 from seawall._messages.envelope import Message
 from seawall.testing._conformance import Inbox, ids, make_message
 from seawall.transports.embedded import EmbeddedTransport
@@ -20,20 +21,25 @@ def _request(n: int) -> Message:
     return msgspec.structs.replace(make_message(n), replyto="_inbox.me", deadline=deadline)
 
 
+def _taken(queue: DirectQueue[str], member: int, now: float) -> Taken[str]:
+    taken = queue.take(member, now)
+    assert taken is not None
+    return taken
+
+
 def test_a_queue_hands_out_in_order_holds_back_a_nack_and_returns_what_a_leaver_held() -> None:
     queue = DirectQueue[str](bound=3)
-    assert queue.offer("a") and queue.offer("b") and queue.offer("c")
-    assert not queue.offer("d"), "past its bound"
-    a, b = queue.take(1, now=0.0), queue.take(2, now=0.0)
-    assert a is not None and b is not None
+    assert [queue.offer(entry) for entry in "abcd"] == [True, True, True, False]  # bound 3
+    a, b = _taken(queue, 1, 0.0), _taken(queue, 2, 0.0)
     assert (a.partition, a.entry, a.attempt) == (DIRECT, "a", 1)
     assert not queue.ack(2, a.offset), "member 2 does not hold it"
     assert queue.nack(1, a.offset, not_before=5.0)
     queue.leave(2)  # b back at the head, before c
-    assert [queue.take(3, now=1.0).entry for _ in range(2)] == ["b", "c"]  # type: ignore[union-attr]
-    assert queue.take(3, now=1.0) is None and queue.next_retry() == 5.0
-    again = queue.take(3, now=5.0)
-    assert again is not None and (again.entry, again.attempt) == ("a", 2)
+    assert [_taken(queue, 3, 1.0).entry for _ in range(2)] == [b.entry, "c"]
+    assert queue.take(3, now=1.0) is None
+    assert queue.next_retry() == 5.0
+    again = _taken(queue, 3, 5.0)
+    assert (again.entry, again.attempt) == ("a", 2)
     assert queue.ack(3, again.offset)
 
 
