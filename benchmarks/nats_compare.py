@@ -16,14 +16,17 @@ anchor measured in the same round as seawall:
    JetStream pull subscriber; seawall, whose channels are JetStream streams
    (durable: the like-for-like anchors are the JetStream ones).
 2. **request/reply** p50/p99 of sequential requests: nats-py
-   ``request`` to a responding subscription; nats-py with the request stored
+   ``request`` to a responding subscription, bare and with as many headers as
+   seawall's envelope carries; nats-py with the request stored
    in JetStream as seawall stores it (acked publish, durable pull consumer
    answering on a core inbox: the like-for-like anchor), and that again with as many
    headers as seawall's CloudEvents envelope puts on the request and the reply (what
    carrying them through nats-py costs); FastStream ``broker.request`` to a
    subscriber returning the reply; seawall ``ctx.request`` from one system to a
    service in another system of this process (so the reply crosses the server
-   too, as in production).
+   too, as in production), with the service's requests stored in JetStream (the
+   default) and direct (``Service(..., requests="direct")``: over core NATS in a
+   queue group, stored nowhere, like the raw nats-py request).
 3. **JetStream durable consume + ack** of a filled stream: a raw nats-py pull
    consumer vs a seawall subscription (the functions of
    :mod:`benchmarks.jetstream`).
@@ -228,13 +231,21 @@ def _p(latencies_ns: list[int]) -> tuple[float, float]:
     return percentile(latencies_ns, 0.5) / 1000, percentile(latencies_ns, 0.99) / 1000
 
 
-async def raw_request(count: int) -> tuple[float, float]:
+async def raw_request(count: int, *, cloudevents: bool = False) -> tuple[float, float]:
+    """nats-py ``request`` to a subscription answering with ``respond``; ``cloudevents``
+    puts as many headers on the request and the reply as seawall's envelope does."""
     client = await nats.connect(URL)
     subject = f"bench.rpc.{uuid.uuid4().hex[:8]}"
 
     async def answer(msg: Msg) -> None:
         probe = decode_probe(msg.data)
-        await msg.respond(encode(ProbeResult(seq=probe.seq, accepted=True)))
+        result = encode(ProbeResult(seq=probe.seq, accepted=True))
+        if not cloudevents:
+            await msg.respond(result)
+            return
+        headers = _cloudevents_headers("document", "bench.ProbeResult", "bench-server")
+        assert msg.reply
+        await client.publish(msg.reply, result, headers=headers)
 
     await client.subscribe(subject, cb=answer)
     latencies = []
@@ -242,7 +253,13 @@ async def raw_request(count: int) -> tuple[float, float]:
         for seq in range(count + 100):
             body = encode(msgspec.structs.replace(PROBE, seq=seq))
             begin = time.perf_counter_ns()
-            reply = decode_result((await client.request(subject, body, timeout=2.0)).data)
+            headers = (
+                _cloudevents_headers("command", "bench.Probe", "bench-client")
+                if cloudevents
+                else None
+            )
+            answered = await client.request(subject, body, timeout=2.0, headers=headers)
+            reply = decode_result(answered.data)
             end = time.perf_counter_ns()
             assert reply.seq == seq
             if seq >= 100:  # the first ones warm up
@@ -364,10 +381,10 @@ async def faststream_request(count: int) -> tuple[float, float]:
     return _p(latencies)
 
 
-async def seawall_request(count: int) -> tuple[float, float]:
+async def seawall_request(count: int, *, direct: bool = False) -> tuple[float, float]:
     from . import workloads
 
-    service = Service(workloads.SERVICE, concurrency=64)
+    service = Service(workloads.SERVICE, concurrency=64, requests="direct" if direct else "stored")
 
     @service.command
     async def probe(cmd: Probe) -> ProbeResult:
@@ -443,10 +460,12 @@ async def main() -> None:
     pubsub: dict[str, list[float]] = {"core": [], "js": [], "fs": [], "fsjs": [], "ours": []}
     rpc: dict[str, list[tuple[float, float]]] = {
         "raw": [],
+        "raw_ce": [],
         "stored": [],
         "stored_ce": [],
         "fs": [],
         "ours": [],
+        "direct": [],
     }
     consume: dict[str, list[float]] = {"raw": [], "ours": []}
     fs_count = max(1000, args.count // 4)  # FastStream is ~10x slower: keep its rounds short
@@ -461,10 +480,12 @@ async def main() -> None:
     ]
     rpc_runs: list[tuple[str, Callable[[], Awaitable[tuple[float, float]]]]] = [
         ("raw", lambda: raw_request(args.requests)),
+        ("raw_ce", lambda: raw_request(args.requests, cloudevents=True)),
         ("stored", lambda: raw_stored_request(args.requests)),
         ("stored_ce", lambda: raw_stored_request(args.requests, cloudevents=True)),
         ("fs", lambda: faststream_request(args.requests)),
         ("ours", lambda: seawall_request(args.requests)),
+        ("direct", lambda: seawall_request(args.requests, direct=True)),
     ]
     for round_ in range(args.rounds):
         if "1" in sections:
@@ -511,16 +532,24 @@ def _report_pubsub(pubsub: dict[str, list[float]], count: int, fs_count: int) ->
 
 
 def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> None:
-    raw_p, stored_p, ce_p, fs_p, our_p = (
+    raw_p, raw_ce_p, stored_p, ce_p, fs_p, our_p, direct_p = (
         (_median([r[0] for r in rpc[k]]), _median([r[1] for r in rpc[k]]))
-        for k in ("raw", "stored", "stored_ce", "fs", "ours")
+        for k in ("raw", "raw_ce", "stored", "stored_ce", "fs", "ours", "direct")
     )
     print(f"2. request/reply, {requests} sequential requests: p50 / p99 in us")
     print(f"   raw nats-py request            {raw_p[0]:>7.0f} / {raw_p[1]:>7.0f}")
+    print(f"   the same with seawall's headers{raw_ce_p[0]:>7.0f} / {raw_ce_p[1]:>7.0f}")
     print(f"   raw nats-py, request stored    {stored_p[0]:>7.0f} / {stored_p[1]:>7.0f}")
     print(f"   the same with seawall's headers{ce_p[0]:>7.0f} / {ce_p[1]:>7.0f}")
     print(f"   FastStream broker.request      {fs_p[0]:>7.0f} / {fs_p[1]:>7.0f}")
     print(f"   seawall ctx.request            {our_p[0]:>7.0f} / {our_p[1]:>7.0f}")
+    print(f"   seawall, requests direct       {direct_p[0]:>7.0f} / {direct_p[1]:>7.0f}")
+    print(
+        f"   seawall direct p50 / raw {direct_p[0] / raw_p[0]:.2f}x (target <= 1.3; neither "
+        f"stores the request), per round median {_paired(rpc, 'raw', 'direct'):.2f}x; / raw "
+        f"with seawall's headers {direct_p[0] / raw_ce_p[0]:.2f}x, per round median "
+        f"{_paired(rpc, 'raw_ce', 'direct'):.2f}x"
+    )
     print(
         f"   seawall p50 / raw {our_p[0] / raw_p[0]:.2f}x (target <= 1.3), / raw with the "
         f"request stored {our_p[0] / stored_p[0]:.2f}x (same durability), / FastStream "
@@ -535,9 +564,9 @@ def _report_rpc(rpc: dict[str, list[tuple[float, float]]], requests: int) -> Non
     )
 
 
-def _paired(rpc: dict[str, list[tuple[float, float]]], anchor: str) -> float:
+def _paired(rpc: dict[str, list[tuple[float, float]]], anchor: str, ours: str = "ours") -> float:
     """The median over rounds of seawall's p50 over ``anchor``'s p50 in the same round."""
-    pairs = zip(rpc["ours"], rpc[anchor], strict=True)
+    pairs = zip(rpc[ours], rpc[anchor], strict=True)
     return _median([ours[0] / other[0] for ours, other in pairs])
 
 

@@ -9,7 +9,11 @@ transport, a consumer (or a responder), and this process as producer.
    publish to the consumer's last ack.
 2. request/reply round trip: publish a request, a responder process answers
    on the reply channel, wait for the reply; p50 and p99, and the CPU each
-   process spent per round trip (``--latency-only`` measures only this).
+   process spent per round trip (``--latency-only`` measures only this). On
+   three requests channels, measured in rotation with the NATS anchor: requests
+   stored (the default; fsynced on a durable server), stored without fsync
+   (``sync_requests=False``, durable server only), and direct
+   (``requests="direct"``: handed from the broker's memory, never written).
 3. The anchors, against the local NATS server (``--nats``) through nats-py,
    each with the other side in a process of its own: for 1, JetStream with
    file storage, the producer publishing with async acks in the same windows
@@ -271,17 +275,22 @@ async def round_trips(rounds: int, ask: Callable[[], Awaitable[None]]) -> list[f
     return times
 
 
-async def seawall_request_reply(
-    url: str, server: int, rounds: int, sync_requests: bool = True
-) -> list[float]:
-    """Round trip times; prints the CPU each process spent per round trip.
+REQUEST_CHANNELS = {
+    "synced": ChannelSpec(name=f"{REQUESTS}.synced"),
+    "unsynced": ChannelSpec(name=f"{REQUESTS}.unsynced", sync_requests=False),
+    "direct": ChannelSpec(name=f"{REQUESTS}.direct", requests="direct"),
+}
+"""The requests channels measured: stored (fsynced on a durable server), stored
+without fsync of requests, and direct (never written)."""
 
-    The requests channel is declared with ``sync_requests`` (on a durable server,
-    False commits the requests, which carry a deadline, without fsync).
-    """
-    channel = f"{REQUESTS}.{'synced' if sync_requests else 'unsynced'}"
+
+async def seawall_request_reply(url: str, server: int, rounds: int, kind: str) -> list[float]:
+    """Round trip times on the ``kind`` requests channel (:data:`REQUEST_CHANNELS`);
+    prints the CPU each process spent per round trip."""
+    spec = REQUEST_CHANNELS[kind]
+    channel = spec.name
     setup = await SeawallTransport.connect(url)
-    await setup.declare(ChannelSpec(name=channel, sync_requests=sync_requests))
+    await setup.declare(spec)
     await setup.close()
     responder = spawn("--respond", url, channel)
     try:
@@ -305,7 +314,7 @@ async def seawall_request_reply(
         per = 1e6 / (rounds + max(1, rounds // 10))
         parts = zip(("requester", "server", "responder"), spent, cpu, strict=True)
         shares = ", ".join(f"{name} {(after - before) * per:.0f}" for name, after, before in parts)
-        print(f"  CPU per round trip (us; /proc, 10 ms ticks): {shares}")
+        print(f"  CPU per round trip, {kind} (us; /proc, 10 ms ticks): {shares}")
     finally:
         stop(responder)
     return times
@@ -372,35 +381,59 @@ async def main(args: argparse.Namespace) -> None:
         url = f"seawall://127.0.0.1:{await asyncio.to_thread(line, server)}"
         if not args.latency_only:
             await throughputs(url, server.pid, args)
-        figures: dict[bool, list[float]] = {True: [], False: []}
-        for round_ in range(3):  # both kinds of requests channel, order alternating
-            for synced in (True, False) if round_ % 2 == 0 else (False, True):
-                times = await seawall_request_reply(url, server.pid, args.rounds // 3, synced)
-                figures[synced] += times
+        kinds = ["synced", "unsynced", "direct"] if args.data else ["synced", "direct"]
+        figures = await request_rounds(url, server.pid, args, kinds)
     finally:
         stop(server)
+    report_requests(figures, args, kinds)
+
+
+async def request_rounds(
+    url: str, server: int, args: argparse.Namespace, kinds: list[str]
+) -> dict[str, list[float] | str]:
+    """Three rounds of every requests channel and the NATS anchor, order rotating."""
+    contestants = [*kinds, "nats"]
+    figures: dict[str, list[float] | str] = {name: [] for name in contestants}
+    per_round = args.rounds // 3
+    for round_ in range(3):
+        for name in contestants[round_:] + contestants[:round_]:
+            done = figures[name]
+            if isinstance(done, str):
+                continue
+            if name == "nats":
+                times = await nats_request_reply(args.nats, per_round)
+            else:
+                times = await seawall_request_reply(url, server, per_round, name)
+            figures[name] = times if isinstance(times, str) else done + times
+    return figures
+
+
+def report_requests(
+    figures: dict[str, list[float] | str], args: argparse.Namespace, kinds: list[str]
+) -> None:
     loop = "uvloop" if UVLOOP else "asyncio"
-    durable = "requests fsynced (sync_requests=True)" if args.data else "memory"
-    p50, p99 = percentiles(figures[True])
-    print(f"request/reply over the server ({loop}, {durable}): p50 {p50:.0f} us, p99 {p99:.0f} us")
-    if args.data:
-        u50, u99 = percentiles(figures[False])
+    what = {
+        "synced": "requests fsynced (sync_requests=True)" if args.data else "requests stored",
+        "unsynced": "requests committed without fsync, sync_requests=False",
+        "direct": "requests direct, requests='direct': never written",
+    }
+    p50s: dict[str, float] = {}
+    for kind in kinds:
+        times = figures[kind]
+        assert not isinstance(times, str)
+        p50s[kind], p99 = percentiles(times)
         print(
-            f"request/reply over the server ({loop}, requests committed without fsync, "
-            f"sync_requests=False): p50 {u50:.0f} us, p99 {u99:.0f} us"
+            f"request/reply over the server ({loop}, {what[kind]}): p50 {p50s[kind]:.0f} us, "
+            f"p99 {p99:.0f} us"
         )
-    anchor = await nats_request_reply(args.nats, args.rounds)
+    anchor = figures["nats"]
     if isinstance(anchor, str):
         print(f"NATS core request/reply anchor {anchor}")
         return
     n50, n99 = percentiles(anchor)
     print(f"NATS core request/reply (nats-py): p50 {n50:.0f} us, p99 {n99:.0f} us")
-    print(f"ratio seawall / NATS at p50: {p50 / n50:.2f}x (target <= 2.0x)")
-    if args.data:
-        print(
-            f"ratio seawall without fsync of requests / NATS at p50: {u50 / n50:.2f}x "
-            "(target <= 2.0x; NATS core keeps no request on disk either)"
-        )
+    for kind in kinds:
+        print(f"ratio seawall ({kind}) / NATS at p50: {p50s[kind] / n50:.2f}x (target <= 2.0x)")
 
 
 def parse() -> argparse.Namespace:

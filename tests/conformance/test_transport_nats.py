@@ -284,6 +284,8 @@ async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_droppe
         assert got.message == sent
         assert got.attempt == 1
         assert requester._streams == {} == replier._streams, "a reply inbox made a stream"
+        handle = sub._handle  # type: ignore[attr-defined]
+        assert type(handle._pending_queue).__name__ == "_Handoff", "a task per inbox again"
         await sub.close()  # the requester leaves: a later reply goes nowhere, at once
         started = time.monotonic()
         await replier.publish(inbox, make_message(1))
@@ -594,6 +596,13 @@ async def test_publishes_written_by_us_carry_the_headers_nats_py_would_write() -
             await wait_until(functools.partial(_holds, seen, 2 * done), 3.0, "both copies")
             ours, theirs = seen[-2], seen[-1]
             assert ours == theirs, headers
+            await acks.send(subject, b"plain", dict(headers))  # no reply subject, no answer
+            await client.publish(subject, b"plain", headers=dict(headers))
+            await client.flush()
+            await wait_until(functools.partial(_holds, seen, 2 * done + 2), 3.0, "plain ones")
+            ours, theirs = seen.pop(-2), seen.pop(-1)
+            assert ours == theirs == (b"plain", theirs[1]), headers
+        assert acks._command(subject, "", b"body", cases[0]) is not None
     finally:
         await client.close()
 

@@ -116,6 +116,8 @@ def versions_and_expiry() -> None:
     policy: Expired = "drop"
     Service("quotes", upcasters=chain, expired=policy)
     Service("quotes", expired="keep")  # type: ignore[arg-type]
+    Service("quotes", requests="direct")  # how its requests travel is a literal too
+    Service("quotes", requests="fast")  # type: ignore[arg-type]
 
 
 async def one_way_with_a_deadline(ctx: Context) -> None:

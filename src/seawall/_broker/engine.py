@@ -53,6 +53,7 @@ from .._clock import Clock, timeout_at, wait_until
 from .._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, FromOffsets, Start, StartAt
+from .direct import DIRECT, DirectQueue
 from .idle import EXPIRY_PART, IdleGroups, expiry_ms
 from .limits import BrokerLimits
 from .log import GroupState, Taken
@@ -77,6 +78,8 @@ class _Channel:
         # keeps them for a durable one): a group may start at a time on either.
         self.times: list[deque[float]] = [] if durable else [deque() for _ in logs]
         self.groups: dict[str, GroupState[bytes]] = {}
+        # Direct requests (ChannelSpec.requests="direct") of each group with a live member.
+        self.direct: dict[str, DirectQueue[bytes]] = {}
         self.members: set[Member] = set()
         self.space = asyncio.Event()  # set whenever trimming freed room
         self.waiting = 0  # publishers waiting for room
@@ -303,6 +306,9 @@ class Broker:
             return
         self._check_size(name, body)
         channel = await self._channel(name)
+        if request and not_before is None and channel.spec.requests == "direct":
+            self._hand_over(channel, body)
+            return
         if dedupe is not None and self._window:
             if self._duplicate(channel, dedupe):
                 return
@@ -347,6 +353,10 @@ class Broker:
             or channel.retained() >= channel.spec.max_messages
         ):
             return False
+        if request and channel.spec.requests == "direct":
+            self._hand_over(channel, body)
+            done(None)
+            return True
         storage = self.storage if channel.durable else None
         if storage is not None and (storage.full or storage.acks_before_commit):
             return False
@@ -383,6 +393,22 @@ class Broker:
         fsync = not request or channel.spec.sync_requests
         storage.append_calling(name, partition, offset, now, body, reveal, fsync, written, dedupe)
         return True
+
+    def _hand_over(self, channel: _Channel, body: bytes) -> None:
+        """A direct request: offered to each group with a live member, from memory
+        (see :mod:`.direct`); dropped if there is none, as its caller's deadline allows."""
+        queues = channel.direct
+        if not queues:
+            log.debug("a direct request to %s found no member to take it", channel.spec.name)
+            return
+        if not all(len(queue) < queue.bound for queue in queues.values()):
+            raise ChannelFull(
+                f"channel {channel.spec.name!r} holds {channel.spec.max_messages} direct "
+                "requests not yet settled by a group; its members are behind"
+            )
+        for queue in queues.values():
+            queue.offer(body)
+        channel.wake()
 
     # -- the duplicate window -----------------------------------------------
     def _duplicate(self, channel: _Channel, key: str) -> bool:
@@ -623,6 +649,9 @@ class Broker:
                 self._expiring(channel, group, ms)
         self._idle.joined((name, group))
         member = Member(self, channel, group, state, prefetch)
+        if channel.spec.requests == "direct":
+            bound = channel.spec.max_messages
+            member.direct = channel.direct.setdefault(group, DirectQueue(bound))
         channel.members.add(member)
         channel.wake()
         return member
@@ -708,6 +737,10 @@ class Broker:
         channel = member.channel
         channel.members.discard(member)
         member.group.leave(member.id, self.clock.time())
+        if member.direct is not None:
+            member.direct.leave(member.id)
+            if not any(m.name == member.name for m in channel.members):
+                channel.direct.pop(member.name, None)  # its callers time out
         name = channel.spec.name
         if not any(m.group is member.group for m in channel.members):
             self._idle.left((name, member.name), self.clock.time())
@@ -749,17 +782,25 @@ class Member:
         self.id = next(_members)
         self.wake = asyncio.Event()
         self.state = "open"  # open | closed | broken | deleted
+        self.direct: DirectQueue[bytes] | None = None  # its group's direct requests
         group.join(self.id, prefetch)
 
     def take(self) -> Taken[bytes] | None:
-        """The next delivery within this member's credit, or None."""
-        return self.group.take(self.id, self.broker.clock.time())
+        """The next delivery within this member's credit, or None: a direct request
+        first (see :mod:`.direct`), then the logs."""
+        now = self.broker.clock.time()
+        direct = self.direct
+        if direct is not None and direct.due(now) and self.group.lend(self.id):
+            return direct.take(self.id, now)
+        return self.group.take(self.id, now)
 
     async def wait(self) -> None:
         """Sleep until something may be deliverable (woken, or a redelivery falls due)."""
         self.wake.clear()
         clock = self.broker.clock
         due = self.group.next_retry()
+        if self.direct is not None and (again := self.direct.next_retry()) is not None:
+            due = again if due is None else min(due, again)
         # A redelivery already due waits for credit, which comes with a wake; one
         # due later sets a timer. The caller re-checks after waking, so a timer
         # firing a hair early just loops once more.
@@ -770,6 +811,11 @@ class Member:
     def ack(self, partition: int, offset: int) -> None:
         """Settle a delivery; ignored if this member no longer holds it."""
         group = self.group
+        if partition == DIRECT:
+            if self.direct is not None and self.direct.ack(self.id, offset):
+                group.repay(self.id)
+                self.wake.set()
+            return
         starved = group.credit(self.id) <= 0
         before = group.committed(partition)
         if group.ack(self.id, partition, offset):
@@ -780,6 +826,11 @@ class Member:
     def nack(self, partition: int, offset: int, delay: float) -> None:
         """Deliver again not before ``delay`` seconds from now; ignored if not held."""
         when = self.broker.clock.time() + max(0.0, delay)
+        if partition == DIRECT:
+            if self.direct is not None and self.direct.nack(self.id, offset, when):
+                self.group.repay(self.id)
+                self.channel.wake()
+            return
         if self.group.nack(self.id, partition, offset, when):
             self.channel.wake()
 

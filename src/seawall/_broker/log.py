@@ -364,6 +364,20 @@ class GroupState(Generic[T]):
         self._credit(member)
         return True
 
+    def lend(self, member: int) -> bool:
+        """Spend one of ``member``'s credit on a delivery from outside the logs (a direct
+        request, :mod:`seawall._broker.direct`); False if it has none."""
+        credit = self.members.get(member, 0)
+        if credit <= 0:
+            return False
+        self.members[member] = credit - 1
+        return True
+
+    def repay(self, member: int) -> None:
+        """Give back the credit :meth:`lend` spent, once that delivery is settled."""
+        if member in self.members:
+            self.members[member] += 1
+
 
 class ChannelState(Generic[T]):
     """A channel's logs (one per partition, or per priority level) and the groups reading it."""

@@ -117,6 +117,7 @@ def layout_of(spec: ChannelSpec) -> ChannelLayout:
         max_age=spec.max_age,
         max_bytes=spec.max_bytes,
         sync_requests=spec.sync_requests,
+        requests=spec.requests,
     )
 
 
@@ -130,4 +131,5 @@ def spec_of(name: str, layout: ChannelLayout) -> ChannelSpec:
         max_age=layout.max_age,
         max_bytes=layout.max_bytes,
         sync_requests=layout.sync_requests,
+        requests=layout.requests,
     )

@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import Literal, NamedTuple, Self
 
 import msgspec
 
@@ -144,6 +144,8 @@ class ChannelLayout(msgspec.Struct, frozen=True, kw_only=True):
     """Body bytes kept per log, or None for no size limit."""
     sync_requests: bool = True
     """See :attr:`seawall.ChannelSpec.sync_requests`."""
+    requests: Literal["stored", "direct"] = "stored"
+    """See :attr:`seawall.ChannelSpec.requests`."""
 
 
 class Entry(NamedTuple):

@@ -51,7 +51,7 @@ from typing import Any, Literal, TypeVar, get_args, overload
 from .._exceptions import ConfigurationError
 from .._messages.payload import Payload, major
 from .._messages.upcast import Upcaster, Upcasters
-from .._transport import Start
+from .._transport import RequestPath, Start
 from ..resilience import ReplyStore
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
@@ -145,6 +145,7 @@ class Service:
         reply_cache: int = 1024,
         reply_store: ReplyStore | None = None,
         sync_requests: bool = True,
+        requests: RequestPath = "stored",
     ) -> None:
         """``upcasters``: chains to share, e.g. an event codec's; ``expired``: see the module.
 
@@ -155,7 +156,9 @@ class Service:
         memory by request id, so a repeated request is answered without running its
         handler again; ``reply_store`` keeps them durably too (see
         :mod:`seawall.resilience.replies`). ``sync_requests``: see
-        :attr:`seawall.ChannelSpec.sync_requests` (its command channel).
+        :attr:`seawall.ChannelSpec.sync_requests` (its command channel). ``requests``:
+        ``"direct"`` hands requests to its command channel to a live instance without
+        storing them, see :attr:`seawall.ChannelSpec.requests`.
         """
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(
@@ -173,6 +176,7 @@ class Service:
         self.retry = retry or RetryPolicy()
         self.partitions = partitions
         self.sync_requests = sync_requests
+        self.requests: RequestPath = requests
         if expired not in get_args(Expired):
             raise ConfigurationError(
                 f"service {name}: expired={expired!r}; say 'dead-letter' (the default: the "

@@ -274,6 +274,7 @@ class System:
                     name=service.name,
                     partitions=service.partitions,
                     sync_requests=service.sync_requests,
+                    requests=service.requests,
                 )
             )
         if self.presence is not None:

@@ -47,12 +47,14 @@ __all__ = [
     "Durability",
     "FromOffsets",
     "FromTime",
+    "RequestPath",
     "Start",
     "StartAt",
     "Subscription",
     "Transport",
     "fixed_start",
     "is_reply_inbox",
+    "is_request",
     "partition_for",
     "reply_inbox",
 ]
@@ -82,6 +84,9 @@ class FromTime:
 
     time: float
 
+
+RequestPath = Literal["stored", "direct"]
+"""How requests travel on a channel; see :attr:`ChannelSpec.requests`."""
 
 Start = StartAt | FromOffsets | FromTime
 """Every way a new group may start; transports with ``Capabilities.replay`` take all."""
@@ -152,8 +157,34 @@ class ChannelSpec:
     the deadline, times out and may ask again. Other messages of the channel are
     fsynced as the broker's policy says. Brokers that do not fsync per message
     (NATS, RabbitMQ, Redis, memory) ignore it."""
+    requests: RequestPath = "stored"
+    """How a request published here (a message with a reply channel and a deadline)
+    travels to the channel's groups. ``"stored"`` (the default): like any other
+    message, stored as the transport's durability says, so it waits for a responder
+    that is down, survives a broker restart and is dead-lettered after its retries.
+    ``"direct"``: handed to a live member of each group without being stored, for
+    callers that wait with a deadline and may ask again (a retried request keeps its
+    message id, and the responder's reply cache, :mod:`seawall.resilience.replies`,
+    answers the repeat without running the handler twice). The trade-off: a direct
+    request published while no member listens, or held by a member that dies or
+    whose link breaks, is lost, and its caller times out
+    (:class:`~seawall.DeadlineExceeded`) and retries. A member that nacks one (a
+    failed handler) gets it again from memory, and the runtime still dead-letters
+    one that exhausted its attempts. Direct requests keep no per-key order with
+    each other nor with the channel's stored messages, ignore priority levels, and
+    are not counted in ``max_messages``. Other messages of the channel (commands
+    sent without waiting, events, requests with ``not_before``) are stored as
+    always. Carried directly by ``nats://`` (core NATS, a queue group per group),
+    ``embedded://`` and ``seawall://`` (handed from the broker's memory, never
+    appended to its log); ``memory://`` keeps nothing anyway, and ``redis://`` and
+    ``amqp://`` store them as ``"stored"`` does."""
 
     def __post_init__(self) -> None:
+        if self.requests not in ("stored", "direct"):
+            raise ConfigurationError(
+                f"channel {self.name!r}: requests must be 'stored' or 'direct', "
+                f"got {self.requests!r}"
+            )
         if not 1 <= self.priorities <= MAX_PRIORITIES:
             raise ConfigurationError(
                 f"channel {self.name!r}: priorities must be 1 to {MAX_PRIORITIES}, "
@@ -200,6 +231,11 @@ def reply_inbox(instance: str) -> str:
 def is_reply_inbox(channel: str) -> bool:
     """Whether ``channel`` is a reply inbox."""
     return channel.startswith(REPLY_INBOX_PREFIX)
+
+
+def is_request(message: Message) -> bool:
+    """Whether ``message`` is a request: it names a reply channel and a deadline."""
+    return message.replyto is not None and message.deadline is not None
 
 
 def partition_for(key: str | None, partitions: int) -> int:

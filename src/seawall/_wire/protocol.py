@@ -119,7 +119,15 @@ from .._exceptions import (
     SeawallError,
     TransportClosed,
 )
-from .._transport import MAX_PRIORITIES, ChannelSpec, FromOffsets, FromTime, Start, StartAt
+from .._transport import (
+    MAX_PRIORITIES,
+    ChannelSpec,
+    FromOffsets,
+    FromTime,
+    RequestPath,
+    Start,
+    StartAt,
+)
 from .defaults import DEFAULT_HEARTBEAT
 
 __all__ = [
@@ -241,6 +249,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
     max_age: Seconds | None = None
     max_bytes: Positive | None = None
     sync_requests: bool = True
+    requests: RequestPath = "stored"
 
     @classmethod
     def of(cls, seq: int, spec: ChannelSpec) -> Declare:
@@ -255,6 +264,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
             spec.max_age,
             spec.max_bytes,
             spec.sync_requests,
+            spec.requests,
         )
 
     def spec(self) -> ChannelSpec:
@@ -268,6 +278,7 @@ class Declare(_Frame, frozen=True, tag="declare"):
             max_age=self.max_age,
             max_bytes=self.max_bytes,
             sync_requests=self.sync_requests,
+            requests=self.requests,
         )
 
 

@@ -36,6 +36,14 @@ channel and a deadline) committed without fsync under ``always`` and ``batch``:
 they survive a crash of this process, not a power loss, and cost no fsync of
 their own on the way to the responder.
 
+A channel declared with ``ChannelSpec(requests="direct")`` (a service with
+``Service(..., requests="direct")``) goes further: its requests are never written.
+The broker hands each to a live member of every group from memory
+(:mod:`seawall._broker.direct`), and drops it when the group has none; a request
+held by a member when this process dies is lost with it, and its caller, waiting
+with the deadline, times out and asks again (the responder's reply cache answers
+a repeat it already handled). Its other messages are stored as always.
+
 A group subscribed with ``idle_expiry`` is deleted by the broker once it has
 had no member that long, on time (``Capabilities.group_expiry``); its expiry
 is stored with it, and after a restart it counts from the broker's start.
@@ -53,6 +61,7 @@ from pathlib import Path
 from typing import Any, Unpack
 from urllib.parse import urlsplit
 
+from .._broker.direct import DIRECT
 from .._broker.engine import Broker, BrokerLimits, Member
 from .._broker.log import Taken
 from .._clock import Clock, SystemClock
@@ -66,6 +75,7 @@ from .._transport import (
     Delivery,
     Durability,
     Start,
+    is_request,
     partition_for,
 )
 from .._transport.dedupe import dedupe_key
@@ -170,7 +180,7 @@ class EmbeddedTransport:
             priority=priority,
             key=message.id,
             not_before=not_before,
-            request=message.replyto is not None and message.deadline is not None,
+            request=is_request(message),
             dedupe=dedupe_key(message),
         )
 
@@ -194,7 +204,7 @@ class EmbeddedTransport:
             done,
             partition=partition_for(message.partitionkey, broker.partitions(channel)),
             priority=priority,
-            request=message.replyto is not None and message.deadline is not None,
+            request=is_request(message),
             dedupe=dedupe_key(message),
         )
 
@@ -287,7 +297,7 @@ class EmbeddedSubscription:
             yield Delivery(
                 message=decode_message(taken.entry),
                 channel=self.name,
-                partition=0 if shared else taken.partition,
+                partition=0 if shared or taken.partition == DIRECT else taken.partition,
                 attempt=taken.attempt,
                 token=taken,  # names the log (partition or priority level) and offset
             )

@@ -346,7 +346,11 @@ def test_a_batch_of_only_unsynced_appends_commits_without_fsync(store: Store) ->
 def test_a_channels_choice_not_to_sync_requests_survives_reopening(tmp_path: Path) -> None:
     with Store.open(tmp_path / "data") as first:
         batch = WriteBatch()
-        batch.declare("quotes", ChannelLayout(partitions=1, max_messages=10, sync_requests=False))
+        layout = ChannelLayout(
+            partitions=1, max_messages=10, sync_requests=False, requests="direct"
+        )
+        batch.declare("quotes", layout)
         first.write(batch)
     with Store.open(tmp_path / "data") as again:
         assert again.recover().channels["quotes"].sync_requests is False
+        assert again.recover().channels["quotes"].requests == "direct"

@@ -186,7 +186,12 @@ def test_publish_and_deliver_carry_the_envelope_frame() -> None:
 
 def test_declare_maps_to_and_from_a_channel_spec() -> None:
     spec = ChannelSpec(
-        name="orders", partitions=8, max_messages=50, ephemeral=True, sync_requests=False
+        name="orders",
+        partitions=8,
+        max_messages=50,
+        ephemeral=True,
+        sync_requests=False,
+        requests="direct",
     )
     declare = Declare.of(5, spec)
     assert declare.seq == 5

@@ -85,8 +85,19 @@ How the transport model (see :mod:`seawall._transport`) maps onto JetStream:
   :mod:`seawall.transports.nats._core`), one hop instead of a stored publish
   and a pull. A reply to a requester that has gone, or sent while a link is
   down, is lost, as the ephemeral contract allows; the request itself was
-  stored durably. Other **ephemeral channels** → a memory-storage stream (one
-  replica) read like any other, deleted when its subscription closes.
+  stored durably (unless its channel's requests are direct, below). Other
+  **ephemeral channels** → a memory-storage stream (one replica) read like
+  any other, deleted when its subscription closes.
+* **Direct requests** (a channel declared with ``ChannelSpec(requests="direct")``,
+  which its stream's description records) → a request (reply channel and
+  deadline, no ``not_before``) is a plain NATS message on
+  ``seawall.<token>.direct``, outside the stream, read by each group as a NATS
+  queue group (:mod:`._direct`): nothing is stored, acknowledged or pulled, so a
+  request published while no member listens, or held by a member whose link
+  breaks or whose process dies, is lost and its caller times out and retries (a
+  member that stops gracefully publishes what it held back to its group). The
+  choice is made when the stream is created; other messages of the channel are
+  stored as always.
 * **Priority levels** (``ChannelSpec.priorities`` > 1, one partition) → a
   subject and a consumer per level; a member probes the levels highest first
   within its credit and watches them all when they are empty
@@ -140,6 +151,7 @@ from ..._transport import (
     ChannelSpec,
     Durability,
     Start,
+    is_request,
 )
 from ..._transport.assignment import token
 from ..._transport.dedupe import dedupe_key
@@ -163,7 +175,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._acks import Acks
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
-from ._layout import Stream, deliver_policy, stream_subjects
+from ._headers import install as install_header_parser
+from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
@@ -268,6 +281,7 @@ class NatsTransport:
             async with self._connecting:
                 if self._js is None:
                     self._client = await self._open()
+                    install_header_parser(self._client)
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
@@ -355,7 +369,13 @@ class NatsTransport:
     def _read_back(channel: str, config: api.StreamConfig) -> Stream:
         ephemeral = config.storage == api.StorageType.MEMORY
         assert config.name is not None
-        return Stream.read_back(channel, config.name, config.subjects or (), ephemeral=ephemeral)
+        return Stream.read_back(
+            channel,
+            config.name,
+            config.subjects or (),
+            ephemeral=ephemeral,
+            description=config.description,
+        )
 
     def _stream_config(self, spec: ChannelSpec, name: str) -> api.StreamConfig:
         if spec.partitions < 1:
@@ -365,7 +385,8 @@ class NatsTransport:
         tok = name.removeprefix(STREAM_PREFIX)
         return api.StreamConfig(
             name=name,
-            description=f"seawall channel {spec.name}",
+            description=f"seawall channel {spec.name}"
+            + (DIRECT_MARK if spec.requests == "direct" else ""),
             subjects=stream_subjects(tok, spec.partitions, spec.priorities),
             retention=api.RetentionPolicy.LIMITS,
             discard=api.DiscardPolicy.NEW,
@@ -431,6 +452,12 @@ class NatsTransport:
             self._check_size(channel, message, headers)
             await self._send_core(channel, message, headers)
             return
+        if not_before is None and is_request(message):
+            stream = self._streams.get(channel) or await self._target(channel)
+            if stream is not None and stream.direct:
+                self._check_size(channel, message, headers)
+                await self._send_direct(stream, message, headers)
+                return
         headers[MSG_ID] = dedupe_key(message)
         self._check_size(channel, message, headers)
         await self._send(channel, message, headers, priority, not_before)
@@ -438,9 +465,17 @@ class NatsTransport:
     async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
         """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
         await self.link()
-        client = self.client
+        assert self._acks is not None
         with translated(f"replying with {message.id} to {channel!r}"):
-            await client.publish(_core_subject(channel), message.data, headers=headers)
+            await self._acks.send(_core_subject(channel), message.data, headers)
+
+    async def _send_direct(self, stream: Stream, message: Message, headers: dict[str, str]) -> None:
+        """A request on a channel whose requests are direct: one plain NATS message to the
+        groups' queue subscriptions, not stored (lost if nobody listens, see ._direct)."""
+        await self.link()
+        assert self._acks is not None
+        with translated(f"sending request {message.id} to {stream.channel!r}"):
+            await self._acks.send(stream.direct_subject, message.data, headers)
 
     async def _target(self, channel: str) -> Stream | None:
         """The channel's stream, created on first use."""

@@ -18,7 +18,9 @@ with a regular expression and copies each piece into a bytearray, per publish; t
 one formats the header block in one go and hands nats-py the finished command (its
 pending buffer and flusher, as ``Client.publish`` does). Anything else (a reconnecting
 client, an odd header, a nats-py without those internals) goes through
-``Client.publish``, so the bytes on the wire are the same either way.
+``Client.publish``, so the bytes on the wire are the same either way. :meth:`Acks.send`
+writes a plain message (no reply subject, no answer) the same way: the core NATS
+messages of the request/reply path, replies and direct requests.
 
 The subscription lives as long as the connection: nats-py subscribes it again after a
 reconnect. An answer lost with a broken link is a timeout, after which the publish is
@@ -114,6 +116,14 @@ class Acks:
             raise nats.errors.NoRespondersError
         return msg.data
 
+    async def send(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """Publish a plain message (core NATS: nothing answers, nothing is stored)."""
+        command = self._command(subject, "", data, headers)
+        if command is None:
+            await self._client.publish(subject, data, headers=headers)
+        else:
+            await self._write(command, len(data))
+
     def _command(
         self, subject: str, reply: str, data: bytes, headers: dict[str, str] | None
     ) -> bytes | None:
@@ -124,22 +134,24 @@ class Acks:
         if len(data) > client.max_payload:
             return None  # nats-py raises its MaxPayloadError
         names = self._names
-        for name in headers:
-            if name not in names:
-                if not _TOKEN.fullmatch(name):
-                    return None
-                names.add(name)
-        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        count = len(headers)
-        if lines.count("\r") != count or lines.count("\n") != count:
+        if not names.issuperset(headers):  # a name not seen before: check each
+            for name in headers:
+                if name not in names:
+                    if not _TOKEN.fullmatch(name):
+                        return None
+                    names.add(name)
+        # The lines and the checks in C loops, without a Python step per header.
+        lines = "\r\n".join(map(": ".join, headers.items()))
+        breaks = len(headers) - 1
+        if lines.count("\r") != breaks or lines.count("\n") != breaks:
             return None  # a line break in a value: nats-py blanks it
-        if any(value != value.strip() for value in headers.values()):
-            return None  # nats-py strips it
-        block = f"NATS/1.0\r\n{lines}\r\n".encode()
+        values = list(headers.values())
+        if list(map(str.strip, values)) != values:
+            return None  # an outer blank in a value: nats-py strips it
+        block = f"NATS/1.0\r\n{lines}\r\n\r\n".encode()
         size = len(block)
-        return b"".join(
-            (f"HPUB {subject} {reply} {size} {size + len(data)}\r\n".encode(), block, data, b"\r\n")
-        )
+        head = f"HPUB {subject} {reply} " if reply else f"HPUB {subject} "
+        return b"".join((f"{head}{size} {size + len(data)}\r\n".encode(), block, data, b"\r\n"))
 
     async def _write(self, command: bytes, size: int) -> None:
         """What ``Client.publish`` does with a finished command."""

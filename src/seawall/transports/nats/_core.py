@@ -9,6 +9,14 @@ the body) on the inbox's subject and reads them with a plain subscription:
 one hop through the server instead of a stored, acknowledged publish and a
 pull. A reply published while its requester is gone, or while the link is
 down, is lost, as on any ephemeral channel.
+
+Plain subscriptions here (reply inboxes, and the direct requests of
+:mod:`._direct`) take their messages as nats-py reads them
+(:func:`subscribe_plain`): nats-py gives a subscription with a callback a task
+of its own, which takes each message from a queue and calls back, one task
+switch per message before the reader's own wake-up; instead the subscription's
+queue is a :class:`_Handoff` that passes each message on at once. A nats-py
+without that queue gets the callback way.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscriptionHandle
 
@@ -32,11 +41,63 @@ from ..._transport import Delivery, is_reply_inbox
 if TYPE_CHECKING:
     from . import NatsTransport
 
-__all__ = ["CoreSubscription", "rides_core"]
+__all__ = ["CoreSubscription", "decode_plain", "rides_core", "subscribe_plain"]
 
 log = logging.getLogger("seawall.transports.nats")
 
 _MAX_WAITING = 65_536  # replies received and not yet read: beyond, a reply is dropped
+
+
+class _Handoff:
+    """Stands in for a nats-py subscription's queue: each message goes to ``arrived`` as
+    nats-py reads it, so no task of the subscription's takes it from a queue first."""
+
+    def __init__(self, handle: Any, arrived: Callable[[Msg], None]) -> None:
+        self._handle = handle
+        self._arrived = arrived
+
+    def put_nowait(self, msg: Msg) -> None:
+        self._handle._pending_size -= len(msg.data)  # nothing stays pending here
+        try:
+            self._arrived(msg)
+        except Exception:  # never into nats-py's read loop
+            log.exception("a plain NATS message on %s could not be taken", msg.subject)
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def task_done(self) -> None:
+        return None
+
+    async def join(self) -> None:
+        return None
+
+
+async def subscribe_plain(
+    client: Client,
+    subject: str,
+    arrived: Callable[[Msg], None],
+    *,
+    queue: str = "",
+    timeout: float = 5.0,
+) -> NatsSubscriptionHandle:
+    """A plain subscription handing each message to ``arrived`` as nats-py reads it, and
+    a round trip (within ``timeout``), so the server has the interest before this returns."""
+    handle = await client.subscribe(subject, queue=queue)  # no callback: no task of its own
+    if isinstance(getattr(handle, "_pending_queue", None), asyncio.Queue):
+        cast(Any, handle)._pending_queue = _Handoff(handle, arrived)
+    else:  # another nats-py: its own way, a task calling back
+        await handle.unsubscribe()
+
+        async def callback(msg: Msg) -> None:
+            arrived(msg)
+
+        handle = await client.subscribe(subject, queue=queue, cb=callback)
+    await client.flush(timeout=max(1, int(timeout)))
+    return handle
 
 
 def rides_core(channel: str) -> bool:
@@ -61,15 +122,14 @@ class CoreSubscription:
         self._intake = True  # False once stop_intake was called
 
     async def start(self) -> None:
-        client = self.transport.client
-        self._handle = await client.subscribe(
-            self.subject, cb=self._arrived, pending_msgs_limit=_MAX_WAITING
+        # Once it returns the server has the interest: a reply sent by another
+        # connection right after would otherwise go nowhere.
+        transport = self.transport
+        self._handle = await subscribe_plain(
+            transport.client, self.subject, self._arrived, timeout=transport.api_timeout
         )
-        # A round trip, so the server has the interest before subscribe returns: a
-        # reply sent by another connection right after would otherwise go nowhere.
-        await client.flush(timeout=max(1, int(self.transport.api_timeout)))
 
-    async def _arrived(self, msg: Msg) -> None:
+    def _arrived(self, msg: Msg) -> None:
         if self._state != "open":
             return
         if len(self._ready) >= _MAX_WAITING:
@@ -77,7 +137,7 @@ class CoreSubscription:
                 "reply inbox %s holds %d unread replies; one dropped", self.channel, _MAX_WAITING
             )
             return
-        self._ready.append((_decode(msg), 1))
+        self._ready.append((decode_plain(msg), 1))
         self.wake.set()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -157,8 +217,9 @@ class CoreSubscription:
             await self._end("closed")
 
 
-def _decode(msg: Msg) -> Message:
-    headers = dict(msg.headers or {})
+def decode_plain(msg: Msg) -> Message:
+    """The message a plain (core NATS) message carries."""
+    headers = msg.headers or {}  # read, not changed: no copy
     try:
         return from_headers(headers, msg.data)
     except DecodeError as exc:

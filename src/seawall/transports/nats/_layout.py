@@ -13,6 +13,12 @@ the stream ``SEAWALL_<tok>`` takes these subjects:
                                     waiting for their time (:mod:`._schedule`)
 =================================  =========================================
 
+A channel declared with ``ChannelSpec(requests="direct")`` also has the
+subject ``seawall.<tok>.direct``, which is *not* one of its stream's: its
+requests travel there over core NATS (:mod:`._direct`). The stream says so in
+the last line of its description (:data:`DIRECT_MARK`), so every process that
+reads the stream back knows where to send a request.
+
 A *log* is what a group reads in order: a partition, or a priority level. A
 group has one durable consumer per log, named ``<group tok>`` (one log),
 ``<group tok>_p<p>`` (partitions) or ``<group tok>_l<level>`` (levels); the
@@ -38,12 +44,16 @@ from ..._exceptions import ConfigurationError
 from ..._transport import FromOffsets, FromTime, Start, partition_for
 from ._wire import STREAM_PREFIX
 
-__all__ = ["SCHEDULER", "Stream", "deliver_policy", "stream_subjects"]
+__all__ = ["DIRECT_MARK", "SCHEDULER", "Stream", "deliver_policy", "stream_subjects"]
 
 SCHEDULED = "scheduled"
 """Last token of the subject where messages wait for their time."""
 SCHEDULER = "_schedule"
 """The durable consumer that hands due messages to the movers."""
+DIRECT = "direct"
+"""Last token of the core NATS subject of a channel's direct requests."""
+DIRECT_MARK = "\nrequests: direct"
+"""Ends the description of a stream whose channel's requests travel over core NATS."""
 
 
 def stream_subjects(tok: str, partitions: int, levels: int) -> list[str]:
@@ -69,6 +79,8 @@ class Stream:
     """Whether the stream takes the schedule subject (streams made before it did not)."""
     subjects: tuple[str, ...] = ()
     """The subject of each log, by log (made once: a publish looks one up)."""
+    direct: bool = False
+    """Whether requests travel over core NATS, on :attr:`direct_subject`, unstored."""
 
     def __post_init__(self) -> None:
         if not self.subjects:
@@ -78,9 +90,15 @@ class Stream:
 
     @classmethod
     def read_back(
-        cls, channel: str, name: str, subjects: Sequence[str], *, ephemeral: bool
+        cls,
+        channel: str,
+        name: str,
+        subjects: Sequence[str],
+        *,
+        ephemeral: bool,
+        description: str | None = None,
     ) -> Stream:
-        """The layout a stream's subjects describe (see the module docstring)."""
+        """The layout a stream's subjects and description describe (see the module docstring)."""
         prefix = f"seawall.{name.removeprefix(STREAM_PREFIX)}."
         rest = [s.removeprefix(prefix) for s in subjects]
         levels = sum(1 for r in rest if r.startswith("0."))
@@ -92,6 +110,7 @@ class Stream:
             ephemeral=ephemeral,
             levels=max(levels, 1),
             scheduled=SCHEDULED in rest,
+            direct=(description or "").endswith(DIRECT_MARK),
         )
 
     @property
@@ -111,6 +130,11 @@ class Stream:
     def schedule(self) -> str:
         """The subject where messages published with ``not_before`` wait."""
         return f"seawall.{self.token}.{SCHEDULED}"
+
+    @property
+    def direct_subject(self) -> str:
+        """The core NATS subject of the channel's direct requests (in no stream)."""
+        return f"seawall.{self.token}.{DIRECT}"
 
     def log_for(self, key: str | None, priority: int) -> int:
         """The log a message goes to: its priority's level (clamped), or its key's partition."""

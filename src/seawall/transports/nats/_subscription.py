@@ -6,7 +6,9 @@ reads is partition ownership's call (:mod:`._ownership`): the subscription is
 its reader (``start_reading``, ``stop_reading``, ``busy``). On a channel with
 priority levels it reads every level, and :mod:`._levels` decides what to pull;
 every subscription also runs a :class:`~._schedule.Mover` for its channel's
-delayed messages. nats-py is imported through the package, which says how to
+delayed messages, and on a channel whose requests are direct a
+:class:`~._direct.DirectReader`, whose deliveries it hands out first, within the
+same ``prefetch``. nats-py is imported through the package, which says how to
 install it when it is missing.
 """
 
@@ -36,6 +38,7 @@ from ..._messages.ids import uuid7
 from ..._transport import Delivery
 from ..._transport.membership import Member
 from ..._transport.ownership import Fence
+from ._direct import DirectReader
 from ._layout import Stream
 from ._levels import LevelReader, by_level
 from ._ownership import member
@@ -197,9 +200,13 @@ class NatsSubscription:
         self._timers = TimerHeap(transport.clock)
         self._levels = LevelReader(self) if stream.levels > 1 else None
         self._mover = Mover(transport, stream)
+        self._direct = DirectReader(self) if stream.direct else None
 
     async def start(self) -> None:
         await self._mover.start()
+        if self._direct is not None:
+            with translated(f"subscribing to direct requests of {self.stream.channel!r}"):
+                await self._direct.start()
         if self._levels is not None:
             with translated(f"pulling from channel {self.stream.channel!r}"):
                 await self._levels.start()
@@ -284,7 +291,11 @@ class NatsSubscription:
                 )
             if self._state == "closed" or not self._intake:
                 return
-            if self._ready and len(self._unsettled) < self.prefetch:
+            direct = self._direct
+            if direct is not None and direct.waiting and self._room():
+                yield direct.take()
+                continue
+            if self._ready and self._room():
                 held = self._ready.popleft()  # touched when it came: the server's clock runs
                 self._unsettled[held.msg.reply] = held
                 yield self._delivery(held)
@@ -292,6 +303,13 @@ class NatsSubscription:
             self.wake.clear()
             await self._refill()
             await self._wait()
+
+    def _room(self) -> bool:
+        """Whether fewer than ``prefetch`` deliveries are unsettled (direct ones too)."""
+        held = len(self._unsettled)
+        if self._direct is not None:
+            held += self._direct.held
+        return held < self.prefetch
 
     def _delivery(self, held: _Held) -> Delivery:
         msg = held.msg
@@ -362,6 +380,9 @@ class NatsSubscription:
                 await held.msg.in_progress()
 
     async def ack(self, delivery: Delivery) -> None:
+        if type(delivery.token) is int:  # a direct request's (see ._direct)
+            self._settle_direct(delivery.token, None)
+            return
         held = self._settle(delivery)
         if held is not None:
             with contextlib.suppress(nats.errors.Error):
@@ -369,11 +390,25 @@ class NatsSubscription:
             await self._settled(held)
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        if type(delivery.token) is int:
+            self._settle_direct(delivery.token, delay)
+            return
         held = self._settle(delivery)
         if held is not None:
             with contextlib.suppress(nats.errors.Error):
                 await held.msg.nak(delay=delay if delay > 0 else None)
             await self._settled(held)
+
+    def _settle_direct(self, number: int, delay: float | None) -> None:
+        """Settle a direct request: forget it (an ack) or hand it out again (a nack)."""
+        if self._direct is None:
+            return
+        if delay is None:
+            self._direct.ack(number)
+        else:
+            self._direct.nack(number, delay)
+        if self._direct.waiting or self._ready:  # else the freed credit unblocks nothing
+            self.wake.set()
 
     def _settle(self, delivery: Delivery) -> _Held | None:
         assert isinstance(delivery.token, str)
@@ -442,6 +477,8 @@ class NatsSubscription:
                 await self.stop_reading(partition)
             if self._levels is not None:
                 await self._levels.stop()
+            if self._direct is not None:
+                await self._direct.stop()
             self.wake.set()
 
     def _last_due(self) -> float:
@@ -461,6 +498,8 @@ class NatsSubscription:
         for partition in list(self.pullers):
             await self.stop_reading(partition)
         await self._mover.stop()
+        if self._direct is not None:
+            await self._direct.close()
         await self._return_all()
         if self._owner is not None:
             self._owner.stop()

@@ -27,6 +27,12 @@ failing with ``ConnectionLost``. A first try stored just before the link broke
 is not stored again: the broker drops the retry by its message id (its
 duplicate window, ``EmbeddedOptions.dedupe_window``).
 
+A channel declared with ``ChannelSpec(requests="direct")`` (the Declare frame
+carries the choice) has its requests handed by the broker to a live member of
+each group from memory, never appended to its log nor fsynced: one read, one
+hand-over and one write on the server, no writer thread and no disk on the
+way (see :mod:`seawall.transports.embedded` for what is lost when).
+
 ``ack`` and ``nack`` return once their frame is queued for the next write,
 which carries everything queued in one loop turn; if the connection breaks
 before it leaves, the delivery comes again (at-least-once, as for any
