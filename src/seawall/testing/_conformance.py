@@ -654,7 +654,8 @@ class TransportConformance:
         self, transport: Transport
     ) -> None:
         if not transport.capabilities.group_expiry:
-            pytest.skip("transport does not delete idle groups (Capabilities.group_expiry)")
+            await self._idle_group_is_kept(transport)
+            return
         expiry = self.group_expiry
         channel = await self.declare(transport, "expiry")
         left = await transport.subscribe(channel, group="left", idle_expiry=expiry)
@@ -679,6 +680,21 @@ class TransportConformance:
             await again.ack(got)
             assert got.message.id == fresh.id, "the idle group outlived its expiry"
             assert await inbox.quiet(self.quiet_period) == [], "the idle group outlived it"
+
+    async def _idle_group_is_kept(self, transport: Transport) -> None:
+        """Without ``Capabilities.group_expiry`` the option is accepted and ignored: an
+        idle group keeps what it has not read, past its expiry."""
+        channel = await self.declare(transport, "no-expiry")
+        left = await transport.subscribe(channel, group="left", idle_expiry=0.05)
+        await left.close()
+        held = make_message(0)
+        await transport.publish(channel, held)
+        await asyncio.sleep(0.2)
+        again = await transport.subscribe(channel, group="left", start="latest", idle_expiry=0.05)
+        async with self.inbox(again) as inbox:
+            [got] = await inbox.collect(1)
+            await again.ack(got)
+        assert got.message.id == held.id, "a group the transport says it keeps was lost"
 
     # -- capabilities ----------------------------------------------------------
     async def test_capabilities_are_declared(self, transport: Transport) -> None:
