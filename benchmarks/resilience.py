@@ -60,18 +60,21 @@ def seawall_guard() -> Call:
     guards = Guards(Policies(targets={"payments": policy}))
     clock = time.time
 
+    per_call: CallPolicy | None = None  # ctx.request(..., policy=None): the target's own
+
     async def call() -> int:
-        # what GuardedCalls.request and GuardedReply do around a request
+        # what GuardedCalls.request and GuardedReply do with the guard around a request
         try:
-            guard = guards.by_target["payments"]
-        except KeyError:
-            guard = guards.guard("payments")[0]
-        if guard.ready and guard.bulkhead.free > 0:
+            guard = None if per_call is not None else guards.by_target["payments"]
+        except KeyError:  # the target's first call
+            guard = None
+        if guard is not None and guard.ready and guard.bulkhead.free > 0:
             guard.bulkhead.free -= 1  # the guard's fast path
             started = 0.0
         else:
+            guard, policy_now = guards.guard("payments", per_call)
             started = clock() if guard.timed else 0.0  # only slow-call counting needs it
-            if not guard.enter(clock, guard.policy):  # raises when open or shed
+            if not guard.enter(clock, policy_now):  # raises when open or shed
                 raise RuntimeError("full: the runtime would wait for a slot")
         try:
             result = await target()

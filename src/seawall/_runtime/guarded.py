@@ -115,7 +115,10 @@ class GuardedCalls:
         """``ctx.request`` under the target's policy (and ``policy`` on top)."""
         node = ctx._node
         guards = node.guards or guards_of(node)
-        guard = None if policy is not None else guards.by_target.get(channel)
+        try:
+            guard = None if policy is not None else guards.by_target[channel]
+        except KeyError:  # the target's first call
+            guard = None
         if guard is not None and guard.ready and guard.bulkhead.free > 0:
             guard.bulkhead.free -= 1  # the guard's fast path: its breaker has nothing to say
             call, has_slot, started = guard.policy, True, 0.0
