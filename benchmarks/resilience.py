@@ -6,9 +6,10 @@ process, rounds interleaved:
 - ``seawall``: the target's guard looked up in :class:`seawall.resilience.Guards`, its
   :class:`~seawall.resilience.CircuitBreaker` (failure share over a count-based window
   of 100 calls, resilience4j's defaults) asked only when not closed and told the outcome,
-  and a :class:`~seawall.resilience.Bulkhead` slot (limit 64) taken and freed
-  (``Guards.enter`` and ``Guard.leave``), as :mod:`seawall._runtime.guarded` does around
-  a request; in the steady state (closed, a window of successes) neither reads the clock;
+  and a :class:`~seawall.resilience.Bulkhead` slot (limit 64) taken and freed, line for
+  line as :mod:`seawall._runtime.guarded` does around a request: in the steady state
+  (closed, a window of successes) that is the guard's fast path, a few integer operations
+  with no call and no clock read; anything else calls ``Guard.enter`` / ``Guard.leave``;
 - ``minimal``: a hand-written breaker doing the same kind of bookkeeping inline: every
   outcome written into a ring of 100 ints with a running failure count (opens at 50 %),
   an open-until check, and an outstanding counter checked against a limit of 64;
@@ -59,17 +60,33 @@ def seawall_guard() -> Call:
     guards = Guards(Policies(targets={"payments": policy}))
     clock = time.time
 
+    per_call: CallPolicy | None = None  # ctx.request(..., policy=None): the target's own
+
     async def call() -> int:
-        guard = guards.enter("payments", clock)  # raises when open or shed; None: wait
-        assert guard is not None
-        started = clock() if guard.timed else 0.0  # only slow-call counting needs it
-        failed = True
+        # what GuardedCalls.request and GuardedReply do with the guard around a request
+        try:
+            guard = None if per_call is not None else guards.by_target["payments"]
+        except KeyError:  # the target's first call
+            guard = None
+        if guard is not None and guard.ready and guard.bulkhead.free > 0:
+            guard.bulkhead.free -= 1  # the guard's fast path
+            started = 0.0
+        else:
+            guard, policy_now = guards.guard("payments", per_call)
+            started = clock() if guard.timed else 0.0  # only slow-call counting needs it
+            if not guard.enter(clock, policy_now):  # raises when open or shed
+                raise RuntimeError("full: the runtime would wait for a slot")
         try:
             result = await target()
-            failed = False
-            return result
-        finally:
-            guard.leave(clock, failed, started)  # a waiter to wake, if any (none here)
+        except BaseException:
+            guard.leave(clock, True, started)  # a waiter to wake, if any (none here)
+            raise
+        if guard.quiet:  # the fast path: a success changes nothing but a slot and a count
+            guard.quiet -= 1
+            guard.bulkhead.free += 1
+        else:
+            guard.leave(clock, False, started)
+        return result
 
     return call
 

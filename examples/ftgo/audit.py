@@ -147,6 +147,10 @@ class Summary:
     dead_letters: list[Message] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
+    rolled: str = ""
+    """What the rolling restart of every service said it did."""
+    roll_error: str = ""
+    roll_seconds: float = 0.0
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -260,4 +264,6 @@ class Summary:
             )
         if self.killed and not any(self.restarts.values()):
             found.append(f"killed {self.killed} but nothing was restarted")
+        if self.roll_error or not self.rolled:
+            found.append(f"the rolling restart of every service failed: {self.roll_error}")
         return found

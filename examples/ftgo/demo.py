@@ -5,8 +5,11 @@
 malformed ticket command (the Kitchen dead-letters it), places the orders
 ``concurrency`` at a time from a client process, and meanwhile injects faults:
 a Kitchen process is killed with SIGKILL a third of the way through (the
-supervisor starts it again), a menu is revised mid-run, and Accounting
-declines a share of the cards. Then it waits for the asynchronous follow-ups (courier
+supervisor starts it again), a menu is revised mid-run, Accounting declines a
+share of the cards, and every service is restarted rolling while the orders
+flow (``seawall restart --rolling`` through the control socket of
+:mod:`seawall._up.control`: each instance drained and started again, one
+after another). Then it waits for the asynchronous follow-ups (courier
 assignments), and audits the facts the services recorded in their own files
 (:mod:`examples.ftgo.audit`). As ``seawall up --metrics`` does, it serves one
 ``/metrics`` for all nine processes; at the end it scrapes it over HTTP, and
@@ -34,12 +37,14 @@ from seawall import (
     Message,
     RequestError,
     RestartIntensity,
+    ServiceError,
     Subscription,
     System,
     dead_letter_channel,
     uuid7,
 )
 from seawall._up.config import EMBEDDED, load_up_config
+from seawall._up.control import Control, ask
 from seawall._up.metrics import UpSource
 from seawall._up.processes import Up
 from seawall.observability.http import Probes
@@ -139,7 +144,7 @@ async def run(
         try:
             log_level = os.environ.get("SEAWALL_LOG_LEVEL", "WARNING")
             up = Up(config, id_prefix=prefix, log_level=log_level, metrics=True)
-            async with Probes(UpSource(up)) as probes, up:
+            async with Probes(UpSource(up)) as probes, up, Control(up):
                 await up.wait_ready()
                 await _drive_system(up, summary, concurrency, tick, order_timeout)
                 summary.scraped = await scrape(f"{probes.url}/metrics")  # reads the reports
@@ -230,14 +235,25 @@ async def _place_orders(
             await _inject(ctx, up, faults, done / summary.orders, prefix)
 
     async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_roll(up, summary))
         for _ in range(min(concurrency, summary.orders)):
             tasks.create_task(worker())
+
+
+async def _roll(up: Up, summary: Summary) -> None:
+    """Restart every service rolling, as ``seawall restart --rolling`` asks it."""
+    started = time.perf_counter()
+    try:
+        summary.rolled = await ask(up.config.state_dir, {"command": "restart", "service": None})
+    except ServiceError as exc:
+        summary.roll_error = str(exc)
+    summary.roll_seconds = time.perf_counter() - started
 
 
 async def _inject(ctx: Context, up: Up, faults: Faults, progress: float, prefix: str) -> None:
     if progress >= faults.kill_at and not faults.killed:
         # the busiest Kitchen: on NATS, the one holding the partition everyone else waits for
-        kitchens = [i for i in up.refresh() if i.service == "kitchen"]
+        kitchens = [i for i in up.refresh() if i.service == "kitchen" and i.state == "running"]
         victim = max(kitchens, key=lambda i: i.report.handled if i.report else -1)
         if victim.pid is not None:
             faults.killed.append(f"{victim.name} (pid {victim.pid})")

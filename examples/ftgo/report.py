@@ -67,6 +67,11 @@ def outcomes_table(summary: Summary) -> Table:
         f"SIGKILL {', '.join(summary.killed) or 'nothing'} -> restarted "
         f"{', '.join(f'{k} x{n}' for k, n in restarted.items()) or 'nothing'}",
     )
+    table.add_row(
+        "rolling restart",
+        f"{summary.rolled or summary.roll_error or 'not done'} "
+        f"in {summary.roll_seconds:.1f} s, while the orders flowed",
+    )
     table.add_row("failed requests", str(len(summary.errors)))
     return table
 

@@ -153,6 +153,7 @@ async def test_a_rolling_restart_under_load_keeps_every_message(tmp_path: Path, 
     async with Up(config) as up, Control(up):
         await up.wait_ready()
         before = pids(up, "ledger") | pids(up, "relay")
+        names = [i.name for i in up.instances]
         async with load(up.transport_url, checker, "relay", rate=100):
             await asyncio.sleep(1.0)
             said = await ask(config.state_dir, {"command": "restart", "service": None})
@@ -161,6 +162,7 @@ async def test_a_rolling_restart_under_load_keeps_every_message(tmp_path: Path, 
         after = pids(up, "ledger") | pids(up, "relay")
         assert len(after) == 2
         assert not before & after  # every process was replaced
+        assert [i.name for i in up.instances] == names  # each as the same instance
         assert all(i.exit_codes[-1:] in ([0], []) for i in up.instances)
         seen = await checker.all_handled()
         with pytest.raises(ServiceError, match="no service 'nope' in this system"):

@@ -35,7 +35,7 @@ from .._exceptions import (
 )
 from .._messages.envelope import Message
 from .._messages.payload import Payload
-from ..resilience import RETRY_HEADER, Bulkhead, CallPolicy, Guard, Guards, Policies
+from ..resilience import RETRY_HEADER, CallPolicy, Guard, Guards, Policies
 from .context import Context, Reply, _unwrap
 from .middleware import Outgoing
 from .node import Node
@@ -75,11 +75,10 @@ def guards_of(node: Node) -> Guards:
     return guards
 
 
-def _wake(bulkhead: Bulkhead[asyncio.Future[None]] | None, waiter: Any) -> None:
+def _wake(guard: Guard, waiter: Any) -> None:
     """Hand a freed slot to ``waiter``, or past those that gave up meanwhile."""
     while waiter is not None and waiter.done():
-        assert bulkhead is not None
-        waiter = bulkhead.leave()
+        waiter = guard.pass_slot()
     if waiter is not None:
         waiter.set_result(None)
 
@@ -114,7 +113,35 @@ class GuardedCalls:
         policy: CallPolicy | None,
     ) -> Reply[Any]:
         """``ctx.request`` under the target's policy (and ``policy`` on top)."""
-        return _request(ctx, channel, command, returns, timeout, key, subject, policy)
+        node = ctx._node
+        guards = node.guards or guards_of(node)
+        try:
+            guard = None if policy is not None else guards.by_target[channel]
+        except KeyError:  # the target's first call
+            guard = None
+        if guard is not None and guard.ready and guard.bulkhead.free > 0:
+            guard.bulkhead.free -= 1  # the guard's fast path: its breaker has nothing to say
+            call, has_slot, started = guard.policy, True, 0.0
+        else:
+            guard, call = guards.guard(channel, policy)
+            started = node.clock.time() if guard.timed else 0.0
+            has_slot = guard.enter(node.clock.time, call)
+        deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
+        message = node.envelope(
+            command,
+            source=ctx.service,
+            cause=ctx.message,
+            key=key,
+            subject=subject,
+            deadline=deadline,
+            replyto=node.inbox,
+        )
+        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+        send = PendingSend(channel, message, future)
+        if has_slot:
+            node.sends.add(send)
+        return GuardedReply(node, channel, message, returns, send, future, deadline, guard, call,
+                            has_slot, started)  # fmt: skip
 
     async def send(
         self,
@@ -139,44 +166,6 @@ class GuardedCalls:
         await GuardedSend(node, guard, call).run(out)
 
 
-def _request(
-    ctx: Context,
-    channel: str,
-    command: Payload,
-    returns: type[Payload] | None,
-    timeout: float | None,
-    key: str | None,
-    subject: str | None,
-    policy: CallPolicy | None,
-) -> Reply[Any]:
-    node = ctx._node
-    guards = guards_of(node)
-    if policy is None:  # the common case: the target's own policy, one call to admit
-        entered = guards.enter(channel, node.clock.time)
-        has_slot = entered is not None
-        guard = entered or guards.guard(channel)[0]  # None: full, the call waits for a slot
-        call = guard.policy
-    else:
-        guard, call = guards.guard(channel, policy)
-        has_slot = guard.enter(node.clock.time, call)
-    deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
-    message = node.envelope(
-        command,
-        source=ctx.service,
-        cause=ctx.message,
-        key=key,
-        subject=subject,
-        deadline=deadline,
-        replyto=node.inbox,
-    )
-    future = node.replies.expect(message.id, 1, deadline, node.clock.time())
-    send = PendingSend(channel, message, future)
-    if has_slot:
-        node.sends.add(send)
-    return GuardedReply(node, channel, message, returns, send, future, deadline, guard, call,
-                        has_slot)  # fmt: skip
-
-
 class GuardedReply(Reply[Any]):
     """A pending reply under a call policy: slot, retries and the breaker's verdict."""
 
@@ -194,12 +183,13 @@ class GuardedReply(Reply[Any]):
         guard: Guard,
         call: CallPolicy,
         has_slot: bool,
+        started: float,
     ) -> None:
         super().__init__(node, channel, request, into, send, future, deadline)
         self._guard = guard
         self._call = call
         self._has_slot = has_slot
-        self._started = node.clock.time() if guard.timed else 0.0
+        self._started = started
         self._reported = False
         if deadline is not None and has_slot:
             # a reply nobody awaits must not hold its slot (or a half-open trial) for ever
@@ -228,20 +218,26 @@ class GuardedReply(Reply[Any]):
             raise
         finally:
             node.replies.forget(self._request.id)
-        self._report(None)
+        guard = self._guard
+        if guard.quiet and self._has_slot and not self._reported:
+            # the guard's fast path: a success changes nothing but its slot and a count
+            self._reported, self._has_slot = True, False
+            guard.quiet -= 1
+            guard.bulkhead.free += 1
+        else:
+            self._report(None)
         return result
 
     async def _take_slot(self) -> None:
         """Wait for a bulkhead slot within the deadline, then queue the send."""
-        node, bulkhead = self._node, self._guard.bulkhead
-        assert bulkhead is not None
+        node, guard = self._node, self._guard
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        bulkhead.wait(waiter)
+        guard.wait(waiter)
         try:
             async with timeout_at(node.clock, self._deadline):
                 await waiter
         except BaseException:
-            bulkhead.withdraw(waiter)
+            guard.withdraw(waiter)
             if waiter.done() and not waiter.cancelled():
                 self._has_slot = True
                 self._leave()  # handed a slot just as the wait ended
@@ -291,7 +287,7 @@ class GuardedReply(Reply[Any]):
         guard = self._guard
         if self._has_slot:
             self._has_slot = False
-            _wake(guard.bulkhead, guard.leave(self._node.clock.time, failed, self._started))
+            _wake(guard, guard.leave(self._node.clock.time, failed, self._started))
         elif guard.breaker is not None:  # pragma: no cover - a slot is held until reported
             guard.breaker.release()
         return bool(failed)
@@ -303,11 +299,10 @@ class GuardedReply(Reply[Any]):
 
     def _leave(self) -> None:
         """Free the slot without a verdict (handed one just as the wait for it ended)."""
-        bulkhead = self._guard.bulkhead
-        if bulkhead is None or not self._has_slot:
+        if not self._has_slot:
             return
         self._has_slot = False
-        _wake(bulkhead, bulkhead.leave())
+        _wake(self._guard, self._guard.pass_slot())
 
 
 class GuardedSend:
@@ -322,9 +317,8 @@ class GuardedSend:
         node, guard, channel, message = self._node, self._guard, out.channel, out.message
         started = node.clock.time() if guard.timed else 0.0
         if not guard.enter(node.clock.time, self._call):
-            assert guard.bulkhead is not None
             try:
-                await _wait_for_slot(node, guard.bulkhead, self._call, message)
+                await _wait_for_slot(node, guard, self._call, message)
             except BaseException:
                 if guard.breaker is not None:
                     guard.breaker.release()
@@ -346,16 +340,14 @@ class GuardedSend:
             failed = None if error is not None else False
             if isinstance(error, TransportError | TimeoutError):
                 failed = True
-            _wake(guard.bulkhead, guard.leave(node.clock.time, failed, started))
+            _wake(guard, guard.leave(node.clock.time, failed, started))
             if failed and error is not None:
                 blame(error, channel)
 
 
-async def _wait_for_slot(
-    node: Node, bulkhead: Bulkhead[asyncio.Future[None]], call: CallPolicy, message: Message
-) -> None:
+async def _wait_for_slot(node: Node, guard: Guard, call: CallPolicy, message: Message) -> None:
     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    bulkhead.wait(waiter)
+    guard.wait(waiter)
     deadline = message.deadline_ts()
     if deadline is None and call.timeout is not None:
         deadline = node.clock.time() + call.timeout
@@ -363,7 +355,7 @@ async def _wait_for_slot(
         async with timeout_at(node.clock, deadline):
             await waiter
     except BaseException:
-        bulkhead.withdraw(waiter)
+        guard.withdraw(waiter)
         if waiter.done() and not waiter.cancelled():
-            _wake(bulkhead, bulkhead.leave())  # handed a slot just as the wait ended
+            _wake(guard, guard.pass_slot())  # handed a slot just as the wait ended
         raise

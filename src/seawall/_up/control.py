@@ -14,11 +14,13 @@ way: ``{"command": "scale", "service": S, "instances": N}`` or
   first, are stopped the graceful way (SIGTERM: stop intake, finish in-flight
   work, hand back what has not started) and not started again.
 * **Rolling restart**: for each running instance of the service (of every
-  service, without one), one at a time: start a replacement, wait until it has
-  subscribed (it announces itself on the registry as it starts), then drain and
-  stop the old one. A replacement first, so the service never has fewer
-  instances than it had; nothing is lost either way, since what the old one
-  hands back waits in the channel.
+  service, without one), one at a time: drain and stop its process (SIGTERM),
+  start a new process as the same instance, and wait until it has subscribed.
+  The instance keeps its name (``SEAWALL_UP_INSTANCE``), so whatever a service
+  ties to it (a per-instance channel, the instance that runs a relay, its files)
+  carries over, and its counters go on from where they were. Nothing is lost:
+  what the old process hands back, and what arrives while no process of a
+  single-instance service runs, waits in the channel.
 """
 
 from __future__ import annotations
@@ -132,10 +134,8 @@ class Control:
         names = [s.name for s in self.up.config.services] if service is None else [service]
         replaced = 0
         for name in names:
-            for old in self._running(name):
-                new = self._start(name)
-                await self._ready([new])
-                await self._retire(old)
+            for instance in self._running(name):
+                await self._cycle(instance)
                 replaced += 1
         return f"restarted {replaced} instance{'s' * (replaced != 1)} of {', '.join(names)}"
 
@@ -149,6 +149,23 @@ class Control:
         group.create_task(up._keep(instance), name=f"up/{instance.name}")
         log.info("started %s", instance.name)
         return instance
+
+    async def _cycle(self, instance: Instance) -> None:
+        """Drain the instance's process and wait until the next one runs."""
+        process = instance.process
+        if process is None or process.returncode is not None:
+            await self._ready([instance])  # between processes already: wait for the next
+            return
+        instance.cycling = True
+        instance.state = "stopping"
+        await self.up._terminate(process, instance.name)
+        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+        while instance.pid == process.pid:  # its keeper starts the next one
+            if asyncio.get_running_loop().time() > deadline:
+                raise ServiceError(f"{instance.name} was not started again")
+            await asyncio.sleep(0.05)
+        await self._ready([instance])
+        log.info("restarted %s", instance.name)
 
     async def _ready(self, instances: list[Instance]) -> None:
         deadline = asyncio.get_running_loop().time() + READY_TIMEOUT

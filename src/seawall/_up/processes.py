@@ -109,7 +109,10 @@ class Instance:
     """Where the running process's lines start in its log file (which earlier ones share)."""
     last_words: list[str] = field(default_factory=list, repr=False)
     """The last log lines of the previous process, told of when it exited."""
-    retired: bool = False  # scaled down or replaced (seawall._up.control): not started again
+    retired: bool = False  # scaled down (seawall._up.control): not started again
+    cycling: bool = False
+    """Its process is being stopped to be replaced (a rolling restart): the next one starts
+    at once, and the stop does not count as a crash."""
 
     @property
     def name(self) -> str:
@@ -396,6 +399,9 @@ class Up:
             instance.exit_codes.append(code)
             if self._stopping.is_set() or instance.retired:
                 break
+            if instance.cycling:
+                instance.cycling = False
+                continue
             if code == EXIT_UNLOADABLE:
                 self._unloadable(instance, spec)
                 return

@@ -68,6 +68,7 @@ class BreakerStats:
     """Counters of one breaker (metrics read them; counting costs an increment)."""
 
     succeeded: int = 0
+    """Successful calls (a guard adds those of its fast path in runs; see :class:`Guard`)."""
     failed: int = 0
     """Failed calls, slow ones included."""
     slow: int = 0

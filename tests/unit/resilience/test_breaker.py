@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from seawall import ConfigurationError
-from seawall.resilience import BreakerPolicy, Bulkhead, CircuitBreaker
+from seawall.resilience import BreakerPolicy, Bulkhead, CallPolicy, CircuitBreaker, Guard
 
 POLICY = BreakerPolicy(failure_rate=0.5, window=4, minimum_calls=4, open_for=10.0, trials=2)
 
@@ -127,3 +127,43 @@ def test_the_bulkhead_hands_a_freed_slot_to_the_first_waiter() -> None:
     assert bulkhead.enter()
     with pytest.raises(ConfigurationError, match="at least 1"):
         Bulkhead(0)
+
+
+def test_a_bulkhead_limited_under_the_calls_out_frees_no_slot_until_enough_are_back() -> None:
+    bulkhead: Bulkhead[str] = Bulkhead(None)
+    for _ in range(3):
+        assert bulkhead.enter()
+    bulkhead.limit_to(2)
+    assert (bulkhead.outstanding, bulkhead.free) == (3, -1)
+    assert not bulkhead.enter()
+    bulkhead.leave()
+    assert not bulkhead.enter()  # two are still out
+    bulkhead.leave()
+    assert bulkhead.enter()
+
+
+def test_the_guards_fast_path_counts_its_successes_and_hands_slots_to_waiters() -> None:
+    guard = Guard("payments", CallPolicy(breaker=BreakerPolicy(window=4, minimum_calls=4),
+                                         max_outstanding=2))  # fmt: skip
+    breaker = guard.breaker
+    assert breaker is not None
+    clock = iter(range(10_000)).__next__
+    for _ in range(1000):  # the first four fill the window; the rest take the fast path
+        assert guard.enter(clock, guard.policy)
+        assert guard.leave(clock, False, 0.0) is None
+    guard.sync()
+    assert breaker.stats.succeeded == 1000
+    assert guard.bulkhead.free == 2
+
+    assert guard.enter(clock, guard.policy)
+    assert guard.enter(clock, guard.policy)
+    assert not guard.enter(clock, guard.policy)  # full: this one waits
+    guard.wait("waiter")
+    assert not guard.quiet  # a success must look for the waiter now
+    assert guard.leave(clock, False, 0.0) == "waiter"  # its slot passes on
+    assert guard.leave(clock, False, 0.0) is None
+    assert guard.leave(clock, True, 0.0) is None  # the waiter's call failed
+    assert guard.bulkhead.free == 2
+    assert breaker.stats.succeeded == 1002
+    assert breaker.stats.failed == 1
+    assert not guard.quiet  # a failure in the window: every outcome is recorded again
