@@ -117,7 +117,11 @@ given in code or in the URL's query
 query keys aio-pika reads itself (``heartbeat``, ``cafile``, …) are left for it.
 
 Driver errors are translated at this edge by
-:func:`seawall.transports.rabbitmq._topology.translated`.
+:func:`seawall.transports.rabbitmq._topology.translated`. A cancelled
+``declare``, ``delete`` or ``subscribe`` lets its requests to the broker finish
+first (:mod:`._shield` says why: aiormq's answer to a cancelled request can
+cost the whole connection), and each declaring operation has an AMQP channel
+of its own (:mod:`._topology`).
 """
 
 from __future__ import annotations
