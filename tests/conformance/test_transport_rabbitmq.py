@@ -406,8 +406,8 @@ async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it(
             await transport.declare(ChannelSpec(name=channel))
             sub = await transport.subscribe(channel, group="workers", start="latest")
             async with Inbox(sub, patience=5.0) as inbox:
-                admin = await transport.topology.admin()
-                await admin.queue_delete(sub.queues[0])
+                async with transport.topology.admin() as admin:
+                    await admin.queue_delete(sub.queues[0])
                 _, error = await inbox.finish()
             assert isinstance(error, ConnectionLost), error
             assert "deleted" in str(error)
@@ -429,8 +429,8 @@ async def test_a_deleted_exchange_is_declared_again_by_the_next_publish() -> Non
         try:
             await transport.declare(ChannelSpec(name=channel))
             await transport.publish(channel, make_message(0))
-            admin = await transport.topology.admin()
-            await admin.exchange_delete(f"seawall.{channel.replace('.', '_2e')}")
+            async with transport.topology.admin() as admin:
+                await admin.exchange_delete(f"seawall.{channel.replace('.', '_2e')}")
             sent = make_message(1)
             started = time.monotonic()
             await transport.publish(channel, sent)  # 404: the channel is declared again
@@ -488,12 +488,57 @@ async def test_an_expiring_group_joins_a_queue_declared_without_one_and_stale_na
                     channel, group=group, idle_expiry=None if group == "lasting" else 60
                 )
                 await sub.close()
-            admin = await transport.topology.admin()
-            await admin.queue_delete(layout.queue("gone", 0))  # as RabbitMQ's expiry would
+            async with transport.topology.admin() as admin:
+                await admin.queue_delete(layout.queue("gone", 0))  # as RabbitMQ's expiry would
             assert await transport.topology.groups(layout) == {"old", "lasting", "gone"}
             await transport.delete(channel, group="old")
             assert await transport.topology.groups(layout) == {"lasting"}
         finally:
             doomed.update(transport.topology.made)
+            await transport.delete(channel)
+            await transport.close()
+
+
+async def test_subscribes_cancelled_midway_leave_the_transport_declaring_and_subscribing() -> None:
+    """A caller cancelled in the middle of an AMQP request (a System stopping while it
+    subscribes) must not leave a broken AMQP channel, or connection, to the next
+    declaration. The cancels land at even steps across the time one subscribe takes, so
+    they hit each of its requests (declarations, the group's registration, bindings,
+    consumers). Two priority levels make the groups' queues classic ones, quicker to
+    declare than quorum queues; the requests are the same."""
+    transport = await RabbitMQTransport.connect(require(RABBITMQ))
+    channel, inbox = unique("cancelled"), unique("cancelled-inbox")
+    steps = 24
+    async with cleanup_rabbitmq() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel, priorities=2))
+            started = time.monotonic()
+            await (await transport.subscribe(channel, group="whole", start="latest")).close()
+            whole = time.monotonic() - started
+            cancels = 0
+            for step in range(steps):
+                subscribing = asyncio.ensure_future(
+                    transport.subscribe(channel, group=f"g{step}", start="latest")
+                )
+                await asyncio.sleep(whole * step / steps)
+                if subscribing.done():
+                    await (await subscribing).close()
+                    continue
+                subscribing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await subscribing
+                cancels += 1
+                # at once, before RabbitMQ could answer the close of a channel left midway
+                await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
+            assert cancels > steps // 2, f"only {cancels} of {steps} subscribes were cancelled"
+            again = await transport.subscribe(channel, group="g0", start="latest")
+            sent = make_message(1)
+            await transport.publish(channel, sent)
+            async with Inbox(again, patience=5.0) as received:
+                [got] = await received.collect(1)
+            assert got.message == sent
+        finally:
+            doomed.update(transport.topology.made)
+            doomed.add(("queue", inbox_queue(inbox)))
             await transport.delete(channel)
             await transport.close()

@@ -117,7 +117,11 @@ given in code or in the URL's query
 query keys aio-pika reads itself (``heartbeat``, ``cafile``, …) are left for it.
 
 Driver errors are translated at this edge by
-:func:`seawall.transports.rabbitmq._topology.translated`.
+:func:`seawall.transports.rabbitmq._topology.translated`. A cancelled
+``declare``, ``delete`` or ``subscribe`` lets its requests to the broker finish
+first (:mod:`._shield` says why: aiormq's answer to a cancelled request can
+cost the whole connection), and each declaring operation has an AMQP channel
+of its own (:mod:`._topology`).
 """
 
 from __future__ import annotations
@@ -141,6 +145,7 @@ from ..._transport import (
     ChannelSpec,
     Durability,
     Start,
+    StartAt,
     fixed_start,
     is_reply_inbox,
     partition_for,
@@ -163,6 +168,7 @@ from .._options import RabbitMQOptions, RabbitMQSettings
 from ._layout import ATTEMPT, MAX_DELAY, Layout, delay_step, inbox_queue
 from ._link import Link
 from ._members import Membership
+from ._shield import finished
 from ._subscription import CE_PREFIX, RabbitMQSubscription, Source
 from ._topology import Topology, translated
 
@@ -260,6 +266,9 @@ class RabbitMQTransport:
 
     async def declare(self, spec: ChannelSpec) -> None:
         self._check_open()
+        await finished(self._declare(spec))
+
+    async def _declare(self, spec: ChannelSpec) -> None:
         self._declared.setdefault(spec.name, spec)
         if self._ephemeral(spec.name):
             await self.topology.inbox(spec.name)
@@ -268,6 +277,9 @@ class RabbitMQTransport:
 
     async def delete(self, channel: str, *, group: str | None = None) -> None:
         self._check_open()
+        await finished(self._delete(channel, group))
+
+    async def _delete(self, channel: str, group: str | None) -> None:
         if self._ephemeral(channel):
             return  # a reply inbox's queue goes with its reader
         spec = self._declared.get(channel) or ChannelSpec(name=channel)
@@ -285,7 +297,7 @@ class RabbitMQTransport:
         layout = self._layouts.get(channel)
         if layout is None:
             spec = self._declared.get(channel) or ChannelSpec(name=channel)
-            found = await self.topology.layout(spec, repair=channel in self._vanished)
+            found = await finished(self.topology.layout(spec, repair=channel in self._vanished))
             self._vanished.discard(channel)
             assert found is not None
             layout = self._layouts[channel] = found
@@ -437,6 +449,13 @@ class RabbitMQTransport:
         at = fixed_start(start, "RabbitMQ", _NO_REPLAY)
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        joining = self._subscribe(channel, group, prefetch, at, idle_expiry)
+        return await finished(joining, undo=RabbitMQSubscription.close)
+
+    async def _subscribe(
+        self, channel: str, group: str, prefetch: int, at: StartAt, idle_expiry: float | None
+    ) -> RabbitMQSubscription:
+        """subscribe(), once the arguments are checked; see :mod:`._shield` for why apart."""
         if self._ephemeral(channel):
             queue = await self.topology.inbox(channel)
             sub = RabbitMQSubscription(self, channel, group, [queue], prefetch)
