@@ -282,12 +282,16 @@ class DeliveryConformance:
         @svc.command
         async def slow(job: Job) -> None:
             started.append(job.n)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
             finished.append(job.n)
 
-        async with System(svc, transport=link, grace=5.0) as system:
+        # all 20 wait before the service starts (sent as they come, they could all be
+        # handled before the stop on a slow machine): 4 at a time take at least 1 s
+        await link.declare(ChannelSpec(name=name))
+        async with System(transport=link) as sender:
             for n in range(20):
-                await system.context().send(name, Job(n=n))
+                await sender.context().send(name, Job(n=n))
+        async with System(svc, transport=link, grace=5.0):
             await wait_until(lambda: len(started) >= 4, self.timeout, "work to start")
         # leaving the block drained: everything that started also finished
         assert sorted(started) == sorted(finished)
