@@ -23,7 +23,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
@@ -448,11 +448,19 @@ class MemorySubscription:
         return delivery.partition, token
 
     async def ack(self, delivery: Delivery) -> None:
-        log, offset = self._log_and_offset(delivery)
+        self.ack_now(delivery)
+
+    def ack_now(self, delivery: Delivery) -> None:
+        """:meth:`ack` without a coroutine: the dispatcher settles every delivery through
+        this when the subscription has it (an ack here never waits)."""
+        if self._levels:
+            log, offset = self._log_and_offset(delivery)
+        else:  # the token is the offset (see _pump)
+            log, offset = delivery.partition, cast(int, delivery.token)
         # The returned credit matters to this member only if it had none left;
         # with several partitions the ack may also hand a partition over.
         group, channel = self.group, self.channel
-        starved = group.credit(self.member) <= 0
+        starved = not group.members.get(self.member)
         if group.ack(self.member, log, offset):
             channel.untrimmed += 1
             if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
