@@ -358,6 +358,7 @@ class Dispatcher:
             if (
                 message.replyto is not None
                 and replies is not None
+                and not replies.fresh(message)
                 and await replies.answered(message)
             ):
                 self.stats.repeats += 1
@@ -495,11 +496,11 @@ class Dispatcher:
         return self.spec.handlers[cls], cls, steps
 
     async def _reply(self, request: Message, result: object) -> None:
-        if isinstance(result, Payload):
-            sent = await self.node.reply(request, result, source=self.service)
-            if self._replies is not None and sent is not None:
-                await self._replies.keep(request, sent)
-        elif result is not None:
+        if result is None:
+            if not self.spec.is_command_channel:
+                return
+            result = Done()
+        if not isinstance(result, Payload):
             error = TypeError(
                 f"{self.name}: the handler of {request.type} returned a {type(result).__name__}; "
                 "return a Command, Event or Document (or None) for the requester"
@@ -508,10 +509,14 @@ class Dispatcher:
             if self._replies is not None:
                 self._replies.failed(request)
             await self.node.reply_failure(request, error, service=self.service)
-        elif self.spec.is_command_channel:
-            sent = await self.node.reply(request, Done(), source=self.service)
-            if self._replies is not None and sent is not None:
-                await self._replies.keep(request, sent)
+            return
+        sent = await self.node.reply(request, result, source=self.service)
+        replies = self._replies
+        if replies is not None and sent is not None:
+            if replies.durable:
+                await replies.keep(request, sent)
+            else:
+                replies.remember(request, sent)  # no coroutine when only memory keeps it
 
     async def _failed(
         self,

@@ -295,19 +295,26 @@ class MemorySubscription:
         self._timer: Any = None  # push_to: the next held-back redelivery's timer
         self.deferred = False
         """push_to: a batch is due at the loop's next turn (a notify now would add nothing)."""
+        self._pushed = False  # push_to: a delivery went to the sink at once since the last flush
         self._timer_at = math.inf
         self._error: Exception | None = None  # push_to: a frame that did not decode
+        self._prefetch = prefetch
         group.join(self.member, prefetch)
 
     def notify(self) -> None:
         """Something may be ready to take: wake the delivery loop if it waits."""
         if self._sink is not None and self._state == "open" and self._intake:
             # The first delivery after a quiet spell goes to the sink at once (one task hop
-            # to a worker); what follows in the same loop turn (a burst of publishes, acks
-            # returning credit) is taken in one batch at the next turn.
-            if not self.deferred:
-                self.deferred = True
+            # to a worker); what follows (a burst of publishes, acks returning credit) is
+            # taken in one batch at the loop's next turn. A flush, or a settlement that leaves
+            # nothing in flight (see ack_now), starts a quiet spell again: a request/reply
+            # exchange then pushes each request at once and schedules no flush that would
+            # find nothing.
+            if not self._pushed:
+                self._pushed = True
                 self._push(self._sink)
+            elif not self.deferred:
+                self.deferred = True
                 asyncio.get_running_loop().call_soon(self._flush)
             return
         waiter, self.waiter = self.waiter, None
@@ -377,7 +384,7 @@ class MemorySubscription:
             self._timer = clock.call_at(due, self._retry_due)
 
     def _flush(self) -> None:
-        self.deferred = False
+        self.deferred = self._pushed = False
         if self._sink is not None and self._state == "open" and self._intake:
             self._push(self._sink)
 
@@ -473,6 +480,8 @@ class MemorySubscription:
         group, channel = self.group, self.channel
         starved = not group.members.get(self.member)
         if group.ack(self.member, log, offset):
+            if not self.deferred and group.members.get(self.member) == self._prefetch:
+                self._pushed = False  # nothing in flight: a quiet spell, see notify
             channel.untrimmed += 1
             if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
                 self.transport._trim(channel)
