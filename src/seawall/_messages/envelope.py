@@ -61,8 +61,13 @@ for a duplicate of the first publish, and the same redrive done twice is."""
 _KINDS = frozenset({"command", "event", "document"})
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One message: CloudEvents attributes, seawall extensions and the encoded payload."""
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One message: CloudEvents attributes, seawall extensions and the encoded payload.
+
+    Not tracked by the garbage collector (``gc=False``): its fields are text, bytes, times
+    and a dict of text, so it can never be part of a reference cycle, and a few are made
+    per message handled.
+    """
 
     id: str
     type: str
