@@ -175,6 +175,7 @@ class GroupState(Generic[T]):
         for part in self.parts:
             for offset in [o for o, m in part.inflight.items() if m == member]:
                 del part.inflight[offset]
+                part.attempts.setdefault(offset, 1)  # a first attempt is not written down
                 heapq.heappush(part.retry, (now, offset))
         self._assign()
 
@@ -260,12 +261,27 @@ class GroupState(Generic[T]):
         return self.parts[partition].inflight.get(offset) == member
 
     def ack(self, member: int, partition: int, offset: int) -> bool:
-        """Settle a delivery for good; False if the member no longer held it."""
+        """Settle a delivery for good; False if the member no longer held it.
+
+        Every delivery ends here, so :meth:`_GroupPartition.settle` and :meth:`_credit`
+        are written out inline for the common case: the oldest offset in flight settled.
+        """
         part = self.parts[partition]
-        if part.inflight.get(offset) != member:
+        inflight = part.inflight
+        if inflight.get(offset) != member:
             return False
-        part.settle(offset)
-        self._credit(member)
+        del inflight[offset]
+        if part.attempts:
+            part.attempts.pop(offset, None)
+        if offset == part.committed and not part.settled:
+            part.committed = offset + 1
+        elif offset >= part.committed:
+            part.settle(offset)
+        members = self.members
+        if member in members:
+            members[member] += 1
+        if not self.shared:
+            self._assign()
         return True
 
     def nack(self, member: int, partition: int, offset: int, not_before: float) -> bool:
@@ -274,6 +290,7 @@ class GroupState(Generic[T]):
         if part.inflight.get(offset) != member:
             return False
         del part.inflight[offset]
+        part.attempts.setdefault(offset, 1)  # a first attempt is not written down
         heapq.heappush(part.retry, (not_before, offset))
         self._credit(member)
         return True
@@ -338,11 +355,12 @@ class GroupState(Generic[T]):
             return []
         part.next = stop
         self.members[member] -= stop - start
-        attempts, inflight, get = part.attempts, part.inflight, log.get
+        # A first attempt is not written to ``attempts``: an offset absent there has had
+        # none before (see _hand_out), and its ack then has nothing to remove.
+        inflight, get = part.inflight, log.get
         new = tuple.__new__  # Taken(...) without the Python-level __new__ of a NamedTuple
         taken = []
         for offset in range(start, stop):
-            attempts[offset] = 1
             inflight[offset] = member
             taken.append(new(Taken, (0, offset, 1, get(offset))))
         return taken
@@ -357,7 +375,7 @@ class GroupState(Generic[T]):
         if part.inflight.get(offset) != member:
             return False
         del part.inflight[offset]
-        attempt = part.attempts.pop(offset) - 1
+        attempt = part.attempts.pop(offset, 1) - 1
         if attempt:
             part.attempts[offset] = attempt
         heapq.heappush(part.retry, (now, offset))

@@ -60,6 +60,9 @@ class JsonCodec(_MsgspecCodec):
     def __init__(self) -> None:
         super().__init__()
         self._encoder = msgspec.json.Encoder()
+        # msgspec's encode itself on the instance: every message's payload passes here,
+        # and the method below would add a Python frame around the call.
+        self.encode = self._encoder.encode  # type: ignore[method-assign,assignment]
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj)
@@ -76,6 +79,9 @@ class MsgPackCodec(_MsgspecCodec):
     def __init__(self) -> None:
         super().__init__()
         self._encoder = msgspec.msgpack.Encoder()
+        # msgspec's encode itself on the instance: every message's payload passes here,
+        # and the method below would add a Python frame around the call.
+        self.encode = self._encoder.encode  # type: ignore[method-assign,assignment]
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj)

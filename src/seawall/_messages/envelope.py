@@ -13,6 +13,7 @@ are kept in :attr:`Message.headers` and passed on untouched.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -29,6 +30,7 @@ __all__ = [
     "RETRY_HEADER",
     "Message",
     "decode_message",
+    "decode_message_raw",
     "encode_message",
     "from_headers",
     "to_headers",
@@ -59,8 +61,13 @@ for a duplicate of the first publish, and the same redrive done twice is."""
 _KINDS = frozenset({"command", "event", "document"})
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One message: CloudEvents attributes, seawall extensions and the encoded payload."""
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One message: CloudEvents attributes, seawall extensions and the encoded payload.
+
+    Not tracked by the garbage collector (``gc=False``): its fields are text, bytes, times
+    and a dict of text, so it can never be part of a reference cycle, and a few are made
+    per message handled.
+    """
 
     id: str
     type: str
@@ -213,9 +220,14 @@ _envelope_encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Message)
 
 
-def encode_message(message: Message) -> bytes:
-    """The whole envelope as one MessagePack frame (storage and in-process wire form)."""
-    return _envelope_encoder.encode(message)
+encode_message: Callable[[Message], bytes] = _envelope_encoder.encode
+"""The whole envelope as one MessagePack frame (storage and in-process wire form).
+
+msgspec's encode itself, not a function calling it: every publish makes a frame."""
+
+decode_message_raw: Callable[[bytes], Message] = _envelope_decoder.decode
+""":func:`decode_message` raising msgspec's own errors, for loops that catch them once
+and ask :func:`decode_message` for the error to show."""
 
 
 def decode_message(frame: bytes) -> Message:

@@ -131,8 +131,10 @@ def _no_fence(partition: int) -> Fence | None:
     return None
 
 
-@dataclass(slots=True, eq=False)
-class _Item:
+class _Item(msgspec.Struct, eq=False, gc=False):
+    # A Struct, not a dataclass: one is made per delivery, and a Struct is built in C
+    # without a Python __init__ frame. eq=False: items are compared and hashed by identity
+    # (the timers are keyed by them); gc=False: an item refers to nothing that refers back.
     delivery: Delivery
     key: str | None
     retries: int = 0  # local retries on top of the broker's attempt count
@@ -166,6 +168,7 @@ class Dispatcher:
         self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
         self._inflight = 0
         self._fence_of: Callable[[int], Fence | None] = _no_fence
+        self._ack_now: Callable[[Delivery], None] | None = None
         self._draining = False  # intake stopped: what has not started goes back, in order
         self._idle = asyncio.Event()
         self._idle.set()
@@ -220,6 +223,8 @@ class Dispatcher:
         )
         # a subscription whose members own partitions says under which lease each was read
         self._fence_of = getattr(sub, "fence", _no_fence)
+        # one that can settle without a coroutine (the memory transport's) does so
+        self._ack_now = getattr(sub, "ack_now", None)
         self.ready.set()
         broken: list[TransportError] = []
         try:
@@ -264,7 +269,10 @@ class Dispatcher:
             self._idle.clear()
         self._inflight += 1
         key = delivery.message.partitionkey
-        self._lanes.add(_Item(delivery, key), key)
+        if key is None:
+            self._lanes.requeue(_Item(delivery, None))
+        else:
+            self._lanes.add(_Item(delivery, key), key)
 
     def _finish(self, item: _Item) -> None:
         if item.key is not None:
@@ -350,6 +358,7 @@ class Dispatcher:
             if (
                 message.replyto is not None
                 and replies is not None
+                and not replies.fresh(message)
                 and await replies.answered(message)
             ):
                 self.stats.repeats += 1
@@ -367,7 +376,10 @@ class Dispatcher:
             started = self.node.clock.time() if not self.stats.handled % SAMPLE_EVERY else None
             try:
                 if deadline is None:  # most events: no timer to arm and cancel
-                    result = await self._call(handler, payload, message, deadline, item)
+                    if self._around is None and not handler.wants_context:
+                        result = await handler.fn(payload)  # _call's plainest case, inline
+                    else:
+                        result = await self._call(handler, payload, message, deadline, item)
                 else:
                     # The call is made inside the block: a deadline that has already passed
                     # raises on entry, before a coroutine exists that nobody would await.
@@ -391,10 +403,18 @@ class Dispatcher:
             if message.replyto is not None:
                 await self._reply(message, result)
             self.stats.handled += 1
+            ack_now = self._ack_now
             try:  # settled inline: this is the path every message takes
-                await sub.ack(delivery)
-            finally:
-                self._finish(item)
+                if ack_now is not None:
+                    ack_now(delivery)
+                else:
+                    await sub.ack(delivery)
+            finally:  # _finish, inline
+                if item.key is not None:
+                    lanes.done(item.key)
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
 
     def _call(
         self,
@@ -476,11 +496,11 @@ class Dispatcher:
         return self.spec.handlers[cls], cls, steps
 
     async def _reply(self, request: Message, result: object) -> None:
-        if isinstance(result, Payload):
-            sent = await self.node.reply(request, result, source=self.service)
-            if self._replies is not None and sent is not None:
-                await self._replies.keep(request, sent)
-        elif result is not None:
+        if result is None:
+            if not self.spec.is_command_channel:
+                return
+            result = Done()
+        if not isinstance(result, Payload):
             error = TypeError(
                 f"{self.name}: the handler of {request.type} returned a {type(result).__name__}; "
                 "return a Command, Event or Document (or None) for the requester"
@@ -489,10 +509,14 @@ class Dispatcher:
             if self._replies is not None:
                 self._replies.failed(request)
             await self.node.reply_failure(request, error, service=self.service)
-        elif self.spec.is_command_channel:
-            sent = await self.node.reply(request, Done(), source=self.service)
-            if self._replies is not None and sent is not None:
-                await self._replies.keep(request, sent)
+            return
+        sent = await self.node.reply(request, result, source=self.service)
+        replies = self._replies
+        if replies is not None and sent is not None:
+            if replies.durable:
+                await replies.keep(request, sent)
+            else:
+                replies.remember(request, sent)  # no coroutine when only memory keeps it
 
     async def _failed(
         self,

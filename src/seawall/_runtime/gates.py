@@ -95,6 +95,12 @@ class ReplyCache:
     def recent(self) -> RecentReplies:
         return self._recent
 
+    def fresh(self, request: Message) -> bool:
+        """Whether ``request`` is certainly not a repeat, told without awaiting: no reply to
+        its id is kept, none is running and there is no store to ask. It is then marked as
+        running, as :meth:`answered` would; False: ask :meth:`answered`."""
+        return self._store is None and self._recent.begin(request.id)
+
     async def answered(self, request: Message) -> bool:
         """Whether ``request`` is a repeat, answered now (or answered by the run under way)."""
         recent = self._recent
@@ -123,10 +129,19 @@ class ReplyCache:
         self._recent.hits += 1
         return reply
 
-    async def keep(self, request: Message, reply: Message) -> None:
-        """Remember ``reply`` as the answer to ``request``."""
+    @property
+    def durable(self) -> bool:
+        """Whether replies are kept in a store too (then :meth:`keep` awaits it)."""
+        return self._store is not None
+
+    def remember(self, request: Message, reply: Message) -> None:
+        """Remember ``reply`` as the answer to ``request``, in memory only."""
         self._recent.put(request.id, reply)
         self._recent.finish(request.id)
+
+    async def keep(self, request: Message, reply: Message) -> None:
+        """Remember ``reply`` as the answer to ``request``."""
+        self.remember(request, reply)
         if self._store is not None:
             data = msgspec.msgpack.encode(reply)
             await self._store.put(request.id, data, now=self._node.clock.time())

@@ -87,6 +87,14 @@ class RecentReplies:
         self._running.add(request_id)
         return True
 
+    def begin(self, request_id: str) -> bool:
+        """:meth:`start` for a request never answered here: False (nothing marked) if a reply
+        to ``request_id`` is kept or it is being handled. One look on the hot path."""
+        if request_id in self._replies or request_id in self._running:
+            return False
+        self._running.add(request_id)
+        return True
+
     def finish(self, request_id: str) -> None:
         """``request_id`` is no longer being handled (answered or failed)."""
         self._running.discard(request_id)

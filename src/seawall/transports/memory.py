@@ -25,10 +25,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Unpack
 
+import msgspec
+
 from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._messages.envelope import Message, decode_message, encode_message
+from .._messages.envelope import Message, decode_message, decode_message_raw, encode_message
 from .._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -61,7 +63,7 @@ class _Channel:
 
     def wake(self) -> None:
         for sub in self.subs:
-            if sub.waiter is not None:
+            if sub.waiter is not None and not sub.deferred:  # a deferred one takes it anyway
                 sub.notify()
 
 
@@ -81,6 +83,7 @@ class MemoryTransport:
         self.clock = clock or SystemClock()
         self._serialize = chosen.serialize
         self._publish_timeout = chosen.publish_timeout
+        self._max_bytes = chosen.max_message_bytes
         self._default_partitions = chosen.default_partitions
         self._channels: dict[str, _Channel] = {}
         self._gone: set[str] = set()  # ephemeral channels whose subscriber left
@@ -132,31 +135,34 @@ class MemoryTransport:
                 log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
                 return
             target = self._channel(channel)
-        entry = self._entry(channel, message)
+        frame = encode_message(message)  # even when kept as an object: the size limit holds
+        if self._max_bytes is not None and len(frame) > self._max_bytes:
+            raise self._too_large(channel, message, len(frame))
+        entry = frame if self._serialize else message
         state = target.state
-        if state.retained() >= target.spec.max_messages:
+        logs = state.logs
+        held = len(logs[0].entries) if len(logs) == 1 else state.retained()
+        if held >= target.spec.max_messages:
             await self._wait_for_space(target)
         now = self.clock.time()
         if not_before is not None and not_before > now:
             self.clock.call_at(not_before, lambda: self._append(target, message, entry, priority))
-        elif len(state.logs) == 1:  # _append for one partition, where nothing is to choose
-            log0 = state.logs[0]
+        elif len(logs) == 1:  # _append for one partition, where nothing is to choose
+            log0 = logs[0]
             log0.entries.append(entry)
             log0.times.append(now)
-            target.wake()
+            for sub in target.subs:  # _Channel.wake, inline
+                if sub.waiter is not None and not sub.deferred:
+                    sub.notify()
         else:
             self._append(target, message, entry, priority)
 
-    def _entry(self, channel: str, message: Message) -> Any:
-        # Encoded even when kept as an object: the declared size limit holds either way.
-        frame = encode_message(message)
-        limit = self._capabilities.max_message_bytes
-        if limit is not None and len(frame) > limit:
-            raise MessageTooLarge(
-                f"message {message.id} ({message.type}) is {len(frame)} bytes, over the "
-                f"{limit}-byte limit of channel {channel!r}; send a reference to the data instead"
-            )
-        return frame if self._serialize else message
+    def _too_large(self, channel: str, message: Message, size: int) -> MessageTooLarge:
+        return MessageTooLarge(
+            f"message {message.id} ({message.type}) is {size} bytes, over the "
+            f"{self._max_bytes}-byte limit of channel {channel!r}; send a reference to the "
+            "data instead"
+        )
 
     def _append(self, channel: _Channel, message: Message, entry: Any, priority: int) -> None:
         spec = channel.spec
@@ -293,20 +299,28 @@ class MemorySubscription:
         self._intake = True  # False once stop_intake was called
         self._sink: Callable[[Delivery], None] | None = None  # see push_to
         self._timer: Any = None  # push_to: the next held-back redelivery's timer
-        self._deferred = False  # push_to: a batch is due at the loop's next turn
+        self.deferred = False
+        """push_to: a batch is due at the loop's next turn (a notify now would add nothing)."""
+        self._pushed = False  # push_to: a delivery went to the sink at once since the last flush
         self._timer_at = math.inf
         self._error: Exception | None = None  # push_to: a frame that did not decode
+        self._prefetch = prefetch
         group.join(self.member, prefetch)
 
     def notify(self) -> None:
         """Something may be ready to take: wake the delivery loop if it waits."""
         if self._sink is not None and self._state == "open" and self._intake:
             # The first delivery after a quiet spell goes to the sink at once (one task hop
-            # to a worker); what follows in the same loop turn (a burst of publishes, acks
-            # returning credit) is taken in one batch at the next turn.
-            if not self._deferred:
-                self._deferred = True
+            # to a worker); what follows (a burst of publishes, acks returning credit) is
+            # taken in one batch at the loop's next turn. A flush, or a settlement that leaves
+            # nothing in flight (see ack_now), starts a quiet spell again: a request/reply
+            # exchange then pushes each request at once and schedules no flush that would
+            # find nothing.
+            if not self._pushed:
+                self._pushed = True
                 self._push(self._sink)
+            elif not self.deferred:
+                self.deferred = True
                 asyncio.get_running_loop().call_soon(self._flush)
             return
         waiter, self.waiter = self.waiter, None
@@ -349,13 +363,17 @@ class MemorySubscription:
         clock = self.transport.clock
         name = self.channel.spec.name
         group, member, levels = self.group, self.member, self._levels
+        decode_raw = decode_message_raw
         while True:
             now = clock.time()
             batch = group.take_many(member, now, _BATCH)
             if not batch:
                 break
             for partition, offset, attempt, entry in batch:
-                message = decode_message(entry) if isinstance(entry, bytes) else entry
+                try:
+                    message = decode_raw(entry) if type(entry) is bytes else entry
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    message = decode_message(entry)  # raises, saying what is wrong
                 if levels:
                     sink(Delivery(message, name, 0, attempt, (partition, offset)))
                 else:
@@ -372,7 +390,7 @@ class MemorySubscription:
             self._timer = clock.call_at(due, self._retry_due)
 
     def _flush(self) -> None:
-        self._deferred = False
+        self.deferred = self._pushed = False
         if self._sink is not None and self._state == "open" and self._intake:
             self._push(self._sink)
 
@@ -454,12 +472,22 @@ class MemorySubscription:
         return delivery.partition, token
 
     async def ack(self, delivery: Delivery) -> None:
-        log, offset = self._log_and_offset(delivery)
+        self.ack_now(delivery)
+
+    def ack_now(self, delivery: Delivery) -> None:
+        """:meth:`ack` without a coroutine: the dispatcher settles every delivery through
+        this when the subscription has it (an ack here never waits)."""
+        if self._levels:
+            log, offset = self._log_and_offset(delivery)
+        else:  # the token is the offset (see _pump)
+            log, offset = delivery.partition, delivery.token  # type: ignore[assignment]
         # The returned credit matters to this member only if it had none left;
         # with several partitions the ack may also hand a partition over.
         group, channel = self.group, self.channel
-        starved = group.credit(self.member) <= 0
+        starved = not group.members.get(self.member)
         if group.ack(self.member, log, offset):
+            if not self.deferred and group.members.get(self.member) == self._prefetch:
+                self._pushed = False  # nothing in flight: a quiet spell, see notify
             channel.untrimmed += 1
             if channel.untrimmed >= _TRIM_EVERY or channel.waiting:
                 self.transport._trim(channel)
