@@ -200,9 +200,6 @@ def test_config_reads_every_setting(tmp_path: Path) -> None:
     assert loaded.env == {"A": "1"}
 
 
-# Its own bounds add up past the default 60 s (30 s to be ready, a 10 s request, the
-# stop's grace and the streams' deletion) when the shared NATS server answers slowly.
-@pytest.mark.timeout(120)
 async def test_the_same_config_runs_on_nats_without_a_broker_process(
     tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

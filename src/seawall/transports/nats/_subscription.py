@@ -302,6 +302,7 @@ class NatsSubscription:
                 continue
             self.wake.clear()
             await self._refill()
+            _cancel_not_lost()
             await self._wait()
 
     def _room(self) -> bool:
@@ -518,6 +519,19 @@ class NatsSubscription:
             await self._owner.leave()
         if self.stream.ephemeral:
             await self.transport._forget(self.stream)
+
+
+def _cancel_not_lost() -> None:
+    """Raise the cancellation of the current task if an await swallowed it.
+
+    Python 3.11's ``asyncio.wait_for`` (which nats-py uses for its requests, a pull
+    among them) drops a cancellation that arrives as its reply does; the task then
+    reads on, and whoever cancelled it (a System stopping) waits forever. The task
+    still counts the request (``cancelling()``), so it is raised here instead.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _attempt(msg: Msg) -> int:
