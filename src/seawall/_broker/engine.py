@@ -53,10 +53,11 @@ from .._clock import Clock, timeout_at, wait_until
 from .._exceptions import ChannelFull, ConfigurationError, MessageTooLarge, TransportClosed
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, FromOffsets, Start, StartAt
-from .direct import DIRECT, DirectQueue
+from .direct import DirectQueue
 from .idle import EXPIRY_PART, IdleGroups, expiry_ms
 from .limits import BrokerLimits
-from .log import GroupState, Taken
+from .log import GroupState
+from .member import Member
 from .pages import PagedLog, Reader
 from .storage import Storage, layout_of, spec_of
 from .store import Recovered
@@ -64,7 +65,6 @@ from .store import Recovered
 __all__ = ["Broker", "BrokerLimits", "Member"]
 
 log = logging.getLogger("seawall.broker")
-_members = itertools.count(1)
 _TRIM_EVERY = 64
 """Settlements between two trims of a channel's log while no publisher waits for room."""
 
@@ -767,76 +767,3 @@ def _seen(written: asyncio.Future[None]) -> None:
     """Mark the outcome of a write nobody awaits as retrieved (the writer keeps its error)."""
     if not written.cancelled():
         written.exception()
-
-
-class Member:
-    """One member of a group: takes deliveries within its credit and settles them."""
-
-    def __init__(
-        self, broker: Broker, channel: _Channel, name: str, group: GroupState[bytes], prefetch: int
-    ) -> None:
-        self.broker = broker
-        self.channel = channel
-        self.name = name
-        self.group = group
-        self.id = next(_members)
-        self.wake = asyncio.Event()
-        self.state = "open"  # open | closed | broken | deleted
-        self.direct: DirectQueue[bytes] | None = None  # its group's direct requests
-        group.join(self.id, prefetch)
-
-    def take(self) -> Taken[bytes] | None:
-        """The next delivery within this member's credit, or None: a direct request
-        first (see :mod:`.direct`), then the logs."""
-        now = self.broker.clock.time()
-        direct = self.direct
-        if direct is not None and direct.due(now) and self.group.lend(self.id):
-            return direct.take(self.id, now)
-        return self.group.take(self.id, now)
-
-    async def wait(self) -> None:
-        """Sleep until something may be deliverable (woken, or a redelivery falls due)."""
-        self.wake.clear()
-        clock = self.broker.clock
-        due = self.group.next_retry()
-        if self.direct is not None and (again := self.direct.next_retry()) is not None:
-            due = again if due is None else min(due, again)
-        # A redelivery already due waits for credit, which comes with a wake; one
-        # due later sets a timer. The caller re-checks after waking, so a timer
-        # firing a hair early just loops once more.
-        if due is not None and due <= clock.time():
-            due = None
-        await wait_until(clock, self.wake, due)
-
-    def ack(self, partition: int, offset: int) -> None:
-        """Settle a delivery; ignored if this member no longer holds it."""
-        group = self.group
-        if partition == DIRECT:
-            if self.direct is not None and self.direct.ack(self.id, offset):
-                group.repay(self.id)
-                self.wake.set()
-            return
-        starved = group.credit(self.id) <= 0
-        before = group.committed(partition)
-        if group.ack(self.id, partition, offset):
-            self.broker._settled(self, partition, before)
-            if starved or len(self.channel.logs) > 1:
-                self.channel.wake()
-
-    def nack(self, partition: int, offset: int, delay: float) -> None:
-        """Deliver again not before ``delay`` seconds from now; ignored if not held."""
-        when = self.broker.clock.time() + max(0.0, delay)
-        if partition == DIRECT:
-            if self.direct is not None and self.direct.nack(self.id, offset, when):
-                self.group.repay(self.id)
-                self.channel.wake()
-            return
-        if self.group.nack(self.id, partition, offset, when):
-            self.channel.wake()
-
-    def leave(self, why: str = "closed") -> None:
-        """Stop taking; unsettled deliveries come again (to any member)."""
-        if self.state == "open":
-            self.state = why
-            self.broker._left(self)
-            self.wake.set()
