@@ -5,6 +5,7 @@ The public API is re-exported here; modules starting with ``_`` are private.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any as _Any
 
 from ._clock import Clock, SystemClock, VirtualClock
@@ -73,8 +74,11 @@ from ._transport import (
     Transport,
     partition_for,
 )
-from ._transport.ownership import Fence
-from .transports import MemoryTransport, connect
+from ._transport.schemes import connect
+
+if TYPE_CHECKING:
+    from ._transport.ownership import Fence
+    from .transports.memory import MemoryTransport
 
 __all__ = [
     "AggregateNotFound",
@@ -162,6 +166,12 @@ __all__ = [
 ]
 
 
+_LAZY = {"Fence": "._transport.ownership", "MemoryTransport": ".transports.memory"}
+"""Loaded on first use, as ``System`` loads them when it needs them: the adapters' options
+and the memory broker's log (``System()`` imports ``memory://`` when it starts), and the
+partition ownership's dataclasses (only for partitioned channels)."""
+
+
 def __getattr__(name: str) -> _Any:
     # __version__ is read from the installed metadata on first use: importlib.metadata's
     # scan of the installed distributions would otherwise be an eighth of the import.
@@ -170,4 +180,14 @@ def __getattr__(name: str) -> _Any:
 
         value = globals()["__version__"] = version("seawall")
         return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = globals()[name] = getattr(import_module(module, __name__), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -15,13 +15,17 @@ answered from there and its handler does not run again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from .._messages.envelope import Message
-from ..resilience import Guards, RecentReplies, ReplyStore
-from .guarded import blamed
+from ..resilience import RecentReplies, ReplyStore
 from .node import Node
 from .service import Subscription
+
+if TYPE_CHECKING:
+    from ..resilience import Guards
 
 __all__ = ["Gate", "ReplyCache"]
 
@@ -50,6 +54,8 @@ class Gate:
 
     def target_of(self, error: BaseException) -> str | None:
         """The dependency ``error`` came from, if it came from one."""
+        from .guarded import blamed  # a gate exists only where the guarded calls are loaded
+
         target = blamed(error)
         return target if target in self.depends_on else None
 

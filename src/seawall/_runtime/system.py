@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ConfigurationError
@@ -40,19 +40,20 @@ from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
 from ..discovery import BreakerState
 from ..discovery.roster import STARTUP_GRACE
-from ..resilience import CallPolicy, Guards, Policies
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
-from .guarded import GuardedCalls
 from .health import Health, Phase, assess
 from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
-from .presence import Presence
 from .service import Service
 from .service import Subscription as Handlers
 from .supervisor import RestartIntensity, Supervisor
+
+if TYPE_CHECKING:
+    from ..resilience import CallPolicy, Policies
+    from .presence import Presence
 
 __all__ = ["System"]
 
@@ -201,6 +202,18 @@ class System:
         """
         return Context(self.node, source, cause, deadline)
 
+    def _guard_calls(self, node: Node) -> None:
+        """Call policies on ``ctx.request`` and ``ctx.send``: loaded on the first start."""
+        from ..resilience import Guards
+        from .guarded import GuardedCalls
+
+        node.policy_calls = GuardedCalls()
+        if self.policies is not None:
+            node.guards = Guards(self.policies)
+            for service in self.services:
+                for target in service.depends_on:
+                    node.guards.guard(target)  # its breaker exists before any call
+
     async def __aenter__(self) -> Self:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
@@ -217,18 +230,15 @@ class System:
                 tasks=tasks,
                 upcasters=self.upcasters,
             )
-            self._node.policy_calls = GuardedCalls()
-            if self.policies is not None:
-                self._node.guards = Guards(self.policies)
-                for service in self.services:
-                    for target in service.depends_on:
-                        self._node.guards.guard(target)  # its breaker exists before any call
+            self._guard_calls(self._node)
             if self._owns_transport:
                 stack.push_async_callback(self.transport.close)
             self._node.use_send_layers(
                 self.send_layers, {s.name: s.send_layers for s in self.services}
             )
             if self.announces:
+                from .presence import Presence  # the registry's reader: loaded on first start
+
                 self.presence = Presence(
                     self._node, self.services, system=self.name, grace=self.registry_grace
                 )
@@ -378,6 +388,8 @@ class System:
 
 def _policies(given: Policies | CallPolicy | None, services: Sequence[Service]) -> Policies | None:
     """The system's policies (a lone CallPolicy is the default); each dependency needs a breaker."""
+    from ..resilience import CallPolicy, Policies
+
     policies = Policies(default=given) if isinstance(given, CallPolicy) else given
     if policies is not None and not isinstance(policies, Policies):
         raise ConfigurationError(
