@@ -48,7 +48,6 @@ from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
 from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
-from ._runtime.health import Health
 from ._runtime.middleware import (
     AroundHandle,
     AroundSend,
@@ -61,7 +60,6 @@ from ._runtime.middleware import (
 )
 from ._runtime.retry import RetryPolicy
 from ._runtime.service import Expired, Service
-from ._runtime.supervisor import RestartIntensity, Supervisor
 from ._runtime.system import System
 from ._transport import (
     Capabilities,
@@ -77,6 +75,8 @@ from ._transport import (
 from ._transport.schemes import connect
 
 if TYPE_CHECKING:
+    from ._runtime.health import Health
+    from ._runtime.supervisor import RestartIntensity, Supervisor
     from ._transport.ownership import Fence
     from .transports.memory import MemoryTransport
 
@@ -166,10 +166,18 @@ __all__ = [
 ]
 
 
-_LAZY = {"Fence": "._transport.ownership", "MemoryTransport": ".transports.memory"}
+_LAZY = {
+    "Fence": "._transport.ownership",
+    "Health": "._runtime.health",
+    "MemoryTransport": ".transports.memory",
+    "RestartIntensity": "._runtime.supervisor",
+    "Supervisor": "._runtime.supervisor",
+}
 """Loaded on first use, as ``System`` loads them when it needs them: the adapters' options
-and the memory broker's log (``System()`` imports ``memory://`` when it starts), and the
-partition ownership's dataclasses (only for partitioned channels)."""
+and the memory broker's log (``System("memory://")`` imports its adapter), the supervisor
+(with the first ``System``), the health report (on the first probe) and the partition
+ownership (only for partitioned channels). Each module's dataclasses cost more to create
+than the rest of its code."""
 
 
 def __getattr__(name: str) -> _Any:

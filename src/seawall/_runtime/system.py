@@ -42,18 +42,18 @@ from ..discovery import BreakerState
 from ..discovery.roster import STARTUP_GRACE
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
-from .health import Health, Phase, assess
 from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
 from .service import Service
 from .service import Subscription as Handlers
-from .supervisor import RestartIntensity, Supervisor
 
 if TYPE_CHECKING:
     from ..resilience import CallPolicy, Policies
+    from .health import Health, Phase
     from .presence import Presence
+    from .supervisor import RestartIntensity, Supervisor
 
 __all__ = ["System"]
 
@@ -105,6 +105,8 @@ class System:
         self.codec = codec
         self.instance = instance or uuid7()
         self.grace = grace
+        from .supervisor import RestartIntensity  # with the first System, as its Supervisor
+
         self.intensity = intensity or RestartIntensity()
         self.on_failure = on_failure
         self.registry = TypeRegistry()
@@ -172,6 +174,8 @@ class System:
 
     def health(self) -> Health:
         """Live (no supervisor gave up) and ready (running, every consumer subscribed), with why."""
+        from .health import assess  # for a probe or a status page, not every program
+
         supervisor = self._supervisor
         gave_up = (
             None if supervisor is None or supervisor.failure is None else str(supervisor.failure)
@@ -215,6 +219,8 @@ class System:
                     node.guards.guard(target)  # its breaker exists before any call
 
     async def __aenter__(self) -> Self:
+        from .supervisor import Supervisor
+
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         self._phase = "starting"
