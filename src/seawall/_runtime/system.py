@@ -38,8 +38,7 @@ from .._messages.upcast import Upcasters
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
-from ..discovery import BreakerState
-from ..discovery.roster import STARTUP_GRACE
+from ..discovery.announcement import STARTUP_GRACE, BreakerState
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
 from .interrupts import interrupts
@@ -93,7 +92,7 @@ class System:
         """Announce on the registry channel and listen to it (see :mod:`.presence`)."""
         self.registry_grace = registry_grace
         """Seconds of listening before a request to a service never announced is refused
-        (:data:`seawall.discovery.roster.STARTUP_GRACE`: peers starting together)."""
+        (:data:`seawall.discovery.announcement.STARTUP_GRACE`: peers starting together)."""
         self.presence: Presence | None = None
         self.transport_url = transport if isinstance(transport, str) else None
         """The URL the transport was made from; None when a transport object was given."""
