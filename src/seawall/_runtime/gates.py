@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._messages.envelope import Message
-from ..resilience import RecentReplies, ReplyStore
 from .node import Node
 from .service import Subscription
 
 if TYPE_CHECKING:
-    from ..resilience import Guards
+    from ..resilience import Guards, RecentReplies, ReplyStore
 
 __all__ = ["Gate", "ReplyCache"]
 
@@ -87,6 +86,8 @@ class ReplyCache:
     __slots__ = ("_node", "_recent", "_service", "_store")
 
     def __init__(self, node: Node, spec: Subscription, service: str) -> None:
+        from ..resilience import RecentReplies  # with the first command channel's consumer
+
         self._node = node
         self._service = service
         self._recent = RecentReplies(spec.reply_cache)

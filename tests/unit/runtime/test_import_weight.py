@@ -38,6 +38,7 @@ LOADED_ON_FIRST_USE = [
     "seawall.resilience.bulkhead",
     "seawall.resilience.guard",
     "seawall.resilience.policy",
+    "seawall.resilience.replies",  # the first command channel's consumer
     "seawall.sagas",
     "seawall.testing",
     "seawall.transports",
