@@ -5,6 +5,7 @@ The public API is re-exported here; modules starting with ``_`` are private.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any as _Any
 
 from ._clock import Clock, SystemClock, VirtualClock
@@ -47,7 +48,6 @@ from ._messages.payload import Command, Document, Event, Payload, TypeRegistry
 from ._messages.upcast import Upcaster, Upcasters
 from ._runtime.context import Context, Reply
 from ._runtime.dispatcher import DLQ_HEADERS, Stats, dead_letter_channel
-from ._runtime.health import Health
 from ._runtime.middleware import (
     AroundHandle,
     AroundSend,
@@ -60,7 +60,6 @@ from ._runtime.middleware import (
 )
 from ._runtime.retry import RetryPolicy
 from ._runtime.service import Expired, Service
-from ._runtime.supervisor import RestartIntensity, Supervisor
 from ._runtime.system import System
 from ._transport import (
     Capabilities,
@@ -73,8 +72,13 @@ from ._transport import (
     Transport,
     partition_for,
 )
-from ._transport.ownership import Fence
-from .transports import MemoryTransport, connect
+from ._transport.schemes import connect
+
+if TYPE_CHECKING:
+    from ._runtime.health import Health
+    from ._runtime.supervisor import RestartIntensity, Supervisor
+    from ._transport.ownership import Fence
+    from .transports.memory import MemoryTransport
 
 __all__ = [
     "AggregateNotFound",
@@ -162,6 +166,20 @@ __all__ = [
 ]
 
 
+_LAZY = {
+    "Fence": "._transport.ownership",
+    "Health": "._runtime.health",
+    "MemoryTransport": ".transports.memory",
+    "RestartIntensity": "._runtime.supervisor",
+    "Supervisor": "._runtime.supervisor",
+}
+"""Loaded on first use, as ``System`` loads them when it needs them: the adapters' options
+and the memory broker's log (``System("memory://")`` imports its adapter), the supervisor
+(with the first ``System``), the health report (on the first probe) and the partition
+ownership (only for partitioned channels). Each module's dataclasses cost more to create
+than the rest of its code."""
+
+
 def __getattr__(name: str) -> _Any:
     # __version__ is read from the installed metadata on first use: importlib.metadata's
     # scan of the installed distributions would otherwise be an eighth of the import.
@@ -170,4 +188,14 @@ def __getattr__(name: str) -> _Any:
 
         value = globals()["__version__"] = version("seawall")
         return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = globals()[name] = getattr(import_module(module, __name__), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -34,7 +34,6 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -65,8 +64,7 @@ def _name(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
+class _Step(msgspec.Struct, frozen=True):
     source: str
     order: tuple[int, int, int]
     """The source version, comparable."""

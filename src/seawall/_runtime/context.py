@@ -39,14 +39,14 @@ from .._exceptions import (
 from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .._transport import Transport
-from .._transport.ownership import Fence
-from ..discovery.registry import Registry
 from .middleware import Outgoing
 from .node import Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
 
 if TYPE_CHECKING:
+    from .._transport.ownership import Fence
+    from ..discovery.registry import Registry
     from ..resilience import CallPolicy
 
 __all__ = ["Context", "Reply"]

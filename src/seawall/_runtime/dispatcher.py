@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -64,7 +65,6 @@ from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
 from .._transport import Subscription as TransportSubscription
-from .._transport.ownership import Fence
 from .context import Context
 from .failure import Attempt, DeadLetter, Decision, Expire, Park, Redeliver, Stage, decide
 from .gates import Gate, ReplyCache
@@ -73,6 +73,9 @@ from .middleware import AroundHandle, Handling, NextHandle, Outcome, compose_han
 from .node import Node
 from .replies import Done
 from .service import Handler, Subscription
+
+if TYPE_CHECKING:
+    from .._transport.ownership import Fence
 
 __all__ = ["DLQ_HEADERS", "Dispatcher", "FailureHook", "Stats", "dead_letter_channel"]
 

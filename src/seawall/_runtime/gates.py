@@ -15,13 +15,16 @@ answered from there and its handler does not run again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from .._messages.envelope import Message
-from ..resilience import Guards, RecentReplies, ReplyStore
-from .guarded import blamed
 from .node import Node
 from .service import Subscription
+
+if TYPE_CHECKING:
+    from ..resilience import Guards, RecentReplies, ReplyStore
 
 __all__ = ["Gate", "ReplyCache"]
 
@@ -50,6 +53,8 @@ class Gate:
 
     def target_of(self, error: BaseException) -> str | None:
         """The dependency ``error`` came from, if it came from one."""
+        from .guarded import blamed  # a gate exists only where the guarded calls are loaded
+
         target = blamed(error)
         return target if target in self.depends_on else None
 
@@ -81,6 +86,8 @@ class ReplyCache:
     __slots__ = ("_node", "_recent", "_service", "_store")
 
     def __init__(self, node: Node, spec: Subscription, service: str) -> None:
+        from ..resilience import RecentReplies  # with the first command channel's consumer
+
         self._node = node
         self._service = service
         self._recent = RecentReplies(spec.reply_cache)

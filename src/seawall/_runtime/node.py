@@ -26,13 +26,13 @@ from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
 from ..discovery import BreakerState
-from ..discovery.registry import Registry
 from .lifespan import Resources
 from .middleware import AroundSend, NextSend, Outgoing, compose_send
 from .replies import Done, Failure, ReplyTable
 from .sends import SendQueue
 
 if TYPE_CHECKING:
+    from ..discovery.registry import Registry
     from ..resilience import CallPolicy, Guards
     from .context import Context, Reply
 

@@ -46,16 +46,20 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, overload
+
+import msgspec
 
 from .._exceptions import ConfigurationError
 from .._messages.payload import Payload, major
 from .._messages.upcast import Upcaster, Upcasters
 from .._transport import RequestPath, Start
-from ..resilience import ReplyStore
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ..resilience import ReplyStore
 
 __all__ = ["Expired", "Handler", "Service", "Subscription", "reply_types"]
 
@@ -72,8 +76,7 @@ AS = TypeVar("AS", bound=AroundSend)
 L = TypeVar("L", bound=LifespanFunction)
 
 
-@dataclass(frozen=True, slots=True)
-class Handler:
+class Handler(msgspec.Struct, frozen=True):
     """One registered handler: the payload types it takes and how to call it."""
 
     name: str

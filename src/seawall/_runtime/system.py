@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ConfigurationError
@@ -38,21 +38,21 @@ from .._messages.upcast import Upcasters
 from .._tasks import TaskScope
 from .._transport import ChannelSpec, Subscription, Transport
 from .._transport.schemes import connect
-from ..discovery import BreakerState
-from ..discovery.roster import STARTUP_GRACE
-from ..resilience import CallPolicy, Guards, Policies
+from ..discovery.announcement import STARTUP_GRACE, BreakerState
 from .context import Context
 from .dispatcher import Dispatcher, FailureHook, Stats
-from .guarded import GuardedCalls
-from .health import Health, Phase, assess
 from .interrupts import interrupts
 from .lifespan import LifespanFunction, check_lifespan
 from .middleware import AroundHandle, AroundSend, Middleware
 from .node import Node
-from .presence import Presence
 from .service import Service
 from .service import Subscription as Handlers
-from .supervisor import RestartIntensity, Supervisor
+
+if TYPE_CHECKING:
+    from ..resilience import CallPolicy, Policies
+    from .health import Health, Phase
+    from .presence import Presence
+    from .supervisor import RestartIntensity, Supervisor
 
 __all__ = ["System"]
 
@@ -92,7 +92,7 @@ class System:
         """Announce on the registry channel and listen to it (see :mod:`.presence`)."""
         self.registry_grace = registry_grace
         """Seconds of listening before a request to a service never announced is refused
-        (:data:`seawall.discovery.roster.STARTUP_GRACE`: peers starting together)."""
+        (:data:`seawall.discovery.announcement.STARTUP_GRACE`: peers starting together)."""
         self.presence: Presence | None = None
         self.transport_url = transport if isinstance(transport, str) else None
         """The URL the transport was made from; None when a transport object was given."""
@@ -104,6 +104,8 @@ class System:
         self.codec = codec
         self.instance = instance or uuid7()
         self.grace = grace
+        from .supervisor import RestartIntensity  # with the first System, as its Supervisor
+
         self.intensity = intensity or RestartIntensity()
         self.on_failure = on_failure
         self.registry = TypeRegistry()
@@ -171,6 +173,8 @@ class System:
 
     def health(self) -> Health:
         """Live (no supervisor gave up) and ready (running, every consumer subscribed), with why."""
+        from .health import assess  # for a probe or a status page, not every program
+
         supervisor = self._supervisor
         gave_up = (
             None if supervisor is None or supervisor.failure is None else str(supervisor.failure)
@@ -201,7 +205,21 @@ class System:
         """
         return Context(self.node, source, cause, deadline)
 
+    def _guard_calls(self, node: Node) -> None:
+        """Call policies on ``ctx.request`` and ``ctx.send``: loaded on the first start."""
+        from ..resilience import Guards
+        from .guarded import GuardedCalls
+
+        node.policy_calls = GuardedCalls()
+        if self.policies is not None:
+            node.guards = Guards(self.policies)
+            for service in self.services:
+                for target in service.depends_on:
+                    node.guards.guard(target)  # its breaker exists before any call
+
     async def __aenter__(self) -> Self:
+        from .supervisor import Supervisor
+
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         self._phase = "starting"
@@ -217,18 +235,15 @@ class System:
                 tasks=tasks,
                 upcasters=self.upcasters,
             )
-            self._node.policy_calls = GuardedCalls()
-            if self.policies is not None:
-                self._node.guards = Guards(self.policies)
-                for service in self.services:
-                    for target in service.depends_on:
-                        self._node.guards.guard(target)  # its breaker exists before any call
+            self._guard_calls(self._node)
             if self._owns_transport:
                 stack.push_async_callback(self.transport.close)
             self._node.use_send_layers(
                 self.send_layers, {s.name: s.send_layers for s in self.services}
             )
             if self.announces:
+                from .presence import Presence  # the registry's reader: loaded on first start
+
                 self.presence = Presence(
                     self._node, self.services, system=self.name, grace=self.registry_grace
                 )
@@ -378,6 +393,8 @@ class System:
 
 def _policies(given: Policies | CallPolicy | None, services: Sequence[Service]) -> Policies | None:
     """The system's policies (a lone CallPolicy is the default); each dependency needs a breaker."""
+    from ..resilience import CallPolicy, Policies
+
     policies = Policies(default=given) if isinstance(given, CallPolicy) else given
     if policies is not None and not isinstance(policies, Policies):
         raise ConfigurationError(

@@ -34,10 +34,11 @@ from urllib.parse import urlsplit
 from .._clock import Clock
 from .._exceptions import ConfigurationError
 from . import Transport
-from .options import TransportOptions, redact
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+
+    from .options import TransportOptions
 
 __all__ = [
     "BUILTIN",
@@ -111,6 +112,8 @@ def schemes() -> dict[str, str]:
 
 def options_type(url: str) -> type[TransportOptions] | None:
     """The options class of ``url``'s adapter; None for a plugin that does not name one."""
+    from .options import TransportOptions  # its dataclasses are only for checking options
+
     scheme = _scheme(url)
     if scheme in BUILTIN:
         found = _load(BUILTIN[scheme][1])
@@ -145,6 +148,8 @@ def _load(target: str) -> Any:
 
 def _plugin(scheme: str, url: str) -> TransportFactory:
     from importlib.metadata import entry_points
+
+    from .options import redact
 
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         return _load_entry(entry)

@@ -14,6 +14,8 @@ the live instances and forget one after :data:`EXPIRY` seconds without a beat.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .announcement import (
     EXPIRY,
     HEARTBEAT,
@@ -22,10 +24,12 @@ from .announcement import (
     BreakerState,
     Handles,
 )
-from .channel import RETENTION, Announcer, Announces, RegistryReader
-from .registry import Registry
-from .roster import Live, Roster, Verdict
-from .routing import ROUTES, Route, Router, instance_channel
+
+if TYPE_CHECKING:
+    from .channel import RETENTION, Announcer, Announces, RegistryReader
+    from .registry import Registry
+    from .roster import Live, Roster, Verdict
+    from .routing import ROUTES, Route, Router, instance_channel
 
 __all__ = [
     "EXPIRY",
@@ -47,3 +51,28 @@ __all__ = [
     "Verdict",
     "instance_channel",
 ]
+
+_LAZY = {
+    **dict.fromkeys(["RETENTION", "Announcer", "Announces", "RegistryReader"], ".channel"),
+    "Registry": ".registry",
+    **dict.fromkeys(["Live", "Roster", "Verdict"], ".roster"),
+    **dict.fromkeys(["ROUTES", "Route", "Router", "instance_channel"], ".routing"),
+}
+"""Loaded on first use: a system announces only on a shared broker, and ``import seawall``
+needs no more of discovery than :class:`BreakerState` (the routing's hashlib, the channel's
+reader and the roster's dataclasses were a twentieth of it)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,7 +19,15 @@ import msgspec
 
 from .._messages.payload import Document
 
-__all__ = ["EXPIRY", "HEARTBEAT", "REGISTRY_CHANNEL", "Announcement", "BreakerState", "Handles"]
+__all__ = [
+    "EXPIRY",
+    "HEARTBEAT",
+    "REGISTRY_CHANNEL",
+    "STARTUP_GRACE",
+    "Announcement",
+    "BreakerState",
+    "Handles",
+]
 
 REGISTRY_CHANNEL = "seawall.registry"
 """The publish-subscribe channel every instance announces itself on."""
@@ -29,6 +37,11 @@ HEARTBEAT = 1.0
 
 EXPIRY = 2.5
 """Seconds without an announcement after which an instance counts as gone."""
+
+STARTUP_GRACE = 10.0
+"""Seconds a roster listens before it believes that a service was never announced, even
+once it has replayed the history: the services of a system that starts for the first
+time come up together, and a caller must not refuse a peer that is still starting."""
 
 
 class Handles(msgspec.Struct, frozen=True, kw_only=True):

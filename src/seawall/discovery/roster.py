@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
-from .announcement import EXPIRY, Announcement
+from .announcement import EXPIRY, STARTUP_GRACE, Announcement
 
 __all__ = ["Live", "Roster", "Verdict"]
 
@@ -24,11 +24,6 @@ Verdict = Literal["live", "absent", "unknown", "not-yet"]
 """What the roster says about a target channel: an instance takes it now; none does
 now but one has before (requests queue); none ever has; or the roster has not heard
 long enough to say."""
-
-STARTUP_GRACE = 10.0
-"""Seconds a roster listens before it believes that a service was never announced, even
-once it has replayed the history: the services of a system that starts for the first
-time come up together, and a caller must not refuse a peer that is still starting."""
 
 MAX_KNOWN = 10_000
 """Most service and channel names remembered as ever announced (oldest forgotten)."""

@@ -16,11 +16,14 @@ wires them into ``ctx.request`` and ``ctx.send`` and into its consumers:
 
 from __future__ import annotations
 
-from .breaker import BreakerPolicy, BreakerStats, CircuitBreaker
-from .bulkhead import Bulkhead, BulkheadStats
-from .guard import Guard, Guards
-from .policy import RETRY_HEADER, CallPolicy, Overflow, Policies, RequestRetry
-from .replies import RecentReplies, ReplyStore
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .breaker import BreakerPolicy, BreakerStats, CircuitBreaker
+    from .bulkhead import Bulkhead, BulkheadStats
+    from .guard import Guard, Guards
+    from .policy import RETRY_HEADER, CallPolicy, Overflow, Policies, RequestRetry
+    from .replies import RecentReplies, ReplyStore
 
 __all__ = [
     "RETRY_HEADER",
@@ -38,3 +41,31 @@ __all__ = [
     "ReplyStore",
     "RequestRetry",
 ]
+
+_LAZY = {
+    **dict.fromkeys(["BreakerPolicy", "BreakerStats", "CircuitBreaker"], ".breaker"),
+    **dict.fromkeys(["Bulkhead", "BulkheadStats"], ".bulkhead"),
+    **dict.fromkeys(["Guard", "Guards"], ".guard"),
+    **dict.fromkeys(
+        ["RETRY_HEADER", "CallPolicy", "Overflow", "Policies", "RequestRetry"], ".policy"
+    ),
+    **dict.fromkeys(["RecentReplies", "ReplyStore"], ".replies"),
+}
+"""Each module loaded on first use of one of its names: every consumer keeps recent replies,
+but only a system given call policies (or a service depending on a target) needs the
+breakers, bulkheads and policies, whose dataclasses were a tenth of ``import seawall``."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
