@@ -57,9 +57,10 @@ def check(summary: Summary, orders: int) -> None:
     assert summary.facts.menu_versions == {"r-0": 2, "r-1": 1, "r-2": 1}
 
 
-# The short runs leave out the rolling restart of every service (about 10 s each): the
-# 200-order demo that `make test` runs after the suite restarts every service rolling,
-# and tests/integration/test_scale.py checks a rolling restart under load message by message.
+# The short run on the embedded broker leaves out the rolling restart of every service
+# (about 10 s): the 200-order demo that `make test` runs after the suite does the same on
+# the embedded broker. The NATS run keeps it: nothing else restarts services rolling on
+# NATS under load (it has lost orders there: 2 of 5 runs on a loaded machine).
 async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: Path) -> None:
     summary = await run(150, concurrency=20, state=tmp_path, rolling=False)
     check(summary, 150)
@@ -77,7 +78,6 @@ async def test_short_run_on_nats_keeps_every_invariant(tmp_path: Path) -> None:
         transport=url,
         state=tmp_path,
         prefix=f"{unique('ftgo')}-",
-        rolling=False,
     )
     check(summary, 150)
     assert summary.prefix.startswith("ftgo")
