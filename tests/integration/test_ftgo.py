@@ -57,8 +57,12 @@ def check(summary: Summary, orders: int) -> None:
     assert summary.facts.menu_versions == {"r-0": 2, "r-1": 1, "r-2": 1}
 
 
+# The short run on the embedded broker leaves out the rolling restart of every service
+# (about 10 s): the 200-order demo that `make test` runs after the suite does the same on
+# the embedded broker. The NATS run keeps it: nothing else restarts services rolling on
+# NATS under load (it has lost orders there: 2 of 5 runs on a loaded machine).
 async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: Path) -> None:
-    summary = await run(150, concurrency=20, state=tmp_path)
+    summary = await run(150, concurrency=20, state=tmp_path, rolling=False)
     check(summary, 150)
     assert summary.handled > 150 * 6  # every order is several messages handled by services
     # one /metrics for all nine processes, scraped over HTTP: the counts the services reported
@@ -69,7 +73,11 @@ async def test_short_run_on_the_embedded_broker_keeps_every_invariant(tmp_path: 
 async def test_short_run_on_nats_keeps_every_invariant(tmp_path: Path) -> None:
     url = require(NATS)
     summary = await run(
-        150, concurrency=20, transport=url, state=tmp_path, prefix=f"{unique('ftgo')}-"
+        150,
+        concurrency=20,
+        transport=url,
+        state=tmp_path,
+        prefix=f"{unique('ftgo')}-",
     )
     check(summary, 150)
     assert summary.prefix.startswith("ftgo")
@@ -106,6 +114,9 @@ def test_the_audit_finds_broken_promises() -> None:
     assert "rejected for a card that was approved: ['b']" in problems
     assert "malformed message" in problems
     assert "/metrics says {}, the services reported" in problems
+    assert "the rolling restart of every service failed" in problems  # none was reported
+    summary.rolling = False  # a run that leaves the rolling restart out is not blamed for it
+    assert "rolling restart" not in "\n".join(summary.problems())
 
 
 def test_declines_are_a_stable_share_of_the_orders() -> None:

@@ -115,11 +115,25 @@ class Presence:
                 for spec in self.instance_subscriptions(service):
                     dispatcher = make(service, spec)
                     self.dispatchers.append(dispatcher)
-                    supervisor.start(dispatcher.name, self._guard(dispatcher.run, dispatcher.name))
+                    run = self._guard(self._routed(dispatcher), dispatcher.name)
+                    supervisor.start(dispatcher.name, run)
         self._hear_own(self.describe())
         name = self.node.instance
         supervisor.start(f"{name}:announce", self._guard(self.announcer.run, "announcing"))
         supervisor.start(f"{name}:registry", self._guard(self.reader.run, "the registry"))
+
+    def _routed(self, dispatcher: Dispatcher) -> Callable[[], Awaitable[None]]:
+        """``dispatcher.run``; a dispatcher the broker refuses its channel never runs
+        again, so it leaves :attr:`dispatchers` (a drain would wait for it in vain)."""
+
+        async def run() -> None:
+            try:
+                await dispatcher.run()
+            except PermissionDenied:
+                self.dispatchers.remove(dispatcher)
+                raise
+
+        return run
 
     async def leave(self) -> None:
         """Say ``leaving`` once, so readers drop these instances at once."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -59,6 +60,18 @@ def routed_to(system: System) -> list[Dispatcher]:
     return system.presence.dispatchers
 
 
+async def until_live(
+    system: System, holds: Callable[[list[Announcement]], object], name: str = "echo"
+) -> list[Announcement]:
+    """The live announcements of ``name`` once ``holds`` them (the beats come each second)."""
+    for _ in range(300):
+        live = registry(system).live(name)
+        if holds(live):
+            return live
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the registry never showed {name} as wanted: {live}")
+
+
 async def until_ready(system: System) -> None:
     roster = registry(system).roster
     for _ in range(300):
@@ -74,8 +87,8 @@ async def test_a_system_announces_its_services_and_says_when_it_leaves() -> None
         async with System(echo(), transport=transport, name="demo") as served:
             reply = await served.context().request("echo", Ping(n=1), returns=Pong)
             assert reply.n == 1
-            await asyncio.sleep(1.2)  # one more beat carries the load figures
-            (seen,) = registry(watcher).live("echo")
+            # the next beat (one a second) carries the load figures
+            (seen,) = await until_live(watcher, lambda live: live and live[0].handled == 1)
             assert isinstance(seen, Announcement)
             assert (seen.instance, seen.system, seen.pid) == (served.instance, "demo", os.getpid())
             assert seen.handled == 1
@@ -115,9 +128,8 @@ async def test_routed_requests_reach_the_chosen_instance() -> None:
         System(echo(), transport=transport) as two,
         System(transport=transport) as caller,
     ):
-        await asyncio.sleep(1.1)
-        live = {a.instance for a in registry(caller).live("echo")}
-        assert live == {one.instance, two.instance}
+        both = {one.instance, two.instance}
+        await until_live(caller, lambda live: {a.instance for a in live} == both)
         ctx = caller.context()
         for route in ("round-robin", "least-outstanding", "lowest-latency", "sticky"):
             assert (await ctx.request("echo", Ping(n=4), returns=Pong, route=route)).n == 4

@@ -8,6 +8,7 @@ README's example grants) reading or forging another client's replies.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -156,5 +157,10 @@ async def test_the_runtime_s_request_and_reply_work_across_processes(
         for item in ("tea", "coffee"):
             price = await context.request("pricing", Quote(item=item), returns=Price, timeout=10)
             assert price == Price(cents=len(item))
+        stopping = time.monotonic()
+    # the broker refuses the responder its instance channel (pricing.@<instance>): its
+    # routed-request dispatcher never ran, and the stop does not wait for it (it waited
+    # out the drain's backstop, grace + 5 s, before)
+    assert time.monotonic() - stopping < 5.0
     await responder.transport.close()
     await requester.transport.close()
