@@ -58,6 +58,7 @@ import msgspec
 from .._clock import Timer, timeout_at
 from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from .._messages.codec import raw_decoder
+from .._messages.sharing import shareable
 from .._messages.envelope import DLQ_HEADERS, Message
 from .._messages.payload import Payload, schema_version
 from .._messages.upcast import Upcaster, plan
@@ -165,7 +166,10 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
-        self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
+        self._decoders: dict[
+            _Schema, tuple[Handler, Callable[[bytes], Payload], type[Payload] | None]
+        ] = {}
+        """Handler, raw decoder and the class taken as the sender's object (None: decode)."""
         self._inflight = 0
         self._fence_of: Callable[[int], Fence | None] = _no_fence
         self._ack_now: Callable[[Delivery], None] | None = None
@@ -365,7 +369,7 @@ class Dispatcher:
                 await self._settle(sub, item)
                 continue
             try:
-                handler, payload = self._resolve_fast(message)
+                handler, payload = self._resolve_fast(message, delivery.payload)
             except MessageError as exc:  # no attempt can ever take it
                 await self._failed(sub, item, exc, "decode")
                 continue
@@ -457,14 +461,21 @@ class Dispatcher:
             )
         return item.decision
 
-    def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
+    def _resolve_fast(
+        self, message: Message, carried: object = None
+    ) -> tuple[Handler | None, Payload | None]:
         """:meth:`_route` and the decode, with the handler and raw decoder of each schema cached.
 
-        A body that does not decode goes the full way, which says what is wrong with it.
+        ``carried``, the sender's payload object an in-process transport kept with the
+        message, is taken as it is when it is of the very class the handler reads and that
+        class is immutable all the way down (:func:`shareable`); else the body is decoded,
+        a copy. A body that does not decode goes the full way, which says what is wrong.
         """
         key = (message.type, message.datacontenttype, message.dataschema)
         cached = self._decoders.get(key)
         if cached is not None:
+            if carried is not None and type(carried) is cached[2]:
+                return cached[0], carried  # type: ignore[return-value]
             try:
                 return cached[0], cached[1](message.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -476,7 +487,7 @@ class Dispatcher:
         if cached is None and not steps and len(self._decoders) < _CACHED_SCHEMAS:
             raw = raw_decoder(message.datacontenttype, cls)
             if raw is not None:
-                self._decoders[key] = (handler, raw)
+                self._decoders[key] = (handler, raw, cls if shareable(cls) else None)
         return handler, self.node.read(message, cls, steps)
 
     def _route(

@@ -68,6 +68,12 @@ class PolicyCalls(Protocol):
 _NO_EXTENSIONS = (None, None, None, None, None)
 
 
+class _Carrier(Protocol):
+    """A transport that may keep a payload object with its message, in-process."""
+
+    handed: tuple[Message, object] | None
+
+
 class Node:
     """One process's shared runtime state."""
 
@@ -106,6 +112,9 @@ class Node:
         self.discovery: Registry | None = None
         """What this process heard on the service registry (None: it does not listen)."""
         self._schemas: dict[type[Payload], str] = {}
+        self._carrier: _Carrier | None = (
+            transport if getattr(transport, "carries_payloads", False) else None  # type: ignore[assignment]
+        )
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)
         registry.register(Failure)
@@ -182,9 +191,12 @@ class Node:
             correlationid=message_id if cause is None else cause.correlationid or cause.id,
         )
         extensions = (cause, key, subject, deadline, replyto)
-        if extensions == _NO_EXTENSIONS:  # most events: nothing more to set
-            return message
-        return _with_extensions(message, *extensions)
+        if extensions != _NO_EXTENSIONS:  # most events: nothing more to set
+            message = _with_extensions(message, *extensions)
+        carrier = self._carrier
+        if carrier is not None:  # an in-process transport may keep the object with it
+            carrier.handed = (message, payload)
+        return message
 
     def _schema(self, cls: type[Any], payload: object) -> str:
         if not isinstance(payload, Payload):

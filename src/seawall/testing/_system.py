@@ -119,6 +119,9 @@ class TestSystem:
         **memory_options: Any,
     ) -> None:
         self.clock = clock or VirtualClock()
+        # strict whatever memory:// defaults to: a message that would not survive a real
+        # broker (one that does not encode, or does not decode as its handler's class) fails
+        memory_options.setdefault("serialize", True)
         self.memory = MemoryTransport(clock=self.clock, **memory_options)
         self.transport = RecordingTransport(self.memory)
         self.failures: list[HandlerFailure] = []

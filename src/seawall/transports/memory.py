@@ -82,6 +82,12 @@ class MemoryTransport:
         """What this transport runs with (keyword arguments over ``options``)."""
         self.clock = clock or SystemClock()
         self._serialize = chosen.serialize
+        self.carries_payloads = not chosen.serialize
+        """Whether a node may hand over the payload object of an envelope (see ``handed``)."""
+        self.handed: tuple[Message, Any] | None = None
+        """Set by the node that just built an envelope: it and its payload object. The next
+        publish of that very message keeps the object with it, for a handler that can take
+        it as it is (:func:`~seawall._messages.sharing.shareable`)."""
         self._publish_timeout = chosen.publish_timeout
         self._max_bytes = chosen.max_message_bytes
         self._default_partitions = chosen.default_partitions
@@ -135,10 +141,17 @@ class MemoryTransport:
                 log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
                 return
             target = self._channel(channel)
-        frame = encode_message(message)  # even when kept as an object: the size limit holds
-        if self._max_bytes is not None and len(frame) > self._max_bytes:
-            raise self._too_large(channel, message, len(frame))
-        entry = frame if self._serialize else message
+        entry: Any
+        if self._serialize:
+            entry = encode_message(message)
+            if self._max_bytes is not None and len(entry) > self._max_bytes:
+                raise self._too_large(channel, message, len(entry))
+        else:
+            handed, self.handed = self.handed, None
+            # the sender's payload object, if the envelope it was built with is this very one
+            entry = handed if handed is not None and handed[0] is message else message
+            if self._max_bytes is not None:
+                self._check_size(channel, message)
         state = target.state
         logs = state.logs
         held = len(logs[0].entries) if len(logs) == 1 else state.retained()
@@ -156,6 +169,13 @@ class MemoryTransport:
                     sub.notify()
         else:
             self._append(target, message, entry, priority)
+
+    def _check_size(self, channel: str, message: Message) -> None:
+        """The size limit on a message kept as an object: its frame is what would travel.
+        Encoding it costs less than adding up a bound on its fields in Python would."""
+        size = len(encode_message(message))
+        if self._max_bytes is not None and size > self._max_bytes:
+            raise self._too_large(channel, message, size)
 
     def _too_large(self, channel: str, message: Message, size: int) -> MessageTooLarge:
         return MessageTooLarge(
@@ -370,14 +390,21 @@ class MemorySubscription:
             if not batch:
                 break
             for partition, offset, attempt, entry in batch:
-                try:
-                    message = decode_raw(entry) if type(entry) is bytes else entry
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    message = decode_message(entry)  # raises, saying what is wrong
-                if levels:
-                    sink(Delivery(message, name, 0, attempt, (partition, offset)))
+                kind = type(entry)
+                payload = None
+                if kind is tuple:  # kept as an object, with the sender's payload
+                    message, payload = entry
+                elif kind is bytes:
+                    try:
+                        message = decode_raw(entry)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        message = decode_message(entry)  # raises, saying what is wrong
                 else:
-                    sink(Delivery(message, name, partition, attempt, offset))
+                    message = entry
+                if levels:
+                    sink(Delivery(message, name, 0, attempt, (partition, offset), payload))
+                else:
+                    sink(Delivery(message, name, partition, attempt, offset, payload))
         parts = group.parts
         if len(parts) == 1 and not parts[0].retry:
             return
@@ -441,12 +468,16 @@ class MemorySubscription:
                 continue
             while batch and self._state == "open" and self._intake:
                 partition, offset, attempt, entry = batch.popleft()
-                message = decode_message(entry) if isinstance(entry, bytes) else entry
+                payload = None
+                if isinstance(entry, tuple):
+                    message, payload = entry
+                else:
+                    message = decode_message(entry) if isinstance(entry, bytes) else entry
                 if self._levels:  # one partition; the token names the level's log too
-                    yield Delivery(message, name, 0, attempt, (partition, offset))
+                    yield Delivery(message, name, 0, attempt, (partition, offset), payload)
                     continue
-                # positional: message, channel, partition, attempt, token (the offset)
-                yield Delivery(message, name, partition, attempt, offset)
+                # positional: message, channel, partition, attempt, token (the offset), payload
+                yield Delivery(message, name, partition, attempt, offset, payload)
 
     async def _wait(self, now: float) -> None:
         """Sleep until notified, or until the next held-back redelivery falls due."""
