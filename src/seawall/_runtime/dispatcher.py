@@ -488,6 +488,8 @@ class Dispatcher:
             raw = raw_decoder(message.datacontenttype, cls)
             if raw is not None:
                 self._decoders[key] = (handler, raw, cls if shareable(cls) else None)
+        if not steps and carried is not None and type(carried) is cls and shareable(cls):
+            return handler, carried  # type: ignore[return-value]
         return handler, self.node.read(message, cls, steps)
 
     def _route(
