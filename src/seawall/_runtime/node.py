@@ -22,6 +22,7 @@ from .._messages.codec import Codec, codec_for
 from .._messages.envelope import Message
 from .._messages.ids import uuid7
 from .._messages.payload import Kind, Payload, TypeRegistry, major, schema_uri, schema_version
+from .._messages.sharing import shareable
 from .._messages.upcast import Upcaster, Upcasters, lift, plan
 from .._tasks import TaskScope
 from .._transport import Transport, reply_inbox
@@ -215,6 +216,16 @@ class Node:
         """
         schemas = self._schemas
         if into is not None and message.dataschema == (schemas.get(into) or self._schema_of(into)):
+            carrier = self._carrier
+            if carrier is not None:  # a reply answered in-process: the envelope just built?
+                handed = carrier.handed
+                if (
+                    handed is not None
+                    and handed[0] is message
+                    and type(handed[1]) is into
+                    and shareable(into)
+                ):
+                    return handed[1]  # type: ignore[return-value]
             return self.read(message, into, ())  # the common case: written in this very version
         classes = self.registry.versions(message.type) if into is None else _by_major(into)
         cls, steps = plan(

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 import pytest
 
-from seawall import Event, MemoryTransport, MessageTooLarge, Service, System
+from seawall import Command, Document, Event, MemoryTransport, MessageTooLarge, Service, System
 from seawall._messages.sharing import shareable
 from seawall.testing import TestSystem
 from seawall.transports import MemoryOptions
@@ -204,3 +204,42 @@ def test_wide_payload_round_trips_equal() -> None:
         point=Point(x=1, y=2),
     )
     assert msgspec.json.decode(msgspec.json.encode(wide), type=Wide) == wide
+
+
+class Ask(Command, frozen=True):
+    n: int
+
+
+class AskList(Command, frozen=True):
+    n: int
+
+
+class Answer(Document, frozen=True):
+    n: int
+
+
+class Answers(Document, frozen=True):
+    ns: list[int]
+
+
+async def test_a_reply_answered_in_process_is_the_responders_object_when_immutable() -> None:
+    made: list[Document] = []
+    svc = Service("answerer")
+
+    @svc.command
+    async def ask(cmd: Ask) -> Answer:
+        made.append(Answer(n=cmd.n))
+        return made[-1]
+
+    @svc.command
+    async def ask_list(cmd: AskList) -> Answers:
+        made.append(Answers(ns=[cmd.n]))
+        return made[-1]
+
+    async with System(svc) as system:
+        ctx = system.context("client")
+        answer = await ctx.request("answerer", Ask(n=1), returns=Answer, timeout=5)
+        assert answer is made[0]
+        answers = await ctx.request("answerer", AskList(n=2), returns=Answers, timeout=5)
+        assert answers == made[1]
+        assert answers is not made[1]  # a list inside: the requester gets its own copy
