@@ -33,13 +33,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 _CHILD = """
-import asyncio, json, sys, time
+import asyncio, itertools, json, sys, time
+if sys.argv[4:] == ["stepped"]:  # see STEP: set before seawall reads the clocks
+    time.time = itertools.count(time.time(), STEP).__next__
+    time.time_ns = itertools.count(time.time_ns(), round(STEP * 1e9)).__next__
 from benchmarks.workloads import Settings, publish_to_handler, queue_anchor, request_reply
 runs = {"anchor": queue_anchor, "publish": publish_to_handler, "request": request_reply}
 key, count = sys.argv[1], int(sys.argv[2])
 sample = asyncio.run(runs[key](Settings(count=count, time_limit=1e9, warmup=int(sys.argv[3]))))
 print(json.dumps(sample.rate))
 """
+STEP = 1e-5
+"""Seconds the clocks move per reading in the instruction-count runs (see the docstring)."""
+_CHILD = _CHILD.replace("STEP", repr(STEP))
 WORKLOADS = {
     # key: (label, unit, operations for the rate, N for the instruction count)
     "anchor": ("asyncio.Queue hop (anchor)", "objects/s", 200_000, 5_000),
@@ -79,8 +85,8 @@ def instructions(args: list[str], env: dict[str, str]) -> int:
 def per_operation(key: str, n: int, env: dict[str, str]) -> float:
     """Instructions per operation of ``key``: a run of 2n minus a run of n, over n."""
     base = [sys.executable, "-c", _CHILD, key]
-    once = instructions([*base, str(n), "200"], env)
-    twice = instructions([*base, str(2 * n), "200"], env)
+    once = instructions([*base, str(n), "200", "stepped"], env)
+    twice = instructions([*base, str(2 * n), "200", "stepped"], env)
     return (twice - once) / n
 
 

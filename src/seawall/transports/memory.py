@@ -30,7 +30,13 @@ import msgspec
 from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._messages.envelope import Message, decode_message, decode_message_raw, encode_message
+from .._messages.envelope import (
+    Message,
+    decode_message,
+    decode_message_raw,
+    encode_message,
+    encode_message_into,
+)
 from .._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -82,6 +88,7 @@ class MemoryTransport:
         """What this transport runs with (keyword arguments over ``options``)."""
         self.clock = clock or SystemClock()
         self._serialize = chosen.serialize
+        self._frame = bytearray()  # _check_size's buffer
         self.carries_payloads = not chosen.serialize
         """Whether a node may hand over the payload object of an envelope (see ``handed``)."""
         self.handed: tuple[Message, Any] | None = None
@@ -172,8 +179,12 @@ class MemoryTransport:
 
     def _check_size(self, channel: str, message: Message) -> None:
         """The size limit on a message kept as an object: its frame is what would travel.
-        Encoding it costs less than adding up a bound on its fields in Python would."""
-        size = len(encode_message(message))
+
+        Encoded into one reused buffer, which costs less than adding up a bound on the
+        fields in Python would (and needs no new bytes object per message)."""
+        frame = self._frame
+        encode_message_into(message, frame)
+        size = len(frame)
         if self._max_bytes is not None and size > self._max_bytes:
             raise self._too_large(channel, message, size)
 
