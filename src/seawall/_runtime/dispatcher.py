@@ -58,9 +58,9 @@ import msgspec
 from .._clock import Timer, timeout_at
 from .._exceptions import DeadlineExceeded, MessageError, TransportError, UnknownMessageType
 from .._messages.codec import raw_decoder
-from .._messages.sharing import shareable
 from .._messages.envelope import DLQ_HEADERS, Message
 from .._messages.payload import Payload, schema_version
+from .._messages.sharing import shareable
 from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
@@ -475,7 +475,7 @@ class Dispatcher:
         cached = self._decoders.get(key)
         if cached is not None:
             if carried is not None and type(carried) is cached[2]:
-                return cached[0], carried  # type: ignore[return-value]
+                return cached[0], carried
             try:
                 return cached[0], cached[1](message.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -489,7 +489,7 @@ class Dispatcher:
             if raw is not None:
                 self._decoders[key] = (handler, raw, cls if shareable(cls) else None)
         if not steps and carried is not None and type(carried) is cls and shareable(cls):
-            return handler, carried  # type: ignore[return-value]
+            return handler, carried
         return handler, self.node.read(message, cls, steps)
 
     def _route(

@@ -225,7 +225,7 @@ class Node:
                     and type(handed[1]) is into
                     and shareable(into)
                 ):
-                    return handed[1]  # type: ignore[return-value]
+                    return handed[1]
             return self.read(message, into, ())  # the common case: written in this very version
         classes = self.registry.versions(message.type) if into is None else _by_major(into)
         cls, steps = plan(

@@ -4,8 +4,27 @@ It keeps every channel in this process, with the full broker semantics of
 :mod:`seawall._broker.log` (groups, partitions, credit, redelivery, bounded
 channels, priority levels, replay of what is still kept from an offset or a
 store time), so tests exercise the same behaviour the durable transports give.
-By default messages are stored as encoded frames and decoded on delivery, so a
-message that would not survive a real broker fails here too.
+
+Two ways to hold a message (``serialize``):
+
+* **objects** (the default, ``memory://`` and ``MemoryTransport()``): the
+  :class:`~seawall.Message` published is the one delivered, never encoded into a
+  frame nor decoded from one; the size limit is still kept, by the frame the message
+  would make (encoded into a reused buffer). A node that has just built an envelope
+  hands its payload object over with it (:attr:`MemoryTransport.handed`), and a handler
+  whose class is that very class gets the sender's object when the class is immutable
+  all the way down (:func:`~seawall._messages.sharing.shareable`); any other handler
+  decodes ``Message.data``, a copy, as from a broker. ``Message.data`` is always the
+  encoded payload, so dead letters, tracing, the outbox and the console read what a
+  broker would carry. This is the production default because a process that runs its
+  services on ``memory://`` gains nothing from encoding every message twice: the
+  handoff between two coroutines is the whole cost.
+* **frames** (``serialize=True``, what :class:`~seawall.testing.TestSystem` uses):
+  every message is stored as an encoded frame and decoded on delivery, and every
+  payload decoded into its handler's class, so a message that would not survive a real
+  broker (a field whose value does not match its annotation, a header that is not
+  text) fails here too. Tests should run this way; kept as objects, such a message
+  reaches its handler as the sender built it.
 
 :meth:`MemoryTransport.disconnect` simulates a broken link: every open
 subscription raises :class:`~seawall.ConnectionLost` and its unsettled
