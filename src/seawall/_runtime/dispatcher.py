@@ -170,6 +170,10 @@ class Dispatcher:
             _Schema, tuple[Handler, Callable[[bytes], Payload], type[Payload] | None]
         ] = {}
         """Handler, raw decoder and the class taken as the sender's object (None: decode)."""
+        self._shared: dict[type, Handler] = {}
+        """The handler of each class whose objects a handler takes as the sender made them
+        (see :meth:`_resolve_fast`): a carried payload's class names its message's type
+        and schema, so its class alone finds its handler."""
         self._inflight = 0
         self._fence_of: Callable[[int], Fence | None] = _no_fence
         self._ack_now: Callable[[Delivery], None] | None = None
@@ -368,11 +372,16 @@ class Dispatcher:
                 self.stats.repeats += 1
                 await self._settle(sub, item)
                 continue
-            try:
-                handler, payload = self._resolve_fast(message, delivery.payload)
-            except MessageError as exc:  # no attempt can ever take it
-                await self._failed(sub, item, exc, "decode")
-                continue
+            carried = delivery.payload  # the sender's object, from an in-process transport
+            handler = None if carried is None else self._shared.get(type(carried))
+            if handler is not None:
+                payload = carried
+            else:
+                try:
+                    handler, payload = self._resolve_fast(message, carried)
+                except MessageError as exc:  # no attempt can ever take it
+                    await self._failed(sub, item, exc, "decode")
+                    continue
             if handler is None:
                 self.stats.skipped += 1
                 await self._settle(sub, item)
@@ -489,6 +498,8 @@ class Dispatcher:
             if raw is not None:
                 self._decoders[key] = (handler, raw, cls if shareable(cls) else None)
         if not steps and carried is not None and type(carried) is cls and shareable(cls):
+            if len(self._shared) < _CACHED_SCHEMAS:
+                self._shared[cls] = handler
             return handler, carried
         return handler, self.node.read(message, cls, steps)
 

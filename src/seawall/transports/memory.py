@@ -10,7 +10,8 @@ Two ways to hold a message (``serialize``):
 * **objects** (the default, ``memory://`` and ``MemoryTransport()``): the
   :class:`~seawall.Message` published is the one delivered, never encoded into a
   frame nor decoded from one; the size limit is still kept, by the frame the message
-  would make (encoded into a reused buffer). A node that has just built an envelope
+  would make (encoded into a reused buffer: cheaper than adding up a bound on the
+  fields in Python). A node that has just built an envelope
   hands its payload object over with it (:attr:`MemoryTransport.handed`), and a handler
   whose class is that very class gets the sender's object when the class is immutable
   all the way down (:func:`~seawall._messages.sharing.shareable`); any other handler
@@ -107,7 +108,7 @@ class MemoryTransport:
         """What this transport runs with (keyword arguments over ``options``)."""
         self.clock = clock or SystemClock()
         self._serialize = chosen.serialize
-        self._frame = bytearray()  # _check_size's buffer
+        self._frame = bytearray()  # for the size of a message kept as an object
         self.carries_payloads = not chosen.serialize
         """Whether a node may hand over the payload object of an envelope (see ``handed``)."""
         self.handed: tuple[Message, Any] | None = None
@@ -176,8 +177,11 @@ class MemoryTransport:
             handed, self.handed = self.handed, None
             # the sender's payload object, if the envelope it was built with is this very one
             entry = handed if handed is not None and handed[0] is message else message
-            if self._max_bytes is not None:
-                self._check_size(channel, message)
+            if self._max_bytes is not None:  # by the frame it would make, as it would travel
+                frame = self._frame  # reused: no bytes object per message
+                encode_message_into(message, frame)
+                if len(frame) > self._max_bytes:
+                    raise self._too_large(channel, message, len(frame))
         state = target.state
         logs = state.logs
         held = len(logs[0].entries) if len(logs) == 1 else state.retained()
@@ -195,17 +199,6 @@ class MemoryTransport:
                     sub.notify()
         else:
             self._append(target, message, entry, priority)
-
-    def _check_size(self, channel: str, message: Message) -> None:
-        """The size limit on a message kept as an object: its frame is what would travel.
-
-        Encoded into one reused buffer, which costs less than adding up a bound on the
-        fields in Python would (and needs no new bytes object per message)."""
-        frame = self._frame
-        encode_message_into(message, frame)
-        size = len(frame)
-        if self._max_bytes is not None and size > self._max_bytes:
-            raise self._too_large(channel, message, size)
 
     def _too_large(self, channel: str, message: Message, size: int) -> MessageTooLarge:
         return MessageTooLarge(
