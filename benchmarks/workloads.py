@@ -6,7 +6,9 @@ workload stops at ``count`` operations or at ``time_limit`` seconds, whichever
 comes first, so a slow build still finishes in bounded time.
 
 The seawall workloads use only the public API, on a fresh :class:`System` per
-run over the default :class:`MemoryTransport` (envelopes serialized), and send
+run over the default :class:`MemoryTransport` (what ``memory://`` and ``System()``
+give: messages kept as objects, the sender's payload handed to a handler of its class,
+the benchmark's payloads being immutable all the way down), and send
 ``warmup`` messages untimed first so that per-system caches are filled.
 """
 

@@ -32,6 +32,7 @@ __all__ = [
     "decode_message",
     "decode_message_raw",
     "encode_message",
+    "encode_message_into",
     "from_headers",
     "to_headers",
 ]
@@ -224,6 +225,9 @@ encode_message: Callable[[Message], bytes] = _envelope_encoder.encode
 """The whole envelope as one MessagePack frame (storage and in-process wire form).
 
 msgspec's encode itself, not a function calling it: every publish makes a frame."""
+
+encode_message_into: Callable[[Message, bytearray], None] = _envelope_encoder.encode_into
+""":func:`encode_message` into a buffer the caller reuses (it is resized to the frame)."""
 
 decode_message_raw: Callable[[bytes], Message] = _envelope_decoder.decode
 """:func:`decode_message` raising msgspec's own errors, for loops that catch them once

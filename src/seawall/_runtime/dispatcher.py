@@ -61,6 +61,7 @@ from .._exceptions import DeadlineExceeded, MessageError, TransportError, Unknow
 from .._messages.codec import raw_decoder
 from .._messages.envelope import DLQ_HEADERS, Message
 from .._messages.payload import Payload, schema_version
+from .._messages.sharing import shareable
 from .._messages.upcast import Upcaster, plan
 from .._tasks import being_cancelled
 from .._transport import Delivery
@@ -168,7 +169,14 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._lanes: Lanes[_Item] = Lanes()
         self._timers: dict[_Item, Timer] = {}
-        self._decoders: dict[_Schema, tuple[Handler, Callable[[bytes], Payload]]] = {}
+        self._decoders: dict[
+            _Schema, tuple[Handler, Callable[[bytes], Payload], type[Payload] | None]
+        ] = {}
+        """Handler, raw decoder and the class taken as the sender's object (None: decode)."""
+        self._shared: dict[type, Handler] = {}
+        """The handler of each class whose objects a handler takes as the sender made them
+        (see :meth:`_resolve_fast`): a carried payload's class names its message's type
+        and schema, so its class alone finds its handler."""
         self._inflight = 0
         self._fence_of: Callable[[int], Fence | None] = _no_fence
         self._ack_now: Callable[[Delivery], None] | None = None
@@ -367,11 +375,16 @@ class Dispatcher:
                 self.stats.repeats += 1
                 await self._settle(sub, item)
                 continue
-            try:
-                handler, payload = self._resolve_fast(message)
-            except MessageError as exc:  # no attempt can ever take it
-                await self._failed(sub, item, exc, "decode")
-                continue
+            carried = delivery.payload  # the sender's object, from an in-process transport
+            handler = None if carried is None else self._shared.get(type(carried))
+            if handler is not None:
+                payload = carried
+            else:
+                try:
+                    handler, payload = self._resolve_fast(message, carried)
+                except MessageError as exc:  # no attempt can ever take it
+                    await self._failed(sub, item, exc, "decode")
+                    continue
             if handler is None:
                 self.stats.skipped += 1
                 await self._settle(sub, item)
@@ -460,14 +473,21 @@ class Dispatcher:
             )
         return item.decision
 
-    def _resolve_fast(self, message: Message) -> tuple[Handler | None, Payload | None]:
+    def _resolve_fast(
+        self, message: Message, carried: object = None
+    ) -> tuple[Handler | None, Payload | None]:
         """:meth:`_route` and the decode, with the handler and raw decoder of each schema cached.
 
-        A body that does not decode goes the full way, which says what is wrong with it.
+        ``carried``, the sender's payload object an in-process transport kept with the
+        message, is taken as it is when it is of the very class the handler reads and that
+        class is immutable all the way down (:func:`shareable`); else the body is decoded,
+        a copy. A body that does not decode goes the full way, which says what is wrong.
         """
         key = (message.type, message.datacontenttype, message.dataschema)
         cached = self._decoders.get(key)
         if cached is not None:
+            if carried is not None and type(carried) is cached[2]:
+                return cached[0], carried
             try:
                 return cached[0], cached[1](message.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -479,7 +499,11 @@ class Dispatcher:
         if cached is None and not steps and len(self._decoders) < _CACHED_SCHEMAS:
             raw = raw_decoder(message.datacontenttype, cls)
             if raw is not None:
-                self._decoders[key] = (handler, raw)
+                self._decoders[key] = (handler, raw, cls if shareable(cls) else None)
+        if not steps and carried is not None and type(carried) is cls and shareable(cls):
+            if len(self._shared) < _CACHED_SCHEMAS:
+                self._shared[cls] = handler
+            return handler, carried
         return handler, self.node.read(message, cls, steps)
 
     def _route(

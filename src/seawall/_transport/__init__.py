@@ -35,7 +35,7 @@ import enum
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -262,6 +262,9 @@ class Delivery(msgspec.Struct):
     """1 on first delivery, then counted up by every redelivery."""
     token: object
     """The transport's handle for settling this delivery."""
+    payload: Any = None
+    """The sender's payload object, when an in-process transport hands it over with the
+    message (see :mod:`seawall.transports.memory`); None: read it from ``message.data``."""
 
 
 @runtime_checkable

@@ -93,7 +93,7 @@ class OutboxConformance:
 
     @pytest_asyncio.fixture
     async def memory(self) -> AsyncIterator[MemoryTransport]:
-        transport = MemoryTransport()
+        transport = MemoryTransport(serialize=True)  # what is relayed must encode
         try:
             yield transport
         finally:

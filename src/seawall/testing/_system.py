@@ -8,7 +8,9 @@
         assert system.published(OrderApproved)
 
 Nothing is mocked: the services run on the real dispatcher over
-:class:`~seawall.MemoryTransport`. Time is a :class:`~seawall.VirtualClock`
+:class:`~seawall.MemoryTransport`, in its strict mode (``serialize=True``, unlike
+``memory://``'s default): every envelope and payload is encoded and decoded, so a
+message a real broker could not carry fails here. Time is a :class:`~seawall.VirtualClock`
 that jumps ahead whenever every task is waiting, so retries, backoff and
 deadlines never sleep. A handler exception that ends in a dead letter or a
 failure reply is raised again when the ``async with`` block ends (pass
@@ -119,6 +121,9 @@ class TestSystem:
         **memory_options: Any,
     ) -> None:
         self.clock = clock or VirtualClock()
+        # strict whatever memory:// defaults to: a message that would not survive a real
+        # broker (one that does not encode, or does not decode as its handler's class) fails
+        memory_options.setdefault("serialize", True)
         self.memory = MemoryTransport(clock=self.clock, **memory_options)
         self.transport = RecordingTransport(self.memory)
         self.failures: list[HandlerFailure] = []

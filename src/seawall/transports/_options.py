@@ -67,8 +67,10 @@ def _never_negative(options: TransportOptions, *names: str) -> None:
 class MemoryOptions(TransportOptions):
     """``memory://``: the in-process reference transport."""
 
-    serialize: bool = True
-    """Encode and decode every message, as a real broker would (off: pass objects)."""
+    serialize: bool = False
+    """Encode and decode every message, as a real broker would (the test system's setting).
+    Off (the default): pass each message as an object, with the sender's payload object for
+    a handler of its very class when that class is immutable all the way down."""
     max_message_bytes: Bytes = 1 << 20
     publish_timeout: Seconds | None = 30.0
     """How long a publisher waits for room in a full channel before ChannelFull."""

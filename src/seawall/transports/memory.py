@@ -4,8 +4,28 @@ It keeps every channel in this process, with the full broker semantics of
 :mod:`seawall._broker.log` (groups, partitions, credit, redelivery, bounded
 channels, priority levels, replay of what is still kept from an offset or a
 store time), so tests exercise the same behaviour the durable transports give.
-By default messages are stored as encoded frames and decoded on delivery, so a
-message that would not survive a real broker fails here too.
+
+Two ways to hold a message (``serialize``):
+
+* **objects** (the default, ``memory://`` and ``MemoryTransport()``): the
+  :class:`~seawall.Message` published is the one delivered, never encoded into a
+  frame nor decoded from one; the size limit is still kept, by the frame the message
+  would make (encoded into a reused buffer: cheaper than adding up a bound on the
+  fields in Python). A node that has just built an envelope
+  hands its payload object over with it (:attr:`MemoryTransport.handed`), and a handler
+  whose class is that very class gets the sender's object when the class is immutable
+  all the way down (:func:`~seawall._messages.sharing.shareable`); any other handler
+  decodes ``Message.data``, a copy, as from a broker. ``Message.data`` is always the
+  encoded payload, so dead letters, tracing, the outbox and the console read what a
+  broker would carry. This is the production default because a process that runs its
+  services on ``memory://`` gains nothing from encoding every message twice: the
+  handoff between two coroutines is the whole cost.
+* **frames** (``serialize=True``, what :class:`~seawall.testing.TestSystem` uses):
+  every message is stored as an encoded frame and decoded on delivery, and every
+  payload decoded into its handler's class, so a message that would not survive a real
+  broker (a field whose value does not match its annotation, a header that is not
+  text) fails here too. Tests should run this way; kept as objects, such a message
+  reaches its handler as the sender built it.
 
 :meth:`MemoryTransport.disconnect` simulates a broken link: every open
 subscription raises :class:`~seawall.ConnectionLost` and its unsettled
@@ -30,7 +50,13 @@ import msgspec
 from .._broker.log import ChannelState, GroupState, Taken
 from .._clock import Clock, SystemClock, timeout_at
 from .._exceptions import ChannelFull, ConnectionLost, MessageTooLarge, TransportClosed
-from .._messages.envelope import Message, decode_message, decode_message_raw, encode_message
+from .._messages.envelope import (
+    Message,
+    decode_message,
+    decode_message_raw,
+    encode_message,
+    encode_message_into,
+)
 from .._transport import (
     MAX_PRIORITIES,
     Capabilities,
@@ -82,6 +108,13 @@ class MemoryTransport:
         """What this transport runs with (keyword arguments over ``options``)."""
         self.clock = clock or SystemClock()
         self._serialize = chosen.serialize
+        self._frame = bytearray()  # for the size of a message kept as an object
+        self.carries_payloads = not chosen.serialize
+        """Whether a node may hand over the payload object of an envelope (see ``handed``)."""
+        self.handed: tuple[Message, Any] | None = None
+        """Set by the node that just built an envelope: it and its payload object. The next
+        publish of that very message keeps the object with it, for a handler that can take
+        it as it is (:func:`~seawall._messages.sharing.shareable`)."""
         self._publish_timeout = chosen.publish_timeout
         self._max_bytes = chosen.max_message_bytes
         self._default_partitions = chosen.default_partitions
@@ -135,10 +168,20 @@ class MemoryTransport:
                 log.debug("dropped %s for %s: its only subscriber has left", message.id, channel)
                 return
             target = self._channel(channel)
-        frame = encode_message(message)  # even when kept as an object: the size limit holds
-        if self._max_bytes is not None and len(frame) > self._max_bytes:
-            raise self._too_large(channel, message, len(frame))
-        entry = frame if self._serialize else message
+        entry: Any
+        if self._serialize:
+            entry = encode_message(message)
+            if self._max_bytes is not None and len(entry) > self._max_bytes:
+                raise self._too_large(channel, message, len(entry))
+        else:
+            handed, self.handed = self.handed, None
+            # the sender's payload object, if the envelope it was built with is this very one
+            entry = handed if handed is not None and handed[0] is message else message
+            if self._max_bytes is not None:  # by the frame it would make, as it would travel
+                frame = self._frame  # reused: no bytes object per message
+                encode_message_into(message, frame)
+                if len(frame) > self._max_bytes:
+                    raise self._too_large(channel, message, len(frame))
         state = target.state
         logs = state.logs
         held = len(logs[0].entries) if len(logs) == 1 else state.retained()
@@ -370,14 +413,21 @@ class MemorySubscription:
             if not batch:
                 break
             for partition, offset, attempt, entry in batch:
-                try:
-                    message = decode_raw(entry) if type(entry) is bytes else entry
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    message = decode_message(entry)  # raises, saying what is wrong
-                if levels:
-                    sink(Delivery(message, name, 0, attempt, (partition, offset)))
+                kind = type(entry)
+                payload = None
+                if kind is tuple:  # kept as an object, with the sender's payload
+                    message, payload = entry
+                elif kind is bytes:
+                    try:
+                        message = decode_raw(entry)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        message = decode_message(entry)  # raises, saying what is wrong
                 else:
-                    sink(Delivery(message, name, partition, attempt, offset))
+                    message = entry
+                if levels:
+                    sink(Delivery(message, name, 0, attempt, (partition, offset), payload))
+                else:
+                    sink(Delivery(message, name, partition, attempt, offset, payload))
         parts = group.parts
         if len(parts) == 1 and not parts[0].retry:
             return
@@ -441,12 +491,16 @@ class MemorySubscription:
                 continue
             while batch and self._state == "open" and self._intake:
                 partition, offset, attempt, entry = batch.popleft()
-                message = decode_message(entry) if isinstance(entry, bytes) else entry
+                payload = None
+                if isinstance(entry, tuple):
+                    message, payload = entry
+                else:
+                    message = decode_message(entry) if isinstance(entry, bytes) else entry
                 if self._levels:  # one partition; the token names the level's log too
-                    yield Delivery(message, name, 0, attempt, (partition, offset))
+                    yield Delivery(message, name, 0, attempt, (partition, offset), payload)
                     continue
-                # positional: message, channel, partition, attempt, token (the offset)
-                yield Delivery(message, name, partition, attempt, offset)
+                # positional: message, channel, partition, attempt, token (the offset), payload
+                yield Delivery(message, name, partition, attempt, offset, payload)
 
     async def _wait(self, now: float) -> None:
         """Sleep until notified, or until the next held-back redelivery falls due."""
