@@ -130,16 +130,7 @@ class GuardedCalls:
             started = node.clock.time() if guard.timed else 0.0
             has_slot = guard.enter(node.clock.time, call)
         deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
-        message = node.envelope(
-            command,
-            source=ctx.service,
-            cause=ctx.message,
-            key=key,
-            subject=subject,
-            deadline=deadline,
-            replyto=node.inbox,
-        )
-        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+        message, future = ctx._asking(command, key, subject, deadline)
         send = PendingSend(channel, message, future)
         if has_slot:
             node.sends.add(send)
