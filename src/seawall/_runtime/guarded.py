@@ -9,7 +9,10 @@ request without a reply in time is sent again with the same message id, after
 a backoff, while its deadline allows (the responder answers a repeat from its
 reply cache). The outcome is told to the breaker once: a reply is a success, a
 remote failure or no reply a failure, a declared domain error neither; a call
-slower than the breaker's ``slow_call`` counts as failed.
+slower than the breaker's ``slow_call`` counts as failed. A request is admitted
+when it is made and judged when its reply is awaited (:class:`GuardedReply`);
+any other awaited call, such as ``ctx.send``'s publish, runs inside
+:meth:`GuardedCall.run`, the same fast path around one ``await``.
 
 An error that comes out of a guarded call names its target (:func:`blamed`),
 so that a consumer which declared the target a dependency holds the message
