@@ -344,8 +344,11 @@ def main() -> None:
     seawall = statistics.median(guards["seawall"])
     verdict = "met" if seawall <= 300 else "NOT met"
     print()
-    print(f"Condition (issue 16): seawall's breaker + bulkhead ≤ 300 ns per call: {verdict} "
-          f"({seawall:,.0f} ns, {seawall / minimal:.2f}x the minimal window breaker).")  # fmt: skip
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"On this machine's wall clock (load average {load}): seawall's breaker + bulkhead "
+          f"≤ 300 ns per call: {verdict} ({seawall:,.0f} ns, {seawall / minimal:.2f}x the "
+          "minimal window breaker); --instructions judges it by the issue's anchor, "
+          "which load does not move.")  # fmt: skip
 
     requests = asyncio.run(request_rounds(args.requests, max(3, args.rounds // 3)))
     plain = statistics.median(requests["request, no policy"])
