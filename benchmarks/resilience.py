@@ -1,21 +1,25 @@
 """``python -m benchmarks.resilience``: a circuit breaker and a bulkhead, cost per call (issue 16).
 
-The same trivial ``async def`` call made bare and through four guards, in one
-process, rounds interleaved:
+The same trivial ``async def`` call made bare (``await target()``) and through four
+guards (``await guarded(target)``: each guard is given the call, as every breaker's API
+is, so its own coroutine is the one layer around the call), in one process, rounds
+interleaved:
 
-- ``seawall``: the target's guard looked up in :class:`seawall.resilience.Guards`, its
-  :class:`~seawall.resilience.CircuitBreaker` (failure share over a count-based window
-  of 100 calls, resilience4j's defaults) asked only when not closed and told the outcome,
-  and a :class:`~seawall.resilience.Bulkhead` slot (limit 64) taken and freed, line for
-  line as :mod:`seawall._runtime.guarded` does around a request: in the steady state
-  (closed, a window of successes) that is the guard's fast path, a few integer operations
-  with no call and no clock read; anything else calls ``Guard.enter`` / ``Guard.leave``;
+- ``seawall``: the runtime's own :class:`seawall._runtime.guarded.GuardedCall` (what
+  ``ctx.send`` under a policy publishes through), not a copy of it: the target's
+  :class:`~seawall.resilience.Guard` from :class:`~seawall.resilience.Guards` (held, as a
+  caller holds its target's), its :class:`~seawall.resilience.CircuitBreaker` (failure
+  share over a count-based window of 100 calls, resilience4j's defaults) asked only when
+  not closed and told the outcome, and a bulkhead slot (limit 64) taken and freed. In the
+  steady state (closed, a window of successes) that is the guard's fast path, a few
+  integer operations with no call and no clock read (``ctx.request`` does the same inline
+  around a request); anything else calls ``Guard.enter`` / ``Guard.leave``;
 - ``minimal``: a hand-written breaker doing the same kind of bookkeeping inline: every
   outcome written into a ring of 100 ints with a running failure count (opens at 50 %),
   an open-until check, and an outstanding counter checked against a limit of 64;
 - ``consecutive``: the least a breaker can do (the issue's 227 ns anchor): consecutive
   failures open it until a time, plus the same outstanding counter;
-- ``aiobreaker``: ``await breaker.call_async(fn)`` (aiobreaker 1.2, no bulkhead of its own);
+- ``aiobreaker``: ``breaker.call_async`` (aiobreaker 1.2, no bulkhead of its own);
 - ``request``: for scale, a whole ``ctx.request`` round trip on ``memory://`` with a
   breaker and a bulkhead policy beside the same without any policy.
 
@@ -23,7 +27,10 @@ Each round times ``--count`` calls per variant with ``time.perf_counter_ns``; th
 overhead of a variant is its time per call minus the bare call's in the same round;
 the table gives the median over ``--rounds`` and the spread. With ``--instructions``
 each guard's instructions per call are also counted under valgrind's callgrind (the
-difference between two runs of different lengths, so start-up cancels out).
+difference between two runs of different lengths, so start-up cancels out), and
+seawall's overhead is put in the issue's terms: its instructions over the consecutive
+breaker's, times the issue's 227 ns for a minimal breaker on the issue's machine (the
+wall-clock rows depend on the machine and its load; the ratio of instructions does not).
 """
 
 from __future__ import annotations
@@ -47,48 +54,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 Call = Callable[[], Awaitable[int]]
 
+ANCHOR_NS = 227
+"""The issue's minimal breaker on the issue's machine, ns per call."""
+Guarded = Callable[[Call], Awaitable[int]]
+
 
 async def target() -> int:
     return 1
 
 
 # -- the guards -------------------------------------------------------------------------
-def seawall_guard() -> Call:
+# Each guard is an ``async`` callable given the call to make (``await guarded(target)``),
+# as every breaker's API is (aiobreaker's ``call_async(fn)``): the guard's own coroutine
+# is the one layer around the call, the same for all.
+
+
+def seawall_guard() -> Guarded:
+    """The runtime's own guarded call (what ``ctx.send`` under a policy publishes through)."""
+    from seawall._clock import SystemClock
+    from seawall._runtime.guarded import GuardedCall
     from seawall.resilience import BreakerPolicy, CallPolicy, Guards, Policies
 
     policy = CallPolicy(breaker=BreakerPolicy(), max_outstanding=64)
     guards = Guards(Policies(targets={"payments": policy}))
-    clock = time.time
-
-    per_call: CallPolicy | None = None  # ctx.request(..., policy=None): the target's own
-
-    async def call() -> int:
-        # what GuardedCalls.request and GuardedReply do with the guard around a request
-        try:
-            guard = None if per_call is not None else guards.by_target["payments"]
-        except KeyError:  # the target's first call
-            guard = None
-        if guard is not None and guard.ready and guard.bulkhead.free > 0:
-            guard.bulkhead.free -= 1  # the guard's fast path
-            started = 0.0
-        else:
-            guard, policy_now = guards.guard("payments", per_call)
-            started = clock() if guard.timed else 0.0  # only slow-call counting needs it
-            if not guard.enter(clock, policy_now):  # raises when open or shed
-                raise RuntimeError("full: the runtime would wait for a slot")
-        try:
-            result = await target()
-        except BaseException:
-            guard.leave(clock, True, started)  # a waiter to wake, if any (none here)
-            raise
-        if guard.quiet:  # the fast path: a success changes nothing but a slot and a count
-            guard.quiet -= 1
-            guard.bulkhead.free += 1
-        else:
-            guard.leave(clock, False, started)
-        return result
-
-    return call
+    guard, call_policy = guards.guard("payments")  # a caller holds its target's guard
+    return GuardedCall[int](guard, call_policy, SystemClock()).run
 
 
 class MinimalBreaker:
@@ -104,19 +94,19 @@ class MinimalBreaker:
         self.outstanding = 0
 
 
-def consecutive_guard() -> Call:
+def consecutive_guard() -> Guarded:
     breaker = MinimalBreaker()
     limit = 64
     clock = time.monotonic
 
-    async def call() -> int:
+    async def call(fn: Call) -> int:
         if breaker.open_until and clock() < breaker.open_until:
             raise RuntimeError("open")
         if breaker.outstanding >= limit:
             raise RuntimeError("full")
         breaker.outstanding += 1
         try:
-            result = await target()
+            result = await fn()
         except Exception:
             breaker.failures += 1
             if breaker.failures >= breaker.limit:
@@ -153,19 +143,19 @@ class WindowBreaker:
             self.open_until = time.monotonic() + self.open_for
 
 
-def minimal_guard() -> Call:
+def minimal_guard() -> Guarded:
     breaker = WindowBreaker()
     limit = 64
     clock = time.monotonic
 
-    async def call() -> int:
+    async def call(fn: Call) -> int:
         if breaker.open_until and clock() < breaker.open_until:
             raise RuntimeError("open")
         if breaker.outstanding >= limit:
             raise RuntimeError("full")
         breaker.outstanding += 1
         try:
-            result = await target()
+            result = await fn()
         except Exception:
             breaker.record(1)
             raise
@@ -177,19 +167,15 @@ def minimal_guard() -> Call:
     return call
 
 
-def aiobreaker_guard() -> Call:
+def aiobreaker_guard() -> Guarded:
     from aiobreaker import CircuitBreaker
 
     breaker = CircuitBreaker()
-
-    async def call() -> int:
-        result: int = await breaker.call_async(target)
-        return result
-
-    return call
+    guarded: Guarded = breaker.call_async
+    return guarded
 
 
-GUARDS: dict[str, Callable[[], Call]] = {
+GUARDS: dict[str, Callable[[], Guarded]] = {
     "seawall": seawall_guard,
     "minimal": minimal_guard,
     "consecutive": consecutive_guard,
@@ -198,32 +184,37 @@ GUARDS: dict[str, Callable[[], Call]] = {
 
 
 # -- timing -----------------------------------------------------------------------------
-async def per_call_ns(call: Call, count: int) -> float:
+async def per_call_ns(guarded: Guarded | None, count: int) -> float:
+    """ns per ``await guarded(target)`` (None: the bare ``await target()``)."""
     gc.disable()
     try:
         started = time.perf_counter_ns()
-        for _ in range(count):
-            await call()
+        if guarded is None:
+            for _ in range(count):
+                await target()
+        else:
+            for _ in range(count):
+                await guarded(target)
         return (time.perf_counter_ns() - started) / count
     finally:
         gc.enable()
 
 
 async def guard_rounds(count: int, rounds: int) -> dict[str, list[float]]:
-    calls = {name: make() for name, make in GUARDS.items()}
-    overheads: dict[str, list[float]] = {name: [] for name in calls}
+    guards = {name: make() for name, make in GUARDS.items()}
+    overheads: dict[str, list[float]] = {name: [] for name in guards}
     overheads["bare"] = []
     for _ in range(2):  # warm-up
-        for call in (target, *calls.values()):
-            await per_call_ns(call, count // 10)
+        for guarded in (None, *guards.values()):
+            await per_call_ns(guarded, count // 10)
     for n in range(rounds):
-        order = list(calls.items())
+        order = list(guards.items())
         if n % 2:
             order.reverse()
-        bare = await per_call_ns(target, count)
+        bare = await per_call_ns(None, count)
         overheads["bare"].append(bare)
-        for name, call in order:
-            overheads[name].append(await per_call_ns(call, count) - bare)
+        for name, guarded in order:
+            overheads[name].append(await per_call_ns(guarded, count) - bare)
     return overheads
 
 
@@ -276,11 +267,15 @@ _CHILD = """
 import asyncio, sys
 from benchmarks.resilience import GUARDS, target
 name, count = sys.argv[1], int(sys.argv[2])
-calls = {"bare": target, **{guard: make() for guard, make in GUARDS.items()}}
-call = calls[name]  # every guard made in every run: start-up is the same for all
+guards = {guard: make() for guard, make in GUARDS.items()}  # the same start-up in every run
+guarded = guards.get(name)
 async def main():
-    for _ in range(count):
-        await call()
+    if guarded is None:
+        for _ in range(count):
+            await target()
+    else:
+        for _ in range(count):
+            await guarded(target)
 asyncio.run(main())
 """
 
@@ -349,8 +344,11 @@ def main() -> None:
     seawall = statistics.median(guards["seawall"])
     verdict = "met" if seawall <= 300 else "NOT met"
     print()
-    print(f"Condition (issue 16): seawall's breaker + bulkhead ≤ 300 ns per call: {verdict} "
-          f"({seawall:,.0f} ns, {seawall / minimal:.2f}x the minimal window breaker).")  # fmt: skip
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"On this machine's wall clock (load average {load}): seawall's breaker + bulkhead "
+          f"≤ 300 ns per call: {verdict} ({seawall:,.0f} ns, {seawall / minimal:.2f}x the "
+          "minimal window breaker); --instructions judges it by the issue's anchor, "
+          "which load does not move.")  # fmt: skip
 
     requests = asyncio.run(request_rounds(args.requests, max(3, args.rounds // 3)))
     plain = statistics.median(requests["request, no policy"])
@@ -374,6 +372,13 @@ def main() -> None:
         print("|---|---:|")
         for name, value in counts.items():
             print(f"| {name} | {value:,.0f} |")
+        ratio = counts["seawall"] / counts["consecutive"]
+        by_anchor = ratio * ANCHOR_NS
+        verdict = "met" if by_anchor <= 300 else "NOT met"
+        print()
+        print(f"Condition (issue 16) by the anchor: seawall's breaker + bulkhead ≤ 300 ns per "
+              f"call: {verdict} ({ratio:.2f}x the consecutive breaker's instructions x "
+              f"{ANCHOR_NS} ns = {by_anchor:,.0f} ns).")  # fmt: skip
 
 
 if __name__ == "__main__":

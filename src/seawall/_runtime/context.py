@@ -444,6 +444,18 @@ class Context:
             calls = _policy_calls(node)
             return calls.request(self, channel, command, returns, timeout, key, subject, policy)
         deadline = self._deadline_for(timeout)
+        message, future = self._asking(command, key, subject, deadline)
+        if instance and registry is not None:
+            _track(registry, instance, future, node.clock.time())
+        send = PendingSend(channel, message, future)
+        node.sends.add(send)
+        return Reply(node, channel, message, returns, send, future, deadline)
+
+    def _asking(
+        self, command: Payload, key: str | None, subject: str | None, deadline: float | None
+    ) -> tuple[Message, asyncio.Future[list[Message]]]:
+        """A request's message (replies to this process's inbox) and the future of its reply."""
+        node = self._node
         message = node.envelope(
             command,
             source=self.service,
@@ -453,12 +465,7 @@ class Context:
             deadline=deadline,
             replyto=node.inbox,
         )
-        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
-        if instance and registry is not None:
-            _track(registry, instance, future, node.clock.time())
-        send = PendingSend(channel, message, future)
-        node.sends.add(send)
-        return Reply(node, channel, message, returns, send, future, deadline)
+        return message, node.replies.expect(message.id, 1, deadline, node.clock.time())
 
     async def gather(
         self,

@@ -537,7 +537,11 @@ class Dispatcher:
                 self._replies.failed(request)
             await self.node.reply_failure(request, error, service=self.service)
             return
-        sent = await self.node.reply(request, result, source=self.service)
+        node = self.node
+        if request.replyto == node.inbox:  # the requester is in this process
+            sent: Message | None = node.reply_here(request, result, source=self.service)
+        else:
+            sent = await node.reply(request, result, source=self.service)
         replies = self._replies
         if replies is not None and sent is not None:
             if replies.durable:

@@ -9,7 +9,10 @@ request without a reply in time is sent again with the same message id, after
 a backoff, while its deadline allows (the responder answers a repeat from its
 reply cache). The outcome is told to the breaker once: a reply is a success, a
 remote failure or no reply a failure, a declared domain error neither; a call
-slower than the breaker's ``slow_call`` counts as failed.
+slower than the breaker's ``slow_call`` counts as failed. A request is admitted
+when it is made and judged when its reply is awaited (:class:`GuardedReply`);
+any other awaited call, such as ``ctx.send``'s publish, runs inside
+:meth:`GuardedCall.run`, the same fast path around one ``await``.
 
 An error that comes out of a guarded call names its target (:func:`blamed`),
 so that a consumer which declared the target a dependency holds the message
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from .._clock import timeout_at
+from .._clock import Clock, timeout_at
 from .._exceptions import (
     CircuitOpen,
     DeadlineExceeded,
@@ -41,7 +45,9 @@ from .middleware import Outgoing
 from .node import Node
 from .sends import PendingSend
 
-__all__ = ["RETRY_HEADER", "GuardedCalls", "GuardedReply", "blame", "blamed"]
+__all__ = ["RETRY_HEADER", "GuardedCall", "GuardedCalls", "GuardedReply", "blame", "blamed"]
+
+T = TypeVar("T")
 
 _TARGET = "seawall_target"
 
@@ -119,24 +125,15 @@ class GuardedCalls:
             guard = None if policy is not None else guards.by_target[channel]
         except KeyError:  # the target's first call
             guard = None
-        if guard is not None and guard.ready and guard.bulkhead.free > 0:
-            guard.bulkhead.free -= 1  # the guard's fast path: its breaker has nothing to say
+        if guard is not None and guard.ready and guard.free > 0:
+            guard.free -= 1  # the guard's fast path: its breaker has nothing to say
             call, has_slot, started = guard.policy, True, 0.0
         else:
             guard, call = guards.guard(channel, policy)
             started = node.clock.time() if guard.timed else 0.0
             has_slot = guard.enter(node.clock.time, call)
         deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
-        message = node.envelope(
-            command,
-            source=ctx.service,
-            cause=ctx.message,
-            key=key,
-            subject=subject,
-            deadline=deadline,
-            replyto=node.inbox,
-        )
-        future = node.replies.expect(message.id, 1, deadline, node.clock.time())
+        message, future = ctx._asking(command, key, subject, deadline)
         send = PendingSend(channel, message, future)
         if has_slot:
             node.sends.add(send)
@@ -163,7 +160,8 @@ class GuardedCalls:
             not_before=not_before,
             priority=priority,
         )
-        await GuardedSend(node, guard, call).run(out)
+        guarded = GuardedCall[None](guard, call, node.clock, _send_failed)
+        await guarded.run(_publish(node, out), message.deadline_ts())
 
 
 class GuardedReply(Reply[Any]):
@@ -223,7 +221,7 @@ class GuardedReply(Reply[Any]):
             # the guard's fast path: a success changes nothing but its slot and a count
             self._reported, self._has_slot = True, False
             guard.quiet -= 1
-            guard.bulkhead.free += 1
+            guard.free += 1
         else:
             self._report(None)
         return result
@@ -305,57 +303,95 @@ class GuardedReply(Reply[Any]):
         _wake(self._guard, self._guard.pass_slot())
 
 
-class GuardedSend:
-    """One guarded one-way send; the publish is the call the breaker judges."""
+class GuardedCall(Generic[T]):
+    """Calls to one target under its guard: the breaker asked, a bulkhead slot taken, the
+    outcome told. ``ctx.send`` under a policy publishes through one; it is the guard's
+    whole cost around any awaited call (``benchmarks.resilience`` measures it).
 
-    __slots__ = ("_call", "_guard", "_node")
+    ``judge`` says whether an exception of the call is a failure of the target (True),
+    not one (False), or says nothing about it (None); a failure is blamed on the target.
+    """
 
-    def __init__(self, node: Node, guard: Guard, call: CallPolicy) -> None:
-        self._node, self._guard, self._call = node, guard, call
+    __slots__ = ("_clock", "_guard", "_judge", "_policy")
 
-    async def run(self, out: Outgoing) -> None:
-        node, guard, channel, message = self._node, self._guard, out.channel, out.message
-        started = node.clock.time() if guard.timed else 0.0
-        if not guard.enter(node.clock.time, self._call):
-            try:
-                await _wait_for_slot(node, guard, self._call, message)
-            except BaseException:
-                if guard.breaker is not None:
-                    guard.breaker.release()
-                raise
-        error: BaseException | None = None
+    def __init__(
+        self,
+        guard: Guard,
+        policy: CallPolicy,
+        clock: Clock,
+        judge: Callable[[BaseException], bool | None] | None = None,
+    ) -> None:
+        self._guard, self._policy, self._clock = guard, policy, clock
+        self._judge = judge or _raised_fails
+
+    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None) -> T:
+        """Await ``call()`` under the guard; a full bulkhead that queues waits for a slot
+        until ``deadline`` (epoch seconds; by default the policy's timeout from now)."""
+        guard = self._guard
+        if guard.ready and guard.free > 0:
+            guard.free -= 1  # the fast path: the breaker has nothing to say
+            started = 0.0
+        else:
+            started = await self._enter(deadline)
         try:
-            if node.send_chains is None:
-                await node.transport.publish(
-                    channel, message, not_before=out.not_before, priority=out.priority
-                )
-            else:
-                await node.send(out)
+            result = await call()
         except BaseException as exc:
-            error = exc
+            failed = self._judge(exc)
+            _wake(guard, guard.leave(self._clock.time, failed, started))
+            if failed:
+                blame(exc, guard.target)
             raise
-        finally:
-            # a publish the transport refused or did not finish in time is the target's
-            # (or its channel's) failure; anything else (cancelled, a middleware's error) none
-            failed = None if error is not None else False
-            if isinstance(error, TransportError | TimeoutError):
-                failed = True
-            _wake(guard, guard.leave(node.clock.time, failed, started))
-            if failed and error is not None:
-                blame(error, channel)
+        if guard.quiet:  # the fast path: a success changes nothing but a slot and a count
+            guard.quiet -= 1
+            guard.free += 1
+        else:
+            _wake(guard, guard.leave(self._clock.time, False, started))
+        return result
+
+    async def _enter(self, deadline: float | None) -> float:
+        """Ask the breaker, take a slot (waiting for one if the policy says so); returns the
+        start time the breaker judges slow calls by."""
+        guard, clock, policy = self._guard, self._clock, self._policy
+        started = clock.time() if guard.timed else 0.0
+        if guard.enter(clock.time, policy):
+            return started
+        if deadline is None and policy.timeout is not None:
+            deadline = clock.time() + policy.timeout
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        guard.wait(waiter)
+        try:
+            async with timeout_at(clock, deadline):
+                await waiter
+        except BaseException:
+            guard.withdraw(waiter)
+            if waiter.done() and not waiter.cancelled():
+                _wake(guard, guard.pass_slot())  # handed a slot just as the wait ended
+            if guard.breaker is not None:
+                guard.breaker.release()  # admitted, but no call to judge
+            raise
+        return started
 
 
-async def _wait_for_slot(node: Node, guard: Guard, call: CallPolicy, message: Message) -> None:
-    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    guard.wait(waiter)
-    deadline = message.deadline_ts()
-    if deadline is None and call.timeout is not None:
-        deadline = node.clock.time() + call.timeout
-    try:
-        async with timeout_at(node.clock, deadline):
-            await waiter
-    except BaseException:
-        guard.withdraw(waiter)
-        if waiter.done() and not waiter.cancelled():
-            _wake(guard, guard.pass_slot())  # handed a slot just as the wait ended
-        raise
+def _raised_fails(error: BaseException) -> bool | None:
+    """By default any exception a call raises is a failure of its target; a cancellation
+    says nothing about it."""
+    return True if isinstance(error, Exception) else None
+
+
+def _send_failed(error: BaseException) -> bool | None:
+    """A publish the transport refused or did not finish in time is the target's (or its
+    channel's) failure; anything else (cancelled, a middleware's error) none."""
+    return True if isinstance(error, TransportError | TimeoutError) else None
+
+
+def _publish(node: Node, out: Outgoing) -> Callable[[], Awaitable[None]]:
+    """The guarded send's call: the transport's publish, or through the around-send chain."""
+    if node.send_chains is not None:
+        return functools.partial(node.send, out)
+    return functools.partial(
+        node.transport.publish,
+        out.channel,
+        out.message,
+        not_before=out.not_before,
+        priority=out.priority,
+    )

@@ -1,10 +1,10 @@
 """The bulkhead: at most ``limit`` calls outstanding to one target.
 
 Sans-IO, and one integer on the common path: ``free`` is the number of slots
-nobody holds. :meth:`Bulkhead.enter` takes one if there is one; a call that
+nobody holds. :meth:`Bulkhead.take` takes one if there is one; a call that
 finds none either leaves (the policy sheds it with :class:`~seawall.Overloaded`)
 or queues a waiter of the caller's choosing (an asyncio future, in the
-runtime) with :meth:`Bulkhead.wait`. :meth:`Bulkhead.leave` frees the slot, or
+runtime) with :meth:`Bulkhead.wait`. :meth:`Bulkhead.give` frees the slot, or
 returns the waiter that takes it over, first come first served, for the caller
 to wake. A waiter that gives up (its deadline passed) is withdrawn with
 :meth:`Bulkhead.withdraw`.
@@ -12,8 +12,8 @@ to wake. A waiter that gives up (its deadline passed) is withdrawn with
 A slot freed while somebody waits passes to the waiter and is never free, so
 ``free > 0`` means nobody waits: a caller may take a slot with
 ``bulkhead.free -= 1`` after seeing ``free > 0``, and give it back with
-``free += 1`` when :attr:`Bulkhead.waiters` is empty (what :meth:`enter` and
-:meth:`leave` do). Nothing is allocated per call; waiters exist only for calls
+``free += 1`` when :attr:`Bulkhead.waiters` is empty (what :meth:`take` and
+:meth:`give` do). Nothing is allocated per call; waiters exist only for calls
 that must wait. Without a limit (``None``) ``free`` starts at a number no
 process reaches.
 """
@@ -63,7 +63,7 @@ class Bulkhead(Generic[W]):
         self.waiters: deque[W] = deque()
         """Callers queued for a slot, first come first served (read; change by the methods)."""
 
-    def enter(self) -> bool:
+    def take(self) -> bool:
         """Take a slot if one is free; False if full (or others queued first)."""
         if self.free > 0:
             self.free -= 1
@@ -75,7 +75,7 @@ class Bulkhead(Generic[W]):
         self.stats.shed += 1
 
     def wait(self, waiter: W) -> None:
-        """Queue ``waiter`` for the next free slot (after :meth:`enter` said no)."""
+        """Queue ``waiter`` for the next free slot (after :meth:`take` said no)."""
         self.stats.waited += 1
         self.waiters.append(waiter)
 
@@ -84,7 +84,7 @@ class Bulkhead(Generic[W]):
         with contextlib.suppress(ValueError):
             self.waiters.remove(waiter)
 
-    def leave(self) -> W | None:
+    def give(self) -> W | None:
         """Free a slot; the waiter it passes to (still counted outstanding), if any."""
         if self.waiters:
             return self.waiters.popleft()

@@ -23,9 +23,10 @@ from .policy import CallPolicy, Policies
 __all__ = ["Guard", "Guards"]
 
 
-class Guard:
+class Guard(Bulkhead[Any]):
     """One target's breaker (optional), bulkhead (without a limit if the policy sets none)
-    and policy.
+    and policy. The guard is its target's bulkhead (``free``, ``waiters``, ``stats``: see
+    :class:`~seawall.resilience.Bulkhead`), so that the fast path reads one object.
 
     The fast path: a call the breaker has nothing to say about costs a few integer
     operations, no call and no clock read, by two fields the guard keeps up to date
@@ -33,11 +34,11 @@ class Guard:
     guard, or call :meth:`sync` after):
 
     - ``ready``: no breaker, or a closed one that does not time calls: while
-      ``bulkhead.free > 0`` a call is admitted by ``bulkhead.free -= 1`` alone, started
+      ``free > 0`` a call is admitted by ``free -= 1`` alone, started
       at 0.0 (what :meth:`enter` does then);
     - ``quiet``: while it is not 0 (ready, the breaker's whole window successes, nobody
       waiting for a slot), a success is told by ``quiet -= 1`` and
-      ``bulkhead.free += 1`` alone (what :meth:`leave` does then). ``quiet`` counts down
+      ``free += 1`` alone (what :meth:`leave` does then). ``quiet`` counts down
       a run of at most 256 successes, small integers that cost no allocation; the guard
       adds the run to the breaker's ``stats.succeeded`` when it ends (at the latest
       after 256 calls, or at :meth:`sync`), so that count is behind by less than a run.
@@ -45,13 +46,13 @@ class Guard:
     Anything else goes through :meth:`enter` and :meth:`leave`.
     """
 
-    __slots__ = ("_run", "breaker", "bulkhead", "policy", "quiet", "ready", "target", "timed")
+    __slots__ = ("_run", "breaker", "policy", "quiet", "ready", "target", "timed")
 
     def __init__(self, target: str, policy: CallPolicy) -> None:
+        super().__init__(policy.max_outstanding)
         self.target = target
         self.policy = policy
         self.breaker = None if policy.breaker is None else CircuitBreaker(target, policy.breaker)
-        self.bulkhead: Bulkhead[Any] = Bulkhead(policy.max_outstanding)
         self.timed = False
         """Whether a call's duration matters (slow calls count as failures): read the
         clock at its start only then."""
@@ -66,12 +67,12 @@ class Guard:
         if breaker is None:
             self.timed = False
             self.ready = True
-            quiet = not self.bulkhead.waiters
+            quiet = not self.waiters
         else:
             breaker.stats.succeeded += self._run - self.quiet
             self.timed = breaker.policy.slow_call is not None
             self.ready = breaker.state == "closed" and not self.timed
-            quiet = self.ready and breaker.quiet and not self.bulkhead.waiters
+            quiet = self.ready and breaker.quiet and not self.waiters
         self.quiet = self._run = _RUN if quiet else 0
 
     def enter(self, clock: Callable[[], float], policy: CallPolicy) -> bool:
@@ -86,9 +87,8 @@ class Guard:
         breaker = self.breaker
         if breaker is not None and breaker.state != "closed":
             self._admit(clock)
-        bulkhead = self.bulkhead
-        if bulkhead.free > 0:
-            bulkhead.free -= 1
+        if self.free > 0:
+            self.free -= 1
             return True
         if policy.overflow == "shed":
             self._shed(policy)
@@ -106,20 +106,19 @@ class Guard:
 
     def _shed(self, policy: CallPolicy) -> NoReturn:
         """Refuse a call the full bulkhead does not queue (raises :class:`~seawall.Overloaded`)."""
-        bulkhead = self.bulkhead
-        bulkhead.shed()
+        self.shed()
         if self.breaker is not None:
             self.breaker.release()
-        raise Overloaded(self.target, bulkhead.limit or 0, retry_after=_hint(policy))
+        raise Overloaded(self.target, self.limit or 0, retry_after=_hint(policy))
 
     def wait(self, waiter: Any) -> None:
         """Queue ``waiter`` for a slot (after :meth:`enter` said wait)."""
-        self.bulkhead.wait(waiter)
+        super().wait(waiter)
         self.sync()
 
     def withdraw(self, waiter: Any) -> None:
         """``waiter`` gave up its place in the queue."""
-        self.bulkhead.withdraw(waiter)
+        super().withdraw(waiter)
         self.sync()
 
     def leave(self, clock: Callable[[], float], failed: bool | None, started: float) -> Any:
@@ -128,14 +127,14 @@ class Guard:
         read only when the outcome can change the breaker."""
         if failed is False and self.quiet:
             self.quiet -= 1  # a success changes nothing: the fast path
-            self.bulkhead.free += 1
+            self.free += 1
             return None
         self._verdict(clock, failed, started)
         return self.pass_slot()
 
     def pass_slot(self) -> Any:
         """Free a slot without a verdict; returns the waiter it passes to, if any."""
-        waiter = self.bulkhead.leave()
+        waiter = self.give()
         if waiter is None and not self.quiet:
             self.sync()
         return waiter
@@ -158,8 +157,8 @@ class Guard:
             self._run = self.quiet  # the successes before it are not the new breaker's
             self.breaker = CircuitBreaker(self.target, policy.breaker)
             self.sync()
-        if self.bulkhead.limit is None and policy.max_outstanding is not None:
-            self.bulkhead.limit_to(policy.max_outstanding)
+        if self.limit is None and policy.max_outstanding is not None:
+            self.limit_to(policy.max_outstanding)
 
 
 class Guards:

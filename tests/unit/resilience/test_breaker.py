@@ -113,18 +113,18 @@ def test_a_bad_policy_says_what_is_wrong(fields: dict[str, float], says: str) ->
 
 def test_the_bulkhead_hands_a_freed_slot_to_the_first_waiter() -> None:
     bulkhead: Bulkhead[str] = Bulkhead(2)
-    assert bulkhead.enter()
-    assert bulkhead.enter()
-    assert not bulkhead.enter()
+    assert bulkhead.take()
+    assert bulkhead.take()
+    assert not bulkhead.take()
     bulkhead.wait("a")
     bulkhead.wait("b")
     bulkhead.withdraw("a")  # gave up
-    assert bulkhead.leave() == "b"  # its slot passes on, still counted outstanding
+    assert bulkhead.give() == "b"  # its slot passes on, still counted outstanding
     assert bulkhead.outstanding == 2
-    assert bulkhead.leave() is None
-    assert bulkhead.leave() is None
+    assert bulkhead.give() is None
+    assert bulkhead.give() is None
     assert bulkhead.outstanding == 0
-    assert bulkhead.enter()
+    assert bulkhead.take()
     with pytest.raises(ConfigurationError, match="at least 1"):
         Bulkhead(0)
 
@@ -132,14 +132,14 @@ def test_the_bulkhead_hands_a_freed_slot_to_the_first_waiter() -> None:
 def test_a_bulkhead_limited_under_the_calls_out_frees_no_slot_until_enough_are_back() -> None:
     bulkhead: Bulkhead[str] = Bulkhead(None)
     for _ in range(3):
-        assert bulkhead.enter()
+        assert bulkhead.take()
     bulkhead.limit_to(2)
     assert (bulkhead.outstanding, bulkhead.free) == (3, -1)
-    assert not bulkhead.enter()
-    bulkhead.leave()
-    assert not bulkhead.enter()  # two are still out
-    bulkhead.leave()
-    assert bulkhead.enter()
+    assert not bulkhead.take()
+    bulkhead.give()
+    assert not bulkhead.take()  # two are still out
+    bulkhead.give()
+    assert bulkhead.take()
 
 
 def test_the_guards_fast_path_counts_its_successes_and_hands_slots_to_waiters() -> None:
@@ -153,7 +153,7 @@ def test_the_guards_fast_path_counts_its_successes_and_hands_slots_to_waiters() 
         assert guard.leave(clock, False, 0.0) is None
     guard.sync()
     assert breaker.stats.succeeded == 1000
-    assert guard.bulkhead.free == 2
+    assert guard.free == 2
 
     assert guard.enter(clock, guard.policy)
     assert guard.enter(clock, guard.policy)
@@ -163,7 +163,7 @@ def test_the_guards_fast_path_counts_its_successes_and_hands_slots_to_waiters() 
     assert guard.leave(clock, False, 0.0) == "waiter"  # its slot passes on
     assert guard.leave(clock, False, 0.0) is None
     assert guard.leave(clock, True, 0.0) is None  # the waiter's call failed
-    assert guard.bulkhead.free == 2
+    assert guard.free == 2
     assert breaker.stats.succeeded == 1002
     assert breaker.stats.failed == 1
     assert not guard.quiet  # a failure in the window: every outcome is recorded again
