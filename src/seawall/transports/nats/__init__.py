@@ -176,6 +176,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ._acks import Acks
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
 from ._headers import install as install_header_parser
+from ._pongs import install as install_pong_reader
 from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
 from ._schedule import scheduled_headers
@@ -282,6 +283,7 @@ class NatsTransport:
                 if self._js is None:
                     self._client = await self._open()
                     install_header_parser(self._client)
+                    install_pong_reader(self._client)  # a flush given up on leaves it reading
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
