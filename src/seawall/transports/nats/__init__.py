@@ -176,9 +176,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ._acks import Acks
 from ._core import CoreSubscription, rides_core  # after the check above: nats-py is there
 from ._headers import install as install_header_parser
-from ._pongs import install as install_pong_reader
 from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
+from ._pongs import install as install_pong_reader
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
