@@ -20,10 +20,13 @@ result only on a flush still waiting for it; nats-py's own lookup
 from __future__ import annotations
 
 import asyncio
+import logging
 import types
 from typing import Any
 
 __all__ = ["install", "process_pong"]
+
+log = logging.getLogger("seawall.transports.nats")
 
 
 async def process_pong(client: Any) -> None:
@@ -33,6 +36,8 @@ async def process_pong(client: Any) -> None:
         future = pongs.pop(0)
         if not future.done():
             future.set_result(True)
+        else:
+            log.debug("the PONG of a flush given up on came; the link reads on")
         client._pongs_received += 1
         client._pings_outstanding = 0
 
