@@ -403,6 +403,39 @@ async def test_a_lingering_old_connection_takes_no_redelivery() -> None:
     assert delivered == expected, "a redelivery went astray or a message came twice"
 
 
+async def test_a_flush_given_up_on_leaves_the_link_reading() -> None:
+    """A PONG whose flush was cancelled does not end the connection's read loop.
+
+    nats-py 2.16 set the result of the cancelled flush when its PONG came; the
+    InvalidStateError ended the read loop and the link read nothing more while it
+    looked connected. Seen in rolling restarts under load: a drain's unsubscribe
+    (a flush) cancelled, then the process hung in its drain until it was killed,
+    and what it held came again only after AckWait (orders unanswered in 30 s)."""
+    async with cleanup_streams() as doomed:
+        transport = await NatsTransport.connect(require(NATS), publish_timeout=3.0)
+        try:
+            channel = unique("pong")
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.add(transport._streams[channel].name)
+            given_up = asyncio.create_task(transport.client.flush(timeout=5))
+            await asyncio.sleep(0)  # its PING is on its way; the PONG comes after this
+            given_up.cancel()
+            await asyncio.wait({given_up})
+            # the PONG comes before the publish's acknowledgement: a publish that is
+            # stored proves the link read past it
+            sent = make_message(0)
+            await transport.publish(channel, sent)
+            await transport.client.flush(timeout=2)  # and a later flush is answered
+            sub = await transport.subscribe(channel, group="workers")
+            async with Inbox(sub, patience=5.0) as inbox:
+                [got] = await inbox.collect(1)
+                await sub.ack(got)
+            await sub.close()
+        finally:
+            await transport.close()
+    assert got.message.id == sent.id
+
+
 async def test_a_transport_never_used_closes_without_connecting() -> None:
     transport = NatsTransport(f"nats://127.0.0.1:{free_port()}")
     await transport.close()

@@ -178,6 +178,7 @@ from ._core import CoreSubscription, rides_core  # after the check above: nats-p
 from ._headers import install as install_header_parser
 from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
+from ._pongs import install as install_pong_reader
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
@@ -282,6 +283,7 @@ class NatsTransport:
                 if self._js is None:
                     self._client = await self._open()
                     install_header_parser(self._client)
+                    install_pong_reader(self._client)  # a flush given up on leaves it reading
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
