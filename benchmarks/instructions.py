@@ -155,6 +155,10 @@ def _memory_mode() -> str:
     )
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
 def _table(
     args: argparse.Namespace,
     rates: dict[str, list[float]],
@@ -174,9 +178,11 @@ def _table(
         "| work | rate (median) | x anchor | instructions / op | anchor's / this | target |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    targets = {
-        "publish": ("≥ 0.2x and ≥ 200,000/s; instructions ≥ 0.2x", 0.2, 200_000),
-        "request": ("≥ 40,000/s", None, 40_000),
+    # (minimum rate, minimum ratio to the anchor): each condition judged on its own, the
+    # instruction ratio being the one the "Done when" names (wall clock is noisy)
+    targets: dict[str, tuple[float, float | None]] = {
+        "publish": (200_000, 0.2),
+        "request": (40_000, None),
     }
     for key, (label, unit, _, _) in WORKLOADS.items():
         rate_, ir = median[key], counts.get(key)
@@ -185,11 +191,13 @@ def _table(
         ir_ratio = (anchor_ir / ir) if ir and anchor_ir else None
         verdict = ""
         if key in targets:
-            text, min_ratio, min_rate = targets[key]
-            ok = rate_ >= min_rate and (min_ratio is None or ratio >= min_ratio)
-            if min_ratio is not None and ir_ratio is not None:
-                ok = ok and ir_ratio >= min_ratio
-            verdict = f"{text} ({'met' if ok else 'missed'})"
+            min_rate, min_ratio = targets[key]
+            checks = [f"≥ {min_rate:,.0f}/s: {_met(rate_ >= min_rate)}"]
+            if min_ratio is not None:
+                if ir_ratio is not None:
+                    checks.append(f"instructions ≥ {min_ratio}x: {_met(ir_ratio >= min_ratio)}")
+                checks.append(f"rate ≥ {min_ratio}x: {_met(ratio >= min_ratio)}")
+            verdict = "; ".join(checks)
         lines.append(
             f"| {label} | {rate_:,.0f} {unit} | {ratio:.3f}x | {ir_text} | "
             f"{'' if ir_ratio is None else f'{ir_ratio:.3f}x'} | {verdict} |"
