@@ -39,6 +39,7 @@ from seawall import (
 from seawall.testing._conformance import Inbox, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports.nats import NatsTransport
+from seawall.transports.nats._subscription import NatsSubscription
 
 pytestmark = pytest.mark.integration
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -151,6 +152,43 @@ async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> 
                 await sub.ack(held)
         finally:
             await transport.close()
+
+
+async def test_a_message_on_its_way_at_close_comes_again_after_the_held_ones() -> None:
+    # JetStream redelivers NAKed messages in the order of the NAKs. A message a pull
+    # request brought while close stopped the pullers was NAKed as it came, before the
+    # earlier message still held, and came again first (a key out of order: the flake
+    # of test_killing_the_lease_buckets_node_keeps_ownership_and_loses_nothing).
+    transport = await NatsTransport.connect(require(NATS))
+    channel = unique("inflight")
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            for n in range(4):
+                await transport.publish(channel, make_message(n))
+            sub = await transport.subscribe(channel, group="workers", prefetch=2)
+            assert isinstance(sub, NatsSubscription)
+            deliveries = aiter(sub)
+            first = await anext(deliveries)
+            await wait_until(lambda: len(sub._ready) == 1, 5.0, "the second message held")
+            await sub.ack(first)
+            [puller] = sub.pullers.values()
+            stop = puller.stop
+
+            async def stop_with_one_on_its_way() -> None:  # as close meets it, seldom
+                await puller.request(1, transport.clock.time())
+                await wait_until(lambda: puller.outstanding == 0, 5.0, "the third message")
+                await stop()
+
+            puller.stop = stop_with_one_on_its_way  # type: ignore[method-assign]
+            await sub.close()
+            again = await transport.subscribe(channel, group="workers", prefetch=4)
+            async with Inbox(again, patience=5.0) as inbox:
+                got = await inbox.collect(3)
+        finally:
+            await transport.close()
+    assert [(d.message.data, d.attempt) for d in got] == [(b"1", 2), (b"2", 2), (b"3", 1)]
 
 
 async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() -> None:

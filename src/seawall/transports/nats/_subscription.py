@@ -189,6 +189,7 @@ class NatsSubscription:
         self._ready: deque[_Held] = deque()
         self._unsettled: dict[str, _Held] = {}  # by ack subject
         self._state = "open"  # open | closed | broken
+        self._returned = False  # True once _return_all gave everything held back
         self._intake = True  # False once stop_intake was called: no pulling any more
         self._kv = kv
         self._owner: Member | None = None
@@ -260,7 +261,7 @@ class NatsSubscription:
 
     # -- deliveries ------------------------------------------------------------
     async def arrived(self, msg: Msg, partition: int) -> None:
-        if self._state != "open":  # came after close or a broken link: give it back
+        if self._returned:  # came after everything held was given back: give it back
             await self._give_back([msg])
             return
         self.held[partition] += 1
@@ -444,7 +445,14 @@ class NatsSubscription:
         message into that dead link (back only after AckWait), so the transport
         sends the NAKs once the server has let go of the old inboxes (see
         ``NatsTransport._return_parked``).
+
+        The server redelivers NAKed messages in the order it got the NAKs, so
+        messages still on their way while the pullers stop join the ones held
+        (``arrived`` keeps them until this runs) and go back after them, in the
+        order received: NAKed as they came, they would come again before the
+        earlier messages of their keys.
         """
+        self._returned = True
         held = [*self._unsettled.values(), *self._ready]
         self._unsettled.clear()
         self._ready.clear()
