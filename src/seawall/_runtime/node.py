@@ -197,6 +197,20 @@ class Node:
                 traceparent=cause.traceparent,
                 tracestate=cause.tracestate,
             )
+        elif cause is None and key is subject is None and replyto is not None:
+            message = Message(  # a request from outside any handler: no replace() after
+                id=message_id,
+                type=cls.type_name,
+                source=source,
+                time=self._stamp,
+                data=data,
+                kind=kind or cls.kind,
+                datacontenttype=codec.content_type,
+                dataschema=schema,
+                correlationid=message_id,
+                replyto=replyto,
+                deadline=None if deadline is None else datetime.fromtimestamp(deadline, UTC),
+            )
         else:
             message = Message(
                 id=message_id,
