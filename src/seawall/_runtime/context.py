@@ -162,7 +162,12 @@ class Reply(Generic[R]):
             if timer is not None:
                 timer.cancel()
             node.replies.forget(self._request.id)
-        result: R = _unwrap(node, replies[0], self._into)
+        reply, into = replies[0], self._into
+        if into is not None and into is not Failure:  # a Failure raises, in _unwrap
+            kept = node.handed(reply, into)  # answered in this process: its very object
+            if kept is not None:
+                return kept  # type: ignore[return-value]
+        result: R = _unwrap(node, reply, into)
         return result
 
 

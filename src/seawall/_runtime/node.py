@@ -240,6 +240,19 @@ class Node:
         schema = self._schemas[cls] = schema_uri(cls)
         return schema
 
+    def handed(self, message: Message, into: type[Payload]) -> Payload | None:
+        """The payload object ``message`` was just built from in this process (a reply
+        answered in-process), when it is an ``into`` and that class is immutable all the
+        way down; else None (decode it). No decode, no copy."""
+        carrier = self._carrier
+        if carrier is None:
+            return None
+        handed = carrier.handed
+        if handed is None or handed[0] is not message:
+            return None
+        payload = handed[1]
+        return payload if type(payload) is into and shareable(into) else None  # type: ignore[return-value]
+
     def decode(self, message: Message, into: type[Payload] | None = None) -> Payload:
         """The payload of ``message``, as ``into`` or else the class of its type name.
 
