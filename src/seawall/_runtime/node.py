@@ -251,7 +251,7 @@ class Node:
         if handed is None or handed[0] is not message:
             return None
         payload = handed[1]
-        return payload if type(payload) is into and shareable(into) else None  # type: ignore[return-value]
+        return payload if type(payload) is into and shareable(into) else None
 
     def decode(self, message: Message, into: type[Payload] | None = None) -> Payload:
         """The payload of ``message``, as ``into`` or else the class of its type name.
