@@ -325,7 +325,7 @@ class Node:
         """:meth:`reply` to a request made in this process (``request.replyto`` is this
         node's inbox): handed to its waiter at once, no coroutine needed."""
         message = self.envelope(payload, source=source, cause=request, kind="document")
-        self.on_inbox(message)
+        self.replies.deliver(message)  # on_inbox, inline
         return message
 
     async def reply_again(self, request: Message, reply: Message, *, source: str) -> None:
