@@ -255,7 +255,10 @@ class _HeapTimer:
     def cancel(self) -> None:
         if self.callback is not None:
             self.callback = None
-            self._heap._cancelled()
+            heap = self._heap  # TimerHeap._cancelled's count, inline: two timers a request
+            heap._dead += 1
+            if heap._dead > 1024 and 2 * heap._dead > len(heap._heap):
+                heap._compact()
 
 
 class TimerHeap:
@@ -320,12 +323,11 @@ class TimerHeap:
         if heap:
             self._arm(heap[0][0])
 
-    def _cancelled(self) -> None:
-        self._dead += 1
-        if self._dead > 1024 and 2 * self._dead > len(self._heap):
-            self._heap = [entry for entry in self._heap if entry[2].callback is not None]
-            heapq.heapify(self._heap)
-            self._dead = 0
+    def _compact(self) -> None:
+        """Drop the cancelled entries (they outnumber the live ones)."""
+        self._heap = [entry for entry in self._heap if entry[2].callback is not None]
+        heapq.heapify(self._heap)
+        self._dead = 0
 
 
 def timeout_at(clock: Clock, when: float | None) -> Deadline:

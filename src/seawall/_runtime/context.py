@@ -140,6 +140,7 @@ class Reply(Generic[R]):
             if deadline <= node.clock.time():
                 raise self._not_sent()
             timer = node.timers.call_at(deadline, self._expire)
+        answered = False
         try:
             if not self._send.taken:
                 task = self._sender = asyncio.current_task()
@@ -154,6 +155,7 @@ class Reply(Generic[R]):
                 finally:
                     self._sender = None
             replies = await self._future
+            answered = True
         except TimeoutError as exc:
             if isinstance(exc, DeadlineExceeded):
                 raise
@@ -161,8 +163,14 @@ class Reply(Generic[R]):
         finally:
             if timer is not None:
                 timer.cancel()
-            node.replies.forget(self._request.id)
-        result: R = _unwrap(node, replies[0], self._into)
+            if not answered:  # an answered request's entry left the table with its reply
+                node.replies.forget(self._request.id)
+        reply, into = replies[0], self._into
+        if into is not None and into is not Failure:  # a Failure raises, in _unwrap
+            kept = node.handed(reply, into)  # answered in this process: its very object
+            if kept is not None:
+                return kept  # type: ignore[return-value]
+        result: R = _unwrap(node, reply, into)
         return result
 
 

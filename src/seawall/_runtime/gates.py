@@ -143,8 +143,7 @@ class ReplyCache:
 
     def remember(self, request: Message, reply: Message) -> None:
         """Remember ``reply`` as the answer to ``request``, in memory only."""
-        self._recent.put(request.id, reply)
-        self._recent.finish(request.id)
+        self._recent.answer(request.id, reply)
 
     async def keep(self, request: Message, reply: Message) -> None:
         """Remember ``reply`` as the answer to ``request``."""

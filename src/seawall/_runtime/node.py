@@ -197,6 +197,20 @@ class Node:
                 traceparent=cause.traceparent,
                 tracestate=cause.tracestate,
             )
+        elif cause is None and key is subject is None and replyto is not None:
+            message = Message(  # a request from outside any handler: no replace() after
+                id=message_id,
+                type=cls.type_name,
+                source=source,
+                time=self._stamp,
+                data=data,
+                kind=kind or cls.kind,
+                datacontenttype=codec.content_type,
+                dataschema=schema,
+                correlationid=message_id,
+                replyto=replyto,
+                deadline=None if deadline is None else datetime.fromtimestamp(deadline, UTC),
+            )
         else:
             message = Message(
                 id=message_id,
@@ -225,6 +239,19 @@ class Node:
             )
         schema = self._schemas[cls] = schema_uri(cls)
         return schema
+
+    def handed(self, message: Message, into: type[Payload]) -> Payload | None:
+        """The payload object ``message`` was just built from in this process (a reply
+        answered in-process), when it is an ``into`` and that class is immutable all the
+        way down; else None (decode it). No decode, no copy."""
+        carrier = self._carrier
+        if carrier is None:
+            return None
+        handed = carrier.handed
+        if handed is None or handed[0] is not message:
+            return None
+        payload = handed[1]
+        return payload if type(payload) is into and shareable(into) else None
 
     def decode(self, message: Message, into: type[Payload] | None = None) -> Payload:
         """The payload of ``message``, as ``into`` or else the class of its type name.
@@ -298,7 +325,7 @@ class Node:
         """:meth:`reply` to a request made in this process (``request.replyto`` is this
         node's inbox): handed to its waiter at once, no coroutine needed."""
         message = self.envelope(payload, source=source, cause=request, kind="document")
-        self.on_inbox(message)
+        self.replies.deliver(message)  # on_inbox, inline
         return message
 
     async def reply_again(self, request: Message, reply: Message, *, source: str) -> None:

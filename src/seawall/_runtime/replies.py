@@ -60,11 +60,13 @@ class ReplyTable:
         self, request_id: str, want: int | None, deadline: float | None, now: float
     ) -> asyncio.Future[list[Message]]:
         """Start waiting; the future resolves once ``want`` replies arrived (never if None)."""
-        self._expire(now)
+        expiry = self._expiry
+        if expiry and expiry[0][0] < now:  # _expire's test, here: no call on most requests
+            self._expire(now)
         waiter = self._waiting[request_id] = _Waiter(want)
         if deadline is not None:
-            heapq.heappush(self._expiry, (deadline, request_id))
-            if len(self._expiry) > 2 * len(self._waiting) + 1024:
+            heapq.heappush(expiry, (deadline, request_id))
+            if len(expiry) > 2 * len(self._waiting) + 1024:
                 self._compact()
         return waiter.future
 

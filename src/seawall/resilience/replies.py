@@ -79,6 +79,15 @@ class RecentReplies:
         if len(replies) > self.limit:
             replies.popitem(last=False)
 
+    def answer(self, request_id: str, reply: object) -> None:
+        """:meth:`put` and :meth:`finish` in one call: the path of every request answered."""
+        replies = self._replies
+        replies[request_id] = reply
+        replies.move_to_end(request_id)
+        if len(replies) > self.limit:
+            replies.popitem(last=False)
+        self._running.discard(request_id)
+
     def start(self, request_id: str) -> bool:
         """Mark ``request_id`` as being handled; False if it already is (a repeat meanwhile)."""
         if request_id in self._running:

@@ -428,6 +428,11 @@ class MemorySubscription:
                     sink(Delivery(message, name, 0, attempt, (partition, offset), payload))
                 else:
                     sink(Delivery(message, name, partition, attempt, offset, payload))
+            if len(batch) < _BATCH:
+                # Short of the limit: out of credit or of entries, so asking again would
+                # find nothing (``sink`` only queues; an ack it made at once would wake
+                # this subscription again). Saves a take per request of a request/reply.
+                break
         parts = group.parts
         if len(parts) == 1 and not parts[0].retry:
             return

@@ -80,6 +80,20 @@ async def test_a_requester_in_this_process_is_answered_without_the_broker() -> N
     assert not [c for c in channels if c.startswith("_inbox.")], channels
 
 
+async def test_the_reply_table_keeps_no_entry_after_a_request_is_answered_or_fails() -> None:
+    svc, _ = shop()
+    async with TestSystem(svc, raise_handler_errors=False) as system:
+        ctx, table = system.context(), system.system.node.replies
+        assert (await ctx.request("shop", Quote(item="tea"), returns=Price)).cents == 300
+        assert len(table) == 0  # the reply took its entry out
+        with pytest.raises(RemoteError):
+            await ctx.request("shop", Quote(item="bomb"), returns=Price)
+        assert len(table) == 0
+        with pytest.raises(DeadlineExceeded):
+            await ctx.request("nobody", Quote(item="tea"), returns=Price, timeout=1.0)
+        assert len(table) == 0  # forgotten by the requester that gave up
+
+
 async def test_a_requester_in_another_process_is_answered_through_its_inbox() -> None:
     svc, _ = shop()
     shared = RecordingTransport(MemoryTransport())
