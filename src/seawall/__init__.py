@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from typing import Any as _Any
 
+from . import _lazy
 from ._clock import Clock, SystemClock, VirtualClock
 from ._exceptions import (
     AggregateNotFound,
@@ -188,14 +189,8 @@ def __getattr__(name: str) -> _Any:
 
         value = globals()["__version__"] = version("seawall")
         return value
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = globals()[name] = getattr(import_module(module, __name__), name)
-    return value
+    return _load(name)
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+_load = _lazy.loader(__name__, _LAZY, globals())
+__dir__ = _lazy.exported(globals(), __all__)

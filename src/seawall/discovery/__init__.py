@@ -14,8 +14,9 @@ the live instances and forget one after :data:`EXPIRY` seconds without a beat.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import _lazy
 from .announcement import (
     EXPIRY,
     HEARTBEAT,
@@ -63,16 +64,5 @@ needs no more of discovery than :class:`BreakerState` (the routing's hashlib, th
 reader and the roster's dataclasses were a twentieth of it)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__ = _lazy.loader(__name__, _LAZY, globals())
+__dir__ = _lazy.exported(globals(), __all__)

@@ -16,7 +16,9 @@ wires them into ``ctx.request`` and ``ctx.send`` and into its consumers:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .. import _lazy
 
 if TYPE_CHECKING:
     from .breaker import BreakerPolicy, BreakerStats, CircuitBreaker
@@ -56,16 +58,5 @@ but only a system given call policies (or a service depending on a target) needs
 breakers, bulkheads and policies, whose dataclasses were a tenth of ``import seawall``."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__ = _lazy.loader(__name__, _LAZY, globals())
+__dir__ = _lazy.exported(globals(), __all__)

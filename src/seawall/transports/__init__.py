@@ -13,8 +13,9 @@ broker client), filled from code, the URL's query or ``seawall.toml``::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import _lazy
 from .._fsync import SyncPolicy
 from .._transport.options import TransportOptions
 from .._transport.schemes import ENTRY_POINT_GROUP, TransportFactory, connect, schemes
@@ -61,12 +62,5 @@ _LAZY = {
 ``seawall://`` client cost a fifth of ``import seawall`` and most programs use one at most."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.loader(__name__, _LAZY, globals())
+__dir__ = _lazy.exported(globals(), __all__)
