@@ -13,6 +13,10 @@ the two servers (both connected all along), and the figures are the totals:
 the group commit must never be slower than committing alone, so the ratio of
 acknowledgements batch / always must be >= 1.0 at every ``N``; the median of
 the per-pair ratios is printed beside it.
+
+Nobody consumes, so every acknowledged publish stays in the channel: it is declared
+with room for a whole run (:data:`MAX_MESSAGES`), and a full channel is refused at
+once (``publish_timeout=0``) rather than waited out, which would hang the run for ever.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from seawall import Message, uuid7
+from seawall import ChannelSpec, Message, uuid7
 from seawall._server.server import BrokerServer
 from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.seawall import SeawallTransport
@@ -35,11 +39,28 @@ from .wire import PAYLOAD, line, stop
 
 CHANNEL = "bench.sync"
 POLICIES = ("batch", "always")
+MAX_MESSAGES = 100_000_000
+"""The channel's bound, far above what a run publishes (the default 100,000 was
+reached within the 64-publisher slices, which then waited for room for ever)."""
+
+
+async def open_store(
+    data: str, sync: str, *, max_messages: int = MAX_MESSAGES
+) -> EmbeddedTransport:
+    """The durable broker a server serves, with :data:`CHANNEL` declared to hold ``max_messages``.
+
+    ``publish_timeout=0``: with no consumer, room never comes back, so a publish to a
+    full channel fails at once with ChannelFull (the benchmark stops with it) instead
+    of waiting for ever.
+    """
+    backing = EmbeddedTransport(data, sync=sync, publish_timeout=0)  # type: ignore[arg-type]
+    await backing.declare(ChannelSpec(name=CHANNEL, max_messages=max_messages))
+    return backing
 
 
 async def serve(data: str, sync: str) -> None:
     """Run a durable broker server with ``sync`` until stdin closes; print its port."""
-    backing = EmbeddedTransport(data, sync=sync, publish_timeout=None)  # type: ignore[arg-type]
+    backing = await open_store(data, sync)
     async with BrokerServer(backing, host="127.0.0.1") as server:
         print(server.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
