@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from benchmarks.group_commit import CHANNEL, MAX_MESSAGES, open_store
+from benchmarks.group_commit import CHANNEL, open_store
 from benchmarks.wire import PAYLOAD
 
 from seawall import ChannelFull, Message, uuid7
@@ -42,8 +42,3 @@ async def test_a_full_channel_is_refused_at_once_not_waited_for(tmp_path: Path) 
                 await client.close()
     finally:
         await backing.close()
-
-
-def test_the_channel_holds_more_than_a_run_publishes() -> None:
-    # 16 slices of 0.4 s per server at 1, 4 and 64 publishers, at up to 1M acks/s
-    assert MAX_MESSAGES >= 3 * 16 * 0.4 * 1_000_000
