@@ -10,7 +10,9 @@ import contextlib
 import functools
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -43,6 +45,21 @@ from seawall.transports.nats._subscription import NatsSubscription
 
 pytestmark = pytest.mark.integration
 NATS_SERVER = "/usr/sbin/nats-server"
+
+
+@contextlib.asynccontextmanager
+async def declared(prefix: str, **options: Any) -> AsyncIterator[tuple[NatsTransport, str]]:
+    """A transport and a channel of its own, declared; its streams are deleted and the
+    transport closed afterwards."""
+    transport = await NatsTransport.connect(require(NATS), **options)
+    channel = unique(prefix)
+    async with cleanup_streams() as doomed:
+        try:
+            await transport.declare(ChannelSpec(name=channel))
+            doomed.update(s.name for s in transport._streams.values())
+            yield transport, channel
+        finally:
+            await transport.close()
 
 
 # -- interoperability with a client seawall did not write -----------------------
@@ -137,21 +154,14 @@ async def test_partitions_move_when_a_member_leaves_and_when_one_dies() -> None:
 
 
 async def test_a_delivery_held_past_ack_wait_is_kept_alive_not_redelivered() -> None:
-    transport = await NatsTransport.connect(require(NATS), ack_wait=1.0)
-    channel = unique("keepalive")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            doomed.update(s.name for s in transport._streams.values())
-            await transport.publish(channel, make_message(0))
-            sub = await transport.subscribe(channel, group="slow")
-            async with Inbox(sub, patience=5.0) as inbox:
-                [held] = await inbox.collect(1)
-                # twice AckWait: without in-progress acks JetStream would deliver it again
-                assert await inbox.quiet(2.2) == [], "redelivered while still held"
-                await sub.ack(held)
-        finally:
-            await transport.close()
+    async with declared("keepalive", ack_wait=1.0) as (transport, channel):
+        await transport.publish(channel, make_message(0))
+        sub = await transport.subscribe(channel, group="slow")
+        async with Inbox(sub, patience=5.0) as inbox:
+            [held] = await inbox.collect(1)
+            # twice AckWait: without in-progress acks JetStream would deliver it again
+            assert await inbox.quiet(2.2) == [], "redelivered while still held"
+            await sub.ack(held)
 
 
 async def test_a_message_on_its_way_at_close_comes_again_after_the_held_ones() -> None:
@@ -159,35 +169,28 @@ async def test_a_message_on_its_way_at_close_comes_again_after_the_held_ones() -
     # request brought while close stopped the pullers was NAKed as it came, before the
     # earlier message still held, and came again first (a key out of order: the flake
     # of test_killing_the_lease_buckets_node_keeps_ownership_and_loses_nothing).
-    transport = await NatsTransport.connect(require(NATS))
-    channel = unique("inflight")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            doomed.update(s.name for s in transport._streams.values())
-            for n in range(4):
-                await transport.publish(channel, make_message(n))
-            sub = await transport.subscribe(channel, group="workers", prefetch=2)
-            assert isinstance(sub, NatsSubscription)
-            deliveries = aiter(sub)
-            first = await anext(deliveries)
-            await wait_until(lambda: len(sub._ready) == 1, 5.0, "the second message held")
-            await sub.ack(first)
-            [puller] = sub.pullers.values()
-            stop = puller.stop
+    async with declared("inflight") as (transport, channel):
+        for n in range(4):
+            await transport.publish(channel, make_message(n))
+        sub = await transport.subscribe(channel, group="workers", prefetch=2)
+        assert isinstance(sub, NatsSubscription)
+        deliveries = aiter(sub)
+        first = await anext(deliveries)
+        await wait_until(lambda: len(sub._ready) == 1, 5.0, "the second message held")
+        await sub.ack(first)
+        [puller] = sub.pullers.values()
+        stop = puller.stop
 
-            async def stop_with_one_on_its_way() -> None:  # as close meets it, seldom
-                await puller.request(1, transport.clock.time())
-                await wait_until(lambda: puller.outstanding == 0, 5.0, "the third message")
-                await stop()
+        async def stop_with_one_on_its_way() -> None:  # as close meets it, seldom
+            await puller.request(1, transport.clock.time())
+            await wait_until(lambda: puller.outstanding == 0, 5.0, "the third message")
+            await stop()
 
-            puller.stop = stop_with_one_on_its_way  # type: ignore[method-assign]
-            await sub.close()
-            again = await transport.subscribe(channel, group="workers", prefetch=4)
-            async with Inbox(again, patience=5.0) as inbox:
-                got = await inbox.collect(3)
-        finally:
-            await transport.close()
+        puller.stop = stop_with_one_on_its_way  # type: ignore[method-assign]
+        await sub.close()
+        again = await transport.subscribe(channel, group="workers", prefetch=4)
+        async with Inbox(again, patience=5.0) as inbox:
+            got = await inbox.collect(3)
     assert [(d.message.data, d.attempt) for d in got] == [(b"1", 2), (b"2", 2), (b"3", 1)]
 
 
@@ -195,116 +198,81 @@ async def test_settling_tops_the_pull_credit_up_without_waiting_for_a_timer() ->
     # Acks made while the reader waits (as the dispatcher's workers make them) wake it
     # once they free credit worth a pull request; if they never did, each window of 4
     # would stall until the open pull request expired (pull_expires + api_timeout = 7 s).
-    transport = await NatsTransport.connect(require(NATS), pull_expires=5.0)
-    channel = unique("credit")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            doomed.update(s.name for s in transport._streams.values())
-            sent = [make_message(i) for i in range(40)]
-            await asyncio.gather(*(transport.publish(channel, m) for m in sent))
-            sub = await transport.subscribe(channel, group="workers", prefetch=4)
-            got: list[str] = []
-            async with Inbox(sub, patience=3.0) as inbox:
-                for _ in range(10):
-                    window = await inbox.collect(4)
-                    assert await inbox.quiet(0.05) == [], "more than prefetch in flight"
-                    for delivery in window:
-                        await sub.ack(delivery)
-                    got.extend(d.message.id for d in window)
-            assert sorted(got) == sorted(m.id for m in sent)
-        finally:
-            await transport.close()
+    async with declared("credit", pull_expires=5.0) as (transport, channel):
+        sent = [make_message(i) for i in range(40)]
+        await asyncio.gather(*(transport.publish(channel, m) for m in sent))
+        sub = await transport.subscribe(channel, group="workers", prefetch=4)
+        got: list[str] = []
+        async with Inbox(sub, patience=3.0) as inbox:
+            for _ in range(10):
+                window = await inbox.collect(4)
+                assert await inbox.quiet(0.05) == [], "more than prefetch in flight"
+                for delivery in window:
+                    await sub.ack(delivery)
+                got.extend(d.message.id for d in window)
+        assert sorted(got) == sorted(m.id for m in sent)
 
 
 async def test_pipelined_publishes_of_one_key_are_stored_in_call_order() -> None:
     # Publishes do not wait for each other's PubAcks (one inbox, a window of unanswered
     # ones); 300 started at once with a window of 16 make most of them wait for room,
     # yet each returns only once stored and the stream holds them in call order.
-    transport = await NatsTransport.connect(require(NATS))
-    channel = unique("pipelined")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            doomed.update(s.name for s in transport._streams.values())
-            assert transport._acks is not None
-            transport._acks.window = 16
-            sent = [make_message(i, key="one") for i in range(300)]
-            await asyncio.gather(*(transport.publish(channel, m) for m in sent))
-            js = await transport.link()
-            stream = transport._streams[channel]
-            assert (await js.stream_info(stream.name)).state.messages == len(sent)
-            sub = await transport.subscribe(channel, group="readers", prefetch=64)
-            got: list[str] = []
-            async with Inbox(sub, patience=3.0) as inbox:
-                while len(got) < len(sent):
-                    for delivery in await inbox.collect(1):
-                        got.append(delivery.message.id)
-                        await sub.ack(delivery)
-            assert got == [m.id for m in sent]
-        finally:
-            await transport.close()
+    async with declared("pipelined") as (transport, channel):
+        assert transport._acks is not None
+        transport._acks.window = 16
+        sent = [make_message(i, key="one") for i in range(300)]
+        await asyncio.gather(*(transport.publish(channel, m) for m in sent))
+        js = await transport.link()
+        stream = transport._streams[channel]
+        assert (await js.stream_info(stream.name)).state.messages == len(sent)
+        sub = await transport.subscribe(channel, group="readers", prefetch=64)
+        got: list[str] = []
+        async with Inbox(sub, patience=3.0) as inbox:
+            while len(got) < len(sent):
+                for delivery in await inbox.collect(1):
+                    got.append(delivery.message.id)
+                    await sub.ack(delivery)
+        assert got == [m.id for m in sent]
 
 
 async def test_a_publish_to_a_stream_deleted_behind_its_back_makes_it_again() -> None:
-    transport = await NatsTransport.connect(require(NATS), publish_timeout=5.0)
-    channel = unique("remade")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            name = transport._streams[channel].name
-            doomed.add(name)
-            js = await transport.link()
-            await js.delete_stream(name)
-            await transport.publish(channel, make_message(0))  # no stream answers: made again
-            assert (await js.stream_info(name)).state.messages == 1
-        finally:
-            await transport.close()
+    async with declared("remade", publish_timeout=5.0) as (transport, channel):
+        name = transport._streams[channel].name
+        js = await transport.link()
+        await js.delete_stream(name)
+        await transport.publish(channel, make_message(0))  # no stream answers: made again
+        assert (await js.stream_info(name)).state.messages == 1
 
 
 async def test_a_subscribe_to_a_stream_deleted_behind_its_back_makes_it_again() -> None:
-    transport = await NatsTransport.connect(require(NATS))
-    channel = unique("resubscribed")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            name = transport._streams[channel].name
-            doomed.add(name)
-            await (await transport.subscribe(channel, group="workers")).close()
-            await (await transport.link()).delete_stream(name)
-            again = await transport.subscribe(channel, group="workers")
-            sent = make_message(2)
-            await transport.publish(channel, sent)
-            async with Inbox(again, patience=5.0) as inbox:
-                [got] = await inbox.collect(1)
-            assert got.message == sent
-        finally:
-            await transport.close()
+    async with declared("resubscribed") as (transport, channel):
+        name = transport._streams[channel].name
+        await (await transport.subscribe(channel, group="workers")).close()
+        await (await transport.link()).delete_stream(name)
+        again = await transport.subscribe(channel, group="workers")
+        sent = make_message(2)
+        await transport.publish(channel, sent)
+        async with Inbox(again, patience=5.0) as inbox:
+            [got] = await inbox.collect(1)
+        assert got.message == sent
 
 
 async def test_a_deleted_consumer_ends_the_subscription_and_a_new_one_recreates_it() -> None:
-    transport = await NatsTransport.connect(require(NATS))
-    channel = unique("deleted")
-    async with cleanup_streams() as doomed:
-        try:
-            await transport.declare(ChannelSpec(name=channel))
-            stream = transport._streams[channel]
-            doomed.add(stream.name)
-            sub = await transport.subscribe(channel, group="workers")
-            async with Inbox(sub, patience=5.0) as inbox:
-                await asyncio.sleep(0.05)  # its pull request is waiting at the server
-                await (await transport.link()).delete_consumer(stream.name, "workers")
-                _, error = await inbox.finish()
-            assert isinstance(error, ConnectionLost), error
-            assert "deleted" in str(error)
-            again = await transport.subscribe(channel, group="workers")
-            sent = make_message(1)
-            await transport.publish(channel, sent)
-            async with Inbox(again, patience=5.0) as inbox:
-                [got] = await inbox.collect(1)
-            assert got.message == sent
-        finally:
-            await transport.close()
+    async with declared("deleted") as (transport, channel):
+        stream = transport._streams[channel]
+        sub = await transport.subscribe(channel, group="workers")
+        async with Inbox(sub, patience=5.0) as inbox:
+            await asyncio.sleep(0.05)  # its pull request is waiting at the server
+            await (await transport.link()).delete_consumer(stream.name, "workers")
+            _, error = await inbox.finish()
+        assert isinstance(error, ConnectionLost), error
+        assert "deleted" in str(error)
+        again = await transport.subscribe(channel, group="workers")
+        sent = make_message(1)
+        await transport.publish(channel, sent)
+        async with Inbox(again, patience=5.0) as inbox:
+            [got] = await inbox.collect(1)
+        assert got.message == sent
 
 
 async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_dropped() -> None:
