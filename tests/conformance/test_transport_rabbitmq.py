@@ -33,7 +33,7 @@ from seawall import (
     System,
     TransportClosed,
 )
-from seawall.testing._conformance import Inbox, make_message
+from seawall.testing._conformance import Inbox, delivers_next, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
 from seawall.transports.rabbitmq import RabbitMQSubscription, RabbitMQTransport
@@ -412,11 +412,7 @@ async def test_a_deleted_queue_ends_the_subscription_and_a_new_one_recreates_it(
             assert isinstance(error, ConnectionLost), error
             assert "deleted" in str(error)
             again = await transport.subscribe(channel, group="workers", start="latest")
-            sent = make_message(1)
-            await transport.publish(channel, sent)
-            async with Inbox(again, patience=5.0) as inbox:
-                [got] = await inbox.collect(1)
-            assert got.message == sent
+            await delivers_next(transport, again, channel)
         finally:
             doomed.update(transport.topology.made)
             await transport.close()
@@ -532,11 +528,7 @@ async def test_subscribes_cancelled_midway_leave_the_transport_declaring_and_sub
                 await transport.declare(ChannelSpec(name=inbox, ephemeral=True))
             assert cancels > steps // 2, f"only {cancels} of {steps} subscribes were cancelled"
             again = await transport.subscribe(channel, group="g0", start="latest")
-            sent = make_message(1)
-            await transport.publish(channel, sent)
-            async with Inbox(again, patience=5.0) as received:
-                [got] = await received.collect(1)
-            assert got.message == sent
+            await delivers_next(transport, again, channel)
         finally:
             doomed.update(transport.topology.made)
             doomed.add(("queue", inbox_queue(inbox)))

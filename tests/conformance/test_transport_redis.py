@@ -31,7 +31,7 @@ from seawall import (
     TransportClosed,
     uuid7,
 )
-from seawall.testing._conformance import Inbox, make_message
+from seawall.testing._conformance import Inbox, delivers_next, make_message
 from seawall.testing._delivery import wait_until
 from seawall.transports import connect
 from seawall.transports.redis import RedisTransport, _entry
@@ -396,11 +396,7 @@ async def test_a_deleted_stream_ends_the_subscription_and_a_new_one_recreates_it
             assert isinstance(error, ConnectionLost), error
             assert "deleted" in str(error)
             again = await transport.subscribe(channel, group="workers")
-            sent = make_message(1)
-            await transport.publish(channel, sent)
-            async with Inbox(again, patience=5.0) as inbox:
-                [got] = await inbox.collect(1)
-            assert got.message == sent
+            await delivers_next(transport, again, channel)
         finally:
             await transport.close()
 
@@ -540,11 +536,7 @@ async def test_an_inbox_whose_keys_expired_under_it_ends_and_comes_back_mortal()
             again = await transport.subscribe(inbox, group=inbox)
             assert 0 < await plain.pttl(keys.meta) <= 300
             assert 0 < await plain.pttl(keys.stream(0)) <= 300
-            sent = make_message(1)
-            await transport.publish(inbox, sent)
-            async with Inbox(again, patience=5.0) as reader:
-                [got] = await reader.collect(1)
-            assert got.message == sent
+            await delivers_next(transport, again, inbox)
         finally:
             await transport.close()
 

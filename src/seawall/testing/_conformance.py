@@ -64,7 +64,7 @@ from .._transport import (
     partition_for,
 )
 
-__all__ = ["Inbox", "TransportConformance", "ids", "make_message"]
+__all__ = ["Inbox", "TransportConformance", "delivers_next", "ids", "make_message"]
 
 
 def make_message(seq: int = 0, *, key: str | None = None, data: bytes | None = None) -> Message:
@@ -166,6 +166,17 @@ class Inbox:
                 f"iteration did not end within {self.patience} s of close or failure"
             ) from None
         return got, item.error
+
+
+async def delivers_next(
+    transport: Transport, subscription: Subscription, channel: str, *, patience: float = 5.0
+) -> None:
+    """Assert that ``subscription`` gets the next message published to ``channel``."""
+    sent = make_message(1)
+    await transport.publish(channel, sent)
+    async with Inbox(subscription, patience=patience) as inbox:
+        [got] = await inbox.collect(1)
+    assert got.message == sent
 
 
 class TransportConformance:
