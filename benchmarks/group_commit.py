@@ -9,10 +9,18 @@ every acknowledgement (an acknowledgement means fsynced under both policies),
 for ``--seconds``; the figure is acknowledged publishes per second. ``N`` is
 1, 4 and 64. The disk's fsync time drifts a lot on a shared machine, so each
 ``N`` is measured in ``--slices`` short slices per server, alternating between
-the two servers (both connected all along), and the figures are the totals:
-the group commit must never be slower than committing alone, so the ratio of
-acknowledgements batch / always must be >= 1.0 at every ``N``; the median of
-the per-pair ratios is printed beside it.
+the two servers (both connected all along): the group commit must never be
+slower than committing alone, so batch / always must be >= 1.0 at every ``N``.
+
+The verdict reads the median of the per-pair ratios (a slice of one server over
+the neighbouring slice of the other); the ratio of the totals is printed beside
+it. Another process's burst of disk writes can stretch one slice's fsyncs
+several times over (single pairs ranged 0.3-3.5x), and the totals follow such
+a slice, the median does not: two servers of the same policy (23 runs at one
+publisher, load 2-7) differed from 1.0 by a median 8% in their totals
+(0.81-1.82) and 5% in their medians (0.84-1.61). At one publisher the two
+policies take the same path (one record per commit, committed at once, one
+fdatasync), so that row reads 1.00 give or take this noise.
 
 Nobody consumes, so every acknowledged publish stays in the channel: it is declared
 with room for a whole run (:data:`MAX_MESSAGES`), and a full channel is refused at
@@ -145,18 +153,26 @@ async def main(args: argparse.Namespace) -> None:
     )
     print(
         f"{'publishers':>10}  {'batch':>9}  {'always':>9}  batch/always  "
-        "median per pair  target (batch/always)"
+        "median per pair  target (median)"
     )
     for n in counts:
         batch, always = acks[n, "batch"], acks[n, "always"]
-        ratio = sum(batch) / max(1, sum(always))
-        pairs = statistics.median(b / max(1, a) for b, a in zip(batch, always, strict=True))
-        verdict = "met" if ratio >= 1.0 else "NOT met"
+        ratio, pairs = compare(batch, always)
+        verdict = "met" if pairs >= 1.0 else "NOT met"
         per = args.seconds * args.slices
         print(
             f"{n:>10}  {sum(batch) / per:>9,.0f}  {sum(always) / per:>9,.0f}  {ratio:>11.2f}x  "
             f"{pairs:>14.2f}x  >= 1.0x: {verdict}"
         )
+
+
+def compare(batch: list[int], always: list[int]) -> tuple[float, float]:
+    """batch / always over the slices: the ratio of the totals, and the median of the
+    per-pair ratios (the verdict's: a slice whose fsyncs another process stretched
+    moves the totals, not the median; see the module docstring)."""
+    ratio = sum(batch) / max(1, sum(always))
+    pairs = statistics.median(b / max(1, a) for b, a in zip(batch, always, strict=True))
+    return ratio, pairs
 
 
 def parse() -> argparse.Namespace:

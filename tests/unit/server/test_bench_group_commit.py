@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from benchmarks.group_commit import CHANNEL, open_store
+from benchmarks.group_commit import CHANNEL, compare, open_store
 from benchmarks.wire import PAYLOAD
 
 from seawall import ChannelFull, Message, uuid7
@@ -42,3 +42,15 @@ async def test_a_full_channel_is_refused_at_once_not_waited_for(tmp_path: Path) 
                 await client.close()
     finally:
         await backing.close()
+
+
+def test_the_verdict_reads_the_median_pair_not_one_stretched_slice() -> None:
+    # batch wins three pairs of four by 10%; in one pair another process's disk
+    # writes stretched batch's fsyncs: the totals follow that pair, the median does not
+    batch, always = [1100, 1100, 1100, 200], [1000, 1000, 1000, 1000]
+    ratio, pairs = compare(batch, always)
+    assert ratio == 3500 / 4000
+    assert pairs == 1.1
+    ratio, pairs = compare([900, 900, 900, 5000], always)  # and the other way round
+    assert ratio > 1.0
+    assert pairs == 0.9
