@@ -371,7 +371,13 @@ class Context:
         if route is None and configured and node.discovery is not None:
             route = _configured_route(node, channel, key, policy)
         if route is None:
-            await self._send(channel, channel, message, not_before, priority, policy)
+            if node.guards is None and policy is None and node.send_chains is None:
+                # nothing between the call and the transport: no coroutine in between either
+                await node.transport.publish(
+                    channel, message, not_before=not_before, priority=priority
+                )
+            else:
+                await self._send(channel, channel, message, not_before, priority, policy)
             return
         for to, _ in _registry(node, route).targets(channel, route, key):
             await self._send(channel, to, message, not_before, priority, policy)
