@@ -40,7 +40,7 @@ from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .._transport import Transport
 from .middleware import Outgoing
-from .node import Node, PolicyCalls, payload_or_none
+from .node import SENDS_TO_LIMIT, Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
 
@@ -195,11 +195,6 @@ def _track(registry: Registry, instance: str, future: asyncio.Future[Any], sent:
         router.finished(instance, registry.clock.time() - sent if ok else None)
 
     future.add_done_callback(done)
-
-
-def _routes(policy: CallPolicy | None) -> bool:
-    """Whether a call's own policy names a route."""
-    return policy is not None and policy.route is not None
 
 
 def _configured_route(
@@ -366,9 +361,13 @@ class Context:
             subject=subject,
             deadline=deadline,
         )
-        node.note_sent(self.service, channel)
-        configured = node.routing is not None or _routes(policy)
-        if route is None and configured and node.discovery is not None:
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
+        if (
+            route is None
+            and node.discovery is not None
+            and (node.routing is not None or (policy is not None and policy.route is not None))
+        ):
             route = _configured_route(node, channel, key, policy)
         if route is None:
             if node.guards is None and policy is None and node.send_chains is None:
@@ -424,7 +423,8 @@ class Context:
             event, source=self.service, cause=self.message, key=key, subject=subject
         )
         channel = channel or f"{self.service}.events"
-        node.note_sent(self.service, channel)
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
         if node.send_chains is None:
             await node.transport.publish(channel, message)
         else:
@@ -489,13 +489,16 @@ class Context:
         and bulkhead.
         """
         node = self._node
-        node.note_sent(self.service, channel)
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
         registry = node.discovery
         instance = ""
         to = channel
         if registry is not None:
             registry.check(channel)
-            if route is None and (node.routing is not None or _routes(policy)):
+            if route is None and (
+                node.routing is not None or (policy is not None and policy.route is not None)
+            ):
                 route = _configured_route(node, channel, key, policy)
             if route is not None:
                 if route == "broadcast":
