@@ -34,6 +34,7 @@ from seawall import (
     System,
 )
 from seawall._cli.ps import calls_between
+from seawall.console.topology import RegistryWatch
 from seawall.discovery import Announcement, Handles
 from seawall.resilience import BreakerPolicy, CallPolicy, Policies
 from seawall.testing import TestSystem
@@ -188,6 +189,10 @@ def front() -> Service:
     return service
 
 
+BREAKER_ON_AUDIT = Policies(targets={"audit": CallPolicy(breaker=BreakerPolicy())})
+"""front depends on audit, which needs a breaker."""
+
+
 class Audit(Command, frozen=True):
     n: int
 
@@ -208,10 +213,9 @@ def audit() -> Service:
 
 async def test_heartbeats_say_what_each_service_sends_to() -> None:
     transport = MemoryTransport()
-    policies = Policies(targets={"audit": CallPolicy(breaker=BreakerPolicy())})
     async with (
         System(echo(), audit(), transport=transport) as backend,
-        System(front(), transport=transport, policies=policies) as system,
+        System(front(), transport=transport, policies=BREAKER_ON_AUDIT) as system,
     ):
         assert (await system.context().request("front", Ping(n=1), returns=Pong)).n == 1
 
@@ -224,6 +228,24 @@ async def test_heartbeats_say_what_each_service_sends_to() -> None:
         assert quiet.sends_to == ()
         lines = calls_between([seen, quiet, *registry(backend).live("audit")])
         assert lines == ["front -> audit, echo, front.events"]
+
+
+async def test_the_console_draws_who_calls_whom() -> None:
+    transport = MemoryTransport()
+    async with (
+        System(echo(), transport=transport),
+        System(front(), transport=transport, policies=BREAKER_ON_AUDIT) as system,
+    ):
+        assert (await system.context().request("front", Ping(n=1), returns=Pong)).n == 1
+        wanted = {"from": "front", "to": "echo", "kind": "sends"}
+        async with RegistryWatch(transport) as watch:
+            for _ in range(300):  # the next beat (one a second) says it
+                if wanted in watch.snapshot()["arrows"]:
+                    break
+                await asyncio.sleep(0.01)
+            arrows = watch.snapshot()["arrows"]
+        assert wanted in arrows
+        assert {"from": "echo", "to": "echo", "kind": "handles"} in arrows
 
 
 def test_the_dependency_graph_names_the_services_that_handle_each_channel() -> None:
