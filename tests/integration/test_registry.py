@@ -1,4 +1,4 @@
-"""The registry across real processes: ``seawall ps`` and a SIGKILLed instance.
+"""The registry across real processes: ``seawall ps``, who calls whom, and a SIGKILLed instance.
 
 A service runs in its own process (``seawall run``) on a broker server; ``seawall
 ps`` lists it with its pid and message versions; after kill -9 it is gone from
@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.apps.registry_app import Forward, ledger, relay
 from tests.broker_process import start_broker, stop
 from tests.brokers import free_port
 
+from seawall import System
 from seawall._cli.ps import listen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,3 +96,18 @@ def test_seawall_ps_lists_an_instance_and_forgets_it_within_3_s_of_kill_9(broker
         live = asyncio.run(listen(broker, 1.4))
         assert time.monotonic() - killed < 3.5, "the machine is too slow for this check"
         assert [a.pid for a in live if a.pid == child.pid] == []
+
+
+@pytest.mark.slow
+async def test_seawall_ps_shows_who_calls_whom(broker: str) -> None:
+    async with System(relay(), ledger(), transport=broker) as system:
+        await system.context().send("relay", Forward(id="f-1"))
+        for _ in range(500):  # the relay has sent on once the ledger handled it
+            if sum(d.stats.handled for d in system.dispatchers if d.service == "ledger"):
+                break
+            await asyncio.sleep(0.01)
+        table = await asyncio.to_thread(ps, "--transport", broker)
+        assert "CALLS" in table
+        assert "relay -> ledger" in table
+        rows = json.loads(await asyncio.to_thread(ps, "--json", "--transport", broker))
+        assert {r["service"]: r["sends_to"] for r in rows} == {"relay": ["ledger"], "ledger": []}

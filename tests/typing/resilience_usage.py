@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import assert_type
 
 from seawall import Command, Context, Document, Reply, Service, System
-from seawall.discovery import BreakerState
+from seawall.discovery import BreakerState, Route
 from seawall.resilience import (
     BreakerPolicy,
     CallPolicy,
@@ -46,6 +46,9 @@ async def call(ctx: Context) -> None:
     assert_type(await reply, Charged)
     await ctx.send("payments", Charge(cents=2), policy=CallPolicy(max_outstanding=4))
     CallPolicy(overflow="drop")  # type: ignore[arg-type]
+    routed = Policies(default=CallPolicy(route="least-outstanding"))
+    assert_type(routed.route_for("payments"), Route | None)
+    CallPolicy(route="fastest")  # type: ignore[arg-type]
 
 
 breaker = CircuitBreaker("payments", BreakerPolicy(failure_rate=0.25))

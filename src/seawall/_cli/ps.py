@@ -4,7 +4,10 @@ It listens to the registry channel (:mod:`seawall.discovery.channel`) for a
 little longer than one heartbeat, replaying the last expiry period on
 transports that can, and prints every instance heard within the expiry: an
 instance killed without a word is gone from the list :data:`EXPIRY` seconds
-after its last beat. ``--json`` prints the announcements themselves.
+after its last beat. Below the table, who calls whom: each service's
+``sends_to`` (the targets it declares in ``depends_on`` and the channels it has
+sent to), with the services that handle each channel. ``--json`` prints the
+announcements themselves.
 
 The broker comes from ``--transport URL`` (or ``SEAWALL_TRANSPORT``), else from
 ``seawall.toml`` (``--file``): its transport URL, or for the broker ``seawall
@@ -34,7 +37,7 @@ from .._up.config import load_up_config
 from .._up.control import running_broker
 from ..discovery import HEARTBEAT, Announcement, RegistryReader, Roster
 
-__all__ = ["broker_url", "listen", "ps"]
+__all__ = ["broker_url", "calls_between", "listen", "ps"]
 
 LISTEN = HEARTBEAT + 0.4
 """Seconds ``seawall ps`` listens: every live instance beats once in that time."""
@@ -69,7 +72,13 @@ def ps(transport: str | None, file: str, as_json: bool, seconds: float) -> None:
     if not live:
         click.echo(f"no live service instances on {redact(url)}")
         return
-    Console().print(_table(live, time.time()))
+    console = Console()
+    console.print(_table(live, time.time()))
+    calls = calls_between(live)
+    if calls:
+        console.print("\nCALLS (sends to -> channel, and the services that handle it)")
+        for line in calls:
+            console.print(f"  {line}", markup=False, highlight=False)
 
 
 def broker_url(file: Path) -> str:
@@ -131,6 +140,30 @@ def _table(live: list[Announcement], now: float) -> Table:
             _age(now - a.started_at) if a.started_at else "-",
         )
     return table
+
+
+def calls_between(live: list[Announcement]) -> list[str]:
+    """The dependency graph, one line per calling service: ``orders -> kitchen, payments
+    (payments, refunds)``: each channel its instances send to, with the services that handle
+    it when they are not just the channel's own name (a channel nobody live handles: alone)."""
+    handled: dict[str, set[str]] = {}
+    sends: dict[str, set[str]] = {}
+    for a in live:
+        for h in a.handles:
+            handled.setdefault(h.channel, set()).add(a.service)
+        sends.setdefault(a.service, set()).update(a.sends_to)
+    lines = []
+    for service, channels in sorted(sends.items()):
+        if channels:
+            targets = [_target(c, handled.get(c, set())) for c in sorted(channels)]
+            lines.append(f"{service} -> {', '.join(targets)}")
+    return lines
+
+
+def _target(channel: str, handlers: set[str]) -> str:
+    if not handlers or handlers == {channel}:
+        return channel
+    return f"{channel} ({', '.join(sorted(handlers))})"
 
 
 def _age(seconds: float) -> str:

@@ -40,7 +40,7 @@ from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .._transport import Transport
 from .middleware import Outgoing
-from .node import Node, PolicyCalls, payload_or_none
+from .node import SENDS_TO_LIMIT, Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
 
@@ -197,6 +197,25 @@ def _track(registry: Registry, instance: str, future: asyncio.Future[Any], sent:
     future.add_done_callback(done)
 
 
+def _configured_route(
+    node: Node, channel: str, key: str | None, policy: CallPolicy | None
+) -> str | None:
+    """The route of a call without ``route=``: its own policy's, else the system's policy
+    for ``channel`` (None: the shared channel); a sticky one without a key is refused."""
+    route = None if policy is None else policy.route
+    where = "this call's policy="
+    if route is None and node.routing is not None:
+        route = node.routing.route_for(channel)
+        where = f"the system's call policy for {channel!r}"
+    if route == "sticky" and key is None:
+        raise ConfigurationError(
+            f"a call to {channel!r} has no key=, and {where} routes it 'sticky' (by key); "
+            "pass key=..., or give this target another route (e.g. CallPolicy(route="
+            "'least-outstanding')), or route= on the call"
+        )
+    return None if route == "shared" else route
+
+
 def _unwrap(node: Node, message: Message, into: type[Payload] | None) -> Any:
     if into is not None and message.type not in (into.type_name, Failure.type_name):
         got = "no payload (the handler returned None)" if message.type == Done.type_name else None
@@ -322,7 +341,9 @@ class Context:
         """One-way notification: put ``command`` on ``channel``; no reply is expected.
 
         ``route`` picks the instance(s) instead of the shared channel (see
-        :mod:`seawall.discovery.routing`; ``"broadcast"`` sends to every live one).
+        :mod:`seawall.discovery.routing`; ``"broadcast"`` sends to every live one);
+        without it, the route of ``policy`` or of the system's call policy for
+        ``channel`` does, in a system that listens to the registry.
 
         ``not_before`` (epoch seconds) holds it back until then; ``priority`` picks a
         level on a channel declared with priority levels (higher first); past
@@ -340,18 +361,46 @@ class Context:
             subject=subject,
             deadline=deadline,
         )
-        if route is not None:
-            for target, _ in _registry(node, route).targets(channel, route, key):
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
+        if (
+            route is None
+            and node.discovery is not None
+            and (node.routing is not None or (policy is not None and policy.route is not None))
+        ):
+            route = _configured_route(node, channel, key, policy)
+        if route is None:
+            if node.guards is None and policy is None and node.send_chains is None:
+                # nothing between the call and the transport: no coroutine in between either
                 await node.transport.publish(
-                    target, message, not_before=not_before, priority=priority
+                    channel, message, not_before=not_before, priority=priority
                 )
-        elif node.guards is not None or policy is not None:
-            await _policy_calls(node).send(self, channel, message, not_before, priority, policy)
+            else:
+                await self._send(channel, channel, message, not_before, priority, policy)
+            return
+        for to, _ in _registry(node, route).targets(channel, route, key):
+            await self._send(channel, to, message, not_before, priority, policy)
+
+    async def _send(
+        self,
+        channel: str,
+        to: str,
+        message: Message,
+        not_before: float | None,
+        priority: int,
+        policy: CallPolicy | None,
+    ) -> None:
+        """Put a command on ``to`` (``channel``, or the instance channel a route picked) under
+        ``channel``'s call policy, and through the around-send middleware."""
+        node = self._node
+        if node.guards is not None or policy is not None:
+            calls = _policy_calls(node)
+            await calls.send(self, channel, message, not_before, priority, policy, to)
         elif node.send_chains is None:
-            await node.transport.publish(channel, message, not_before=not_before, priority=priority)
+            await node.transport.publish(to, message, not_before=not_before, priority=priority)
         else:
             out = Outgoing(
-                channel=channel,
+                channel=to,
                 message=message,
                 kind="send",
                 service=self.service,
@@ -374,6 +423,8 @@ class Context:
             event, source=self.service, cause=self.message, key=key, subject=subject
         )
         channel = channel or f"{self.service}.events"
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
         if node.send_chains is None:
             await node.transport.publish(channel, message)
         else:
@@ -431,33 +482,48 @@ class Context:
         anything is sent; a request without a reply in time is sent again, same id.
         A channel no service instance ever announced raises :class:`UnknownService`
         at once, without sending. ``route`` picks one live instance instead of the
-        shared channel (see :mod:`seawall.discovery.routing`); a routed request's call
-        policy is that of the instance's channel.
+        shared channel (see :mod:`seawall.discovery.routing`); without it, the route
+        of ``policy`` or of the system's call policy for ``channel`` does, in a system
+        that listens to the registry (a ``"sticky"`` one needs ``key``). A routed
+        request is guarded as a call to ``channel``: the service's policy, breaker
+        and bulkhead.
         """
         node = self._node
+        if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)  # Node.note_sent, inlined on the hot path
         registry = node.discovery
         instance = ""
+        to = channel
         if registry is not None:
             registry.check(channel)
+            if route is None and (
+                node.routing is not None or (policy is not None and policy.route is not None)
+            ):
+                route = _configured_route(node, channel, key, policy)
             if route is not None:
                 if route == "broadcast":
                     raise ConfigurationError(
                         "a request takes one reply, so it cannot be broadcast; use "
                         "ctx.gather(..., route='broadcast') or ctx.send(..., route='broadcast')"
                     )
-                channel, instance = registry.targets(channel, route, key)[0]
+                to, instance = registry.targets(channel, route, key)[0]
         elif route is not None:
             _registry(node, route)
         if node.guards is not None or policy is not None:
             calls = _policy_calls(node)
-            return calls.request(self, channel, command, returns, timeout, key, subject, policy)
+            reply = calls.request(
+                self, channel, command, returns, timeout, key, subject, policy, to
+            )
+            if instance and registry is not None:
+                _track(registry, instance, reply._future, node.clock.time())
+            return reply
         deadline = self._deadline_for(timeout)
         message, future = self._asking(command, key, subject, deadline)
         if instance and registry is not None:
             _track(registry, instance, future, node.clock.time())
-        send = PendingSend(channel, message, future)
+        send = PendingSend(to, message, future)
         node.sends.add(send)
-        return Reply(node, channel, message, returns, send, future, deadline)
+        return Reply(node, to, message, returns, send, future, deadline)
 
     def _asking(
         self, command: Payload, key: str | None, subject: str | None, deadline: float | None
@@ -493,6 +559,7 @@ class Context:
         channel (``count`` then defaults to how many there are).
         """
         node = self._node
+        node.note_sent(self.service, channel)
         targets = None
         if route is not None:
             targets = [t for t, _ in _registry(node, route).targets(channel, route, key)]

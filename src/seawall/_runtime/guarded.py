@@ -14,6 +14,10 @@ when it is made and judged when its reply is awaited (:class:`GuardedReply`);
 any other awaited call, such as ``ctx.send``'s publish, runs inside
 :meth:`GuardedCall.run`, the same fast path around one ``await``.
 
+A routed call (one instance picked, :mod:`seawall.discovery.routing`) is guarded
+as a call to its target, the service: its policy, breaker and bulkhead are the
+service's, only the publish goes to the instance's channel.
+
 An error that comes out of a guarded call names its target (:func:`blamed`),
 so that a consumer which declared the target a dependency holds the message
 instead of spending its attempts (see the dispatcher).
@@ -117,8 +121,10 @@ class GuardedCalls:
         key: str | None,
         subject: str | None,
         policy: CallPolicy | None,
+        to: str,
     ) -> Reply[Any]:
-        """``ctx.request`` under the target's policy (and ``policy`` on top)."""
+        """``ctx.request`` under the target's policy (and ``policy`` on top), published to
+        ``to`` (``channel``, or the instance channel a route picked)."""
         node = ctx._node
         guards = node.guards or guards_of(node)
         try:
@@ -134,10 +140,10 @@ class GuardedCalls:
             has_slot = guard.enter(node.clock.time, call)
         deadline = ctx._deadline_for(call.timeout if timeout is None else timeout)
         message, future = ctx._asking(command, key, subject, deadline)
-        send = PendingSend(channel, message, future)
+        send = PendingSend(to, message, future)
         if has_slot:
             node.sends.add(send)
-        return GuardedReply(node, channel, message, returns, send, future, deadline, guard, call,
+        return GuardedReply(node, to, message, returns, send, future, deadline, guard, call,
                             has_slot, started)  # fmt: skip
 
     async def send(
@@ -148,12 +154,14 @@ class GuardedCalls:
         not_before: float | None,
         priority: int,
         policy: CallPolicy | None,
+        to: str,
     ) -> None:
-        """``ctx.send`` under the target's policy: breaker and bulkhead around the publish."""
+        """``ctx.send`` under the target's policy: breaker and bulkhead around the publish
+        to ``to`` (``channel``, or the instance channel a route picked)."""
         node = ctx._node
         guard, call = guards_of(node).guard(channel, policy)
         out = Outgoing(
-            channel=channel,
+            channel=to,
             message=message,
             kind="send",
             service=ctx.service,
@@ -208,11 +216,11 @@ class GuardedReply(Reply[Any]):
             what = "answered" if self._send.taken else "sent"
             error = exc if isinstance(exc, DeadlineExceeded) else self._exceeded(what)
             if self._report(error):
-                blame(error, self._channel)
+                blame(error, self._guard.target)
             raise error from None
         except BaseException as exc:
             if self._report(exc):
-                blame(exc, self._channel)
+                blame(exc, self._guard.target)
             raise
         finally:
             node.replies.forget(self._request.id)

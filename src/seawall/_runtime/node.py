@@ -34,14 +34,19 @@ from .sends import SendQueue
 
 if TYPE_CHECKING:
     from ..discovery.registry import Registry
-    from ..resilience import CallPolicy, Guards
+    from ..resilience import CallPolicy, Guards, Policies
     from .context import Context, Reply
 
-__all__ = ["Node", "PolicyCalls"]
+__all__ = ["SENDS_TO_LIMIT", "Node", "PolicyCalls"]
+
+SENDS_TO_LIMIT = 64
+"""Channels a service's heartbeat lists as sent to, at most (bounded memory and beats)."""
 
 
 class PolicyCalls(Protocol):
-    """Requests and sends under a call policy (:mod:`.guarded`), as the context calls them."""
+    """Requests and sends under a call policy (:mod:`.guarded`), as the context calls them:
+    guarded as calls to ``channel`` (its policy, breaker and bulkhead), published to ``to``
+    (the same channel, or the instance channel a route picked)."""
 
     def request(
         self,
@@ -53,6 +58,7 @@ class PolicyCalls(Protocol):
         key: str | None,
         subject: str | None,
         policy: CallPolicy | None,
+        to: str,
     ) -> Reply[Any]: ...
 
     async def send(
@@ -63,6 +69,7 @@ class PolicyCalls(Protocol):
         not_before: float | None,
         priority: int,
         policy: CallPolicy | None,
+        to: str,
     ) -> None: ...
 
 
@@ -112,6 +119,12 @@ class Node:
         """How a call under a policy goes (set by the system; see :mod:`.guarded`)."""
         self.discovery: Registry | None = None
         """What this process heard on the service registry (None: it does not listen)."""
+        self.routing: Policies | None = None
+        """The call policies, when one names a routing strategy and this process listens
+        to the registry (None: a call without ``route=`` goes to the shared channel)."""
+        self.sent_to: dict[str, set[str]] = {}
+        """By service of this process, the channels it sent, published, requested or
+        gathered to (at most :data:`SENDS_TO_LIMIT` each), for its heartbeat."""
         self._schemas: dict[type[Payload], str] = {}
         self._carrier: _Carrier | None = (
             transport if getattr(transport, "carries_payloads", False) else None  # type: ignore[assignment]
@@ -120,6 +133,12 @@ class Node:
         self._stamp = datetime.fromtimestamp(0, UTC)
         registry.register(Failure)
         registry.register(Done)
+
+    def note_sent(self, service: str, channel: str) -> None:
+        """``service`` (of this process; others are not counted) sent to ``channel``."""
+        seen = self.sent_to.get(service)
+        if seen is not None and len(seen) < SENDS_TO_LIMIT:
+            seen.add(channel)
 
     def breaker_states(self) -> tuple[BreakerState, ...]:
         """The state of every circuit breaker this process holds as a caller, by target."""

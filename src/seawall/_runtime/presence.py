@@ -4,7 +4,9 @@
 :class:`~seawall.discovery.Announcement` (its subscriptions and message types,
 host and pid, and load read from the dispatchers' :class:`~.dispatcher.Stats`:
 in flight, handled per second between two beats, handler p50/p99 from the
-dispatchers' sampled timings), and runs the
+dispatchers' sampled timings; the channels it sends to: its declared
+``depends_on`` and the channels its contexts sent, published, requested or
+gathered to since it started, :data:`~.node.SENDS_TO_LIMIT` at most), and runs the
 :class:`~seawall.discovery.Announcer` and the
 :class:`~seawall.discovery.RegistryReader` as two supervised children. Its
 :class:`~seawall.discovery.Registry` is what ``ctx.request`` asks before it
@@ -70,6 +72,8 @@ class Presence:
         self._supervisor: Supervisor | None = None
         self._version = _version()
         self._last: dict[str, tuple[float, int]] = {}
+        for service in self.services:  # what each sends is counted from now on
+            node.sent_to.setdefault(service.name, set())
         self.announcer = Announcer(node.transport, node.clock, self.describe, also=self._hear_own)
         self.reader = RegistryReader(
             node.transport,
@@ -198,6 +202,7 @@ class Presence:
             started_at=self.started_at,
             seawall_version=self._version,
             handles=tuple(_handles(spec) for spec in service.subscriptions.values()),
+            sends_to=self._sends_to(service),
             inbox=routed[0].spec.channel if routed else "",
             in_flight=sum(d.in_flight for d in mine),
             handled=handled,
@@ -210,6 +215,11 @@ class Presence:
             healthy=self._supervisor is None or self._supervisor.healthy,
             breakers=self.node.breaker_states(),
         )
+
+    def _sends_to(self, service: Service) -> tuple[str, ...]:
+        """What ``service`` declares it calls (``depends_on``) and what it has sent to."""
+        sent = self.node.sent_to.setdefault(service.name, set())
+        return tuple(sorted(sent.union(service.depends_on)))
 
     def _restarts(self, dispatchers: Sequence[Dispatcher]) -> int:
         supervisor = self._supervisor

@@ -248,6 +248,8 @@ class System:
                     self._node, self.services, system=self.name, grace=self.registry_grace
                 )
                 self._node.discovery = self.presence.registry
+                if self.policies is not None and self.policies.routes:
+                    self._node.routing = self.policies
             await self._declare()
             await self._open_lifespans(stack)
             self._supervisor = await stack.enter_async_context(

@@ -79,7 +79,13 @@ class Announcement(Document, frozen=True):
     seawall_version: str = ""
     handles: tuple[Handles, ...] = ()
     sends_to: tuple[str, ...] = ()
-    """Channels it has sent or published to so far (the console draws these as arrows)."""
+    """The channels it sends to, sorted: the targets its service declares
+    (``Service(depends_on=...)``) and the channels its contexts have sent, published,
+    requested or gathered to since it started (the logical target, not the instance
+    channel a routed call went to; at most 64). Not what code outside a context
+    publishes straight through the transport (an outbox relay, a saga runner).
+    ``seawall ps`` and the console draw these as the arrows of who calls whom; a
+    heartbeat from before this field reads as ``()``."""
     inbox: str = ""
     """This instance's own channel, for routing strategies that pick an instance."""
     in_flight: int = 0

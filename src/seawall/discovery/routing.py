@@ -20,6 +20,11 @@ which every instance of a service subscribes to besides the shared one:
   only the keys of the instances that came or went move);
 * ``"broadcast"``: every live instance (for ``send`` and ``gather``).
 
+A call chooses with ``route=``; without it, the call policies choose
+(``CallPolicy(route=...)``, system-wide and per target, :mod:`seawall.resilience`),
+in a system that listens to the registry. The names live in
+:mod:`seawall._transport.routes`, below both.
+
 :class:`Router` holds the caller-side figures (outstanding, latency) and picks;
 it does no I/O. The runtime asks it, with the live instances from a
 :class:`~seawall.discovery.roster.Roster`.
@@ -31,43 +36,14 @@ import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
-from .._exceptions import ConfigurationError
+from .._transport.routes import ROUTES, Route, check_route, instance_channel
 from .announcement import Announcement
 
-__all__ = ["ROUTES", "Route", "Router", "instance_channel"]
-
-Route = Literal[
-    "shared",
-    "round-robin",
-    "least-outstanding",
-    "lowest-latency",
-    "local-first",
-    "sticky",
-    "broadcast",
-]
-"""How a caller chooses the instance that takes its message."""
-
-ROUTES: tuple[str, ...] = get_args(Route)
+__all__ = ["ROUTES", "Route", "Router", "check_route", "instance_channel"]
 
 LATENCY_WEIGHT = 0.2
 """Weight of a new reply time in an instance's moving average."""
-
-
-def instance_channel(service: str, instance: str) -> str:
-    """The channel only ``instance`` of ``service`` reads (besides the shared one)."""
-    return f"{service}.@{instance}"
-
-
-def check_route(route: str) -> Route:
-    """``route`` if it names a strategy; a clear error otherwise."""
-    if route not in ROUTES:
-        raise ConfigurationError(
-            f"unknown route {route!r}; choose one of {', '.join(ROUTES)} "
-            "(or leave it out for the shared channel)"
-        )
-    return route  # type: ignore[return-value]  # checked just above
 
 
 @dataclass(slots=True)

@@ -1,12 +1,16 @@
 """Call policies: how a caller protects itself when it sends to or asks a target.
 
 A :class:`CallPolicy` names a deadline, a limit on outstanding calls (and
-whether the call past it waits or is shed), a circuit breaker and a retry
-schedule for requests. :class:`Policies` holds a system-wide default and one
-policy per target (a service's command channel, or any channel); a call may
-bring its own on top. Layers combine field by field: a field left ``None``
+whether the call past it waits or is shed), a circuit breaker, a retry
+schedule for requests and the routing strategy that picks the instance a
+call goes to (:mod:`seawall.discovery.routing`). :class:`Policies` holds a
+system-wide default and one policy per target (a service's command channel, or
+any channel); a call may bring its own on top. Layers combine field by field: a field left ``None``
 is taken from the layer below, so a per-target policy that only sets
-``max_outstanding`` keeps the default's breaker.
+``max_outstanding`` keeps the default's breaker. A routed call (one instance
+picked) is a call to its service, under the service's policy, breaker and
+bulkhead; a call addressed to an instance's own channel (``orders.@<instance>``)
+takes its service's policy too, unless that channel has one of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Literal
 
 from .._exceptions import ConfigurationError
 from .._messages.envelope import RETRY_HEADER
+from .._transport.routes import Route, check_route, service_of
 from .breaker import BreakerPolicy
 
 __all__ = ["RETRY_HEADER", "CallPolicy", "Overflow", "Policies", "RequestRetry"]
@@ -79,6 +84,11 @@ class CallPolicy:
     domain_errors: tuple[str, ...] | None = None
     """Error type names (a remote handler's exception class) that are answers, not
     failures of the target: they do not count against its breaker."""
+    route: Route | None = None
+    """How ``ctx.request`` and ``ctx.send`` without ``route=`` pick the instance (default
+    ``"shared"``: the broker's choice on the service's shared channel); see
+    :mod:`seawall.discovery.routing`. ``"sticky"`` needs each call's ``key=``;
+    ``"broadcast"`` is a per-call choice only."""
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -97,6 +107,8 @@ class CallPolicy:
                 f"CallPolicy domain_errors takes a tuple of error type names, got the string "
                 f"{self.domain_errors!r}; write ({self.domain_errors!r},)"
             )
+        if self.route is not None:
+            _check_policy_route(self.route)
 
     def over(self, below: CallPolicy) -> CallPolicy:
         """This policy on top of ``below``: each field of this one unless it is None."""
@@ -118,8 +130,15 @@ class Policies:
 
     default: CallPolicy = field(default_factory=CallPolicy)
     targets: Mapping[str, CallPolicy] = field(default_factory=dict)
+    _routes: dict[str, Route | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
+        if not isinstance(self.default, CallPolicy):
+            raise ConfigurationError(
+                f"Policies default is a {type(self.default).__name__}; give a CallPolicy"
+            )
         for name, policy in self.targets.items():
             if not isinstance(policy, CallPolicy):
                 raise ConfigurationError(
@@ -127,6 +146,34 @@ class Policies:
                 )
 
     def for_target(self, target: str) -> CallPolicy:
-        """The policy of calls to ``target``: its own on top of the default."""
+        """The policy of calls to ``target``: its own on top of the default (an instance
+        channel without one of its own: its service's)."""
         own = self.targets.get(target)
+        if own is None and (service := service_of(target)) is not None:
+            own = self.targets.get(service)
         return self.default if own is None else own.over(self.default)
+
+    @property
+    def routes(self) -> bool:
+        """Whether any policy names a routing strategy other than the shared channel."""
+        return any(p.route not in (None, "shared") for p in (self.default, *self.targets.values()))
+
+    def route_for(self, target: str) -> Route | None:
+        """The routing strategy of calls to ``target`` without ``route=`` (None: shared)."""
+        try:
+            return self._routes[target]
+        except KeyError:
+            route = self.for_target(target).route
+            found = self._routes[target] = None if route == "shared" else route
+            return found
+
+
+def _check_policy_route(route: object) -> None:
+    """A policy's route: a known strategy that applies to every call (not broadcast)."""
+    check_route(route, "CallPolicy route")
+    if route == "broadcast":
+        raise ConfigurationError(
+            "CallPolicy route='broadcast' would send every call to every instance and a "
+            "request takes one reply; broadcast per call instead: ctx.send(..., "
+            "route='broadcast') or ctx.gather(..., route='broadcast')"
+        )
