@@ -29,7 +29,7 @@ import functools
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .._broker.log import Taken
@@ -39,6 +39,7 @@ from .._messages.envelope import Message, decode_message, encode_message
 from .._transport import Delivery, Subscription
 from .._wire.protocol import (
     Ack,
+    Acks,
     Credit,
     Declare,
     Delete,
@@ -48,6 +49,7 @@ from .._wire.protocol import (
     Goodbye,
     Nack,
     Ok,
+    Oks,
     Publish,
     Request,
     Subscribe,
@@ -77,7 +79,17 @@ MAX_SUBSCRIPTIONS = 1024
 class _Subscription:
     """A client's subscription: the transport's, plus credit and the deliveries out."""
 
-    __slots__ = ("channel", "credit", "has_credit", "id", "prefetch", "pump", "sub", "unsettled")
+    __slots__ = (
+        "ack_calling",
+        "channel",
+        "credit",
+        "has_credit",
+        "id",
+        "prefetch",
+        "pump",
+        "sub",
+        "unsettled",
+    )
 
     def __init__(self, id: int, channel: str, sub: Subscription, prefetch: int) -> None:
         self.id = id
@@ -88,6 +100,8 @@ class _Subscription:
         self.has_credit = asyncio.Event()
         self.unsettled: dict[int, Delivery] = {}  # by the handle sent as Deliver.offset
         self.pump: asyncio.Task[None] | None = None
+        self.ack_calling: Callable[[Delivery], None] | None = getattr(sub, "ack_calling", None)
+        """The transport's ack without a coroutine, if it has one."""
 
 
 class _Ended(Exception):
@@ -127,6 +141,9 @@ class Session:
         self._slow_publishes = 0
         """Publishes handed to the workers and not answered yet: while there are any, later
         ones follow them there, so a client's publishes are stored in the order sent."""
+        self._oks: list[int] | None = None
+        """Requests answered Ok (no result) since the last write, sent as one Oks frame as
+        that write leaves; None for a client that reads no Oks (single Ok frames)."""
 
     def stop(self) -> None:
         """Ask the session to finish its requests, say Goodbye and close."""
@@ -142,6 +159,9 @@ class Session:
             opened = await handshake(self.broker, self.stream, self.name, self.tls, self.accepted)
             self.name = opened.name
             self.rights = Rights(opened.client, self.broker.owners, self.broker.clock)
+            if opened.batched:
+                self._oks = []
+                self.stream.before_write = self._send_oks
             await self._serve(self.stream.batches())
         except (_Ended, Refused) as ended:
             last = ended.last
@@ -153,6 +173,7 @@ class Session:
             if opened is not None and opened.client is not None:
                 self.broker.leave(opened.client)
             await self.stream.close(last)
+            self.stream.before_write = None  # it refers back to the session: no cycle
 
     # -- serving ------------------------------------------------------------------
     async def _serve(self, batches: AsyncIterator[list[Frame]]) -> None:
@@ -226,6 +247,15 @@ class Session:
 
     async def _handle_all(self, frames: list[Frame], requests: Workers[Request]) -> bool:
         """Handle ``frames`` in order, requests to ``requests``; whether the client said Goodbye."""
+        hold = self.broker.hold_writes
+        release = None if hold is None else hold()
+        try:
+            return await self._handle_frames(frames, requests)
+        finally:
+            if release is not None:
+                release()
+
+    async def _handle_frames(self, frames: list[Frame], requests: Workers[Request]) -> bool:
         publish_calling = self.broker.publish_calling
         for frame in frames:
             if isinstance(frame, Publish):
@@ -237,6 +267,8 @@ class Session:
                 ):
                     self._slow_publishes += 1
                     requests.put(frame)
+            elif isinstance(frame, Acks):
+                await self._acks(frame)
             elif isinstance(frame, _REQUESTS):
                 requests.put(frame)
             elif isinstance(frame, Ack):
@@ -259,6 +291,20 @@ class Session:
         state = self._subs.get(frame.subscription)
         if state is not None and (delivery := state.unsettled.pop(frame.offset, None)):
             await state.sub.ack(delivery)
+
+    async def _acks(self, frame: Acks) -> None:
+        state = self._subs.get(frame.subscription)
+        if state is None:
+            return
+        pop, ack = state.unsettled.pop, state.ack_calling
+        for offset in frame.offsets:
+            delivery = pop(offset, None)
+            if delivery is None:
+                continue
+            if ack is not None:
+                ack(delivery)
+            else:
+                await state.sub.ack(delivery)
 
     async def _nack(self, frame: Nack) -> None:
         state = self._subs.get(frame.subscription)
@@ -327,7 +373,7 @@ class Session:
 
     def _stored(self, request: Publish, error: BaseException | None) -> None:
         if error is None:
-            self.stream.send(Ok(request.seq, None))
+            self._ok(request.seq)
         elif isinstance(error, Exception):
             self.stream.send(self._error(request, error))
 
@@ -350,7 +396,28 @@ class Session:
         except Exception as exc:  # every failure becomes the answer to this request
             self.stream.send(self._error(request, exc))
         else:
-            self.stream.send(Ok(request.seq, result))
+            if result is None:
+                self._ok(request.seq)
+            else:
+                self.stream.send(Ok(request.seq, result))
+
+    def _ok(self, seq: int) -> None:
+        """Answer request ``seq`` with Ok, in the next Oks frame if the client reads them."""
+        oks = self._oks
+        if oks is None:
+            self.stream.send(Ok(seq, None))
+            return
+        if not oks:
+            self.stream.wake()
+        oks.append(seq)
+
+    def _send_oks(self) -> None:
+        """As a write leaves: the Oks gathered since the last one, as one frame."""
+        oks = self._oks
+        if oks:
+            self._oks = []
+            for first in range(0, len(oks), _OKS_PER_FRAME):
+                self.stream.send(Oks(tuple(oks[first : first + _OKS_PER_FRAME])))
 
     def _error(self, request: Request, exc: Exception) -> Error:
         error = Error.of(request.seq, exc)
@@ -445,4 +512,6 @@ class Session:
             self.rights.unsubscribed(state.channel)
 
 
+_OKS_PER_FRAME = 65_536
+"""Seqs in one Oks frame at most: well under any ``max_frame`` (5 bytes each)."""
 _REQUESTS = (Publish, Declare, Subscribe, Unsubscribe, Delete)

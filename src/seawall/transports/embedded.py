@@ -208,6 +208,18 @@ class EmbeddedTransport:
             dedupe=dedupe_key(message),
         )
 
+    def hold_writes(self) -> Callable[[], None] | None:
+        """Hold the store's appends until the returned function is called, to hand them
+        to the writer together (see ``StoreWriter.hold``); None when there is no store."""
+        broker = self._broker
+        storage = None if broker is None else broker.storage
+        hold = getattr(storage, "hold", None)
+        if hold is None:
+            return None
+        hold()
+        release: Callable[[], None] = getattr(storage, "release")  # noqa: B009
+        return release
+
     async def subscribe(
         self,
         channel: str,
@@ -303,6 +315,10 @@ class EmbeddedSubscription:
             )
 
     async def ack(self, delivery: Delivery) -> None:
+        self.ack_calling(delivery)
+
+    def ack_calling(self, delivery: Delivery) -> None:
+        """:meth:`ack` without a coroutine (the broker server acks so, many per frame)."""
         taken = delivery.token
         assert isinstance(taken, Taken)
         self.member.ack(taken.partition, taken.offset)
