@@ -36,7 +36,7 @@ from .._broker.log import Taken
 from .._clock import timeout_at
 from .._exceptions import ConnectionLost, MessageTooLarge, ProtocolError
 from .._messages.envelope import Message, decode_message, encode_message
-from .._transport import Delivery, Subscription
+from .._transport import Subscription
 from .._wire.protocol import (
     Ack,
     Acks,
@@ -80,11 +80,12 @@ class _Subscription:
     """A client's subscription: the transport's, plus credit and the deliveries out."""
 
     __slots__ = (
-        "ack_calling",
+        "ack_now",
         "channel",
         "credit",
         "has_credit",
         "id",
+        "nack_now",
         "prefetch",
         "pump",
         "sub",
@@ -98,10 +99,12 @@ class _Subscription:
         self.prefetch = prefetch
         self.credit = prefetch
         self.has_credit = asyncio.Event()
-        self.unsettled: dict[int, Delivery] = {}  # by the handle sent as Deliver.offset
+        # by the handle sent as Deliver.offset: a Delivery, or what the embedded broker's
+        # takes() gave (with ack_now and nack_now to settle it)
+        self.unsettled: dict[int, Any] = {}
         self.pump: asyncio.Task[None] | None = None
-        self.ack_calling: Callable[[Delivery], None] | None = getattr(sub, "ack_calling", None)
-        """The transport's ack without a coroutine, if it has one."""
+        self.ack_now: Callable[[Any], None] | None = getattr(sub, "ack_taken", None)
+        self.nack_now: Callable[[Any, float], None] | None = getattr(sub, "nack_taken", None)
 
 
 class _Ended(Exception):
@@ -290,13 +293,16 @@ class Session:
     async def _ack(self, frame: Ack) -> None:
         state = self._subs.get(frame.subscription)
         if state is not None and (delivery := state.unsettled.pop(frame.offset, None)):
-            await state.sub.ack(delivery)
+            if state.ack_now is not None:
+                state.ack_now(delivery)
+            else:
+                await state.sub.ack(delivery)
 
     async def _acks(self, frame: Acks) -> None:
         state = self._subs.get(frame.subscription)
         if state is None:
             return
-        pop, ack = state.unsettled.pop, state.ack_calling
+        pop, ack = state.unsettled.pop, state.ack_now
         for offset in frame.offsets:
             delivery = pop(offset, None)
             if delivery is None:
@@ -309,7 +315,10 @@ class Session:
     async def _nack(self, frame: Nack) -> None:
         state = self._subs.get(frame.subscription)
         if state is not None and (delivery := state.unsettled.pop(frame.offset, None)):
-            await state.sub.nack(delivery, delay=frame.delay)
+            if state.nack_now is not None:
+                state.nack_now(delivery, frame.delay)
+            else:
+                await state.sub.nack(delivery, delay=frame.delay)
 
     def _credit(self, frame: Credit) -> None:
         state = self._subs.get(frame.subscription)
@@ -317,6 +326,27 @@ class Session:
             # more than prefetch is never needed: the transport bounds what is unsettled
             state.credit = min(state.prefetch, state.credit + frame.n)
             state.has_credit.set()
+
+    async def _pump_taken(self, state: _Subscription, takes: AsyncIterator[Any]) -> None:
+        """:meth:`_pump` for the embedded broker: its entries go out as stored, decoded
+        only when the rights need the message (a client with a token: its reply inboxes)."""
+        send, rights = self.stream.send, self.rights
+        try:
+            async for partition, taken in takes:
+                while state.credit <= 0:
+                    state.has_credit.clear()
+                    await state.has_credit.wait()
+                state.credit -= 1
+                handle = next(self._handles)
+                state.unsettled[handle] = taken
+                if rights.client is not None:  # before the client can answer it
+                    rights.delivered(decode_message(taken.entry))
+                send(Deliver(state.id, partition, handle, taken.attempt, taken.entry))
+        except ConnectionLost as exc:
+            self._lost(state, str(exc))
+        else:
+            if state.id in self._subs:  # ended by the broker, not by Unsubscribe
+                self._lost(state, "the broker ended it")
 
     async def _pump(self, state: _Subscription) -> None:
         """Move deliveries to the client while it has credit."""
@@ -473,7 +503,12 @@ class Session:
             raise
         state = _Subscription(next(self._ids), request.channel, sub, request.prefetch)
         self._subs[state.id] = state
-        state.pump = self._spawn(self._pump(state))
+        takes = getattr(sub, "takes", None)
+        if takes is not None and state.ack_now is not None and state.nack_now is not None:
+            state.pump = self._spawn(self._pump_taken(state, takes()))
+        else:
+            state.ack_now = state.nack_now = None
+            state.pump = self._spawn(self._pump(state))
         return state.id
 
     async def _delete(self, request: Delete) -> None:

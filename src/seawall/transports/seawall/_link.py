@@ -291,6 +291,8 @@ class Link:
         """The link is down: fail waiting requests, end subscriptions."""
         if self.failure is not None:
             return
+        if self._acks:  # queued as a single Ack would have been: they leave if still possible
+            self._send_acks()
         self.failure = failure
         self._room.set()
         for future, _ in self.pipeline.abandon():
