@@ -120,6 +120,7 @@ class StoreWriter:
         # the loop's side: appends held by hold() until release()
         self._holding = False
         self._held: list[_Held] = []
+        self._held_positions: dict[tuple[str, str, int], int] = {}
         """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
         self._last = 0.0
@@ -180,7 +181,7 @@ class StoreWriter:
         """Commit everything queued, stop the thread and close the store."""
         if self._state != "open":
             return
-        if self._held:
+        if self._held or self._held_positions:
             self._queue_held()
         self._holding = False
         self._state = "closed"
@@ -293,17 +294,24 @@ class StoreWriter:
     def release(self) -> None:
         """Queue the appends held since :meth:`hold`, and stop holding."""
         self._holding = False
-        if self._held:
+        if self._held or self._held_positions:
             self._queue_held()
 
     def _queue_held(self) -> None:
         held, self._held = self._held, []
+        positions, self._held_positions = self._held_positions, {}
         with self._lock:
             failure = self._failure
             if failure is None:
                 batch, futures, thens = self._batch, self._futures, self._thens
-                if not batch.records:
+                if held:
+                    if not batch.records:
+                        self._since = time.monotonic()
+                    self._cond.notify()
+                elif not batch:  # positions only: lazy, as set_position's
                     self._since = time.monotonic()
+                    if self._sleeping:
+                        self._cond.notify()
                 append = batch.append
                 for channel, partition, offset, at, body, then, fsync, done, dedupe in held:
                     append(channel, partition, offset, at, body, dedupe)
@@ -312,7 +320,7 @@ class StoreWriter:
                     futures.append(done)
                     if then is not None:
                         thens.append(then)
-                self._cond.notify()
+                batch.positions.update(positions)
         if failure is not None:  # the writer stopped meanwhile: these fail as a group would
             self._committed(
                 [done for *_, done, _ in held],
@@ -378,8 +386,9 @@ class StoreWriter:
         if self._blocked:
             self._usable()
         self._ledger.position(channel)
-        if self._held:
-            self._queue_held()
+        if self._holding:  # the latest wins: kept on the loop until release
+            self._held_positions[(channel, group, partition)] = committed
+            return
         with self._lock:
             if self._failure is not None:
                 self._refuse()
@@ -421,7 +430,7 @@ class StoreWriter:
     def _enqueue(
         self, add: Callable[[WriteBatch], None], then: Callable[[], None] | None = None
     ) -> asyncio.Future[None]:
-        if self._held:
+        if self._held or self._held_positions:
             self._queue_held()
         future = self._loop.create_future()
         with self._lock:
@@ -452,7 +461,7 @@ class StoreWriter:
         raise StorageError(f"store {self.path} stopped: {self._failure}") from self._failure
 
     def _enqueue_lazy(self, add: Callable[[WriteBatch], None]) -> None:
-        if self._held:
+        if self._held or self._held_positions:
             self._queue_held()
         with self._lock:
             if self._failure is not None:

@@ -212,7 +212,7 @@ DurabilityName = Literal["memory", "written", "local-fsync", "replicated"]
 """The values of :class:`~seawall._transport.Durability`."""
 
 
-class _Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="op"):
+class _Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="op", gc=False):
     """Fields travel as an array after the op name."""
 
 

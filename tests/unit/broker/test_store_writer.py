@@ -242,4 +242,11 @@ async def test_held_appends_wait_for_release_and_other_writes_release_them(
     await asyncio.gather(first, moved)  # committed without release: queued in order
     writer.release()
     assert [e.body for e in writer.read("orders", 0, 3, 10)] == [b"before", b"moved"]
+
+    writer.hold()  # positions too: the latest of each is kept until release
+    writer.set_position("orders", "billing", 0, 1)
+    writer.set_position("orders", "billing", 0, 2)
+    writer.release()
     await writer.close()
+    async with StoreWriter(tmp_path) as again:
+        assert again.recovered.positions[("orders", "billing", 0)] == 2
