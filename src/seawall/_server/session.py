@@ -15,7 +15,11 @@ client over a :class:`~seawall._wire.streams.FramedStream`, on behalf of the
 * Each subscription has a pump task moving deliveries from the transport's
   subscription to the client while the client's credit lasts; each delivery
   tells the rights that the connection may reply to the inbox it names.
-* Ack, Nack and Credit are handled in the reading task itself, in order.
+* Ack, Acks, Nack and Credit are handled in the reading task itself, in order;
+  the embedded broker's settlements need no coroutine (``ack_taken``/``nack_taken``).
+* Batches: the publishes of one socket read reach the store writer together (the
+  transport's ``hold_writes``), and a client whose Hello says ``batched`` gets the
+  Oks of one write as one Oks frame.
 
 Every task of a session lives in its TaskGroup; when the connection ends,
 for whatever reason, the session's subscriptions are closed, so their
