@@ -294,6 +294,16 @@ class MemoryTransport:
             self._gone.add(name)
         channel.wake()
 
+    def only_group(self, channel: str, group: str) -> bool:
+        """Whether ``channel`` has live members and all are of ``group``: a request the
+        runtime answers in-process by one of them (in its caller's task, for a channel
+        of ``requests="direct"``) then misses no other group's copy."""
+        target = self._channels.get(channel)
+        if target is None or not target.subs:
+            return False
+        state = target.state.groups.get(group)
+        return all(sub.group is state for sub in target.subs)
+
     def has_channel(self, name: str) -> bool:
         """Whether ``name`` was declared or used (brokers refuse unknown channels with this)."""
         return name in self._channels
