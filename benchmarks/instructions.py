@@ -51,6 +51,9 @@ if sys.argv[4:] == ["stepped"]:  # see STEP: set before seawall reads the clocks
 from benchmarks.workloads import (
     Settings, publish_to_handler, queue_anchor, request_reply, request_reply_inline,
 )
+import gc
+gc.collect()  # the imports' objects out of the collector's way: see _CHILD's note
+gc.freeze()
 runs = {
     "anchor": queue_anchor,
     "publish": publish_to_handler,
@@ -61,6 +64,9 @@ key, count = sys.argv[1], int(sys.argv[2])
 sample = asyncio.run(runs[key](Settings(count=count, time_limit=1e9, warmup=int(sys.argv[3]))))
 print(json.dumps(sample.rate))
 """
+# The child freezes what the imports left (gc.freeze) and runs with PYTHONHASHSEED=0:
+# otherwise whether a full collection of those ~10^5 objects falls into the extra N
+# operations of the instruction count moves it by thousands of instructions per operation.
 STEP = 1e-5
 """Seconds the clocks move per reading in the instruction-count runs (see the docstring)."""
 _CHILD = _CHILD.replace("STEP", repr(STEP))
@@ -82,6 +88,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def _env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(cache)
+    env["PYTHONHASHSEED"] = "0"
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
     return env
 

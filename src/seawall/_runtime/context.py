@@ -458,6 +458,12 @@ class Context:
         at once, without sending. ``route`` picks one live instance instead of the
         shared channel (see :mod:`seawall.discovery.routing`); a routed request's call
         policy is that of the instance's channel.
+
+        A request to a ``requests="direct"`` service hosted in this process on an
+        in-process transport may be answered in the awaiting task, its handler run
+        there (see :meth:`~seawall._runtime.dispatcher.Dispatcher.claim`): when it is
+        awaited before the loop's next turn and no request made before it is still
+        unsent. Cancelling the await then cancels the handler.
         """
         node = self._node
         registry = node.discovery

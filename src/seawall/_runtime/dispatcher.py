@@ -142,6 +142,10 @@ _VERBS = {"expired": "did not start"}
 INLINE = -2
 """The partition a request answered in its caller's task is said to come from."""
 
+YIELD_EVERY = 32
+"""A caller whose requests are answered in its own task lets the event loop run once
+every this many of them (see :meth:`Dispatcher.run_inline`)."""
+
 TRIED_INLINE = "seawall-tried-inline"
 """Header of a request handed to the channel after attempts made in its caller's task
 (see :meth:`Dispatcher.run_inline`): how many, so that the attempts the retry policy
@@ -260,6 +264,11 @@ class Dispatcher:
         """Whether every live member of a channel is of a group (in-process transports)."""
         self._lent: dict[_Item, asyncio.Future[None]] = {}
         """Requests answered in their caller's task, each with the idle worker it holds."""
+        self._inline_open = False
+        """Whether :meth:`claim` may take requests: subscribed, not stopping, and none of
+        what rules it out (a gate, partition leases, a durable reply store)."""
+        self._settles_inline = _Inline(node)
+        self._inline_calls = 0
 
     @property
     def name(self) -> str:
@@ -277,6 +286,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
+        self._inline_open = False
         self._stopping.set()
 
     async def run(self) -> None:
@@ -284,6 +294,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
+            self._inline_open = False
             self.ready.clear()  # not subscribed until the supervisor runs it again
             if self._stopping.is_set():
                 self.stopped.set()
@@ -303,6 +314,15 @@ class Dispatcher:
         # one that can settle without a coroutine (the memory transport's) does so
         self._ack_now = getattr(sub, "ack_now", None)
         self.ready.set()
+        replies = self._replies
+        self._inline_open = (
+            self._alone is not None
+            and replies is not None
+            and not replies.durable
+            and self._gate is None
+            and self._fence_of is _no_fence
+            and not self._stopping.is_set()
+        )
         broken: list[TransportError] = []
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -530,18 +550,11 @@ class Dispatcher:
         of its very class when that class is immutable all the way down, as an
         in-process transport does.
         """
-        if (
-            self._stopping.is_set()
-            or self._draining
-            or not self.ready.is_set()
-            or self._gate is not None
-            or self._fence_of is not _no_fence
-        ):
-            return None
-        replies, alone = self._replies, self._alone
-        if replies is None or replies.durable or alone is None:
+        if not self._inline_open:
             return None
         spec = self.spec
+        alone = self._alone
+        assert alone is not None
         if not alone(spec.channel, spec.group):
             return None
         lanes = self._lanes
@@ -586,12 +599,18 @@ class Dispatcher:
                 self._finish(item)
             waiter = self._lent.pop(item)
             self._lanes.lend_back(waiter)
+        self._inline_calls += 1
+        if not self._inline_calls % YIELD_EVERY:
+            # A handler that never waits makes the whole request a plain call: a caller
+            # asking in a loop would keep the event loop from every other task (timers,
+            # heartbeats, the workers). Once in a while the caller lets them run.
+            await asyncio.sleep(0)
 
     async def _inline(self, item: _Item, message: Message) -> None:
         # _work's path for one message, with _Inline to settle it
         replies = self._replies
         assert replies is not None
-        sub = _Inline(self.node)
+        sub = self._settles_inline
         deadline = None if message.deadline is None else message.deadline.timestamp()
         if deadline is not None and self.node.clock.time() >= deadline:
             await self._failed(sub, item, self._too_late(message), "deadline")

@@ -301,8 +301,10 @@ class MemoryTransport:
         target = self._channels.get(channel)
         if target is None or not target.subs:
             return False
-        state = target.state.groups.get(group)
-        return all(sub.group is state for sub in target.subs)
+        state, subs = target.state.groups.get(group), target.subs
+        if len(subs) == 1:  # the common case, without a generator
+            return next(iter(subs)).group is state
+        return all(sub.group is state for sub in subs)
 
     def has_channel(self, name: str) -> bool:
         """Whether ``name`` was declared or used (brokers refuse unknown channels with this)."""

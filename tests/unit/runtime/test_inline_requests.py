@@ -280,3 +280,21 @@ async def test_a_draining_system_waits_for_a_request_answered_in_its_callers_tas
     log.gates[1].set()
     assert await caller == 2
     await asyncio.wait_for(stopping, 5.0)
+
+
+async def test_a_repeat_arriving_while_the_inline_call_runs_does_not_run_it_twice() -> None:
+    log, transport = Log(), MemoryTransport()
+    log.gates[6] = asyncio.Event()
+    async with System(calc(log), transport=transport) as system:
+        ctx = system.context()
+        await warm(ctx)
+        reply = ctx.request("calc", Ask(n=6), returns=Answer)
+        caller = asyncio.create_task(reply._wait())
+        await wait_until(lambda: log.running == 1, 2.0, "the handler")
+        assert log.tasks[-1] is caller
+        await transport.publish("calc", reply._request)  # the same request id, again
+        stats = system.stats()["calc:calc/calc"]
+        await wait_until(lambda: stats.repeats == 1, 2.0, "the repeat taken as one")
+        log.gates[6].set()
+        assert (await caller).n == 12
+        assert log.started.count(6) == 1, "the handler ran twice for one request id"
