@@ -298,3 +298,19 @@ async def test_a_repeat_arriving_while_the_inline_call_runs_does_not_run_it_twic
         log.gates[6].set()
         assert (await caller).n == 12
         assert log.started.count(6) == 1, "the handler ran twice for one request id"
+
+
+async def test_with_another_group_on_the_channel_the_request_is_published_for_both() -> None:
+    log, transport = Log(), MemoryTransport()
+    async with System(calc(log), transport=transport) as system:
+        ctx = system.context()
+        await warm(ctx)
+        audit = await transport.subscribe("calc", group="audit", start="latest")
+        assert await ask(ctx, 8) == 16
+        assert log.tasks[-1] is not asyncio.current_task(), "the audit group's copy was skipped"
+        async for delivery in audit:
+            assert delivery.message.type == Ask.type_name
+            break
+        await audit.close()
+        assert await ask(ctx, 9) == 18  # the audit group left: inline again
+        assert log.tasks[-1] is asyncio.current_task()
