@@ -48,12 +48,33 @@ import asyncio, itertools, json, sys, time
 if sys.argv[4:] == ["stepped"]:  # see STEP: set before seawall reads the clocks
     time.time = itertools.count(time.time(), STEP).__next__
     time.time_ns = itertools.count(time.time_ns(), round(STEP * 1e9)).__next__
-from benchmarks.workloads import Settings, publish_to_handler, queue_anchor, request_reply
-runs = {"anchor": queue_anchor, "publish": publish_to_handler, "request": request_reply}
+from benchmarks.workloads import (
+    Settings, publish_to_handler, queue_anchor, request_reply, request_reply_inline,
+)
+import gc
+gc.collect()  # the imports' objects out of the collector's way: see _CHILD's note
+gc.freeze()
+if sys.argv[4:] == ["stepped"]:  # no registry: its heartbeats keep wall time (see STEP)
+    import functools, seawall
+    seawall.System.__init__ = functools.partialmethod(seawall.System.__init__, registry=False)
+runs = {
+    "anchor": queue_anchor,
+    "publish": publish_to_handler,
+    "request": request_reply,
+    "inline": request_reply_inline,
+}
 key, count = sys.argv[1], int(sys.argv[2])
 sample = asyncio.run(runs[key](Settings(count=count, time_limit=1e9, warmup=int(sys.argv[3]))))
 print(json.dumps(sample.rate))
 """
+# The child freezes what the imports left (gc.freeze) and runs with PYTHONHASHSEED=0:
+# otherwise whether a full collection of those ~10^5 objects falls into the extra N
+# operations of the instruction count moves it by thousands of instructions per operation.
+# Its instruction-count runs also leave the service registry out (System(registry=False)):
+# the registry announces every second of *wall* time, and under valgrind's slowdown and a
+# shared machine's load how many announcements fall into a run is noise of hundreds of
+# millions of instructions (it made the 2N run cost less than the N run). The per-request
+# registry check (a dict lookup or two) is then not counted.
 STEP = 1e-5
 """Seconds the clocks move per reading in the instruction-count runs (see the docstring)."""
 _CHILD = _CHILD.replace("STEP", repr(STEP))
@@ -62,6 +83,12 @@ WORKLOADS = {
     "anchor": ("asyncio.Queue hop (anchor)", "objects/s", 200_000, 5_000),
     "publish": ("memory:// publish → handler, 100-byte payload", "msgs/s", 100_000, 2_000),
     "request": ("memory:// request/reply, sequential", "round trips/s", 20_000, 800),
+    "inline": (
+        "memory:// request/reply, requests='direct' (inline)",
+        "round trips/s",
+        40_000,
+        1_600,
+    ),
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -69,6 +96,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def _env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(cache)
+    env["PYTHONHASHSEED"] = "0"
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
     return env
 
@@ -118,15 +146,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="fresh processes per row (5)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply operation counts")
     parser.add_argument("--imports", type=int, default=21, help="fresh imports per module (21)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated rows to run, of {','.join(WORKLOADS)} (default: all; the "
+        "anchor always runs, as the ratios need it); with --imports 0 for a quick look",
+    )
     args = parser.parse_args()
+    workloads = _chosen(args.only)
     has_valgrind = shutil.which("valgrind") is not None
     with tempfile.TemporaryDirectory(prefix="seawall-pyc-") as tmp:
         env = _env(Path(tmp))
         _run([sys.executable, "-c", "import seawall, nats, benchmarks.workloads"], env)
-        rates: dict[str, list[float]] = {key: [] for key in WORKLOADS}
+        rates: dict[str, list[float]] = {key: [] for key in workloads}
         imports: dict[str, list[float]] = {"nats": [], "seawall": []}
         for n in range(args.rounds):
-            for key, (_, _, count, _) in WORKLOADS.items():
+            for key in workloads:
+                count = WORKLOADS[key][2]
                 rates[key].append(rate(key, max(1, round(count * args.scale)), env))
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         for n in range(args.imports):
@@ -135,12 +171,24 @@ def main() -> int:
         counts: dict[str, float] = {}
         import_counts: dict[str, int] = {}
         if has_valgrind:
-            for key, (_, _, _, n_ir) in WORKLOADS.items():
+            for key in workloads:
+                n_ir = WORKLOADS[key][3]
                 counts[key] = per_operation(key, max(1, round(n_ir * args.scale)), env)
-            for module in ("pass", "import nats", "import seawall"):
+            for module in ("pass", "import nats", "import seawall") if args.imports else ():
                 import_counts[module] = instructions([sys.executable, "-c", module], env)
     print(_table(args, rates, counts, imports, import_counts, has_valgrind))
     return 0
+
+
+def _chosen(only: str) -> list[str]:
+    """The workloads ``--only`` names, in table order, the anchor first."""
+    if not only:
+        return list(WORKLOADS)
+    names = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = names - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"--only: unknown rows {sorted(unknown)}; choose from {list(WORKLOADS)}")
+    return [key for key in WORKLOADS if key == "anchor" or key in names]
 
 
 def _memory_mode() -> str:
@@ -183,8 +231,10 @@ def _table(
     targets: dict[str, tuple[float, float | None]] = {
         "publish": (200_000, 0.2),
         "request": (40_000, None),
+        "inline": (40_000, None),
     }
-    for key, (label, unit, _, _) in WORKLOADS.items():
+    for key in rates:
+        label, unit = WORKLOADS[key][:2]
         rate_, ir = median[key], counts.get(key)
         ratio = rate_ / anchor
         ir_text = f"{ir:,.0f}" if ir is not None else "no valgrind"
@@ -202,6 +252,8 @@ def _table(
             f"| {label} | {rate_:,.0f} {unit} | {ratio:.3f}x | {ir_text} | "
             f"{'' if ir_ratio is None else f'{ir_ratio:.3f}x'} | {verdict} |"
         )
+    if not imports["nats"]:
+        return "\n".join(lines)
     nats, ours = statistics.median(imports["nats"]), statistics.median(imports["seawall"])
     lines += [
         "",

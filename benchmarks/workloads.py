@@ -259,7 +259,17 @@ async def _produce(ctx: Context, tally: Tally, count: int, window: int, deadline
 
 async def request_reply(settings: Settings) -> Sample:
     """One client sends requests one after another; a command handler replies."""
-    service = Service(SERVICE, concurrency=settings.concurrency)
+    return await _request_reply(settings, Service(SERVICE, concurrency=settings.concurrency))
+
+
+async def request_reply_inline(settings: Settings) -> Sample:
+    """:func:`request_reply` to a service with ``requests="direct"``: on ``memory://`` each
+    request is answered in the client's task (no broker log, no worker hop)."""
+    service = Service(SERVICE, concurrency=settings.concurrency, requests="direct")
+    return await _request_reply(settings, service)
+
+
+async def _request_reply(settings: Settings, service: Service) -> Sample:
 
     @service.command
     async def probe(cmd: Probe) -> ProbeResult:

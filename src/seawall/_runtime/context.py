@@ -40,7 +40,7 @@ from .._messages.envelope import Message
 from .._messages.payload import Payload
 from .._transport import Transport
 from .middleware import Outgoing
-from .node import SENDS_TO_LIMIT, Node, PolicyCalls, payload_or_none
+from .node import SENDS_TO_LIMIT, InlineTarget, Node, PolicyCalls, payload_or_none
 from .replies import Done, Failure
 from .sends import PendingSend
 
@@ -66,6 +66,7 @@ class Reply(Generic[R]):
         "_channel",
         "_deadline",
         "_future",
+        "_inline",
         "_into",
         "_node",
         "_request",
@@ -83,6 +84,7 @@ class Reply(Generic[R]):
         send: PendingSend,
         future: asyncio.Future[list[Message]],
         deadline: float | None,
+        inline: tuple[InlineTarget, Payload] | None = None,
     ) -> None:
         self._node = node
         self._channel = channel
@@ -94,6 +96,9 @@ class Reply(Generic[R]):
         self._sender: asyncio.Task[Any] | None = None
         """The task publishing the request, while it does."""
         self._timed_out = False
+        self._inline = inline
+        """The consumer in this process that may answer it in the awaiting task, and the
+        payload object it was made with (see :meth:`_answer_here`); None: publish it."""
 
     def _expire(self) -> None:
         """The deadline's timer: interrupt the send if it is still going, else fail the wait."""
@@ -121,6 +126,20 @@ class Reply(Generic[R]):
             self._future.cancel()
         return self._exceeded("sent")
 
+    async def _answer_here(self, claimed: object) -> None:
+        """Run the request's handler in this task, its consumer having taken a place for it.
+
+        The reply (or failure) reaches this request's entry in the reply table, as from a
+        worker; a retry the handler's failure calls for goes to the channel and its reply
+        comes as usual. Cancelled, the handler is cancelled with this task.
+        """
+        assert self._inline is not None
+        try:
+            await self._inline[0].run_inline(claimed)
+        except BaseException:
+            self._node.replies.forget(self._request.id)
+            raise
+
     @property
     def request_id(self) -> str:
         return self._request.id
@@ -135,10 +154,16 @@ class Reply(Generic[R]):
         # rather than cancelling the task and taking the cancellation back).
         node = self._node
         deadline = self._deadline
+        if deadline is not None and deadline <= node.clock.time():
+            raise self._not_sent()
+        inline = self._inline
+        if inline is not None and node.sends.alone(self._send):  # nothing queued before it
+            claimed = inline[0].claim(self._request, inline[1])
+            if claimed is not None:
+                node.sends.withdraw(self._send)
+                await self._answer_here(claimed)
         timer = None
-        if deadline is not None:
-            if deadline <= node.clock.time():
-                raise self._not_sent()
+        if deadline is not None and not self._future.done():
             timer = node.timers.call_at(deadline, self._expire)
         answered = False
         try:
@@ -487,6 +512,12 @@ class Context:
         that listens to the registry (a ``"sticky"`` one needs ``key``). A routed
         request is guarded as a call to ``channel``: the service's policy, breaker
         and bulkhead.
+
+        A request to a ``requests="direct"`` service hosted in this process on an
+        in-process transport may be answered in the awaiting task, its handler run
+        there (see :meth:`~seawall._runtime.dispatcher.Dispatcher.claim`): when it is
+        awaited before the loop's next turn and no request made before it is still
+        unsent. Cancelling the await then cancels the handler.
         """
         node = self._node
         if (seen := node.sent_to.get(self.service)) is not None and len(seen) < SENDS_TO_LIMIT:
@@ -523,7 +554,10 @@ class Context:
             _track(registry, instance, future, node.clock.time())
         send = PendingSend(to, message, future)
         node.sends.add(send)
-        return Reply(node, to, message, returns, send, future, deadline)
+        inline = node.inline.get(channel) if node.inline and not instance else None
+        if inline is None:
+            return Reply(node, to, message, returns, send, future, deadline)
+        return Reply(node, channel, message, returns, send, future, deadline, (inline, command))
 
     def _asking(
         self, command: Payload, key: str | None, subject: str | None, deadline: float | None

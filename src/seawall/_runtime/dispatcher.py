@@ -42,6 +42,15 @@ left: a parked head at once (its retry is not waited for; the broker's next
 delivery counts as the next attempt), the messages behind a head still working
 once it has finished or failed. Started work gets the grace period; what is
 still unsettled after it comes again when the subscription closes.
+
+Requests answered in the caller's task (:meth:`Dispatcher.claim` and
+:meth:`Dispatcher.run_inline`): on a command channel of a service declared with
+``requests="direct"`` over an in-process transport, a request made in this process
+may skip the broker, the worker hop and the reply's trip back, and run its handler
+in the requester's own task. The handling is this module's, step for step (reply
+cache, decode, deadline, around-handle middleware, the reply, the failure rules,
+the counters); only where the message comes from and where a retry goes differ. See
+:meth:`Dispatcher.claim` for when it is taken and what it promises.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -130,6 +139,19 @@ _VERBS = {"expired": "did not start"}
 """How the log says a message was dead-lettered before any handler ran, by reason."""
 
 
+INLINE = -2
+"""The partition a request answered in its caller's task is said to come from."""
+
+YIELD_EVERY = 32
+"""A caller whose requests are answered in its own task lets the event loop run once
+every this many of them (see :meth:`Dispatcher.run_inline`)."""
+
+TRIED_INLINE = "seawall-tried-inline"
+"""Header of a request handed to the channel after attempts made in its caller's task
+(see :meth:`Dispatcher.run_inline`): how many, so that the attempts the retry policy
+counts are those of the request, wherever they ran."""
+
+
 def _no_fence(partition: int) -> Fence | None:
     """No member owns partitions of this subscription: writes carry no fence."""
     return None
@@ -144,6 +166,50 @@ class _Item(msgspec.Struct, eq=False, gc=False):
     retries: int = 0  # local retries on top of the broker's attempt count
     held: int = 0  # times held back on a dependency (no attempt spent)
     decision: Decision | None = None  # decided inside the middleware chain, carried out after
+    done: bool = False  # finished (_finish): set for the items answered in the caller's task
+
+
+class _Settles(Protocol):
+    """What the failure path needs of a subscription: settling a delivery."""
+
+    async def ack(self, delivery: Delivery) -> None: ...
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None: ...
+
+
+class _Inline:
+    """How a request answered in its caller's task is settled: nothing to acknowledge;
+    handed back (a retry) it goes to the channel, the normal path, for its remaining
+    attempts: due after the retry's delay, its attempts so far in :data:`TRIED_INLINE`."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    async def ack(self, delivery: Delivery) -> None:
+        return None
+
+    async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        message = delivery.message
+        tried = delivery.attempt + _tried_inline(message)
+        again = msgspec.structs.replace(
+            message, headers={**message.headers, TRIED_INLINE: str(tried)}
+        )
+        node = self._node
+        not_before = node.clock.time() + delay if delay > 0 else None
+        await node.transport.publish(delivery.channel, again, not_before=not_before)
+
+
+def _tried_inline(message: Message) -> int:
+    """Attempts a request had in its caller's task before it came through the channel."""
+    headers = message.headers
+    if not headers:
+        return 0
+    try:
+        return int(headers.get(TRIED_INLINE, 0))
+    except ValueError:
+        return 0
 
 
 class Dispatcher:
@@ -194,6 +260,15 @@ class Dispatcher:
         """Holds messages while a dependency's breaker is open; None without dependencies."""
         self._replies = ReplyCache.of(node, spec, service)
         """Replies given, by request id (command channels only)."""
+        self._alone: Callable[[str, str], bool] | None = getattr(node.transport, "only_group", None)
+        """Whether every live member of a channel is of a group (in-process transports)."""
+        self._lent: dict[_Item, asyncio.Future[None]] = {}
+        """Requests answered in their caller's task, each with the idle worker it holds."""
+        self._inline_open = False
+        """Whether :meth:`claim` may take requests: subscribed, not stopping, and none of
+        what rules it out (a gate, partition leases, a durable reply store)."""
+        self._settles_inline = _Inline(node)
+        self._inline_calls = 0
 
     @property
     def name(self) -> str:
@@ -211,6 +286,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
+        self._inline_open = False
         self._stopping.set()
 
     async def run(self) -> None:
@@ -218,6 +294,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
+            self._inline_open = False
             self.ready.clear()  # not subscribed until the supervisor runs it again
             if self._stopping.is_set():
                 self.stopped.set()
@@ -237,6 +314,15 @@ class Dispatcher:
         # one that can settle without a coroutine (the memory transport's) does so
         self._ack_now = getattr(sub, "ack_now", None)
         self.ready.set()
+        replies = self._replies
+        self._inline_open = (
+            self._alone is not None
+            and replies is not None
+            and not replies.durable
+            and self._gate is None
+            and self._fence_of is _no_fence
+            and not self._stopping.is_set()
+        )
         broken: list[TransportError] = []
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -286,6 +372,7 @@ class Dispatcher:
             self._lanes.add(_Item(delivery, key), key)
 
     def _finish(self, item: _Item) -> None:
+        item.done = True
         if item.key is not None:
             self._lanes.done(item.key)
         self._inflight -= 1
@@ -309,6 +396,7 @@ class Dispatcher:
             await self._hand_back(sub, item)
         if self._inflight == 0:
             return
+        self._idle.clear()  # (a request answered in its caller's task leaves it set)
         try:
             async with timeout_at(self.node.clock, self.node.clock.time() + self.grace):
                 await self._idle.wait()
@@ -330,7 +418,7 @@ class Dispatcher:
         for item in parked:
             self._lanes.requeue(item)
 
-    async def _hand_back(self, sub: TransportSubscription, item: _Item) -> None:
+    async def _hand_back(self, sub: _Settles, item: _Item) -> None:
         """Return an unstarted item to the broker, due now; the next of its key is ready."""
         try:
             await sub.nack(item.delivery)
@@ -346,7 +434,13 @@ class Dispatcher:
         self._timers.clear()
         self._lanes.clear()
         self._inflight = 0
-        self._idle.set()
+        for item in self._lent:  # answered in their callers' tasks: still running
+            if not item.done:
+                self._inflight += 1
+                if item.key is not None:
+                    self._lanes.claim(item.key)
+        if self._inflight == 0:
+            self._idle.set()
 
     async def _work(self, sub: TransportSubscription) -> None:
         # The whole path of a message in this one loop on purpose: every message takes
@@ -431,6 +525,130 @@ class Dispatcher:
                 self._inflight -= 1
                 if self._inflight == 0:
                     self._idle.set()
+
+    def tried(self, item: _Item) -> int:
+        """Attempts at ``item``'s message so far, this one included: the broker's
+        deliveries, the retries parked here and those made in its caller's task."""
+        delivery = item.delivery
+        return delivery.attempt + item.retries + _tried_inline(delivery.message)
+
+    def claim(self, message: Message, carried: object) -> _Item | None:
+        """Take a place for ``message``, a request made in this process, to be handled in
+        its caller's task by :meth:`run_inline`; None: publish it as usual.
+
+        Taken only when the normal path could start it at once, on this very member:
+        the dispatcher is subscribed and not stopping, its channel is a command channel
+        whose live members are all of this group (the transport is in-process and says
+        so: no other group would have had a copy), it has no dependency gate, no
+        partition leases, no durable reply store, nothing is ready and waiting for a
+        worker, a worker is idle (it is taken out of the pool until the call ends: the
+        ``concurrency`` limit holds for both together), and the request's key, if it
+        has one, has nothing out nor waiting (its lane is taken: the key's later
+        messages wait behind it). The call counts as in flight (:attr:`in_flight`,
+        :attr:`busy`), so a drain waits for it as for a worker's message.
+
+        ``carried``: the payload object the request was made with, handed to a handler
+        of its very class when that class is immutable all the way down, as an
+        in-process transport does.
+        """
+        if not self._inline_open:
+            return None
+        spec = self.spec
+        alone = self._alone
+        assert alone is not None
+        if not alone(spec.channel, spec.group):
+            return None
+        lanes = self._lanes
+        key = message.partitionkey
+        if key is not None and not lanes.claim(key):
+            return None
+        waiter = lanes.borrow()
+        if waiter is None:
+            if key is not None:
+                lanes.done(key)
+            return None
+        item = _Item(Delivery(message, spec.channel, INLINE, 1, None, carried), key)
+        self._lent[item] = waiter
+        self._inflight += 1  # (_idle is not cleared: a drain clears it before it waits)
+        return item
+
+    async def run_inline(self, item: _Item) -> None:
+        """Handle a request :meth:`claim` took, in the caller's task, as a worker would.
+
+        The reply (or the failure) goes to the requester's waiting entry in the
+        node's reply table, as from a worker. A repeat of a request id already
+        answered is answered from the reply cache, the handler not run again. A
+        failed attempt is decided by the same rules: dead-lettered (and the
+        requester told) when no attempt is left or the deadline passed; else, where
+        a worker would retry, it goes to the channel after the retry's delay, and
+        the members of the group (this one too) make the remaining attempts, counted
+        on from this one. Cancelling the caller cancels the handler, as any
+        in-process call; the request then counts as not answered (a repeat may run
+        it again). Its place is given back in every case.
+        """
+        message = item.delivery.message
+        try:
+            await self._inline(item, message)
+        except asyncio.CancelledError:
+            if self._replies is not None:
+                self._replies.failed(message)
+            raise
+        finally:
+            if not item.done:
+                self._finish(item)
+            waiter = self._lent.pop(item)
+            self._lanes.lend_back(waiter)
+        self._inline_calls += 1
+        if not self._inline_calls % YIELD_EVERY:
+            # A handler that never waits makes the whole request a plain call: a caller
+            # asking in a loop would keep the event loop from every other task (timers,
+            # heartbeats, the workers). Once in a while the caller lets them run.
+            await asyncio.sleep(0)
+
+    async def _inline(self, item: _Item, message: Message) -> None:
+        # _work's path for one message, with _Inline to settle it
+        replies = self._replies
+        assert replies is not None
+        sub = self._settles_inline
+        deadline = None if message.deadline is None else message.deadline.timestamp()
+        # (its requester has just checked the deadline, in this very task: no clock read)
+        if not replies.fresh(message) and await replies.answered(message):
+            self.stats.repeats += 1
+            self._finish(item)
+            return
+        try:
+            handler, payload = self._resolve_fast(message, item.delivery.payload)
+        except MessageError as exc:
+            await self._failed(sub, item, exc, "decode")
+            return
+        if handler is None:  # not on a command channel; as _work does
+            self.stats.skipped += 1
+            self._finish(item)
+            return
+        started = self.node.clock.time() if not self.stats.handled % SAMPLE_EVERY else None
+        try:
+            with timeout_at(self.node.timers, deadline):
+                result = await self._call(handler, payload, message, deadline, item)
+        except Exception as exc:
+            await self._failed(sub, item, exc, "handler", handler)
+            return
+        except asyncio.CancelledError as exc:
+            if being_cancelled():
+                raise  # the caller is being cancelled: so is its handler
+            bug = RuntimeError(f"{handler.name} raised CancelledError without being cancelled")
+            bug.__cause__ = exc
+            await self._failed(sub, item, bug, "handler", handler)
+            return
+        if started is not None:
+            self.stats.timings.append(self.node.clock.time() - started)
+        await self._reply(message, result)
+        self.stats.handled += 1
+        item.done = True  # _finish, inline
+        if item.key is not None:
+            self._lanes.done(item.key)
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     def _call(
         self,
@@ -551,7 +769,7 @@ class Dispatcher:
 
     async def _failed(
         self,
-        sub: TransportSubscription,
+        sub: _Settles,
         item: _Item,
         error: Exception,
         stage: Stage,
@@ -588,7 +806,7 @@ class Dispatcher:
         return Attempt(
             error=error,
             stage=stage,
-            number=item.delivery.attempt + item.retries,
+            number=self.tried(item),
             key=item.key,
             now=self.node.clock.time(),
             deadline=message.deadline_ts(),
@@ -596,7 +814,7 @@ class Dispatcher:
 
     async def _retry(
         self,
-        sub: TransportSubscription,
+        sub: _Settles,
         item: _Item,
         decision: Redeliver | Park,
         attempt: Attempt,
@@ -615,7 +833,8 @@ class Dispatcher:
             decision.delay,
             extra=self._log_fields(item, attempt.number, handler),
         )
-        if isinstance(decision, Redeliver):
+        if isinstance(decision, Redeliver) or item.delivery.partition == INLINE:
+            # (an item answered in its caller's task is not parked here: see run_inline)
             await sub.nack(item.delivery, delay=decision.delay)
             self._finish(item)
         elif handing_back:  # no retry waits here any more: back, before its key's next
@@ -661,7 +880,7 @@ class Dispatcher:
         return DeadlineExceeded(f"{handler.name} did not finish {what} by its deadline")
 
     async def _expire(
-        self, sub: TransportSubscription, item: _Item, decision: Decision, handler: Handler | None
+        self, sub: _Settles, item: _Item, decision: Decision, handler: Handler | None
     ) -> None:
         """Dead-letter an expired message, or drop it if the service says so; tell its requester."""
         message = item.delivery.message
@@ -681,7 +900,7 @@ class Dispatcher:
 
     async def _give_up(
         self,
-        sub: TransportSubscription,
+        sub: _Settles,
         item: _Item,
         decision: DeadLetter,
         error: BaseException,
@@ -689,7 +908,7 @@ class Dispatcher:
     ) -> None:
         delivery = item.delivery
         message = delivery.message
-        attempt = delivery.attempt + item.retries
+        attempt = self.tried(item)
         await self.node.reply_failure(message, error, service=self.service)
         headers = self._dlq_headers(delivery, decision.reason, error, attempt)
         dead = msgspec.structs.replace(message, headers={**message.headers, **headers})
@@ -744,7 +963,7 @@ class Dispatcher:
         values = (reason, text, str(attempt), delivery.channel, self.spec.group, now.isoformat())
         return dict(zip(DLQ_HEADERS, values, strict=True))
 
-    async def _settle(self, sub: TransportSubscription, item: _Item) -> None:
+    async def _settle(self, sub: _Settles, item: _Item) -> None:
         try:
             await sub.ack(item.delivery)
         finally:

@@ -11,6 +11,12 @@ if none is on its way already, and a worker that takes an item while more
 are ready wakes the next. A batch of deliveries that one worker drains in
 one go (handlers that never wait) thus costs one spare wake-up, not one per
 item, while handlers that do wait still get a worker each, a loop turn apart.
+
+An item handled outside the pool (a request answered in its caller's task, see
+:meth:`~seawall._runtime.dispatcher.Dispatcher.claim`) takes a place the same way:
+:meth:`Lanes.borrow` takes an idle worker out of the pool (it stays asleep, so the
+workers and such items together never run more than the pool's size) and
+:meth:`Lanes.claim` takes its key's lane, so the key's later items wait behind it.
 """
 
 from __future__ import annotations
@@ -56,6 +62,37 @@ class Lanes(Generic[T]):
             self.requeue(lane.popleft())
         else:
             del self._lanes[key]
+
+    def claim(self, key: str) -> bool:
+        """Hold ``key``'s lane for an item handled elsewhere, as if it were its head;
+        False (nothing held) if an item of that key is out or waiting. :meth:`done`
+        gives it back."""
+        lanes = self._lanes
+        if key in lanes:
+            return False
+        lanes[key] = deque()
+        return True
+
+    def borrow(self) -> asyncio.Future[None] | None:
+        """Take an idle worker out of the pool: the waiter it sleeps on, which no item
+        wakes until :meth:`lend_back`. None when an item is ready (the workers come
+        first) or no worker is idle."""
+        if self._ready:
+            return None
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop()  # the newest: a worker woken last, its cache warm
+            if not waiter.done():  # a done one's worker was cancelled: drop it
+                return waiter
+        return None
+
+    def lend_back(self, waiter: asyncio.Future[None]) -> None:
+        """Return a worker :meth:`borrow` took; it takes a ready item if there is one."""
+        if waiter.done():  # its worker was stopped meanwhile
+            return
+        self._waiters.append(waiter)
+        if self._ready and not self._woken:
+            self._wake_one()
 
     def requeue(self, item: T) -> None:
         """Make ``item`` ready (a new unkeyed item, or a lane head back for a retry)."""

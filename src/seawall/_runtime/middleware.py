@@ -124,7 +124,7 @@ class Handling:
     @property
     def attempt(self) -> int:
         """1 on the first delivery, counting redeliveries and local retries."""
-        attempt: int = self._item.delivery.attempt + self._item.retries
+        attempt: int = self._owner.tried(self._item)
         return attempt
 
     @property

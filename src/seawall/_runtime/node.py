@@ -73,6 +73,19 @@ class PolicyCalls(Protocol):
     ) -> None: ...
 
 
+class InlineTarget(Protocol):
+    """A consumer that may answer a request of this process in the requester's task
+    (the dispatcher of a ``requests="direct"`` service on an in-process transport)."""
+
+    def claim(self, message: Message, carried: object) -> object | None:
+        """A place for ``message`` now, or None: publish it as usual."""
+        ...
+
+    async def run_inline(self, item: Any) -> None:
+        """Handle what :meth:`claim` took; its reply goes to the reply table."""
+        ...
+
+
 _NO_EXTENSIONS = (None, None, None, None, None)
 
 
@@ -125,10 +138,15 @@ class Node:
         self.sent_to: dict[str, set[str]] = {}
         """By service of this process, the channels it sent, published, requested or
         gathered to (at most :data:`SENDS_TO_LIMIT` each), for its heartbeat."""
+        self.inline: dict[str, InlineTarget] = {}
+        """Channels whose requests from this process may be answered in the requester's
+        task, with their consumer here (see :meth:`Dispatcher.claim`); set by the system."""
         self._schemas: dict[type[Payload], str] = {}
         self._carrier: _Carrier | None = (
             transport if getattr(transport, "carries_payloads", False) else None  # type: ignore[assignment]
         )
+        self.carries_payloads = self._carrier is not None
+        """Whether a payload object may travel with its message (see :meth:`handed`)."""
         self._stamp_ms = -1
         self._stamp = datetime.fromtimestamp(0, UTC)
         registry.register(Failure)

@@ -54,6 +54,17 @@ class SendQueue:
         self._queue.append(send)
         self._schedule()
 
+    def alone(self, send: PendingSend) -> bool:
+        """Whether ``send`` is unsent and the only send queued."""
+        queue = self._queue
+        return len(queue) == 1 and queue[0] is send
+
+    def withdraw(self, send: PendingSend) -> None:
+        """Take ``send``, the only one queued (:meth:`alone`), out unsent: its request is
+        answered without being published (nothing queued before it is overtaken)."""
+        self._queue.clear()
+        send.taken = True
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True

@@ -161,7 +161,10 @@ class Service:
         :mod:`seawall.resilience.replies`). ``sync_requests``: see
         :attr:`seawall.ChannelSpec.sync_requests` (its command channel). ``requests``:
         ``"direct"`` hands requests to its command channel to a live instance without
-        storing them, see :attr:`seawall.ChannelSpec.requests`.
+        storing them, see :attr:`seawall.ChannelSpec.requests`; on an in-process
+        transport (``memory://``) a request made in this process may then run its
+        handler in the caller's task (see
+        :meth:`seawall._runtime.dispatcher.Dispatcher.claim`).
         """
         if not name or any(c.isspace() or c in ":/" for c in name) or name.startswith("_"):
             raise ConfigurationError(

@@ -307,6 +307,21 @@ class System:
                 self._supervisor.start(dispatcher.name, dispatcher.run)
         if self.presence is not None:
             self.presence.start(self._supervisor, self.dispatchers, self._dispatcher)
+        self._answer_inline()
+
+    def _answer_inline(self) -> None:
+        """Let requests made here to a ``requests="direct"`` service hosted here run in the
+        requester's task (see :meth:`Dispatcher.claim`): only on a transport that can say
+        every live member of a channel is of one group (an in-process one, ``memory://``),
+        and only without around-send middleware (a request's send layers see it published)."""
+        node = self.node
+        if getattr(self.transport, "only_group", None) is None or node.send_chains is not None:
+            return
+        direct = {s.name for s in self.services if s.requests == "direct"}
+        for dispatcher in self.dispatchers:
+            spec = dispatcher.spec
+            if spec.is_command_channel and spec.channel in direct:
+                node.inline[spec.channel] = dispatcher
 
     def _dispatcher(self, service: Service, spec: Handlers) -> Dispatcher:
         return Dispatcher(

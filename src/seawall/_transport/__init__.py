@@ -178,8 +178,11 @@ class ChannelSpec:
     sent without waiting, events, requests with ``not_before``) are stored as
     always. Carried directly by ``nats://`` (core NATS, a queue group per group),
     ``embedded://`` and ``seawall://`` (handed from the broker's memory, never
-    appended to its log); ``memory://`` keeps nothing anyway, and ``redis://`` and
-    ``amqp://`` store them as ``"stored"`` does."""
+    appended to its log); ``redis://`` and ``amqp://`` store them as ``"stored"``
+    does. ``memory://`` keeps nothing durable anyway: there the runtime answers a
+    request made in the process hosting the channel's only group in the caller's
+    task when a worker is free (see the runtime's dispatcher, ``claim``), and
+    stores the others as ``"stored"`` does."""
 
     def __post_init__(self) -> None:
         if self.requests not in ("stored", "direct"):

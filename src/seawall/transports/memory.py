@@ -83,9 +83,15 @@ class _Channel:
         self.spec = spec
         self.state: ChannelState[Any] = ChannelState(spec.partitions, spec.priorities)
         self.subs: set[MemorySubscription] = set()
+        self.sole: GroupState[Any] | None = None
+        """The group of every live member, when they share one (see ``only_group``)."""
         self.space = asyncio.Event()  # set whenever trimming freed room
         self.waiting = 0  # publishers waiting for room
         self.untrimmed = 0  # settlements since the last trim
+
+    def members_changed(self) -> None:
+        groups = {id(sub.group): sub.group for sub in self.subs}
+        self.sole = next(iter(groups.values())) if len(groups) == 1 else None
 
     def wake(self) -> None:
         for sub in self.subs:
@@ -258,6 +264,7 @@ class MemoryTransport:
         target = self._channel(channel)
         sub = MemorySubscription(self, target, target.state.group(group, start), prefetch)
         target.subs.add(sub)
+        target.members_changed()
         target.wake()
         return sub
 
@@ -287,12 +294,23 @@ class MemoryTransport:
     def _leave(self, sub: MemorySubscription) -> None:
         channel = sub.channel
         channel.subs.discard(sub)
+        channel.members_changed()
         sub.group.leave(sub.member, self.clock.time())
         name = channel.spec.name
         if channel.spec.ephemeral and not channel.subs and self._channels.get(name) is channel:
             del self._channels[name]
             self._gone.add(name)
         channel.wake()
+
+    def only_group(self, channel: str, group: str) -> bool:
+        """Whether ``channel`` has live members and all are of ``group``: a request the
+        runtime answers in-process by one of them (in its caller's task, for a channel
+        of ``requests="direct"``) then misses no other group's copy."""
+        target = self._channels.get(channel)
+        if target is None:
+            return False
+        sole = target.sole  # kept as members come and go: no walk over them per request
+        return sole is not None and sole is target.state.groups.get(group)
 
     def has_channel(self, name: str) -> bool:
         """Whether ``name`` was declared or used (brokers refuse unknown channels with this)."""
