@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from seawall import ChannelSpec, Message, uuid7
 from seawall._broker.engine import BrokerLimits
+from seawall._server.heap import settle_for_serving
 from seawall._server.server import BrokerServer
 from seawall._transport import Transport
 from seawall.transports.embedded import EmbeddedTransport
@@ -76,7 +77,10 @@ async def serve(data: str | None) -> None:
     """
     backing: Transport = MemoryTransport(serialize=False, publish_timeout=None)
     if data is not None:
-        backing = EmbeddedTransport(data, limits=BrokerLimits(publish_timeout=None))
+        embedded = EmbeddedTransport(data, limits=BrokerLimits(publish_timeout=None))
+        await embedded.broker()  # opened and recovered, then the heap settled: `seawall broker`
+        settle_for_serving()
+        backing = embedded
     async with BrokerServer(backing, host="127.0.0.1") as server:
         print(server.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

@@ -28,6 +28,7 @@ import click
 from .._exceptions import ConfigurationError
 from .._fsync import SYNC_POLICIES, SyncPolicy
 from .._server.acl import ServerConfig, load_server_config
+from .._server.heap import settle_for_serving
 from .._server.server import BrokerServer
 from .._up.lifeline import hold
 from ..transports.embedded import EmbeddedOptions, EmbeddedTransport
@@ -116,6 +117,7 @@ async def serve_broker(
     warning = make_room_for(config.max_connections)
     transport = EmbeddedTransport(data, options=options, max_message_bytes=config.max_message)
     await transport.broker()  # opens and recovers before the first client arrives
+    settle_for_serving()  # this process only serves: see seawall._server.heap
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
