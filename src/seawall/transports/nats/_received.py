@@ -83,6 +83,11 @@ async def subscribe(client: Client, subject: str, take: Take, *, queue: str = ""
     if takers is not None:
         handle = await client.subscribe(subject, queue=queue)  # no callback: no task
         takers[handle._id] = take
+        pending: Any = handle._pending_queue  # what came while subscribing, if anything
+        while not pending.empty():
+            msg = pending.get_nowait()
+            handle._pending_size -= len(msg.data)
+            await take(msg.subject, msg.data, msg.headers)
         return handle
 
     async def callback(msg: Msg) -> None:
