@@ -36,6 +36,7 @@ import re
 from typing import Any
 
 import nats.errors
+from msgspec.structs import astuple
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -48,9 +49,6 @@ _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name, as NATS takes it
 _INTERNALS = ("_send_command", "_flush_pending", "_flush_queue", "_pending_data_size")
-# ": " then a blank, or a blank ending a line: a value nats-py would strip (or, rarely, a
-# value holding ": " and a blank, which the generic path then writes just as well)
-_OUTER_BLANK = re.compile(r": \s|\s\r\n|\s\Z")
 
 
 def _expire(answer: asyncio.Future[Msg]) -> None:
@@ -154,8 +152,12 @@ class Acks:
         breaks = len(lines) - 1
         if text.count("\r") != breaks or text.count("\n") != breaks:
             return None  # a line break in a value: nats-py blanks it
-        if _OUTER_BLANK.search(text):
-            return None
+        # Every text field of the message is written as it is, times are written without
+        # blanks: a field or extra header with an outer blank goes the generic way.
+        values = [value for value in astuple(message) if type(value) is str]
+        values += extra.values()
+        if list(map(str.strip, values)) != values:
+            return None  # an outer blank in a value: nats-py strips it
         block = f"NATS/1.0\r\n{text}\r\n\r\n".encode()
         data = message.data
         size = len(block)
