@@ -40,7 +40,7 @@ from seawall import (
 )
 from seawall.testing._conformance import Inbox, delivers_next, make_message
 from seawall.testing._delivery import wait_until
-from seawall.transports.nats import NatsTransport
+from seawall.transports.nats import NatsTransport, _core_subject
 from seawall.transports.nats._subscription import NatsSubscription
 
 pytestmark = pytest.mark.integration
@@ -287,7 +287,9 @@ async def test_a_reply_inbox_rides_core_nats_and_a_reply_to_a_gone_one_is_droppe
         assert got.attempt == 1
         assert requester._streams == {} == replier._streams, "a reply inbox made a stream"
         handle = sub._handle  # type: ignore[attr-defined]
-        assert type(handle._pending_queue).__name__ == "_Handoff", "a task per inbox again"
+        assert handle._wait_for_msgs_task is None, "a task per inbox again"
+        takers = requester.client._seawall_takers  # type: ignore[attr-defined]
+        assert handle._id in takers, "the inbox's replies are not taken as received"
         await sub.close()  # the requester leaves: a later reply goes nowhere, at once
         started = time.monotonic()
         await replier.publish(inbox, make_message(1))
@@ -644,3 +646,65 @@ async def test_publishes_written_by_us_carry_the_headers_nats_py_would_write() -
 
 def _holds(items: list[tuple[bytes, dict[str, str] | None]], count: int) -> bool:
     return len(items) == count
+
+
+async def test_a_plain_message_written_from_the_message_is_what_nats_py_would_write() -> None:
+    # Replies and direct requests are written from the message itself (Acks.plain_command),
+    # not from to_headers' dict; a plain NATS subscriber must see the same headers either way,
+    # and a reply a plain client sends with its own headers must read as the seawall one.
+    from datetime import UTC, datetime
+
+    from nats.aio.msg import Msg
+
+    from seawall import Message, to_headers
+    from seawall.transports.nats._acks import Acks
+
+    client = await nats.connect(require(NATS))
+    subject = unique("acks.plain")
+    seen: list[tuple[bytes, dict[str, str] | None]] = []
+
+    async def take(msg: Msg) -> None:
+        seen.append((msg.data, msg.headers))
+
+    now = datetime.now(UTC)
+    messages = [
+        make_message(1),
+        Message(id="2", type="a.B", source="s", time=now, deadline=now, kind="command"),
+        Message(id="3", type="a.B", source="s", headers={"x-note": "válue ünïcode"}),
+        Message(id="4", type="a.B", source="s", headers={"x-note": "  padded  "}),  # generic
+        Message(id="5", type="a.B", source="s", headers={"ce-id": "overrides"}),  # generic
+    ]
+    try:
+        await client.subscribe(subject, cb=take)
+        acks = Acks(client)
+        await acks.start()
+        written = [acks.plain_command(subject, m) is not None for m in messages]
+        assert written == [True, True, True, False, False]
+        for done, message in enumerate(messages[:3], 1):
+            command = acks.plain_command(subject, message)
+            assert command is not None
+            await acks.write(command, len(message.data))
+            await client.publish(subject, message.data, headers=to_headers(message))
+            await client.flush()
+            await wait_until(functools.partial(_holds, seen, 2 * done), 3.0, "both copies")
+            assert seen[-2] == seen[-1], message
+        transport = await NatsTransport.connect(require(NATS))
+        inbox = unique("_inbox.test")
+        try:
+            sub = await transport.subscribe(inbox, group=inbox)
+            core = _core_subject(inbox)
+            shouted = {
+                k if k.startswith("x-") else k.upper(): v
+                for k, v in to_headers(messages[2]).items()
+            }
+            await client.publish(core, messages[1].data, headers=to_headers(messages[1]))
+            await client.publish(core, messages[2].data, headers=shouted)  # the generic path
+            await transport.publish(inbox, messages[0])
+            async with Inbox(sub, patience=5.0) as reader:
+                got = [d.message for d in await reader.collect(3)]
+            assert got[:2] == [messages[1], messages[2]]
+            assert got[2] == messages[0]
+        finally:
+            await transport.close()
+    finally:
+        await client.close()

@@ -179,6 +179,7 @@ from ._headers import install as install_header_parser
 from ._layout import DIRECT_MARK, Stream, deliver_policy, stream_subjects
 from ._ownership import lease_bucket
 from ._pongs import install as install_pong_reader
+from ._received import install as install_plain_taker
 from ._schedule import scheduled_headers
 from ._subscription import NatsSubscription
 from ._wire import LEASE_BUCKET, MSG_ID, STREAM_PREFIX, translated
@@ -284,6 +285,7 @@ class NatsTransport:
                     self._client = await self._open()
                     install_header_parser(self._client)
                     install_pong_reader(self._client)  # a flush given up on leaves it reading
+                    install_plain_taker(self._client)  # plain messages read from their blocks
                     self._capabilities = replace(
                         self._capabilities, max_message_bytes=self._client.max_payload
                     )
@@ -443,7 +445,6 @@ class NatsTransport:
         self._check_open()
         if not_before is not None and not_before <= self.clock.time():
             not_before = None  # due already: published as any other
-        headers = to_headers(message)
         if rides_core(channel):
             if not_before is not None:
                 raise ConfigurationError(
@@ -451,33 +452,35 @@ class NatsTransport:
                     f"{channel!r} is a reply inbox, which rides core NATS and keeps nothing; "
                     "send the reply when it is due"
                 )
-            self._check_size(channel, message, headers)
-            await self._send_core(channel, message, headers)
+            what = f"replying with {message.id} to {channel!r}"
+            await self._send_plain(channel, _core_subject(channel), message, what)
             return
         if not_before is None and is_request(message):
             stream = self._streams.get(channel) or await self._target(channel)
             if stream is not None and stream.direct:
-                self._check_size(channel, message, headers)
-                await self._send_direct(stream, message, headers)
+                what = f"sending request {message.id} to {stream.channel!r}"
+                await self._send_plain(channel, stream.direct_subject, message, what)
                 return
+        headers = to_headers(message)
         headers[MSG_ID] = dedupe_key(message)
         self._check_size(channel, message, headers)
         await self._send(channel, message, headers, priority, not_before)
 
-    async def _send_core(self, channel: str, message: Message, headers: dict[str, str]) -> None:
-        """A reply: one plain NATS message, no acknowledgement (lost if nobody listens)."""
+    async def _send_plain(self, channel: str, subject: str, message: Message, what: str) -> None:
+        """A reply, or a request on a channel whose requests are direct: one plain NATS
+        message, no acknowledgement, not stored (lost if nobody listens, see ._core and
+        ._direct)."""
         await self.link()
-        assert self._acks is not None
-        with translated(f"replying with {message.id} to {channel!r}"):
-            await self._acks.send(_core_subject(channel), message.data, headers)
-
-    async def _send_direct(self, stream: Stream, message: Message, headers: dict[str, str]) -> None:
-        """A request on a channel whose requests are direct: one plain NATS message to the
-        groups' queue subscriptions, not stored (lost if nobody listens, see ._direct)."""
-        await self.link()
-        assert self._acks is not None
-        with translated(f"sending request {message.id} to {stream.channel!r}"):
-            await self._acks.send(stream.direct_subject, message.data, headers)
+        acks = self._acks
+        assert acks is not None
+        command = acks.plain_command(subject, message)  # the common case, in one go
+        with translated(what):
+            if command is not None:
+                await acks.write(command, len(message.data))
+                return
+            headers = to_headers(message)
+            self._check_size(channel, message, headers)
+            await acks.send(subject, message.data, headers)
 
     async def _target(self, channel: str) -> Stream | None:
         """The channel's stream, created on first use."""

@@ -19,8 +19,10 @@ one formats the header block in one go and hands nats-py the finished command (i
 pending buffer and flusher, as ``Client.publish`` does). Anything else (a reconnecting
 client, an odd header, a nats-py without those internals) goes through
 ``Client.publish``, so the bytes on the wire are the same either way. :meth:`Acks.send`
-writes a plain message (no reply subject, no answer) the same way: the core NATS
-messages of the request/reply path, replies and direct requests.
+writes a plain message (no reply subject, no answer) the same way; for the core NATS
+messages of the request/reply path, replies and direct requests,
+:meth:`Acks.plain_command` writes the command from the message itself (its header lines
+as ``to_headers`` would give them, without the dict).
 
 The subscription lives as long as the connection: nats-py subscribes it again after a
 reconnect. An answer lost with a broken link is a timeout, after which the publish is
@@ -34,9 +36,12 @@ import re
 from typing import Any
 
 import nats.errors
+from msgspec.structs import astuple
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from ..._messages.envelope import Message, header_lines
 
 __all__ = ["Acks"]
 
@@ -102,7 +107,7 @@ class Acks:
             if command is None:
                 await self._client.publish(subject, data, self._prefix + token, headers)
             else:
-                await self._write(command, len(data))
+                await self.write(command, len(data))
             msg = await answer
         finally:
             timer.cancel()
@@ -122,7 +127,45 @@ class Acks:
         if command is None:
             await self._client.publish(subject, data, headers=headers)
         else:
-            await self._write(command, len(data))
+            await self.write(command, len(data))
+
+    def plain_command(self, subject: str, message: Message) -> bytes | None:
+        """The HPUB command of ``message`` as a plain message (its CloudEvents headers as
+        ``to_headers`` gives them, the payload as the body), or None where :meth:`send`
+        should have them: headers not written this way, a client not connected, a message
+        over the server's max_payload."""
+        client = self._client
+        if not self._direct or not client.is_connected or client.is_draining_pubs:
+            return None
+        lines = header_lines(message)
+        if lines is None:
+            return None
+        extra = message.headers
+        names = self._names
+        if extra and not names.issuperset(extra):
+            for name in extra:
+                if name not in names:
+                    if not _TOKEN.fullmatch(name):
+                        return None
+                    names.add(name)
+        text = "\r\n".join(lines)
+        breaks = len(lines) - 1
+        if text.count("\r") != breaks or text.count("\n") != breaks:
+            return None  # a line break in a value: nats-py blanks it
+        # Every text field of the message is written as it is, times are written without
+        # blanks: a field or extra header with an outer blank goes the generic way.
+        values = [value for value in astuple(message) if type(value) is str]
+        values += extra.values()
+        if list(map(str.strip, values)) != values:
+            return None  # an outer blank in a value: nats-py strips it
+        block = f"NATS/1.0\r\n{text}\r\n\r\n".encode()
+        data = message.data
+        size = len(block)
+        if size + len(data) > client.max_payload:
+            return None  # the generic path says why it is refused
+        return b"".join(
+            (f"HPUB {subject} {size} {size + len(data)}\r\n".encode(), block, data, b"\r\n")
+        )
 
     def _command(
         self, subject: str, reply: str, data: bytes, headers: dict[str, str] | None
@@ -153,7 +196,7 @@ class Acks:
         head = f"HPUB {subject} {reply} " if reply else f"HPUB {subject} "
         return b"".join((f"{head}{size} {size + len(data)}\r\n".encode(), block, data, b"\r\n"))
 
-    async def _write(self, command: bytes, size: int) -> None:
+    async def write(self, command: bytes, size: int) -> None:
         """What ``Client.publish`` does with a finished command."""
         client: Any = self._client
         client.stats["out_msgs"] += 1

@@ -12,11 +12,10 @@ down, is lost, as on any ephemeral channel.
 
 Plain subscriptions here (reply inboxes, and the direct requests of
 :mod:`._direct`) take their messages as nats-py reads them
-(:func:`subscribe_plain`): nats-py gives a subscription with a callback a task
-of its own, which takes each message from a queue and calls back, one task
-switch per message before the reader's own wake-up; instead the subscription's
-queue is a :class:`_Handoff` that passes each message on at once. A nats-py
-without that queue gets the callback way.
+(:func:`subscribe_plain`, see :mod:`._received`): no task of the subscription's
+between nats-py's read loop and the reader, whose wake-up is the only task
+switch, and the message read from its header block as received
+(:func:`read_plain`), not from a dict of it.
 """
 
 from __future__ import annotations
@@ -25,77 +24,54 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscriptionHandle
 
 from ..._exceptions import ConnectionLost, DecodeError
 from ..._messages.envelope import Message, from_headers
 from ..._messages.ids import uuid7
 from ..._transport import Delivery, is_reply_inbox
+from . import _received as received
+from ._headers import read_message
+from ._received import Take
 
 if TYPE_CHECKING:
     from . import NatsTransport
 
-__all__ = ["CoreSubscription", "decode_plain", "rides_core", "subscribe_plain"]
+__all__ = [
+    "CoreSubscription",
+    "Headers",
+    "decode_plain",
+    "read_plain",
+    "rides_core",
+    "subscribe_plain",
+]
 
 log = logging.getLogger("seawall.transports.nats")
 
 _MAX_WAITING = 65_536  # replies received and not yet read: beyond, a reply is dropped
 
 
-class _Handoff:
-    """Stands in for a nats-py subscription's queue: each message goes to ``arrived`` as
-    nats-py reads it, so no task of the subscription's takes it from a queue first."""
-
-    def __init__(self, handle: Any, arrived: Callable[[Msg], None]) -> None:
-        self._handle = handle
-        self._arrived = arrived
-
-    def put_nowait(self, msg: Msg) -> None:
-        self._handle._pending_size -= len(msg.data)  # nothing stays pending here
-        try:
-            self._arrived(msg)
-        except Exception:  # never into nats-py's read loop
-            log.exception("a plain NATS message on %s could not be taken", msg.subject)
-
-    def empty(self) -> bool:
-        return True
-
-    def qsize(self) -> int:
-        return 0
-
-    def task_done(self) -> None:
-        return None
-
-    async def join(self) -> None:
-        return None
+Headers = bytes | dict[str, str] | None
+"""A plain message's headers: its block as received, or the dict nats-py read, or none."""
 
 
 async def subscribe_plain(
     client: Client,
     subject: str,
-    arrived: Callable[[Msg], None],
+    arrived: Take,
     *,
     queue: str = "",
     timeout: float = 5.0,
 ) -> NatsSubscriptionHandle:
-    """A plain subscription handing each message to ``arrived`` as nats-py reads it, and
-    a round trip (within ``timeout``), so the server has the interest before this returns."""
-    handle = await client.subscribe(subject, queue=queue)  # no callback: no task of its own
-    if isinstance(getattr(handle, "_pending_queue", None), asyncio.Queue):
-        cast(Any, handle)._pending_queue = _Handoff(handle, arrived)
-    else:  # another nats-py: its own way, a task calling back
-        await handle.unsubscribe()
-
-        async def callback(msg: Msg) -> None:
-            arrived(msg)
-
-        handle = await client.subscribe(subject, queue=queue, cb=callback)
+    """A plain subscription handing each message to ``arrived`` as nats-py reads it
+    (:mod:`._received`), and a round trip (within ``timeout``), so the server has the
+    interest before this returns."""
+    handle = await received.subscribe(client, subject, arrived, queue=queue)
     await client.flush(timeout=max(1, int(timeout)))
     return handle
 
@@ -129,7 +105,7 @@ class CoreSubscription:
             transport.client, self.subject, self._arrived, timeout=transport.api_timeout
         )
 
-    def _arrived(self, msg: Msg) -> None:
+    async def _arrived(self, subject: str, data: bytes, headers: Headers) -> None:
         if self._state != "open":
             return
         if len(self._ready) >= _MAX_WAITING:
@@ -137,7 +113,8 @@ class CoreSubscription:
                 "reply inbox %s holds %d unread replies; one dropped", self.channel, _MAX_WAITING
             )
             return
-        self._ready.append((decode_plain(msg), 1))
+        message = await read_plain(self.transport.client, subject, data, headers)
+        self._ready.append((message, 1))
         self.wake.set()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -206,7 +183,7 @@ class CoreSubscription:
         handle, self._handle = self._handle, None
         if handle is not None:
             with contextlib.suppress(nats.errors.Error):
-                await handle.unsubscribe()
+                await received.unsubscribe(self.transport.client, handle)
 
     async def break_link(self) -> None:
         if self._state == "open":
@@ -217,17 +194,27 @@ class CoreSubscription:
             await self._end("closed")
 
 
-def decode_plain(msg: Msg) -> Message:
+async def read_plain(client: Client, subject: str, data: bytes, headers: Headers) -> Message:
     """The message a plain (core NATS) message carries."""
-    headers = msg.headers or {}  # read, not changed: no copy
+    if isinstance(headers, bytes):
+        message = read_message(headers, data)  # the common case, from the block itself
+        if message is not None:
+            return message
+        headers = await received.read_headers(client, headers)
+    return decode_plain(subject, data, headers)
+
+
+def decode_plain(subject: str, data: bytes, headers: dict[str, str] | None) -> Message:
+    """The message of a plain (core NATS) message's headers as nats-py reads them."""
+    headers = headers or {}  # read, not changed: no copy
     try:
-        return from_headers(headers, msg.data)
+        return from_headers(headers, data)
     except DecodeError as exc:
         # Not a seawall message: handed on under a type no one waits for, never lost silently.
         return Message(
             id=f"nats-{uuid7()}",
             type="seawall.nats.Undecodable",
-            source=f"nats:{msg.subject}",
-            data=msg.data,
+            source=f"nats:{subject}",
+            data=data,
             headers={**headers, "seawall-decode-error": str(exc)},
         )

@@ -29,12 +29,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscriptionHandle
 
+from ..._messages.envelope import Message
 from ..._transport import Delivery
 from ..._transport.assignment import token
-from ._core import decode_plain, subscribe_plain
+from . import _received as received
+from ._core import Headers, read_plain, subscribe_plain
 
 if TYPE_CHECKING:
     from ._subscription import NatsSubscription
@@ -45,6 +46,8 @@ log = logging.getLogger("seawall.transports.nats")
 
 _MAX_WAITING = 65_536  # received and not handed out: beyond, a request is dropped
 
+_Request = tuple[Message, bytes, Headers]  # as read, and as received: payload, headers
+
 
 class DirectReader:
     """One member's queue-group subscription to a channel's direct requests."""
@@ -52,9 +55,9 @@ class DirectReader:
     def __init__(self, sub: NatsSubscription) -> None:
         self.sub = sub
         self.subject = sub.stream.direct_subject
-        self._ready: deque[tuple[Msg, int]] = deque()  # (msg, attempts so far)
-        self._held: dict[int, tuple[Msg, int]] = {}  # token -> (msg, attempt)
-        self._later: dict[int, tuple[Msg, int]] = {}  # nacked with a delay, by token
+        self._ready: deque[tuple[_Request, int]] = deque()  # (request, attempts so far)
+        self._held: dict[int, tuple[_Request, int]] = {}  # token -> (request, attempt)
+        self._later: dict[int, tuple[_Request, int]] = {}  # nacked with a delay, by token
         self._count = 0
         self._handle: NatsSubscriptionHandle | None = None
         self._open = True
@@ -79,22 +82,23 @@ class DirectReader:
             timeout=transport.api_timeout,
         )
 
-    def _arrived(self, msg: Msg) -> None:
+    async def _arrived(self, subject: str, data: bytes, headers: Headers) -> None:
         if not self._open:
             return
         if len(self._ready) >= _MAX_WAITING:
             log.warning("%s: %d direct requests wait; one dropped", self.subject, _MAX_WAITING)
             return
-        self._ready.append((msg, 0))
+        message = await read_plain(self.sub.transport.client, subject, data, headers)
+        self._ready.append(((message, data, headers), 0))
         self.sub.wake.set()
 
     def take(self) -> Delivery:
         """The oldest waiting request, handed out (check :attr:`waiting` first)."""
-        msg, attempts = self._ready.popleft()
+        request, attempts = self._ready.popleft()
         self._count += 1
-        self._held[self._count] = (msg, attempts + 1)
+        self._held[self._count] = (request, attempts + 1)
         return Delivery(
-            message=decode_plain(msg),
+            message=request[0],
             channel=self.sub.stream.channel,
             partition=0,
             attempt=attempts + 1,
@@ -127,13 +131,15 @@ class DirectReader:
         handle, self._handle = self._handle, None
         if handle is not None:
             with contextlib.suppress(nats.errors.Error):
-                await handle.unsubscribe()
+                await received.unsubscribe(self.sub.transport.client, handle)
 
     async def close(self) -> None:
         """Stop, and publish what is held and unsettled back to the group (on a live link)."""
         await self.stop()
         self._open = False
-        left = [msg for msg, _ in [*self._held.values(), *self._later.values(), *self._ready]]
+        left = [
+            request for request, _ in [*self._held.values(), *self._later.values(), *self._ready]
+        ]
         self._held.clear()
         self._later.clear()
         self._ready.clear()
@@ -143,5 +149,7 @@ class DirectReader:
                 log.debug("%d direct request(s) lost with a broken link", len(left))
             return
         with contextlib.suppress(nats.errors.Error):
-            for msg in left:
-                await client.publish(self.subject, msg.data, headers=msg.headers)
+            for _, data, headers in left:  # as it came: the headers nats-py reads from it
+                if isinstance(headers, bytes):
+                    headers = await received.read_headers(client, headers)
+                await client.publish(self.subject, data, headers=headers)
