@@ -250,7 +250,8 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.ready = asyncio.Event()
-        """Set once the dispatcher has subscribed (again after every restart)."""
+        """Set once the dispatcher has subscribed (again after every restart); cleared as soon
+        as its link breaks, before the work in flight drains."""
         self.stopped = asyncio.Event()
         """Set once the dispatcher has drained after :meth:`stop`."""
         self._around: NextHandle | None = (
@@ -358,6 +359,9 @@ class Dispatcher:
                 if gate is not None:
                     await gate.closed()  # take no more while a dependency is down
         except TransportError as exc:
+            # Not subscribed from now on, not only once the work in flight has drained
+            # (up to the grace period): health and presence must not count on this link.
+            self.ready.clear()
             broken.append(exc)
 
     def _accept(self, delivery: Delivery) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -239,4 +240,29 @@ async def test_a_lost_link_is_not_ready_until_the_consumers_subscribed_again() -
         health = system.health()
         assert health.live
         assert "pinger:pinger/pinger is not subscribed" in health.reasons
+        await wait_until(lambda: system.health().ready, 5.0, "ready again")
+
+
+async def test_a_consumer_whose_link_broke_is_not_subscribed_while_it_drains() -> None:
+    # A broken link drains the work in flight (up to the grace period) before the
+    # supervisor subscribes again; the consumer is not subscribed during that drain.
+    broker = MemoryTransport()
+    started, release = asyncio.Event(), asyncio.Event()
+    svc = Service("slow")
+
+    @svc.command
+    async def ping(cmd: Ping, ctx: Context) -> None:
+        started.set()
+        await release.wait()
+
+    intensity = RestartIntensity(max_restarts=5, initial_backoff=0.3)
+    async with System(svc, transport=broker, intensity=intensity) as system:
+        await system.context().send("slow", Ping(n=1))
+        await asyncio.wait_for(started.wait(), 5.0)
+        broker.disconnect()
+        await wait_until(lambda: not system.health().ready, 5.0, "not ready")
+        try:
+            assert "slow:slow/slow is not subscribed" in system.health().reasons
+        finally:
+            release.set()
         await wait_until(lambda: system.health().ready, 5.0, "ready again")
