@@ -323,11 +323,17 @@ class EmbeddedSubscription:
         self.member.nack(taken.partition, taken.offset, delay)
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
-        async for partition, taken in self.takes():
+        member = self.member
+        shared = member.group.shared
+        while not self._ended():
+            taken = member.take()
+            if taken is None:
+                await member.wait()
+                continue
             yield Delivery(
                 message=decode_message(taken.entry),
                 channel=self.name,
-                partition=partition,
+                partition=0 if shared or taken.partition == DIRECT else taken.partition,
                 attempt=taken.attempt,
                 token=taken,  # names the log (partition or priority level) and offset
             )
@@ -335,12 +341,12 @@ class EmbeddedSubscription:
     async def ack(self, delivery: Delivery) -> None:
         taken = delivery.token
         assert isinstance(taken, Taken)
-        self.ack_taken(taken)
+        self.member.ack(taken.partition, taken.offset)
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         taken = delivery.token
         assert isinstance(taken, Taken)
-        self.nack_taken(taken, delay)
+        self.member.nack(taken.partition, taken.offset, delay)
 
     async def stop_intake(self) -> None:
         """Iteration ends; this member takes nothing more (the group log keeps the order
