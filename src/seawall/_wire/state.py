@@ -8,15 +8,14 @@ Both are fed ``now`` and frames; the asyncio client and server wrap them.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .._exceptions import ConfigurationError, ProtocolError
-from .protocol import Error, Ok
+from .protocol import Error, Response
 
 __all__ = ["Heartbeat", "Pipeline"]
 
 T = TypeVar("T")
-_MISSING: Any = object()
 
 
 class Heartbeat:
@@ -95,7 +94,7 @@ class Pipeline(Generic[T]):
             )
         self._waiting[seq] = waiter
 
-    def resolve(self, response: Ok | Error) -> T:
+    def resolve(self, response: Response) -> T:
         """The waiter of the request ``response`` answers, no longer waiting.
 
         An answer nobody waits for, or a connection-level Error, raises.
@@ -105,18 +104,13 @@ class Pipeline(Generic[T]):
                 response.code,
                 f"the peer ended the connection ({response.code}): {response.message}",
             )
-        return self.take(response.seq, type(response).__name__)
-
-    def take(self, seq: int | None, what: str = "Ok") -> T:
-        """The waiter of request ``seq``, answered by a ``what`` frame; unknown raises."""
-        waiter = self._waiting.pop(seq, _MISSING)  # type: ignore[arg-type]
-        if waiter is _MISSING:
+        if response.seq is None or response.seq not in self._waiting:
             raise ProtocolError(
                 "bad-request",
-                f"{what} answers seq {seq}, which no request "
+                f"{type(response).__name__} answers seq {response.seq}, which no request "
                 "waits for; the peer is out of step, close the connection",
             )
-        return waiter
+        return self._waiting.pop(response.seq)
 
     def abandon(self) -> list[T]:
         """Forget every waiting request (the connection is gone); their waiters, by seq."""
