@@ -26,8 +26,11 @@ What an acknowledgement (a resolved future) means under each policy:
     previous group held: writers that wait for each acknowledgement before
     writing again are then all back, and waiting longer would only add the
     window to every commit (4 such publishers were acknowledged half as fast
-    as under ``always`` before). So a group is never held for company that
-    is not coming, and ``batch`` is never slower than ``always``.
+    as under ``always`` before). Nor does it linger longer than the last
+    fsynced commit took: committing now, and once more for the late ones,
+    acknowledges them no later than waiting longer would. So a group is never
+    held for company that is not coming, nor for longer than company is
+    worth, and ``batch`` is never slower than ``always``.
 An append may say ``fsync=False`` (a request on a channel declared with
 ``sync_requests=False``): a group of only such appends is committed at once
 with ``synchronous=NORMAL``, no fsync (the WAL reaches the disk with the next
@@ -126,6 +129,9 @@ class StoreWriter:
         self._company = group_size
         """How many records end a linger at once: the last group's size under ``batch``
         (its writers are back once that many are queued again), ``group_size`` otherwise."""
+        self._commit_seconds = self._window
+        """How long the last fsynced commit took: the longest a linger is worth under
+        ``batch`` (writer thread only)."""
         self._closing = False
         self._failure: BaseException | None = None
         """Set when the thread stops: later writes fail at once instead of waiting forever."""
@@ -461,11 +467,14 @@ class StoreWriter:
     def _serve(self, loop: asyncio.AbstractEventLoop, store: Store) -> None:
         while (taken := self._take()) is not None:
             batch, futures, thens = taken
+            started = time.monotonic()
             try:
                 store.write(batch)
             except Exception as exc:
                 _call(loop, self._committed, futures, [], batch.records, exc)
                 raise
+            if batch.records and batch.fsync:
+                self._commit_seconds = time.monotonic() - started
             _call(loop, self._committed, futures, thens, batch.records, None)
             store.checkpoint_if_due()
 
@@ -495,7 +504,8 @@ class StoreWriter:
         if batch.records:
             if not self._linger or batch.records >= self._company or batch.unsynced:
                 return 0.0  # a record that needs no fsync (a request) ends a linger too
-            due = self._since + self._window
+            linger = self._window if self.acks_before_commit else self._commit_seconds
+            due = self._since + min(self._window, linger)
         elif batch:
             due = self._since + self._lazy_window
         else:  # nothing queued: wait with a deadline a while, so lazy writes need not wake us

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seawall import StorageError, TransportClosed
-from seawall._broker.store import DB_FILE, ChannelLayout, Entry, Store
+from seawall._broker.store import DB_FILE, ChannelLayout, Entry, Store, WriteBatch
 from seawall._broker.store_writer import StoreWriter
 
 LAYOUT = ChannelLayout(partitions=1, max_messages=1000)
@@ -38,14 +38,24 @@ async def test_appends_are_committed_and_recovered(tmp_path: Path, policy: str) 
 
 
 async def test_a_lone_write_commits_at_once_and_only_concurrent_writes_linger(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Commits here take 0.3 s (the real Store, slowed), so company is worth up to that long.
+    write = Store.write
+    slow = [0.3]
+
+    def slowed(store: Store, batch: WriteBatch) -> None:
+        time.sleep(slow[0])
+        write(store, batch)
+
+    monkeypatch.setattr(Store, "write", slowed)
     writer = await opened(tmp_path, policy="batch", window=0.3)
     started = time.monotonic()
     await writer.append("orders", 0, 0, 1.0, b"alone")
-    assert time.monotonic() - started < 0.2  # nobody else writing: no reason to wait
+    assert time.monotonic() - started < 0.5  # nobody else writing: one commit, no wait
 
     await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"") for n in range(1, 51)))
+    slow[0] = 0.0
     started = time.monotonic()  # the last group had company: the next one waits for more
     ack = writer.append("orders", 0, 51, 2.0, b"late")
     assert writer.read("orders", 0, 51, 10) == []  # reads see only committed entries
@@ -56,6 +66,17 @@ async def test_a_lone_write_commits_at_once_and_only_concurrent_writes_linger(
     started = time.monotonic()  # that group was alone again: no lingering
     await writer.append("orders", 0, 52, 3.0, b"")
     assert time.monotonic() - started < 0.2
+    await writer.close()
+
+
+async def test_a_linger_lasts_no_longer_than_the_last_commit_took(tmp_path: Path) -> None:
+    # Commits take milliseconds here: waiting the (enormous) window for company would cost
+    # more than committing at once and once more for whoever comes late.
+    writer = await opened(tmp_path, policy="batch", window=30.0)
+    await asyncio.gather(*(writer.append("orders", 0, n, 1.0, b"") for n in range(50)))
+    started = time.monotonic()  # the last group had company, but a commit is quick
+    await writer.append("orders", 0, 50, 2.0, b"late")
+    assert time.monotonic() - started < 5.0
     await writer.close()
 
 
