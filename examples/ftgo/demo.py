@@ -228,7 +228,7 @@ async def _place_orders(
                 # POST /orders?expand=consumer
                 outcome = await storefront.place(http, placed, faults.order_timeout)
             except (RequestError, storefront.Refused, httpx.HTTPError) as exc:
-                summary.errors.append(f"{placed.order_id}: {exc}")
+                summary.errors.append(f"{placed.order_id}: {type(exc).__name__}: {exc}")
             else:
                 summary.outcomes[outcome.order_id] = outcome
                 summary.latencies.append(time.perf_counter() - start)

@@ -123,7 +123,12 @@ def gateway() -> Gateway:
 async def opened(system: System, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
     """The storefront served on a free loopback port by ``system``'s process, and a client."""
     async with serving(make(system, prefix).app(system)) as url:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        # A pooled connection is dropped by the client (2 s) well before the server's idle
+        # timeout (uvicorn's 5 s) ends it: with both at 5 s, a request sent on a connection
+        # the server is closing that moment fails with a ReadError and is never seen.
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0
+        )
         # each order's own deadline bounds it (place's header): no client-side timeout
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=None) as http:
             yield http
