@@ -89,7 +89,10 @@ class _Channel:
         self.seen_order: deque[tuple[float, str]] = deque()
 
     def retained(self) -> int:
-        return sum(log.retained for log in self.logs)
+        logs = self.logs
+        if len(logs) == 1:  # most channels, asked once per publish
+            return logs[0].retained
+        return sum(log.retained for log in logs)
 
     def new_group(self, start: StartAt, positions: list[int] | None = None) -> GroupState[bytes]:
         return GroupState(self.logs, start, positions, levels=self.spec.priorities)
@@ -380,11 +383,7 @@ class Broker:
             done(None)
             return True
 
-        def written(error: BaseException | None) -> None:
-            if error is not None:
-                log_.abandon()
-            done(error)
-
+        written = functools.partial(_written, log_, done)  # one object, not a closure's three
         reveal = (
             functools.partial(self._reveal, channel, log_, offset)
             if dedupe is None
@@ -761,6 +760,15 @@ class Broker:
             for channel in self._channels.values()
             for group in channel.groups.values()
         )
+
+
+def _written(
+    log_: PagedLog, done: Callable[[BaseException | None], None], error: BaseException | None
+) -> None:
+    """A publish without a coroutine was committed, or failed with ``error``."""
+    if error is not None:
+        log_.abandon()
+    done(error)
 
 
 def _seen(written: asyncio.Future[None]) -> None:

@@ -90,6 +90,8 @@ __all__ = ["StoreWriter", "Waiter"]
 
 Waiter = asyncio.Future[None] | Callable[[BaseException | None], None]
 """Who learns that a write was committed: a future, or a callback given None or the error."""
+_Held = tuple[str, int, int, float, bytes, Callable[[], None] | None, bool, Waiter, str | None]
+"""An append held on the loop (:meth:`StoreWriter.hold`): append_calling's arguments."""
 
 
 class StoreWriter:
@@ -118,6 +120,10 @@ class StoreWriter:
         self._futures: list[Waiter] = []
         """Who waits for the queued writes: a future, or a callback given the error or None."""
         self._thens: list[Callable[[], None]] = []
+        # the loop's side: appends held by hold() until release()
+        self._holding = False
+        self._held: list[_Held] = []
+        self._held_positions: dict[tuple[str, str, int], int] = {}
         """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
         self._last = 0.0
@@ -181,6 +187,9 @@ class StoreWriter:
         """Commit everything queued, stop the thread and close the store."""
         if self._state != "open":
             return
+        if self._held or self._held_positions:
+            self._queue_held()
+        self._holding = False
         self._state = "closed"
         self._blocked = True
         self._room.set()  # waiters for room find the writer closed
@@ -253,6 +262,12 @@ class StoreWriter:
         if self._blocked:
             self._usable()
         self._ledger.append(channel, partition, offset)
+        if self._holding:  # queued under the lock at release, with the others held
+            self._held.append((channel, partition, offset, time, body, then, fsync, done, dedupe))
+            self._pending += 1
+            if self._pending >= self._max_pending:
+                self._block()
+            return
         with self._lock:
             if self._failure is not None:
                 self._refuse()
@@ -274,6 +289,51 @@ class StoreWriter:
         self._pending += 1
         if self._pending >= self._max_pending:
             self._block()
+
+    def hold(self) -> None:
+        """Gather appends on the loop until :meth:`release`: the broker server holds the
+        appends of one socket read, to queue them with one lock and one wake-up of the
+        writer instead of one each. Any other write releases them first, so the writer
+        sees every write in the order made."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Queue the appends held since :meth:`hold`, and stop holding."""
+        self._holding = False
+        if self._held or self._held_positions:
+            self._queue_held()
+
+    def _queue_held(self) -> None:
+        held, self._held = self._held, []
+        positions, self._held_positions = self._held_positions, {}
+        with self._lock:
+            failure = self._failure
+            if failure is None:
+                batch, futures, thens = self._batch, self._futures, self._thens
+                if held:
+                    if not batch.records:
+                        self._since = time.monotonic()
+                    self._cond.notify()
+                elif not batch:  # positions only: lazy, as set_position's
+                    self._since = time.monotonic()
+                    if self._sleeping:
+                        self._cond.notify()
+                append = batch.append
+                for channel, partition, offset, at, body, then, fsync, done, dedupe in held:
+                    append(channel, partition, offset, at, body, dedupe)
+                    if not fsync:
+                        batch.unsynced += 1
+                    futures.append(done)
+                    if then is not None:
+                        thens.append(then)
+                batch.positions.update(positions)
+        if failure is not None:  # the writer stopped meanwhile: these fail as a group would
+            self._committed(
+                [done for *_, done, _ in held],
+                [],
+                len(held),
+                StorageError(f"store {self.path} stopped: {failure}"),
+            )
 
     def schedule(
         self,
@@ -328,9 +388,22 @@ class StoreWriter:
 
     def set_position(self, channel: str, group: str, partition: int, committed: int) -> None:
         """Record a group's committed offset; written lazily, latest value wins."""
-        self._usable()
+        # Once per settlement on the broker's hot path: _enqueue_lazy's steps inlined.
+        if self._blocked:
+            self._usable()
         self._ledger.position(channel)
-        self._enqueue_lazy(lambda batch: batch.set_position(channel, group, partition, committed))
+        if self._holding:  # the latest wins: kept on the loop until release
+            self._held_positions[(channel, group, partition)] = committed
+            return
+        with self._lock:
+            if self._failure is not None:
+                self._refuse()
+            batch = self._batch
+            if not batch:
+                self._since = time.monotonic()
+                if self._sleeping:  # else it wakes by lazy_window after its last commit
+                    self._cond.notify()
+            batch.set_position(channel, group, partition, committed)
 
     def trim(self, channel: str, partition: int, below: int) -> None:
         """Drop a log's entries below ``below``; written lazily, highest value wins."""
@@ -363,6 +436,8 @@ class StoreWriter:
     def _enqueue(
         self, add: Callable[[WriteBatch], None], then: Callable[[], None] | None = None
     ) -> asyncio.Future[None]:
+        if self._held or self._held_positions:
+            self._queue_held()
         future = self._loop.create_future()
         with self._lock:
             if self._failure is not None:
@@ -392,6 +467,8 @@ class StoreWriter:
         raise StorageError(f"store {self.path} stopped: {self._failure}") from self._failure
 
     def _enqueue_lazy(self, add: Callable[[WriteBatch], None]) -> None:
+        if self._held or self._held_positions:
+            self._queue_held()
         with self._lock:
             if self._failure is not None:
                 self._refuse()

@@ -16,6 +16,7 @@ Anything else ends the connection with :class:`Refused`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Opened:
 
     name: str
     client: Client | None
+    batched: bool = False
+    """Whether the client reads Oks frames (its Hello said so)."""
 
 
 async def handshake(
@@ -63,7 +66,7 @@ async def handshake(
     if opened.client is not None:
         _admit(broker, opened.client, opened.name)
     _welcome(broker, stream, hello)
-    return opened
+    return dataclasses.replace(opened, batched=hello.batched)
 
 
 async def _hello(

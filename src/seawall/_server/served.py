@@ -63,6 +63,11 @@ class Served:
         self.transport = transport
         self.publish_calling: PublishCalling | None = getattr(transport, "publish_calling", None)
         """The transport's publish without a task, if it has one."""
+        self.hold_writes: Callable[[], Callable[[], None] | None] | None = getattr(
+            transport, "hold_writes", None
+        )
+        """The transport's way to gather the writes of many publishes, if it has one: call
+        it before, and what it returns (if not None) after."""
         self.config = config
         self.clock = clock
         self.owners = InboxOwners()
@@ -84,6 +89,7 @@ class Served:
             replay=capabilities.replay,
             priorities=capabilities.priorities,
             group_expiry=capabilities.group_expiry,
+            batched=True,
         )
 
     def has_channel(self, name: str) -> bool:

@@ -15,7 +15,11 @@ client over a :class:`~seawall._wire.streams.FramedStream`, on behalf of the
 * Each subscription has a pump task moving deliveries from the transport's
   subscription to the client while the client's credit lasts; each delivery
   tells the rights that the connection may reply to the inbox it names.
-* Ack, Nack and Credit are handled in the reading task itself, in order.
+* Ack, Acks, Nack and Credit are handled in the reading task itself, in order;
+  the embedded broker's settlements need no coroutine (``ack_taken``/``nack_taken``).
+* Batches: the publishes of one socket read reach the store writer together (the
+  transport's ``hold_writes``), and a client whose Hello says ``batched`` gets the
+  Oks of one write as one Oks frame.
 
 Every task of a session lives in its TaskGroup; when the connection ends,
 for whatever reason, the session's subscriptions are closed, so their
@@ -29,16 +33,17 @@ import functools
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .._broker.log import Taken
 from .._clock import timeout_at
 from .._exceptions import ConnectionLost, MessageTooLarge, ProtocolError
 from .._messages.envelope import Message, decode_message, encode_message
-from .._transport import Delivery, Subscription
+from .._transport import Subscription
 from .._wire.protocol import (
     Ack,
+    Acks,
     Credit,
     Declare,
     Delete,
@@ -48,6 +53,7 @@ from .._wire.protocol import (
     Goodbye,
     Nack,
     Ok,
+    Oks,
     Publish,
     Request,
     Subscribe,
@@ -77,7 +83,18 @@ MAX_SUBSCRIPTIONS = 1024
 class _Subscription:
     """A client's subscription: the transport's, plus credit and the deliveries out."""
 
-    __slots__ = ("channel", "credit", "has_credit", "id", "prefetch", "pump", "sub", "unsettled")
+    __slots__ = (
+        "ack_now",
+        "channel",
+        "credit",
+        "has_credit",
+        "id",
+        "nack_now",
+        "prefetch",
+        "pump",
+        "sub",
+        "unsettled",
+    )
 
     def __init__(self, id: int, channel: str, sub: Subscription, prefetch: int) -> None:
         self.id = id
@@ -86,8 +103,12 @@ class _Subscription:
         self.prefetch = prefetch
         self.credit = prefetch
         self.has_credit = asyncio.Event()
-        self.unsettled: dict[int, Delivery] = {}  # by the handle sent as Deliver.offset
+        # by the handle sent as Deliver.offset: a Delivery, or what the embedded broker's
+        # takes() gave (with ack_now and nack_now to settle it)
+        self.unsettled: dict[int, Any] = {}
         self.pump: asyncio.Task[None] | None = None
+        self.ack_now: Callable[[Any], None] | None = getattr(sub, "ack_taken", None)
+        self.nack_now: Callable[[Any, float], None] | None = getattr(sub, "nack_taken", None)
 
 
 class _Ended(Exception):
@@ -127,6 +148,9 @@ class Session:
         self._slow_publishes = 0
         """Publishes handed to the workers and not answered yet: while there are any, later
         ones follow them there, so a client's publishes are stored in the order sent."""
+        self._oks: list[int] | None = None
+        """Requests answered Ok (no result) since the last write, sent as one Oks frame as
+        that write leaves; None for a client that reads no Oks (single Ok frames)."""
 
     def stop(self) -> None:
         """Ask the session to finish its requests, say Goodbye and close."""
@@ -142,6 +166,9 @@ class Session:
             opened = await handshake(self.broker, self.stream, self.name, self.tls, self.accepted)
             self.name = opened.name
             self.rights = Rights(opened.client, self.broker.owners, self.broker.clock)
+            if opened.batched:
+                self._oks = []
+                self.stream.before_write = self._send_oks
             await self._serve(self.stream.batches())
         except (_Ended, Refused) as ended:
             last = ended.last
@@ -153,6 +180,7 @@ class Session:
             if opened is not None and opened.client is not None:
                 self.broker.leave(opened.client)
             await self.stream.close(last)
+            self.stream.before_write = None  # it refers back to the session: no cycle
 
     # -- serving ------------------------------------------------------------------
     async def _serve(self, batches: AsyncIterator[list[Frame]]) -> None:
@@ -226,6 +254,15 @@ class Session:
 
     async def _handle_all(self, frames: list[Frame], requests: Workers[Request]) -> bool:
         """Handle ``frames`` in order, requests to ``requests``; whether the client said Goodbye."""
+        hold = self.broker.hold_writes
+        release = None if hold is None else hold()
+        try:
+            return await self._handle_frames(frames, requests)
+        finally:
+            if release is not None:
+                release()
+
+    async def _handle_frames(self, frames: list[Frame], requests: Workers[Request]) -> bool:
         publish_calling = self.broker.publish_calling
         for frame in frames:
             if isinstance(frame, Publish):
@@ -237,6 +274,8 @@ class Session:
                 ):
                     self._slow_publishes += 1
                     requests.put(frame)
+            elif isinstance(frame, Acks):
+                await self._acks(frame)
             elif isinstance(frame, _REQUESTS):
                 requests.put(frame)
             elif isinstance(frame, Ack):
@@ -258,12 +297,32 @@ class Session:
     async def _ack(self, frame: Ack) -> None:
         state = self._subs.get(frame.subscription)
         if state is not None and (delivery := state.unsettled.pop(frame.offset, None)):
-            await state.sub.ack(delivery)
+            if state.ack_now is not None:
+                state.ack_now(delivery)
+            else:
+                await state.sub.ack(delivery)
+
+    async def _acks(self, frame: Acks) -> None:
+        state = self._subs.get(frame.subscription)
+        if state is None:
+            return
+        pop, ack = state.unsettled.pop, state.ack_now
+        for offset in frame.offsets:
+            delivery = pop(offset, None)
+            if delivery is None:
+                continue
+            if ack is not None:
+                ack(delivery)
+            else:
+                await state.sub.ack(delivery)
 
     async def _nack(self, frame: Nack) -> None:
         state = self._subs.get(frame.subscription)
         if state is not None and (delivery := state.unsettled.pop(frame.offset, None)):
-            await state.sub.nack(delivery, delay=frame.delay)
+            if state.nack_now is not None:
+                state.nack_now(delivery, frame.delay)
+            else:
+                await state.sub.nack(delivery, delay=frame.delay)
 
     def _credit(self, frame: Credit) -> None:
         state = self._subs.get(frame.subscription)
@@ -271,6 +330,27 @@ class Session:
             # more than prefetch is never needed: the transport bounds what is unsettled
             state.credit = min(state.prefetch, state.credit + frame.n)
             state.has_credit.set()
+
+    async def _pump_taken(self, state: _Subscription, takes: AsyncIterator[Any]) -> None:
+        """:meth:`_pump` for the embedded broker: its entries go out as stored, decoded
+        only when the rights need the message (a client with a token: its reply inboxes)."""
+        send, rights = self.stream.send, self.rights
+        try:
+            async for partition, taken in takes:
+                while state.credit <= 0:
+                    state.has_credit.clear()
+                    await state.has_credit.wait()
+                state.credit -= 1
+                handle = next(self._handles)
+                state.unsettled[handle] = taken
+                if rights.client is not None:  # before the client can answer it
+                    rights.delivered(decode_message(taken.entry))
+                send(Deliver(state.id, partition, handle, taken.attempt, taken.entry))
+        except ConnectionLost as exc:
+            self._lost(state, str(exc))
+        else:
+            if state.id in self._subs:  # ended by the broker, not by Unsubscribe
+                self._lost(state, "the broker ended it")
 
     async def _pump(self, state: _Subscription) -> None:
         """Move deliveries to the client while it has credit."""
@@ -327,7 +407,7 @@ class Session:
 
     def _stored(self, request: Publish, error: BaseException | None) -> None:
         if error is None:
-            self.stream.send(Ok(request.seq, None))
+            self._ok(request.seq)
         elif isinstance(error, Exception):
             self.stream.send(self._error(request, error))
 
@@ -350,7 +430,28 @@ class Session:
         except Exception as exc:  # every failure becomes the answer to this request
             self.stream.send(self._error(request, exc))
         else:
-            self.stream.send(Ok(request.seq, result))
+            if result is None:
+                self._ok(request.seq)
+            else:
+                self.stream.send(Ok(request.seq, result))
+
+    def _ok(self, seq: int) -> None:
+        """Answer request ``seq`` with Ok, in the next Oks frame if the client reads them."""
+        oks = self._oks
+        if oks is None:
+            self.stream.send(Ok(seq, None))
+            return
+        if not oks:
+            self.stream.wake()
+        oks.append(seq)
+
+    def _send_oks(self) -> None:
+        """As a write leaves: the Oks gathered since the last one, as one frame."""
+        oks = self._oks
+        if oks:
+            self._oks = []
+            for first in range(0, len(oks), _OKS_PER_FRAME):
+                self.stream.send(Oks(tuple(oks[first : first + _OKS_PER_FRAME])))
 
     def _error(self, request: Request, exc: Exception) -> Error:
         error = Error.of(request.seq, exc)
@@ -406,7 +507,12 @@ class Session:
             raise
         state = _Subscription(next(self._ids), request.channel, sub, request.prefetch)
         self._subs[state.id] = state
-        state.pump = self._spawn(self._pump(state))
+        takes = getattr(sub, "takes", None)
+        if takes is not None and state.ack_now is not None and state.nack_now is not None:
+            state.pump = self._spawn(self._pump_taken(state, takes()))
+        else:
+            state.ack_now = state.nack_now = None
+            state.pump = self._spawn(self._pump(state))
         return state.id
 
     async def _delete(self, request: Delete) -> None:
@@ -445,4 +551,6 @@ class Session:
             self.rights.unsubscribed(state.channel)
 
 
+_OKS_PER_FRAME = 65_536
+"""Seqs in one Oks frame at most: well under any ``max_frame`` (5 bytes each)."""
 _REQUESTS = (Publish, Declare, Subscribe, Unsubscribe, Delete)

@@ -54,6 +54,15 @@ Pipelining
     in any order; a client that needs two publishes stored in order waits for
     the first one's Ok.
 
+Batching
+    A client whose Hello says ``batched`` may be answered with ``Oks(seqs)``,
+    which stands for ``Ok(seq)`` (no result) for each seq in turn: the server
+    gathers the answers ready in one loop turn into one frame. A server whose
+    Welcome says ``batched`` takes ``Acks(subscription, offsets)``, which
+    stands for one Ack per offset in turn: the client gathers the acks of one
+    write into one frame, sent before any later frame of its own. Peers that
+    predate these fields omit them, and so get single frames.
+
 Credit flow
     The server sends Deliver for a subscription only while it holds credit
     for it, and each Deliver spends one. Subscribe opens with credit equal to
@@ -137,6 +146,7 @@ __all__ = [
     "MAX_TOKEN",
     "PROTOCOL_VERSION",
     "Ack",
+    "Acks",
     "Control",
     "Credit",
     "Declare",
@@ -151,6 +161,7 @@ __all__ = [
     "Hello",
     "Nack",
     "Ok",
+    "Oks",
     "Ping",
     "Pong",
     "Publish",
@@ -201,7 +212,7 @@ DurabilityName = Literal["memory", "written", "local-fsync", "replicated"]
 """The values of :class:`~seawall._transport.Durability`."""
 
 
-class _Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="op"):
+class _Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="op", gc=False):
     """Fields travel as an array after the op name."""
 
 
@@ -212,10 +223,16 @@ class Hello(_Frame, frozen=True, tag="hello"):
     client: Name
     heartbeat: Interval = DEFAULT_HEARTBEAT
     token: str | None = None
+    batched: bool = False
+    """Whether this client reads Oks frames (a later field: an older client omits it, and
+    is answered with one Ok per request)."""
 
     def __repr__(self) -> str:  # the token is a secret: never in a log line
         token = None if self.token is None else "'***'"
-        return f"Hello(version={self.version}, client={self.client!r}, token={token})"
+        return (
+            f"Hello(version={self.version}, client={self.client!r}, token={token}, "
+            f"batched={self.batched})"
+        )
 
 
 class Welcome(_Frame, frozen=True, tag="welcome"):
@@ -235,6 +252,9 @@ class Welcome(_Frame, frozen=True, tag="welcome"):
     group_expiry: bool = False
     """Whether Subscribe's ``idle_expiry`` is honoured (a later field: an older server
     omits it, and so says no)."""
+    batched: bool = False
+    """Whether this server reads Acks frames (a later field: an older server omits it, and
+    is sent one Ack per delivery)."""
 
 
 class Declare(_Frame, frozen=True, tag="declare"):
@@ -384,6 +404,14 @@ class Ack(_Frame, frozen=True, tag="ack"):
     offset: Count
 
 
+class Acks(_Frame, frozen=True, tag="acks"):
+    """Client → server: done with the deliveries ``offsets`` of a subscription, as one Ack
+    each in this order; not answered. Only to a server whose Welcome said ``batched``."""
+
+    subscription: Count
+    offsets: tuple[Count, ...]
+
+
 class Nack(_Frame, frozen=True, tag="nack"):
     """Client → server: deliver again, not before ``delay`` seconds; not answered."""
 
@@ -399,6 +427,13 @@ class Ok(_Frame, frozen=True, tag="ok"):
     seq: Count
     result: Count | None = None
     """The subscription id for Subscribe; None otherwise."""
+
+
+class Oks(_Frame, frozen=True, tag="oks"):
+    """Server → client: requests ``seqs`` succeeded, as one ``Ok(seq)`` each (no result);
+    only to a client whose Hello said ``batched``."""
+
+    seqs: tuple[Count, ...]
 
 
 class Error(_Frame, frozen=True, tag="error"):
@@ -464,8 +499,8 @@ class Goodbye(_Frame, frozen=True, tag="goodbye"):
 
 
 Request: TypeAlias = Declare | Publish | Subscribe | Unsubscribe | Delete
-Response: TypeAlias = Ok | Error
-Flow: TypeAlias = Credit | Deliver | Ack | Nack
+Response: TypeAlias = Ok | Oks | Error
+Flow: TypeAlias = Credit | Deliver | Ack | Acks | Nack
 Control: TypeAlias = Hello | Welcome | Ping | Pong | Goodbye
 Frame: TypeAlias = Request | Response | Flow | Control
 

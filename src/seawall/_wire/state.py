@@ -8,14 +8,15 @@ Both are fed ``now`` and frames; the asyncio client and server wrap them.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._exceptions import ConfigurationError, ProtocolError
-from .protocol import Error, Response
+from .protocol import Error, Ok
 
 __all__ = ["Heartbeat", "Pipeline"]
 
 T = TypeVar("T")
+_MISSING: Any = object()
 
 
 class Heartbeat:
@@ -94,7 +95,7 @@ class Pipeline(Generic[T]):
             )
         self._waiting[seq] = waiter
 
-    def resolve(self, response: Response) -> T:
+    def resolve(self, response: Ok | Error) -> T:
         """The waiter of the request ``response`` answers, no longer waiting.
 
         An answer nobody waits for, or a connection-level Error, raises.
@@ -104,13 +105,18 @@ class Pipeline(Generic[T]):
                 response.code,
                 f"the peer ended the connection ({response.code}): {response.message}",
             )
-        if response.seq is None or response.seq not in self._waiting:
+        return self.take(response.seq, type(response).__name__)
+
+    def take(self, seq: int | None, what: str = "Ok") -> T:
+        """The waiter of request ``seq``, answered by a ``what`` frame; unknown raises."""
+        waiter = self._waiting.pop(seq, _MISSING)  # type: ignore[arg-type]
+        if waiter is _MISSING:
             raise ProtocolError(
                 "bad-request",
-                f"{type(response).__name__} answers seq {response.seq}, which no request "
+                f"{what} answers seq {seq}, which no request "
                 "waits for; the peer is out of step, close the connection",
             )
-        return self._waiting.pop(response.seq)
+        return waiter
 
     def abandon(self) -> list[T]:
         """Forget every waiting request (the connection is gone); their waiters, by seq."""

@@ -56,6 +56,10 @@ class FramedStream:
         encode_frame_into(frame, self._out, max_frame=self.peer_max_frame)
         self._ready.set()
 
+    def wake(self) -> None:
+        """Have the next write happen though nothing was queued: ``before_write`` has some."""
+        self._ready.set()
+
     async def read_frame(self) -> Frame | None:
         """Exactly one frame and not a byte more; None if the peer closed first.
 
@@ -155,6 +159,8 @@ class FramedStream:
             return
         self._closing = True
         with contextlib.suppress(Exception):
+            if self.before_write is not None:
+                self.before_write()  # what it holds goes before the last frame
             if last is not None:
                 self.send(last)
             async with asyncio.timeout(CLOSE_WAIT):
@@ -167,6 +173,9 @@ class FramedStream:
 
     def abort(self, *, flush: bool = False) -> None:
         """Drop the connection at once, handing what is queued to the socket first if ``flush``."""
+        if flush and self.before_write is not None:
+            with contextlib.suppress(Exception):
+                self.before_write()
         if flush and self._out and not self.writer.is_closing():
             data, self._out = self._out, bytearray()
             self.writer.write(data)

@@ -208,6 +208,18 @@ class EmbeddedTransport:
             dedupe=dedupe_key(message),
         )
 
+    def hold_writes(self) -> Callable[[], None] | None:
+        """Hold the store's appends until the returned function is called, to hand them
+        to the writer together (see ``StoreWriter.hold``); None when there is no store."""
+        broker = self._broker
+        storage = None if broker is None else broker.storage
+        hold = getattr(storage, "hold", None)
+        if hold is None:
+            return None
+        hold()
+        release: Callable[[], None] = getattr(storage, "release")  # noqa: B009
+        return release
+
     async def subscribe(
         self,
         channel: str,
@@ -277,19 +289,43 @@ class EmbeddedSubscription:
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._deliveries()
 
+    def _ended(self) -> bool:
+        """Whether iteration ends here; raises if it ends with the link or the channel."""
+        member = self.member
+        if member.state == "broken":
+            raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
+        if member.state == "deleted":
+            raise ConnectionLost(
+                f"channel {self.name!r} or group {member.name!r} of it was deleted; "
+                "subscribe again to make it anew"
+            )
+        return member.state == "closed" or not self._intake
+
+    async def takes(self) -> AsyncIterator[tuple[int, Taken[bytes]]]:
+        """The deliveries as the broker takes them, not decoded: the partition a
+        :class:`Delivery` would name, and what :meth:`ack_taken` and :meth:`nack_taken`
+        settle. The broker server's pump, which sends the entries as they are stored."""
+        member = self.member
+        shared = member.group.shared
+        while not self._ended():
+            taken = member.take()
+            if taken is None:
+                await member.wait()
+                continue
+            yield 0 if shared or taken.partition == DIRECT else taken.partition, taken
+
+    def ack_taken(self, taken: Taken[bytes]) -> None:
+        """Ack a delivery :meth:`takes` gave, without a coroutine."""
+        self.member.ack(taken.partition, taken.offset)
+
+    def nack_taken(self, taken: Taken[bytes], delay: float = 0.0) -> None:
+        """Nack a delivery :meth:`takes` gave, without a coroutine."""
+        self.member.nack(taken.partition, taken.offset, delay)
+
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         member = self.member
         shared = member.group.shared
-        while True:
-            if member.state == "broken":
-                raise ConnectionLost(f"link to the broker broke while reading {self.name!r}")
-            if member.state == "deleted":
-                raise ConnectionLost(
-                    f"channel {self.name!r} or group {member.name!r} of it was deleted; "
-                    "subscribe again to make it anew"
-                )
-            if member.state == "closed" or not self._intake:
-                return
+        while not self._ended():
             taken = member.take()
             if taken is None:
                 await member.wait()

@@ -239,3 +239,35 @@ async def test_a_store_that_cannot_open_fails_the_writer_at_start(tmp_path: Path
     with pytest.raises(StorageError, match="is damaged"):
         async with StoreWriter(tmp_path):
             pass
+
+
+async def test_held_appends_wait_for_release_and_other_writes_release_them(
+    tmp_path: Path,
+) -> None:
+    """hold() keeps appends on the loop until release(); a write of another kind queues
+    them first, so the writer sees every write in the order made."""
+    writer = await opened(tmp_path)
+    writer.hold()
+    held = [writer.append("orders", 0, n, 1.0, b"h%d" % n) for n in range(3)]
+    await asyncio.sleep(0.05)
+    assert not any(ack.done() for ack in held)  # not even queued for the writer yet
+    assert writer.read("orders", 0, 0, 10) == []
+    writer.release()
+    await asyncio.gather(*held)
+    assert [e.body for e in writer.read("orders", 0, 0, 10)] == [b"h0", b"h1", b"h2"]
+
+    writer.hold()
+    first = writer.append("orders", 0, 3, 2.0, b"before")
+    await writer.schedule("later", "orders", 5.0, b"moved")  # other writes, while holding
+    moved = writer.move_due("later", "orders", 0, 4, 3.0, b"moved")
+    await asyncio.gather(first, moved)  # committed without release: queued in order
+    writer.release()
+    assert [e.body for e in writer.read("orders", 0, 3, 10)] == [b"before", b"moved"]
+
+    writer.hold()  # positions too: the latest of each is kept until release
+    writer.set_position("orders", "billing", 0, 1)
+    writer.set_position("orders", "billing", 0, 2)
+    writer.release()
+    await writer.close()
+    async with StoreWriter(tmp_path) as again:
+        assert again.recovered.positions[("orders", "billing", 0)] == 2

@@ -22,15 +22,17 @@ import pytest_asyncio
 from tests.unit.server.raw import RawClient, round_trip
 
 from seawall import ConnectionLost, MessageTooLarge, PermissionDenied, ProtocolError
-from seawall._messages.envelope import encode_message
+from seawall._messages.envelope import decode_message, encode_message
 from seawall._server.acl import Client, ServerConfig
 from seawall._server.server import BrokerServer
 from seawall._wire.protocol import (
     PROTOCOL_VERSION,
+    Acks,
     Deliver,
     Error,
     Hello,
     Ok,
+    Oks,
     Ping,
     Publish,
     Subscribe,
@@ -38,6 +40,7 @@ from seawall._wire.protocol import (
     encode_frame,
 )
 from seawall.testing._conformance import Inbox, make_message
+from seawall.transports.embedded import EmbeddedTransport
 from seawall.transports.memory import MemoryTransport
 from seawall.transports.seawall import SeawallTransport
 
@@ -332,3 +335,46 @@ async def test_deliveries_of_a_killed_consumer_process_come_again(server: Broker
     assert sorted(d.message.id for d in again) == sorted(m.id for m in sent)
     assert {d.attempt for d in again} == {2}
     await client.close()
+
+
+# -- batched frames ---------------------------------------------------------------------
+
+
+async def test_a_batched_client_is_answered_with_oks_and_may_ack_with_acks(
+    tmp_path: Path,
+) -> None:
+    """A client whose Hello says ``batched`` gets Oks; the server's Welcome says it reads
+    Acks, and one Acks frame settles many deliveries of the durable broker."""
+    backing = EmbeddedTransport(tmp_path / "data")
+    async with BrokerServer(backing, host="127.0.0.1") as server:
+        raw = await RawClient.open(server.port)
+        raw.send(Hello(PROTOCOL_VERSION, "raw", batched=True))
+        welcome = await raw.next()
+        assert isinstance(welcome, Welcome), welcome
+        assert welcome.batched
+        raw.send(Subscribe(1, "orders", "billing", prefetch=8))
+        assert await raw.next() == Ok(1, result=1)
+        sent = [make_message(n) for n in range(3)]
+        publishes = [Publish(2 + n, "orders", encode_message(m)) for n, m in enumerate(sent)]
+        raw.writer.write(b"".join(map(encode_frame, publishes)))  # one read: held together
+        answered: list[int] = []
+        delivered: list[Deliver] = []
+        while len(answered) < 3 or len(delivered) < 3:
+            frame = await raw.next()
+            assert not isinstance(frame, Ok | Error), frame  # publishes are answered by Oks
+            if isinstance(frame, Oks):
+                answered += frame.seqs
+            elif isinstance(frame, Deliver):
+                delivered.append(frame)
+        assert sorted(answered) == [2, 3, 4]
+        assert [decode_message(d.message) for d in delivered] == sent
+        assert backing.unsettled() == 3
+        raw.send(Acks(1, tuple(d.offset for d in delivered[:2])))
+        raw.send(Acks(1, (delivered[2].offset, 12345)))  # a handle the server lacks: ignored
+        for _ in range(500):
+            if not backing.unsettled():
+                break
+            await asyncio.sleep(0.01)
+        assert backing.unsettled() == 0
+        raw.writer.close()
+    await backing.close()

@@ -264,7 +264,7 @@ class SeawallTransport:
         return await asyncio.open_connection(self._host, self._port, ssl=self._ssl)
 
     async def _handshake(self, stream: FramedStream) -> Link:
-        stream.send(Hello(PROTOCOL_VERSION, self.name, self._heartbeat, self._token))
+        stream.send(Hello(PROTOCOL_VERSION, self.name, self._heartbeat, self._token, batched=True))
         await stream.flush()
         batches = stream.batches()
         try:
@@ -298,7 +298,7 @@ class SeawallTransport:
             priorities=welcome.priorities,
             group_expiry=welcome.group_expiry,
         )
-        link = Link(stream, batches, self.where, pipeline=self._pipeline)
+        link = Link(stream, batches, self.where, pipeline=self._pipeline, batched=welcome.batched)
         link.start()
         return link
 

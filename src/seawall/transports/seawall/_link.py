@@ -3,9 +3,11 @@
 A :class:`Link` owns the socket and one task that reads and writes it (see
 :class:`~seawall._wire.streams.FramedStream`). Reading demultiplexes frames:
 Ok and Error answer the pipelined request they name, Deliver goes to its
-subscription's buffer. Settling a delivery queues Ack or Nack at once and
-grants the credit back in one Credit frame per subscription and write, in the
-same write as the Acks (one segment: one wake-up of the server, not two).
+subscription's buffer; Oks answers many. Settling a delivery queues Ack or
+Nack at once (to a server that reads Acks, the acks of one write go as one Acks
+frame per subscription, before any later frame) and grants the credit back in
+one Credit frame per subscription and write, in the same write as the Acks (one
+segment: one wake-up of the server, not two).
 
 When the connection breaks, every request still waiting fails and every
 subscription of the link ends with :class:`~seawall.ConnectionLost`; the
@@ -26,6 +28,7 @@ from ..._messages.envelope import decode_message
 from ..._transport import Delivery
 from ..._wire.protocol import (
     Ack,
+    Acks,
     Credit,
     Deliver,
     Error,
@@ -33,6 +36,7 @@ from ..._wire.protocol import (
     Goodbye,
     Nack,
     Ok,
+    Oks,
     Request,
     Unsubscribe,
 )
@@ -56,6 +60,7 @@ class Link:
         where: str,
         *,
         pipeline: int,
+        batched: bool = False,
     ) -> None:
         self.stream = stream
         self.where = where
@@ -66,6 +71,9 @@ class Link:
         self._batches = batches
         self._room = asyncio.Event()  # the pipeline has room again, or the link failed
         self._credit: dict[int, int] = {}  # credit to grant back, by subscription id
+        self._acks: dict[int, list[int]] | None = {} if batched else None
+        """Offsets acked since the last write, by subscription id, for a server that
+        reads Acks frames; None: one Ack frame each."""
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         stream.before_write = self._grant
@@ -98,6 +106,8 @@ class Link:
         if self.failure is not None:
             raise _fresh(self.failure)
         seq = self.pipeline.next_seq()
+        if self._acks:
+            self._send_acks()
         self.stream.send(kind(seq, *fields))
         future: asyncio.Future[int | None] = self._loop.create_future()
         self.pipeline.expect(seq, (future, sub))
@@ -114,12 +124,41 @@ class Link:
         """Send an Ack or Nack and grant its credit back (batched per write)."""
         if self.failure is not None:
             return
+        if self._acks:
+            self._send_acks()
         self.stream.send(frame)
         credit = self._credit
         credit[frame.subscription] = credit.get(frame.subscription, 0) + 1
 
+    def ack(self, sub_id: int, partition: int, offset: int) -> None:
+        """Ack a delivery and grant its credit back (both batched per write)."""
+        acks = self._acks
+        if acks is None:
+            self.settle(Ack(sub_id, partition, offset))
+            return
+        if self.failure is not None:
+            return
+        if not acks:
+            self.stream.wake()
+        offsets = acks.get(sub_id)
+        if offsets is None:
+            acks[sub_id] = [offset]
+        else:
+            offsets.append(offset)
+        credit = self._credit
+        credit[sub_id] = credit.get(sub_id, 0) + 1
+
+    def _send_acks(self) -> None:
+        """Queue the acks gathered since the last write: one Acks frame per subscription."""
+        acks, self._acks = self._acks, {}
+        if acks and self.failure is None:
+            for sub_id, offsets in acks.items():
+                self.stream.send(Acks(sub_id, tuple(offsets)))
+
     def _grant(self) -> None:
-        """Queue the credit settled since the last write, as that write leaves."""
+        """Queue the acks and the credit settled since the last write, as that write leaves."""
+        if self._acks:
+            self._send_acks()
         if not self._credit:
             return
         grants, self._credit = self._credit, {}
@@ -175,6 +214,8 @@ class Link:
                 for frame in batch:
                     if isinstance(frame, Deliver):
                         self._deliver(frame)
+                    elif isinstance(frame, Oks):
+                        self._answer_oks(frame)
                     elif isinstance(frame, Ok) or (
                         isinstance(frame, Error) and frame.seq is not None
                     ):
@@ -220,11 +261,23 @@ class Link:
         if future is not None and not future.done():
             future.set_result(frame.result)
 
+    def _answer_oks(self, frame: Oks) -> None:
+        if self.failure is not None:
+            return  # late, as in _answer
+        take = self.pipeline.take
+        for seq in frame.seqs:
+            future, _ = take(seq)
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._room.set()
+
     def _give_back(self, sub_id: int) -> None:
         if self.pipeline.full:  # rare: its deliveries return when the link ends
             log.warning("seawall transport: could not give back subscription %d", sub_id)
             return
         seq = self.pipeline.next_seq()
+        if self._acks:
+            self._send_acks()
         self.stream.send(Unsubscribe(seq, sub_id))
         self.pipeline.expect(seq, (None, None))
 
@@ -238,6 +291,8 @@ class Link:
         """The link is down: fail waiting requests, end subscriptions."""
         if self.failure is not None:
             return
+        if self._acks:  # queued as a single Ack would have been: they leave if still possible
+            self._send_acks()
         self.failure = failure
         self._room.set()
         for future, _ in self.pipeline.abandon():
@@ -319,7 +374,7 @@ class SeawallSubscription:
 
     async def ack(self, delivery: Delivery) -> None:
         if not self.closed and self.id is not None:
-            self.link.settle(Ack(self.id, delivery.partition, _offset(delivery)))
+            self.link.ack(self.id, delivery.partition, _offset(delivery))
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         if not self.closed and self.id is not None:
