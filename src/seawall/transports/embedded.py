@@ -323,17 +323,11 @@ class EmbeddedSubscription:
         self.member.nack(taken.partition, taken.offset, delay)
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
-        member = self.member
-        shared = member.group.shared
-        while not self._ended():
-            taken = member.take()
-            if taken is None:
-                await member.wait()
-                continue
+        async for partition, taken in self.takes():
             yield Delivery(
                 message=decode_message(taken.entry),
                 channel=self.name,
-                partition=0 if shared or taken.partition == DIRECT else taken.partition,
+                partition=partition,
                 attempt=taken.attempt,
                 token=taken,  # names the log (partition or priority level) and offset
             )
@@ -341,12 +335,12 @@ class EmbeddedSubscription:
     async def ack(self, delivery: Delivery) -> None:
         taken = delivery.token
         assert isinstance(taken, Taken)
-        self.member.ack(taken.partition, taken.offset)
+        self.ack_taken(taken)
 
     async def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         taken = delivery.token
         assert isinstance(taken, Taken)
-        self.member.nack(taken.partition, taken.offset, delay)
+        self.nack_taken(taken, delay)
 
     async def stop_intake(self) -> None:
         """Iteration ends; this member takes nothing more (the group log keeps the order
