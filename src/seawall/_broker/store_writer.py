@@ -120,11 +120,11 @@ class StoreWriter:
         self._futures: list[Waiter] = []
         """Who waits for the queued writes: a future, or a callback given the error or None."""
         self._thens: list[Callable[[], None]] = []
+        """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         # the loop's side: appends held by hold() until release()
         self._holding = False
         self._held: list[_Held] = []
         self._held_positions: dict[tuple[str, str, int], int] = {}
-        """Callbacks of the queued writes, run on the loop as soon as they are committed."""
         self._since = 0.0
         self._last = 0.0
         """When the writer last committed (monotonic)."""
