@@ -231,11 +231,9 @@ def _p(latencies_ns: list[int]) -> tuple[float, float]:
     return percentile(latencies_ns, 0.5) / 1000, percentile(latencies_ns, 0.99) / 1000
 
 
-async def raw_request(count: int, *, cloudevents: bool = False) -> tuple[float, float]:
-    """nats-py ``request`` to a subscription answering with ``respond``; ``cloudevents``
-    puts as many headers on the request and the reply as seawall's envelope does."""
-    client = await nats.connect(URL)
-    subject = f"bench.rpc.{uuid.uuid4().hex[:8]}"
+def responder(client: nats.NATS, cloudevents: bool) -> Callable[[Msg], Awaitable[None]]:
+    """The raw anchor's responder: answers a probe with ``respond``, or (``cloudevents``)
+    with as many headers on the reply as seawall's envelope has."""
 
     async def answer(msg: Msg) -> None:
         probe = decode_probe(msg.data)
@@ -247,7 +245,15 @@ async def raw_request(count: int, *, cloudevents: bool = False) -> tuple[float, 
         assert msg.reply
         await client.publish(msg.reply, result, headers=headers)
 
-    await client.subscribe(subject, cb=answer)
+    return answer
+
+
+async def raw_request(count: int, *, cloudevents: bool = False) -> tuple[float, float]:
+    """nats-py ``request`` to a subscription answering with ``respond``; ``cloudevents``
+    puts as many headers on the request and the reply as seawall's envelope does."""
+    client = await nats.connect(URL)
+    subject = f"bench.rpc.{uuid.uuid4().hex[:8]}"
+    await client.subscribe(subject, cb=responder(client, cloudevents))
     latencies = []
     try:
         for seq in range(count + 100):

@@ -31,7 +31,6 @@ from typing import Any
 
 import msgspec
 import nats
-from nats.aio.msg import Msg
 
 from seawall import Service, System
 from seawall.transports.nats import NatsTransport
@@ -41,9 +40,9 @@ from .nats_compare import (
     URL,
     _cloudevents_headers,
     _drop_streams,
-    decode_probe,
     decode_result,
     encode,
+    responder,
 )
 from .workloads import PROBE, Probe, ProbeResult
 
@@ -152,18 +151,7 @@ def attribute(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float], 
 async def nats_py(cloudevents: bool) -> Any:
     client = await nats.connect(URL)
     subject = f"bench.prof.{uuid.uuid4().hex[:8]}"
-
-    async def answer(msg: Msg) -> None:
-        probe = decode_probe(msg.data)
-        result = encode(ProbeResult(seq=probe.seq, accepted=True))
-        if not cloudevents:
-            await msg.respond(result)
-            return
-        headers = _cloudevents_headers("document", "bench.ProbeResult", "bench-server")
-        assert msg.reply
-        await client.publish(msg.reply, result, headers=headers)
-
-    await client.subscribe(subject, cb=answer)
+    await client.subscribe(subject, cb=responder(client, cloudevents))
 
     async def once(seq: int) -> None:
         body = encode(msgspec.structs.replace(PROBE, seq=seq))
