@@ -42,14 +42,14 @@ import contextlib
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from seawall import Service, System
+from seawall import Context, Service, System
 from seawall._transport import ChannelSpec
 from seawall.transports.nats import NatsTransport
 
@@ -387,7 +387,10 @@ async def faststream_request(count: int) -> tuple[float, float]:
     return _p(latencies)
 
 
-async def seawall_request(count: int, *, direct: bool = False) -> tuple[float, float]:
+@contextlib.asynccontextmanager
+async def probe_requester(direct: bool) -> AsyncIterator[Context]:
+    """A system serving the probe service over NATS and a second one asking it (a
+    context of the latter); their streams dropped and transports closed after."""
     from . import workloads
 
     service = Service(workloads.SERVICE, concurrency=64, requests="direct" if direct else "stored")
@@ -402,14 +405,18 @@ async def seawall_request(count: int, *, direct: bool = False) -> tuple[float, f
             System(service, transport=server),
             System(transport=client) as requester,
         ):
-            ctx = requester.context("bench-client")
-            await _round_trips(ctx, 100, float("inf"))  # warm up
-            return _p(await _round_trips(ctx, count, float("inf")))
+            yield requester.context("bench-client")
     finally:
         await _drop_streams(server)
         await _drop_streams(client)
         await server.close()
         await client.close()
+
+
+async def seawall_request(count: int, *, direct: bool = False) -> tuple[float, float]:
+    async with probe_requester(direct) as ctx:
+        await _round_trips(ctx, 100, float("inf"))  # warm up
+        return _p(await _round_trips(ctx, count, float("inf")))
 
 
 # -- 3. JetStream durable consume + ack ---------------------------------------------------

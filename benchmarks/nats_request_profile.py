@@ -32,19 +32,16 @@ from typing import Any
 import msgspec
 import nats
 
-from seawall import Service, System
-from seawall.transports.nats import NatsTransport
-
 from . import workloads
 from .nats_compare import (
     URL,
     _cloudevents_headers,
-    _drop_streams,
     decode_result,
     encode,
+    probe_requester,
     responder,
 )
-from .workloads import PROBE, Probe, ProbeResult
+from .workloads import PROBE, ProbeResult
 
 LAYERS = (
     "nats-py client",
@@ -170,32 +167,15 @@ async def nats_py(cloudevents: bool) -> Any:
 
 @contextlib.asynccontextmanager
 async def seawall_direct() -> Any:
-    service = Service(workloads.SERVICE, concurrency=64, requests="direct")
+    async with probe_requester(direct=True) as ctx:
 
-    @service.command
-    async def probe(cmd: Probe) -> ProbeResult:
-        return ProbeResult(seq=cmd.seq, accepted=True)
+        async def once(seq: int) -> None:
+            request = msgspec.structs.replace(PROBE, seq=seq)
+            reply = await ctx.request(workloads.SERVICE, request, returns=ProbeResult)
+            if reply.seq != seq:
+                raise AssertionError("wrong reply")
 
-    server, client = NatsTransport(URL), NatsTransport(URL)
-    try:
-        async with (
-            System(service, transport=server),
-            System(transport=client) as requester,
-        ):
-            ctx = requester.context("bench-client")
-
-            async def once(seq: int) -> None:
-                request = msgspec.structs.replace(PROBE, seq=seq)
-                reply = await ctx.request(workloads.SERVICE, request, returns=ProbeResult)
-                if reply.seq != seq:
-                    raise AssertionError("wrong reply")
-
-            yield once
-    finally:
-        await _drop_streams(server)
-        await _drop_streams(client)
-        await server.close()
-        await client.close()
+        yield once
 
 
 VARIANTS: dict[str, Callable[[], Any]] = {
